@@ -1,0 +1,189 @@
+"""nncli's command line: parse -> call one library function -> render -> exit code.
+
+Thin on purpose. Each command imports its tool lazily (torch takes ~2 s to load and
+``nncli --help`` must not pay it), calls one function returning a result object, and hands it
+to :mod:`nncli.render`. Errors are caught once, in :func:`main`: an ``NncliError`` prints its
+located message and exits with its code (2 bad input, 1 a failed check); ``--traceback`` (or
+``NNCLI_TRACEBACK=1``) re-raises instead, for bug reports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from nncli import render
+from nncli.errors import CheckFailed, ExitCode, InputError, NncliError
+
+app = typer.Typer(
+    name="nncli",
+    help="Network diagrams, checks and experiments from YAML specs.\n\n"
+         "A spec lists layers (torch.nn names, Residual, Repeat, Custom, Step); nncli builds it as a "
+         "torch.nn.Sequential, then checks, counts, draws, gradchecks, probes and trains it.\n\n"
+         "Exit codes: 0 ok; 1 a check found a problem; 2 bad input; 130 interrupted.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"traceback": os.environ.get("NNCLI_TRACEBACK", "") not in ("", "0"), "json": False}
+
+JSON_HELP = "Print one JSON document on stdout (nothing else there); logs go to stderr."
+SPEC_HELP = "The network spec (YAML)."
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+    adamw = "adamw"
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    float64 = "float64"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+def _json_flag() -> bool:
+    return typer.Option(False, "--json", help=JSON_HELP)
+
+
+@app.callback()
+def _root(
+    traceback: bool = typer.Option(False, "--traceback", help="Show the Python traceback of an error (for bug reports)."),
+    version: bool = typer.Option(False, "--version", help="Print nncli's version and exit.", is_eager=True),
+) -> None:
+    if version:
+        from importlib.metadata import version as pkg_version
+
+        typer.echo(f"nncli {pkg_version('nncli')}")
+        raise typer.Exit(0)
+    _state["traceback"] = _state["traceback"] or traceback
+
+
+def _load(spec: Path):
+    from nncli.spec import load_spec
+
+    return load_spec(spec)
+
+
+def _fail_check(message: str) -> None:
+    """A check ran and found a problem: exit 1 after the report was printed."""
+    raise CheckFailed(message)
+
+
+# -- check ----------------------------------------------------------------------------------------
+@app.command()
+def check(
+    spec: Path = typer.Argument(..., help=SPEC_HELP),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too, not only on errors."),
+    json_out: bool = _json_flag(),
+) -> None:
+    """Validate a spec: print the layer table and lint findings.
+
+    Lints: affine layers with no nonlinearity between them (just a linear predictor), Softmax
+    before a cross-entropy loss (which takes logits), deep sigmoid/tanh stacks without
+    normalisation or skips, a bias right before BatchNorm, Dropout right before BatchNorm.
+    Exit 1 on an error-level finding (on any warning with --strict), 2 on a bad spec.
+    """
+    _state["json"] = json_out
+    from nncli.lint import check_spec
+
+    result = check_spec(_load(spec))
+    render.emit(result, json_out, render.check)
+    counts = result.counts()
+    if counts["error"] or (strict and counts["warning"]):
+        _fail_check(f"{counts['error']} error(s), {counts['warning']} warning(s)"
+                    + (" (--strict)" if strict and not counts["error"] else ""))
+
+
+# -- params ---------------------------------------------------------------------------------------
+@app.command()
+def params(
+    spec: Path = typer.Argument(..., help=SPEC_HELP),
+    depth: int = typer.Option(1, "--depth", min=0, help="How deep to open nested blocks (Residual, Repeat): 0 = top level only."),
+    batch_size: int = typer.Option(1, "--batch-size", "-b", min=1, help="Batch size for FLOPs and activation memory."),
+    dtype: DType = typer.Option(DType.float32, "--dtype", help="Element type for memory figures."),
+    optimizer: Optimizer = typer.Option(Optimizer.adam, "--optimizer", help="Optimizer whose state is counted (sgd: momentum buffer; adam/adamw: two moments)."),
+    max_params: Optional[str] = typer.Option(None, "--max-params", help="Gate: exit 1 if total parameters exceed this (e.g. 25M, 1.5e9)."),
+    max_flops: Optional[str] = typer.Option(None, "--max-flops", help="Gate: exit 1 if forward FLOPs for the batch exceed this (e.g. 4G)."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Gate: exit 1 if estimated training memory exceeds this (e.g. 2GiB, 500MB)."),
+    json_out: bool = _json_flag(),
+) -> None:
+    """Count parameters, buffers, FLOPs and memory per layer, without allocating weights.
+
+    Counting runs on meta tensors: a 100-billion-parameter spec takes seconds and little memory.
+    FLOPs come from torch's own FLOP counter (a multiply-add counts 2). Memory is an estimate
+    for one training step: weights, buffers, activations saved for backward, gradients and the
+    optimizer's state. Budget gates (--max-params, --max-flops, --max-memory) exit 1 when
+    exceeded and say by how much.
+    """
+    _state["json"] = json_out
+    from nncli.params import Budget, count
+
+    budget = Budget.parse(max_params=max_params, max_flops=max_flops, max_memory=max_memory)
+    report = count(_load(spec), batch_size=batch_size, dtype=dtype.value, optimizer=optimizer.value,
+                   depth=depth, budget=budget)
+    render.emit(report, json_out, render.params)
+    failed = [g for g in report.gates if not g.ok]
+    if failed:
+        _fail_check("; ".join(f"{g.name}: {g.message}" for g in failed))
+
+
+# -- entry point ----------------------------------------------------------------------------------
+def main(argv: List[str] | None = None) -> int:
+    """Console-script entry point: run the app, map errors to exit codes."""
+    try:  # typer >= 0.26 vendors click; older releases depend on it
+        from typer._click.exceptions import ClickException
+    except ImportError:  # pragma: no cover - depends on the installed typer
+        from click import ClickException
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "--traceback" in args:
+        _state["traceback"] = True
+    try:
+        rv = app(args=args, prog_name="nncli", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except NncliError as err:
+        if _state["traceback"]:
+            raise
+        if isinstance(err, CheckFailed):
+            render.stderr_console().print(f"[bold red]check failed:[/] {render._escape(str(err))}")
+            code = int(err.exit_code)
+        else:
+            render.error(err, _state["json"])
+            code = int(err.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        render.stderr_console().print("interrupted")
+        code = int(ExitCode.INTERRUPTED)
+    except ClickException as exc:  # bad flag or argument: typer/click's own message
+        exc.show()
+        code = int(ExitCode.BAD_INPUT)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except BrokenPipeError:  # `nncli params ... | head`
+        code = 0
+    except Exception as exc:  # a bug in nncli, not a user mistake: say so briefly
+        if _state["traceback"]:
+            raise
+        render.stderr_console().print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {render._escape(str(exc))}\n"
+            "  this is a bug in nncli; run again with --traceback and report it")
+        code = int(ExitCode.CHECK_FAILED)
+    sys.stdout.flush()
+    return code
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,313 @@
+"""``nncli check``: validate a spec and look for the lecture's classic architecture mistakes.
+
+The rules read the built (meta) network, so every layer's real type and shape are known:
+
+- ``linear-collapse``: weight layers (Linear, Conv) composed with only affine layers between
+  them (BatchNorm, average pooling, Flatten, Dropout) are one affine map: "Oops, this is just a
+  linear predictor". The finding gives the parameter count of the one equivalent layer.
+- ``softmax-before-loss``: Softmax/LogSoftmax (or Sigmoid) as the last layer while the loss
+  (cross_entropy / bce_with_logits) already takes logits.
+- ``vanishing-risk``: 8 or more sigmoid/tanh layers with no normalisation or skip connections.
+- ``bias-before-norm``: a bias right before BatchNorm, which subtracts the mean and cancels it.
+- ``dropout-before-norm``: Dropout right before BatchNorm (train/eval variance shift).
+- ``step-no-gradient``: a Step unit in a network meant for training: its gradient is zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from nncli.build import Built, LayerInfo, infer
+from nncli.spec import Spec
+
+WEIGHT_LAYERS = {"Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
+                 "ConvTranspose3d"}
+# Affine in their input (BatchNorm with its running statistics, i.e. at inference).
+AFFINE_PASS = {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
+               "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "Flatten", "Unflatten",
+               "Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "ZeroPad1d", "ZeroPad2d",
+               "ZeroPad3d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d"}
+NORMS = {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "RMSNorm",
+         "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "SyncBatchNorm"}
+BATCH_NORMS = {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm"}
+SATURATING = {"Sigmoid", "Tanh", "Hardtanh", "Softsign", "Hardsigmoid"}
+DROPOUTS = {"Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout"}
+DEEP_SATURATING = 8  # the issue's threshold: sigmoid'(z) <= 1/4 makes 8 layers attenuate by >= 4^8
+
+
+@dataclass
+class Finding:
+    """One lint finding. ``severity`` is error, warning or info."""
+
+    severity: str
+    code: str
+    message: str
+    spec_path: str | None = None
+    file: str | None = None
+    line: int | None = None
+    hint: str | None = None
+
+    @property
+    def location(self) -> str:
+        parts = [p for p in (self.file, self.line) if p is not None]
+        loc = ":".join(map(str, parts))
+        return " ".join(p for p in (loc, self.spec_path) if p)
+
+    def to_json(self) -> dict:
+        return {"severity": self.severity, "code": self.code, "message": self.message,
+                "spec_path": self.spec_path, "file": self.file, "line": self.line, "hint": self.hint}
+
+
+@dataclass
+class LayerRow:
+    index_label: str
+    name: str
+    type: str
+    output_shape: tuple
+    params: int
+
+    def to_json(self) -> dict:
+        return {"index": self.index_label, "name": self.name, "type": self.type,
+                "output_shape": list(self.output_shape), "params": self.params}
+
+
+@dataclass
+class CheckResult:
+    """What ``nncli check`` found: the layer table and the findings."""
+
+    name: str
+    file: str | None
+    input_shape: tuple
+    output_shape: tuple
+    total_params: int
+    layers: list[LayerRow]
+    findings: list[Finding] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = {"error": 0, "warning": 0, "info": 0}
+        for f in self.findings:
+            out[f.severity] += 1
+        return out
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "file": self.file, "input_shape": list(self.input_shape),
+                "output_shape": list(self.output_shape), "total_params": self.total_params,
+                "layers": [r.to_json() for r in self.layers],
+                "findings": [f.to_json() for f in self.findings], "counts": self.counts()}
+
+
+def check_spec(spec: Spec) -> CheckResult:
+    """Build ``spec`` on the meta device and lint it.
+
+    Raises:
+        SpecError: if the spec does not build (located, exit 2).
+    """
+    built = infer(spec)
+    rows = [LayerRow(str(info.index), info.name, info.type, info.out_shape, info.params)
+            for info in built.layers]
+    total = sum(p.numel() for p in {id(p): p for p in built.model.parameters()}.values())
+    result = CheckResult(spec.name, str(spec.path) if spec.path else None, built.input_shape,
+                         built.output_shape, total, rows)
+    result.findings = lint(built)
+    return result
+
+
+def lint(built: Built) -> list[Finding]:
+    """All findings for a built network, in layer order per rule."""
+    out: list[Finding] = []
+    for stream in _streams(built.layers):
+        out += _linear_collapse(stream)
+        out += _before_norm(stream)
+    out += _softmax_before_loss(built)
+    out += _vanishing_risk(built)
+    out += _step_units(built)
+    return out
+
+
+# -- streams: the layers data flows through in order, a Residual body being its own stream --------
+def _streams(layers: list[LayerInfo]) -> list[list[LayerInfo]]:
+    streams: list[list[LayerInfo]] = []
+    current: list[LayerInfo] = []
+
+    def feed(items):
+        nonlocal current
+        for info in items:
+            if info.type == "Repeat":
+                feed(info.children)  # copies run in sequence
+            elif info.type == "Residual":
+                streams.append(current)
+                # A Residual's sum is a merge point; each branch is analysed on its own.
+                for role in ("body", "shortcut"):
+                    branch = [c for c in info.children if c.role == role]
+                    if branch:
+                        streams.extend(_streams(branch))
+                current = []
+            else:
+                current.append(info)
+
+    feed(layers)
+    streams.append(current)
+    return [s for s in streams if s]
+
+
+def _finding(severity: str, code: str, message: str, info: LayerInfo, hint: str | None = None) -> Finding:
+    w = info.spec.where
+    return Finding(severity, code, message, w.spec_path, w.file, w.line, hint)
+
+
+def _linear_collapse(stream: list[LayerInfo]) -> list[Finding]:
+    findings = []
+    chain: list[LayerInfo] = []
+
+    def close():
+        weights = [c for c in chain if c.type in WEIGHT_LAYERS]
+        if len(weights) >= 2:
+            # Trim pass-through layers after the last weight layer: they are not part of the collapse.
+            last = chain.index(weights[-1])
+            span = chain[: last + 1]
+            findings.append(_collapse_finding(span, weights))
+        chain.clear()
+
+    for info in stream:
+        if info.type in WEIGHT_LAYERS:
+            chain.append(info)
+        elif info.type in AFFINE_PASS:
+            if chain:
+                chain.append(info)
+        else:
+            close()
+    close()
+    return findings
+
+
+def _collapse_finding(span: list[LayerInfo], weights: list[LayerInfo]) -> Finding:
+    first, last = span[0], span[-1]
+    names = " -> ".join(f"{c.path} {c.type}" for c in span)
+    own = sum(c.params for c in span)
+    equiv, what = _equivalent(span)
+    message = (f"{names}: no nonlinearity between these {len(weights)} weight layers, so they compose to "
+               f"one affine map (\"Oops, this is just a linear predictor\"): {what} with {equiv:,} "
+               f"parameters computes the same family of functions as these {own:,}")
+    return _finding("warning", "linear-collapse", message, first,
+                    hint=f"put a nonlinearity (e.g. ReLU) after {first.path} {first.type}, or merge the layers")
+
+
+def _equivalent(span: list[LayerInfo]) -> tuple[int, str]:
+    first, last = span[0], span[-1]
+    # Convolutions (with padding, BatchNorm, average pooling between) stay one convolution;
+    # anything that flattens or adapts the spatial size makes the equivalent a dense layer.
+    spatial = all(c.type.startswith(("Conv", "BatchNorm", "AvgPool", "Dropout", "ZeroPad", "ConstantPad", "Identity"))
+                  for c in span)
+    if spatial and first.type.startswith("Conv") and len(first.in_shape) == len(last.out_shape) >= 2:
+        # One convolution whose kernel is the chain's receptive field: r += (k - 1) * d * jump.
+        ndim = len(first.in_shape) - 1
+        field_, jump = [1] * ndim, [1] * ndim
+        for c in span:
+            k = _tuple(c.args.get("kernel_size", 1), ndim)
+            d = _tuple(c.args.get("dilation", 1), ndim)
+            s = _tuple(c.args.get("stride", c.args.get("kernel_size", 1) if "Pool" in c.type else 1), ndim)
+            if c.type.startswith("Conv") or "Pool" in c.type:
+                for i in range(ndim):
+                    field_[i] += (k[i] - 1) * d[i] * jump[i]
+                    jump[i] *= s[i]
+        c_in, c_out = first.in_shape[0], last.out_shape[0]
+        params = c_in * c_out * math.prod(field_) + c_out
+        kernel = "x".join(map(str, field_))
+        return params, f"one {first.type} {c_in}->{c_out} with a {kernel} kernel"
+    n_in, n_out = math.prod(first.in_shape), math.prod(last.out_shape)
+    return n_in * n_out + n_out, f"one Linear {n_in}->{n_out}"
+
+
+def _tuple(value, n: int) -> tuple:
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    return (value,) * n
+
+
+def _before_norm(stream: list[LayerInfo]) -> list[Finding]:
+    findings = []
+    for prev, nxt in zip(stream, stream[1:]):
+        if nxt.type not in BATCH_NORMS:
+            continue
+        bias = getattr(prev.module, "bias", None)
+        if prev.type in WEIGHT_LAYERS and bias is not None:
+            findings.append(_finding(
+                "warning", "bias-before-norm",
+                f"{prev.path} {prev.type} has a bias ({bias.numel():,} parameters) that {nxt.path} "
+                f"{nxt.type} cancels by subtracting the batch mean: wasted parameters", prev,
+                hint=f"set `bias: false` on {prev.path} {prev.type}"))
+        if prev.type in DROPOUTS:
+            findings.append(_finding(
+                "warning", "dropout-before-norm",
+                f"{prev.path} {prev.type} right before {nxt.path} {nxt.type}: BatchNorm's running "
+                "variance is learned under dropout's train-time scaling and is wrong at eval time "
+                "(the variance shift of Li et al., 2019)", prev,
+                hint="move Dropout after the BatchNorm and its activation"))
+    return findings
+
+
+def _last_leaf(layers: list[LayerInfo]) -> LayerInfo | None:
+    if not layers:
+        return None
+    last = layers[-1]
+    if last.type == "Repeat":
+        return _last_leaf(last.children)
+    return last
+
+
+def _loss(built: Built) -> tuple[str, bool]:
+    """The training loss and whether the spec says it (its `train` section) or it is the default."""
+    train = built.spec.train or {}
+    loss = train.get("loss", "cross_entropy")
+    return str(loss), bool(built.spec.train)
+
+
+def _softmax_before_loss(built: Built) -> list[Finding]:
+    last = _last_leaf(built.layers)
+    if last is None:
+        return []
+    loss, explicit = _loss(built)
+    if last.type == "Softmax" and loss == "cross_entropy":
+        return [_finding(
+            "error" if explicit else "warning", "softmax-before-loss",
+            f"{last.path} Softmax is the last layer, but cross_entropy takes logits and applies "
+            "log-softmax itself: the network is trained on softmax(softmax(z)), whose gradients "
+            "are squashed", last, hint="remove the Softmax; apply it at prediction time if you need probabilities")]
+    if last.type == "LogSoftmax" and loss == "cross_entropy":
+        return [_finding("info", "softmax-before-loss",
+                         f"{last.path} LogSoftmax is redundant before cross_entropy, which applies "
+                         "log-softmax itself (harmless: log-softmax is idempotent)", last,
+                         hint="remove it, or use loss: nll")]
+    if last.type == "Sigmoid" and loss == "bce_with_logits":
+        return [_finding("error", "softmax-before-loss",
+                         f"{last.path} Sigmoid is the last layer, but bce_with_logits takes logits "
+                         "and applies the sigmoid itself", last, hint="remove the Sigmoid")]
+    return []
+
+
+def _vanishing_risk(built: Built) -> list[Finding]:
+    leaves = [i for i in built.walk() if not i.children]
+    saturating = [i for i in leaves if i.type in SATURATING]
+    if len(saturating) < DEEP_SATURATING:
+        return []
+    if any(i.type in NORMS for i in leaves) or any(i.type == "Residual" for i in built.walk()):
+        return []
+    first = saturating[0]
+    kinds = "/".join(sorted({i.type for i in saturating}))
+    return [_finding(
+        "warning", "vanishing-risk",
+        f"{len(saturating)} {kinds} layers with no normalisation or skip connections: each multiplies "
+        f"the backward signal by at most {('1/4' if kinds == 'Sigmoid' else '1')} times a weight "
+        "matrix, so gradients reaching the first layers can vanish (run `nncli probe` to measure it)",
+        first, hint="use ReLU with He init, add BatchNorm/LayerNorm, or add skip connections (Residual)")]
+
+
+def _step_units(built: Built) -> list[Finding]:
+    steps = [i for i in built.walk() if i.type == "Step"]
+    if not steps or not built.spec.train:
+        return []
+    return [_finding("warning", "step-no-gradient",
+                     f"{steps[0].path} Step has zero gradient everywhere: no layer before it can be "
+                     "trained by gradient descent", steps[0],
+                     hint="use Sigmoid or ReLU to train; keep Step for hand-set weights")]

@@ -1,0 +1,264 @@
+"""``nncli params``: parameters, buffers, FLOPs and training memory, per layer, on meta tensors.
+
+Nothing real is allocated: the network is built on the meta device (:func:`nncli.build.infer`),
+FLOPs come from torch's own ``FlopCounterMode`` (which dispatches on shapes alone, so it works on
+meta tensors and counts functional ops inside Custom layers too; a multiply-add is 2 FLOPs), and
+the activations kept for backward are the tensors autograd actually saves, caught with
+``saved_tensors_hooks`` and de-duplicated by storage.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from nncli.build import Built, LayerInfo, infer
+from nncli.errors import InputError
+from nncli.spec import Spec
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+          "bfloat16": torch.bfloat16}
+# Optimizer state per trainable parameter, in parameter-sized tensors.
+OPTIMIZER_STATE = {"sgd": 1, "adam": 2, "adamw": 2, "none": 0}  # sgd: the momentum buffer
+
+_SI = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "B": 1e9, "T": 1e12}
+_BYTES = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_quantity(text: str, flag: str, *, memory: bool = False) -> float:
+    """'25M' -> 25e6, '1.5e9' -> 1.5e9, '2GiB' -> 2**31 (memory). Raises InputError (exit 2)."""
+    raw = str(text).strip().replace("_", "").replace(",", "")
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)", raw)
+    units = _BYTES if memory else _SI
+    unit = m.group(2) if m else None
+    key = unit.upper() if (m and memory) else unit
+    if not m or key not in units:
+        example = "2GiB, 500MB or 1e9" if memory else "25M, 4G or 1.5e9"
+        raise InputError(f"{flag}: expected a number like {example}, found {text!r}")
+    return float(m.group(1)) * units[key]
+
+
+@dataclass
+class Budget:
+    """CI gates: limits on parameters, forward FLOPs and training memory (None = no gate)."""
+
+    max_params: float | None = None
+    max_flops: float | None = None
+    max_memory: float | None = None
+
+    @classmethod
+    def parse(cls, max_params: str | None = None, max_flops: str | None = None,
+              max_memory: str | None = None) -> "Budget":
+        return cls(
+            parse_quantity(max_params, "--max-params") if max_params is not None else None,
+            parse_quantity(max_flops, "--max-flops") if max_flops is not None else None,
+            parse_quantity(max_memory, "--max-memory", memory=True) if max_memory is not None else None,
+        )
+
+
+@dataclass
+class Gate:
+    name: str
+    limit: float
+    value: float
+    ok: bool
+    message: str
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "limit": self.limit, "value": self.value, "ok": self.ok,
+                "message": self.message}
+
+
+@dataclass
+class Memory:
+    """Estimated memory of one training step, in bytes."""
+
+    batch_size: int
+    dtype: str
+    optimizer: str
+    weights: int
+    buffers: int
+    activations: int  # tensors autograd saves for backward, for this batch size
+    gradients: int
+    optimizer_state: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.buffers + self.activations + self.gradients + self.optimizer_state
+
+    def to_json(self) -> dict:
+        return {"batch_size": self.batch_size, "dtype": self.dtype, "optimizer": self.optimizer,
+                "weights": self.weights, "buffers": self.buffers, "activations": self.activations,
+                "gradients": self.gradients, "optimizer_state": self.optimizer_state, "total": self.total}
+
+
+@dataclass
+class ParamRow:
+    """One row of the table: a top-level layer (depth 0) or a nested one."""
+
+    index: int  # the top-level layer this row belongs to
+    index_label: str  # the module's name in the model: "3", "3.body.0", "4.1.0"
+    depth: int
+    name: str
+    type: str
+    output_shape: tuple
+    params: int
+    trainable: int
+    buffers: int
+    flops: int  # forward FLOPs for the report's batch size
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "id": self.index_label, "depth": self.depth, "name": self.name,
+                "type": self.type, "output_shape": list(self.output_shape), "params": self.params,
+                "trainable": self.trainable, "buffers": self.buffers, "flops": self.flops}
+
+
+@dataclass
+class ParamsReport:
+    """Everything ``nncli params`` reports. ``to_json`` is the stable, documented schema."""
+
+    name: str
+    input_shape: tuple
+    output_shape: tuple
+    total: int
+    trainable: int
+    buffers: int
+    flops: int  # forward FLOPs for the batch
+    flops_per_example: int
+    layers: list[ParamRow]
+    memory: Memory
+    gates: list[Gate] = field(default_factory=list)
+
+    @property
+    def non_trainable(self) -> int:
+        return self.total - self.trainable
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "input_shape": list(self.input_shape),
+                "output_shape": list(self.output_shape), "total": self.total,
+                "trainable": self.trainable, "non_trainable": self.non_trainable,
+                "buffers": self.buffers, "flops": self.flops, "flops_per_example": self.flops_per_example,
+                "batch_size": self.memory.batch_size, "memory": self.memory.to_json(),
+                "layers": [r.to_json() for r in self.layers], "gates": [g.to_json() for g in self.gates]}
+
+
+def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: str = "adam",
+          depth: int = 0, budget: Budget | None = None) -> ParamsReport:
+    """Count a spec without allocating its weights.
+
+    Args:
+        spec: the validated spec.
+        batch_size: batch for FLOPs and activation memory.
+        dtype: element type for the memory figures (float32, float64, float16, bfloat16).
+        optimizer: sgd (one momentum buffer), adam/adamw (two moments) or none.
+        depth: how many levels of nested blocks (Residual, Repeat) get their own rows.
+        budget: optional gates; each becomes a :class:`Gate` in the report.
+
+    Example:
+        >>> report = count(load_spec("specs/resnet18.yaml"))
+        >>> report.total
+        11689512
+    """
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype: expected one of {', '.join(DTYPES)}, found {dtype!r}")
+    if optimizer not in OPTIMIZER_STATE:
+        raise InputError(f"--optimizer: expected one of {', '.join(OPTIMIZER_STATE)}, found {optimizer!r}")
+    built = infer(spec)
+    model = built.model
+    params = {id(p): p for p in model.parameters()}.values()  # shared parameters count once
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    buffers = list({id(b): b for b in model.buffers()}.values())
+
+    flops = {}
+    rows: list[ParamRow] = []
+    for info in built.layers:
+        _layer_flops(info, batch_size, flops)
+        _rows(info, info.index, 0, depth, flops, rows)
+    per_batch = sum(flops[id(i)] for i in built.layers)
+    per_example = per_batch // batch_size if batch_size else 0
+
+    itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
+    memory = Memory(
+        batch_size=batch_size, dtype=dtype, optimizer=optimizer,
+        weights=total * itemsize,
+        buffers=sum(b.numel() * (itemsize if b.is_floating_point() else b.element_size()) for b in buffers),
+        activations=saved_activation_bytes(model, built.input_shape, batch_size, itemsize),
+        gradients=trainable * itemsize,
+        optimizer_state=OPTIMIZER_STATE[optimizer] * trainable * itemsize,
+    )
+    report = ParamsReport(spec.name, built.input_shape, built.output_shape, total, trainable,
+                          sum(b.numel() for b in buffers), per_batch, per_example, rows, memory)
+    report.gates = _gates(report, budget) if budget else []
+    return report
+
+
+def _layer_flops(info: LayerInfo, batch_size: int, out: dict) -> int:
+    """Forward FLOPs of a layer for the batch; composites are the sum of their leaves."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if info.children:
+        out[id(info)] = sum(_layer_flops(c, batch_size, out) for c in info.children)
+        return out[id(info)]
+    x = torch.empty((batch_size, *info.in_shape), device="meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        info.module(x)
+    out[id(info)] = int(counter.get_total_flops())
+    return out[id(info)]
+
+
+def _rows(info: LayerInfo, top: int, level: int, depth: int, flops: dict, rows: list) -> None:
+    rows.append(ParamRow(top, info.fqn, level, info.name, info.type, info.out_shape, info.params,
+                         info.trainable, info.buffers, flops[id(info)]))
+    if level < depth:
+        for child in info.children:
+            _rows(child, top, level + 1, depth, flops, rows)
+
+
+def saved_activation_bytes(model: nn.Module, input_shape: tuple, batch_size: int, itemsize: int) -> int:
+    """Bytes of the tensors autograd keeps for backward in one forward pass (meta model).
+
+    Storages are counted once (a view and its base share one), parameters are left out (they are
+    the weights), and floating tensors are scaled to the target dtype's ``itemsize``.
+    """
+    param_storages = {p.untyped_storage()._cdata for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        storage = t.untyped_storage()
+        key = storage._cdata
+        if key not in param_storages and key not in seen:
+            size = itemsize if t.is_floating_point() else t.element_size()
+            # The storage may be larger than this view: count the storage's elements.
+            seen[key] = storage.nbytes() // t.element_size() * size
+        return t
+
+    x = torch.empty((batch_size, *input_shape), device="meta")
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return sum(seen.values())
+
+
+def _gates(report: ParamsReport, budget: Budget) -> list[Gate]:
+    from nncli.render import fmt_bytes, fmt_int, fmt_si
+
+    gates = []
+    for name, limit, value, fmt in (
+        ("max-params", budget.max_params, report.total, lambda v: fmt_int(int(v))),
+        ("max-flops", budget.max_flops, report.flops, fmt_si),
+        ("max-memory", budget.max_memory, report.memory.total, fmt_bytes),
+    ):
+        if limit is None:
+            continue
+        ok = value <= limit
+        if ok:
+            message = f"{fmt(value)} <= {fmt(limit)}"
+        else:
+            message = (f"{fmt(value)} exceeds the limit {fmt(limit)} by {fmt(value - limit)} "
+                       f"({(value / limit - 1) * 100:.1f}% over)")
+        gates.append(Gate(name, limit, value, ok, message))
+    return gates
