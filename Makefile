@@ -1,0 +1,56 @@
+# nncli set-up, demo and tests. Every target is idempotent: run it on a fresh machine or again.
+#   make demo   set everything up, then show nncli on the bundled specs and data
+#   make test   set everything up, then run the test suite (slow tests: make test-slow)
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_VERSION ?= 2.13.0
+PY := $(VENV)/bin/python
+NNCLI := $(VENV)/bin/nncli
+OUT ?= demo-out
+
+.PHONY: setup dot demo test test-slow test-cuda bench clean
+
+setup: $(VENV)/.nncli-installed dot
+
+# torch is pinned and installed first: an unpinned torch would pull a multi-GB CUDA build;
+# 2.13.0 is the CPU wheel this kind of machine keeps on disk.
+$(VENV)/.nncli-installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+# graphviz's `dot` renders diagrams (the Python package only writes DOT source).
+dot:
+	@if command -v dot >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing graphviz (dot) with apt-get"; \
+	  (apt-get install -y -qq graphviz >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null)); \
+	else \
+	  echo "graphviz's 'dot' is missing; diagrams will be written as .dot only. Install it with one of:"; \
+	  echo "  sudo apt-get install graphviz   |   brew install graphviz   |   conda install -c conda-forge graphviz"; \
+	fi
+
+demo: setup
+	mkdir -p $(OUT)
+	$(NNCLI) check specs/lecture-mlp.yaml
+	$(NNCLI) params specs/resnet50.yaml --batch-size 32 --max-params 30M
+	$(NNCLI) diagram specs/resnet-tiny.yaml -o $(OUT)/resnet-tiny.svg
+	$(NNCLI) gradcheck specs/custom-swish.yaml
+	$(NNCLI) probe specs/deep-sigmoid.yaml || echo "(probe exits 1 above: the deep sigmoid stack's gradients vanish, as the lecture says)"
+	$(NNCLI) train specs/digits-cnn.yaml --out $(OUT)/digits-run --force
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+test-slow: setup
+	$(VENV)/bin/pytest -q -m slow
+
+test-cuda: setup
+	$(VENV)/bin/pytest -q -m cuda -rs
+
+bench: setup
+	for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis *.egg-info
