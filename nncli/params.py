@@ -174,20 +174,20 @@ def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: st
     trainable = sum(p.numel() for p in params if p.requires_grad)
     buffers = list({id(b): b for b in model.buffers()}.values())
 
-    flops = {}
+    # One forward pass on meta tensors gives both the per-module FLOPs and the saved activations.
+    itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
+    flops, activations = measure_forward(model, built.input_shape, batch_size, itemsize)
     rows: list[ParamRow] = []
     for info in built.layers:
-        _layer_flops(info, batch_size, flops)
         _rows(info, info.index, 0, depth, flops, rows)
-    per_batch = sum(flops[id(i)] for i in built.layers)
+    per_batch = flops.get("", 0)
     per_example = per_batch // batch_size if batch_size else 0
 
-    itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
     memory = Memory(
         batch_size=batch_size, dtype=dtype, optimizer=optimizer,
         weights=total * itemsize,
         buffers=sum(b.numel() * (itemsize if b.is_floating_point() else b.element_size()) for b in buffers),
-        activations=saved_activation_bytes(model, built.input_shape, batch_size, itemsize),
+        activations=activations,
         gradients=trainable * itemsize,
         optimizer_state=OPTIMIZER_STATE[optimizer] * trainable * itemsize,
     )
@@ -197,50 +197,53 @@ def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: st
     return report
 
 
-def _layer_flops(info: LayerInfo, batch_size: int, out: dict) -> int:
-    """Forward FLOPs of a layer for the batch; composites are the sum of their leaves."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    if info.children:
-        out[id(info)] = sum(_layer_flops(c, batch_size, out) for c in info.children)
-        return out[id(info)]
-    x = torch.empty((batch_size, *info.in_shape), device="meta")
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        info.module(x)
-    out[id(info)] = int(counter.get_total_flops())
-    return out[id(info)]
-
-
 def _rows(info: LayerInfo, top: int, level: int, depth: int, flops: dict, rows: list) -> None:
     rows.append(ParamRow(top, info.fqn, level, info.name, info.type, info.out_shape, info.params,
-                         info.trainable, info.buffers, flops[id(info)]))
+                         info.trainable, info.buffers, flops.get(info.fqn, 0)))
     if level < depth:
         for child in info.children:
             _rows(child, top, level + 1, depth, flops, rows)
 
 
-def saved_activation_bytes(model: nn.Module, input_shape: tuple, batch_size: int, itemsize: int) -> int:
-    """Bytes of the tensors autograd keeps for backward in one forward pass (meta model).
+def measure_forward(model: nn.Module, input_shape: tuple, batch_size: int,
+                    itemsize: int) -> tuple[dict[str, int], int]:
+    """One forward pass of a meta model: FLOPs per module and bytes saved for backward.
 
-    Storages are counted once (a view and its base share one), parameters are left out (they are
-    the weights), and floating tensors are scaled to the target dtype's ``itemsize``.
+    Returns:
+        ``({fqn: flops}, activation_bytes)``; the whole model's FLOPs are under ``""``.
+        FLOPs are torch's ``FlopCounterMode`` counts (matmuls and convolutions, 2 per
+        multiply-add). Saved tensors are what autograd keeps for backward: storages are counted
+        once (a view and its base share one), parameters are left out (they are the weights),
+        and floating tensors are scaled to the target dtype's ``itemsize``.
     """
+    from torch.utils.flop_counter import FlopCounterMode
+
     param_storages = {p.untyped_storage()._cdata for p in model.parameters()}
-    seen: dict[int, int] = {}
+    saved: dict[int, int] = {}
 
     def pack(t: torch.Tensor):
         storage = t.untyped_storage()
         key = storage._cdata
-        if key not in param_storages and key not in seen:
+        if key not in param_storages and key not in saved:
             size = itemsize if t.is_floating_point() else t.element_size()
             # The storage may be larger than this view: count the storage's elements.
-            seen[key] = storage.nbytes() // t.element_size() * size
+            saved[key] = storage.nbytes() // t.element_size() * size
         return t
 
     x = torch.empty((batch_size, *input_shape), device="meta")
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with FlopCounterMode(display=False) as counter, \
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(x)
-    return sum(seen.values())
+    # FlopCounterMode names modules "<RootClass>.<fqn>"; the root itself is "<RootClass>".
+    root = type(model).__name__
+    flops = {}
+    for name, by_op in counter.get_flop_counts().items():
+        if name == root:
+            flops[""] = int(sum(by_op.values()))
+        elif name.startswith(root + "."):
+            flops[name[len(root) + 1:]] = int(sum(by_op.values()))
+    flops.setdefault("", int(counter.get_total_flops()))
+    return flops, sum(saved.values())
 
 
 def _gates(report: ParamsReport, budget: Budget) -> list[Gate]:
