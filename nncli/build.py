@@ -331,13 +331,18 @@ class _Builder:
     def forward_shape(self, spec: LayerSpec, type_name: str, module: nn.Module, shape: tuple,
                       prev_label: str | None) -> tuple:
         x = torch.empty((INFER_BATCH, *shape), device="meta")
+        # Eval mode: the same shapes, and BatchNorm's meta kernel skips the running-stat update
+        # (half the time on a ResNet-50).
+        training = module.training
         try:
-            y = module(x)
+            y = module.eval()(x)
         except Exception as exc:
             came_from = prev_label or "the input"
             raise spec.where.error(
                 f"{type_name} cannot take the shape {shape_str(shape)} that {came_from} gives: "
                 f"{_first_line(exc)}") from None
+        finally:
+            module.train(training)
         if not isinstance(y, torch.Tensor):
             raise spec.where.error(f"{type_name} returns {type(y).__name__}, not a tensor; a spec is a "
                                    "sequence of layers with one tensor in and one out",
