@@ -178,6 +178,7 @@ class _Builder:
         self.device = device
         self.real = device.type != "meta"
         self._classes: dict[str, type] | None = None
+        self._shapes: dict[tuple, tuple] = {}  # (class, args, in shape) -> out shape
 
     def build(self) -> Built:
         infos, shape = self.sequence(self.spec.layers, tuple(self.spec.input), prefix=None)
@@ -209,7 +210,14 @@ class _Builder:
             default_name = f"{cls.__name__.lower()}_{index}"
         kwargs, inferred = self.resolve_args(spec, cls, shape, prev_label)
         meta = self.construct(spec, cls, kwargs, torch.device("meta"))
-        out_shape = self.forward_shape(spec, cls.__name__, meta, shape, prev_label)
+        # torch.nn's layers are pure functions of (args, input shape) for shapes: repeated blocks
+        # (a ResNet's many BatchNorms) are run once. Custom layers always run.
+        key = (cls, repr(sorted(kwargs.items())), shape) if not isinstance(spec, CustomSpec) else None
+        out_shape = self._shapes.get(key) if key else None
+        if out_shape is None:
+            out_shape = self.forward_shape(spec, cls.__name__, meta, shape, prev_label)
+            if key:
+                self._shapes[key] = out_shape
         module = self.construct(spec, cls, kwargs, self.device) if self.real else meta
         self.apply_init(spec, module)
         total, trainable, buffers = count_params(module)
