@@ -181,3 +181,11 @@ def params(console: Console, report) -> None:
     for gate in report.gates:
         status = "[green]ok[/]" if gate.ok else "[bold red]EXCEEDED[/]"
         console.print(f"gate {gate.name}: {status} ({_escape(gate.message)})")
+
+
+# -- diagram -----------------------------------------------------------------------------------
+def diagram(console: Console, result) -> None:
+    """One line: the file written, its format and the size of the graph."""
+    d = result.diagram
+    console.print(f"wrote {_escape(str(result.output))} ({result.format}, {d.view} view of {_escape(d.name)}): "
+                  f"{result.node_count:,} nodes, {result.edge_count:,} edges")
