@@ -1,7 +1,10 @@
 """``nncli probe``: vanishing and exploding gradients, measured layer by layer and across depth.
 
-What is measured, per seed (weights from ``build_model(spec, seed=s)``, a batch of random
-N(0, 1) inputs, or rows of ``--data``, drawn from a generator seeded with ``s``):
+What is measured, per seed ``s``: weights from ``build_model(spec, seed=s)``; from
+``g = torch.Generator().manual_seed(s)`` first the batch (``torch.randn((N, *input), generator=g)``,
+or with ``--data`` the rows ``torch.randperm(len(data), generator=g)[:N]``), then the projection
+``r = torch.randn((N, *output), generator=g)`` of the loss below. So any seed's numbers can be
+reproduced by hand, and the batch does not depend on the device.
 
 - forward, for each probed layer's output ``h`` (N, *): mean, std and RMS over all elements;
   the fraction of *dead* units of a ReLU-family layer (a unit = one output element of an
@@ -43,6 +46,14 @@ happens to saturate on random labels. It needs no labels and works for any outpu
 Over seeds, gradient norms, R and G are aggregated by their geometric mean (they are products of
 per-layer factors, so their logarithms average), activation statistics by their arithmetic mean;
 any non-finite seed makes the whole verdict non-finite.
+
+``--steps N`` trains each seed's network N optimizer steps (the spec's ``train:`` section read by
+:func:`nncli.train.resolve_train_config`: adam, lr 1e-3 by default) on fresh random batches with
+random targets, then probes again with the *same* batch and projection as at init, so the two
+probes differ only by the weights. ``--sweep-depth`` rebuilds the spec with its first ``Repeat``
+set to each count (``dataclasses.replace`` on the frozen spec), probes each, and fits
+``log10 R = a + b * copies``: a straight line is the exponential law; points more than a decade
+off the line, or R under/overflowing the dtype, are reported as where it breaks.
 
 Every measurement runs in the model's training mode (the regime training sees: BatchNorm uses
 batch statistics) and leaves the model as it found it: weights, buffers (BatchNorm running
@@ -856,6 +867,10 @@ def probe(spec: Spec, *, seeds: Sequence[int] = DEFAULT_SEEDS, batch_size: int =
     dev = resolve_device(device)
     x_data = read_data(data, tuple(spec.input)) if data is not None else None
     cfg = train_config(spec, optimizer, lr) if steps else None
+    if sweep_depths:  # fail on a bad sweep before spending time on the probe
+        if any(t < 1 for t in sweep_depths):
+            raise InputError(f"--sweep-depth: expected Repeat counts >= 1, found {list(sweep_depths)}")
+        with_repeat_times(spec, sweep_depths[0])
 
     # build_model seeds the global RNG; the caller's stream is given back untouched.
     cuda = [dev.index or 0] if dev.type == "cuda" else []
@@ -896,8 +911,6 @@ def _sweep(spec: Spec, depths: Sequence[int], seeds: list[int], batch_size: int,
     points_out = []
     repeat_path = ""
     for times in depths:
-        if times < 1:
-            raise InputError(f"--sweep-depth: expected Repeat counts >= 1, found {times}")
         deep, repeat_path = with_repeat_times(spec, times)
         runs = []
         for seed in seeds:
