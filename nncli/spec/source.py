@@ -116,34 +116,78 @@ def parse_yaml(text: str, file: str | None = None) -> Document:
     Raises:
         SpecError: bad YAML syntax, a non-standard tag, a duplicate key, or several documents.
     """
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        # The Reader checks for control characters as it is constructed: inside the try.
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid YAML"
         if exc.context:
             problem = f"{exc.context}, {problem}"
+        hint = "indent with spaces; YAML does not allow tabs for indentation" if "'\\t'" in problem else None
         raise SpecError(
             f"invalid YAML: {problem}", file=file,
-            line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None,
+            line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None, hint=hint,
         ) from None
-    except yaml.YAMLError as exc:  # e.g. a ReaderError for control characters
-        raise SpecError(f"invalid YAML: {exc}", file=file) from None
+    except yaml.reader.ReaderError as exc:  # a control character (e.g. \x07) in the text
+        line, col = _line_col(text, exc.position)
+        char = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        raise SpecError(f"invalid YAML: character {char!r} is not allowed ({exc.reason})",
+                        file=file, line=line, column=col) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"invalid YAML: {exc}", file=file, line=1) from None
+    except RecursionError:  # the composer recurses once per nesting level
+        raise SpecError("invalid YAML: nested more than Python's recursion limit allows",
+                        file=file, line=1, column=1) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     doc = Document(data=None, file=file)
     if node is None:
         return doc
-    doc.data = _convert(node, (), doc, yaml.SafeLoader(""))
+    try:
+        doc.data = _convert(node, (), doc, yaml.SafeLoader(""), _Budget())
+    except RecursionError:
+        line, col = _mark(node)
+        raise SpecError("the spec is nested too deeply to be a network spec", file=file,
+                        line=line, column=col) from None
     return doc
+
+
+# A real spec has a few hundred values (ResNet-50: ~300; a flat 1000-layer one ~10,000).
+# Aliases can make a tiny file expand exponentially (the "billion laughs" pattern):
+# conversion stops past this many values.
+MAX_VALUES = 100_000
+
+
+class _Budget:
+    """Counts converted values and the aliases being expanded (to refuse recursive ones)."""
+
+    def __init__(self) -> None:
+        self.values = 0
+        self.open: set[int] = set()  # id() of the collection nodes being converted right now
+
+
+def _line_col(text: str, position: int) -> tuple[int, int]:
+    line = text.count("\n", 0, position) + 1
+    return line, position - (text.rfind("\n", 0, position) + 1) + 1
 
 
 def _mark(node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _convert(node, path: Path_, doc: Document, constructor) -> Any:
+def _convert(node, path: Path_, doc: Document, constructor, budget: _Budget) -> Any:
+    budget.values += 1
+    if budget.values > MAX_VALUES:
+        # Located at the top-level key being expanded: an expanded alias carries its anchor's
+        # position, which says nothing about where the expansion blew up.
+        line, col = doc.values.get(path[:1], _mark(node))
+        raise SpecError(f"the spec expands to more than {MAX_VALUES:,} values (aliases expanding "
+                        "into aliases?)", file=doc.file, line=line, column=col,
+                        spec_path=format_path(path[:1]) or None)
     doc.values[path] = _mark(node)
     if node.tag not in _STANDARD_TAGS:
         line, col = _mark(node)
@@ -152,31 +196,16 @@ def _convert(node, path: Path_, doc: Document, constructor) -> Any:
             file=doc.file, line=line, column=col, spec_path=format_path(path) or None,
             hint="remove the tag; Custom layers are named with `Custom: {target: \"file.py:Class\"}`",
         )
-    if isinstance(node, yaml.MappingNode):
-        constructor.flatten_mapping(node)  # resolves YAML merge keys (<<)
-        out: dict = {}
-        for key_node, value_node in node.value:
-            key = _convert(key_node, path + ("<key>",), doc, constructor)
-            doc.values.pop(path + ("<key>",), None)
-            if not isinstance(key, (str, int, float, bool)) or key is None:
-                line, col = _mark(key_node)
-                raise SpecError(
-                    f"expected a plain mapping key, found {type(key).__name__}",
-                    file=doc.file, line=line, column=col, spec_path=format_path(path) or None,
-                )
-            key = str(key) if not isinstance(key, str) else key
-            if key in out:
-                line, col = _mark(key_node)
-                first = doc.keys[path + (key,)][0]
-                raise SpecError(
-                    f"duplicate key {key!r} (first given on line {first})",
-                    file=doc.file, line=line, column=col, spec_path=format_path(path + (key,)),
-                )
-            doc.keys[path + (key,)] = _mark(key_node)
-            out[key] = _convert(value_node, path + (key,), doc, constructor)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, path + (i,), doc, constructor) for i, item in enumerate(node.value)]
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if id(node) in budget.open:  # `a: &a [*a]`: an alias inside its own anchor
+            line, col = _mark(node)
+            raise SpecError("recursive YAML alias: a value that contains itself", file=doc.file,
+                            line=line, column=col, spec_path=format_path(path) or None)
+        budget.open.add(id(node))
+        try:
+            return _convert_collection(node, path, doc, constructor, budget)
+        finally:
+            budget.open.discard(id(node))
     try:
         return constructor.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
@@ -185,3 +214,44 @@ def _convert(node, path: Path_, doc: Document, constructor) -> Any:
             f"invalid value: {getattr(exc, 'problem', exc)}", file=doc.file, line=line, column=col,
             spec_path=format_path(path) or None,
         ) from None
+
+
+def _convert_collection(node, path: Path_, doc: Document, constructor, budget: _Budget) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+        try:
+            constructor.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        except yaml.MarkedYAMLError as exc:  # e.g. `<<: 5`, a merge of something not a mapping
+            mark = exc.problem_mark or node.start_mark
+            raise SpecError(f"invalid YAML merge: {exc.problem}", file=doc.file, line=mark.line + 1,
+                            column=mark.column + 1, spec_path=format_path(path) or None) from None
+        # flatten_mapping puts the merged pairs first; YAML lets later pairs override them
+        # (`{<<: *conv, stride: 2}`), so only a key written twice explicitly is a duplicate.
+        n_merged = len(node.value) - explicit
+        merged: set[str] = set()
+        out: dict = {}
+        for i, (key_node, value_node) in enumerate(node.value):
+            key = _convert(key_node, path + ("<key>",), doc, constructor, budget)
+            doc.values.pop(path + ("<key>",), None)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                line, col = _mark(key_node)
+                raise SpecError(
+                    f"expected a plain mapping key, found {type(key).__name__}",
+                    file=doc.file, line=line, column=col, spec_path=format_path(path) or None,
+                )
+            key = str(key) if not isinstance(key, str) else key
+            if key in out and key in merged:
+                merged.discard(key)
+            elif key in out:
+                line, col = _mark(key_node)
+                first = doc.keys[path + (key,)][0]
+                raise SpecError(
+                    f"duplicate key {key!r} (first given on line {first})",
+                    file=doc.file, line=line, column=col, spec_path=format_path(path + (key,)),
+                )
+            if i < n_merged:
+                merged.add(key)
+            doc.keys[path + (key,)] = _mark(key_node)
+            out[key] = _convert(value_node, path + (key,), doc, constructor, budget)
+        return out
+    return [_convert(item, path + (i,), doc, constructor, budget) for i, item in enumerate(node.value)]
