@@ -62,7 +62,11 @@ def load_spec(path: str | Path) -> Spec:
 def parse_spec(text: str, file: str | None = None, base_dir: Path | None = None) -> Spec:
     """Validate a spec given as YAML text (see :func:`load_spec`)."""
     doc = parse_yaml(text, file)
-    return _Parser(doc, base_dir or Path.cwd()).spec()
+    try:
+        return _Parser(doc, base_dir or Path.cwd()).spec()
+    except RecursionError:  # Residuals nested hundreds deep
+        raise SpecError("the spec is nested too deeply to be a network spec", file=file,
+                        line=1, column=1) from None
 
 
 class _Parser:
@@ -93,7 +97,9 @@ class _Parser:
         self.check_keys(data, (), TOP_LEVEL_KEYS, "the spec's top level")
         for required in ("input", "layers"):
             if required not in data:
-                raise self.fail((), f"missing required key `{required}`", "a minimal spec:\n" + EXAMPLE)
+                # Located at the top-level mapping, named by the missing key's spec path.
+                raise self.fail((required,), f"missing required key `{required}`",
+                                "a minimal spec:\n" + EXAMPLE)
         name = data.get("name", None)
         if name is None:
             name = Path(self.doc.file).stem if self.doc.file else "network"
@@ -140,7 +146,10 @@ class _Parser:
     def layer(self, item: Any, path: tuple) -> LayerSpec:
         where = self.doc.where(path)
         if isinstance(item, str):
-            kind, args, args_path = item.strip(), None, path
+            # A bare name's arguments live, empty, at the same path a mapping's would:
+            # errors then read `layers[3].Custom.target` whichever form was written.
+            kind, args = item.strip(), None
+            args_path = path + (kind,)
         elif isinstance(item, dict):
             if len(item) != 1:
                 keys = ", ".join(map(str, item))
