@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,8 @@ _POSITIVE = {
     "embedding_dim", "hidden_size", "num_layers", "upscale_factor", "downscale_factor",
 }
 _NON_NEGATIVE = {"padding", "output_padding"}
+# ... of which these are one number, never a per-dimension list.
+_SCALAR = _POSITIVE - {"kernel_size", "stride", "dilation"}
 
 # torch.nn classes that are containers or need several inputs: not layers of a Sequential spec.
 _NOT_LAYERS = {"Module", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
@@ -202,9 +205,9 @@ class _Builder:
               prefix: str | None, fqn: str) -> LayerInfo:
         default_name = f"{spec.type.lower()}_{index}" if prefix is None else f"{prefix}.{index}"
         if isinstance(spec, ResidualSpec):
-            return self.residual(spec, index, shape, spec.name or default_name, fqn)
+            return self.residual(spec, index, shape, spec.name or default_name, fqn, prev_label)
         if isinstance(spec, RepeatSpec):
-            return self.repeat(spec, index, shape, spec.name or default_name, fqn)
+            return self.repeat(spec, index, shape, spec.name or default_name, fqn, prev_label)
         cls, target = self.resolve_class(spec)
         if spec.type == "Custom" and prefix is None:
             default_name = f"{cls.__name__.lower()}_{index}"
@@ -227,13 +230,16 @@ class _Builder:
             buffers=buffers, module=module, spec=spec, inferred=inferred, target=target, fqn=fqn,
         )
 
-    def residual(self, spec: ResidualSpec, index: int, shape: tuple, name: str, fqn: str) -> LayerInfo:
+    def residual(self, spec: ResidualSpec, index: int, shape: tuple, name: str, fqn: str,
+                 prev_label: str | None = None) -> LayerInfo:
         info = LayerInfo(index=index, path=spec.path, name=name, type="Residual", args={},
                          in_shape=shape, out_shape=shape, params=0, trainable=0, buffers=0,
                          module=None, spec=spec, fqn=fqn)  # type: ignore[arg-type]
-        body, body_shape = self.sequence(spec.body, shape, f"{name}.body", "body", fqn=f"{fqn}.body.")
+        # Both branches receive what the layer before the Residual gives.
+        body, body_shape = self.sequence(spec.body, shape, f"{name}.body", "body", prev_label,
+                                         fqn=f"{fqn}.body.")
         shortcut, short_shape = self.sequence(spec.shortcut, shape, f"{name}.shortcut", "shortcut",
-                                              fqn=f"{fqn}.shortcut.")
+                                              prev_label, fqn=f"{fqn}.shortcut.")
         if body_shape != short_shape:
             what = "its shortcut" if spec.shortcut else "the identity shortcut"
             raise spec.where.error(
@@ -250,14 +256,16 @@ class _Builder:
         info.params, info.trainable, info.buffers = count_params(info.module)
         return info
 
-    def repeat(self, spec: RepeatSpec, index: int, shape: tuple, name: str, fqn: str) -> LayerInfo:
+    def repeat(self, spec: RepeatSpec, index: int, shape: tuple, name: str, fqn: str,
+               prev_label: str | None = None) -> LayerInfo:
         info = LayerInfo(index=index, path=spec.path, name=name, type="Repeat",
                          args={"times": spec.times}, in_shape=shape, out_shape=shape, params=0,
                          trainable=0, buffers=0, module=None, spec=spec, fqn=fqn)  # type: ignore[arg-type]
         copies = []
         for copy in range(spec.times):
             layers, shape = self.sequence(spec.layers, shape, f"{name}.{copy}", f"copy {copy + 1}",
-                                          fqn=f"{fqn}.{copy}.")
+                                          prev_label, fqn=f"{fqn}.{copy}.")
+            prev_label = f"{layers[-1].path} {layers[-1].type} (copy {copy + 1})"
             copies.append(layers)
             info.children.extend(layers)
         info.module = Repeat(*[nn.Sequential(*[c.module for c in layers]) for layers in copies])
@@ -293,7 +301,8 @@ class _Builder:
                 hint = did_you_mean(key, names) or ("it takes: " + ", ".join(names) if names
                                                     else "it takes no arguments")
                 raise where.error(f"{cls.__name__} has no argument {key!r}", hint=hint)
-            kwargs[key] = _check_value(key, value, where, cls.__name__)
+            kwargs[key] = _check_value(key, value, where, cls.__name__,
+                                       params[key].default if key in params else inspect.Parameter.empty)
         inferred = []
         came_from = prev_label or "the input"
         for key, read in _INFERRED.items():
@@ -326,7 +335,28 @@ class _Builder:
         if missing:
             raise spec.where.error(f"{cls.__name__} needs {', '.join(f'`{m}`' for m in missing)}, found no value",
                                    hint=f"e.g. `- {spec.type}: {{{missing[0]}: ...}}`")
+        self.check_dims(spec, cls, kwargs, shape)
         return kwargs, tuple(inferred)
+
+    def check_dims(self, spec: LayerSpec, cls: type, kwargs: dict, shape: tuple) -> None:
+        """Checks torch's meta kernels skip: tuple lengths of an Nd layer, `dim` in range."""
+        nd = re.search(r"([123])d$", cls.__name__)
+        if nd and cls.__name__.startswith(("Conv", "MaxPool", "AvgPool", "LPPool", "AdaptiveMaxPool",
+                                             "AdaptiveAvgPool")):
+            n = int(nd.group(1))
+            for key in ("kernel_size", "stride", "padding", "dilation", "output_padding", "output_size"):
+                value = kwargs.get(key)
+                if isinstance(value, tuple) and len(value) != n:
+                    raise spec.arg_where.get(key, spec.where).error(
+                        f"{cls.__name__}: expected `{key}` to be one integer or a list of {n}, found "
+                        f"{list(value)} ({len(value)} values)")
+        ndim = len(shape) + 1  # the batch dimension counts for torch's `dim`
+        for key in ("dim", "start_dim", "end_dim"):
+            value = kwargs.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and not -ndim <= value < ndim:
+                raise spec.arg_where.get(key, spec.where).error(
+                    f"{cls.__name__}: {key}={value} is out of range for the incoming "
+                    f"{shape_str(shape)} ({ndim} dims): expected {-ndim} to {ndim - 1}")
 
     def construct(self, spec: LayerSpec, cls: type, kwargs: dict, device: torch.device) -> nn.Module:
         ctor_kwargs = dict(kwargs)
@@ -346,9 +376,11 @@ class _Builder:
             y = module.eval()(x)
         except Exception as exc:
             came_from = prev_label or "the input"
+            hint = ("`input` is the shape of ONE example, without the batch dimension: "
+                    "[3, 32, 32], not [64, 3, 32, 32]" if prev_label is None else None)
             raise spec.where.error(
                 f"{type_name} cannot take the shape {shape_str(shape)} that {came_from} gives: "
-                f"{_first_line(exc)}") from None
+                f"{_first_line(exc)}", hint=hint) from None
         finally:
             module.train(training)
         if not isinstance(y, torch.Tensor):
@@ -435,6 +467,9 @@ def load_custom(spec: CustomSpec) -> type:
             module = importlib.import_module(module_part)
     except SpecError:
         raise
+    except SystemExit as exc:  # a script-style file calling sys.exit() at import
+        raise where.error(f"importing Custom target {module_part!r} called sys.exit({exc.code!r})",
+                          hint="guard script code with `if __name__ == \"__main__\":`") from None
     except ModuleNotFoundError as exc:
         raise where.error(f"Custom target module {module_part!r} cannot be imported: {exc}",
                           hint="use \"file.py:Class\" for a file beside the spec") from None
@@ -453,26 +488,45 @@ def load_custom(spec: CustomSpec) -> type:
 
 # -- small helpers ----------------------------------------------------------------------------
 def _signature(cls: type) -> dict[str, inspect.Parameter]:
-    params = dict(inspect.signature(cls.__init__).parameters)
+    if cls.__init__ is nn.Module.__init__:
+        return {}  # no __init__ of its own (Step, many Custom layers): takes no arguments
+    if cls.__init__ in (nn.RNN.__init__, nn.LSTM.__init__, nn.GRU.__init__):
+        # torch's RNN/LSTM/GRU take (*args, **kwargs) and pass them to RNNBase(mode, ...): use
+        # that signature, so input_size is inferred and a misspelt argument gets a did-you-mean.
+        params = dict(inspect.signature(nn.RNNBase.__init__).parameters)
+        params.pop("mode")
+        if cls.__init__ is nn.RNN.__init__:
+            params["nonlinearity"] = inspect.Parameter("nonlinearity", inspect.Parameter.KEYWORD_ONLY,
+                                                       default="tanh")
+    else:
+        params = dict(inspect.signature(cls.__init__).parameters)
     params.pop("self", None)
     for framework in ("device", "dtype"):  # placement is nncli's job, not the spec's
         params.pop(framework, None)
     return params
 
 
-def _check_value(key: str, value: Any, where: Where, type_name: str) -> Any:
+def _check_value(key: str, value: Any, where: Where, type_name: str,
+                 default: Any = inspect.Parameter.empty) -> Any:
+    if value is None and default is None:
+        return value  # the signature's own "not given" (MaxPool2d's stride)
+    if isinstance(default, bool) and not isinstance(value, bool):
+        # torch would take any truthy value: `bias: nope` must not mean bias=True
+        raise where.error(f"{type_name}: expected `{key}` to be true or false, found {value!r}")
     if isinstance(value, list):
         value = tuple(value)
     items = value if isinstance(value, tuple) else (value,)
     if key in _POSITIVE or key in _NON_NEGATIVE:
         low = 1 if key in _POSITIVE else 0
-        bad = [v for v in items if isinstance(v, bool) or not isinstance(v, int) or v < low]
+        bad = [v for v in items if isinstance(v, bool) or not isinstance(v, int) or not low <= v < 2**63]
         if key == "padding" and isinstance(value, str):
             bad = [] if value in ("same", "valid") else [value]
+        if isinstance(value, tuple) and key in _SCALAR:
+            bad = [value]
         if bad or not items:
             need = "a positive integer" if low else "an integer >= 0"
-            raise where.error(f"{type_name}: expected `{key}` to be {need} (or a list of them), "
-                              f"found {value!r}")
+            need += "" if key in _SCALAR else " (or a list of them)"
+            raise where.error(f"{type_name}: expected `{key}` to be {need}, found {value!r}")
     if key == "p" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
         raise where.error(f"{type_name}: expected `p` to be a probability in [0, 1], found {value!r}")
     return value
