@@ -1,0 +1,4 @@
+"""A Custom target with a syntax error."""
+
+def broken(:
+    pass

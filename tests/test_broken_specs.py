@@ -1,0 +1,100 @@
+"""The broken-spec corpus: every file in tests/broken_specs/ must fail cleanly.
+
+Each ``*.yaml`` file says in its header what is wrong and where a user should be sent::
+
+    # expect: line 9, layers[3].Linear.in_features
+    # expect-text: layers[2] Flatten gives [N, 5408]
+
+``nncli check FILE`` must exit 2, print no traceback, and its message must start with
+``FILE:LINE[:COL]: SPEC_PATH:`` (``-`` for an error about the file as a whole: bad YAML syntax,
+an empty file, a top level that is not a mapping); every ``expect-text`` must appear in stderr.
+The expectations were worked out by hand from the files, not copied from nncli's output.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+CORPUS = Path(__file__).resolve().parent / "broken_specs"
+HEADER = re.compile(r"^# expect: line (\d+), (\S+)\s*$", re.M)
+TEXT = re.compile(r"^# expect-text: (.+?)\s*$", re.M)
+
+# Files that cannot carry a comment header: (line, spec path, texts).
+HEADERLESS = {
+    "empty.yaml": (1, "-", ["empty spec"]),
+    "checkpoint.bin": (1, "-", ["binary data"]),
+}
+
+
+def _expectations(path: Path) -> tuple[int, str, list[str]]:
+    if path.name in HEADERLESS:
+        return HEADERLESS[path.name]
+    head = path.read_bytes()[:2000].decode("latin-1")  # non-UTF-8 files have ASCII headers
+    match = HEADER.search(head)
+    assert match, f"{path.name}: no '# expect: line N, spec.path' header"
+    return int(match.group(1)), match.group(2), TEXT.findall(head)
+
+
+CASES = sorted(p for p in CORPUS.iterdir() if p.is_file() and (p.suffix == ".yaml" or p.name in HEADERLESS))
+
+
+def test_corpus_is_big_enough():
+    assert len(CASES) >= 45
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.name)
+def test_broken_spec_fails_located(path, run_cli):
+    line, spec_path, texts = _expectations(path)
+    result = run_cli(["check", path])
+    assert result.code == 2, result.text
+    assert "Traceback" not in result.text
+    assert "internal error" not in result.err
+    located = rf"{re.escape(str(path))}:{line}(?::\d+)?: "
+    if spec_path != "-":
+        located += re.escape(spec_path) + ": "
+    assert re.search(located, result.err), f"expected {located!r} in:\n{result.err}"
+    for text in texts:
+        assert text in result.err, f"expected {text!r} in:\n{result.err}"
+    assert result.out == ""  # nothing on stdout for a bad spec (without --json)
+
+
+@pytest.mark.parametrize("path", [CASES[0], CORPUS / "shape_mismatch_after_flatten.yaml"],
+                         ids=lambda p: p.name)
+def test_broken_spec_under_json_and_params(path, run_cli):
+    # The same corpus fails the same way under `params` and with --json (one JSON document).
+    import json
+
+    line, spec_path, _ = _expectations(path)
+    for args in (["params", path], ["check", path, "--json"], ["params", path, "--json"]):
+        result = run_cli(args)
+        assert result.code == 2, result.text
+        assert "Traceback" not in result.text
+        if "--json" in args:
+            doc = json.loads(result.out)
+            assert doc["exit_code"] == 2 and doc["line"] == line and doc["file"] == str(path)
+            assert doc["spec_path"] == (None if spec_path == "-" else spec_path)
+
+
+def test_missing_spec_file(run_cli, tmp_path):
+    missing = tmp_path / "no_such_spec.yaml"
+    result = run_cli(["check", missing])
+    assert result.code == 2
+    assert str(missing) in result.err and "no such spec file" in result.err
+    assert "Traceback" not in result.text
+
+
+def test_directory_instead_of_spec(run_cli, tmp_path):
+    result = run_cli(["params", tmp_path])
+    assert result.code == 2
+    assert "directory" in result.err and "Traceback" not in result.text
+
+
+def test_traceback_switch_shows_the_traceback(run_cli):
+    # The escape hatch for bug reports: --traceback re-raises instead of exiting 2.
+    from nncli.errors import SpecError
+
+    with pytest.raises(SpecError):
+        run_cli(["--traceback", "check", CORPUS / "unknown_layer.yaml"])
