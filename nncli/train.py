@@ -56,7 +56,17 @@ AMP_MODES = ("none", "bf16", "fp16")
 MONITORS = ("val_loss", "val_accuracy")
 CHECKPOINT_FORMAT = "nncli-checkpoint"
 CHECKPOINT_VERSION = 1
-KILL_ENV = "NNCLI_KILL_AT_STEP"  # fault injection for tests: SIGKILL self after this global step
+# Fault injection for tests, e.g. "13:SIGKILL" or "7:SIGINT": the process sends itself that signal
+# right after global step 13 (after any checkpoint of that step), exercising the real handlers.
+SIGNAL_ENV = "NNCLI_SIGNAL_AT_STEP"
+
+
+def _fault_injection() -> tuple[int, int]:
+    text = os.environ.get(SIGNAL_ENV, "")
+    if not text:
+        return 0, 0
+    step, _, name = text.partition(":")
+    return int(step), int(getattr(signal, name or "SIGKILL"))
 
 
 # -- the train: section -----------------------------------------------------------------------
@@ -524,7 +534,7 @@ def build_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
     """
     sched = torch.optim.lr_scheduler
     total = cfg.epochs * steps_per_epoch
-    warm = min(cfg.warmup_steps, max(total - 1, 0))
+    warm = cfg.warmup_steps  # a warmup longer than the run simply never reaches the peak lr
     if cfg.schedule == "onecycle":
         pct = warm / total if warm else 0.3
         return sched.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(total, 2), pct_start=min(max(pct, 1e-3), 0.999))
@@ -551,6 +561,52 @@ def epoch_permutation(seed: int, epoch: int, n: int):
     """The data order of ``epoch``: a function of (seed, epoch) only, so a resumed run replays it."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 1)
     return torch.randperm(n, generator=gen)
+
+
+@torch.no_grad()
+def evaluate_model(model, x, y, loss: str, *, batch_size: int = 512, device=None, autocast=None, fetch=None,
+                   shard: tuple[int, int] = (0, 1), reduce=None, mode_owner=None) -> dict:
+    """Loss and accuracy of ``model`` on ``(x, y)`` in eval mode; sums stay on the device, one sync.
+
+    Args:
+        model: the network (its train/eval mode is restored afterwards).
+        x, y: inputs ``(N, ...)`` and targets prepared by :func:`prepare_targets`.
+        loss: the run's loss name (accuracy is None for mse).
+        fetch: ``fetch(x, y, idx) -> (xb, yb)`` on the device (default: index and move).
+        shard, reduce: ``(rank, world)`` and an all-reduce for DDP: each rank takes every
+            world-th example and the sums are added up.
+        mode_owner: the module whose mode to flip (the raw model when ``model`` is a wrapper).
+
+    Returns:
+        ``{"loss": mean loss, "accuracy": fraction or None, "n": examples}``.
+    """
+    n = len(y)
+    if n == 0:
+        return {"loss": None, "accuracy": None, "n": 0}
+    device = device or next(model.parameters()).device
+    owner = mode_owner if mode_owner is not None else model
+    fetch = fetch or (lambda xs, ys, idx: (xs[idx].to(device), ys[idx].to(device)))
+    rank, world = shard
+    was_training = owner.training
+    owner.eval()
+    totals = torch.zeros(2, dtype=torch.float64, device=device)
+    local = torch.arange(rank, n, world, device=x.device)
+    try:
+        for lo in range(0, len(local), batch_size):
+            xb, yb = fetch(x, y, local[lo:lo + batch_size])
+            with (autocast() if autocast is not None else _nullcontext()):
+                out = model(xb)
+            out = out.float()
+            totals[0] += _loss_sum(loss, out, yb).double()
+            correct = _correct(loss, out, yb)
+            if correct is not None:
+                totals[1] += correct.double()
+    finally:
+        owner.train(was_training)
+    if reduce is not None:
+        totals = reduce(totals)
+    loss_sum, correct = totals.tolist()
+    return {"loss": loss_sum / n, "accuracy": correct / n if loss != "mse" else None, "n": n}
 
 
 # -- non-finite diagnosis ----------------------------------------------------------------------------
@@ -918,6 +974,7 @@ class _Trainer:
                 "device": str(self.device), "world_size": self.world,
                 "torch": str(torch.__version__),
                 "sizes": self.s.dataset.sizes(),
+                "classes": self.s.dataset.classes,
             }
             _write_text(self.run_dir / "spec.yaml", self.s.spec_text)
         _write_text(meta_path, yaml.safe_dump(_jsonable(meta), sort_keys=False))
@@ -964,34 +1021,12 @@ class _Trainer:
             tdist.all_reduce(tensor)
         return tensor
 
-    @torch.no_grad()
     def evaluate(self, split: str, model=None) -> dict:
-        """Loss and accuracy of a split in eval mode (one host sync at the end)."""
+        """Loss and accuracy of a split in eval mode, over all ranks (one host sync)."""
         x, y = self.ds.split(split)
-        n = len(y)
-        if n == 0:
-            return {"loss": None, "accuracy": None, "n": 0}
-        model = model or self.eval_model
-        was_training = self.raw.training
-        self.raw.eval()
-        totals = torch.zeros(2, dtype=torch.float64, device=self.device)
-        local = torch.arange(self.rank, n, self.world, device=x.device)
-        bs = self.cfg.eval_batch_size
-        try:
-            for lo in range(0, len(local), bs):
-                xb, yb = self.batch(x, y, local[lo:lo + bs])
-                with self.autocast():
-                    out = model(xb)
-                out = out.float()
-                totals[0] += _loss_sum(self.cfg.loss, out, yb).double()
-                correct = _correct(self.cfg.loss, out, yb)
-                if correct is not None:
-                    totals[1] += correct.double()
-        finally:
-            self.raw.train(was_training)
-        loss_sum, correct = self.all_reduce(totals).tolist()
-        accuracy = correct / n if self.cfg.loss != "mse" else None
-        return {"loss": loss_sum / n, "accuracy": accuracy, "n": n}
+        return evaluate_model(model or self.eval_model, x, y, self.cfg.loss, batch_size=self.cfg.eval_batch_size,
+                              device=self.device, autocast=self.autocast, fetch=self.batch,
+                              shard=(self.rank, self.world), reduce=self.all_reduce, mode_owner=self.raw)
 
     # ---- run ----------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -1005,11 +1040,8 @@ class _Trainer:
             self.load_state(s.resume, s.best_state)
         self.tb = None
         if self.tensorboard and self.writer_rank:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise InputError("--tensorboard: the tensorboard package is not installed",
-                                 hint="pip install tensorboard, or drop --tensorboard") from None
+            from torch.utils.tensorboard import SummaryWriter  # checked by check_tensorboard()
+
             self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
         self.write_run_files(resumed)
         if self.writer_rank:
@@ -1041,7 +1073,7 @@ class _Trainer:
         cfg, ds = self.cfg, self.ds
         x_train, y_train = ds.x_train, ds.y_train
         n = len(y_train)
-        kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
+        kill_at, kill_signal = _fault_injection()
         loss_name = cfg.loss
         augment = self.aug_gen is not None
         crop, flip = self.s.data_cfg.crop, self.s.data_cfg.flip
@@ -1054,10 +1086,21 @@ class _Trainer:
             sums = torch.tensor([self.acc[0], self.acc[1]], dtype=torch.float64, device=self.device)
             count = self.acc[2]
             last_report = time.perf_counter()
-            t0 = time.perf_counter()
+            t0 = epoch_start = time.perf_counter()  # t0: start of the segment not yet in train_time
             samples_at_start = self.train_samples
             step = self.step_in_epoch
+            pending_stop = False
             while step < self.steps_per_epoch:
+                # Stop *before* the step draws any random number (augmentation, dropout): the
+                # checkpoint then holds exactly the RNG state the next step starts from. DDP ranks
+                # act on a flag they agreed on at the previous sync point.
+                if pending_stop or (self.world == 1 and interrupt.requested):
+                    self.status = "interrupted"
+                    self.acc = self.partial(sums, count)
+                    self.train_time += time.perf_counter() - t0
+                    self.checkpoint()
+                    self.write_metrics()
+                    return None
                 idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
                 global_count = len(idx)
                 local = idx[self.rank::self.world] if self.world > 1 else idx
@@ -1068,20 +1111,21 @@ class _Trainer:
                     out = self.train_model(xb)
                 out = out.float()
                 loss_sum = _loss_sum(loss_name, out, yb)
-                sync = (step + 1) % self.sync_every == 0 or step + 1 == self.steps_per_epoch
+                will_checkpoint = bool(cfg.checkpoint_every and (self.global_step + 1) % cfg.checkpoint_every == 0
+                                       and step + 1 < self.steps_per_epoch)
+                # a checkpoint step is a sync point too: its weights are known good before they are saved
+                sync = (step + 1) % self.sync_every == 0 or step + 1 == self.steps_per_epoch or will_checkpoint
                 if lazy:
                     bad_now = ~torch.isfinite(loss_sum)
                     bad_step = torch.where((bad_step < 0) & bad_now, self.global_step, bad_step)
-                # DDP ranks must meet at the same steps, so only sync points decide; one process
-                # may also stop at once when asked
-                if sync or (interrupt.requested and self.world == 1):
+                # DDP ranks must meet at the same steps, so only sync points decide
+                if sync:
                     if self.world == 1:
                         bad = bool(bad_step >= 0) if lazy else not math.isfinite(loss_sum.item())
-                        stop = interrupt.requested
                     else:
                         flags = torch.stack([(bad_step >= 0) if lazy else ~torch.isfinite(loss_sum),
                                              torch.tensor(interrupt.requested, device=self.device)]).double()
-                        bad, stop = (v > 0 for v in self.all_reduce(flags).tolist())
+                        bad, pending_stop = (v > 0 for v in self.all_reduce(flags).tolist())
                     if bad:
                         if cfg.skip_nonfinite:
                             self.skipped += 1
@@ -1093,13 +1137,6 @@ class _Trainer:
                             continue
                         first = int(bad_step.item()) if lazy else self.global_step
                         return self.diagnose(first, xb, loss_sum, lazy)
-                    if stop:
-                        self.status = "interrupted"
-                        self.acc = self.partial(sums, count)
-                        self.train_time += time.perf_counter() - t0
-                        self.checkpoint()
-                        self.write_metrics()
-                        return None
                 loss = loss_sum * (self.world / global_count)
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.scaler is not None:
@@ -1125,16 +1162,13 @@ class _Trainer:
                 self.step_in_epoch = step
                 self.global_step += 1
                 self.train_samples += global_count
-                if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 \
-                        and step < self.steps_per_epoch:
-                    if lazy and bool(bad_step >= 0):
-                        continue  # the next sync point reports it; never checkpoint bad weights
+                if will_checkpoint:
                     self.acc = self.partial(sums, count)
                     self.train_time += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     self.checkpoint()
                 if kill_at and self.global_step == kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
+                    os.kill(os.getpid(), kill_signal)
                 if sync and self.writer_rank and self.observer is not None:
                     now = time.perf_counter()
                     if now - last_report > 0.25:
@@ -1150,8 +1184,8 @@ class _Trainer:
             # ---- epoch end: one sync for the running sums
             totals = torch.cat([sums, torch.tensor([float(count)], dtype=torch.float64, device=self.device)])
             loss_total, correct_total, count_total = self.all_reduce(totals).tolist()
-            epoch_time = time.perf_counter() - t0
-            self.train_time += epoch_time
+            self.train_time += time.perf_counter() - t0
+            epoch_time = time.perf_counter() - epoch_start
             val = self.evaluate("val")
             lr = self.optimizer.param_groups[0]["lr"]
             record = {
@@ -1299,6 +1333,15 @@ def _package_version() -> str | None:
         return None
 
 
+def check_tensorboard() -> None:
+    """``--tensorboard`` needs the tensorboard package: say so before anything runs (exit 2)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        raise InputError("--tensorboard: the tensorboard package is not installed",
+                         hint="pip install tensorboard, or drop --tensorboard") from None
+
+
 # -- the public entry point -----------------------------------------------------------------------------
 
 
@@ -1338,6 +1381,8 @@ def run_training(spec=None, overrides: dict | None = None, out_dir: str | Path |
     from nncli.device import resolve_device
 
     dev = resolve_device(device)
+    if tensorboard:
+        check_tensorboard()
     setup = prepare(spec, overrides, out_dir, resume=resume, runs_root=runs_root)
     return _Trainer(setup, dev, observer, tensorboard=tensorboard).run()
 
@@ -1370,6 +1415,8 @@ def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | 
 
     world = nproc_per_node * nnodes
     dev = resolve_device(device)
+    if tensorboard:
+        check_tensorboard()
     if dev.type == "cuda" and torch.cuda.device_count() < nproc_per_node:
         raise InputError(f"--nproc-per-node {nproc_per_node}: only {torch.cuda.device_count()} CUDA device(s) visible",
                          hint="use one process per GPU, or --device cpu")
@@ -1444,7 +1491,13 @@ def _ddp_entry(request: dict) -> dict:
             return {"error": err.to_json()}
         if not request["resume"]:
             setup.run_dir = Path(request["out_dir"])
-        result = _Trainer(setup, device, observer, dist=(rank, world), tensorboard=request["tensorboard"]).run()
+        try:
+            result = _Trainer(setup, device, observer, dist=(rank, world), tensorboard=request["tensorboard"]).run()
+        except NncliError as err:
+            return {"error": err.to_json()}
+        finally:
+            if observer is not None and hasattr(observer, "close"):
+                observer.close()
         return {"result": asdict(result)}
     finally:
         tdist.destroy_process_group()

@@ -1,0 +1,225 @@
+"""``nncli evaluate`` and ``nncli predict``: use a finished (or interrupted) run folder.
+
+Both rebuild the network from the run's own copy of the spec (``spec.yaml``), load a checkpoint
+with ``weights_only=True`` and apply the run's normalisation statistics, so a prediction sees
+its inputs exactly as training did.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nncli import data as data_mod
+from nncli.errors import InputError
+from nncli.train import (
+    _jsonable, atomic_write_bytes, evaluate_model, load_checkpoint, load_run, prepare_targets,
+)
+
+SPLITS = ("train", "val", "test")
+CHECKPOINTS = ("best", "last")
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one checkpoint of a run on one or more splits."""
+
+    run_dir: str
+    checkpoint: str  # the file evaluated
+    kind: str  # best or last
+    epoch: int | None  # epochs trained when the checkpoint was written
+    device: str
+    loss: str  # the loss function's name
+    splits: dict = field(default_factory=dict)  # split -> {"loss", "accuracy", "n"}
+
+    def to_json(self) -> dict:
+        return _jsonable(asdict(self))
+
+
+@dataclass
+class PredictResult:
+    """Predictions for the rows of an input file."""
+
+    run_dir: str
+    checkpoint: str
+    input: str
+    n: int
+    task: str  # classification, binary, multilabel or regression
+    predictions: list  # class index, 0/1, or the regression output (a number or a list)
+    labels: list | None = None  # class names of the predictions, when the data had names
+    probabilities: list | None = None  # softmax (classification) or sigmoid (binary) per row
+    classes: list | None = None
+    out: str | None = None  # the file written, if any
+
+    def to_json(self) -> dict:
+        return _jsonable(asdict(self))
+
+
+def _open_run(run_dir, checkpoint: str, device: str):
+    from nncli.build import build_model
+    from nncli.device import resolve_device
+
+    if checkpoint not in CHECKPOINTS:
+        raise InputError(f"--checkpoint: expected best or last, found {checkpoint!r}")
+    dev = resolve_device(device)
+    run = load_run(run_dir)
+    path = run.run_dir / "checkpoints" / f"{checkpoint}.pt"
+    ckpt = load_checkpoint(path)
+    built = build_model(run.spec, device=dev, seed=run.train.seed)
+    try:
+        built.model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise InputError(f"{path} does not fit the run's spec: {str(exc).splitlines()[0][:300]}") from None
+    built.model.eval()
+    return run, path, ckpt, built, dev
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "best",
+                 device: str = "auto", batch_size: int = 512) -> EvalResult:
+    """Loss and accuracy of a run's checkpoint on its data splits.
+
+    The data is reloaded from the run's resolved ``data:`` section (same seed, same split) and
+    normalised with the training statistics; if those no longer match the ones stored in the
+    checkpoint, the data changed since training and the command refuses (exit 2).
+
+    Args:
+        run_dir: a folder written by ``nncli train``.
+        split: ``train``, ``val``, ``test`` or ``all``.
+        checkpoint: ``best`` (the default, what the final report used) or ``last``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Returns:
+        EvalResult.
+
+    Example:
+        >>> evaluate_run("runs/moons", "test").splits["test"]["accuracy"]
+        0.995
+    """
+    if split not in SPLITS + ("all",):
+        raise InputError(f"--split: expected one of train, val, test, all, found {split!r}")
+    run, path, ckpt, built, dev = _open_run(run_dir, checkpoint, device)
+    ds = data_mod.load_dataset(run.data)
+    stored = ckpt.get("normalization") or {}
+    if (stored.get("mean") is None) != (ds.mean is None) or (
+            ds.mean is not None and not (torch.allclose(stored["mean"], ds.mean) and torch.allclose(stored["std"], ds.std))):
+        raise InputError(f"the data of {run.run_dir} changed since training: its normalisation statistics differ "
+                         "from the checkpoint's", hint="evaluate on the data the run was trained with")
+    for name in SPLITS:
+        setattr(ds, f"x_{name}", data_mod.fit_input_shape(getattr(ds, f"x_{name}"), run.spec.input))
+    prepare_targets(ds, run.train.loss, tuple(built.output_shape),
+                    lambda message, hint=None: InputError(f"data {ds.name}: {message}", hint=hint))
+    results = {}
+    for name in (SPLITS if split == "all" else (split,)):
+        x, y = ds.split(name)
+        results[name] = evaluate_model(built.model, x, y, run.train.loss, batch_size=batch_size, device=dev)
+    return EvalResult(run_dir=str(run.run_dir), checkpoint=str(path), kind=checkpoint,
+                      epoch=ckpt.get("epoch"), device=str(dev), loss=run.train.loss, splits=results)
+
+
+def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | None = None,
+            checkpoint: str = "best", device: str = "auto", batch_size: int = 512) -> PredictResult:
+    """Predict the rows of an ``.npz``/``.npy``/``.csv``/``.pt`` file with a run's network.
+
+    Inputs are reshaped to the spec's input where that is a plain flatten/unflatten and
+    normalised with the run's training statistics. Classification gives the class and the softmax
+    probabilities; ``bce_with_logits`` gives 0/1 and the sigmoid; ``mse`` the raw outputs.
+
+    Args:
+        run_dir: a folder written by ``nncli train``.
+        input_path: the inputs, one example per row (CSV: features only, header optional).
+        out: also write the predictions to this ``.csv`` or ``.npz`` (atomically).
+        checkpoint: ``best`` or ``last``.
+
+    Returns:
+        PredictResult.
+
+    Raises:
+        InputError: missing/unreadable input, shape not matching the spec, non-finite values (exit 2).
+    """
+    if out is not None and Path(out).suffix.lower() not in (".csv", ".npz"):
+        raise InputError(f"--out: expected a .csv or .npz file, found {Path(out).name!r}")
+    if out is not None and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
+        raise InputError(f"--out: the folder {Path(out).parent} does not exist")
+    run, path, ckpt, built, dev = _open_run(run_dir, checkpoint, device)
+    x = data_mod.read_inputs(Path(input_path))
+    x = data_mod.fit_input_shape(x, run.spec.input, what=Path(input_path).name)
+    if not torch.isfinite(x).all():
+        raise InputError(f"{Path(input_path).name}: the inputs contain NaN or infinite values")
+    norm = ckpt.get("normalization") or {}
+    if norm.get("mean") is not None:
+        x = data_mod.normalize(x, norm["mean"], norm["std"])
+    outputs = []
+    with torch.no_grad():
+        for lo in range(0, len(x), batch_size):
+            outputs.append(built.model(x[lo:lo + batch_size].to(dev)).float().cpu())
+    logits = torch.cat(outputs) if outputs else torch.zeros((0,) + tuple(built.output_shape))
+    classes = run.meta.get("classes")
+    loss = run.train.loss
+    probabilities = labels = None
+    if loss == "cross_entropy":
+        task = "classification"
+        probs = torch.softmax(logits, dim=1)
+        predictions = probs.argmax(1).tolist()
+        probabilities = probs.tolist()
+        if classes:
+            labels = [classes[i] if i < len(classes) else str(i) for i in predictions]
+    elif loss == "bce_with_logits":
+        probs = torch.sigmoid(logits)
+        task = "binary" if math.prod(built.output_shape) == 1 else "multilabel"
+        if task == "binary":
+            probs = probs.reshape(len(probs))
+        predictions = (probs > 0.5).long().tolist()
+        probabilities = probs.tolist()
+    else:
+        task = "regression"
+        flat = logits.reshape(len(logits), -1)
+        predictions = flat[:, 0].tolist() if flat.shape[1] == 1 else flat.tolist()
+    result = PredictResult(run_dir=str(run.run_dir), checkpoint=str(path), input=str(input_path), n=len(x),
+                           task=task, predictions=predictions, labels=labels, probabilities=probabilities,
+                           classes=classes)
+    if out is not None:
+        _write_predictions(Path(out), result)
+        result.out = str(out)
+    return result
+
+
+def _write_predictions(path: Path, result: PredictResult) -> None:
+    """CSV: index, prediction[, label], one probability column per class; NPZ: the same arrays."""
+    if path.suffix.lower() == ".npz":
+        arrays = {"predictions": np.asarray(result.predictions)}
+        if result.probabilities is not None:
+            arrays["probabilities"] = np.asarray(result.probabilities, dtype=np.float32)
+        if result.labels is not None:
+            arrays["labels"] = np.asarray(result.labels, dtype=str)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(path, buffer.getvalue())
+        return
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    first = result.predictions[0] if result.predictions else None
+    width = len(first) if isinstance(first, list) else 1
+    header = ["index"] + (["prediction"] if width == 1 else [f"prediction_{j}" for j in range(width)])
+    if result.labels is not None:
+        header.append("label")
+    probs = result.probabilities
+    if probs is not None and probs and isinstance(probs[0], list):
+        names = result.classes if result.classes and len(result.classes) == len(probs[0]) else range(len(probs[0]))
+        header += [f"p_{name}" for name in names]
+    elif probs is not None:
+        header.append("probability")
+    writer.writerow(header)
+    for i, pred in enumerate(result.predictions):
+        row = [i] + (pred if isinstance(pred, list) else [pred])
+        if result.labels is not None:
+            row.append(result.labels[i])
+        if probs is not None:
+            row += probs[i] if isinstance(probs[i], list) else [probs[i]]
+        writer.writerow(row)
+    atomic_write_bytes(path, text.getvalue().encode())
