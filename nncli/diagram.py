@@ -39,6 +39,9 @@ _EXTENSIONS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv"
 NEURON_MAX_NODES = 200
 NEURON_MAX_EDGES = 2_000
 
+# An expanded Repeat with more nested layers than this is drawn without its cluster frame.
+REPEAT_CLUSTER_MAX = 200
+
 # The first line of every DOT file nncli writes: how a later run knows a .dot is its own.
 DOT_SIGNATURE = "// nncli diagram"
 
@@ -316,6 +319,7 @@ class _LayerGraph:
         self.nodes: list[Node] = []
         self.edges: list[Edge] = []
         self.groups: list[Group] = []
+        self.copies: dict[str, int] = {}  # fqn of a Repeat's direct child -> the Repeat's times
 
     def add(self, node: Node) -> Node:
         self.nodes.append(node)
@@ -339,23 +343,28 @@ class _LayerGraph:
         # The builder chains shapes the same way; a mismatch here is a bug in this walk.
         assert tuple(shape) == tuple(info.in_shape), (info.path, shape, info.in_shape)
         key = info.fqn.replace(".", "_")
+        copy = _copy_note(info, self.copies.get(info.fqn))
         if info.type == "Residual" and self.opens(level):
-            return self.residual(info, key, src, shape, level, group, kind)
+            return self.residual(info, key, src, shape, level, group, kind, copy)
         if info.type == "Repeat" and self.expand and self.opens(level):
+            self.copies.update((c.fqn, info.args["times"]) for c in info.children)
+            # A cluster frames the copies; dot's cluster layout grows fast with its size (1,000
+            # layers: ~7x slower than without), so a huge Repeat goes unframed and each node
+            # keeps its "copy k" note instead.
+            if sum(1 for _ in info.walk()) - 1 > REPEAT_CLUSTER_MAX:
+                return self.sequence(info.children, src, shape, level + 1, group, kind)
             gid = f"repeat_{key}"
             self.groups.append(Group(gid, "repeat", _block_title(info) + f" · {info.params:,} params", group))
             return self.sequence(info.children, src, shape, level + 1, gid, kind)
-        node = self.add(_block_node(info, key, group) if info.type in ("Residual", "Repeat")
-                        else _leaf_node(info, key, group))
+        node = self.add(_block_node(info, key, group, copy) if info.type in ("Residual", "Repeat")
+                        else _leaf_node(info, key, group, copy))
         self.edge(src, node.id, shape, kind)
         return node.id, info.out_shape
 
     def residual(self, info: LayerInfo, key: str, src: str, shape: tuple, level: int,
-                 group: str | None, kind: str) -> tuple[str, tuple]:
+                 group: str | None, kind: str, copy: str | None) -> tuple[str, tuple]:
         gid = f"residual_{key}"
-        title = _block_title(info)
-        if info.role and info.role.startswith("copy "):
-            title += f" ({info.role})"
+        title = _block_title(info) + (f" ({copy})" if copy else "")
         self.groups.append(Group(gid, "residual", f"{title} · {info.params:,} params", group))
         common = dict(type=info.type, name=info.spec.name, path=info.path, module=info.fqn,
                       group=gid, params=0)
@@ -393,7 +402,14 @@ def category(info: LayerInfo) -> str:
     return "weight" if info.params else "other"
 
 
-def _leaf_node(info: LayerInfo, key: str, group: str | None) -> Node:
+def _copy_note(info: LayerInfo, times: int | None) -> str | None:
+    """ "copy 3/20" for a layer of an expanded Repeat."""
+    if times is None or not (info.role or "").startswith("copy "):
+        return None
+    return f"{info.role}/{times}"
+
+
+def _leaf_node(info: LayerInfo, key: str, group: str | None, copy: str | None = None) -> Node:
     title = f"{info.spec.name}: {info.type}" if info.spec.name else info.type
     lines = [("title", title)]
     if info.target is not None:
@@ -402,8 +418,8 @@ def _leaf_node(info: LayerInfo, key: str, group: str | None) -> Node:
     note = []
     if info.params:
         note.append(_count(info.params, "param"))
-    if info.role and info.role.startswith("copy "):
-        note.append(info.role)
+    if copy:
+        note.append(copy)
     if note:
         lines.append(("note", " · ".join(note)))
     return Node(f"n{key}", "layer", category(info), type=info.type, name=info.spec.name, lines=lines,
@@ -413,7 +429,7 @@ def _leaf_node(info: LayerInfo, key: str, group: str | None) -> Node:
                 extra={"target": info.target} if info.target else {})
 
 
-def _block_node(info: LayerInfo, key: str, group: str | None) -> Node:
+def _block_node(info: LayerInfo, key: str, group: str | None, copy: str | None = None) -> Node:
     """A Residual or Repeat drawn as one box listing its contents."""
     lines = [("title", _block_title(info))]
     if info.type == "Repeat":
@@ -435,8 +451,8 @@ def _block_node(info: LayerInfo, key: str, group: str | None) -> Node:
         lines += [("args", "shortcut: " + _one_line(c) if i == 0 else "      " + _one_line(c))
                   for i, c in enumerate(shortcut)] or [("args", "shortcut: identity")]
     note = [_count(info.params, "param")] if info.params else []
-    if info.role and info.role.startswith("copy "):
-        note.append(info.role)
+    if copy:
+        note.append(copy)
     if note:
         lines.append(("note", " · ".join(note)))
     return Node(f"n{key}", "block", "block", type=info.type, name=info.spec.name, lines=lines,

@@ -237,6 +237,18 @@ def test_repeat_collapsed_by_default_and_expanded():
     assert len(nodes) == 2 + 20 * 2 + 1 and len(edges) == 42
 
 
+def test_expanded_repeat_is_framed_unless_huge(write_spec):
+    src = dot_of("deep-relu-he", expand=True)
+    assert "subgraph cluster_repeat_0 " in src and "copy 20/20" in src
+    # 150 copies x 2 layers: past REPEAT_CLUSTER_MAX the frame is dropped (dot slows down a lot
+    # on large clusters) and every node still says which copy it belongs to.
+    spec = write_spec("input: [8]\nlayers:\n  - Repeat: {times: 150, layers: [{Linear: {out_features: 8}}, ReLU]}\n")
+    src = build_diagram(load_spec(spec), expand=True).source
+    nodes, edges = parse_dot(src)
+    assert len(nodes) == 302 and len(edges) == 301 and "cluster" not in src
+    assert "copy 150/150" in src
+
+
 def test_depth_limits_how_deep_blocks_open():
     nodes, edges = parse_dot(dot_of("resnet-tiny", depth=0))
     assert len(nodes) == 12 + 2 and len(edges) == 13  # every Residual is one box
