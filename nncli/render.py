@@ -494,3 +494,69 @@ def predictions(console: Console, result, limit: int = 20) -> None:
         console.print(f"... {result.n - limit:,} more rows" + ("" if result.out else " (write them all with --out FILE)"))
     if result.out:
         console.print(f"wrote {_escape(result.out)}")
+
+
+# -- gradcheck ---------------------------------------------------------------------------------
+_GC_VERDICT_STYLE = {"ok": "green", "FAIL": "bold red", "kink": "yellow"}
+
+
+def _gc_error(t) -> str:
+    """A tensor's error cell: relative to |g|, or absolute where the gradient is ~0."""
+    if t.max_rel_error is not None:
+        return fmt_float(t.max_rel_error, 2)
+    if t.max_abs_error is not None:
+        return f"abs {fmt_float(t.max_abs_error, 2)}"
+    return "-"
+
+
+def gradcheck(console: Console, report) -> None:
+    """Per layer and tensor: numel, max relative error, verdict; the suspect in bold red."""
+    how = ("every coordinate" if report.exhaustive else
+           f"{report.directions} random direction{'s' if report.directions != 1 else ''} per tensor")
+    t = table(f"{_escape(report.name)}: gradient check, float64, batch {report.batch}, {report.mode} mode, "
+              f"{report.objective} objective, {how}")
+    for col, just in (("#", "right"), ("layer", "left"), ("type", "left"), ("tensor", "left"),
+                      ("numel", "right"), ("max rel. error", "right"), ("verdict", "left")):
+        t.add_column(col, justify=just)
+
+    def rows(layer) -> None:
+        suspect = report.suspect_id is not None and layer.id == report.suspect_id
+        style = "bold red" if suspect else None
+        name = "  " * layer.depth + _escape(layer.name) + ("  <- suspect" if suspect else "")
+        verdict = f"[{_GC_VERDICT_STYLE[layer.verdict.value]}]{layer.verdict.value}[/]"
+        broken = [s for s in layer.structural if not s.ok]
+        if not layer.tensors:
+            t.add_row(layer.id, name, _escape(layer.type), "-", "-", "-", verdict, style=style)
+        for i, tc in enumerate(layer.tensors):
+            t.add_row(layer.id if i == 0 else "", name if i == 0 else "", _escape(layer.type) if i == 0 else "",
+                      _escape(tc.name), fmt_int(tc.numel), _gc_error(tc),
+                      f"[{_GC_VERDICT_STYLE[tc.verdict.value]}]{tc.verdict.value}[/]"
+                      + (f" ({tc.kinks} kinked)" if tc.kinks and tc.verdict.value != "kink" else ""),
+                      style=style)
+        for s in broken:
+            t.add_row("", "" if layer.tensors else name, "", f"structural: {_escape(s.name)}", "", "",
+                      "[bold red]FAIL[/]", style=style)
+        for child in layer.children:
+            rows(child)
+
+    for layer in report.layers:
+        rows(layer)
+    t.add_section()  # the end-to-end check below the layers
+    rows(report.end_to_end)
+    console.print(t)
+    for layer in [*report.leaves(), report.end_to_end]:
+        for s in layer.structural:
+            if not s.ok:
+                console.print(f"[bold red]{_escape(layer.id)} {_escape(layer.name)}: {_escape(s.name)}[/]: "
+                              f"{_escape(s.detail)}")
+        notes = [layer.note] + [f"{tc.name}: {tc.note}" for tc in layer.tensors if tc.note]
+        for note in filter(None, notes):
+            console.print(f"note: {_escape(layer.id)} {_escape(layer.name)}: {_escape(note)}")
+    counts = report.counts()
+    status = "[green]ok[/]" if report.ok else "[bold red]FAIL[/]"
+    console.print(f"{status}: {_escape(report.diagnosis)}")
+    console.print(f"{counts['ok']} ok, {counts['FAIL']} FAIL, {counts['kink']} kink (inconclusive); "
+                  f"rtol {report.rtol:g}, atol {report.atol:g}, eps {report.eps:g}; {report.seconds:.2f} s")
+    if not report.exhaustive:
+        odds = ", ".join(f"{r:.2%} of |g| escapes with probability {p:.1e}" for r, p in report.detection())
+        console.print(f"detection: an error of {odds}")
