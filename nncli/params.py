@@ -176,7 +176,18 @@ def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: st
 
     # One forward pass on meta tensors gives both the per-module FLOPs and the saved activations.
     itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
-    flops, activations = measure_forward(model, built.input_shape, batch_size, itemsize)
+    try:
+        flops, activations = measure_forward(model, built.input_shape, batch_size, itemsize)
+    except ValueError as exc:
+        if batch_size != 1 or "value per channel" not in str(exc):
+            raise
+        # BatchNorm in train mode refuses one value per channel (a batch of 1 with no spatial
+        # dims). FLOPs and saved bytes are affine in the batch size, f(b) = a + c*b, so two
+        # passes that BatchNorm accepts give f(1) = 2*f(2) - f(3) exactly.
+        f2, a2 = measure_forward(model, built.input_shape, 2, itemsize)
+        f3, a3 = measure_forward(model, built.input_shape, 3, itemsize)
+        flops = {k: 2 * f2[k] - f3.get(k, 0) for k in f2}
+        activations = 2 * a2 - a3
     rows: list[ParamRow] = []
     for info in built.layers:
         _rows(info, info.index, 0, depth, flops, rows)
