@@ -38,6 +38,9 @@ class InitScheme:
     kwargs: Mapping[str, Any]  # keyword args for the torch.nn.init function
     where: Where
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kwargs", _frozen(self.kwargs))
+
 
 @dataclass(frozen=True)
 class LayerSpec:
@@ -49,6 +52,14 @@ class LayerSpec:
     arg_where: Mapping[str, Where] = field(default_factory=dict)  # per argument
     name: str | None = None  # reserved `name`: labels the layer in reports and diagrams
     init: Mapping[str, InitScheme] | None = None  # reserved `init`: param name -> scheme
+
+    def __post_init__(self) -> None:
+        # Frozen all the way down: the mappings are read-only views, so no tool can change a
+        # spec another tool reads later.
+        object.__setattr__(self, "args", _frozen(self.args))
+        object.__setattr__(self, "arg_where", _frozen(self.arg_where))
+        if self.init is not None:
+            object.__setattr__(self, "init", _frozen(self.init))
 
     @property
     def path(self) -> str:
