@@ -1,0 +1,274 @@
+"""The builder (nncli.build): spec -> nn.Sequential, shapes, inferred sizes, init, seeds.
+
+References: hand-written torch models (tests/reference_models.py), closed-form init statistics
+(He: std = sqrt(2 / fan_in); LeCun: 1 / sqrt(fan_in); Glorot: U(-a, a), a = sqrt(6 / (fan_in +
+fan_out))), and forward passes computed by hand from the built weights.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import SPECS
+from nncli.build import build_model, infer
+from nncli.spec import load_spec, parse_spec
+from reference_models import INPUT_SHAPES, OUTPUT_SHAPES, PUBLISHED, REFERENCE_MODELS, SPEC_FILES
+
+
+def spec_of(text: str, base_dir=None):
+    return parse_spec(textwrap.dedent(text), file="t.yaml", base_dir=base_dir)
+
+
+def _numel(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# -- structure against the hand-written reference models ------------------------------------------
+# The published big five are compared layer by layer through `nncli params` in test_params.py.
+@pytest.mark.parametrize("name", sorted(set(SPEC_FILES) - set(PUBLISHED)))
+def test_layers_match_reference_model(name):
+    built = infer(load_spec(SPECS / SPEC_FILES[name]))
+    with torch.device("meta"):
+        ref = REFERENCE_MODELS[name]()
+    assert built.input_shape == INPUT_SHAPES[name]
+    assert built.output_shape == OUTPUT_SHAPES[name]
+    assert len(built.layers) == len(ref), "top-level layers must mirror the reference one to one"
+    for info, child in zip(built.layers, ref):
+        assert info.params == _numel(child), f"{info.path} {info.type}"
+        assert info.buffers == sum(b.numel() for b in child.buffers()), f"{info.path} {info.type}"
+    assert _numel(built.model) == _numel(ref)
+
+
+def test_infer_allocates_nothing():
+    built = infer(load_spec(SPECS / "alexnet.yaml"))  # 61 M parameters
+    assert all(p.device.type == "meta" for p in built.model.parameters())
+    assert all(b.device.type == "meta" for b in built.model.buffers())
+
+
+@pytest.mark.parametrize("name", ["lecture_mlp", "lenet5", "digits_cnn", "resnet_tiny", "swish_mlp"])
+def test_real_forward_shape(name):
+    built = build_model(load_spec(SPECS / SPEC_FILES[name]), seed=0)
+    y = built.model(torch.zeros(3, *INPUT_SHAPES[name]))
+    assert tuple(y.shape) == (3, *OUTPUT_SHAPES[name])
+    assert all(p.device.type == "cpu" for p in built.model.parameters())
+
+
+def test_inferred_sizes():
+    built = infer(spec_of("""
+        input: [3, 16, 16]
+        layers:
+          - Conv2d: {out_channels: 8, kernel_size: 3, padding: 1}
+          - BatchNorm2d
+          - GroupNorm: {num_groups: 2}
+          - Conv2d: {in_channels: 8, out_channels: 4, kernel_size: 1}
+          - Flatten
+          - LayerNorm
+          - Linear: {out_features: 5}
+    """))
+    conv, bn, gn, conv2, _, ln, lin = built.layers
+    assert conv.args["in_channels"] == 3 and conv.inferred == ("in_channels",)
+    assert bn.args["num_features"] == 8 and gn.args["num_channels"] == 8
+    assert conv2.inferred == ()  # given explicitly (and right): checked, not inferred
+    assert ln.args["normalized_shape"] == 4 * 16 * 16 and ln.out_shape == (1024,)
+    assert lin.args["in_features"] == 1024 and lin.params == 1024 * 5 + 5
+    assert [tuple(i.out_shape) for i in built.layers] == [
+        (8, 16, 16), (8, 16, 16), (8, 16, 16), (4, 16, 16), (1024,), (1024,), (5,)]
+
+
+def test_layer_info_names_types_children_and_fqn():
+    built = infer(spec_of("""
+        input: [4]
+        layers:
+          - Linear: {out_features: 4, name: first}
+          - Residual:
+              body: [{Linear: {out_features: 4}}, ReLU]
+              shortcut: [{Linear: {out_features: 4}}]
+          - Repeat: {times: 2, layers: [{Linear: {out_features: 4}}, Tanh]}
+          - Custom: {target: "swish_layers.py:Swish"}
+    """, base_dir=SPECS))
+    first, res, rep, swish = built.layers
+    assert (first.name, first.type, first.path) == ("first", "Linear", "layers[0]")
+    assert (res.name, res.type) == ("residual_1", "Residual")
+    assert [(c.role, c.type) for c in res.children] == [("body", "Linear"), ("body", "ReLU"),
+                                                        ("shortcut", "Linear")]
+    assert [c.role for c in rep.children] == ["copy 1", "copy 1", "copy 2", "copy 2"]
+    assert (swish.type, swish.name, swish.target) == ("Swish", "swish_3", "swish_layers.py:Swish")
+    # fqn is the module's own name in the model, for every nested layer
+    modules = dict(built.model.named_modules())
+    for info in built.walk():
+        assert modules[info.fqn] is info.module
+
+
+# -- composites ----------------------------------------------------------------------------------
+def test_residual_is_body_plus_shortcut():
+    built = build_model(spec_of("""
+        input: [4]
+        layers:
+          - Residual:
+              body: [{Linear: {out_features: 3}}, ReLU, {Linear: {out_features: 3}}]
+              shortcut: [{Linear: {out_features: 3, bias: false}}]
+          - Residual:
+              body: [Tanh]
+    """), seed=1, dtype=torch.float64)
+    proj, skip = built.model
+    l1, _, l2 = proj.body
+    (ls,) = proj.shortcut
+    x = torch.randn(5, 4, dtype=torch.float64)
+    hidden = torch.clamp(x @ l1.weight.T + l1.bias, min=0)
+    h = hidden @ l2.weight.T + l2.bias + x @ ls.weight.T  # body(x) + shortcut(x), by hand
+    expected = torch.tanh(h) + h  # identity shortcut
+    torch.testing.assert_close(built.model(x), expected)
+
+
+def test_repeat_gives_fresh_weights_per_copy():
+    built = build_model(spec_of("""
+        input: [6]
+        layers:
+          - Repeat: {times: 3, layers: [{Linear: {out_features: 6}}, ReLU]}
+    """), seed=0)
+    linears = [m for m in built.model.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 3
+    assert len({id(l.weight) for l in linears}) == 3  # no shared tensors
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert not torch.equal(linears[a].weight, linears[b].weight)
+    assert built.layers[0].params == 3 * (36 + 6)
+
+
+# -- Step ----------------------------------------------------------------------------------------
+def test_step_forward_and_zero_gradient():
+    built = build_model(spec_of("""
+        input: [3]
+        layers:
+          - Linear: {out_features: 4}
+          - Step
+    """), seed=0)
+    lin = built.model[0]
+    x = torch.tensor([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0]], requires_grad=True)
+    y = built.model(x)
+    z = (x @ lin.weight.T + lin.bias).detach()
+    assert torch.equal(y, (z >= 0).float())
+    y.sum().backward()
+    assert torch.count_nonzero(x.grad) == 0 and torch.count_nonzero(lin.weight.grad) == 0
+    # 1[z >= 0]: exactly 0 maps to 1
+    step = built.model[1]
+    assert torch.equal(step(torch.tensor([-1e-9, 0.0, 2.0])), torch.tensor([0.0, 1.0, 1.0]))
+
+
+# -- init ----------------------------------------------------------------------------------------
+def _std_close(tensor: torch.Tensor, expected: float, rel: float = 0.03) -> None:
+    # The sample std of n normal draws has relative standard error ~ 1/sqrt(2n): for n >= 2e5
+    # that is < 0.16%, so 3% is ~20 standard errors wide and still catches a wrong fan or gain.
+    assert abs(tensor.std().item() - expected) < rel * expected, (tensor.std().item(), expected)
+    assert abs(tensor.mean().item()) < 0.05 * expected
+
+
+def test_kaiming_normal_std_linear_and_conv():
+    built = build_model(spec_of("""
+        input: [64, 12, 12]
+        init: {weight: kaiming_normal, bias: zeros}
+        layers:
+          - Conv2d: {out_channels: 512, kernel_size: 3}
+          - Flatten
+          - Linear: {out_features: 8}
+    """), seed=0)
+    conv, _, lin = built.model
+    _std_close(conv.weight, math.sqrt(2 / (64 * 3 * 3)))  # fan_in = C_in * k * k = 576
+    _std_close(lin.weight, math.sqrt(2 / (512 * 10 * 10)), rel=0.05)
+    assert torch.count_nonzero(conv.bias) == 0 and torch.count_nonzero(lin.bias) == 0
+
+
+def test_lecun_normal_std():
+    built = build_model(spec_of("""
+        input: [400]
+        layers:
+          - Linear: {out_features: 1000, init: {weight: lecun_normal}}
+    """), seed=0)
+    _std_close(built.model[0].weight, 1 / math.sqrt(400))
+
+
+def test_lecun_normal_conv_fan_in():
+    built = build_model(spec_of("""
+        input: [32, 8, 8]
+        layers:
+          - Conv2d: {out_channels: 256, kernel_size: 5, init: {weight: lecun_normal}}
+    """), seed=0)
+    _std_close(built.model[0].weight, 1 / math.sqrt(32 * 5 * 5))
+
+
+def test_scheme_arguments_and_uniform_bounds():
+    built = build_model(spec_of("""
+        input: [300]
+        layers:
+          - Linear: {out_features: 700, init: {weight: {normal: {std: 0.02}}, bias: {constant: {val: 0.5}}}}
+          - Linear: {out_features: 500, init: {weight: xavier_uniform}}
+          - Linear: {out_features: 200, init: {weight: orthogonal}}
+    """), seed=0)
+    a, b, c = built.model
+    _std_close(a.weight, 0.02)
+    assert torch.all(a.bias == 0.5)
+    bound = math.sqrt(6 / (700 + 500))
+    assert b.weight.abs().max() <= bound and b.weight.abs().max() > 0.99 * bound
+    _std_close(b.weight, bound / math.sqrt(3))
+    # orthogonal rows (200 x 500): W W^T = I
+    torch.testing.assert_close(c.weight @ c.weight.T, torch.eye(200), atol=1e-4, rtol=0)
+
+
+def test_layer_init_overrides_top_level_and_norms_keep_their_init():
+    built = build_model(spec_of("""
+        input: [8]
+        init: {weight: {normal: {std: 5.0}}, bias: {constant: {val: 3.0}}}
+        layers:
+          - Linear: {out_features: 8}
+          - BatchNorm1d
+          - Linear: {out_features: 8, init: {weight: zeros}}
+          - LayerNorm
+    """), seed=0)
+    lin, bn, lin0, ln = built.model
+    assert lin.weight.std() > 2.0 and torch.all(lin.bias == 3.0)  # top-level default applied
+    assert torch.count_nonzero(lin0.weight) == 0  # its own init wins over the default ...
+    assert torch.all(lin0.bias == 3.0)  # ... for the parameter it names only
+    # BatchNorm / LayerNorm keep gamma = 1, beta = 0 under a top-level weight init
+    for norm in (bn, ln):
+        assert torch.all(norm.weight == 1) and torch.all(norm.bias == 0)
+
+
+def test_init_applies_under_infer_without_allocating():
+    built = infer(spec_of("""
+        input: [8]
+        init: {weight: orthogonal}
+        layers: [{Linear: {out_features: 8, init: {weight: kaiming_uniform}}}]
+    """))
+    assert built.model[0].weight.device.type == "meta"
+
+
+# -- seeds ---------------------------------------------------------------------------------------
+def test_seeded_build_is_reproducible():
+    spec = load_spec(SPECS / "resnet-tiny.yaml")
+    a = build_model(spec, seed=7).model.state_dict()
+    b = build_model(spec, seed=7).model.state_dict()
+    c = build_model(spec, seed=8).model.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+def test_seed_ignores_global_rng_state():
+    spec = load_spec(SPECS / "lecture-mlp.yaml")
+    a = build_model(spec, seed=3).model.state_dict()
+    torch.rand(100)  # move the global generator on
+    b = build_model(spec, seed=3).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_dtype_and_custom_layer_forward():
+    built = build_model(load_spec(SPECS / "custom-swish.yaml"), seed=0, dtype=torch.float64)
+    assert all(p.dtype == torch.float64 for p in built.model.parameters())
+    swish = built.model[1]
+    x = torch.linspace(-3, 3, 13, dtype=torch.float64)
+    torch.testing.assert_close(swish(x), x * torch.sigmoid(x))  # Swish with beta = 1
