@@ -403,9 +403,6 @@ def _inputs(built: Built, batch: int, data, seed: int, device: torch.device) -> 
             raise InputError(f"{data}: the file has no examples")
         return x[:batch].to(device=device, dtype=torch.float64)
     gen = torch.Generator(device="cpu").manual_seed(_seed(seed, "inputs"))
-    first = next(iter(built.walk())).module
-    if isinstance(first, nn.Embedding):  # indices, not features
-        return torch.randint(0, first.num_embeddings, (batch, *shape), generator=gen).to(device)
     return torch.randn((batch, *shape), generator=gen, dtype=torch.float64).to(device)
 
 
