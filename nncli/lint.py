@@ -122,7 +122,12 @@ def lint(built: Built) -> list[Finding]:
     out += _softmax_before_loss(built)
     out += _vanishing_risk(built)
     out += _step_units(built)
-    return out
+    # The copies of a Repeat share their spec lines: one finding per place in the file, not
+    # the same warning once per copy (a 20-block Repeat gave 20 identical lines).
+    unique: dict[tuple, Finding] = {}
+    for f in out:
+        unique.setdefault((f.code, f.spec_path, f.message), f)
+    return list(unique.values())
 
 
 # -- streams: the layers data flows through in order, a Residual body being its own stream --------
@@ -183,7 +188,7 @@ def _linear_collapse(stream: list[LayerInfo]) -> list[Finding]:
 
 def _collapse_finding(span: list[LayerInfo], weights: list[LayerInfo]) -> Finding:
     first, last = span[0], span[-1]
-    names = " -> ".join(f"{c.path} {c.type}" for c in span)
+    names = " -> ".join(_label(c) for c in span)
     own = sum(c.params for c in span)
     equiv, what = _equivalent(span)
     message = (f"{names}: no nonlinearity between these {len(weights)} weight layers, so they compose to "
@@ -191,6 +196,12 @@ def _collapse_finding(span: list[LayerInfo], weights: list[LayerInfo]) -> Findin
                f"parameters computes the same family of functions as these {own:,}")
     return _finding("warning", "linear-collapse", message, first,
                     hint=f"put a nonlinearity (e.g. ReLU) after {first.path} {first.type}, or merge the layers")
+
+
+def _label(info: LayerInfo) -> str:
+    # Copies of a Repeat share a spec path: say which copy, or a chain reads "a -> a -> a".
+    copy = f" ({info.role})" if info.role and info.role.startswith("copy") else ""
+    return f"{info.path} {info.type}{copy}"
 
 
 def _equivalent(span: list[LayerInfo]) -> tuple[int, str]:
@@ -214,7 +225,9 @@ def _equivalent(span: list[LayerInfo]) -> tuple[int, str]:
         c_in, c_out = first.in_shape[0], last.out_shape[0]
         params = c_in * c_out * math.prod(field_) + c_out
         kernel = "x".join(map(str, field_))
-        return params, f"one {first.type} {c_in}->{c_out} with a {kernel} kernel"
+        # Strides (and average pooling) multiply: the equivalent convolution steps by their product.
+        stride = f", stride {'x'.join(map(str, jump))}" if any(j > 1 for j in jump) else ""
+        return params, f"one {first.type} {c_in}->{c_out} with a {kernel} kernel{stride}"
     n_in, n_out = math.prod(first.in_shape), math.prod(last.out_shape)
     return n_in * n_out + n_out, f"one Linear {n_in}->{n_out}"
 
