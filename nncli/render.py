@@ -27,7 +27,9 @@ def stdout_console() -> Console:
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    # soft_wrap: a located error is one line (rich would cut `file:line: spec.path` at 80
+    # columns on a non-TTY, where CI logs and `2> err.txt` read it).
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def emit(result: Any, as_json: bool, human: Callable[[Console, Any], None],
@@ -121,7 +123,7 @@ def findings(console: Console, items) -> None:
     for f in items:
         style = _SEVERITY_STYLE.get(f.severity, "")
         where = f" {f.location}" if f.location else ""
-        console.print(f"[{style}]{f.severity}[/] [{f.code}]{_escape(where)}: {_escape(f.message)}")
+        console.print(f"[{style}]{f.severity}[/] {_escape(f'[{f.code}]')}{_escape(where)}: {_escape(f.message)}")
         if f.hint:
             console.print(f"    hint: {_escape(f.hint)}", highlight=False)
 
