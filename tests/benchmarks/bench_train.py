@@ -1,0 +1,126 @@
+"""Benchmark `nncli train` against a plain hand-written PyTorch loop: same model, data, epochs.
+
+Run: .venv/bin/python tests/benchmarks/bench_train.py [--spec specs/digits-cnn.yaml] [--repeats 3]
+     [--threads N] [--device cpu|cuda] [--amp bf16] [--compile]
+
+Both sides train the same network (nncli builds it from the spec; the plain loop is written out
+by hand in this file, initialised with the same seed), on the same normalised split, with the
+same optimizer, batch size and epochs, in this process, alternating A B A B so drift in the
+machine's load hits both alike. The plain loop is what a user writes: shuffle, forward,
+cross-entropy, backward, step; then one test evaluation. nncli does more per run (validation
+every epoch, checkpoints, metrics files, the final report on three splits), and all of it is
+inside its wall time.
+
+Reported: wall time per run (median), training throughput = training examples / wall time, the
+ratio nncli / plain (target >= 0.95 on CPU), and test accuracy of both. With --device cuda, nncli
+may use --amp/--compile while the plain loop stays fp32 eager: that is the comparison a user
+gets by adding two flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+def plain_loop(spec, cfg, ds, device):
+    """The loop a user would write by hand for this spec (digits CNN or an MLP spec)."""
+    import torch
+    from torch import nn
+
+    from nncli.build import build_model
+
+    # the same layers and initial weights as nncli's model: built from the spec with the same
+    # seed, then used as a plain nn.Sequential (no nncli code runs inside the loop)
+    model = build_model(spec, device=device, seed=cfg.seed).model
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr) if cfg.optimizer == "adam" else \
+        torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    x, y = ds.x_train.to(device), ds.y_train.to(device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(cfg.epochs):
+        model.train()
+        perm = torch.randperm(len(y), generator=gen).to(device)
+        for lo in range(0, len(y), cfg.batch_size):
+            idx = perm[lo:lo + cfg.batch_size]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        pred = model(ds.x_test.to(device)).argmax(1)
+    return (pred == ds.y_test.to(device)).float().mean().item()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spec", default=str(ROOT / "specs" / "digits-cnn.yaml"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", default=None, choices=["bf16", "fp16"])
+    parser.add_argument("--compile", action="store_true")
+    args = parser.parse_args()
+
+    import torch
+
+    from nncli.data import fit_input_shape, load_dataset, resolve_data_config
+    from nncli.device import resolve_device
+    from nncli.spec import load_spec
+    from nncli.train import resolve_train_config, run_training
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    spec = load_spec(args.spec)
+    overrides = {"train": {k: v for k, v in {"epochs": args.epochs, "amp": args.amp,
+                                               "compile": args.compile or None}.items() if v}}
+    cfg = resolve_train_config(spec.train, overrides["train"])
+    ds = load_dataset(resolve_data_config(spec.data))
+    for split in ("train", "val", "test"):
+        setattr(ds, f"x_{split}", fit_input_shape(getattr(ds, f"x_{split}"), spec.input))
+    n_train = len(ds.y_train)
+
+    nncli_times, plain_times, nncli_acc, plain_acc, inner = [], [], [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.repeats):
+            for side in ("plain", "nncli") if rep % 2 == 0 else ("nncli", "plain"):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                if side == "nncli":
+                    result = run_training(spec, overrides, Path(tmp) / f"run{rep}", device=str(device))
+                    nncli_times.append(time.perf_counter() - t0)
+                    nncli_acc.append(result.test["accuracy"])
+                    inner.append(result.samples_per_s)
+                else:
+                    plain_acc.append(plain_loop(spec, cfg, ds, device))
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    plain_times.append(time.perf_counter() - t0)
+
+    nn_t, pl_t = statistics.median(nncli_times), statistics.median(plain_times)
+    work = n_train * cfg.epochs
+    print(f"nncli train vs plain PyTorch loop: {spec.name}, {cfg.epochs} epochs x {n_train} examples, "
+          f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, device {device}, "
+          f"torch threads {torch.get_num_threads()}, amp {args.amp or 'none'}, compile {args.compile}, "
+          f"median of {args.repeats}")
+    print(f"{'':<14}{'wall s':>9}{'examples/s':>13}{'test acc':>10}")
+    print(f"{'plain loop':<14}{pl_t:>9.2f}{work / pl_t:>13,.0f}{statistics.mean(plain_acc):>10.4f}")
+    print(f"{'nncli train':<14}{nn_t:>9.2f}{work / nn_t:>13,.0f}{statistics.mean(nncli_acc):>10.4f}")
+    print(f"throughput ratio nncli/plain (wall time, everything included): {pl_t / nn_t:.3f}  (target >= 0.95)")
+    print(f"nncli's own training-step throughput: {statistics.median(inner):,.0f} examples/s")
+    print("runs (s): plain " + " ".join(f"{t:.2f}" for t in plain_times)
+          + " | nncli " + " ".join(f"{t:.2f}" for t in nncli_times))
+
+
+if __name__ == "__main__":
+    main()
