@@ -924,7 +924,7 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: in
         >>> result = run_sweep(load_sweep("sweeps/moons-depth-activation.yaml"), workers=2)
         >>> result.best["id"], result.best["test"]["accuracy"]
     """
-    from nncli.spec import load_spec
+    from nncli.spec import parse_spec
 
     started = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"sweep-{_slug(plan.name)}"
@@ -946,10 +946,10 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: in
                              + (f", seed {seed}" if seed is not None else "")
                              + "\noverrides: " + json.dumps(config.values, default=str))
             spec_file = out / "specs" / f"{name}.yaml"
-            if not spec_file.is_file() or spec_file.read_text(encoding="utf-8") != text:
+            if not dry_run and (not spec_file.is_file() or spec_file.read_text(encoding="utf-8") != text):
                 write_atomic(spec_file, text)
-            try:
-                spec = load_spec(spec_file)  # structure checked now: a bad value is exit 2 before training
+            try:  # structure checked now: a bad value is exit 2 before anything trains
+                spec = parse_spec(text, file=str(spec_file), base_dir=config.base_dir)
             except SpecError as err:
                 err.hint = ((err.hint + "\n  ") if err.hint else "") + \
                     f"written by the sweep for trial {config.id}: " + \
@@ -972,7 +972,7 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: in
             run.record.status = "failed"
             run.record.error = run.trial.error
             continue
-        state = _run_state(Path(run.record.run_dir), run.text)
+        state = _run_state(Path(run.record.run_dir), run.text, clear=not dry_run)
         if state["finished"]:
             _fill(run.record, state["report"], state.get("seconds"))
             run.record.cached = True
@@ -1016,8 +1016,9 @@ def _count(trials: list[TrialResult], specs: dict) -> dict[str, NncliError]:
     return errors
 
 
-def _run_state(run_dir: Path, text: str) -> dict:
-    """What the run folder says: finished (with its report), resumable, or to start afresh."""
+def _run_state(run_dir: Path, text: str, *, clear: bool = True) -> dict:
+    """What the run folder says: finished (with its report), resumable, or to start afresh
+    (a stale folder is then removed, unless ``clear`` is false: a dry run changes nothing)."""
     sha = hashlib.sha256(text.encode()).hexdigest()
     meta_path, report_path = run_dir / "run.yaml", run_dir / "report.json"
     meta = None
@@ -1041,7 +1042,7 @@ def _run_state(run_dir: Path, text: str) -> dict:
             return {"finished": True, "report": report, "seconds": seconds}
     if same and (run_dir / "checkpoints" / "last.pt").is_file():
         return {"finished": False, "resume": True}  # killed mid-run: continue from its last checkpoint
-    if run_dir.exists():
+    if run_dir.exists() and clear:
         _clear_run_dir(run_dir)
     return {"finished": False, "resume": False}
 
@@ -1118,7 +1119,7 @@ def _execute(pending: list[_Run], workers: int, device: str, notify, done: int, 
 
     threads = max(1, (os.cpu_count() or 1) // workers)  # no oversubscription: cores split evenly
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(threads,))
+                               initializer=_init_worker, initargs=(threads, os.getpid()))
     try:
         futures = {}
         for run, task in zip(pending, tasks):
@@ -1140,19 +1141,31 @@ def _execute(pending: list[_Run], workers: int, device: str, notify, done: int, 
     return ran
 
 
-def _init_worker(threads: int) -> None:
+_SWEEP_PID: int | None = None  # in a worker process: the sweep that started it
+
+
+def _init_worker(threads: int, sweep_pid: int) -> None:
     import signal
 
     import torch
 
+    global _SWEEP_PID
+    _SWEEP_PID = sweep_pid
     torch.set_num_threads(threads)
-    try:  # Linux: if the sweep process dies (even by SIGKILL), its workers get SIGTERM, which
-        # train turns into "save a checkpoint and stop", so a rerun resumes them and none is orphaned
+    try:  # Linux: if the sweep dies (even by SIGKILL) its workers get SIGTERM, which train turns
+        # into "save a checkpoint and stop"; run_trial then exits the orphan (see _exit_if_orphaned)
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+def _exit_if_orphaned() -> None:
+    """A worker whose sweep died must not wait for tasks forever (its queue never closes: every
+    worker holds both ends), nor train more: the rerun of the sweep will pick its run up."""
+    if _SWEEP_PID is not None and os.getppid() != _SWEEP_PID:
+        os._exit(0)
 
 
 def run_trial(task: dict) -> dict:
@@ -1169,6 +1182,7 @@ def run_trial(task: dict) -> dict:
     from nncli.train import run_training
 
     started = time.perf_counter()
+    _exit_if_orphaned()
     try:
         if task["resume"]:
             result = run_training(None, None, None, device=task["device"], resume=task["run_dir"])
@@ -1178,6 +1192,8 @@ def run_trial(task: dict) -> dict:
         return {"status": "error", "error": str(err), "seconds": time.perf_counter() - started}
     except Exception as exc:  # a bug or a library failure in one trial must not end the sweep
         return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - started}
+    finally:
+        _exit_if_orphaned()
     if result.status == "interrupted":
         return {"status": "interrupted"}
     return {"report": result.to_json(), "seconds": time.perf_counter() - started}
