@@ -806,7 +806,8 @@ def fit_sweep(points: list[SweepPoint]) -> tuple[float | None, float | None, flo
     a = my - b * mx
     ss_res = sum((y - (a + b * x)) ** 2 for x, y in zip(xs, ys))
     ss_tot = sum((y - my) ** 2 for y in ys)
-    r2 = 1 - ss_res / ss_tot if ss_tot > 1e-12 else None
+    # Two points always fit a line exactly: r^2 says something from three on.
+    r2 = 1 - ss_res / ss_tot if ss_tot > 1e-12 and len(usable) >= 3 else None
     for p, x, y in zip(usable, xs, ys):
         p.residual = y - (a + b * x)
         if abs(p.residual) > 1.0:

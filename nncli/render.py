@@ -20,16 +20,22 @@ from rich.table import Table
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
+def _color_system() -> str | None:
+    # rich's own NO_COLOR handling drops colours but still writes bold/italic escapes on a
+    # terminal; no-color.org users (and screen readers, log files) want plain text.
+    return None if os.environ.get("NO_COLOR") else "auto"
+
+
 def stdout_console() -> Console:
     # Piped or redirected output is read by scripts and diffs: do not wrap it at 80 columns.
     width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200"))
-    return Console(highlight=False, soft_wrap=False, width=width)
+    return Console(highlight=False, soft_wrap=False, width=width, color_system=_color_system())
 
 
 def stderr_console() -> Console:
     # soft_wrap: a located error is one line (rich would cut `file:line: spec.path` at 80
     # columns on a non-TTY, where CI logs and `2> err.txt` read it).
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, color_system=_color_system())
 
 
 def emit(result: Any, as_json: bool, human: Callable[[Console, Any], None],

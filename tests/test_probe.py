@@ -35,6 +35,16 @@ SEEDS = [0, 1, 2]
 BATCH = 128
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread for these 64-wide nets: they gain nothing from more, and on a shared
+    2-core machine oversubscribed OpenMP threads made this file 3x slower. Restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def spec_of(name: str):
     return load_spec(SPECS / f"{name}.yaml")
 
@@ -296,7 +306,7 @@ def test_thresholds_are_overridable(acceptance):
 def test_sweep_follows_the_exponential_law_and_matches_manual_backprop():
     spec = spec_of("deep-sigmoid")
     depths = [1, 2, 4, 8]
-    report = probe(spec, seeds=[0], device="cpu", sweep_depths=depths)
+    report = probe(spec, seeds=[0], batch_size=32, device="cpu", sweep_depths=depths)
     sweep = report.sweep
     assert [p.times for p in sweep.points] == depths
     assert [p.depth for p in sweep.points] == [2 * t + 1 for t in depths]
@@ -304,12 +314,22 @@ def test_sweep_follows_the_exponential_law_and_matches_manual_backprop():
     for p in sweep.points:
         deep, _ = with_repeat_times(spec, p.times)
         built = build_model(deep, seed=0)
-        x, r = recipe_batch(built.input_shape, built.output_shape, 0)
+        x, r = recipe_batch(built.input_shape, built.output_shape, 0, n=32)
         act, _ = sigmoid_mlp_reference(built.model, x, r)
         assert p.ratio == pytest.approx(act[0] / act[-1], rel=1e-3)
     assert sweep.r2 > 0.99
     assert 0.05 < sweep.gamma_per_copy < 0.3  # ~0.14: sqrt(1/3) * sigmoid'(~0) = 0.577 * 0.24
     assert sweep.breaks == []
+
+
+def test_sweep_reports_where_float32_breaks_the_law():
+    # 64 sigmoid copies: R ~ 0.14^64 ~ 1e-55, below float32's smallest subnormal (1.4e-45).
+    sweep = probe(spec_of("deep-sigmoid"), seeds=[0], batch_size=32, device="cpu",
+                  sweep_depths=[2, 4, 64]).sweep
+    assert sweep.points[-1].ratio == 0.0 and sweep.points[-1].residual is None
+    assert any("times=64" in b and "underflowed" in b for b in sweep.breaks)
+    assert 0.05 < sweep.gamma_per_copy < 0.3  # fitted on the two representable points
+    assert sweep.r2 is None  # two points: a line always fits
 
 
 def test_sweep_needs_a_repeat():
@@ -341,7 +361,7 @@ def test_plot_has_one_point_per_layer_and_is_a_real_image(tmp_path, acceptance):
 
 
 def test_sweep_plot_has_one_point_per_depth(tmp_path):
-    report = probe(spec_of("deep-relu-he"), seeds=[0], device="cpu", sweep_depths=[1, 3, 5])
+    report = probe(spec_of("deep-relu-he"), seeds=[0], batch_size=32, device="cpu", sweep_depths=[1, 3, 5])
     fig = figure(report)
     assert len(fig.axes) == 2
     (line,) = [ln for ln in fig.axes[1].lines if ln.get_label() == "R"]
@@ -349,9 +369,23 @@ def test_sweep_plot_has_one_point_per_depth(tmp_path):
     assert np.allclose(line.get_ydata(), [p.ratio for p in report.sweep.points])
 
 
+def test_terminal_bars_are_log_scaled():
+    from nncli.render import log_bars
+
+    bars, low, high = log_bars([1e-18, 1e-9, 1.0, 0.0], width=36)
+    assert (low, high) == (-18.0, 0.0)
+    lengths = [len(b) for b in bars[:3]]
+    assert lengths[0] < lengths[1] < lengths[2] == 36
+    assert abs(lengths[1] - 18) <= 1  # 1e-9 is half way between 1e-18 and 1 on a log axis
+    assert bars[3] == "0"
+    # A healthy net's wobble (0.5 .. 2) stays a wobble: the axis spans at least four decades.
+    bars, low, high = log_bars([0.5, 1.0, 2.0], width=40)
+    assert high - low >= 4 and max(map(len, bars)) - min(map(len, bars)) <= 7
+
+
 # -- training steps -------------------------------------------------------------------------------------
 def test_steps_probe_again_after_training():
-    report = probe(spec_of("deep-relu-he"), seeds=[0], device="cpu", steps=3)
+    report = probe(spec_of("deep-relu-he"), seeds=[0], batch_size=32, device="cpu", steps=3)
     assert report.training.steps == 3 and report.training.optimizer == "adam" and report.training.lr == 1e-3
     assert report.training.loss == "cross_entropy on random labels"
     assert report.after is not None and report.after.depth == report.init.depth
@@ -401,12 +435,12 @@ def test_cli_json_schema_and_exit_codes(cli, tmp_path):
 
 
 def test_cli_human_output_has_table_bars_and_verdict(cli):
-    code, out, err = cli("probe", SPECS / "deep-relu-normal.yaml", "--seeds", "0", "--device", "cpu")
+    code, out, err = cli("probe", SPECS / "deep-relu-normal.yaml", "--seeds", "0", "--device", "cpu", "-b", "32")
     assert code == 1
     assert "||dL/dh||" in out and "EXPLODING" in out and "hint:" in out and "█" in out
     assert "check failed" in err
     code, out, _ = cli("probe", SPECS / "deep-relu-normal.yaml", "--seeds", "0", "--device", "cpu",
-                       "--max-ratio", "1e9", "--max-growth", "1e9")
+                       "--max-ratio", "1e9", "--max-growth", "1e9", "-b", "32")
     assert code == 0 and "HEALTHY" in out
 
 
@@ -434,7 +468,7 @@ def test_cli_data_file(cli, tmp_path):
 def test_cli_steps_can_fail_a_healthy_init(cli):
     # SGD with an absurd learning rate wrecks a healthy net within a few steps: exit 1.
     code, out, _ = cli("probe", SPECS / "deep-relu-he.yaml", "--seeds", "0", "--device", "cpu", "--json",
-                       "--steps", "3", "--optimizer", "sgd", "--lr", "1000")
+                       "--steps", "3", "--optimizer", "sgd", "--lr", "100", "-b", "32")
     doc = json.loads(out)
     assert doc["verdict"] == "healthy"
     assert doc["after_steps"]["verdict"] in ("exploding", "non-finite")
