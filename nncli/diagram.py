@@ -638,7 +638,9 @@ def _file(spec: Spec) -> str | None:
 def _to_digraph(d: Diagram) -> graphviz.Digraph:
     neurons = d.view == "neurons"
     g = graphviz.Digraph(
-        name=d.name, comment=f"nncli diagram: {d.name} ({d.view} view)",
+        # escape(): a backslash in a user's name stays a backslash (not a DOT \n or \l), and a
+        # name like "<x>" is not taken for an HTML label.
+        name=graphviz.escape(d.name), comment=f"nncli diagram: {' '.join(d.name.splitlines())} ({d.view} view)",
         graph_attr={"rankdir": d.rankdir, "fontname": "Helvetica", "labelloc": "t",
                     "labeljust": "c", "label": _html_title(d), "fontsize": "12",
                     "nodesep": "0.12" if neurons else "0.25", "ranksep": "1.2" if neurons else "0.3",
@@ -664,7 +666,7 @@ def _to_digraph(d: Diagram) -> graphviz.Digraph:
         with parent.subgraph(name=f"cluster_{grp.id}") as sub:
             style = {"residual": ("rounded,dashed", "#cc0000"), "repeat": ("rounded", "#7f6000"),
                      "layer": ("rounded", "#999999")}[grp.kind]
-            sub.attr(label=grp.label, style=style[0], color=style[1], fontsize="10",
+            sub.attr(label=graphviz.escape(grp.label), style=style[0], color=style[1], fontsize="10",
                      labeljust="l", fontcolor="#333333", **{"class": grp.kind})
             for node in members.get(grp.id, []):
                 _emit_node(sub, node, neurons)

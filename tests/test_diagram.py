@@ -450,3 +450,15 @@ def test_png_and_pdf_signatures(run_cli, tmp_path):
     assert (tmp_path / "d.pdf").read_bytes()[:4] == b"%PDF"
     assert run_cli(["diagram", SPECS / "lenet5.yaml", "-o", tmp_path / "d.x", "-f", "png"]).code == 0
     assert (tmp_path / "d.x").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_odd_names_are_escaped(write_spec, tmp_path):
+    spec = write_spec('name: "<x> & \\\\l"\ninput: [4]\nlayers:\n'
+                      '  - Residual: {name: "<b> \\\\n", body: [{Linear: {out_features: 4, name: "a<b>&c"}}]}\n')
+    src = build_diagram(load_spec(spec)).source
+    assert "a&lt;b&gt;&amp;c: Linear" in src  # HTML label text escaped
+    assert 'label="<b> \\\\n: Residual' in src  # a backslash stays a backslash, not a DOT newline
+    if HAVE_DOT:
+        out = tmp_path / "odd.svg"
+        draw(load_spec(spec), out)
+        ET.fromstring(out.read_bytes())
