@@ -504,6 +504,220 @@ def predictions(console: Console, result, limit: int = 20) -> None:
         console.print(f"wrote {_escape(result.out)}")
 
 
+# -- sweep -------------------------------------------------------------------------------------
+def _sweep_value(value) -> str:
+    from nncli.sweep import plain_value
+
+    v = plain_value(value)
+    return fmt_float(v, 3) if isinstance(v, float) else str(v)
+
+
+def _mean_std(val: dict, std: dict, key: str) -> str:
+    if key not in val:
+        return "-"
+    text = fmt_float(val[key], 4)
+    if std.get(key):
+        text += f" ± {fmt_float(std[key], 2)}"
+    return text
+
+
+class SweepProgress:
+    """Progress of ``nncli sweep`` on stderr, one line per finished run (a callable for run_sweep)."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        # one line per run, never wrapped: logs are read (and grepped) line by line
+        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def __call__(self, event) -> None:
+        if event.kind == "plan":
+            self.console.print(f"sweep: {_escape(event.message)}")
+        elif event.kind == "done":
+            run = event.run
+            seed = f" seed {run.seed}" if run.seed is not None else ""
+            head = f"[{event.done:>{len(str(event.total))}}/{event.total}] {_escape(event.trial)}{seed}:"
+            secs = f" ({run.seconds:.1f} s)" if run.seconds is not None else ""
+            if run.status == "ok":
+                metric = "accuracy" if "accuracy" in run.val else "loss"
+                self.console.print(f"{head} [green]ok[/] val {metric} {fmt_float(run.val.get(metric), 4)}{secs}")
+            else:
+                first = (run.error or "failed").splitlines()[0]
+                self.console.print(f"{head} [bold red]failed[/] {_escape(first)}{secs}")
+
+
+def sweep(console: Console, result) -> None:
+    """The ranked trial table, the failures, and the winner with its test metric."""
+    better = "higher" if result.goal == "max" else "lower"
+    n_seeds = len(result.seeds) if result.seeds else 1
+    t = table(f"sweep {result.name}: {len(result.trials)} configuration(s) x {n_seeds} seed(s), "
+              f"ranked by validation {result.metric} ({better} is better)")
+    t.add_column("rank", justify="right")
+    t.add_column("trial")
+    for axis in result.axes:
+        t.add_column(_escape(axis))
+    t.add_column(f"val {result.metric}" + (" (mean ± sd)" if n_seeds > 1 else ""), justify="right")
+    other = "loss" if result.metric != "loss" else "accuracy"
+    t.add_column(f"val {other}", justify="right")
+    for col in ("params", "FLOPs", "time", "status"):
+        t.add_column(col, justify="right" if col != "status" else "left")
+    best_id = result.best["id"] if result.best else None
+    for trial in result.trials:
+        style = "bold green" if trial.id == best_id else None
+        status = {"ok": "[green]ok[/]", "failed": "[bold red]failed[/]", "partial": "[yellow]partial[/]"}.get(
+            trial.status, trial.status)
+        if trial.runs and all(r.cached for r in trial.runs if r.status == "ok") and any(r.cached for r in trial.runs):
+            status += " (cached)"
+        t.add_row(str(trial.rank) if trial.rank else "-", _escape(trial.id),
+                  *[_escape(_sweep_value(trial.overrides.get(a))) for a in result.axes],
+                  _mean_std(trial.val, trial.val_std, result.metric), _mean_std(trial.val, trial.val_std, other),
+                  fmt_int(trial.params), fmt_si(trial.flops), "-" if trial.seconds is None else f"{trial.seconds:.1f} s",
+                  status, style=style)
+    console.print(t)
+    for trial in result.trials:
+        if trial.error:
+            console.print(f"[bold red]{_escape(trial.id)}[/]: {_escape(trial.error)}")
+    if result.dry_run:
+        console.print(f"dry run: nothing trained; {sum(len(t.runs) for t in result.trials)} run(s) planned "
+                      f"in {_escape(result.out_dir)}")
+        return
+    if result.best:
+        b = result.best
+        spread = f" ± {fmt_float(b['val_std'].get(result.metric), 2)}" if b["seeds"] > 1 else ""
+        test = ", ".join(f"{k} {fmt_float(v, 4)}" for k, v in b["test"].items() if k != "error") or "-"
+        console.print(f"best: [bold]{_escape(b['id'])}[/] val {result.metric} {fmt_float(b['val'][result.metric], 4)}"
+                      f"{spread}; test {test} (winner only{', mean of ' + str(b['seeds']) + ' seeds' if b['seeds'] > 1 else ''})")
+        console.print(f"winner's spec: {_escape(b['spec_path'])}; run: {_escape(b['run_dir'])}")
+    else:
+        console.print("[bold red]no trial finished[/]: nothing to rank")
+    console.print(f"{result.ran} run(s) trained now, {result.cached} read back from earlier, {result.failed} failed; "
+                  f"{result.seconds:.1f} s; results: {_escape(result.out_dir)}/sweep.json"
+                  + (f"; plot: {_escape(result.plot)}" if result.plot else ""))
+
+
+def sweep_plot(result, path) -> str:
+    """Validation metric against each swept value, one panel per axis; written atomically.
+
+    Within a panel, configurations that agree on every *other* axis are joined by a line (one
+    line per activation in a depth panel, say); error bars are the spread over seeds; the winner
+    is a gold star.
+    """
+    from nncli.plot import new_figure, save_figure
+    from nncli.sweep import plain_value
+
+    in_order = sorted(result.trials, key=lambda t: t.index)  # the grid's order, not the ranking
+    trials = [t for t in in_order if result.metric in t.val]
+    fig, panels = new_figure(1, len(result.axes), figsize=(4.2 * len(result.axes) + 0.8, 3.8))
+    for panel, axis in zip(panels, result.axes):
+        values: list = []
+        for t in in_order:
+            v = plain_value(t.overrides.get(axis))
+            if v not in values:
+                values.append(v)
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            xs_of = {v: float(v) for v in values}
+            if min(values) > 0 and max(values) / min(values) >= 20:
+                panel.set_xscale("log")  # learning rates and weight decays lie decades apart
+            if all(isinstance(v, int) for v in values) and len(values) <= 12:
+                panel.set_xticks(sorted(values))  # depths and widths: ticks at the values swept
+                panel.set_xticklabels([str(v) for v in sorted(values)])
+        else:
+            xs_of = {v: i for i, v in enumerate(values)}
+            panel.set_xticks(range(len(values)))
+            panel.set_xticklabels([str(v) for v in values], rotation=20 if len(values) > 4 else 0)
+        groups: dict[str, list] = {}
+        for t in trials:
+            rest = ", ".join(f"{k}={plain_value(v)}" for k, v in t.overrides.items() if k != axis)
+            groups.setdefault(rest, []).append(t)
+        many = len(groups) > 8  # too many lines to tell apart: plain points
+        for label, members in groups.items():
+            members.sort(key=lambda t: xs_of[plain_value(t.overrides[axis])])
+            errs = [t.val_std.get(result.metric, 0.0) for t in members]
+            panel.errorbar([xs_of[plain_value(t.overrides[axis])] for t in members],
+                           [t.val[result.metric] for t in members], yerr=errs if any(errs) else None,
+                           marker="o", capsize=3, linestyle="none" if many else "-", alpha=0.6 if many else 1.0,
+                           label=None if many or not label else label)
+        if result.best:
+            w = next((t for t in trials if t.id == result.best["id"]), None)
+            if w is not None:
+                panel.plot([xs_of[plain_value(w.overrides[axis])]], [w.val[result.metric]], marker="*",
+                           markersize=16, color="gold", markeredgecolor="black", linestyle="none", zorder=5,
+                           label="best")
+        panel.set_xlabel(axis)
+        panel.set_ylabel(f"validation {result.metric}")
+        panel.grid(True, alpha=0.3)
+        if not many:
+            panel.legend(fontsize=7)
+    fig.suptitle(f"sweep {result.name}: validation {result.metric} "
+                 f"({'higher' if result.goal == 'max' else 'lower'} is better)")
+    fig.tight_layout()
+    return str(save_figure(fig, path))
+
+
+# -- compare -----------------------------------------------------------------------------------
+def compare(console: Console, result) -> None:
+    """Runs side by side (best value per column in bold), then the settings that differ."""
+    t = table(f"{len(result.runs)} run(s)")
+    for col, just in (("run", "left"), ("spec", "left"), ("status", "left"), ("epochs", "right")):
+        t.add_column(col, justify=just)
+    cols = [(s, m) for s in ("train", "val", "test") for m in ("loss", "accuracy")
+            if any(m in r.metrics.get(s, {}) for r in result.runs)]
+    for s, m in cols:
+        t.add_column(f"{s} {'acc' if m == 'accuracy' else m}", justify="right")
+    t.add_column("time", justify="right")
+    for r in result.runs:
+        cells = []
+        for s, m in cols:
+            v = r.metrics.get(s, {}).get(m)
+            text = fmt_float(v, 4)
+            cells.append(f"[bold]{text}[/]" if result.best.get(f"{s}_{m}") == r.label else text)
+        epochs = "-" if r.epochs is None else f"{r.epochs}" + (f" (best {r.best_epoch})" if r.best_epoch else "")
+        t.add_row(_escape(r.label), _escape(r.name), r.status, epochs, *cells,
+                  "-" if r.seconds is None else f"{r.seconds:.1f} s")
+    console.print(t)
+    if not result.differences:
+        console.print(f"settings: the runs agree on all {result.same} entries (spec, data, train)")
+        return
+    d = table(f"settings that differ ({len(result.differences)}; {result.same} agree)")
+    d.add_column("setting")
+    for r in result.runs:
+        d.add_column(_escape(r.label))
+    for key, values in result.differences.items():
+        d.add_row(_escape(key), *["-" if v is None else _escape(str(v)) for v in values])
+    console.print(d)
+    if result.plot:
+        console.print(f"curves: {_escape(result.plot)}")
+
+
+def compare_plot(result, path) -> str:
+    """Loss and accuracy per epoch of every run in one figure (train dashed, validation solid)."""
+    from nncli.plot import new_figure, save_figure
+
+    has_acc = any(row.get("val_accuracy") is not None or row.get("train_accuracy") is not None
+                  for r in result.runs for row in r.history)
+    fig, panels = new_figure(1, 2 if has_acc else 1, figsize=(11.0 if has_acc else 6.4, 4.2))
+    keys = [("loss", panels[0])] + ([("accuracy", panels[1])] if has_acc else [])
+    colors = [f"C{i % 10}" for i in range(len(result.runs))]
+    for metric, panel in keys:
+        for color, r in zip(colors, result.runs):
+            for split, style in (("val", "-"), ("train", "--")):
+                pts = [(row["epoch"], row[f"{split}_{metric}"]) for row in r.history
+                       if row.get("epoch") is not None and row.get(f"{split}_{metric}") is not None]
+                if pts:  # one legend entry per run: the colour names it, the style the split
+                    panel.plot(*zip(*pts), style, color=color, marker="o" if len(pts) < 30 else None,
+                               markersize=3, label=r.label if split == "val" else None)
+        from matplotlib.ticker import MaxNLocator
+
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
+        panel.set_xlabel("epoch")
+        panel.set_ylabel(metric)
+        if metric == "loss":
+            panel.set_yscale("log")
+        panel.grid(True, alpha=0.3)
+        panel.legend(fontsize=7)
+    fig.suptitle("runs compared: validation solid, training dashed")
+    fig.tight_layout()
+    return str(save_figure(fig, path))
+
+
 # -- gradcheck ---------------------------------------------------------------------------------
 _GC_VERDICT_STYLE = {"ok": "green", "FAIL": "bold red", "kink": "yellow"}
 
