@@ -55,16 +55,22 @@ def _json_flag() -> bool:
     return typer.Option(False, "--json", help=JSON_HELP)
 
 
-@app.callback()
-def _root(
-    traceback: bool = typer.Option(False, "--traceback", help="Show the Python traceback of an error (for bug reports)."),
-    version: bool = typer.Option(False, "--version", help="Print nncli's version and exit.", is_eager=True),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    # An eager option callback: runs while parsing, so `nncli --version` needs no command
+    # (checked inside _root it never ran: the group first failed with "Missing command").
+    if value:
         from importlib.metadata import version as pkg_version
 
         typer.echo(f"nncli {pkg_version('nncli')}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    traceback: bool = typer.Option(False, "--traceback", help="Show the Python traceback of an error (for bug reports)."),
+    version: bool = typer.Option(False, "--version", help="Print nncli's version and exit.", is_eager=True,
+                                 callback=_print_version),
+) -> None:
     _state["traceback"] = _state["traceback"] or traceback
 
 
