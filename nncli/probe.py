@@ -275,6 +275,7 @@ class ProbeReport:
     training: Training | None = None
     after: ProbeResult | None = None
     sweep: Sweep | None = None
+    plot: str | None = None  # the --plot file, once written
 
     @property
     def ok(self) -> bool:
@@ -287,6 +288,7 @@ class ProbeReport:
         doc.update(self.init.to_json())
         doc["after_steps"] = None if self.after is None else {**self.training.to_json(), **self.after.to_json()}
         doc["sweep"] = None if self.sweep is None else self.sweep.to_json()
+        doc["plot"] = self.plot
         return doc
 
 
@@ -611,9 +613,11 @@ def explain(verdict: Verdict, ratio: float, gamma: float, growth: float, depth: 
             hint = ("sigmoid'(z) <= 1/4 shrinks the gradient at every layer: use ReLU with He init, "
                     "or add BatchNorm or skip connections (Residual)")
         elif tanh:
-            hint = "Xavier init for tanh (init: {weight: xavier_normal}), or add BatchNorm or skip connections"
+            hint = (f"Xavier init for tanh (init: {{weight: xavier_normal}}: std*sqrt(fan_in) ~ 1{gain}), "
+                    "or add BatchNorm or skip connections")
         elif relu:
-            hint = ("He init for ReLU (init: {weight: {kaiming_normal: {nonlinearity: relu}}})"
+            hint = (f"He init for ReLU (init: {{weight: {{kaiming_normal: {{nonlinearity: relu}}}}}}: "
+                    f"std*sqrt(fan_in) = 1.41{gain})"
                     + (f"; up to {dead:.0%} of a layer's units are dead" if dead > 0.05 else "")
                     + ", or add BatchNorm or skip connections")
         else:
@@ -977,4 +981,6 @@ def write_plot(report: ProbeReport, path: str | Path) -> Path:
     """Write :func:`figure` to ``path`` (.png, .svg or .pdf), atomically."""
     from nncli.plot import save_figure
 
-    return save_figure(figure(report), path)
+    written = save_figure(figure(report), path)
+    report.plot = str(written)
+    return written

@@ -431,7 +431,7 @@ def test_cli_json_schema_and_exit_codes(cli, tmp_path):
     assert code == 1
     doc = json.loads(out)
     assert doc["verdict"] == "vanishing" and doc["ok"] is False and doc["hint"]
-    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert doc["plot"] == str(plot) and plot.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cli_human_output_has_table_bars_and_verdict(cli):

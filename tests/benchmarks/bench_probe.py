@@ -9,13 +9,17 @@ For each spec, in fresh processes (torch import included, as a user types it), b
             every layer and one backward, printing ||dL/dh|| per layer and R. No statistics
             beyond that, no verdict, no table.
   - import: `python -c "import torch"`, the floor both pay.
-The ratio nncli / hand is the cost of the spec build, the statistics and the report.
+The ratio nncli / hand is the cost of the spec build, the statistics and the report. Wall time
+and the child's CPU time (user + sys) are both printed: on a shared machine the wall time swings
+with other people's load, CPU time much less.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -68,16 +72,21 @@ for seed in seeds:
 '''
 
 
-def best_of(cmd: list[str], repeats: int) -> float:
-    times = []
+def best_of(cmd: list[str], repeats: int) -> tuple[float, float]:
+    """(best wall seconds, CPU seconds of that run: user + sys of the child) over ``repeats`` runs."""
+    best = (math.inf, math.inf)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-        times.append(time.perf_counter() - t0)
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if proc.returncode not in (0, 1):  # probe exits 1 on an unhealthy verdict: that is a result
             raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
-    return min(times)
+        best = min(best, (wall, cpu))
+    return best
 
 
 def main() -> None:
@@ -86,17 +95,23 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
     py = sys.executable
+    print(f"load average at start: {os.getloadavg()[0]:.1f} (1 min), {os.cpu_count()} CPUs")
     floor = best_of([py, "-c", "import torch"], args.repeats)
-    print(f"python -c 'import torch': {floor:.2f} s (best of {args.repeats})")
-    print(f"{'spec':<20} {'nncli probe (s)':>16} {'hand loop (s)':>14} {'ratio':>7}")
+    dynamo = best_of([py, "-c", "import torch, torch._dynamo"], args.repeats)
+    print(f"python -c 'import torch': {floor[0]:.2f} s wall, {floor[1]:.2f} s CPU (best of {args.repeats})")
+    print(f"  ... plus torch._dynamo (which build_model's meta shape inference imports): "
+          f"{dynamo[0]:.2f} s wall, {dynamo[1]:.2f} s CPU")
+    print(f"{'spec':<20} {'nncli wall':>10} {'hand wall':>10} {'ratio':>6} {'nncli CPU':>10} {'hand CPU':>9} {'ratio':>6}")
     worst = 0.0
     for name in SPECS:
         ours = best_of([py, "-m", "nncli", "probe", f"specs/{name}.yaml", "--seeds", args.seeds,
                         "--device", "cpu", "--json"], args.repeats)
         hand = best_of([py, "-c", HAND, name, args.seeds], args.repeats)
-        worst = max(worst, ours)
-        print(f"{name:<20} {ours:>16.2f} {hand:>14.2f} {ours / hand:>7.2f}")
-    print(f"slowest nncli probe: {worst:.2f} s (target < 5 s, torch import included)")
+        worst = max(worst, ours[0])
+        print(f"{name:<20} {ours[0]:>10.2f} {hand[0]:>10.2f} {ours[0] / hand[0]:>6.2f} "
+              f"{ours[1]:>10.2f} {hand[1]:>9.2f} {ours[1] / hand[1]:>6.2f}")
+    print(f"slowest nncli probe: {worst:.2f} s wall (target < 5 s, torch import included)")
+    print(f"load average at end: {os.getloadavg()[0]:.1f} (1 min)")
 
 
 if __name__ == "__main__":
