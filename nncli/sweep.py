@@ -769,7 +769,7 @@ class RunRecord:
     run_dir: str
     status: str  # ok, failed, pending (--dry-run), skipped (not run: the sweep stopped first)
     val: dict = field(default_factory=dict)  # {"loss", "accuracy"} with the best weights
-    seconds: float | None = None  # wall time of the run, data loading and evaluation included
+    seconds: float | None = None  # train's duration_s (loop and evaluation); wall time for a failure
     best_epoch: int | None = None
     epochs: int | None = None
     error: str | None = None
@@ -974,7 +974,7 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: in
             continue
         state = _run_state(Path(run.record.run_dir), run.text, clear=not dry_run)
         if state["finished"]:
-            _fill(run.record, state["report"], state.get("seconds"))
+            _fill(run.record, state["report"], None)
             run.record.cached = True
         else:
             run.resume = state["resume"]
@@ -1034,12 +1034,7 @@ def _run_state(run_dir: Path, text: str, *, clear: bool = True) -> dict:
         except (OSError, ValueError):
             report = None
         if isinstance(report, dict) and report.get("status") in _DONE:
-            seconds = None
-            try:
-                seconds = json.loads((run_dir / TRIAL_FILE).read_text(encoding="utf-8")).get("seconds")
-            except (OSError, ValueError, AttributeError):
-                pass
-            return {"finished": True, "report": report, "seconds": seconds}
+            return {"finished": True, "report": report}
     if same and (run_dir / "checkpoints" / "last.pt").is_file():
         return {"finished": False, "resume": True}  # killed mid-run: continue from its last checkpoint
     if run_dir.exists() and clear:
@@ -1072,7 +1067,9 @@ def _fill(record: RunRecord, report: dict, seconds: float | None) -> None:
     record.test = _metrics(report.get("test") or {})
     record.best_epoch = report.get("best_epoch")
     record.epochs = report.get("epochs")
-    record.seconds = seconds if seconds is not None else report.get("duration_s")
+    # train's own clock (model, loop, evaluation): comparable across trials, unlike wall time,
+    # which also holds each worker's one-off start-up (imports, first meta-tensor call)
+    record.seconds = report.get("duration_s") if report.get("duration_s") is not None else seconds
     if record.status == "failed":
         record.error = report.get("message") or f"training ended with status {status}"
 
@@ -1222,10 +1219,16 @@ def _summarise(plan: SweepPlan, out: Path, trials: list[TrialResult], ran: int, 
         if failed and trial.error is None:
             trial.error = failed[0].error + (f" (seed {failed[0].seed})" if failed[0].seed is not None else "")
 
+    # Ties on the metric (accuracy on a small validation split ties often) go to the lower
+    # validation loss (the higher accuracy when ranking by loss), then to the smaller model,
+    # then to the plan's order (sorted() is stable).
+    second = "accuracy" if metric == "loss" else "loss"
+
     def key(t: TrialResult):
         value = t.val[metric]
-        # ties go to the smaller model (fewer parameters), then to the order of the plan
-        return (-value if goal == "max" else value, t.params if t.params is not None else math.inf)
+        other = t.val.get(second)
+        other = (-other if second == "accuracy" else other) if _finite(other) else math.inf
+        return (-value if goal == "max" else value, other, t.params if t.params is not None else math.inf)
 
     rankable = [t for t in trials if t.status == "ok" and metric in t.val and _finite(t.val[metric])]
     ranked = sorted(rankable, key=key)
