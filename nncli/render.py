@@ -780,5 +780,7 @@ def gradcheck(console: Console, report) -> None:
     console.print(f"{counts['ok']} ok, {counts['FAIL']} FAIL, {counts['kink']} kink (inconclusive); "
                   f"rtol {report.rtol:g}, atol {report.atol:g}, eps {report.eps:g}; {report.seconds:.2f} s")
     if not report.exhaustive:
-        odds = ", ".join(f"{r:.2%} of |g| escapes with probability {p:.1e}" for r, p in report.detection())
-        console.print(f"detection: an error of {odds}")
+        pairs = report.detection()
+        console.print(f"detection ({report.directions} directions, rtol {report.rtol:g}): an error of "
+                      + " / ".join(f"{r:.2%}" for r, _ in pairs) + " of |g| escapes with probability "
+                      + " / ".join(f"{p:.1e}" for _, p in pairs))
