@@ -806,6 +806,44 @@ class _Interrupt:
         return False
 
 
+def _snapshot(obj):
+    """A deep copy of a checkpoint's tensors on the CPU: the background writer must not see the
+    weights and optimizer moments change under it while the next steps run."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_snapshot(v) for v in obj)
+    return obj
+
+
+class _BackgroundFiles:
+    """Writes run files on one background thread, in the order submitted, so that pickling and
+    fsync overlap the next training steps instead of stalling them. ``wait()`` blocks until
+    everything submitted is on disk and re-raises a failed write."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nncli-files")
+        self.pending: list = []
+
+    def submit(self, fn, *args) -> None:
+        self.pending.append(self.pool.submit(fn, *args))
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 class _Trainer:
     def __init__(self, setup: _Setup, device, observer=None, *, dist=None, tensorboard=False):
         self.s = setup
@@ -818,6 +856,7 @@ class _Trainer:
         self.tensorboard = tensorboard
         self.run_dir = setup.run_dir
         self.ckpt_dir = self.run_dir / "checkpoints"
+        self.files = _BackgroundFiles()
 
     # ---- state --------------------------------------------------------------------------
     def build(self):
@@ -938,13 +977,14 @@ class _Trainer:
             "normalization": {"mean": self.s.dataset.mean, "std": self.s.dataset.std},
             "status": self.status,
         }
-        atomic_torch_save(state, self.ckpt_dir / "last.pt")
+        self.files.wait()  # at most one checkpoint in flight
+        self.files.submit(atomic_torch_save, _snapshot(state), self.ckpt_dir / "last.pt")
 
     def save_best(self) -> None:
-        self.best_state = {k: v.detach().cpu().clone() for k, v in self.raw.state_dict().items()}
+        self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.raw.state_dict().items()}
         if not self.writer_rank:
             return
-        atomic_torch_save({
+        self.files.submit(atomic_torch_save, {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": "best",
             "model": self.best_state, "epoch": self.epoch, "global_step": self.global_step,
             "metrics": self.history[-1] if self.history else {},
@@ -982,8 +1022,9 @@ class _Trainer:
     def write_metrics(self) -> None:
         if not self.writer_rank:
             return
-        rows = self.history
-        _write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(_jsonable(r)) + "\n" for r in rows))
+        rows = list(self.history)
+        self.files.submit(_write_text, self.run_dir / "metrics.jsonl",
+                          "".join(json.dumps(_jsonable(r)) + "\n" for r in rows))
         cols = ["epoch", "step", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                 "epoch_time_s", "samples_per_s"]
         buffer = io.StringIO()
@@ -991,7 +1032,7 @@ class _Trainer:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in cols})
-        _write_text(self.run_dir / "metrics.csv", buffer.getvalue())
+        self.files.submit(_write_text, self.run_dir / "metrics.csv", buffer.getvalue())
         if self.tb is not None and rows:
             row = rows[-1]
             for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "samples_per_s"):
@@ -1064,9 +1105,14 @@ class _Trainer:
             with _Interrupt() as interrupt:
                 if not finished_before:
                     nonfinite = self.loop(interrupt)
+            self.files.wait()
         finally:
             if self.tb is not None:
                 self.tb.close()
+            try:
+                self.files.close()
+            except Exception:
+                pass  # the error that is already propagating says more; a clean run re-raised it above
         return self.finish(started, nonfinite)
 
     def loop(self, interrupt) -> dict | None:
@@ -1168,6 +1214,7 @@ class _Trainer:
                     t0 = time.perf_counter()
                     self.checkpoint()
                 if kill_at and self.global_step == kill_at:
+                    self.files.wait()  # "after step k": its checkpoint is on disk
                     os.kill(os.getpid(), kill_signal)
                 if sync and self.writer_rank and self.observer is not None:
                     now = time.perf_counter()
@@ -1260,6 +1307,7 @@ class _Trainer:
     def diagnose(self, first_step: int, xb, loss_sum, lazy: bool) -> dict:
         """Name the step and the first layer with a non-finite output; keep the last good checkpoint."""
         self.status = "nonfinite"
+        self.files.wait()  # the last good checkpoint is complete before the message names it
         batch = first_step - self.epoch * self.steps_per_epoch + 1 if not lazy else None
         layer = first_nonfinite_layer(self.raw, self.built.layers, xb)
         value = loss_sum.item()
@@ -1287,7 +1335,15 @@ class _Trainer:
         if self.status in ("completed", "early_stopped") and self.history:
             if self.best_state is not None:
                 self.raw.load_state_dict(self.best_state)
-            splits = {split: self.evaluate(split, self.raw) for split in ("train", "val", "test")}
+            splits = {split: self.evaluate(split, self.raw) for split in ("train", "test")}
+            record = next((r for r in self.history if r["epoch"] == self.best["epoch"]), None)
+            if record is not None and record["val_loss"] is not None and not self.cfg.compile:
+                # the best epoch's validation pass ran on exactly these weights in eval mode
+                splits["val"] = {"loss": record["val_loss"], "accuracy": record["val_accuracy"],
+                                 "n": self.s.dataset.sizes()["val"]}
+            else:
+                splits["val"] = self.evaluate("val", self.raw)
+            splits = {k: splits[k] for k in ("train", "val", "test")}
         message = None
         if self.status == "interrupted":
             message = (f"interrupted at epoch {self.epoch + 1}, step {self.step_in_epoch}; "

@@ -283,6 +283,47 @@ def test_ctrl_c_saves_exits_130_and_resumes_exactly(tmp_path, run_cli, monkeypat
     assert all(torch.equal(weights(run)[k], b[k]) for k in b)
 
 
+AUGMENTED_CNN = """
+name: tiny-cnn
+input: [1, 8, 8]
+layers:
+  - Conv2d: {out_channels: 4, kernel_size: 3, padding: 1}
+  - ReLU
+  - Dropout: {p: 0.2}
+  - Flatten
+  - Linear: {out_features: 10}
+data: {name: digits, limit: 400, augment: {crop: 1, flip: true}}
+train: {optimizer: adam, lr: 0.01, batch_size: 32, epochs: 2}
+"""
+
+
+def test_interrupted_augmented_run_resumes_exactly(tmp_path, run_cli, monkeypatch):
+    """Crop/flip draws come from their own generator; its state is checkpointed like torch's RNG."""
+    spec = spec_file(tmp_path, AUGMENTED_CNN)
+    straight = run_training(spec, None, tmp_path / "straight", device="cpu")
+    again = run_training(spec, None, tmp_path / "again", device="cpu")
+    assert again.history == [dict(r, epoch_time_s=a["epoch_time_s"], samples_per_s=a["samples_per_s"])
+                             for r, a in zip(straight.history, again.history)]  # same command, same numbers
+    monkeypatch.setenv(SIGNAL_ENV, "12:SIGINT")  # mid-epoch 2 (9 steps per epoch)
+    assert run_cli(["train", spec, "--out", tmp_path / "run", "--device", "cpu"]).code == 130
+    monkeypatch.delenv(SIGNAL_ENV)
+    run_training(None, None, None, device="cpu", resume=tmp_path / "run")
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "run")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_tensorboard_is_optional(tmp_path, run_cli):
+    spec = spec_file(tmp_path)
+    res = run_cli(["train", spec, "--out", tmp_path / "run", "--epochs", "1", "--tensorboard", "--device", "cpu"])
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        assert res.code == 2 and "tensorboard package is not installed" in res.err
+        assert not (tmp_path / "run").exists()
+    else:
+        assert res.code == 0 and any((tmp_path / "run" / "tensorboard").iterdir())
+
+
 def test_resume_can_extend_epochs_but_not_change_the_recipe(tmp_path):
     spec = spec_file(tmp_path)
     run_training(spec, None, tmp_path / "run", device="cpu")
