@@ -524,7 +524,7 @@ def gradcheck(
     Detection bound: a gradient error e shows as <e, v> ~ N(0, |e|^2), so k directions all miss
     it with probability erf(rtol |g| / (|e| sqrt 2))^k <= (0.8 rtol |g| / |e|)^k. Defaults
     (rtol 1e-5, k 3): an error of 0.1% of |g| escapes with probability 5.1e-7, 0.01% with 5.1e-4,
-    2% with 6e-11.
+    2% with 6.3e-11.
 
     Kinks (ReLU at 0, max-pool ties, Step, abs) are told apart from errors by halving the step and
     comparing one-sided slopes; they are retried along new directions (then at a slightly jittered

@@ -311,13 +311,17 @@ def test_structural_checks_catch_improper_backwards(tmp_path, kind, broken):
 
 # -- no false alarms -------------------------------------------------------------------------
 def _sweep(tmp_path, seeds, modes=("train", "eval"), exhaustive=False):
+    inconclusive = 0
     for text, name in ((BUILTINS_2D, "b2d.yaml"), (BUILTINS_1D, "b1d.yaml")):
         spec = load_spec(write(tmp_path, text, name))
         for seed in seeds:
             for mode in modes:
                 report = gc.gradcheck(spec, seed=seed, mode=mode, exhaustive=exhaustive)
-                assert report.ok, (name, seed, mode, report.diagnosis)
-                assert report.counts()["kink"] == 0, (name, seed, mode, report.diagnosis)
+                assert report.ok, (name, seed, mode, report.diagnosis)  # no false alarm
+                inconclusive += report.counts()["kink"]
+    # A kink verdict is no alarm, but the jittered re-check should make it rare (0 on the
+    # development machine; a little slack for other platforms' rounding).
+    assert inconclusive <= 2
 
 
 def test_builtins_no_false_alarm_20_seeds(tmp_path):
