@@ -272,7 +272,8 @@ def _gates(report: ParamsReport, budget: Budget) -> list[Gate]:
         if ok:
             message = f"{fmt(value)} <= {fmt(limit)}"
         else:
-            message = (f"{fmt(value)} exceeds the limit {fmt(limit)} by {fmt(value - limit)} "
-                       f"({(value / limit - 1) * 100:.1f}% over)")
+            # A limit of 0 is legal (a gate that any parameter fails): no percentage then.
+            over = f" ({(value / limit - 1) * 100:.1f}% over)" if limit > 0 else ""
+            message = f"{fmt(value)} exceeds the limit {fmt(limit)} by {fmt(value - limit)}{over}"
         gates.append(Gate(name, limit, value, ok, message))
     return gates
