@@ -237,6 +237,13 @@ def test_gates_pass_within(run_cli):
     assert gates[0]["ok"] is False and gates[0]["value"] == 61706 and gates[0]["limit"] == 1000
 
 
+def test_zero_limits_fail_without_dividing_by_zero(run_cli):
+    for flag, text in (("--max-params", "35 exceeds the limit 0 by 35"), ("--max-memory", "exceeds the limit 0 B")):
+        r = run_cli(["params", SPECS / "lecture-mlp.yaml", flag, "0"])  # the lecture MLP: 35 params
+        assert r.code == 1 and text in r.err, r.text
+        assert "internal error" not in r.err
+
+
 @pytest.mark.parametrize("flags", [
     ["--max-params", "abc"], ["--max-flops", "12 parsecs"], ["--max-memory", "2GiBs"],
     ["--max-memory", "-5MB"], ["--batch-size", "0"], ["--dtype", "float8"], ["--optimizer", "lion"],
