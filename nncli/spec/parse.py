@@ -19,6 +19,8 @@ from nncli.spec.source import Document, parse_yaml, read_text
 
 TOP_LEVEL_KEYS = ("name", "description", "input", "init", "layers", "data", "train")
 RESERVED = ("name", "init")
+# Per-example size cap: batches, channels and dtype bytes must still fit torch's int64 sizes.
+MAX_INPUT_NUMEL = 2**48
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 EXAMPLE = "input: [3, 32, 32]\nlayers:\n  - Conv2d: {out_channels: 16, kernel_size: 3}\n  - ReLU"
@@ -132,6 +134,12 @@ class _Parser:
             if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
                 raise self.fail(path + (i,), f"expected a positive integer size, found {_found(dim)}",
                                 "`input` has no batch dimension: [3, 32, 32], not [N, 3, 32, 32]")
+        numel = 1
+        for dim in value:
+            numel *= dim
+        if numel >= MAX_INPUT_NUMEL:  # torch indexes with int64: a batch of these cannot exist
+            raise self.fail(path, f"expected at most 2**48 values per example, found {numel:,} "
+                                  f"({' x '.join(map(str, value))})")
         return tuple(value)
 
     # -- layers ---------------------------------------------------------------------------
