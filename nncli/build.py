@@ -368,11 +368,11 @@ class _Builder:
 
     def forward_shape(self, spec: LayerSpec, type_name: str, module: nn.Module, shape: tuple,
                       prev_label: str | None) -> tuple:
-        x = torch.empty((INFER_BATCH, *shape), device="meta")
         # Eval mode: the same shapes, and BatchNorm's meta kernel skips the running-stat update
         # (half the time on a ResNet-50).
         training = module.training
         try:
+            x = torch.empty((INFER_BATCH, *shape), device="meta")  # may overflow int64 sizes
             y = module.eval()(x)
         except Exception as exc:
             came_from = prev_label or "the input"
