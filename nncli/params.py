@@ -167,6 +167,8 @@ def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: st
         raise InputError(f"--dtype: expected one of {', '.join(DTYPES)}, found {dtype!r}")
     if optimizer not in OPTIMIZER_STATE:
         raise InputError(f"--optimizer: expected one of {', '.join(OPTIMIZER_STATE)}, found {optimizer!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size < 2**62:
+        raise InputError(f"--batch-size: expected an integer from 1 to 2**62, found {batch_size!r}")
     built = infer(spec)
     model = built.model
     params = {id(p): p for p in model.parameters()}.values()  # shared parameters count once
@@ -178,6 +180,12 @@ def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: st
     itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
     try:
         flops, activations = measure_forward(model, built.input_shape, batch_size, itemsize)
+    except RuntimeError as exc:
+        if "overflow" not in str(exc):
+            raise
+        # The spec built at a batch of 2; a huge --batch-size makes some tensor's size overflow.
+        raise InputError(f"--batch-size: {batch_size:,} examples make a tensor too large for torch "
+                         f"to index (more than 2**63 elements): {str(exc).splitlines()[0]}") from None
     except ValueError as exc:
         if batch_size != 1 or "value per channel" not in str(exc):
             raise
