@@ -247,7 +247,8 @@ def test_zero_limits_fail_without_dividing_by_zero(run_cli):
 @pytest.mark.parametrize("flags", [
     ["--max-params", "abc"], ["--max-flops", "12 parsecs"], ["--max-memory", "2GiBs"],
     ["--max-memory", "-5MB"], ["--batch-size", "0"], ["--dtype", "float8"], ["--optimizer", "lion"],
-    ["--depth", "-1"],
+    ["--depth", "-1"], ["--batch-size", "100000000000000000000"],
+    ["--batch-size", "4611686018427387000"],  # fits int64, but batch x 2 features overflows
 ])
 def test_bad_flag_values_exit_2(run_cli, flags):
     r = run_cli(["params", SPECS / "lecture-mlp.yaml", *flags])
