@@ -368,11 +368,32 @@ class _Builder:
 
     def forward_shape(self, spec: LayerSpec, type_name: str, module: nn.Module, shape: tuple,
                       prev_label: str | None) -> tuple:
+        # Two batch sizes: many torch layers also take *unbatched* input, and with one batch
+        # size N a layer can read [N, 2, 16] as one unbatched [C=2, H, W] example whose output
+        # happens to start with N (Conv2d with out_channels = N). A second N exposes that.
+        first = self._forward_batch(spec, type_name, module, shape, prev_label, INFER_BATCH)
+        if _keeps_batch(module):
+            return first
+        try:
+            second = self._forward_batch(spec, type_name, module, shape, prev_label, INFER_BATCH + 1)
+        except SpecError as err:
+            second = err.message
+        if first != second:
+            found = shape_str(second) if isinstance(second, tuple) else f"an error ({second})"
+            raise spec.where.error(
+                f"{type_name} reads the batch dimension as part of an example: the incoming "
+                f"{shape_str(shape)} gives {shape_str(first)} for N={INFER_BATCH} but {found} "
+                f"for N={INFER_BATCH + 1}",
+                hint=f"{type_name} probably needs one more dimension per example than {list(shape)}")
+        return first
+
+    def _forward_batch(self, spec: LayerSpec, type_name: str, module: nn.Module, shape: tuple,
+                       prev_label: str | None, batch: int) -> tuple:
         # Eval mode: the same shapes, and BatchNorm's meta kernel skips the running-stat update
         # (half the time on a ResNet-50).
         training = module.training
         try:
-            x = torch.empty((INFER_BATCH, *shape), device="meta")  # may overflow int64 sizes
+            x = torch.empty((batch, *shape), device="meta")  # may overflow int64 sizes
             y = module.eval()(x)
         except Exception as exc:
             came_from = prev_label or "the input"
@@ -387,8 +408,8 @@ class _Builder:
             raise spec.where.error(f"{type_name} returns {type(y).__name__}, not a tensor; a spec is a "
                                    "sequence of layers with one tensor in and one out",
                                    hint="wrap it in a Custom layer that returns one tensor")
-        if y.dim() == 0 or y.shape[0] != INFER_BATCH:
-            raise spec.where.error(f"{type_name} does not keep the batch dimension: [N={INFER_BATCH}, ...] "
+        if y.dim() == 0 or y.shape[0] != batch:
+            raise spec.where.error(f"{type_name} does not keep the batch dimension: [N={batch}, ...] "
                                    f"in, {list(y.shape)} out")
         if any(d == 0 for d in y.shape[1:]):
             raise spec.where.error(f"{type_name} turns {shape_str(shape)} into the empty shape "
@@ -487,6 +508,21 @@ def load_custom(spec: CustomSpec) -> type:
 
 
 # -- small helpers ----------------------------------------------------------------------------
+# Layers that always read dim 0 as the batch (no unbatched form): one meta pass is enough.
+_BATCH_FIRST = {"Linear", "Identity", "Flatten", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
+                "LayerNorm", "RMSNorm", "GroupNorm", "Dropout", "AlphaDropout", "Step"}
+_NOT_ELEMENTWISE = {"Softmax", "Softmin", "LogSoftmax", "Softmax2d", "GLU", "MultiheadAttention",
+                    "PReLU"}
+
+
+def _keeps_batch(module: nn.Module) -> bool:
+    cls = type(module)
+    if cls.__name__ in _BATCH_FIRST:
+        return True
+    # torch's elementwise activations (ReLU, Tanh, ...) map any shape to itself
+    return cls.__module__ == "torch.nn.modules.activation" and cls.__name__ not in _NOT_ELEMENTWISE
+
+
 def _signature(cls: type) -> dict[str, inspect.Parameter]:
     if cls.__init__ is nn.Module.__init__:
         return {}  # no __init__ of its own (Step, many Custom layers): takes no arguments
