@@ -9,6 +9,8 @@ For each spec, in fresh processes (torch import included, as a user types it), b
             every layer and one backward, printing ||dL/dh|| per layer and R. No statistics
             beyond that, no verdict, no table.
   - import: `python -c "import torch"`, the floor both pay.
+Then, in one fresh process per spec, where the CPU time goes: importing torch, importing
+torch._dynamo (the builder's meta shape inference pulls it in), nncli's own imports, the probe.
 The ratio nncli / hand is the cost of the spec build, the statistics and the report. Wall time
 and the child's CPU time (user + sys) are both printed: on a shared machine the wall time swings
 with other people's load, CPU time much less.
@@ -61,7 +63,12 @@ for seed in seeds:
     torch.manual_seed(seed)
     model = net()
     outs = []
-    hooks = [m.register_forward_hook(lambda m, i, o: (o.retain_grad(), outs.append(o))) for m in model]
+
+    def keep(module, inputs, output):
+        output.retain_grad()
+        outs.append(output)
+
+    hooks = [m.register_forward_hook(keep) for m in model]
     x = torch.randn(128, 64)
     y = model(x)
     (y * torch.randn_like(y)).sum().div(len(x)).backward()
@@ -72,8 +79,40 @@ for seed in seeds:
 '''
 
 
-def best_of(cmd: list[str], repeats: int) -> tuple[float, float]:
-    """(best wall seconds, CPU seconds of that run: user + sys of the child) over ``repeats`` runs."""
+BREAKDOWN = r'''
+import sys, time, resource
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+c0 = cpu()
+import torch
+c1 = cpu()
+import torch._dynamo
+c2 = cpu()
+import nncli.cli
+from nncli.spec import load_spec
+from nncli.probe import probe
+c3 = cpu()
+report = probe(load_spec(f"specs/{sys.argv[1]}.yaml"), seeds=[int(s) for s in sys.argv[2].split(",")], device="cpu")
+report.to_json()
+c4 = cpu()
+print(f"{c1 - c0:.2f} {c2 - c1:.2f} {c3 - c2:.2f} {c4 - c3:.2f}")
+'''
+
+
+def breakdown(name: str, seeds: str) -> list[float]:
+    """CPU seconds in one fresh process: import torch, import torch._dynamo, nncli's imports, the probe."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", BREAKDOWN, name, seeds], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=True)
+    return [float(v) for v in proc.stdout.split()]
+
+
+def best_of(cmd: list[str], repeats: int, ok: tuple[int, ...] = (0,)) -> tuple[float, float]:
+    """(best wall seconds, CPU seconds of that run: user + sys of the child) over ``repeats`` runs.
+
+    A run exiting with a code outside ``ok`` stops the benchmark: a crashed script is not a time.
+    """
     best = (math.inf, math.inf)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for _ in range(repeats):
@@ -83,7 +122,7 @@ def best_of(cmd: list[str], repeats: int) -> tuple[float, float]:
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        if proc.returncode not in (0, 1):  # probe exits 1 on an unhealthy verdict: that is a result
+        if proc.returncode not in ok:
             raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
         best = min(best, (wall, cpu))
     return best
@@ -105,12 +144,17 @@ def main() -> None:
     worst = 0.0
     for name in SPECS:
         ours = best_of([py, "-m", "nncli", "probe", f"specs/{name}.yaml", "--seeds", args.seeds,
-                        "--device", "cpu", "--json"], args.repeats)
+                        "--device", "cpu", "--json"], args.repeats, ok=(0, 1))  # 1: unhealthy verdict
         hand = best_of([py, "-c", HAND, name, args.seeds], args.repeats)
         worst = max(worst, ours[0])
         print(f"{name:<20} {ours[0]:>10.2f} {hand[0]:>10.2f} {ours[0] / hand[0]:>6.2f} "
               f"{ours[1]:>10.2f} {hand[1]:>9.2f} {ours[1] / hand[1]:>6.2f}")
     print(f"slowest nncli probe: {worst:.2f} s wall (target < 5 s, torch import included)")
+    print("\nCPU seconds inside one `nncli probe` process (best of the repeats by total):")
+    print(f"{'spec':<20} {'torch':>6} {'dynamo':>7} {'nncli imports':>14} {'probe':>6} {'total':>6}")
+    for name in SPECS:
+        parts = min((breakdown(name, args.seeds) for _ in range(args.repeats)), key=sum)
+        print(f"{name:<20} {parts[0]:>6.2f} {parts[1]:>7.2f} {parts[2]:>14.2f} {parts[3]:>6.2f} {sum(parts):>6.2f}")
     print(f"load average at end: {os.getloadavg()[0]:.1f} (1 min)")
 
 
