@@ -182,6 +182,9 @@ class _Builder:
         self.real = device.type != "meta"
         self._classes: dict[str, type] | None = None
         self._shapes: dict[tuple, tuple] = {}  # (class, args, in shape) -> out shape
+        # The default init for the layers being built: the spec's top-level `init`, overridden
+        # by the `init` of each enclosing Residual/Repeat (innermost last).
+        self._default_init: list[dict] = [dict(spec.init or {})]
 
     def build(self) -> Built:
         infos, shape = self.sequence(self.spec.layers, tuple(self.spec.input), prefix=None)
@@ -189,6 +192,20 @@ class _Builder:
         return Built(self.spec, model, infos, tuple(self.spec.input), shape, self.device)
 
     # -- sequences and composites -----------------------------------------------------------
+    def scoped_init(self, spec: LayerSpec):
+        """Context: a composite's `init` becomes the default for the layers inside it."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def scope():
+            self._default_init.append({**self._default_init[-1], **dict(spec.init or {})})
+            try:
+                yield
+            finally:
+                self._default_init.pop()
+
+        return scope()
+
     def sequence(self, layers, shape: tuple, prefix: str | None, role: str | None = None,
                  prev_label: str | None = None, fqn: str = ""):
         """Build layers in order; nested ones are named ``<prefix>.<i>`` unless the spec names them."""
@@ -236,10 +253,11 @@ class _Builder:
                          in_shape=shape, out_shape=shape, params=0, trainable=0, buffers=0,
                          module=None, spec=spec, fqn=fqn)  # type: ignore[arg-type]
         # Both branches receive what the layer before the Residual gives.
-        body, body_shape = self.sequence(spec.body, shape, f"{name}.body", "body", prev_label,
-                                         fqn=f"{fqn}.body.")
-        shortcut, short_shape = self.sequence(spec.shortcut, shape, f"{name}.shortcut", "shortcut",
-                                              prev_label, fqn=f"{fqn}.shortcut.")
+        with self.scoped_init(spec):
+            body, body_shape = self.sequence(spec.body, shape, f"{name}.body", "body", prev_label,
+                                             fqn=f"{fqn}.body.")
+            shortcut, short_shape = self.sequence(spec.shortcut, shape, f"{name}.shortcut",
+                                                  "shortcut", prev_label, fqn=f"{fqn}.shortcut.")
         if body_shape != short_shape:
             what = "its shortcut" if spec.shortcut else "the identity shortcut"
             raise spec.where.error(
@@ -263,8 +281,9 @@ class _Builder:
                          trainable=0, buffers=0, module=None, spec=spec, fqn=fqn)  # type: ignore[arg-type]
         copies = []
         for copy in range(spec.times):
-            layers, shape = self.sequence(spec.layers, shape, f"{name}.{copy}", f"copy {copy + 1}",
-                                          prev_label, fqn=f"{fqn}.{copy}.")
+            with self.scoped_init(spec):
+                layers, shape = self.sequence(spec.layers, shape, f"{name}.{copy}", f"copy {copy + 1}",
+                                              prev_label, fqn=f"{fqn}.{copy}.")
             prev_label = f"{layers[-1].path} {layers[-1].type} (copy {copy + 1})"
             copies.append(layers)
             info.children.extend(layers)
@@ -421,12 +440,14 @@ class _Builder:
     def apply_init(self, spec: LayerSpec, module: nn.Module) -> None:
         schemes: dict[str, InitScheme] = {}
         own = dict(spec.init or {})
-        if self.spec.init:
-            # The spec-wide default is for affine layers (weights of 2+ dims: Linear, Conv), and
-            # their biases; normalisation layers keep torch's init (gamma = 1, beta = 0).
+        default = self._default_init[-1]
+        if default:
+            # The default (spec-wide, or a Residual's/Repeat's) is for affine layers (weights of
+            # 2+ dims: Linear, Conv), and their biases; normalisation layers keep torch's init
+            # (gamma = 1, beta = 0).
             weight = getattr(module, "weight", None)
             if isinstance(weight, torch.Tensor) and weight.dim() >= 2:
-                for pname, scheme in self.spec.init.items():
+                for pname, scheme in default.items():
                     if isinstance(getattr(module, pname, None), torch.Tensor):
                         schemes[pname] = scheme
         schemes.update(own)
