@@ -238,6 +238,31 @@ def test_layer_init_overrides_top_level_and_norms_keep_their_init():
         assert torch.all(norm.weight == 1) and torch.all(norm.bias == 0)
 
 
+def test_composite_init_is_the_default_inside_it():
+    # Precedence: a layer's own init > the innermost Residual/Repeat's > the spec's top level.
+    built = build_model(spec_of("""
+        input: [4]
+        init: {weight: ones}
+        layers:
+          - Repeat:
+              times: 2
+              init: {weight: zeros}
+              layers:
+                - Linear: {out_features: 4}
+                - ReLU
+                - Linear: {out_features: 4, init: {weight: {constant: {val: 2.0}}}}
+          - Residual: {init: {bias: ones}, body: [{Linear: {out_features: 4}}, BatchNorm1d]}
+          - Linear: {out_features: 2}
+    """), seed=0)
+    rep, res, last = built.model
+    for copy in rep:
+        assert torch.all(copy[0].weight == 0) and torch.all(copy[2].weight == 2)
+    lin, bn = res.body
+    assert torch.all(lin.bias == 1) and torch.all(lin.weight == 1)  # its bias from the Residual
+    assert torch.all(bn.bias == 0)  # a norm layer keeps beta = 0 under a default init
+    assert torch.all(last.weight == 1)  # outside the composites only the top level applies
+
+
 def test_init_applies_under_infer_without_allocating():
     built = infer(spec_of("""
         input: [8]
