@@ -93,6 +93,9 @@ def read_text(path: Path) -> str:
         raise InputError(f"expected a YAML spec file, found a directory: {path}", file=path) from None
     except OSError as exc:
         raise InputError(f"cannot read spec file: {exc.strerror}", file=path) from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # PowerShell's `>` writes UTF-16 with a BOM
+        raise SpecError("expected UTF-8 text, found UTF-16 (a byte-order mark)", file=path, line=1,
+                        column=1, hint="save the spec as UTF-8")
     if b"\x00" in raw:
         line = raw[: raw.index(b"\x00")].count(b"\n") + 1
         raise SpecError(
