@@ -26,6 +26,7 @@ TEXT = re.compile(r"^# expect-text: (.+?)\s*$", re.M)
 HEADERLESS = {
     "empty.yaml": (1, "-", ["empty spec"]),
     "checkpoint.bin": (1, "-", ["binary data"]),
+    "utf16_spec.yaml": (1, "-", ["found UTF-16"]),  # what PowerShell's `>` writes
 }
 
 
