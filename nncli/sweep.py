@@ -15,13 +15,13 @@ file names a base spec (a file, an inline spec, or a list of spec files) and the
       layers[2].Repeat.times: [1, 2, 4]   # any spec field, by its path
       replace:ReLU: [ReLU, Sigmoid, Tanh] # every ReLU layer becomes this class
       width:                              # a named axis setting several fields to one value
-        path: [layers[0].Linear.out_features, layers[2].Linear.out_features]
+        path: ["layers[0].Linear.out_features", "layers[2].Linear.out_features"]
         values: [16, 64]
 
-Each trial is a normal ``nncli train`` run folder inside the sweep folder. Trial folders are named
-after their overrides and carry the hash of their resolved spec, so a rerun of the same command
-skips the trials that already finished (resume after a kill) and reruns only those whose spec
-changed. Test metrics are reported for the winner only: choosing on validation and reporting test
+Each trial is a normal ``nncli train`` run folder inside the sweep folder, named after its
+overrides; its ``run.yaml`` records the sha256 of the trial's spec, so a rerun of the same command
+skips the runs that already finished, continues those killed mid-way from their last checkpoint
+and retrains only those whose spec changed. Test metrics are reported for the winner only: choosing on validation and reporting test
 keeps the test set honest.
 
 The plan (parsing the sweep file, expanding trials, applying overrides) is pure Python; torch is
@@ -42,11 +42,11 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import yaml
 
-from nncli.errors import CheckFailed, InputError, NncliError, SpecError, did_you_mean
+from nncli.errors import InputError, NncliError, SpecError, did_you_mean
 from nncli.spec.source import Document, Where, format_path, parse_yaml, read_text
 
 SWEEP_KEYS = ("name", "description", "base", "spec", "specs", "grid", "random", "seeds", "trials",
@@ -118,8 +118,6 @@ class SweepPlan:
     file: Path | None
     base: dict | None  # the base spec as plain data (None when `specs:` lists files)
     base_file: Path | None  # where `base` came from (None for an inline spec)
-    base_doc: Document | None  # positions of the base spec's values (inline: the sweep file's)
-    base_prefix: tuple  # path of the base spec inside base_doc: ("spec",) for an inline spec
     spec_files: dict[str, Path]  # `specs:` list: axis value (file stem) -> file
     axes: list[Axis]
     fixed: dict[str, Any]  # `set:` path -> value, applied to every trial
@@ -130,12 +128,6 @@ class SweepPlan:
     random_mode: bool
     metric: str | None  # None: accuracy when trials report it, else loss
     goal: str | None  # "max" / "min"; None: from the metric's name
-    doc: Document | None = None  # the sweep file, for locating errors
-
-    def where(self, path: tuple, *, key: bool = False) -> Where:
-        if self.doc is None:
-            return Where(str(self.file) if self.file else None, None, None, format_path(path))
-        return self.doc.where(path, key=key)
 
 
 def _found(value: Any) -> str:
@@ -191,7 +183,14 @@ def load_sweep(path: str | Path, *, trials: int | None = None, search_seed: int 
         ['depth', 'activation']
     """
     path = Path(path)
-    doc = parse_yaml(read_text(path), str(path))
+    try:
+        doc = parse_yaml(read_text(path), str(path))
+    except SpecError as err:
+        if "flow sequence" in err.message and "'['" in err.message and not err.hint:
+            # `[layers[0].x, ...]`: YAML reads the inner `[` as a nested list
+            err.hint = ('quote spec paths inside a [...] list: ["layers[0].Linear.out_features", ...], '
+                        "or write the list one item per line (`- layers[0].Linear.out_features`)")
+        raise
     return _SweepParser(doc, path.resolve().parent, path).plan(trials, search_seed, extra_set or {}, metric)
 
 
@@ -223,23 +222,23 @@ class _SweepParser:
         name = data.get("name") or (self.file.stem if self.file else "sweep")
         if not isinstance(name, str):
             raise self.fail(("name",), f"expected a string, found {_found(name)}")
-        base = base_file = base_doc = None
-        prefix: tuple = ()
+        base = base_file = None
         spec_files: dict[str, Path] = {}
         axes: list[Axis] = []
         if "base" in data:
-            base_file, base, base_doc = self.spec_file(data["base"], ("base",))
+            base_file, base = self.spec_file(data["base"], ("base",))
         elif "spec" in data:
             if not isinstance(data["spec"], dict):
                 raise self.fail(("spec",), f"expected an inline spec (a mapping with `input` and `layers`), "
                                            f"found {_found(data['spec'])}")
-            base, base_doc, prefix = data["spec"], self.doc, ("spec",)
+            base = data["spec"]
+            self.check_inline(base)
         else:
             files = data["specs"]
             if not isinstance(files, list) or not files:
                 raise self.fail(("specs",), f"expected a list of spec files, found {_found(files)}")
             for i, item in enumerate(files):
-                f, _, _ = self.spec_file(item, ("specs", i))
+                f, _ = self.spec_file(item, ("specs", i))
                 label = _unique(_slug(f.stem), spec_files)
                 spec_files[label] = f
             axes.append(Axis("spec", (Target(spec_file=True),), tuple(spec_files),
@@ -305,10 +304,9 @@ class _SweepParser:
         if goal is not None and goal not in ("max", "min"):
             raise self.fail(("goal",), f"expected `max` or `min`, found {_found(goal)}")
         plan = SweepPlan(
-            name=name, file=self.file, base=base, base_file=base_file, base_doc=base_doc, base_prefix=prefix,
-            spec_files=spec_files, axes=axes, fixed=fixed, fixed_where=fixed_where, seeds=seeds,
-            trials=n_trials, search_seed=s_seed, random_mode=random_mode, metric=metric, goal=goal,
-            doc=self.doc)
+            name=name, file=self.file, base=base, base_file=base_file, spec_files=spec_files, axes=axes,
+            fixed=fixed, fixed_where=fixed_where, seeds=seeds, trials=n_trials, search_seed=s_seed,
+            random_mode=random_mode, metric=metric, goal=goal)
         # Every path is checked against the spec now, before anything trains: a typo is exit 2 at once.
         for source, spec_data in _base_sources(plan):
             for k, v in fixed.items():
@@ -321,7 +319,7 @@ class _SweepParser:
                         _apply(copy.deepcopy(spec_data), t, probe, a.where, source)
         return plan
 
-    def spec_file(self, value: Any, path: tuple) -> tuple[Path, dict, Document]:
+    def spec_file(self, value: Any, path: tuple) -> tuple[Path, dict]:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(path, f"expected the path of a spec file, found {_found(value)}")
         f = Path(value).expanduser()
@@ -334,8 +332,22 @@ class _SweepParser:
         from nncli.spec import load_spec
 
         load_spec(f)  # validate the base now: its own errors point into its own file
-        sdoc = parse_yaml(read_text(f), str(f))
-        return f, sdoc.data, sdoc
+        return f, parse_yaml(read_text(f), str(f)).data
+
+    def check_inline(self, base: dict) -> None:
+        """Validate an inline spec now, with its errors located in the sweep file."""
+        from nncli.spec import parse_spec
+
+        try:
+            parse_spec(yaml.safe_dump(base, sort_keys=False), file=str(self.file), base_dir=self.base_dir)
+        except SpecError as err:
+            try:
+                inner = parse_path(err.spec_path) if err.spec_path else ()
+            except SpecError:
+                inner = ()
+            where = self.doc.where(("spec",) + inner)
+            raise SpecError(err.message, file=where.file, line=where.line, column=where.column,
+                            spec_path=where.spec_path, hint=err.hint) from None
 
     def axes(self, section: Any, kind: str) -> list[Axis]:
         if not isinstance(section, dict) or not section:

@@ -46,6 +46,19 @@ spec:
 """
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Trials here are tiny MLPs: one intra-op thread is what a sweep worker gets, and it keeps
+    these tests quick on a shared machine, where spinning thread pools of several processes
+    slow each other down many times over. Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def write_sweep(tmp_path: Path, body: str, *, name: str = "s", epochs: int = 3, header: str = TINY) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(header.format(name=name, epochs=epochs) + textwrap.dedent(body))
@@ -141,6 +154,23 @@ def test_sweep_file_errors_point_at_the_line(tmp_path):
         assert message in err.message, (body, str(err))
         if hint:
             assert hint in err.hint, (body, str(err))
+
+
+def test_an_inline_spec_is_checked_at_its_line_in_the_sweep_file(tmp_path):
+    bad = TINY.replace("times: 1", "times: 0")
+    path = write_sweep(tmp_path, "grid:\n  train.lr: [0.1]\n", header=bad)
+    with pytest.raises(SpecError) as info:
+        load_sweep(path)
+    err = info.value
+    assert (err.file, err.line, err.spec_path) == (str(path), 8, "spec.layers[0].Repeat.times")
+    assert "integer >= 1" in err.message
+
+
+def test_unquoted_paths_in_a_flow_list_get_a_hint(tmp_path):
+    path = write_sweep(tmp_path, "grid:\n  w: {path: [layers[0].Repeat.times], values: [1]}\n")
+    with pytest.raises(SpecError) as info:
+        load_sweep(path)
+    assert info.value.line == 16 and "quote spec paths" in info.value.hint
 
 
 def test_a_missing_base_spec_is_an_input_error(tmp_path):
@@ -349,7 +379,8 @@ def test_kill_then_rerun_skips_finished_trials(tmp_path, workers):
                        epochs=3)
     out = tmp_path / "out"
     cmd = [PYTHON, "-m", "nncli", "sweep", str(path), "--out", str(out), "--json", "--workers", str(workers)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = subprocess_env(OMP_NUM_THREADS="1")  # one torch thread per process, as in the in-process tests
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     while len(list(out.glob("*/trial.json"))) < 2:
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -369,7 +400,7 @@ def test_kill_then_rerun_skips_finished_trials(tmp_path, workers):
             finished[report.parent.name] = (report.stat().st_mtime_ns, report.read_text())
     assert 2 <= len(finished) < len(widths) and not (out / "sweep.json").exists()
 
-    rerun = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     doc = json.loads(rerun.stdout)
     assert doc["cached"] == len(finished) and doc["ran"] == len(widths) - len(finished)

@@ -45,7 +45,7 @@ spec:
   train: {{epochs: {epochs}, lr: 0.01, batch_size: 64}}
 grid:
   width:
-    path: [layers[0].Linear.out_features, layers[2].Linear.out_features]
+    path: ["layers[0].Linear.out_features", "layers[2].Linear.out_features"]
     values: {widths}
 """
 
