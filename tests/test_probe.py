@@ -473,3 +473,25 @@ def test_cli_steps_can_fail_a_healthy_init(cli):
     assert doc["verdict"] == "healthy"
     assert doc["after_steps"]["verdict"] in ("exploding", "non-finite")
     assert code == 1 and doc["ok"] is False
+
+
+# -- CUDA ---------------------------------------------------------------------------------------------
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (torch.cuda.is_available() is False)")
+def test_cuda_probe_matches_cpu_and_restores_cuda_rng():
+    spec = spec_of("deep-sigmoid")
+    # Same weights on both devices (built on the GPU, copied to the CPU), same batch: same numbers.
+    built = build_model(spec, device="cuda", seed=0)
+    x, r = recipe_batch(built.input_shape, built.output_shape, 0)
+    gpu_raw = measure(built.model, probe_points(built), x.cuda(), r.cuda())
+    built.model.cpu()
+    cpu_raw = measure(built.model, probe_points(built), x, r)
+    assert [s["grad_norm"] for s in gpu_raw.stats] == pytest.approx([s["grad_norm"] for s in cpu_raw.stats],
+                                                                     rel=1e-3)
+    state = torch.cuda.get_rng_state()
+    report = probe(spec, seeds=[0, 1], device="cuda", steps=2)
+    assert report.device.startswith("cuda:")
+    assert torch.equal(torch.cuda.get_rng_state(), state)
+    assert report.init.verdict is Verdict.vanishing
+    assert all(1e-19 < s.ratio < 1e-15 for s in report.init.seeds)
+    assert report.after is not None and report.after.depth == 41
