@@ -25,7 +25,7 @@ from torch import nn
 
 from nncli.build import build_model
 from nncli.errors import InputError
-from nncli.probe import (Thresholds, Verdict, _all_points, figure, measure, probe, probe_points,
+from nncli.probe import (Thresholds, Verdict, figure, measure, probe, probe_points,
                          with_repeat_times, write_plot)
 from nncli.spec import load_spec, parse_spec
 
