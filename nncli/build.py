@@ -235,7 +235,13 @@ class _Builder:
         key = (cls, repr(sorted(kwargs.items())), shape) if not isinstance(spec, CustomSpec) else None
         out_shape = self._shapes.get(key) if key else None
         if out_shape is None:
-            out_shape = self.forward_shape(spec, cls.__name__, meta, shape, prev_label)
+            try:
+                out_shape = self.forward_shape(spec, cls.__name__, meta, shape, prev_label)
+            except SpecError as err:
+                if prev_label is None and err.hint is None and self.fits_without_first_dim(spec, cls, shape):
+                    err.hint = ("`input` is the shape of ONE example, without the batch dimension: "
+                                f"did you mean input: {list(shape[1:])}?")
+                raise
             if key:
                 self._shapes[key] = out_shape
         module = self.construct(spec, cls, kwargs, self.device) if self.real else meta
@@ -246,6 +252,18 @@ class _Builder:
             args=kwargs, in_shape=shape, out_shape=out_shape, params=total, trainable=trainable,
             buffers=buffers, module=module, spec=spec, inferred=inferred, target=target, fqn=fqn,
         )
+
+    def fits_without_first_dim(self, spec: LayerSpec, cls: type, shape: tuple) -> bool:
+        """Whether the network's first layer would build with `input` minus its first dim."""
+        if len(shape) < 2:
+            return False
+        try:
+            kwargs, _ = self.resolve_args(spec, cls, shape[1:], None)
+            module = self.construct(spec, cls, kwargs, torch.device("meta"))
+            self._forward_batch(spec, cls.__name__, module, shape[1:], None, INFER_BATCH)
+        except SpecError:
+            return False
+        return True
 
     def residual(self, spec: ResidualSpec, index: int, shape: tuple, name: str, fqn: str,
                  prev_label: str | None = None) -> LayerInfo:
@@ -416,11 +434,9 @@ class _Builder:
             y = module.eval()(x)
         except Exception as exc:
             came_from = prev_label or "the input"
-            hint = ("`input` is the shape of ONE example, without the batch dimension: "
-                    "[3, 32, 32], not [64, 3, 32, 32]" if prev_label is None else None)
             raise spec.where.error(
                 f"{type_name} cannot take the shape {shape_str(shape)} that {came_from} gives: "
-                f"{_first_line(exc)}", hint=hint) from None
+                f"{_first_line(exc)}") from None
         finally:
             module.train(training)
         if not isinstance(y, torch.Tensor):
