@@ -342,6 +342,17 @@ class _Builder:
                                        params[key].default if key in params else inspect.Parameter.empty)
         inferred = []
         came_from = prev_label or "the input"
+        if "batch_first" in params:
+            # A spec's tensors are [N, ...]: with torch's default batch_first=False a
+            # TransformerEncoderLayer (or RNN) would read the batch as the sequence and mix
+            # examples, with every shape still right.
+            if kwargs.get("batch_first", True) is not True:
+                raise spec.arg_where.get("batch_first", spec.where).error(
+                    f"{cls.__name__}: batch_first=false would read dim 0 of [N, ...] as the sequence, "
+                    "mixing the examples of a batch", hint="leave batch_first out (nncli sets it true)")
+            if "batch_first" not in kwargs:
+                kwargs["batch_first"] = True
+                inferred.append("batch_first")
         for key, read in _INFERRED.items():
             if key not in params:
                 continue
