@@ -140,6 +140,20 @@ def test_repeat_gives_fresh_weights_per_copy():
     assert built.layers[0].params == 3 * (36 + 6)
 
 
+def test_sequence_layers_read_dim_0_as_the_batch():
+    # torch's default batch_first=False would make attention mix the examples of a batch while
+    # every shape stays right; an example's output must not depend on its batch-mates.
+    built = build_model(spec_of("""
+        input: [10, 16]
+        layers:
+          - TransformerEncoderLayer: {d_model: 16, nhead: 2, dropout: 0.0}
+    """), seed=0)
+    assert built.layers[0].args["batch_first"] is True and "batch_first" in built.layers[0].inferred
+    model = built.model.eval()
+    x = torch.randn(3, 10, 16)
+    torch.testing.assert_close(model(x)[1:2], model(x[1:2]), atol=1e-5, rtol=1e-5)
+
+
 # -- Step ----------------------------------------------------------------------------------------
 def test_step_forward_and_zero_gradient():
     built = build_model(spec_of("""
