@@ -29,15 +29,22 @@ train: {{epochs: 3, lr: {lr}, batch_size: 32, seed: 0}}
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Three finished runs: a (lr 0.05, width 8), b (lr 0.01, width 8), c (lr 0.05, width 16)."""
+    import torch
+
     from nncli.train import run_training
 
     root = tmp_path_factory.mktemp("compare")
     out = {}
-    for label, lr, width in (("a", 0.05, 8), ("b", 0.01, 8), ("c", 0.05, 16)):
-        spec = root / f"{label}.yaml"
-        spec.write_text(SPEC.format(name="mlp", width=width, lr=lr))  # same name: only real knobs differ
-        run_training(spec, None, root / "runs" / label, device="cpu")
-        out[label] = root / "runs" / label
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny MLPs: one thread is faster, and much faster on a busy machine
+    try:
+        for label, lr, width in (("a", 0.05, 8), ("b", 0.01, 8), ("c", 0.05, 16)):
+            spec = root / f"{label}.yaml"
+            spec.write_text(SPEC.format(name="mlp", width=width, lr=lr))  # same name: only real knobs differ
+            run_training(spec, None, root / "runs" / label, device="cpu")
+            out[label] = root / "runs" / label
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
