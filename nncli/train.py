@@ -96,6 +96,8 @@ class TrainConfig:
     monitor: str | None = None  # val_accuracy (classification) or val_loss (regression)
     min_delta: float = 0.0  # an improvement must beat the best by more than this
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: epoch ends only)
+    checkpoint_seconds: float = 10.0  # epoch-end checkpoints at most this often (0: every epoch); the
+    #                                   last epoch, Ctrl-C and checkpoint_every steps always write
     eval_batch_size: int = 512
     amp: str = "none"  # none, bf16, fp16 (fp16 uses a GradScaler)
     compile: bool = False  # torch.compile the model
@@ -228,6 +230,7 @@ def resolve_train_config(spec_train: dict | None, overrides: dict | None = None,
     number("patience", integer=True, low=1, optional=True)
     number("min_delta", low=0)
     number("checkpoint_every", integer=True, low=0)
+    number("checkpoint_seconds", low=0)
     number("eval_batch_size", integer=True, low=1)
     number("sync_every", integer=True, low=1, optional=True)
     for key in ("nesterov", "compile", "skip_nonfinite"):
@@ -348,14 +351,19 @@ def _jsonable(obj):
 # -- files --------------------------------------------------------------------------------------
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that readers see the old file or the new one, never half."""
+def atomic_write_bytes(path: Path, payload: bytes, durable: bool = True) -> None:
+    """Write ``payload`` to ``path`` so that readers see the old file or the new one, never half.
+
+    ``durable`` also fsyncs before the rename, so the new content survives a power cut, not only a
+    killed process (checkpoints; text files that are rewritten every epoch skip it).
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:
         handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
@@ -366,7 +374,7 @@ def atomic_torch_save(obj, path: Path) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), durable=False)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
@@ -501,6 +509,16 @@ def _loss_sum(loss: str, out, y):
     if loss == "mse":
         return F.mse_loss(out, y, reduction="sum") / per_example
     return F.binary_cross_entropy_with_logits(out, y, reduction="sum") / per_example
+
+
+def _loss_mean(loss: str, out, y):
+    """Mean loss over the batch (per-element losses averaged within an example first): the same
+    number as ``_loss_sum / len(y)``, computed the way a hand-written loop does."""
+    if loss == "cross_entropy":
+        return F.cross_entropy(out, y)
+    if loss == "mse":
+        return F.mse_loss(out, y)
+    return F.binary_cross_entropy_with_logits(out, y)
 
 
 def _correct(loss: str, out, y):
@@ -920,6 +938,9 @@ class _Trainer:
         self.train_time, self.train_samples, self.skipped = 0.0, 0, 0
         self.acc = [0.0, 0.0, 0]  # loss sum, correct, count (host copy at sync points)
         self.status = "running"
+        self.best_pending = None  # best.pt content waiting for the next checkpoint
+        self.metrics_dirty = False
+        self.last_checkpoint = time.perf_counter()
 
     def load_state(self, ckpt: dict, best: dict | None):
         try:
@@ -958,8 +979,16 @@ class _Trainer:
             self.best_state = best["model"]
 
     def checkpoint(self, kind: str = "last") -> None:
+        """Write last.pt, with best.pt and the metrics files when they changed since the last write
+        (one moment on disk: a resumed run finds them consistent)."""
+        self.last_checkpoint = time.perf_counter()
         if not self.writer_rank:
             return
+        if self.best_pending is not None:
+            self.files.submit(atomic_torch_save, self.best_pending, self.ckpt_dir / "best.pt")
+            self.best_pending = None
+        if self.metrics_dirty:
+            self.write_metrics()
         rng = {"torch": torch.get_rng_state(),
                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
                "aug": self.aug_gen.get_state() if self.aug_gen is not None else None}
@@ -980,16 +1009,17 @@ class _Trainer:
         self.files.wait()  # at most one checkpoint in flight
         self.files.submit(atomic_torch_save, _snapshot(state), self.ckpt_dir / "last.pt")
 
-    def save_best(self) -> None:
+    def remember_best(self) -> None:
+        """Keep the best weights in memory; best.pt is written with the next checkpoint."""
         self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.raw.state_dict().items()}
         if not self.writer_rank:
             return
-        self.files.submit(atomic_torch_save, {
+        self.best_pending = {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": "best",
             "model": self.best_state, "epoch": self.epoch, "global_step": self.global_step,
             "metrics": self.history[-1] if self.history else {},
             "normalization": {"mean": self.s.dataset.mean, "std": self.s.dataset.std},
-        }, self.ckpt_dir / "best.pt")
+        }
 
     # ---- files --------------------------------------------------------------------------
     def write_run_files(self, resumed: bool) -> None:
@@ -1020,6 +1050,7 @@ class _Trainer:
         _write_text(meta_path, yaml.safe_dump(_jsonable(meta), sort_keys=False))
 
     def write_metrics(self) -> None:
+        self.metrics_dirty = False
         if not self.writer_rank:
             return
         rows = list(self.history)
@@ -1105,6 +1136,8 @@ class _Trainer:
             with _Interrupt() as interrupt:
                 if not finished_before:
                     nonfinite = self.loop(interrupt)
+            if self.metrics_dirty:  # epochs finished after the last checkpoint (a non-finite stop)
+                self.write_metrics()
             self.files.wait()
         finally:
             if self.tb is not None:
@@ -1126,11 +1159,25 @@ class _Trainer:
         params = [p for p in self.raw.parameters() if p.requires_grad]
         lazy = self.sync_every > 1
         bad_step = torch.full((), -1, dtype=torch.int64, device=self.device) if lazy else None
+        # hot-loop locals: a tiny model's step is a few hundred microseconds, attribute lookups show
+        model, optimizer, scheduler, scaler = self.train_model, self.optimizer, self.scheduler, self.scaler
+        world, rank, bs, steps_per_epoch = self.world, self.rank, cfg.batch_size, self.steps_per_epoch
+        sync_every, ckpt_every, clip = self.sync_every, cfg.checkpoint_every, cfg.clip_grad_norm
+        amp = self.amp_dtype is not None
+        fetch = None if self.data_on_device else self.batch  # host data: pinned copy per batch
         while self.epoch < cfg.epochs:
             perm = epoch_permutation(cfg.seed, self.epoch, n).to(x_train.device)
             self.train_model.train()
-            sums = torch.tensor([self.acc[0], self.acc[1]], dtype=torch.float64, device=self.device)
+            # The epoch's running loss and correct-count sums (this rank's): Python floats when every
+            # step reads the loss anyway (CPU), device tensors otherwise (nothing to sync per step).
+            if lazy:
+                sums = torch.tensor([self.acc[0], self.acc[1]], dtype=torch.float64, device=self.device)
+            run_loss, run_correct = self.acc[0], self.acc[1]
             count = self.acc[2]
+
+            def current() -> list:
+                return sums.tolist() if lazy else [run_loss, run_correct]
+
             last_report = time.perf_counter()
             t0 = epoch_start = time.perf_counter()  # t0: start of the segment not yet in train_time
             samples_at_start = self.train_samples
@@ -1142,35 +1189,48 @@ class _Trainer:
                 # act on a flag they agreed on at the previous sync point.
                 if pending_stop or (self.world == 1 and interrupt.requested):
                     self.status = "interrupted"
-                    self.acc = self.partial(sums, count)
+                    self.acc = self.partial(current(), count)
                     self.train_time += time.perf_counter() - t0
+                    self.metrics_dirty = True
                     self.checkpoint()
-                    self.write_metrics()
                     return None
-                idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                idx = perm[step * bs:(step + 1) * bs]
                 global_count = len(idx)
-                local = idx[self.rank::self.world] if self.world > 1 else idx
-                xb, yb = self.batch(x_train, y_train, local)
+                local = idx[rank::world] if world > 1 else idx
+                if fetch is None:
+                    xb, yb = x_train[local], y_train[local]
+                else:
+                    xb, yb = fetch(x_train, y_train, local)
                 if augment:
                     xb = data_mod.augment_batch(xb, crop=crop, flip=flip, generator=self.aug_gen)
-                with self.autocast():
-                    out = self.train_model(xb)
-                out = out.float()
-                loss_sum = _loss_sum(loss_name, out, yb)
-                will_checkpoint = bool(cfg.checkpoint_every and (self.global_step + 1) % cfg.checkpoint_every == 0
-                                       and step + 1 < self.steps_per_epoch)
+                if amp:
+                    with self.autocast():
+                        out = model(xb)
+                    out = out.float()
+                else:
+                    out = model(xb)
+                loss_mean = _loss_mean(loss_name, out, yb)
+                n_local = len(local)
+                will_checkpoint = bool(ckpt_every and (self.global_step + 1) % ckpt_every == 0
+                                       and step + 1 < steps_per_epoch)
                 # a checkpoint step is a sync point too: its weights are known good before they are saved
-                sync = (step + 1) % self.sync_every == 0 or step + 1 == self.steps_per_epoch or will_checkpoint
+                sync = (step + 1) % sync_every == 0 or step + 1 == steps_per_epoch or will_checkpoint
                 if lazy:
-                    bad_now = ~torch.isfinite(loss_sum)
-                    bad_step = torch.where((bad_step < 0) & bad_now, self.global_step, bad_step)
+                    bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss_mean), self.global_step, bad_step)
+                    value = None
+                else:
+                    value = loss_mean.item()  # free on the CPU: no device to wait for
                 # DDP ranks must meet at the same steps, so only sync points decide
                 if sync:
-                    if self.world == 1:
-                        bad = bool(bad_step >= 0) if lazy else not math.isfinite(loss_sum.item())
+                    if world == 1:
+                        bad = bool(bad_step >= 0) if lazy else not math.isfinite(value)
                     else:
-                        flags = torch.stack([(bad_step >= 0) if lazy else ~torch.isfinite(loss_sum),
-                                             torch.tensor(interrupt.requested, device=self.device)]).double()
+                        if lazy:
+                            flags = torch.stack([(bad_step >= 0).double(), torch.tensor(
+                                float(interrupt.requested), dtype=torch.float64, device=self.device)])
+                        else:
+                            flags = torch.tensor([0.0 if math.isfinite(value) else 1.0, float(interrupt.requested)],
+                                                 dtype=torch.float64, device=self.device)
                         bad, pending_stop = (v > 0 for v in self.all_reduce(flags).tolist())
                     if bad:
                         if cfg.skip_nonfinite:
@@ -1182,34 +1242,42 @@ class _Trainer:
                                 self.scheduler.step()
                             continue
                         first = int(bad_step.item()) if lazy else self.global_step
-                        return self.diagnose(first, xb, loss_sum, lazy)
-                loss = loss_sum * (self.world / global_count)
-                self.optimizer.zero_grad(set_to_none=True)
-                if self.scaler is not None:
-                    self.scaler.scale(loss).backward()
-                    if cfg.clip_grad_norm:
-                        self.scaler.unscale_(self.optimizer)
-                        torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
+                        return self.diagnose(first, xb, loss_mean, lazy)
+                # the mean over the *global* batch: this rank's share of it, times world because
+                # DDP averages the ranks' gradients (1.0 for one process)
+                scale = world * n_local / global_count
+                loss = loss_mean if scale == 1.0 else loss_mean * scale
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    if clip:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(params, clip)
+                    scaler.step(optimizer)
+                    scaler.update()
                 else:
                     loss.backward()
-                    if cfg.clip_grad_norm:
-                        torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
-                    self.optimizer.step()
-                if self.scheduler is not None:
-                    self.scheduler.step()
-                sums[0] += loss_sum.detach().double()
+                    if clip:
+                        torch.nn.utils.clip_grad_norm_(params, clip)
+                    optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
                 correct = _correct(loss_name, out.detach(), yb)
-                if correct is not None:
-                    sums[1] += correct.double()
-                count += len(local)
+                if lazy:
+                    sums[0] += loss_mean.detach().double() * n_local
+                    if correct is not None:
+                        sums[1] += correct.double()
+                else:
+                    run_loss += value * n_local
+                    if correct is not None:
+                        run_correct += correct.item()
+                count += n_local
                 step += 1
                 self.step_in_epoch = step
                 self.global_step += 1
                 self.train_samples += global_count
                 if will_checkpoint:
-                    self.acc = self.partial(sums, count)
+                    self.acc = self.partial(current(), count)
                     self.train_time += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     self.checkpoint()
@@ -1220,7 +1288,7 @@ class _Trainer:
                     now = time.perf_counter()
                     if now - last_report > 0.25:
                         last_report = now
-                        loss_total, correct_total = sums.tolist()
+                        loss_total, correct_total = current()
                         _notify(self.observer, "on_step", {
                             "epoch": self.epoch + 1, "epochs": cfg.epochs, "step": step,
                             "steps": self.steps_per_epoch, "global_step": self.global_step,
@@ -1229,8 +1297,11 @@ class _Trainer:
                             "samples_per_s": (self.train_samples - samples_at_start) / max(now - t0, 1e-9),
                         })
             # ---- epoch end: one sync for the running sums
-            totals = torch.cat([sums, torch.tensor([float(count)], dtype=torch.float64, device=self.device)])
-            loss_total, correct_total, count_total = self.all_reduce(totals).tolist()
+            if self.world > 1:
+                totals = torch.tensor([*current(), float(count)], dtype=torch.float64, device=self.device)
+                loss_total, correct_total, count_total = self.all_reduce(totals).tolist()
+            else:
+                (loss_total, correct_total), count_total = current(), count
             self.train_time += time.perf_counter() - t0
             epoch_time = time.perf_counter() - epoch_start
             val = self.evaluate("val")
@@ -1259,9 +1330,11 @@ class _Trainer:
             elif self.epoch >= cfg.epochs:
                 self.status = "completed"
             if improved:
-                self.save_best()
-            self.checkpoint()
-            self.write_metrics()
+                self.remember_best()
+            self.metrics_dirty = True
+            if self.status != "running" or not cfg.checkpoint_seconds or \
+                    time.perf_counter() - self.last_checkpoint >= cfg.checkpoint_seconds:
+                self.checkpoint()
             if self.writer_rank:
                 _notify(self.observer, "on_epoch", dict(record, epochs=cfg.epochs, improved=improved))
             if stop_early:
@@ -1272,7 +1345,7 @@ class _Trainer:
                 break
         return None
 
-    def partial(self, sums, count: int) -> list:
+    def partial(self, sums: list, count: int) -> list:
         """The running sums of the epoch so far, over all ranks, for a mid-epoch checkpoint.
 
         Every rank calls it at the same step. Rank 0 checkpoints the totals; on resume rank 0
@@ -1280,9 +1353,9 @@ class _Trainer:
         up to the global sums.
         """
         if self.world == 1:
-            return [*sums.tolist(), count]
-        totals = torch.cat([sums, torch.tensor([float(count)], dtype=torch.float64, device=self.device)])
-        loss, correct, n = self.all_reduce(totals.clone()).tolist()
+            return [*sums, count]
+        totals = torch.tensor([*sums, float(count)], dtype=torch.float64, device=self.device)
+        loss, correct, n = self.all_reduce(totals).tolist()
         return [loss, correct, int(n)]
 
     @property
