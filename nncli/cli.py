@@ -451,8 +451,13 @@ def sweep(
         check_plot_path(plot)
     plan = load_sweep(sweep_file, trials=trials, search_seed=seed, extra_set=_parse_set(set_),
                       metric=metric.value if metric else None)
-    result = run_sweep(plan, out, workers=workers, device=device, dry_run=dry_run,
-                       progress=render.SweepProgress())
+    try:
+        result = run_sweep(plan, out, workers=workers, device=device, dry_run=dry_run,
+                           progress=render.SweepProgress())
+    except KeyboardInterrupt:
+        render.stderr_console().print("interrupted: finished runs are kept and a run in progress saved a "
+                                      "checkpoint; rerun the same command to resume")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     if plot is not None and result.best is not None:
         result.plot = render.sweep_plot(result, plot)
     render.emit(result, json_out, render.sweep)
