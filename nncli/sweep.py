@@ -1143,7 +1143,9 @@ def _execute(pending: list[_Run], workers: int, device: str, notify, done: int, 
                 except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
                     outcome = {"status": "error", "error": f"worker process died: {exc}", "seconds": None}
                 finished(futures[fut], outcome)
-    except BaseException:
+    except BaseException:  # Ctrl-C, or a run came back interrupted: stop every worker now
+        for child in multiprocessing.active_children():
+            child.terminate()  # SIGTERM: a run in progress saves a checkpoint and stops (resumable)
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
@@ -1151,6 +1153,7 @@ def _execute(pending: list[_Run], workers: int, device: str, notify, done: int, 
 
 
 _SWEEP_PID: int | None = None  # in a worker process: the sweep that started it
+_STOPPING = False  # in a worker process: a run was interrupted, so queued runs are not started
 
 
 def _init_worker(threads: int, sweep_pid: int) -> None:
@@ -1190,8 +1193,11 @@ def run_trial(task: dict) -> dict:
     """
     from nncli.train import run_training
 
+    global _STOPPING
     started = time.perf_counter()
     _exit_if_orphaned()
+    if _STOPPING:  # tasks already queued to this worker when the sweep was interrupted
+        return {"status": "interrupted"}
     try:
         if task["resume"]:
             result = run_training(None, None, None, device=task["device"], resume=task["run_dir"])
@@ -1204,6 +1210,7 @@ def run_trial(task: dict) -> dict:
     finally:
         _exit_if_orphaned()
     if result.status == "interrupted":
+        _STOPPING = True
         return {"status": "interrupted"}
     return {"report": result.to_json(), "seconds": time.perf_counter() - started}
 
