@@ -417,7 +417,8 @@ def test_kill_then_rerun_skips_finished_trials(tmp_path, workers):
 def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path):
     """The sweep dies inside its first run (after that run's first epoch checkpoint); the rerun
     continues that run and ends with exactly the metrics of a sweep never interrupted."""
-    path = write_sweep(tmp_path, "grid:\n  train.lr: [0.05, 0.02]\n", epochs=3)
+    path = write_sweep(tmp_path, "grid:\n  train.lr: [0.05, 0.02]\nset:\n  train.checkpoint_seconds: 0\n",
+                       epochs=3)  # checkpoint_seconds 0: train checkpoints at every epoch end
     out = tmp_path / "out"
     cmd = [PYTHON, "-m", "nncli", "sweep", str(path), "--out", str(out), "--json"]
     # 300 moons -> 210 training examples -> 7 steps an epoch: step 10 is inside epoch 2
