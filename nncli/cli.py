@@ -427,7 +427,7 @@ def sweep(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the random search (default: the file's search_seed, else 0)."),
     metric: Optional[SweepMetric] = typer.Option(None, "--metric", help="Validation metric to rank by (default: the file's, else accuracy for classification, loss otherwise)."),
     set_: List[str] = typer.Option([], "--set", help="PATH=VALUE applied to every trial, e.g. --set train.epochs=5 (repeatable)."),
-    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP + " Every worker uses it."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP + " Every trial uses it."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write validation metric against each swept value to this .png/.svg/.pdf."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List and validate the trials (with parameters and FLOPs); train nothing."),
     json_out: bool = _json_flag(),
