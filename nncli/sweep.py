@@ -910,7 +910,7 @@ class _Run:
     resume: bool = False
 
 
-def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: int = 1, device: str = "cpu",
+def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: int = 1, device: str = "auto",
               dry_run: bool = False, progress: Callable[[SweepEvent], None] | None = None) -> SweepResult:
     """Train every trial of a sweep (skipping finished ones) and rank them on validation.
 

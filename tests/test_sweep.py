@@ -378,7 +378,8 @@ def test_kill_then_rerun_skips_finished_trials(tmp_path, workers):
     path = write_sweep(tmp_path, f"grid:\n  layers[0].Repeat.layers[0].Linear.out_features: {widths}\n",
                        epochs=3)
     out = tmp_path / "out"
-    cmd = [PYTHON, "-m", "nncli", "sweep", str(path), "--out", str(out), "--json", "--workers", str(workers)]
+    cmd = [PYTHON, "-m", "nncli", "sweep", str(path), "--out", str(out), "--json", "--workers", str(workers),
+           "--device", "cpu"]
     env = subprocess_env(OMP_NUM_THREADS="1")  # one torch thread per process, as in the in-process tests
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
@@ -420,7 +421,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path):
     path = write_sweep(tmp_path, "grid:\n  train.lr: [0.05, 0.02]\nset:\n  train.checkpoint_seconds: 0\n",
                        epochs=3)  # checkpoint_seconds 0: train checkpoints at every epoch end
     out = tmp_path / "out"
-    cmd = [PYTHON, "-m", "nncli", "sweep", str(path), "--out", str(out), "--json"]
+    cmd = [PYTHON, "-m", "nncli", "sweep", str(path), "--out", str(out), "--json", "--device", "cpu"]
     # 300 moons -> 210 training examples -> 7 steps an epoch: step 10 is inside epoch 2
     from nncli.train import SIGNAL_ENV  # train's fault injection: this signal at that global step
 
@@ -435,7 +436,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path):
     doc = json.loads(rerun.stdout)
     assert "resumed" in yaml.safe_load((first / "run.yaml").read_text())
 
-    reference = run_sweep(load_sweep(path), tmp_path / "reference")
+    reference = run_sweep(load_sweep(path), tmp_path / "reference", device="cpu")
     got = {t["id"]: t["val"] for t in doc["trials"]}
     assert got == {t.id: pytest.approx(t.val, abs=1e-12) for t in reference.trials}
 
@@ -443,10 +444,10 @@ def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_parallel_workers_give_the_same_results(tmp_path, run_cli):
     path = write_sweep(tmp_path, "grid:\n  train.lr: [0.05, 0.02]\n", epochs=2)
-    res = run_cli(["sweep", path, "--out", tmp_path / "par", "--workers", "2", "--json"])
+    res = run_cli(["sweep", path, "--out", tmp_path / "par", "--workers", "2", "--json", "--device", "cpu"])
     assert res.code == 0, res.err
     par = {t["id"]: t["val"] for t in json.loads(res.out)["trials"]}
-    seq = {t.id: t.val for t in run_sweep(load_sweep(path), tmp_path / "seq").trials}
+    seq = {t.id: t.val for t in run_sweep(load_sweep(path), tmp_path / "seq", device="cpu").trials}
     assert par.keys() == seq.keys()
     for key in par:  # workers run 1 torch thread each: float sums may differ in the last bits
         assert par[key] == pytest.approx(seq[key], rel=1e-5)
