@@ -182,6 +182,8 @@ def resolve_data_config(
     elif name not in FOLDER_SETS and resolved_path is not None:
         raise err("path", f"`path` does not apply to the built-in set {name!r}",
                   "drop `name` to read a user file, or drop `path`")
+    if resolved_path is not None:
+        resolved_path = resolved_path.resolve()  # run.yaml must point at it from any working directory
     if resolved_path is not None and not resolved_path.exists():
         raise err("path", f"no such {'folder' if name in FOLDER_SETS else 'data file'}: {resolved_path}")
 

@@ -1551,7 +1551,7 @@ def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | 
                          hint="use one process per GPU, or --device cpu")
     setup = prepare(spec, overrides, out_dir, resume=resume, world_size=world, runs_root=runs_root)
     request = {
-        "spec_path": None if resume else str(setup.spec.path), "overrides": overrides,
+        "spec_text": None if resume else setup.spec_text, "spec_path": setup.spec_path, "overrides": overrides,
         "out_dir": str(setup.run_dir), "device": dev.type, "resume": str(resume) if resume else None,
         "observer_factory": observer_factory, "tensorboard": tensorboard,
     }
@@ -1614,8 +1614,14 @@ def _ddp_entry(request: dict) -> dict:
         observer = request["observer_factory"]() if (rank == 0 and request["observer_factory"]) else None
         try:
             # out_dir=None: the launcher already checked the folder, and rank 0 may be writing to it
-            setup = prepare(request["spec_path"], request["overrides"], None, resume=request["resume"],
-                            world_size=world)
+            spec = None
+            if request["spec_text"] is not None:  # the launcher's spec, exactly (it may not be a file)
+                from nncli.spec import parse_spec
+
+                origin = request["spec_path"]
+                spec = parse_spec(request["spec_text"], file=origin,
+                                  base_dir=Path(origin).parent if origin else Path.cwd())
+            setup = prepare(spec, request["overrides"], None, resume=request["resume"], world_size=world)
         except NncliError as err:
             return {"error": err.to_json()}
         if not request["resume"]:
