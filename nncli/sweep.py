@@ -243,7 +243,6 @@ class _SweepParser:
                 spec_files[label] = f
             axes.append(Axis("spec", (Target(spec_file=True),), tuple(spec_files),
                              where=self.doc.where(("specs",), key=True)))
-        random_mode = "random" in data or trials is not None
         for section in ("grid", "random"):
             if section in data:
                 axes.extend(self.axes(data[section], section))
@@ -279,6 +278,8 @@ class _SweepParser:
             where = ("trials",) if trials is None else ()
             raise (self.fail(where, f"expected `trials` to be an integer >= 1, found {_found(n_trials)}")
                    if trials is None else InputError(f"--trials: expected an integer >= 1, found {n_trials}"))
+        # a `random:` section, `trials:` in the file or --trials: sample instead of the full grid
+        random_mode = "random" in data or n_trials is not None
         if random_mode and n_trials is None:
             if any(not a.discrete for a in axes):
                 raise self.fail(("random",), "random search needs a number of trials: `trials: N` in the "

@@ -206,6 +206,8 @@ def test_random_search_is_seeded_and_draws_distinct_grid_points(tmp_path):
     assert a == b and a != c
     assert len({json.dumps(v, sort_keys=True) for v in a}) == 5  # without replacement
     assert len(expand(load_sweep(path, trials=50))) == 12  # never more than the grid holds
+    in_file = write_sweep(tmp_path, "trials: 4\ngrid:\n  train.batch_size: [16, 32, 64, 128, 256]\n", name="f")
+    assert len(expand(load_sweep(in_file))) == 4  # `trials:` in the file samples the grid too
 
     path = write_sweep(tmp_path, """\
         trials: 40
