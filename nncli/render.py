@@ -627,14 +627,18 @@ def sweep_plot(result, path) -> str:
         for t in trials:
             rest = ", ".join(f"{k}={plain_value(v)}" for k, v in t.overrides.items() if k != axis)
             groups.setdefault(rest, []).append(t)
-        many = len(groups) > 8  # too many lines to tell apart: plain points
+        # too many lines to tell apart, or a random search (its draws rarely share the other axes'
+        # values, and a line through two random draws says nothing): plain points in one colour
+        many = result.search == "random" or len(groups) > 8 or all(len(m) == 1 for m in groups.values())
+        if many:
+            groups = {"": trials}
         for label, members in groups.items():
             members.sort(key=lambda t: xs_of[plain_value(t.overrides[axis])])
             errs = [t.val_std.get(result.metric, 0.0) for t in members]
             panel.errorbar([xs_of[plain_value(t.overrides[axis])] for t in members],
                            [t.val[result.metric] for t in members], yerr=errs if any(errs) else None,
-                           marker="o", capsize=3, linestyle="none" if many else "-", alpha=0.6 if many else 1.0,
-                           label=None if many or not label else label)
+                           marker="o", capsize=3, linestyle="none" if many else "-", alpha=0.7 if many else 1.0,
+                           color="C0" if many else None, label=None if many or not label else label)
         if result.best:
             w = next((t for t in trials if t.id == result.best["id"]), None)
             if w is not None:
@@ -644,8 +648,7 @@ def sweep_plot(result, path) -> str:
         panel.set_xlabel(axis)
         panel.set_ylabel(f"validation {result.metric}")
         panel.grid(True, alpha=0.3)
-        if not many:
-            panel.legend(fontsize=7)
+        panel.legend(fontsize=7)
     fig.suptitle(f"sweep {result.name}: validation {result.metric} "
                  f"({'higher' if result.goal == 'max' else 'lower'} is better)")
     fig.tight_layout()
