@@ -832,6 +832,7 @@ class SweepResult:
     seeds: list | None
     trials: list[TrialResult]  # ranked first (best first), then the rest in plan order
     best: dict | None  # {"id", "spec_path", "run_dir", "val", "test", "overrides"}
+    search: str = "grid"  # grid (every combination) or random (a seeded sample)
     ran: int = 0  # runs trained by this invocation
     cached: int = 0  # runs read back from an earlier invocation
     failed: int = 0
@@ -842,7 +843,7 @@ class SweepResult:
     def to_json(self) -> dict:
         return _jsonable({
             "name": self.name, "out_dir": self.out_dir, "metric": self.metric, "goal": self.goal,
-            "axes": self.axes, "seeds": self.seeds, "dry_run": self.dry_run,
+            "axes": self.axes, "search": self.search, "seeds": self.seeds, "dry_run": self.dry_run,
             "trials": [t.to_json() for t in self.trials], "best": self.best,
             "ran": self.ran, "cached": self.cached, "failed": self.failed, "plot": self.plot,
             "seconds": self.seconds,
@@ -1269,7 +1270,8 @@ def _summarise(plan: SweepPlan, out: Path, trials: list[TrialResult], ran: int, 
                 "seeds": len(ok), "params": w.params, "flops": w.flops}
     return SweepResult(
         name=plan.name, out_dir=str(out), metric=metric, goal=goal, axes=[a.name for a in plan.axes],
-        seeds=list(plan.seeds) if plan.seeds else None, trials=ranked + rest, best=best, ran=ran,
+        seeds=list(plan.seeds) if plan.seeds else None, trials=ranked + rest,
+        search="random" if plan.random_mode else "grid", best=best, ran=ran,
         cached=sum(r.cached for r in records), failed=sum(r.status == "failed" for r in records),
         dry_run=dry_run)
 

@@ -308,9 +308,11 @@ def test_a_failing_trial_is_recorded_and_the_rest_go_on(tmp_path, run_cli):
           train.lr: [0.05, 1.0e+30]
           layers[1].Linear.out_features: [2, 1]
         """, epochs=2)
-    res = run_cli(["sweep", path, "--out", tmp_path / "out", "--json"])
+    res = run_cli(["sweep", path, "--out", tmp_path / "out", "--json", "--plot", tmp_path / "p.svg"])
     assert res.code == 0, res.err
     doc = json.loads(res.out)
+    svg = (tmp_path / "p.svg").read_text()
+    assert svg.count('<g id="axes_') == 2  # one panel per swept axis
     by_id = {(t["overrides"]["train.lr"], t["overrides"]["layers[1].Linear.out_features"]): t for t in doc["trials"]}
     assert by_id[(0.05, 2)]["status"] == "ok" and by_id[(0.05, 2)]["rank"] == 1
     assert "non-finite loss" in by_id[(1e30, 2)]["error"]
