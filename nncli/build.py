@@ -229,14 +229,17 @@ class _Builder:
         if spec.type == "Custom" and prefix is None:
             default_name = f"{cls.__name__.lower()}_{index}"
         kwargs, inferred = self.resolve_args(spec, cls, shape, prev_label)
-        meta = self.construct(spec, cls, kwargs, torch.device("meta"))
+        # A real build infers shapes with the real module on its device (zeros, no grad): the
+        # weights are being allocated anyway, and torch's Python meta kernels import
+        # torch._dynamo on first use (~1.4 s of start-up for probe/gradcheck). `infer` stays on meta.
+        module = self.construct(spec, cls, kwargs, self.device if self.real else torch.device("meta"))
         # torch.nn's layers are pure functions of (args, input shape) for shapes: repeated blocks
         # (a ResNet's many BatchNorms) are run once. Custom layers always run.
         key = (cls, repr(sorted(kwargs.items())), shape) if not isinstance(spec, CustomSpec) else None
         out_shape = self._shapes.get(key) if key else None
         if out_shape is None:
             try:
-                out_shape = self.forward_shape(spec, cls.__name__, meta, shape, prev_label)
+                out_shape = self.forward_shape(spec, cls.__name__, module, shape, prev_label)
             except SpecError as err:
                 if prev_label is None and err.hint is None and self.fits_without_first_dim(spec, cls, shape):
                     err.hint = ("`input` is the shape of ONE example, without the batch dimension: "
@@ -244,7 +247,6 @@ class _Builder:
                 raise
             if key:
                 self._shapes[key] = out_shape
-        module = self.construct(spec, cls, kwargs, self.device) if self.real else meta
         self.apply_init(spec, module)
         total, trainable, buffers = count_params(module)
         return LayerInfo(
@@ -260,7 +262,8 @@ class _Builder:
         try:
             kwargs, _ = self.resolve_args(spec, cls, shape[1:], None)
             module = self.construct(spec, cls, kwargs, torch.device("meta"))
-            self._forward_batch(spec, cls.__name__, module, shape[1:], None, INFER_BATCH)
+            self._forward_batch(spec, cls.__name__, module, shape[1:], None, INFER_BATCH,
+                                device=torch.device("meta"))
         except SpecError:
             return False
         return True
@@ -436,13 +439,16 @@ class _Builder:
         return first
 
     def _forward_batch(self, spec: LayerSpec, type_name: str, module: nn.Module, shape: tuple,
-                       prev_label: str | None, batch: int) -> tuple:
+                       prev_label: str | None, batch: int, device: torch.device | None = None) -> tuple:
         # Eval mode: the same shapes, and BatchNorm's meta kernel skips the running-stat update
         # (half the time on a ResNet-50).
         training = module.training
+        if device is None:
+            device = self.device if self.real else torch.device("meta")
         try:
-            x = torch.empty((batch, *shape), device="meta")  # may overflow int64 sizes
-            y = module.eval()(x)
+            with torch.no_grad():
+                x = torch.zeros((batch, *shape), device=device)  # may overflow int64 sizes
+                y = module.eval()(x)
         except Exception as exc:
             came_from = prev_label or "the input"
             raise spec.where.error(

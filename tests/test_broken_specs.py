@@ -99,3 +99,32 @@ def test_traceback_switch_shows_the_traceback(run_cli):
 
     with pytest.raises(SpecError):
         run_cli(["--traceback", "check", CORPUS / "unknown_layer.yaml"])
+
+
+# A real build infers shapes with the real module on its device rather than on meta tensors; the
+# same broken spec must fail the same way, at the same place, whichever build runs.
+BUILDER_CASES = [
+    "batch_first_false.yaml", "batchnorm2d_on_vector.yaml", "conv2d_reads_batch_as_channels.yaml",
+    "conv2d_three_kernel_sizes.yaml", "custom_returns_tuple.yaml", "in_channels_mismatch.yaml",
+    "input_with_batch_dim.yaml", "kaiming_on_bias.yaml", "kernel_larger_than_input.yaml",
+    "layernorm_shape_mismatch.yaml", "lstm_returns_tuple.yaml", "pool_shrinks_to_nothing.yaml",
+    "residual_channel_mismatch.yaml", "residual_linear_mismatch.yaml",
+    "shape_mismatch_after_flatten.yaml", "softmax_dim_out_of_range.yaml", "unknown_layer.yaml",
+]
+
+
+@pytest.mark.parametrize("name", BUILDER_CASES)
+def test_real_build_fails_like_meta_inference(name):
+    from nncli.build import build_model, infer
+    from nncli.errors import SpecError
+    from nncli.spec import load_spec
+
+    spec = load_spec(CORPUS / name)
+    with pytest.raises(SpecError) as meta:
+        infer(spec)
+    with pytest.raises(SpecError) as real:
+        build_model(spec, device="cpu")
+    assert (real.value.line, real.value.spec_path, real.value.hint) == \
+        (meta.value.line, meta.value.spec_path, meta.value.hint)
+    # torch's CPU and meta kernels word some failures differently; nncli's own part must agree.
+    assert str(real.value).split(": ")[:3] == str(meta.value).split(": ")[:3]
