@@ -61,14 +61,14 @@ class Finding:
 
 @dataclass
 class LayerRow:
-    index_label: str
+    index: int  # position among the top-level layers
     name: str
     type: str
     output_shape: tuple
     params: int
 
     def to_json(self) -> dict:
-        return {"index": self.index_label, "name": self.name, "type": self.type,
+        return {"index": self.index, "name": self.name, "type": self.type,
                 "output_shape": list(self.output_shape), "params": self.params}
 
 
@@ -104,7 +104,7 @@ def check_spec(spec: Spec) -> CheckResult:
         SpecError: if the spec does not build (located, exit 2).
     """
     built = infer(spec)
-    rows = [LayerRow(str(info.index), info.name, info.type, info.out_shape, info.params)
+    rows = [LayerRow(info.index, info.name, info.type, info.out_shape, info.params)
             for info in built.layers]
     total = sum(p.numel() for p in {id(p): p for p in built.model.parameters()}.values())
     result = CheckResult(spec.name, str(spec.path) if spec.path else None, built.input_shape,
@@ -193,7 +193,7 @@ def _collapse_finding(span: list[LayerInfo], weights: list[LayerInfo]) -> Findin
     equiv, what = _equivalent(span)
     message = (f"{names}: no nonlinearity between these {len(weights)} weight layers, so they compose to "
                f"one affine map (\"Oops, this is just a linear predictor\"): {what} with {equiv:,} "
-               f"parameters computes the same family of functions as these {own:,}")
+               f"parameters can express every function these {own:,} parameters can")
     return _finding("warning", "linear-collapse", message, first,
                     hint=f"put a nonlinearity (e.g. ReLU) after {first.path} {first.type}, or merge the layers")
 

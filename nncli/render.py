@@ -140,7 +140,7 @@ def layer_rows_table(title: str, rows) -> Table:
                       ("params", "right")):
         t.add_column(col, justify=just)
     for r in rows:
-        t.add_row(r.index_label, _escape(r.name), _escape(r.type), fmt_shape(r.output_shape), fmt_int(r.params))
+        t.add_row(str(r.index), _escape(r.name), _escape(r.type), fmt_shape(r.output_shape), fmt_int(r.params))
     return t
 
 
