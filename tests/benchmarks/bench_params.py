@@ -59,17 +59,20 @@ def main() -> None:
     info = torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0)
     assert report.total == info.total_params == 25_557_032, (report.total, info.total_params)
 
-    t_nncli = best_of(lambda: count(load_spec(spec_path), batch_size=1), args.repeats)
-    t_torchinfo = best_of(lambda: torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0),
-                          args.repeats)
-    t_torchinfo_build = best_of(
-        lambda: torchinfo.summary(ref.resnet50(), input_size=(1, 3, 224, 224), verbose=0), args.repeats)
-    print(f"ResNet-50 (best of {args.repeats}), params {report.total:,} both:")
-    print(f"  nncli params (spec -> meta build -> count)   {t_nncli * 1e3:8.1f} ms")
-    print(f"  torchinfo.summary (model already built)       {t_torchinfo * 1e3:8.1f} ms   "
-          f"ratio torchinfo/nncli = {t_torchinfo / t_nncli:.2f}")
-    print(f"  torchinfo.summary incl. building the model    {t_torchinfo_build * 1e3:8.1f} ms   "
-          f"ratio = {t_torchinfo_build / t_nncli:.2f}")
+    print(f"ResNet-50 (best of {args.repeats}), params {report.total:,} both; "
+          "ratio = torchinfo time / nncli time (> 1: nncli faster)")
+    for batch in (1, 32):
+        shape = (batch, 3, 224, 224)
+        t_nncli = best_of(lambda: count(load_spec(spec_path), batch_size=batch), args.repeats)
+        t_torchinfo = best_of(lambda: torchinfo.summary(model, input_size=shape, verbose=0), args.repeats)
+        t_torchinfo_build = best_of(
+            lambda: torchinfo.summary(ref.resnet50(), input_size=shape, verbose=0), args.repeats)
+        print(f" batch {batch}:")
+        print(f"  nncli params (spec -> meta build -> count)   {t_nncli * 1e3:8.1f} ms")
+        print(f"  torchinfo.summary (model already built)       {t_torchinfo * 1e3:8.1f} ms   "
+              f"ratio {t_torchinfo / t_nncli:.2f}")
+        print(f"  torchinfo.summary incl. building the model    {t_torchinfo_build * 1e3:8.1f} ms   "
+              f"ratio {t_torchinfo_build / t_nncli:.2f}")
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "huge.yaml"
