@@ -479,3 +479,24 @@ def test_digits_cnn_reaches_97_percent_on_cpu_in_two_minutes(tmp_path):
     elapsed = time.perf_counter() - start
     assert result.test["accuracy"] >= 0.97, result.test
     assert elapsed < 120, elapsed
+
+
+# -- --device -------------------------------------------------------------------------------------------
+def test_resolve_device():
+    from nncli.device import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(" CPU ") == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert resolve_device("auto").type == "cuda" and resolve_device("cuda").index is not None
+        with pytest.raises(InputError, match="expected a GPU index below"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    else:
+        assert resolve_device("auto") == torch.device("cpu")
+        for name in ("cuda", "cuda:0", "cuda:3"):
+            with pytest.raises(InputError, match="CUDA is not available") as info:
+                resolve_device(name)
+            assert info.value.exit_code == 2 and "--device cpu" in info.value.hint
+    with pytest.raises(InputError, match="expected one of auto, cpu, cuda, cuda:N, found 'cdua'") as info:
+        resolve_device("cdua")
+    assert "did you mean 'cuda'" in info.value.hint
