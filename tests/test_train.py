@@ -73,10 +73,8 @@ def weights(run_dir: Path, kind: str = "last") -> dict:
 
 # -- real training ---------------------------------------------------------------------------------
 def test_moons_mlp_reaches_98_percent_in_seconds(tmp_path):
-    # specs/moons-mlp.yaml on moons with noise 0.1 (at its noise 0.2 the classes overlap: an RBF SVM
-    # tops out near 96% there, so 98% is a statement about the data, not the network)
-    result = run_training(SPECS / "moons-mlp.yaml", {"data.noise": 0.1, "epochs": 10}, tmp_path / "run",
-                          device="cpu")
+    # specs/moons-mlp.yaml as shipped (noise 0.1), fewer epochs to keep the default run fast
+    result = run_training(SPECS / "moons-mlp.yaml", {"epochs": 10}, tmp_path / "run", device="cpu")
     assert result.status == "completed" and result.epochs == 10
     assert result.test["accuracy"] >= 0.98
     assert result.test["n"] == 400 and result.samples_per_s > 0
