@@ -38,7 +38,10 @@ demo: setup
 	$(NNCLI) diagram specs/resnet-tiny.yaml -o $(OUT)/resnet-tiny.svg
 	$(NNCLI) gradcheck specs/custom-swish.yaml
 	$(NNCLI) probe specs/deep-sigmoid.yaml || echo "(probe exits 1 above: the deep sigmoid stack's gradients vanish, as the lecture says)"
-	$(NNCLI) train specs/digits-cnn.yaml --out $(OUT)/digits-run --force
+	rm -rf $(OUT)/digits-run  # the demo's own previous run: train never overwrites a run folder
+	$(NNCLI) train specs/digits-cnn.yaml --out $(OUT)/digits-run --plot $(OUT)/digits-curves.png
+	$(NNCLI) evaluate $(OUT)/digits-run --split test
+	@echo "demo outputs in $(OUT)/: resnet-tiny.svg, digits-run/ (run folder), digits-curves.png"
 
 test: setup
 	$(VENV)/bin/pytest -q
