@@ -39,7 +39,7 @@ app = typer.Typer(
     help="Network diagrams, checks and experiments from YAML specs.\n\n"
          "A spec lists layers (torch.nn names, Residual, Repeat, Custom, Step); nncli builds it as a "
          "torch.nn.Sequential, then checks, counts, draws, gradchecks, probes and trains it.\n\n"
-         "Exit codes: 0 ok; 1 a check found a problem; 2 bad input; 130 interrupted.",
+         "Exit codes: 0 ok; 1 a check found a problem; 2 bad input; 3 a bug in nncli; 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -575,8 +575,10 @@ def main(argv: List[str] | None = None) -> int:
         from click import ClickException
 
     args = sys.argv[1:] if argv is None else list(argv)
-    if "--traceback" in args:
-        _state["traceback"] = True
+    # Per call, not per process: tests and embedding programs call main() many times.
+    _state["traceback"] = ("--traceback" in args
+                           or os.environ.get("NNCLI_TRACEBACK", "") not in ("", "0"))
+    _state["json"] = False
     try:
         rv = app(args=args, prog_name="nncli", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
@@ -605,7 +607,7 @@ def main(argv: List[str] | None = None) -> int:
         render.stderr_console().print(
             f"[bold red]internal error:[/] {type(exc).__name__}: {render._escape(str(exc))}\n"
             "  this is a bug in nncli; run again with --traceback and report it")
-        code = int(ExitCode.CHECK_FAILED)
+        code = int(ExitCode.INTERNAL)
     sys.stdout.flush()
     return code
 

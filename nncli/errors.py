@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     OK = 0
     CHECK_FAILED = 1  # a check ran and found a problem (gradcheck mismatch, unhealthy probe, gate)
     BAD_INPUT = 2  # bad YAML, bad spec, bad flag, missing file, CUDA asked for but absent
+    INTERNAL = 3  # a bug in nncli itself (never a user mistake): run with --traceback and report it
     INTERRUPTED = 130
 
 

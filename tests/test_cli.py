@@ -153,3 +153,19 @@ def test_no_color_means_no_escapes_even_on_a_terminal(run_cli, monkeypatch):
                  ["params", spec, "--max-params", "1"]):
         r = run_cli(argv)
         assert not ANSI.search(r.out) and not ANSI.search(r.err), argv
+
+
+def test_a_bug_in_nncli_exits_3_not_like_a_failed_check(run_cli, monkeypatch):
+    # A crash inside a tool must not look like "the check found a problem" (exit 1) to a CI gate.
+    import nncli.lint
+
+    def broken(spec):
+        raise RuntimeError("planted bug")
+
+    monkeypatch.setattr(nncli.lint, "check_spec", broken)
+    result = run_cli(["check", str(SPECS / "lenet5.yaml")])
+    assert result.code == 3
+    assert "internal error: RuntimeError: planted bug" in result.err
+    assert "Traceback" not in result.err
+    with pytest.raises(RuntimeError, match="planted bug"):
+        run_cli(["--traceback", "check", str(SPECS / "lenet5.yaml")])
