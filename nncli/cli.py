@@ -458,8 +458,10 @@ def sweep(
     no trial finished, 2 on a bad sweep file.
     """
     _state["json"] = json_out
+    from nncli.device import resolve_device
     from nncli.sweep import load_sweep, run_sweep
 
+    resolve_device(device)  # a bad or absent device is one input error (exit 2), not N failed trials
     if plot is not None:
         from nncli.plot import check_plot_path
 

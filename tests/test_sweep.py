@@ -483,3 +483,17 @@ def test_ready_digits_width_sweep(tmp_path, run_cli):
     assert acc[16] > acc[2]  # 2 channels per conv layer is too narrow for 10 classes
     assert doc["best"]["overrides"]["width"] in (8, 16)
     assert doc["best"]["test"]["accuracy"] >= 0.95
+
+
+@pytest.mark.parametrize("device, text", [("gpu", "gpu"), ("cuda:7", "cuda")])
+def test_bad_device_is_one_input_error_before_any_trial(tmp_path, run_cli, device, text):
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    out = tmp_path / "sweep"
+    result = run_cli(["sweep", ROOT / "sweeps" / "moons-depth-activation.yaml", "--out", out,
+                      "--device", device, "--dry-run"])
+    assert result.code == 2, result.text
+    assert text in result.err.lower()
+    assert not out.exists()  # nothing was started or written
