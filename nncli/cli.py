@@ -400,13 +400,15 @@ def predict(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the predictions to this .csv or .npz."),
     checkpoint: CheckpointKind = typer.Option(CheckpointKind.best, "--checkpoint", help="best (by validation) or last."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists (never the input file)."),
     json_out: bool = _json_flag(),
 ) -> None:
     """Predict with a trained run: classes and probabilities, or regression outputs."""
     _state["json"] = json_out
     from nncli.evaluate import predict as run_predict
 
-    result = run_predict(run_dir, input_path, out=out, checkpoint=checkpoint.value, device=device)
+    result = run_predict(run_dir, input_path, out=out, checkpoint=checkpoint.value, device=device,
+                         force=force)
     render.emit(result, json_out, render.predictions)
 
 

@@ -123,7 +123,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = 
 
 
 def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | None = None,
-            checkpoint: str = "best", device: str = "auto", batch_size: int = 512) -> PredictResult:
+            checkpoint: str = "best", device: str = "auto", batch_size: int = 512,
+            force: bool = False) -> PredictResult:
     """Predict the rows of an ``.npz``/``.npy``/``.csv``/``.pt`` file with a run's network.
 
     Inputs are reshaped to the spec's input where that is a plain flatten/unflatten and
@@ -135,6 +136,7 @@ def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | No
         input_path: the inputs, one example per row (CSV: features only, header optional).
         out: also write the predictions to this ``.csv`` or ``.npz`` (atomically).
         checkpoint: ``best`` or ``last``.
+        force: replace ``out`` if it exists (never allowed when it is the input file itself).
 
     Returns:
         PredictResult.
@@ -146,6 +148,12 @@ def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | No
         raise InputError(f"--out: expected a .csv or .npz file, found {Path(out).name!r}")
     if out is not None and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
         raise InputError(f"--out: the folder {Path(out).parent} does not exist")
+    if out is not None and Path(out).exists():
+        # Predictions never replace the user's data: the input never, another file only with --force.
+        if Path(input_path).exists() and Path(out).resolve() == Path(input_path).resolve():
+            raise InputError(f"--out {out} is the input file itself: refusing to overwrite your data")
+        if not force:
+            raise InputError(f"--out: {out} already exists", hint="pass --force to replace it")
     run, path, ckpt, built, dev = _open_run(run_dir, checkpoint, device)
     x = data_mod.read_inputs(Path(input_path))
     x = data_mod.fit_input_shape(x, run.spec.input, what=Path(input_path).name)

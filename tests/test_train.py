@@ -232,6 +232,21 @@ def test_evaluate_and_predict_against_a_hand_built_model(tmp_path, run_cli):
     (tmp_path / "bad.csv").write_text("1,2,3\n4,5,6\n")
     res = run_cli(["predict", out, tmp_path / "bad.csv"])
     assert res.code == 2 and "input shape does not match the spec" in res.err
+    # predictions never replace a user's file: the input never, another existing file only with --force
+    np.savetxt(tmp_path / "inputs.csv", raw.x_test.numpy(), delimiter=",")
+    before = (tmp_path / "inputs.csv").read_bytes()
+    for extra in ([], ["--force"]):
+        res = run_cli(["predict", out, tmp_path / "inputs.csv", "-o", tmp_path / "inputs.csv", *extra])
+        assert res.code == 2 and "input file itself" in res.err
+    assert (tmp_path / "inputs.csv").read_bytes() == before
+    old = (tmp_path / "pred.csv").read_text()
+    (tmp_path / "pred.csv").write_text("mine\n")
+    res = run_cli(["predict", out, tmp_path / "inputs.npz", "-o", tmp_path / "pred.csv"])
+    assert res.code == 2 and "already exists" in res.err and "--force" in res.err
+    assert (tmp_path / "pred.csv").read_text() == "mine\n"
+    res = run_cli(["predict", out, tmp_path / "inputs.npz", "-o", tmp_path / "pred.csv", "--force"])
+    assert res.code == 0, res.err
+    assert (tmp_path / "pred.csv").read_text() == old
 
 
 # -- resume: SIGKILL and Ctrl-C -------------------------------------------------------------------------
