@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from nncli.errors import InputError
+from nncli.render import jsonable
 from nncli.spec.source import format_path
 
 # run.yaml entries that differ between any two runs without saying anything about them
@@ -63,18 +64,8 @@ class CompareResult:
     plot: str | None = None
 
     def to_json(self) -> dict:
-        return _jsonable({"runs": [r.to_json() for r in self.runs], "differences": self.differences,
+        return jsonable({"runs": [r.to_json() for r in self.runs], "differences": self.differences,
                           "same": self.same, "best": self.best, "plot": self.plot})
-
-
-def _jsonable(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 def compare_runs(paths: list[str | Path]) -> CompareResult:

@@ -29,6 +29,7 @@ import graphviz
 
 from nncli.build import Built, LayerInfo, count_params, infer, shape_str
 from nncli.errors import InputError
+from nncli.render import jsonable
 from nncli.spec import Spec
 
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -113,7 +114,7 @@ class Node:
 
     def to_json(self) -> dict:
         doc = {"id": self.id, "kind": self.kind, "category": self.category, "type": self.type,
-               "name": self.name, "label": self.text, "args": _jsonable(self.args),
+               "name": self.name, "label": self.text, "args": jsonable(self.args),
                "params": self.params,
                "in_shape": list(self.in_shape) if self.in_shape is not None else None,
                "out_shape": list(self.out_shape) if self.out_shape is not None else None,
@@ -860,13 +861,3 @@ def write_atomic(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)

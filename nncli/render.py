@@ -48,18 +48,40 @@ def emit(result: Any, as_json: bool, human: Callable[[Console, Any], None],
 
 
 def print_json(doc: Any, file=None) -> None:
+    """Write ``doc`` as one strict JSON document (cleaned by :func:`jsonable`) and flush."""
     file = file or sys.stdout
-    file.write(json.dumps(doc, indent=2, default=_json_default, allow_nan=False) + "\n")
+    file.write(json.dumps(jsonable(doc), indent=2, allow_nan=False) + "\n")
     file.flush()
 
 
-def _json_default(obj: Any):
-    if isinstance(obj, tuple):
-        return list(obj)
+def jsonable(obj: Any) -> Any:
+    """A copy of ``obj`` that strict JSON (``allow_nan=False``) and ``yaml.safe_dump`` accept.
+
+    NaN and infinities become ``None`` (JSON has no spelling for them), tuples become lists,
+    dict keys become strings, paths and other unknown objects their ``str``; objects with a
+    ``to_json()`` are replaced by its (cleaned) result.
+
+    Args:
+        obj: a result document: dicts, lists, tuples, numbers, strings, paths.
+
+    Returns:
+        the cleaned document; ``obj`` itself is not changed.
+
+    Example:
+        >>> jsonable({"loss": float("nan"), "shape": (1, 2)})
+        {'loss': None, 'shape': [1, 2]}
+    """
+    # bool and int before float: bool is an int, and neither can be non-finite.
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
     if hasattr(obj, "to_json"):
-        return obj.to_json()
-    if hasattr(obj, "__fspath__"):
-        return str(obj)
+        return jsonable(obj.to_json())
     return str(obj)
 
 

@@ -47,6 +47,7 @@ from typing import Any, Callable
 import yaml
 
 from nncli.errors import InputError, NncliError, SpecError, did_you_mean
+from nncli.render import jsonable
 from nncli.spec.source import Document, Where, format_path, parse_yaml, read_text
 
 SWEEP_KEYS = ("name", "description", "base", "spec", "specs", "grid", "random", "seeds", "trials",
@@ -841,26 +842,13 @@ class SweepResult:
     seconds: float = 0.0
 
     def to_json(self) -> dict:
-        return _jsonable({
+        return jsonable({
             "name": self.name, "out_dir": self.out_dir, "metric": self.metric, "goal": self.goal,
             "axes": self.axes, "search": self.search, "seeds": self.seeds, "dry_run": self.dry_run,
             "trials": [t.to_json() for t in self.trials], "best": self.best,
             "ran": self.ran, "cached": self.cached, "failed": self.failed, "plot": self.plot,
             "seconds": self.seconds,
         })
-
-
-def _jsonable(obj):
-    """NaN/inf -> None, tuples -> lists, paths -> str: strict JSON must accept it."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 @dataclass
@@ -1111,7 +1099,7 @@ def _execute(pending: list[_Run], workers: int, device: str, notify, done: int, 
         else:
             rec.status, rec.error, rec.seconds = "failed", outcome["error"], outcome["seconds"]
         if Path(rec.run_dir).is_dir():
-            write_atomic(Path(rec.run_dir) / TRIAL_FILE, json.dumps(_jsonable(
+            write_atomic(Path(rec.run_dir) / TRIAL_FILE, json.dumps(jsonable(
                 {"trial": run.trial.id, "seed": rec.seed, "overrides": run.trial.overrides,
                  "status": rec.status, "seconds": rec.seconds, "error": rec.error,
                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}), indent=2) + "\n")

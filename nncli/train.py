@@ -48,6 +48,7 @@ import yaml
 
 from nncli import data as data_mod
 from nncli.errors import CheckFailed, InputError, NncliError, SpecError, did_you_mean
+from nncli.render import jsonable
 
 LOSSES = ("cross_entropy", "mse", "bce_with_logits")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -332,20 +333,11 @@ class TrainResult:
     plot: str | None = None
 
     def to_json(self) -> dict:
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
-def _jsonable(obj):
-    """NaN/inf -> None, tuples -> lists: strict JSON (allow_nan=False) must accept it."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+# evaluate.py imports the cleaner under its old private name from here.
+_jsonable = jsonable
 
 
 # -- files --------------------------------------------------------------------------------------
@@ -1047,7 +1039,7 @@ class _Trainer:
                 "classes": self.s.dataset.classes,
             }
             _write_text(self.run_dir / "spec.yaml", self.s.spec_text)
-        _write_text(meta_path, yaml.safe_dump(_jsonable(meta), sort_keys=False))
+        _write_text(meta_path, yaml.safe_dump(jsonable(meta), sort_keys=False))
 
     def write_metrics(self) -> None:
         self.metrics_dirty = False
@@ -1055,7 +1047,7 @@ class _Trainer:
             return
         rows = list(self.history)
         self.files.submit(_write_text, self.run_dir / "metrics.jsonl",
-                          "".join(json.dumps(_jsonable(r)) + "\n" for r in rows))
+                          "".join(json.dumps(jsonable(r)) + "\n" for r in rows))
         cols = ["epoch", "step", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                 "epoch_time_s", "samples_per_s"]
         buffer = io.StringIO()
