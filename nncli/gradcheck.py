@@ -491,19 +491,38 @@ def _vmap_ready(module: nn.Module):
 
 
 def _record_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.Tensor]:
-    """The real input reaching every layer (nested ones too), from one forward pass."""
+    """The real input reaching every layer (nested ones too), from one forward pass.
+
+    Raises:
+        InputError: a layer's output is not finite: finite differences of inf/NaN say nothing
+            about the backward, so the first such layer (in execution order) is named instead.
+    """
     seen: dict[int, torch.Tensor] = {}
+    nonfinite: list = []
     hooks = []
     for info in built.walk():
         def hook(module, args, key=id(info)):
             seen[key] = args[0].detach().clone()
         hooks.append(info.module.register_forward_pre_hook(hook))
+        if not info.children:
+            def out_hook(module, args, output, info=info):
+                if not nonfinite and isinstance(output, torch.Tensor) and not torch.isfinite(output).all():
+                    nonfinite.append(info)
+            hooks.append(info.module.register_forward_hook(out_hook))
     try:
         with torch.no_grad(), _replay(seed, x.device):
             built.model(x)
     finally:
         for h in hooks:
             h.remove()
+    if nonfinite:
+        info = nonfinite[0]
+        came = "its input is already not finite" if not torch.isfinite(seen[id(info)]).all() else \
+            "its input is finite"
+        raise info.spec.where.error(
+            f"the forward pass is not finite: {info.type} ({info.name}) gives inf or NaN in float64 "
+            f"on the gradcheck batch ({came}), so no gradient can be checked",
+            hint="look at that layer's init scale (spec `init`) or at the --data values", kind=InputError)
     return seen
 
 

@@ -632,3 +632,22 @@ def test_cuda_agrees_with_cpu(tmp_path):
     spec = load_spec(write(tmp_path, BUILTINS_2D))
     for seed in range(3):
         assert gc.gradcheck(spec, device="cuda", seed=seed).ok
+
+
+def test_non_finite_forward_names_the_layer_instead_of_blaming_a_backward(tmp_path, run_cli):
+    # 1e39 does not fit in float32 (max 3.4e38): layers[2]'s weights are inf, its output too; the
+    # backward of every layer is still correct, so no layer may be reported as a FAIL suspect.
+    spec = write(tmp_path, """\
+input: [4]
+layers:
+  - Linear: {out_features: 8}
+  - Tanh
+  - Linear: {out_features: 8, init: {weight: {normal: {std: 1.0e+39}}}}
+  - Linear: {out_features: 3}
+""")
+    for args in ([], ["--json"]):
+        result = run_cli(["gradcheck", spec, *args])
+        assert result.code == 2, result.text
+        assert "layers[2]" in result.err and "not finite" in result.err and "FAIL" not in result.text
+    doc = json.loads(result.out)  # --json still gives one valid document
+    assert doc["exit_code"] == 2 and doc["line"] == 5
