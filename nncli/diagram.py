@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import graphviz
 
 from nncli.build import Built, LayerInfo, count_params, infer, shape_str
 from nncli.errors import InputError
+from nncli.files import write_atomic
 from nncli.render import jsonable
 from nncli.spec import Spec
 
@@ -838,26 +838,3 @@ def _is_ours(path: Path) -> bool:
             return f.read(len(DOT_SIGNATURE)).decode("utf-8", "replace") == DOT_SIGNATURE
     except OSError:
         return False
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``.
-
-    A reader never sees a half-written diagram, and an interrupted run leaves the old file intact.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -7,10 +7,11 @@ matplotlib is imported here, lazily, only by commands that plot.
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 from nncli.errors import InputError
+from nncli.files import write_atomic
 
 FORMATS = (".png", ".svg", ".pdf")
 
@@ -55,13 +56,10 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
         InputError: unknown suffix, missing folder, or the write failed (exit 2).
     """
     path = check_plot_path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lower()[1:], dpi=dpi)
     try:
-        fig.savefig(tmp, format=path.suffix.lower()[1:], dpi=dpi)
-        os.replace(tmp, path)
+        write_atomic(path, buffer.getvalue())
     except OSError as exc:
         raise InputError(f"--plot: cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

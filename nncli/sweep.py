@@ -47,6 +47,7 @@ from typing import Any, Callable
 import yaml
 
 from nncli.errors import InputError, NncliError, SpecError, did_you_mean
+from nncli.files import write_atomic
 from nncli.render import jsonable
 from nncli.spec.source import Document, Where, format_path, parse_yaml, read_text
 
@@ -864,18 +865,6 @@ class SweepEvent:
 
 
 # -- files ---------------------------------------------------------------------------------------
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` so a reader (or a kill) sees the old file or the new one, never half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def spec_text(data: dict, header: str | None = None) -> str:
     """A spec's data as YAML in the spec contract's key order, optionally under a comment header."""
     order = {k: i for i, k in enumerate(_SPEC_TOP)}
@@ -949,7 +938,8 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: in
                              + "\noverrides: " + json.dumps(config.values, default=str))
             spec_file = out / "specs" / f"{name}.yaml"
             if not dry_run and (not spec_file.is_file() or spec_file.read_text(encoding="utf-8") != text):
-                write_atomic(spec_file, text)
+                spec_file.parent.mkdir(parents=True, exist_ok=True)  # also creates `out`
+                write_atomic(spec_file, text, durable=True)
             try:  # structure checked now: a bad value is exit 2 before anything trains
                 spec = parse_spec(text, file=str(spec_file), base_dir=config.base_dir)
             except SpecError as err:
@@ -996,7 +986,8 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: in
         _write_best(plan, out, result, configs)
     result.seconds = time.perf_counter() - started
     if not dry_run:
-        write_atomic(out / RESULT_FILE, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
+        write_atomic(out / RESULT_FILE, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n",
+                     durable=True)
     return result
 
 
@@ -1102,7 +1093,7 @@ def _execute(pending: list[_Run], workers: int, device: str, notify, done: int, 
             write_atomic(Path(rec.run_dir) / TRIAL_FILE, json.dumps(jsonable(
                 {"trial": run.trial.id, "seed": rec.seed, "overrides": run.trial.overrides,
                  "status": rec.status, "seconds": rec.seconds, "error": rec.error,
-                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}), indent=2) + "\n")
+                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}), indent=2) + "\n", durable=True)
         done, ran = done + 1, ran + 1
         notify(SweepEvent("done", done, total, run.trial.id, rec))
 
@@ -1280,7 +1271,7 @@ def _write_best(plan: SweepPlan, out: Path, result: SweepResult, configs: list[C
               f"validation {result.metric}: {best['val'][result.metric]:.4g}{spread}.\n"
               f"overrides: {json.dumps(best['overrides'], default=str)}\n"
               f"test (reported for the winner only): {test or '-'}")
-    write_atomic(out / BEST_SPEC, spec_text(trial_spec_data(config, seed), header))
+    write_atomic(out / BEST_SPEC, spec_text(trial_spec_data(config, seed), header), durable=True)
 
 
 # -- helpers for reports -------------------------------------------------------------------------

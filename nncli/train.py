@@ -48,6 +48,7 @@ import yaml
 
 from nncli import data as data_mod
 from nncli.errors import CheckFailed, InputError, NncliError, SpecError, did_you_mean
+from nncli.files import write_atomic
 from nncli.render import jsonable
 
 LOSSES = ("cross_entropy", "mse", "bce_with_logits")
@@ -344,29 +345,14 @@ _jsonable = jsonable
 
 
 def atomic_write_bytes(path: Path, payload: bytes, durable: bool = True) -> None:
-    """Write ``payload`` to ``path`` so that readers see the old file or the new one, never half.
-
-    ``durable`` also fsyncs before the rename, so the new content survives a power cut, not only a
-    killed process (checkpoints; text files that are rewritten every epoch skip it).
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(payload)
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """:func:`nncli.files.write_atomic`, durable unless told otherwise (evaluate.py's name for it)."""
+    write_atomic(path, payload, durable=durable)
 
 
 def atomic_torch_save(obj, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"), durable=False)
+    write_atomic(path, buffer.getvalue(), durable=True)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
@@ -1038,15 +1024,15 @@ class _Trainer:
                 "sizes": self.s.dataset.sizes(),
                 "classes": self.s.dataset.classes,
             }
-            _write_text(self.run_dir / "spec.yaml", self.s.spec_text)
-        _write_text(meta_path, yaml.safe_dump(jsonable(meta), sort_keys=False))
+            write_atomic(self.run_dir / "spec.yaml", self.s.spec_text)
+        write_atomic(meta_path, yaml.safe_dump(jsonable(meta), sort_keys=False))
 
     def write_metrics(self) -> None:
         self.metrics_dirty = False
         if not self.writer_rank:
             return
         rows = list(self.history)
-        self.files.submit(_write_text, self.run_dir / "metrics.jsonl",
+        self.files.submit(write_atomic, self.run_dir / "metrics.jsonl",
                           "".join(json.dumps(jsonable(r)) + "\n" for r in rows))
         cols = ["epoch", "step", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                 "epoch_time_s", "samples_per_s"]
@@ -1055,7 +1041,7 @@ class _Trainer:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in cols})
-        self.files.submit(_write_text, self.run_dir / "metrics.csv", buffer.getvalue())
+        self.files.submit(write_atomic, self.run_dir / "metrics.csv", buffer.getvalue())
         if self.tb is not None and rows:
             row = rows[-1]
             for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "samples_per_s"):
@@ -1433,7 +1419,7 @@ class _Trainer:
             nonfinite=nonfinite,
         )
         if self.writer_rank:
-            _write_text(self.run_dir / "report.json", json.dumps(result.to_json(), indent=2) + "\n")
+            write_atomic(self.run_dir / "report.json", json.dumps(result.to_json(), indent=2) + "\n")
         return result
 
 
