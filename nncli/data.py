@@ -720,48 +720,75 @@ def _pick(arrays: dict, key: str | None, defaults, what: str, path: Path, suffix
                      hint=f"name the array with `{'x_key' if what == 'input' else 'y_key'}:` in data")
 
 
-def _as_numpy(value, path: Path, key: str):
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    value = np.asarray(value)
+def _as_numpy(value: np.ndarray, path: Path, key: str) -> np.ndarray:
     if value.dtype == object or value.dtype.kind not in "biuf" and key.startswith("x"):
         raise InputError(f"array {key!r}: expected numbers, found dtype {value.dtype}", file=path)
     return value
 
 
-def _read_file(config: DataConfig):
-    path = config.path
+def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The named arrays in an ``.npz``, ``.npy`` or ``.pt``/``.pth`` file; nothing is unpickled.
+
+    A ``.pt`` may hold a dict of tensors, one tensor (named ``x``) or a pair ``(x, y)``; a ``.npy``
+    is one array, named ``x``. Values that are not arrays become numpy arrays (object dtype where
+    numpy cannot make numbers of them, which the callers refuse once they pick that array).
+
+    Raises:
+        InputError: corrupt or foreign file, pickled objects, or an unexpected layout (exit 2).
+    """
     suffix = path.suffix.lower()
-    classes = None
-    if suffix == ".csv":
-        x, y, classes = read_csv(path, config.target)
-        return x, y, None, None, None, None, classes
-    if suffix == ".npz":
+    if suffix in (".npz", ".npy"):
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
+            # allow_pickle=False: an object array would need unpickling (arbitrary code).
+            loaded = np.load(path, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):  # a .npy (whatever its suffix): one array
+                return {"x": loaded}
+            with loaded as npz:
+                return {k: npz[k] for k in npz.files}
         except ValueError as exc:
             raise InputError(f"cannot read {path.name}: {exc} (object arrays are refused: no unpickling)",
                              file=path) from None
         except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError: a corrupt or foreign file
-            raise InputError(f"cannot read {path.name} as .npz: {exc}", file=path) from None
-    else:
-        import torch
+            raise InputError(f"cannot read {path.name} as {suffix}: {exc}", file=path) from None
+    import torch
 
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle.UnpicklingError for anything but tensors/containers
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"cannot read {path.name} with torch.load(weights_only=True): {first}", file=path,
-                             hint="save a dict {'x': tensor, 'y': tensor} or a tuple (x, y) of tensors") from None
-        if isinstance(loaded, (tuple, list)) and len(loaded) == 2:
-            loaded = {"x": loaded[0], "y": loaded[1]}
-        if not isinstance(loaded, dict):
-            raise InputError(f"{path.name}: expected a dict of tensors or a pair (x, y), found {type(loaded).__name__}",
-                             file=path)
-        arrays = loaded
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError for anything but tensors/containers
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read {path.name} with torch.load(weights_only=True): {first}", file=path,
+                         hint="save a dict {'x': tensor, 'y': tensor} or a tuple (x, y) of tensors") from None
+    if isinstance(loaded, torch.Tensor):
+        loaded = {"x": loaded}
+    elif isinstance(loaded, (tuple, list)) and len(loaded) in (1, 2):
+        loaded = dict(zip(("x", "y"), loaded))
+    if not isinstance(loaded, dict):
+        size = f" of {len(loaded)}" if isinstance(loaded, (tuple, list)) else ""
+        raise InputError(f"{path.name}: expected a dict of tensors, a tensor or a pair (x, y), "
+                         f"found {type(loaded).__name__}{size}", file=path)
+    return {str(k): _to_numpy(v) for k, v in loaded.items()}
+
+
+def _to_numpy(value) -> np.ndarray:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        # numpy has no bfloat16 (or other low-precision floats): widen them, exactly.
+        return (value.float() if value.is_floating_point() and value.dtype not in
+                (torch.float16, torch.float32, torch.float64) else value).numpy()
+    try:
+        return np.asarray(value)
+    except ValueError:  # ragged lists
+        return np.asarray([value], dtype=object)
+
+
+def _read_file(config: DataConfig):
+    path = config.path
+    if path.suffix.lower() == ".csv":
+        x, y, classes = read_csv(path, config.target)
+        return x, y, None, None, None, None, classes
+    arrays = _load_arrays(path)
     # an explicit split (x_train, x_val, x_test) wins over one pool of x/y
     x_train = _pick(arrays, config.x_key, X_KEYS, "input", path, "_train")
     if x_train is not None:
@@ -789,7 +816,7 @@ def _read_file(config: DataConfig):
             parts[i + 1] = _labels(ys, path)
     if parts[0].ndim == 1:
         parts = [p[:, None] if (p is not None and j % 2 == 0) else p for j, p in enumerate(parts)]
-    return (*parts, classes)
+    return (*parts, None)
 
 
 def _labels(y: np.ndarray, path: Path) -> np.ndarray:
@@ -815,24 +842,8 @@ def read_csv(path: Path, target: str | int | None = None):
     Returns:
         ``(x (N, F) float32, y, classes or None)``.
     """
-    import csv
-
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read {path.name} as CSV: {exc}", file=path) from None
-    if not rows:
-        raise InputError(f"{path.name}: the CSV file is empty", file=path)
-
-    def is_number(cell: str) -> bool:
-        try:
-            float(cell)
-            return True
-        except ValueError:
-            return False
-
-    header = None if all(is_number(c) for c in rows[0]) else [c.strip() for c in rows[0]]
+    rows = _csv_rows(path)
+    header = None if all(_is_number(c) for c in rows[0]) else [c.strip() for c in rows[0]]
     body = rows[1:] if header else rows
     first_line = 2 if header else 1
     width = len(rows[0])
@@ -859,14 +870,14 @@ def read_csv(path: Path, target: str | int | None = None):
         try:
             features.append([float(c) for j, c in enumerate(row) if j != col])
         except ValueError:
-            bad = next(j for j, c in enumerate(row) if j != col and not is_number(c))
+            bad = next(j for j, c in enumerate(row) if j != col and not _is_number(c))
             raise InputError(f"{path.name}: expected a number in column {bad + 1}, found {row[bad]!r}",
                              file=path, line=line) from None
         labels.append(row[col].strip())
     if not features:
         raise InputError(f"{path.name}: no data rows", file=path)
     x = np.asarray(features, dtype=np.float32)
-    if all(is_number(v) for v in labels):
+    if all(_is_number(v) for v in labels):
         values = np.asarray([float(v) for v in labels])
         if np.all(values == np.round(values)) and values.min() >= 0:
             return x, values.astype(np.int64), None
@@ -874,6 +885,28 @@ def read_csv(path: Path, target: str | int | None = None):
     classes = sorted(set(labels))
     index = {c: i for i, c in enumerate(classes)}
     return x, np.asarray([index[v] for v in labels], dtype=np.int64), classes
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    """The non-blank rows of a CSV file (a UTF-8 byte-order mark is dropped); InputError if none."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read {path.name} as CSV: {exc}", file=path) from None
+    if not rows:
+        raise InputError(f"{path.name}: the CSV file is empty", file=path)
+    return rows
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
 
 
 def read_inputs(path: Path):
@@ -891,45 +924,12 @@ def read_inputs(path: Path):
     if not path.is_file():
         raise InputError(f"no such input file: {path}")
     suffix = path.suffix.lower()
-    if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except Exception as exc:
-            raise InputError(f"cannot read {path.name} as .npz: {exc}", file=path) from None
-        if len(arrays) == 1:
-            x = next(iter(arrays.values()))
-        else:
-            x = _pick(arrays, None, X_KEYS, "input", path)
-    elif suffix == ".npy":
-        try:
-            x = np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise InputError(f"cannot read {path.name} as .npy: {exc}", file=path) from None
-    elif suffix in (".pt", ".pth"):
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InputError(f"cannot read {path.name} with torch.load(weights_only=True): {exc}", file=path) from None
-        if isinstance(loaded, dict):
-            loaded = _pick(loaded, None, X_KEYS, "input", path)
-        elif isinstance(loaded, (tuple, list)):
-            loaded = loaded[0]
-        if not isinstance(loaded, torch.Tensor):
-            raise InputError(f"{path.name}: expected a tensor of inputs, found {type(loaded).__name__}", file=path)
-        x = loaded.numpy()
+    if suffix in (".npz", ".npy", ".pt", ".pth"):
+        arrays = _load_arrays(path)
+        x = next(iter(arrays.values())) if len(arrays) == 1 else _pick(arrays, None, X_KEYS, "input", path)
     elif suffix == ".csv":
-        import csv
-
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = [r for r in csv.reader(handle) if r and any(c.strip() for c in r)]
-        if not rows:
-            raise InputError(f"{path.name}: the CSV file is empty", file=path)
-        try:
-            [float(c) for c in rows[0]]
-            start = 0
-        except ValueError:
-            start = 1  # a header row
+        rows = _csv_rows(path)
+        start = 0 if all(_is_number(c) for c in rows[0]) else 1  # else a header row
         values = []
         for i, row in enumerate(rows[start:], start=start + 1):
             try:
@@ -937,6 +937,8 @@ def read_inputs(path: Path):
             except ValueError:
                 raise InputError(f"{path.name}: expected numbers only (features, no label column)",
                                  file=path, line=i) from None
+        if not values:
+            raise InputError(f"{path.name}: no data rows", file=path)
         if len({len(v) for v in values}) > 1:
             raise InputError(f"{path.name}: rows have different numbers of columns", file=path)
         x = np.asarray(values)

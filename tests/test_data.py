@@ -288,6 +288,39 @@ def test_read_inputs_for_predict(tmp_path):
         read_inputs(tmp_path / "missing.csv")
 
 
+def test_read_inputs_header_only_csv_has_no_data_rows(tmp_path):
+    # Like read_csv (training data): a header and nothing under it is an error, not an empty tensor.
+    (tmp_path / "h.csv").write_text("a,b\n")
+    with pytest.raises(InputError, match="no data rows") as info:
+        read_inputs(tmp_path / "h.csv")
+    assert info.value.exit_code == 2
+    (tmp_path / "t.csv").write_text("a,b,label\n")
+    with pytest.raises(InputError, match="no data rows"):
+        load_dataset(resolve_data_config({"path": str(tmp_path / "t.csv")}))
+
+
+def test_read_inputs_pt_and_npy_layouts_and_refusals(tmp_path):
+    x = torch.arange(12, dtype=torch.float32).reshape(6, 2)
+    expected = [[float(2 * i), float(2 * i + 1)] for i in range(6)]  # written out by hand
+    torch.save({"x": x, "y": torch.zeros(6)}, tmp_path / "d.pt")
+    torch.save((x, torch.zeros(6)), tmp_path / "pair.pt")
+    torch.save(x, tmp_path / "bare.pt")
+    torch.save({"x": x.to(torch.bfloat16)}, tmp_path / "bf16.pt")  # numpy has no bfloat16
+    np.save(tmp_path / "a.npy", x.numpy())
+    for name in ("d.pt", "pair.pt", "bare.pt", "bf16.pt", "a.npy"):
+        got = read_inputs(tmp_path / name)
+        assert got.dtype == torch.float32 and got.tolist() == expected, name
+    torch.save({"x": x, "obj": _Opaque()}, tmp_path / "evil.pt")
+    with pytest.raises(InputError, match="weights_only=True"):
+        read_inputs(tmp_path / "evil.pt")
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}, None], dtype=object))
+    with pytest.raises(InputError, match="object arrays are refused"):
+        read_inputs(tmp_path / "objects.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(InputError, match="cannot read junk.npz"):
+        read_inputs(tmp_path / "junk.npz")
+
+
 # -- the data: section --------------------------------------------------------------------------------
 def test_config_defaults_and_override_replacing_the_source():
     cfg = resolve_data_config({"name": "moons", "n": 300, "noise": 0.3, "val": 0.2})
