@@ -27,6 +27,8 @@ from typing import Any, Callable
 import numpy as np
 
 from nncli.errors import InputError, did_you_mean
+from nncli.section import Section
+from nncli.section import describe as _describe
 
 # -- the data: section -------------------------------------------------------------------------
 
@@ -95,12 +97,6 @@ class DataConfig:
         return out
 
 
-def _describe(value: Any) -> str:
-    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "a mapping", type(None): "nothing (null)"}.get(type(value), type(value).__name__)
-    return kind if isinstance(value, (dict, list, type(None))) else f"{kind} ({value!r})"
-
-
 def resolve_data_config(
     spec_data: dict | None,
     overrides: dict | None = None,
@@ -142,15 +138,8 @@ def resolve_data_config(
         if new_source != old_source:
             # another data source: the spec's set parameters (n, noise, x_key, ...) no longer apply
             spec_data = {k: v for k, v in spec_data.items() if k in COMMON_KEYS and k not in source_keys}
-    merged: dict[str, Any] = {}
-    origin: dict[str, bool] = {}  # key -> came from an override
-    for key, value in spec_data.items():
-        merged[key], origin[key] = value, False
-    for key, value in overrides.items():
-        merged[key], origin[key] = value, True
-
-    def err(key, message, hint=None):
-        return fail((key,), message, hint, origin.get(key, False))
+    section = Section(spec_data, overrides, fail)
+    merged, origin, err, number = section.values, section.origin, section.error, section.number
 
     name, path = merged.get("name"), merged.get("path")
     if name is not None and not isinstance(name, str):
@@ -197,25 +186,6 @@ def resolve_data_config(
                           "keys for this source: " + ", ".join(sorted(allowed)))
             raise err(key, f"unknown key {key!r} in data", did_you_mean(key, sorted(allowed))
                       or "allowed: " + ", ".join(sorted(allowed)))
-
-    def number(key, *, integer=False, low=None, high=None, low_open=False, default=None):
-        value = merged.get(key, default)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if integer:
-            ok = ok and float(value).is_integer()
-        if ok and low is not None:
-            ok = value > low if low_open else value >= low
-        if ok and high is not None:
-            ok = value <= high
-        if not ok:
-            what = "an integer" if integer else "a number"
-            bounds = []
-            if low is not None:
-                bounds.append(f"{'>' if low_open else '>='} {low}")
-            if high is not None:
-                bounds.append(f"<= {high}")
-            raise err(key, f"expected {what}{' ' + ' and '.join(bounds) if bounds else ''}, found {_describe(value)}")
-        return int(value) if integer else float(value)
 
     params = {}
     for key, default in (SETS.get(name, {}) if name != "file" else {}).items():

@@ -50,6 +50,8 @@ from nncli import data as data_mod
 from nncli.errors import CheckFailed, InputError, NncliError, SpecError, did_you_mean
 from nncli.files import write_atomic
 from nncli.render import jsonable
+from nncli.section import Section
+from nncli.section import describe as _describe
 
 LOSSES = ("cross_entropy", "mse", "bce_with_logits")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -122,10 +124,6 @@ def _flag(section: str, key: str) -> str:
     return _FLAGS.get((section, key), "--" + key.replace("_", "-"))
 
 
-def _describe(value: Any) -> str:
-    return data_mod._describe(value)
-
-
 def _section_fail(spec, section: str):
     """``fail(path, message, hint, from_override)`` for a spec section: located in the file when
     the value came from the spec, named by its flag when it came from an override."""
@@ -159,16 +157,8 @@ def resolve_train_config(spec_train: dict | None, overrides: dict | None = None,
         >>> resolve_train_config({"optimizer": "sgd", "lr": 0.1}, {"epochs": 3}).epochs
         3
     """
-    fail = fail or _section_fail(None, "train")
-    merged, origin = {}, {}
-    for key, value in (spec_train or {}).items():
-        merged[key], origin[key] = value, False
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            merged[key], origin[key] = value, True
-
-    def err(key, message, hint=None):
-        return fail((key,), message, hint, origin.get(key, False))
+    section = Section(spec_train, overrides, fail or _section_fail(None, "train"))
+    merged, err = section.values, section.error
 
     for key in merged:
         if key not in TRAIN_KEYS:
@@ -176,23 +166,9 @@ def resolve_train_config(spec_train: dict | None, overrides: dict | None = None,
                       did_you_mean(str(key), TRAIN_KEYS) or "allowed: " + ", ".join(TRAIN_KEYS))
     out: dict[str, Any] = {}
 
-    def number(key, *, integer=False, low=None, low_open=False, high=None, optional=False):
-        if key not in merged or (optional and merged[key] is None):
-            return
-        value = merged[key]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if integer:
-            ok = ok and float(value).is_integer()
-        if ok and low is not None:
-            ok = value > low if low_open else value >= low
-        if ok and high is not None:
-            ok = value <= high
-        if not ok:
-            bounds = ([f"{'>' if low_open else '>='} {low}"] if low is not None else []) + \
-                     ([f"<= {high}"] if high is not None else [])
-            raise err(key, f"expected {'an integer' if integer else 'a number'}"
-                           f"{' ' + ' and '.join(bounds) if bounds else ''}, found {_describe(value)}")
-        out[key] = int(value) if integer else float(value)
+    def number(key, **rule):
+        if key in merged:
+            out[key] = section.number(key, **rule)
 
     def choice(key, options):
         if key not in merged:

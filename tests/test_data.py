@@ -337,6 +337,10 @@ def test_config_defaults_and_override_replacing_the_source():
     ({"name": "moons", "nosie": 0.1}, "unknown key 'nosie'", "did you mean 'noise'"),
     ({"name": "digits", "noise": 0.1}, "`noise` does not apply to digits", None),
     ({"name": "moons", "n": -5}, "expected an integer >= 1, found an integer (-5)", None),
+    ({"name": "moons", "noise": float("inf")}, "expected a number >= 0, found a number (inf)", None),
+    ({"name": "moons", "noise": float("nan")}, "expected a number >= 0, found a number (nan)", None),
+    ({"name": "blobs", "features": 2.5}, "expected an integer >= 1, found a number (2.5)", None),
+    ({"name": "moons", "val": 10**400}, "expected a number >= 0 and <= 0.9, found an integer", None),
     ({"name": "moons", "val": 0.5, "test": 0.5}, "expected val + test < 1", None),
     ({"name": "mnist"}, "read from a local folder", "never downloads"),
     ({"path": "no/such/file.npz"}, "no such data file", None),
@@ -367,3 +371,20 @@ def test_config_errors_go_through_the_spec_locator():
     with pytest.raises(SpecError) as info:
         resolve_data_config(spec.data, fail=fail)
     assert (info.value.file, info.value.line, info.value.spec_path) == ("s.yaml", 5, "data.nosie")
+
+
+def test_infinite_noise_is_a_located_bad_input():
+    # YAML's .inf is a float: it used to pass `noise >= 0` and fail later with a NaN message.
+    from nncli.errors import SpecError
+    from nncli.spec import parse_spec
+
+    spec = parse_spec("input: [2]\nlayers: [Linear: {out_features: 2}]\ndata:\n  name: moons\n  noise: .inf\n",
+                      file="s.yaml")
+    assert spec.data["noise"] == float("inf")
+
+    def fail(path, message, hint, from_override):
+        return spec.error(("data",) + path, message, hint)
+
+    with pytest.raises(SpecError, match="expected a number >= 0") as info:
+        resolve_data_config(spec.data, fail=fail)
+    assert (info.value.line, info.value.spec_path, info.value.exit_code) == (5, "data.noise", 2)
