@@ -862,9 +862,10 @@ class _Trainer:
         self.eval_model = torch.compile(self.raw) if cfg.compile else self.raw
         # dropout draws from the global RNG: seed it per rank, after the (rank-identical) init
         torch.manual_seed(cfg.seed + 1 + self.rank)
-        self.sync_every = cfg.sync_every or (1 if dev.type == "cpu" or cfg.skip_nonfinite else 25)
-        if cfg.skip_nonfinite:
-            self.sync_every = 1
+        # skip_nonfinite must see each step's loss before that step's update, so every step is a
+        # sync point (whatever sync_every says); otherwise the CPU has no device to wait for, and
+        # on an accelerator a host sync every 25 steps keeps the queue full.
+        self.sync_every = 1 if cfg.skip_nonfinite else cfg.sync_every or (1 if dev.type == "cpu" else 25)
 
     def place_data(self):
         ds, dev = self.s.dataset, self.device
@@ -1187,7 +1188,7 @@ class _Trainer:
                                                  dtype=torch.float64, device=self.device)
                         bad, pending_stop = (v > 0 for v in self.all_reduce(flags).tolist())
                     if bad:
-                        if cfg.skip_nonfinite:
+                        if cfg.skip_nonfinite:  # never lazy (sync_every is 1): this step's loss is bad
                             self.skipped += 1
                             step += 1
                             self.step_in_epoch = step
