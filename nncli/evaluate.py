@@ -18,9 +18,9 @@ import torch
 
 from nncli import data as data_mod
 from nncli.errors import InputError
-from nncli.train import (
-    _jsonable, atomic_write_bytes, evaluate_model, load_checkpoint, load_run, prepare_targets,
-)
+from nncli.files import write_atomic
+from nncli.render import jsonable
+from nncli.train import evaluate_model, load_checkpoint, load_run, prepare_targets
 
 SPLITS = ("train", "val", "test")
 CHECKPOINTS = ("best", "last")
@@ -39,7 +39,7 @@ class EvalResult:
     splits: dict = field(default_factory=dict)  # split -> {"loss", "accuracy", "n"}
 
     def to_json(self) -> dict:
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
 @dataclass
@@ -58,7 +58,7 @@ class PredictResult:
     out: str | None = None  # the file written, if any
 
     def to_json(self) -> dict:
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
 def _open_run(run_dir, checkpoint: str, device: str):
@@ -207,7 +207,7 @@ def _write_predictions(path: Path, result: PredictResult) -> None:
             arrays["labels"] = np.asarray(result.labels, dtype=str)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
+        write_atomic(path, buffer.getvalue(), durable=True)
         return
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -230,4 +230,4 @@ def _write_predictions(path: Path, result: PredictResult) -> None:
         if probs is not None:
             row += probs[i] if isinstance(probs[i], list) else [probs[i]]
         writer.writerow(row)
-    atomic_write_bytes(path, text.getvalue().encode())
+    write_atomic(path, text.getvalue(), durable=True)

@@ -187,7 +187,7 @@ def _linear_collapse(stream: list[LayerInfo]) -> list[Finding]:
 
 
 def _collapse_finding(span: list[LayerInfo], weights: list[LayerInfo]) -> Finding:
-    first, last = span[0], span[-1]
+    first = span[0]
     names = " -> ".join(_label(c) for c in span)
     own = sum(c.params for c in span)
     equiv, what = _equivalent(span)

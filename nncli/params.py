@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from nncli.build import Built, LayerInfo, infer
+from nncli.build import LayerInfo, infer
 from nncli.errors import InputError
 from nncli.spec import Spec
 

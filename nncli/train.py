@@ -27,7 +27,6 @@ Design points, each with its reason:
 
 from __future__ import annotations
 
-import copy
 import csv
 import datetime as _dt
 import hashlib
@@ -313,16 +312,7 @@ class TrainResult:
         return jsonable(asdict(self))
 
 
-# evaluate.py imports the cleaner under its old private name from here.
-_jsonable = jsonable
-
-
 # -- files --------------------------------------------------------------------------------------
-
-
-def atomic_write_bytes(path: Path, payload: bytes, durable: bool = True) -> None:
-    """:func:`nncli.files.write_atomic`, durable unless told otherwise (evaluate.py's name for it)."""
-    write_atomic(path, payload, durable=durable)
 
 
 def atomic_torch_save(obj, path: Path) -> None:
