@@ -38,6 +38,7 @@ meaning() {
         0) echo "ok" ;;
         1) echo "FAILED  exit 1: the check found a problem" ;;
         2) echo "FAILED  exit 2: bad input (a missing or invalid spec, a bad flag)" ;;
+        3) echo "FAILED  exit 3: nncli itself crashed (a bug: rerun with --traceback and report it)" ;;
         130) echo "interrupted (exit 130)" ;;
         *) echo "FAILED  exit $1" ;;
     esac
