@@ -19,20 +19,9 @@ import math
 from dataclasses import dataclass, field
 
 from nncli.build import Built, LayerInfo, infer
+from nncli.kinds import AFFINE_PASS, BATCH_NORMS, DROPOUTS, NORMS, SATURATING, WEIGHT_LAYERS
 from nncli.spec import Spec
 
-WEIGHT_LAYERS = {"Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
-                 "ConvTranspose3d"}
-# Affine in their input (BatchNorm with its running statistics, i.e. at inference).
-AFFINE_PASS = {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
-               "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "Flatten", "Unflatten",
-               "Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "ZeroPad1d", "ZeroPad2d",
-               "ZeroPad3d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d"}
-NORMS = {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "RMSNorm",
-         "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "SyncBatchNorm"}
-BATCH_NORMS = {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm"}
-SATURATING = {"Sigmoid", "Tanh", "Hardtanh", "Softsign", "Hardsigmoid"}
-DROPOUTS = {"Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout"}
 DEEP_SATURATING = 8  # the issue's threshold: sigmoid'(z) <= 1/4 makes 8 layers attenuate by >= 4^8
 
 

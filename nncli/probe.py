@@ -73,19 +73,12 @@ from torch import nn
 
 from nncli.build import Built, LayerInfo, build_model
 from nncli.errors import InputError
+from nncli.kinds import NORMS, RELU_FAMILY, WEIGHT_LAYERS
 from nncli.layers import Repeat, Residual
 from nncli.spec import RepeatSpec, ResidualSpec, Spec
 
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_BATCH = 128
-
-# Layers whose positive part is linear: a unit is dead when its input is <= 0 for the whole batch.
-RELU_FAMILY = {"ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "ELU", "CELU", "SELU"}
-SQUASHING = {"Sigmoid", "Tanh", "Hardsigmoid", "Hardtanh"}
-WEIGHT_LAYERS = {"Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d",
-                 "ConvTranspose2d", "ConvTranspose3d"}
-NORMS = {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "RMSNorm",
-         "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "SyncBatchNorm"}
 
 LOSS_TEXT = ("random projection L = mean_n <r_n, f(x_n)>, r_n ~ N(0, I): dL/d(output) = r/N whatever "
              "the network outputs, so activation gradients measure the backward Jacobians alone")
