@@ -10,7 +10,7 @@ For each spec, in fresh processes (torch import included, as a user types it), b
             beyond that, no verdict, no table.
   - import: `python -c "import torch"`, the floor both pay.
 Then, in one fresh process per spec, where the CPU time goes: importing torch, importing
-torch._dynamo (the builder's meta shape inference pulls it in), nncli's own imports, the probe.
+nncli's own imports, the probe, and whether torch._dynamo got loaded.
 The ratio nncli / hand is the cost of the spec build, the statistics and the report. Wall time
 and the child's CPU time (user + sys) are both printed: on a shared machine the wall time swings
 with other people's load, CPU time much less.
@@ -87,8 +87,6 @@ def cpu():
 c0 = cpu()
 import torch
 c1 = cpu()
-import torch._dynamo
-c2 = cpu()
 import nncli.cli
 from nncli.spec import load_spec
 from nncli.probe import probe
@@ -96,12 +94,13 @@ c3 = cpu()
 report = probe(load_spec(f"specs/{sys.argv[1]}.yaml"), seeds=[int(s) for s in sys.argv[2].split(",")], device="cpu")
 report.to_json()
 c4 = cpu()
-print(f"{c1 - c0:.2f} {c2 - c1:.2f} {c3 - c2:.2f} {c4 - c3:.2f}")
+# torch._dynamo costs ~1.4 s CPU to import; nothing in a probe should pull it in (1 = it did).
+print(f"{c1 - c0:.2f} {c3 - c1:.2f} {c4 - c3:.2f} {int('torch._dynamo' in sys.modules)}")
 '''
 
 
 def breakdown(name: str, seeds: str) -> list[float]:
-    """CPU seconds in one fresh process: import torch, import torch._dynamo, nncli's imports, the probe."""
+    """One fresh process: CPU seconds of import torch, nncli's imports, the probe; dynamo loaded (0/1)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-c", BREAKDOWN, name, seeds], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=True)
@@ -136,10 +135,7 @@ def main() -> None:
     py = sys.executable
     print(f"load average at start: {os.getloadavg()[0]:.1f} (1 min), {os.cpu_count()} CPUs")
     floor = best_of([py, "-c", "import torch"], args.repeats)
-    dynamo = best_of([py, "-c", "import torch, torch._dynamo"], args.repeats)
     print(f"python -c 'import torch': {floor[0]:.2f} s wall, {floor[1]:.2f} s CPU (best of {args.repeats})")
-    print(f"  ... plus torch._dynamo (which build_model's meta shape inference imports): "
-          f"{dynamo[0]:.2f} s wall, {dynamo[1]:.2f} s CPU")
     print(f"{'spec':<20} {'nncli wall':>10} {'hand wall':>10} {'ratio':>6} {'nncli CPU':>10} {'hand CPU':>9} {'ratio':>6}")
     worst = 0.0
     for name in SPECS:
@@ -151,10 +147,11 @@ def main() -> None:
               f"{ours[1]:>10.2f} {hand[1]:>9.2f} {ours[1] / hand[1]:>6.2f}")
     print(f"slowest nncli probe: {worst:.2f} s wall (target < 5 s, torch import included)")
     print("\nCPU seconds inside one `nncli probe` process (best of the repeats by total):")
-    print(f"{'spec':<20} {'torch':>6} {'dynamo':>7} {'nncli imports':>14} {'probe':>6} {'total':>6}")
+    print(f"{'spec':<20} {'torch':>6} {'nncli imports':>14} {'probe':>6} {'total':>6} {'dynamo loaded':>14}")
     for name in SPECS:
-        parts = min((breakdown(name, args.seeds) for _ in range(args.repeats)), key=sum)
-        print(f"{name:<20} {parts[0]:>6.2f} {parts[1]:>7.2f} {parts[2]:>14.2f} {parts[3]:>6.2f} {sum(parts):>6.2f}")
+        parts = min((breakdown(name, args.seeds) for _ in range(args.repeats)), key=lambda p: sum(p[:3]))
+        print(f"{name:<20} {parts[0]:>6.2f} {parts[1]:>14.2f} {parts[2]:>6.2f} {sum(parts[:3]):>6.2f} "
+              f"{'yes' if parts[3] else 'no':>14}")
     print(f"load average at end: {os.getloadavg()[0]:.1f} (1 min)")
 
 
