@@ -16,6 +16,7 @@ import importlib.util
 import inspect
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,19 +193,14 @@ class _Builder:
         return Built(self.spec, model, infos, tuple(self.spec.input), shape, self.device)
 
     # -- sequences and composites -----------------------------------------------------------
+    @contextmanager
     def scoped_init(self, spec: LayerSpec):
         """Context: a composite's `init` becomes the default for the layers inside it."""
-        from contextlib import contextmanager
-
-        @contextmanager
-        def scope():
-            self._default_init.append({**self._default_init[-1], **dict(spec.init or {})})
-            try:
-                yield
-            finally:
-                self._default_init.pop()
-
-        return scope()
+        self._default_init.append({**self._default_init[-1], **dict(spec.init or {})})
+        try:
+            yield
+        finally:
+            self._default_init.pop()
 
     def sequence(self, layers, shape: tuple, prefix: str | None, role: str | None = None,
                  prev_label: str | None = None, fqn: str = ""):
@@ -366,12 +362,11 @@ class _Builder:
                                        f"dimension, but {came_from} gives {shape_str(shape)}") from None
             if key in kwargs:
                 given = kwargs[key]
-                given_size = given[-1] if key == "normalized_shape" and isinstance(given, (tuple, list)) else given
-                if key == "normalized_shape":
+                if key == "normalized_shape":  # may name several trailing dims
                     want = tuple(given) if isinstance(given, (tuple, list)) else (given,)
                     ok = tuple(shape[len(shape) - len(want):]) == want
                 else:
-                    ok = given_size == size
+                    ok = given == size
                 if not ok:
                     where = spec.arg_where.get(key, spec.where)
                     raise where.error(f"{cls.__name__}: {key}={given}, but {came_from} gives "
@@ -410,10 +405,9 @@ class _Builder:
                     f"{shape_str(shape)} ({ndim} dims): expected {-ndim} to {ndim - 1}")
 
     def construct(self, spec: LayerSpec, cls: type, kwargs: dict, device: torch.device) -> nn.Module:
-        ctor_kwargs = dict(kwargs)
         try:
             with device:
-                return cls(**ctor_kwargs)
+                return cls(**kwargs)
         except Exception as exc:  # torch's own argument checks: report them at the layer
             raise spec.where.error(f"{cls.__name__}({_kwargs_str(kwargs)}) failed: {_first_line(exc)}") from None
 
