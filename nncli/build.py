@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from nncli.errors import SpecError, did_you_mean
-from nncli.layers import Repeat, Residual, Step
+from nncli.modules import Repeat, Residual, Step
 from nncli.spec import CustomSpec, InitScheme, LayerSpec, RepeatSpec, ResidualSpec, Spec
 from nncli.spec.source import Where
 

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from nncli.errors import InputError
-from nncli.render import jsonable
+from nncli.formatting import jsonable
 from nncli.spec.source import format_path
 
 # run.yaml entries that differ between any two runs without saying anything about them

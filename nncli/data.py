@@ -27,8 +27,8 @@ from typing import Any, Callable
 import numpy as np
 
 from nncli.errors import InputError, did_you_mean
-from nncli.section import Section
-from nncli.section import describe as _describe
+from nncli.config_section import Section
+from nncli.config_section import describe as _describe
 
 # -- the data: section -------------------------------------------------------------------------
 

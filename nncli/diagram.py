@@ -29,7 +29,7 @@ import graphviz
 from nncli.build import Built, LayerInfo, count_params, infer, shape_str
 from nncli.errors import InputError
 from nncli.files import write_atomic
-from nncli.render import jsonable
+from nncli.formatting import jsonable
 from nncli.spec import Spec
 
 FORMATS = ("svg", "png", "pdf", "dot")

@@ -19,7 +19,7 @@ import torch
 from nncli import data as data_mod
 from nncli.errors import InputError
 from nncli.files import write_atomic
-from nncli.render import jsonable
+from nncli.formatting import jsonable
 from nncli.train import evaluate_model, load_checkpoint, load_run, prepare_targets
 
 SPLITS = ("train", "val", "test")

@@ -274,7 +274,7 @@ def gradcheck(spec: Spec, *, batch: int = DEFAULT_BATCH, data: str | Path | None
     estimate = estimate_memory(spec, batch, exhaustive)
     available = memory_limit if memory_limit is not None else available_memory(device)
     if available is not None and estimate > available:
-        from nncli.render import fmt_bytes
+        from nncli.formatting import fmt_bytes
 
         raise InputError(
             f"{spec.name or 'this spec'} is too big to gradcheck in float64 here: it needs about "

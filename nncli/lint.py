@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 
 from nncli.build import Built, LayerInfo, infer
-from nncli.kinds import AFFINE_PASS, BATCH_NORMS, DROPOUTS, NORMS, SATURATING, WEIGHT_LAYERS
+from nncli.layer_kinds import AFFINE_PASS, BATCH_NORMS, DROPOUTS, NORMS, SATURATING, WEIGHT_LAYERS
 from nncli.spec import Spec
 
 DEEP_SATURATING = 8  # the issue's threshold: sigmoid'(z) <= 1/4 makes 8 layers attenuate by >= 4^8

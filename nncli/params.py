@@ -266,7 +266,7 @@ def measure_forward(model: nn.Module, input_shape: tuple, batch_size: int,
 
 
 def _gates(report: ParamsReport, budget: Budget) -> list[Gate]:
-    from nncli.render import fmt_bytes, fmt_int, fmt_si
+    from nncli.formatting import fmt_bytes, fmt_int, fmt_si
 
     gates = []
     for name, limit, value, fmt in (

@@ -73,8 +73,8 @@ from torch import nn
 
 from nncli.build import Built, LayerInfo, build_model
 from nncli.errors import InputError
-from nncli.kinds import NORMS, RELU_FAMILY, WEIGHT_LAYERS
-from nncli.layers import Repeat, Residual
+from nncli.layer_kinds import NORMS, RELU_FAMILY, WEIGHT_LAYERS
+from nncli.modules import Repeat, Residual
 from nncli.spec import RepeatSpec, ResidualSpec, Spec
 
 DEFAULT_SEEDS = (0, 1, 2)

@@ -17,6 +17,8 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.table import Table
 
+from nncli.formatting import fmt_bytes, fmt_float, fmt_int, fmt_shape, fmt_si, jsonable, plain_value
+
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
@@ -54,37 +56,6 @@ def print_json(doc: Any, file=None) -> None:
     file.flush()
 
 
-def jsonable(obj: Any) -> Any:
-    """A copy of ``obj`` that strict JSON (``allow_nan=False``) and ``yaml.safe_dump`` accept.
-
-    NaN and infinities become ``None`` (JSON has no spelling for them), tuples become lists,
-    dict keys become strings, paths and other unknown objects their ``str``; objects with a
-    ``to_json()`` are replaced by its (cleaned) result.
-
-    Args:
-        obj: a result document: dicts, lists, tuples, numbers, strings, paths.
-
-    Returns:
-        the cleaned document; ``obj`` itself is not changed.
-
-    Example:
-        >>> jsonable({"loss": float("nan"), "shape": (1, 2)})
-        {'loss': None, 'shape': [1, 2]}
-    """
-    # bool and int before float: bool is an int, and neither can be non-finite.
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, float):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if hasattr(obj, "to_json"):
-        return jsonable(obj.to_json())
-    return str(obj)
-
-
 def error(err, as_json: bool) -> None:
     """Report an NncliError: a located message on stderr; with --json also a JSON document."""
     stderr_console().print(f"[bold red]error:[/] {_escape(str(err))}")
@@ -96,49 +67,6 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
-
-
-# -- number formats -----------------------------------------------------------------------------
-def fmt_int(n: int | None) -> str:
-    return "-" if n is None else f"{n:,}"
-
-
-def fmt_si(n: float | None, unit: str = "") -> str:
-    """1_234_567 -> '1.23 M' (decimal prefixes, as FLOP counts are quoted)."""
-    if n is None:
-        return "-"
-    if n == 0:
-        return f"0 {unit}".strip()
-    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {prefix}{unit}".strip()
-    return f"{n:g} {unit}".strip()
-
-
-def fmt_bytes(n: float | None) -> str:
-    """Bytes in binary units: 1536 -> '1.50 KiB'."""
-    if n is None:
-        return "-"
-    for prefix, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {prefix}"
-    return f"{int(n)} B"
-
-
-def fmt_shape(shape) -> str:
-    if shape is None:
-        return "-"
-    return "[" + ", ".join(["N", *map(str, shape)]) + "]"
-
-
-def fmt_float(x: float | None, digits: int = 3) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
-        return str(x)
-    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e4):
-        return f"{x:.{digits - 1}e}"
-    return f"{x:.{digits}g}"
 
 
 def table(title: str | None = None, **kwargs) -> Table:
@@ -528,7 +456,6 @@ def predictions(console: Console, result, limit: int = 20) -> None:
 
 # -- sweep -------------------------------------------------------------------------------------
 def _sweep_value(value) -> str:
-    from nncli.sweep import plain_value
 
     v = plain_value(value)
     return fmt_float(v, 3) if isinstance(v, float) else str(v)
@@ -623,7 +550,6 @@ def sweep_plot(result, path) -> str:
     is a gold star.
     """
     from nncli.plot import new_figure, save_figure
-    from nncli.sweep import plain_value
 
     in_order = sorted(result.trials, key=lambda t: t.index)  # the grid's order, not the ranking
     trials = [t for t in in_order if result.metric in t.val]

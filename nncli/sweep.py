@@ -48,7 +48,7 @@ import yaml
 
 from nncli.errors import InputError, NncliError, SpecError, did_you_mean
 from nncli.files import write_atomic
-from nncli.render import jsonable
+from nncli.formatting import jsonable
 from nncli.spec.source import Document, Where, format_path, parse_yaml, read_text
 
 SWEEP_KEYS = ("name", "description", "base", "spec", "specs", "grid", "random", "seeds", "trials",
@@ -1275,10 +1275,3 @@ def _write_best(plan: SweepPlan, out: Path, result: SweepResult, configs: list[C
 
 
 # -- helpers for reports -------------------------------------------------------------------------
-def plain_value(value: Any) -> Any:
-    """Hashable, printable form of an override value (a layer mapping becomes its YAML flow text)."""
-    if isinstance(value, (dict, list)):
-        return yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
-    return value
-
-

@@ -48,9 +48,9 @@ import yaml
 from nncli import data as data_mod
 from nncli.errors import CheckFailed, InputError, NncliError, SpecError, did_you_mean
 from nncli.files import write_atomic
-from nncli.render import jsonable
-from nncli.section import Section
-from nncli.section import describe as _describe
+from nncli.formatting import jsonable
+from nncli.config_section import Section
+from nncli.config_section import describe as _describe
 
 LOSSES = ("cross_entropy", "mse", "bce_with_logits")
 OPTIMIZERS = ("sgd", "adam", "adamw")

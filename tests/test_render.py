@@ -1,11 +1,12 @@
-"""render.jsonable / print_json: every --json document is strict JSON, NaN/inf included."""
+"""formatting.jsonable / render.print_json: every --json document is strict JSON, NaN/inf included."""
 
 import io
 import json
 import math
 from pathlib import Path
 
-from nncli.render import jsonable, print_json
+from nncli.formatting import jsonable
+from nncli.render import print_json
 
 
 def _strict_loads(text: str):
