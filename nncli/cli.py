@@ -18,6 +18,11 @@ from typing import List, Optional
 import typer
 
 from nncli.errors import CheckFailed, ExitCode, InputError, NncliError
+from nncli.gradcheck.options import (
+    DEFAULT_ATOL, DEFAULT_BATCH, DEFAULT_DIRECTIONS, DEFAULT_EPS, DEFAULT_RTOL, MODES, OBJECTIVES,
+)
+from nncli.sweep.options import METRICS
+from nncli.train.config import AMP_MODES, LOSSES, OPTIMIZERS, SCHEDULES
 
 
 class _Lazy:
@@ -53,10 +58,8 @@ JSON_HELP = "Print one JSON document on stdout (nothing else there); logs go to 
 SPEC_HELP = "The network spec (YAML)."
 
 
-class Optimizer(str, Enum):
-    sgd = "sgd"
-    adam = "adam"
-    adamw = "adamw"
+# The training choices live once, in the torch-free nncli.train.config.
+Optimizer = Enum("Optimizer", {v: v for v in OPTIMIZERS}, type=str)
 
 
 class DType(str, Enum):
@@ -118,7 +121,7 @@ def check(
     from nncli.lint import check_spec
 
     result = check_spec(_load(spec))
-    render.emit(result, json_out, render.check)
+    render.emit(result, json_out, render.check.show)
     counts = result.counts()
     if counts["error"] or (strict and counts["warning"]):
         _fail_check(f"{counts['error']} error(s), {counts['warning']} warning(s)"
@@ -152,7 +155,7 @@ def params(
     budget = Budget.parse(max_params=max_params, max_flops=max_flops, max_memory=max_memory)
     report = count(_load(spec), batch_size=batch_size, dtype=dtype.value, optimizer=optimizer.value,
                    depth=depth, budget=budget)
-    render.emit(report, json_out, render.params)
+    render.emit(report, json_out, render.params.show)
     failed = [g for g in report.gates if not g.ok]
     if failed:
         _fail_check("; ".join(f"{g.name}: {g.message}" for g in failed))
@@ -204,10 +207,23 @@ def diagram(
 
     result = draw(_load(spec), output, fmt=fmt.value if fmt else None, view=view.value, expand=expand,
                   depth=depth, rankdir=rankdir.value if rankdir else None, weights=weights, seed=seed)
-    render.emit(result, json_out, render.diagram)
+    render.emit(result, json_out, render.diagram.show)
 
 
 # -- probe ----------------------------------------------------------------------------------------
+def _parse_int_list(text: str, flag: str, *, low: int = 0) -> list[int]:
+    """'2,4,8' -> [2, 4, 8]; InputError (exit 2) on anything else."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    try:
+        values = [int(t) for t in items]
+    except ValueError:
+        values = []
+    if not values or any(v < low for v in values):
+        raise InputError(f"{flag}: expected a comma-separated list of integers >= {low}, found {text!r}",
+                         hint=f"e.g. {flag} 2,4,8,16")
+    return values
+
+
 @app.command()
 def probe(
     spec: Path = typer.Argument(..., help=SPEC_HELP),
@@ -238,22 +254,22 @@ def probe(
     Exit 0 when healthy, 1 when not (at init or after --steps), 2 on bad input.
     """
     _state["json"] = json_out
-    from nncli.plot import check_plot_path
-    from nncli.probe import Thresholds, parse_int_list, probe as run_probe, write_plot
+    from nncli.probe import Thresholds, probe as run_probe
+    from nncli.render.plots import check_plot_path, probe_plot
 
     if plot is not None:
         check_plot_path(plot)
     thresholds = Thresholds(min_ratio=min_ratio, max_ratio=max_ratio, max_growth=max_growth,
                             min_gamma=min_gamma, max_gamma=max_gamma)
     report = run_probe(
-        _load(spec), seeds=parse_int_list(seeds, "--seeds"), batch_size=batch_size, data=data, steps=steps,
-        sweep_depths=parse_int_list(sweep_depth, "--sweep-depth", low=1) if sweep_depth else None,
+        _load(spec), seeds=_parse_int_list(seeds, "--seeds"), batch_size=batch_size, data=data, steps=steps,
+        sweep_depths=_parse_int_list(sweep_depth, "--sweep-depth", low=1) if sweep_depth else None,
         thresholds=thresholds, device=device, optimizer=optimizer.value if optimizer else None, lr=lr)
     if plot is not None:
-        write_plot(report, plot)
-    render.emit(report, json_out, render.probe)
+        report.plot = str(probe_plot(report, plot))
+    render.emit(report, json_out, render.probe.show)
     if plot is not None and not json_out:
-        render.stderr_console().print(f"wrote {render._escape(str(plot))}")
+        render.stderr_console().print(f"wrote {render.escape(str(plot))}")
     if not report.ok:
         bad = [f"{label}: {res.verdict.value}" for label, res in (("at init", report.init), ("after steps", report.after))
                if res is not None and not res.healthy]
@@ -261,24 +277,9 @@ def probe(
 
 
 # -- train / evaluate / predict -------------------------------------------------------------------
-class Loss(str, Enum):
-    cross_entropy = "cross_entropy"
-    mse = "mse"
-    bce_with_logits = "bce_with_logits"
-
-
-class Schedule(str, Enum):
-    none = "none"
-    step = "step"
-    cosine = "cosine"
-    onecycle = "onecycle"
-    exponential = "exponential"
-
-
-class Amp(str, Enum):
-    none = "none"
-    bf16 = "bf16"
-    fp16 = "fp16"
+Loss = Enum("Loss", {v: v for v in LOSSES}, type=str)
+Schedule = Enum("Schedule", {v: v for v in SCHEDULES}, type=str)
+Amp = Enum("Amp", {v: v for v in AMP_MODES}, type=str)
 
 
 class Split(str, Enum):
@@ -338,10 +339,10 @@ def train(
     non-finite, keeps the last good checkpoint and exits 1 (or --skip-nonfinite).
     """
     _state["json"] = json_out
-    from nncli import train as trainer
+    from nncli.train import launch_distributed, run_training
 
     if plot is not None:
-        from nncli.plot import check_plot_path
+        from nncli.render.plots import check_plot_path
 
         check_plot_path(plot)
     values = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer, "loss": loss,
@@ -356,21 +357,21 @@ def train(
     if nproc_per_node > 1 or nnodes > 1:
         if node_rank >= nnodes:
             raise InputError(f"--node-rank {node_rank}: expected a rank below --nnodes {nnodes}")
-        result = trainer.launch_distributed(
+        result = launch_distributed(
             loaded, overrides, out, nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank,
             master_addr=master_addr, master_port=master_port, device=device, resume=resume,
-            observer_factory=render.TrainProgress, tensorboard=tensorboard)
+            observer_factory=render.train.TrainProgress, tensorboard=tensorboard)
         if result is None:
             render.stderr_console().print(f"node {node_rank}: workers finished; rank 0 writes the run and its report")
             return
     else:
-        with render.TrainProgress() as progress:
-            result = trainer.run_training(loaded, overrides, out, device=device, resume=resume, observer=progress,
-                                          tensorboard=tensorboard)
+        with render.train.TrainProgress() as progress:
+            result = run_training(loaded, overrides, out, device=device, resume=resume, observer=progress,
+                                  tensorboard=tensorboard)
     if plot is not None and result.history:
-        render.train_plot(result, plot)
+        render.plots.train_plot(result, plot)
         result.plot = str(plot)
-    render.emit(result, json_out, render.train)
+    render.emit(result, json_out, render.train.show)
     if result.status == "nonfinite":
         _fail_check(result.message)
     if result.status == "interrupted":
@@ -390,7 +391,7 @@ def evaluate(
     from nncli.evaluate import evaluate_run
 
     result = evaluate_run(run_dir, split.value, checkpoint=checkpoint.value, device=device)
-    render.emit(result, json_out, render.evaluation)
+    render.emit(result, json_out, render.evaluate.show)
 
 
 @app.command()
@@ -409,14 +410,11 @@ def predict(
 
     result = run_predict(run_dir, input_path, out=out, checkpoint=checkpoint.value, device=device,
                          force=force)
-    render.emit(result, json_out, render.predictions)
+    render.emit(result, json_out, render.evaluate.predictions)
 
 
 # -- sweep / compare ------------------------------------------------------------------------------
-class SweepMetric(str, Enum):
-    accuracy = "accuracy"
-    loss = "loss"
-    error = "error"
+SweepMetric = Enum("SweepMetric", {v: v for v in METRICS}, type=str)
 
 
 def _parse_set(items: List[str]) -> dict:
@@ -465,21 +463,21 @@ def sweep(
 
     resolve_device(device)  # a bad or absent device is one input error (exit 2), not N failed trials
     if plot is not None:
-        from nncli.plot import check_plot_path
+        from nncli.render.plots import check_plot_path
 
         check_plot_path(plot)
     plan = load_sweep(sweep_file, trials=trials, search_seed=seed, extra_set=_parse_set(set_),
                       metric=metric.value if metric else None)
     try:
         result = run_sweep(plan, out, workers=workers, device=device, dry_run=dry_run,
-                           progress=render.SweepProgress())
+                           progress=render.sweep.SweepProgress())
     except KeyboardInterrupt:
         render.stderr_console().print("interrupted: finished runs are kept and a run in progress saved a "
                                       "checkpoint; rerun the same command to resume")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     if plot is not None and result.best is not None:
-        result.plot = render.sweep_plot(result, plot)
-    render.emit(result, json_out, render.sweep)
+        result.plot = render.plots.sweep_plot(result, plot)
+    render.emit(result, json_out, render.sweep.show)
     if not dry_run and result.best is None:
         _fail_check(f"no trial of the sweep finished ({result.failed} run(s) failed)")
 
@@ -500,38 +498,32 @@ def compare(
     from nncli.compare import compare_runs
 
     if plot is not None:
-        from nncli.plot import check_plot_path
+        from nncli.render.plots import check_plot_path
 
         check_plot_path(plot)
     result = compare_runs(runs)
     if plot is not None:
-        result.plot = render.compare_plot(result, plot)
-    render.emit(result, json_out, render.compare)
+        result.plot = render.plots.compare_plot(result, plot)
+    render.emit(result, json_out, render.compare.show)
 
 
 # -- gradcheck ------------------------------------------------------------------------------------
-class GradObjective(str, Enum):
-    projection = "projection"
-    loss = "loss"
-
-
-class GradMode(str, Enum):
-    train = "train"
-    eval = "eval"
+GradObjective = Enum("GradObjective", {v: v for v in OBJECTIVES}, type=str)
+GradMode = Enum("GradMode", {v: v for v in MODES}, type=str)
 
 
 @app.command()
 def gradcheck(
     spec: Path = typer.Argument(..., help=SPEC_HELP),
-    batch: int = typer.Option(4, "--batch", "-b", min=1, help="Examples in the fixed batch every evaluation uses."),
+    batch: int = typer.Option(DEFAULT_BATCH, "--batch", "-b", min=1, help="Examples in the fixed batch every evaluation uses."),
     data: Optional[Path] = typer.Option(None, "--data", help="Take the batch from this file (.npz/.npy with an `x` array, .pt, .csv) instead of N(0, 1) inputs."),
     objective: GradObjective = typer.Option(GradObjective.projection, "--objective", help="What the end-to-end check differentiates: a fixed random projection <R, f(x)> of the output, or cross-entropy with random targets (loss). Never a plain sum: its gradient through BatchNorm is zero."),
     mode: GradMode = typer.Option(GradMode.train, "--mode", help="Check in train mode (BatchNorm batch statistics, Dropout on, its mask replayed) or eval mode; the model's own modes are restored."),
     exhaustive: bool = typer.Option(False, "--exhaustive", help="Check every coordinate of every tensor (perturbations vectorised with torch.func.vmap) instead of random directions."),
-    directions: int = typer.Option(3, "--directions", "-k", min=1, help="Random Gaussian directions per tensor (default mode)."),
-    rtol: float = typer.Option(1e-5, "--rtol", help="Relative tolerance: fail when |<g,v> - D| > atol + rtol |g|."),
-    atol: float = typer.Option(1e-8, "--atol", help="Absolute tolerance (matters where the gradient is ~0)."),
-    eps: float = typer.Option(1e-6, "--eps", help="Finite-difference step h (float64)."),
+    directions: int = typer.Option(DEFAULT_DIRECTIONS, "--directions", "-k", min=1, help="Random Gaussian directions per tensor (default mode)."),
+    rtol: float = typer.Option(DEFAULT_RTOL, "--rtol", help="Relative tolerance: fail when |<g,v> - D| > atol + rtol |g|."),
+    atol: float = typer.Option(DEFAULT_ATOL, "--atol", help="Absolute tolerance (matters where the gradient is ~0)."),
+    eps: float = typer.Option(DEFAULT_EPS, "--eps", help="Finite-difference step h (float64)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the weights, inputs, projection, directions and the replayed RNG."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     json_out: bool = _json_flag(),
@@ -565,7 +557,7 @@ def gradcheck(
     report = run_gradcheck(_load(spec), batch=batch, data=data, objective=objective.value, mode=mode.value,
                            exhaustive=exhaustive, directions=directions, rtol=rtol, atol=atol, eps=eps,
                            seed=seed, device=resolve_device(device))
-    render.emit(report, json_out, render.gradcheck)
+    render.emit(report, json_out, render.gradcheck.show)
     if not report.ok:
         _fail_check(report.diagnosis)
 
@@ -590,7 +582,7 @@ def main(argv: List[str] | None = None) -> int:
         if _state["traceback"]:
             raise
         if isinstance(err, CheckFailed):
-            render.stderr_console().print(f"[bold red]check failed:[/] {render._escape(str(err))}")
+            render.stderr_console().print(f"[bold red]check failed:[/] {render.escape(str(err))}")
             code = int(err.exit_code)
         else:
             render.error(err, _state["json"])
@@ -609,7 +601,7 @@ def main(argv: List[str] | None = None) -> int:
         if _state["traceback"]:
             raise
         render.stderr_console().print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {render._escape(str(exc))}\n"
+            f"[bold red]internal error:[/] {type(exc).__name__}: {render.escape(str(exc))}\n"
             "  this is a bug in nncli; run again with --traceback and report it")
         code = int(ExitCode.INTERNAL)
     sys.stdout.flush()

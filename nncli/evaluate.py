@@ -20,7 +20,8 @@ from nncli import data as data_mod
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
-from nncli.train import evaluate_model, load_checkpoint, load_run, prepare_targets
+from nncli.train.runs import load_checkpoint, load_run
+from nncli.train.task import evaluate_model, prepare_targets
 
 SPLITS = ("train", "val", "test")
 CHECKPOINTS = ("best", "last")

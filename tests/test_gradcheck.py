@@ -21,6 +21,9 @@ from torch import nn
 from nncli import gradcheck as gc
 from nncli.build import build_model
 from nncli.errors import InputError
+from nncli.gradcheck import state as gc_state
+from nncli.gradcheck.numeric import _check_directions, _classify, _Settings
+from nncli.gradcheck.unit import _Unit
 from nncli.spec import load_spec
 
 # Hand-written layers with autograd.Function backwards; some carry a bug switched on by an arg.
@@ -399,16 +402,16 @@ def test_miss_probability_matches_monte_carlo():
     # A gradient off by an error e of relative size r: one random direction misses it with
     # probability erf(rtol / (r sqrt 2)). Plant such an error and count misses over many draws.
     n, r, rtol, trials = 50, 1e-3, 3.85e-4, 600
-    unit = gc._Unit(_Scale(n), torch.randn(4, n, dtype=torch.float64, generator=torch.Generator().manual_seed(0)),
-                    lambda y: (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum(), seed=0)
+    unit = _Unit(_Scale(n), torch.randn(4, n, dtype=torch.float64, generator=torch.Generator().manual_seed(0)),
+                 lambda y: (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum(), seed=0)
     g = unit.gradients()["w"]
-    settings = gc._Settings(rtol=rtol, atol=0.0, eps=1e-6, directions=1, exhaustive=False)
+    settings = _Settings(rtol=rtol, atol=0.0, eps=1e-6, directions=1, exhaustive=False)
     gen = torch.Generator().manual_seed(1)
     misses = 0
     for _ in range(trials):
         e = torch.randn(n, generator=gen, dtype=torch.float64)
         wrong = g + e * (r * float(g.norm()) / float(e.norm()))
-        check = gc._check_directions(unit, ["w"], {"w": wrong}, settings, gen, "w")
+        check = _check_directions(unit, ["w"], {"w": wrong}, settings, gen, "w")
         misses += check.verdict is gc.Verdict.OK
     expected = math.erf(rtol / (r * math.sqrt(2)))  # ~0.30
     assert gc.miss_probability(r, rtol, 1) == pytest.approx(expected)
@@ -484,7 +487,7 @@ def test_dropout_passes_only_because_the_mask_is_replayed(tmp_path, monkeypatch)
     assert gc.gradcheck(spec).ok
     from contextlib import nullcontext
 
-    monkeypatch.setattr(gc, "_replay", lambda seed, device: nullcontext())  # a fresh mask per evaluation
+    monkeypatch.setattr(gc_state, "_replay", lambda seed, device: nullcontext())  # a fresh mask per evaluation
     report = gc.gradcheck(spec)
     assert not report.ok and report.suspect == 1
 
@@ -527,18 +530,18 @@ def test_classify_tells_kinks_from_errors():
                 (4 * (f0 - fm2) - (f0 - fm)) / h)
 
     # ReLU at exactly 0, its subgradient 0: a kink, not an error.
-    _, kink = gc._classify(t(0.0), *map(t, estimates(lambda s: max(s, 0.0))), 1e-5)
+    _, kink = _classify(t(0.0), *map(t, estimates(lambda s: max(s, 0.0))), 1e-5)
     assert bool(kink)
     # Many max-pool ties with cancelling jumps, as upstream gradients of both signs give.
     f = lambda s: 0.7 * max(s * 1.0, s * -0.4) - 0.5 * max(s * 0.3, s * 1.9)  # noqa: E731
-    _, kink = gc._classify(t(0.7 * 1.0 - 0.5 * 0.3), *map(t, estimates(f)), 1e-5)
+    _, kink = _classify(t(0.7 * 1.0 - 0.5 * 0.3), *map(t, estimates(f)), 1e-5)
     assert bool(kink)
     # A smooth function with a wrong derivative: an error, no kink.
-    err, kink = gc._classify(t(1.05), *map(t, estimates(math.sin)), 1e-5)
+    err, kink = _classify(t(1.05), *map(t, estimates(math.sin)), 1e-5)
     assert not bool(kink) and float(err) == pytest.approx(0.05, rel=1e-6)
     # A steep smooth function where truncation error exceeds the tolerance: Richardson fixes it.
     k = 300.0
-    err, kink = gc._classify(t(k), *map(t, estimates(lambda s: math.exp(k * s))), 1e-5 * k)
+    err, kink = _classify(t(k), *map(t, estimates(lambda s: math.exp(k * s))), 1e-5 * k)
     assert not bool(kink) and float(err) < 1e-5 * k
 
 

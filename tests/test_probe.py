@@ -25,8 +25,8 @@ from torch import nn
 
 from nncli.build import build_model
 from nncli.errors import InputError
-from nncli.probe import (Thresholds, Verdict, figure, measure, probe, probe_points,
-                         with_repeat_times, write_plot)
+from nncli.probe import Thresholds, Verdict, measure, probe, probe_points, with_repeat_times
+from nncli.render.plots import probe_figure, probe_plot
 from nncli.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -343,26 +343,26 @@ def test_plot_has_one_point_per_layer_and_is_a_real_image(tmp_path, acceptance):
     import matplotlib.image
 
     report = acceptance["deep-sigmoid"]
-    fig = figure(report)
+    fig = probe_figure(report)
     (line,) = [ln for ln in fig.axes[0].lines if ln.get_label() == "at init"]
     xy = line.get_xydata()
     assert len(xy) == report.init.depth == 41
     assert np.allclose(xy[:, 1], [r.grad_norm for r in report.init.layers])
     assert fig.axes[0].get_yscale() == "log"
-    png = write_plot(report, tmp_path / "grads.png")
+    png = probe_plot(report, tmp_path / "grads.png")
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
     assert width > 200 and height > 200
     assert matplotlib.image.imread(png).shape[:2] == (height, width)
-    svg = write_plot(report, tmp_path / "grads.svg")
+    svg = probe_plot(report, tmp_path / "grads.svg")
     assert ET.parse(svg).getroot().tag.endswith("svg")
     assert not list(tmp_path.glob(".*tmp"))  # the atomic write left no temporary file
 
 
 def test_sweep_plot_has_one_point_per_depth(tmp_path):
     report = probe(spec_of("deep-relu-he"), seeds=[0], batch_size=32, device="cpu", sweep_depths=[1, 3, 5])
-    fig = figure(report)
+    fig = probe_figure(report)
     assert len(fig.axes) == 2
     (line,) = [ln for ln in fig.axes[1].lines if ln.get_label() == "R"]
     assert list(line.get_xdata()) == [1, 3, 5]
@@ -370,7 +370,7 @@ def test_sweep_plot_has_one_point_per_depth(tmp_path):
 
 
 def test_terminal_bars_are_log_scaled():
-    from nncli.render import log_bars
+    from nncli.render.probe import log_bars
 
     bars, low, high = log_bars([1e-18, 1e-9, 1.0, 0.0], width=36)
     assert (low, high) == (-18.0, 0.0)

@@ -427,7 +427,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path):
     out = tmp_path / "out"
     cmd = [PYTHON, "-m", "nncli", "sweep", str(path), "--out", str(out), "--json", "--device", "cpu"]
     # 300 moons -> 210 training examples -> 7 steps an epoch: step 10 is inside epoch 2
-    from nncli.train import SIGNAL_ENV  # train's fault injection: this signal at that global step
+    from nncli.train.signals import SIGNAL_ENV  # train's fault injection: this signal at that global step
 
     killed = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(**{SIGNAL_ENV: "10:SIGKILL"}),
                             capture_output=True, text=True, timeout=300)

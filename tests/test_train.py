@@ -24,9 +24,11 @@ from torch import nn
 
 from nncli.errors import InputError, SpecError
 from nncli.spec import load_spec, parse_spec
-from nncli.train import (
-    SIGNAL_ENV, epoch_permutation, load_checkpoint, resolve_train_config, run_training,
-)
+from nncli.train import run_training
+from nncli.train.config import resolve_train_config
+from nncli.train.epoch import epoch_permutation
+from nncli.train.runs import load_checkpoint
+from nncli.train.signals import SIGNAL_ENV
 
 from conftest import ROOT, SPECS, subprocess_env
 

@@ -13,7 +13,8 @@ import warnings
 import pytest
 import torch
 
-from nncli.train import load_checkpoint, run_training
+from nncli.train import run_training
+from nncli.train.runs import load_checkpoint
 
 from conftest import SPECS
 

@@ -90,7 +90,8 @@ def main() -> None:
     from nncli.data import load_dataset, resolve_data_config
     from nncli.device import resolve_device
     from nncli.spec import load_spec
-    from nncli.train import resolve_train_config, run_training
+    from nncli.train import run_training
+    from nncli.train.config import resolve_train_config
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,0 +1,220 @@
+"""The ``data:`` section: its keys and defaults, the built-in sets' parameters, and its validation
+into a :class:`DataConfig` (spec values, then overrides, then defaults).
+
+Torch-free and numpy-free: a spec's data section is checked without loading any data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from nncli.config_section import Section
+from nncli.config_section import describe as _describe
+from nncli.errors import InputError, did_you_mean
+
+# Keys every source accepts. `seed` drives generation *and* the split, so one number fixes the data.
+COMMON_KEYS = {
+    "name": None,  # a built-in set (see SETS); absent when `path` names a user file
+    "path": None,  # a user .npz/.csv/.pt file, or the folder holding MNIST / CIFAR-10
+    "seed": 0,  # generation and split seed
+    "val": 0.1,  # validation fraction (of the training pool)
+    "test": 0.2,  # test fraction (ignored where the source ships its own test split)
+    "normalize": True,  # standardise inputs with mean/std of the training split
+    "augment": None,  # {crop: pixels of padding for a random crop, flip: horizontal flips}
+    "limit": None,  # keep at most this many examples per source array (a seeded subset)
+}
+# Per-set parameters with their defaults. Noise levels are picked so the default sets are
+# learnable but not trivially separable.
+SETS: dict[str, dict[str, Any]] = {
+    "moons": {"n": 1000, "noise": 0.1},
+    "circles": {"n": 1000, "noise": 0.05, "factor": 0.5},
+    "spirals": {"n": 1000, "noise": 0.02, "classes": 2, "turns": 1.0},
+    "xor": {"n": 1000, "noise": 0.05},
+    "blobs": {"n": 1000, "classes": 3, "features": 2, "spread": 1.0},
+    "regression": {"n": 1000, "noise": 0.1, "features": 1},
+    "digits": {},
+    "mnist": {},  # needs `path`: a folder with the four idx files
+    "cifar10": {},  # needs `path`: a folder with data_batch_{1..5}.bin and test_batch.bin
+}
+FOLDER_SETS = ("mnist", "cifar10")
+FILE_KEYS = {"x_key": None, "y_key": None, "target": None}  # for user files
+FILE_SUFFIXES = (".npz", ".csv", ".pt", ".pth")
+AUGMENT_KEYS = {"crop": 0, "flip": False}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The validated ``data:`` section (spec values, then overrides, then defaults)."""
+
+    name: str  # a key of SETS, or "file" for a user file
+    path: Path | None = None  # user file or MNIST/CIFAR folder, resolved
+    params: dict = field(default_factory=dict)  # the set's own parameters (n, noise, ...)
+    seed: int = 0
+    val: float = 0.1
+    test: float = 0.2
+    normalize: bool = True
+    crop: int = 0  # random-crop padding in pixels (0: off)
+    flip: bool = False  # random horizontal flips
+    limit: int | None = None
+    x_key: str | None = None  # npz/pt key of the inputs (default: x, X, inputs, features, data)
+    y_key: str | None = None  # npz/pt key of the targets (default: y, Y, labels, targets)
+    target: str | int | None = None  # csv label column: name or index (default: label/target/y, else last)
+
+    def to_dict(self) -> dict:
+        """Plain data for ``run.yaml``: every resolved value, defaults included."""
+        out: dict[str, Any] = {}
+        if self.name != "file":
+            out["name"] = self.name
+        if self.path is not None:
+            out["path"] = str(self.path)
+        out.update(self.params)
+        out.update(seed=self.seed, val=self.val, test=self.test, normalize=self.normalize)
+        if self.crop or self.flip:
+            out["augment"] = {"crop": self.crop, "flip": self.flip}
+        for key in ("limit", "x_key", "y_key", "target"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+def resolve_data_config(
+    spec_data: dict | None,
+    overrides: dict | None = None,
+    *,
+    fail: Callable[[tuple, str, str | None, bool], Exception] | None = None,
+    base_dir: Path | None = None,
+) -> DataConfig:
+    """Validate a ``data:`` section and apply overrides on top.
+
+    Args:
+        spec_data: the spec's raw ``data:`` mapping (or None).
+        overrides: values from flags or a sweep, same keys; a new ``name`` or ``path`` replaces the
+            data source, and the spec's set-specific keys (``n``, ``noise``, ...) are then dropped.
+        fail: ``fail(path, message, hint, from_override) -> Exception`` builds a located error;
+            ``path`` is relative to the section, e.g. ``("noise",)``. Defaults to plain InputErrors.
+        base_dir: folder against which a relative ``path`` from the spec is resolved (the spec's
+            folder); override paths resolve against the working directory.
+
+    Returns:
+        DataConfig with every default filled in.
+
+    Raises:
+        SpecError / InputError: an unknown key (with did-you-mean), a bad value, a missing file.
+
+    Example:
+        >>> resolve_data_config({"name": "moons", "n": 500}).params
+        {'n': 500, 'noise': 0.1}
+    """
+    if fail is None:
+        def fail(path, message, hint=None, from_override=False):
+            return InputError(message, spec_path=".".join(("data",) + tuple(map(str, path))), hint=hint)
+
+    spec_data = dict(spec_data or {})
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    source_keys = {"name", "path"}
+    if source_keys & set(overrides):
+        new_source = {k: overrides.get(k) for k in source_keys}
+        old_source = {k: spec_data.get(k) for k in source_keys}
+        if new_source != old_source:
+            # another data source: the spec's set parameters (n, noise, x_key, ...) no longer apply
+            spec_data = {k: v for k, v in spec_data.items() if k in COMMON_KEYS and k not in source_keys}
+    section = Section(spec_data, overrides, fail)
+    merged, origin, err, number = section.values, section.origin, section.error, section.number
+
+    name, path = merged.get("name"), merged.get("path")
+    if name is not None and not isinstance(name, str):
+        raise err("name", f"expected a data set name, found {_describe(name)}")
+    if path is not None and not isinstance(path, (str, Path)):
+        raise err("path", f"expected a file or folder path, found {_describe(path)}")
+    if name is None and path is None:
+        raise fail((), "no data: expected `name` (a built-in set) or `path` (a .npz/.csv/.pt file)",
+                   "e.g. `data: {name: digits}` in the spec, or --data moons", False)
+    if name is not None:
+        name = name.strip().lower().replace("-", "").replace("_", "")
+        name = {"cifar": "cifar10", "twomoons": "moons"}.get(name, name)
+        if name not in SETS:
+            raise err("name", f"unknown data set {merged['name']!r}",
+                      did_you_mean(name, SETS) or "known: " + ", ".join(SETS))
+    resolved_path = None
+    if path is not None:
+        resolved_path = Path(path).expanduser()
+        if not resolved_path.is_absolute() and not origin.get("path") and base_dir is not None:
+            resolved_path = base_dir / resolved_path
+    if name is None:
+        if resolved_path.suffix.lower() not in FILE_SUFFIXES:
+            raise err("path", f"expected a .npz, .csv or .pt file, found {str(path)!r}",
+                      "MNIST and CIFAR-10 folders need `name: mnist` or `name: cifar10`")
+        name = "file"
+    elif name in FOLDER_SETS and resolved_path is None:
+        raise err("name", f"{name} is read from a local folder: expected `path` next to `name`",
+                  f"e.g. `data: {{name: {name}, path: data/{name}}}`; nncli never downloads")
+    elif name not in FOLDER_SETS and resolved_path is not None:
+        raise err("path", f"`path` does not apply to the built-in set {name!r}",
+                  "drop `name` to read a user file, or drop `path`")
+    if resolved_path is not None:
+        resolved_path = resolved_path.resolve()  # run.yaml must point at it from any working directory
+    if resolved_path is not None and not resolved_path.exists():
+        raise err("path", f"no such {'folder' if name in FOLDER_SETS else 'data file'}: {resolved_path}")
+
+    allowed = dict(COMMON_KEYS)
+    allowed.update(SETS.get(name, {}) if name != "file" else FILE_KEYS)
+    for key in merged:
+        if key not in allowed:
+            every = set(COMMON_KEYS) | set(FILE_KEYS) | {k for p in SETS.values() for k in p}
+            if key in every:
+                raise err(key, f"`{key}` does not apply to {'a user file' if name == 'file' else name}",
+                          "keys for this source: " + ", ".join(sorted(allowed)))
+            raise err(key, f"unknown key {key!r} in data", did_you_mean(key, sorted(allowed))
+                      or "allowed: " + ", ".join(sorted(allowed)))
+
+    params = {}
+    for key, default in (SETS.get(name, {}) if name != "file" else {}).items():
+        if key in ("n", "classes", "features"):
+            params[key] = number(key, integer=True, low=2 if key == "classes" else 1, default=default)
+        else:
+            params[key] = number(key, low=0, default=default)
+    if name == "spirals" and "turns" in params and params["turns"] <= 0:
+        raise err("turns", f"expected a number > 0, found {params['turns']}")
+    if name == "circles" and not 0 < params["factor"] < 1:
+        raise err("factor", f"expected the inner radius as a fraction in (0, 1), found {params['factor']}")
+    seed = number("seed", integer=True, low=0, default=0)
+    val = number("val", low=0, high=0.9, default=0.1)
+    test = number("test", low=0, high=0.9, default=0.2)
+    if val + test >= 1:
+        raise err("val", f"expected val + test < 1 to leave a training split, found {val} + {test}")
+    normalize = merged.get("normalize", True)
+    if not isinstance(normalize, bool):
+        raise err("normalize", f"expected true or false, found {_describe(normalize)}")
+    limit = None if merged.get("limit") is None else number("limit", integer=True, low=1)
+    crop, flip = 0, False
+    augment = merged.get("augment")
+    if augment is not None:
+        if not isinstance(augment, dict):
+            raise err("augment", f"expected a mapping like {{crop: 2, flip: true}}, found {_describe(augment)}")
+        for key in augment:
+            if key not in AUGMENT_KEYS:
+                raise fail(("augment", key), f"unknown key {key!r} in augment",
+                           did_you_mean(str(key), AUGMENT_KEYS) or "allowed: crop, flip", origin.get("augment", False))
+        crop = augment.get("crop", 0)
+        if isinstance(crop, bool) or not isinstance(crop, int) or crop < 0:
+            raise fail(("augment", "crop"), f"expected the padding in pixels (an integer >= 0), found {_describe(crop)}",
+                       None, origin.get("augment", False))
+        flip = augment.get("flip", False)
+        if not isinstance(flip, bool):
+            raise fail(("augment", "flip"), f"expected true or false, found {_describe(flip)}", None,
+                       origin.get("augment", False))
+    file_keys = {}
+    for key in ("x_key", "y_key"):
+        value = merged.get(key)
+        if value is not None and not isinstance(value, str):
+            raise err(key, f"expected an array name, found {_describe(value)}")
+        file_keys[key] = value
+    target = merged.get("target")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (str, int))):
+        raise err("target", f"expected a column name or index, found {_describe(target)}")
+    if name == "file" and resolved_path.suffix.lower() != ".csv" and target is not None:
+        raise err("target", "`target` applies to .csv files; use x_key / y_key for .npz and .pt")
+    return DataConfig(name=name, path=resolved_path, params=params, seed=seed, val=val, test=test,
+                      normalize=normalize, crop=crop, flip=flip, limit=limit, target=target, **file_keys)

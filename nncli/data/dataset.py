@@ -1,0 +1,194 @@
+"""The loaded data: the :class:`Dataset` type, and :func:`load_dataset`, which reads a source, splits
+it with one seeded permutation and normalises it with statistics of the training split only (so no
+information from val/test leaks into training).
+
+torch is imported inside the functions that need it, so importing this module stays light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nncli.data.config import DataConfig
+from nncli.data.image_sets import read_cifar10, read_mnist
+from nncli.data.synthetic import SYNTHETIC
+from nncli.data.user_files import read_file
+from nncli.errors import InputError
+
+
+@dataclass
+class Dataset:
+    """Train/validation/test tensors, normalised with training statistics.
+
+    Shapes: ``x_*`` is ``(N, *input_shape)`` float32; ``y_*`` is ``(N,)`` int64 class indices for
+    classification or ``(N, *target_shape)`` float32 for regression.
+    """
+
+    name: str
+    x_train: Any
+    y_train: Any
+    x_val: Any
+    y_val: Any
+    x_test: Any
+    y_test: Any
+    classes: list[str] | None = None  # names of the classes, when the source has them
+    mean: Any = None  # per-channel / per-feature statistics of the training split (or None)
+    std: Any = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def is_classification(self) -> bool:
+        return not self.y_train.is_floating_point()
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes the labels need (max label + 1), None for float targets."""
+        if not self.is_classification:
+            return None
+        top = max(int(y.max()) for y in (self.y_train, self.y_val, self.y_test) if len(y))
+        return max(top + 1, len(self.classes or ()))
+
+    def split(self, which: str):
+        """``(x, y)`` of ``"train"``, ``"val"`` or ``"test"``."""
+        return getattr(self, f"x_{which}"), getattr(self, f"y_{which}")
+
+    def sizes(self) -> dict[str, int]:
+        return {s: int(len(getattr(self, f"y_{s}"))) for s in ("train", "val", "test")}
+
+    def to(self, device) -> "Dataset":
+        """The same data on ``device`` (a new object; statistics move too)."""
+        moved = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in self.__dict__.items()}
+        return Dataset(**moved)
+
+
+def load_dataset(config: DataConfig) -> Dataset:
+    """Load, split and normalise the data a :class:`DataConfig` describes.
+
+    Args:
+        config: from :func:`resolve_data_config`.
+
+    Returns:
+        Dataset on the CPU. The split is one seeded permutation (test first, then validation,
+        the rest train); sources with their own test split (MNIST, CIFAR-10, npz with
+        ``x_test``) keep it and take validation from their training part.
+
+    Raises:
+        InputError: an unreadable or corrupt file, inconsistent array lengths, a too-small set.
+
+    Example:
+        >>> ds = load_dataset(resolve_data_config({"name": "moons", "n": 200}))
+        >>> ds.sizes()
+        {'train': 140, 'val': 20, 'test': 40}
+    """
+    import torch
+
+    x, y, x_test, y_test, x_val, y_val, classes = _read_source(config)
+    gen = np.random.default_rng(config.seed + 1_000_003)  # split stream apart from the generation stream
+    if config.limit is not None:
+        x, y = _subset(x, y, config.limit, gen)
+        if x_test is not None:
+            x_test, y_test = _subset(x_test, y_test, config.limit, gen)
+    n = len(x)
+    order = gen.permutation(n)
+    n_test = 0 if x_test is not None else int(round(n * config.test))
+    n_val = 0 if x_val is not None else int(round(n * config.val))
+    if n - n_test - n_val < 1:
+        raise InputError(f"data: {n} examples are too few to split off {n_test} test and {n_val} validation examples",
+                         hint="lower `val`/`test` or use more data")
+    test_idx, val_idx, train_idx = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    if x_test is None:
+        x_test, y_test = x[test_idx], y[test_idx]
+    if x_val is None:
+        x_val, y_val = x[val_idx], y[val_idx]
+    x_train, y_train = x[train_idx], y[train_idx]
+
+    def tensor_x(a):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+    def tensor_y(a):
+        a = np.asarray(a)
+        if a.dtype.kind in "iub":
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+    ds = Dataset(
+        name=config.name if config.name != "file" else config.path.name,
+        x_train=tensor_x(x_train), y_train=tensor_y(y_train),
+        x_val=tensor_x(x_val), y_val=tensor_y(y_val),
+        x_test=tensor_x(x_test), y_test=tensor_y(y_test), classes=classes,
+    )
+    for split in ("val", "test"):
+        xs = getattr(ds, f"x_{split}")
+        if len(xs) and xs.shape[1:] != ds.x_train.shape[1:]:
+            raise InputError(f"data: {split} inputs have shape {tuple(xs.shape[1:])} per example, "
+                             f"train inputs {tuple(ds.x_train.shape[1:])}", file=config.path)
+    if not torch.isfinite(ds.x_train).all():
+        raise InputError("data: the training inputs contain NaN or infinite values", file=config.path,
+                         hint="clean the data first (drop or impute the missing values)")
+    if config.normalize:
+        ds.mean, ds.std = normalization_stats(ds.x_train)
+        for split in ("train", "val", "test"):
+            setattr(ds, f"x_{split}", normalize(getattr(ds, f"x_{split}"), ds.mean, ds.std))
+    return ds
+
+
+def _subset(x, y, limit, gen):
+    if len(x) <= limit:
+        return x, y
+    keep = np.sort(gen.choice(len(x), size=limit, replace=False))
+    return x[keep], y[keep]
+
+
+def normalization_stats(x):
+    """Mean and std of training inputs: per channel for images, per feature for vectors.
+
+    Args:
+        x: ``(N, F)`` features or ``(N, C, ...)`` images.
+
+    Returns:
+        ``(mean, std)`` shaped to broadcast against one example: ``(F,)`` or ``(C, 1, ..., 1)``.
+        A constant feature (std 0, e.g. a digits pixel that is always blank) gets std 1 so it
+        stays 0 after centring instead of dividing by zero.
+    """
+    import torch
+
+    if x.dim() <= 2:
+        dims, shape = (0,), x.shape[1:]
+    else:
+        dims = (0,) + tuple(range(2, x.dim()))
+        shape = (x.shape[1],) + (1,) * (x.dim() - 2)
+    x64 = x.double()  # float64 sums: the statistics of 50k CIFAR images stay exact enough
+    mean = x64.mean(dim=dims)
+    std = x64.std(dim=dims, unbiased=False)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    return mean.reshape(shape).float(), std.reshape(shape).float()
+
+
+def normalize(x, mean, std):
+    """``(x - mean) / std`` with statistics from :func:`normalization_stats`."""
+    return (x - mean) / std
+
+
+def _read_source(config: DataConfig):
+    """``(x, y, x_test, y_test, x_val, y_val, classes)`` as numpy arrays (the last five may be None)."""
+    if config.name == "file":
+        return read_file(config)
+    if config.name == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        x = digits.images.astype(np.float32)[:, None] / 16.0  # (1797, 1, 8, 8), pixel values 0..16
+        return x, digits.target.astype(np.int64), None, None, None, None, [str(c) for c in digits.target_names]
+    if config.name == "mnist":
+        return (*read_mnist(config.path), None, None, [str(i) for i in range(10)])
+    if config.name == "cifar10":
+        x, y, x_test, y_test, classes = read_cifar10(config.path)
+        return x, y, x_test, y_test, None, None, classes
+    x, y = SYNTHETIC[config.name](np.random.default_rng(config.seed), **config.params)
+    return x, y, None, None, None, None, None

@@ -1,0 +1,57 @@
+"""How a layer reads inside a node's label: constructor arguments, a block's title, one-line summaries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nncli.build import LayerInfo
+
+
+def block_title(info: LayerInfo) -> str:
+    kind = f"Repeat ×{info.args['times']}" if info.type == "Repeat" else info.type
+    return f"{info.spec.name}: {kind}" if info.spec.name else kind
+
+
+def one_line(info: LayerInfo) -> str:
+    """A layer in one line, for the contents of a collapsed block."""
+    if info.type == "Residual":
+        n_body = sum(c.role == "body" for c in info.children)
+        n_short = sum(c.role == "shortcut" for c in info.children)
+        return f"Residual (body {n_body} layers, shortcut {f'{n_short} layers' if n_short else 'identity'})"
+    if info.type == "Repeat":
+        return f"Repeat ×{info.args['times']} ({len(info.children) // info.args['times']} layers each)"
+    parts = arg_parts(info.args)
+    return info.type + (" " + ", ".join(parts) if parts else "")
+
+
+def arg_parts(args: dict) -> list[str]:
+    """Constructor arguments, the in/out sizes first as "in → out"."""
+    args = dict(args)
+    parts = []
+    for a, b in (("in_features", "out_features"), ("in_channels", "out_channels")):
+        if a in args and b in args:
+            parts.append(f"{_value(args.pop(a))} → {_value(args.pop(b))}")
+    parts += [f"{k}={_value(v)}" for k, v in args.items()]
+    return parts
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, str):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "(" + ", ".join(_value(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    return str(v)
+
+
+def wrap(parts: list[str], width: int = 34) -> list[str]:
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += ", " + part
+        else:
+            lines.append(part)
+    return lines
+
+
+def count(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")

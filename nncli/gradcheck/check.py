@@ -1,0 +1,158 @@
+""":func:`gradcheck` and :func:`check_built`: the entry points; the settings checked, the model
+built in float64, the fixed batch and the objective set up, every layer and the model checked.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from nncli.build import Built, build_model
+from nncli.errors import InputError
+from nncli.gradcheck.isolation import _check_layer, _check_model, _record_inputs
+from nncli.gradcheck.memory import available_memory, estimate_memory
+from nncli.gradcheck.numeric import _Settings
+from nncli.gradcheck.options import (
+    DEFAULT_ATOL, DEFAULT_BATCH, DEFAULT_DIRECTIONS, DEFAULT_EPS, DEFAULT_RTOL, Mode, Objective,
+)
+from nncli.gradcheck.report import GradcheckReport, _report
+from nncli.gradcheck.state import _preserved, _rng_devices, _seed
+from nncli.spec import Spec
+
+
+def gradcheck(spec: Spec, *, batch: int = DEFAULT_BATCH, data: str | Path | None = None,
+              objective: str = "projection", mode: str = "train", exhaustive: bool = False,
+              directions: int = DEFAULT_DIRECTIONS, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
+              eps: float = DEFAULT_EPS, seed: int = 0, device: str | torch.device = "cpu",
+              memory_limit: int | None = None) -> GradcheckReport:
+    """Build ``spec`` in float64 and check every layer's gradients against finite differences.
+
+    Args:
+        spec: a validated spec.
+        batch: examples per evaluation (random inputs, or the first rows of ``data``).
+        data: an .npz/.npy/.pt/.csv file of inputs (``x`` array) instead of random inputs.
+        objective: "projection" (a fixed random projection of the output) or "loss"
+            (cross-entropy with random targets).
+        mode: "train" or "eval": the mode the model is checked in (restored afterwards).
+        exhaustive: check every coordinate (vectorised) instead of random directions.
+        directions: random directions per tensor (default mode).
+        rtol, atol: a check fails when ``|<g, v> - D| > atol + rtol * |g|``.
+        eps: the finite-difference step ``h``.
+        seed: weights, inputs, directions and the RNG replayed in every evaluation.
+        device: where to run.
+        memory_limit: bytes available (default: what this machine has free).
+
+    Returns:
+        a :class:`GradcheckReport`.
+
+    Raises:
+        InputError: bad settings, an unreadable ``data`` file, or a spec too big to check in
+            float64 in the available memory (checked before anything is allocated).
+
+    Example:
+        >>> report = gradcheck(load_spec("specs/custom-swish.yaml"))
+        >>> report.ok, report.suspect
+        (True, None)
+    """
+    _validate(batch=batch, directions=directions, rtol=rtol, atol=atol, eps=eps)
+    device = torch.device(device)
+    estimate = estimate_memory(spec, batch, exhaustive)
+    available = memory_limit if memory_limit is not None else available_memory(device)
+    if available is not None and estimate > available:
+        from nncli.formatting import fmt_bytes
+
+        raise InputError(
+            f"{spec.name or 'this spec'} is too big to gradcheck in float64 here: it needs about "
+            f"{fmt_bytes(estimate)} (weights, gradients, a saved copy, directions and activations for "
+            f"batch {batch}), "
+            f"and {fmt_bytes(available)} is available",
+            hint="check a smaller variant of the network, a smaller --batch, or a machine with more memory")
+    # build_model seeds the global RNG: fork it so the caller's RNG stream is left as found.
+    with torch.random.fork_rng(devices=_rng_devices(device)):
+        built = build_model(spec, device=device, seed=seed, dtype=torch.float64)
+        x = _inputs(built, batch, data, seed, device)
+    return check_built(built, x, objective=objective, mode=mode, exhaustive=exhaustive,
+                       directions=directions, rtol=rtol, atol=atol, eps=eps, seed=seed,
+                       data=str(data) if data is not None else None, memory_estimate=estimate)
+
+
+def check_built(built: Built, x: torch.Tensor, *, objective: str = "projection", mode: str = "train",
+                exhaustive: bool = False, directions: int = DEFAULT_DIRECTIONS, rtol: float = DEFAULT_RTOL,
+                atol: float = DEFAULT_ATOL, eps: float = DEFAULT_EPS, seed: int = 0, data: str | None = None,
+                memory_estimate: int = 0) -> GradcheckReport:
+    """Check an already built float64 model on the batch ``x``; leaves the model and RNG as found.
+
+    Args:
+        built: from :func:`nncli.build.build_model` (``dtype=torch.float64``).
+        x: the batch, ``(N, *built.input_shape)``.
+        the rest: as :func:`gradcheck`.
+
+    Returns:
+        a :class:`GradcheckReport`.
+    """
+    _validate(batch=max(1, x.shape[0]), directions=directions, rtol=rtol, atol=atol, eps=eps)
+    mode = Mode(mode).value
+    objective = Objective(objective).value
+    settings = _Settings(rtol, atol, eps, directions, exhaustive)
+    model = built.model
+    device = x.device
+    start = time.perf_counter()
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    with _preserved(model, device):
+        model.train(mode == "train")
+        objective_fn = _objective(objective, built, x, gen)
+        inputs = _record_inputs(built, x, _seed(seed, "model"))
+        layers = [_check_layer(info, inputs, settings, gen, seed, depth=0, top=info.index)
+                  for info in built.layers]
+        e2e = _check_model(built, x, objective_fn, settings, gen, seed)
+    report = _report(built, layers, e2e, settings, batch=x.shape[0], mode=mode, objective=objective,
+                     seed=seed, device=str(device), data=data, memory_estimate=memory_estimate,
+                     seconds=time.perf_counter() - start)
+    return report
+
+
+def _validate(*, batch: int, directions: int, rtol: float, atol: float, eps: float) -> None:
+    if batch < 1:
+        raise InputError(f"--batch: expected a positive integer, found {batch}")
+    if directions < 1:
+        raise InputError(f"--directions: expected a positive integer, found {directions}")
+    for flag, value in (("--rtol", rtol), ("--atol", atol)):
+        if not (value >= 0 and math.isfinite(value)):
+            raise InputError(f"{flag}: expected a number >= 0, found {value}")
+    if not (eps > 0 and math.isfinite(eps)):
+        raise InputError(f"--eps: expected a positive step, found {eps}")
+
+
+def _inputs(built: Built, batch: int, data, seed: int, device: torch.device) -> torch.Tensor:
+    """The batch: the first ``batch`` rows of ``data``, or seeded N(0, 1) inputs."""
+    shape = tuple(built.input_shape)
+    if data is not None:
+        from nncli.data import fit_input_shape, read_inputs
+
+        x = fit_input_shape(read_inputs(Path(data)), shape, what=str(data))
+        if x.shape[0] == 0:
+            raise InputError(f"{data}: the file has no examples")
+        return x[:batch].to(device=device, dtype=torch.float64)
+    gen = torch.Generator(device="cpu").manual_seed(_seed(seed, "inputs"))
+    return torch.randn((batch, *shape), generator=gen, dtype=torch.float64).to(device)
+
+
+def _objective(kind: str, built: Built, x: torch.Tensor, gen: torch.Generator) -> Callable:
+    """The scalar the end-to-end check differentiates: never a plain sum (BatchNorm's is 0)."""
+    out_shape = (x.shape[0], *built.output_shape)
+    if kind == "projection":
+        r = torch.randn(out_shape, generator=gen, dtype=torch.float64, device=x.device)
+        return lambda y: (r * y).sum()
+    if len(out_shape) < 2 or out_shape[1] < 2:
+        raise InputError(f"--objective loss: cross-entropy needs an output of [N, classes, ...] with at least "
+                         f"2 classes; this network gives {list(('N',) + tuple(built.output_shape))}",
+                         hint="use --objective projection")
+    classes = out_shape[1]
+    target = torch.randint(0, classes, (out_shape[0], *out_shape[2:]), generator=gen, device=x.device)
+    return lambda y: nn.functional.cross_entropy(y, target)

@@ -1,0 +1,117 @@
+"""Per-layer isolation, as Caffe's checker does: one forward pass records the real input reaching
+every layer (nested ones inside Residual/Repeat too); each leaf layer is then checked on its own,
+on that input, under ``<G, layer(x)>`` for a random upstream gradient ``G``, so a wrong backward
+is pinned to its layer. Then the whole model once, end to end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+import torch
+
+from nncli.build import Built, LayerInfo
+from nncli.errors import InputError
+from nncli.gradcheck.custom import _structural
+from nncli.gradcheck.numeric import _check_unit, _Settings
+from nncli.gradcheck.report import LayerCheck, StructuralCheck, Verdict, _worst
+from nncli.gradcheck import state
+from nncli.gradcheck.state import _seed
+from nncli.gradcheck.unit import _Unit
+
+
+def _record_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.Tensor]:
+    """The real input reaching every layer (nested ones too), from one forward pass.
+
+    Raises:
+        InputError: a layer's output is not finite: finite differences of inf/NaN say nothing
+            about the backward, so the first such layer (in execution order) is named instead.
+    """
+    seen: dict[int, torch.Tensor] = {}
+    nonfinite: list = []
+    hooks = []
+    for info in built.walk():
+        def hook(module, args, key=id(info)):
+            seen[key] = args[0].detach().clone()
+        hooks.append(info.module.register_forward_pre_hook(hook))
+        if not info.children:
+            def out_hook(module, args, output, info=info):
+                if not nonfinite and isinstance(output, torch.Tensor) and not torch.isfinite(output).all():
+                    nonfinite.append(info)
+            hooks.append(info.module.register_forward_hook(out_hook))
+    try:
+        with torch.no_grad(), state._replay(seed, x.device):
+            built.model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    if nonfinite:
+        info = nonfinite[0]
+        came = "its input is already not finite" if not torch.isfinite(seen[id(info)]).all() else \
+            "its input is finite"
+        raise info.spec.where.error(
+            f"the forward pass is not finite: {info.type} ({info.name}) gives inf or NaN in float64 "
+            f"on the gradcheck batch ({came}), so no gradient can be checked",
+            hint="look at that layer's init scale (spec `init`) or at the --data values", kind=InputError)
+    return seen
+
+
+def _check_layer(info: LayerInfo, inputs: dict, settings: _Settings, gen: torch.Generator, seed: int,
+                 depth: int, top: int) -> LayerCheck:
+    """Check one layer in isolation; a composite recurses so the guilty leaf is named."""
+    row = LayerCheck(index=top, id=info.fqn, path=info.path, name=info.name, type=info.type, depth=depth,
+                     verdict=Verdict.OK)
+    if info.children:
+        row.children = [_check_layer(c, inputs, settings, gen, seed, depth + 1, top) for c in info.children]
+        row.verdict = _worst(c.verdict for c in row.children)
+        return row
+    x = inputs.get(id(info))
+    if x is None:  # never reached in the forward pass (cannot happen for a Sequential spec)
+        row.note = "not reached by the forward pass: not checked"
+        return row
+    act = x.numel() + x.shape[0] * math.prod(info.out_shape)
+    layer_seed = _seed(seed, "layer " + info.fqn)
+    try:
+        with torch.no_grad(), state._replay(layer_seed, x.device):
+            y = info.module(x)
+        upstream = torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
+        unit = _Unit(info.module, x, lambda out, upstream=upstream: (upstream * out).sum(), layer_seed)
+        if info.target is not None:  # a Custom layer: its backward is hand-written, so probe it
+            row.structural = _structural(unit, gen)
+        row.tensors = _check_unit(unit, settings, gen, act)
+        if any(t.verdict is Verdict.KINK for t in row.tensors) and x.is_floating_point():
+            # Kinks in every direction: the real input sits on ties or exact zeros (a max-pool
+            # window of ReLU zeros). Move off them and check again there. Jittered ties are
+            # still close pairs (a birthday problem over all pairs), so the jitter is 1% of the
+            # input's spread and the step shrinks tenfold: a pair then needs to be within ~h/10
+            # to be crossed, while float64 round-off, ~1e-16 |F| / h, stays far below rtol.
+            scale = max(1e-2 * float(x.std()) if x.numel() > 1 else 0.0, 1e4 * settings.eps)
+            jitter = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device) * scale
+            unit = _Unit(info.module, x + jitter, unit.objective, layer_seed)
+            row.tensors = _check_unit(unit, dataclasses.replace(settings, eps=settings.eps / 10), gen, act)
+            row.note = (f"the real input sits on a kink (ties or exact zeros) in every direction tried; "
+                        f"checked at the input jittered by N(0, {scale:.1g}^2), step h/10")
+    except Exception as exc:  # a custom forward/backward that raises is a failure of that layer
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        row.structural.append(StructuralCheck("runs", False, f"{type(exc).__name__}: {first}"))
+    row.verdict = _worst([t.verdict for t in row.tensors]
+                         + [Verdict.FAIL for s in row.structural if not s.ok])
+    return row
+
+
+def _check_model(built: Built, x: torch.Tensor, objective: Callable, settings: _Settings,
+                 gen: torch.Generator, seed: int) -> LayerCheck:
+    """The end-to-end check: the whole model under the objective."""
+    unit = _Unit(built.model, x, objective, _seed(seed, "model"))
+    act = x.numel() + x.shape[0] * sum(math.prod(i.out_shape) for i in built.walk() if not i.children)
+    row = LayerCheck(index=None, id="model", path="layers", name="end-to-end", type="model", depth=0,
+                     verdict=Verdict.OK)
+    try:
+        row.tensors = _check_unit(unit, settings, gen, act, joint=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        row.structural.append(StructuralCheck("runs", False, f"{type(exc).__name__}: {first}"))
+    row.verdict = _worst([t.verdict for t in row.tensors] + [Verdict.FAIL for s in row.structural if not s.ok])
+    return row

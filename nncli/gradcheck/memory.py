@@ -1,0 +1,51 @@
+"""The memory guard: what a float64 gradcheck of a spec needs (from shapes alone), and what the
+device has free; a spec too big is refused before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nncli.build import count_params, infer
+from nncli.gradcheck.numeric import EXHAUSTIVE_CHUNK_BYTES
+from nncli.spec import Spec
+
+
+def estimate_memory(spec: Spec, batch: int, exhaustive: bool = False) -> int:
+    """Bytes a float64 gradcheck of ``spec`` needs, from shapes alone (nothing is allocated).
+
+    The parameters five times over (the weights, their gradients, the saved copy restored at the
+    end, the end-to-end direction ``v`` and the perturbed weights ``w + h v``), buffers twice
+    (themselves and the saved copy), the activations of the batch four times (the forward graph,
+    what autograd saves, the recorded per-layer inputs, one isolated layer's graph), one
+    temporary of the largest tensor, and the vectorised chunk in exhaustive mode.
+    """
+    built = infer(spec)
+    n_params, _, n_buffers = count_params(built.model)
+    activations = batch * (math.prod(built.input_shape)
+                           + sum(math.prod(info.out_shape) for info in built.walk() if not info.children))
+    largest = max([p.numel() for p in built.model.parameters()] + [batch * math.prod(built.input_shape)])
+    elements = 5 * n_params + 2 * n_buffers + 4 * activations + largest
+    return 8 * elements + (EXHAUSTIVE_CHUNK_BYTES if exhaustive else 0)
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free memory on ``device`` in bytes (CPU: MemAvailable), or None when unknown."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None

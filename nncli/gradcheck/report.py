@@ -1,0 +1,228 @@
+"""What ``nncli gradcheck`` found: verdicts, per tensor / layer / model results (their ``to_json``
+is the documented ``--json`` schema), the detection bound, and the one-sentence diagnosis that
+names the suspect layer. No torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Iterator
+
+from nncli.gradcheck.options import DEFAULT_DIRECTIONS, DEFAULT_RTOL
+
+if TYPE_CHECKING:
+    from nncli.build import Built
+    from nncli.gradcheck.numeric import _Settings
+
+
+class Verdict(str, Enum):
+    """A tensor's, a layer's or the model's outcome."""
+
+    OK = "ok"
+    FAIL = "FAIL"
+    KINK = "kink"  # inconclusive: the function is not differentiable where it was checked
+
+
+def miss_probability(rel_error: float, rtol: float = DEFAULT_RTOL, directions: int = DEFAULT_DIRECTIONS) -> float:
+    """Probability that ``directions`` random directions all miss a gradient error.
+
+    An error ``e`` with ``|e| = rel_error * |g|`` is missed by one Gaussian direction ``v`` when
+    ``|<e, v>| <= rtol |g|``; ``<e, v> ~ N(0, |e|^2)``, so that happens with probability
+    ``erf(rtol / (rel_error sqrt 2))``, independently per direction (atol ignored).
+
+    Example:
+        >>> round(miss_probability(1e-3), 9)   # 0.1% error, defaults rtol 1e-5, 3 directions
+        5.08e-07
+    """
+    if rel_error <= 0:
+        return 1.0
+    return math.erf(rtol / (rel_error * math.sqrt(2.0))) ** directions
+
+
+@dataclass
+class TensorCheck:
+    """One checked tensor (a parameter or a layer's input) of one layer."""
+
+    name: str  # "weight", "bias", "input"; end to end: "input + parameters" or "0.weight"
+    numel: int
+    verdict: Verdict
+    # max |<g,v> - D| / |g| over conclusive directions; None when |g| <= atol (a gradient that is
+    # zero but for round-off, e.g. a bias before BatchNorm: judged on the absolute error) or none
+    max_rel_error: float | None
+    max_abs_error: float | None
+    grad_norm: float
+    checked: int  # conclusive directions (or coordinates, exhaustive)
+    kinks: int = 0  # directions (coordinates) that hit a kink
+    note: str | None = None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "numel": self.numel, "max_rel_error": self.max_rel_error,
+                "max_abs_error": self.max_abs_error, "grad_norm": self.grad_norm,
+                "verdict": self.verdict.value, "checked": self.checked, "kinks": self.kinks, "note": self.note}
+
+
+@dataclass
+class StructuralCheck:
+    """A cheap property every correct backward has (run on Custom layers)."""
+
+    name: str  # "backward twice", "zero upstream", "linear in upstream"
+    ok: bool
+    detail: str
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass
+class LayerCheck:
+    """One layer's outcome; a Residual/Repeat aggregates its children."""
+
+    index: int | None  # top-level position (None for the end-to-end check)
+    id: str  # the module's name in the model: "3", "3.body.0"; "model" end to end
+    path: str  # "layers[3].Residual.body[0]"
+    name: str
+    type: str
+    depth: int
+    verdict: Verdict
+    tensors: list[TensorCheck] = field(default_factory=list)
+    structural: list[StructuralCheck] = field(default_factory=list)
+    children: list["LayerCheck"] = field(default_factory=list)
+    note: str | None = None
+
+    def walk(self) -> Iterator["LayerCheck"]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "id": self.id, "path": self.path, "name": self.name, "type": self.type,
+                "depth": self.depth, "verdict": self.verdict.value,
+                "tensors": [t.to_json() for t in self.tensors],
+                "structural": [s.to_json() for s in self.structural],
+                "children": [c.to_json() for c in self.children], "note": self.note}
+
+
+@dataclass
+class GradcheckReport:
+    """Everything ``nncli gradcheck`` found; feeds the table and ``--json`` alike."""
+
+    name: str
+    ok: bool  # no FAIL anywhere
+    suspect: int | None  # top-level index of the first failing layer
+    suspect_id: str | None  # its module name, nested ones included ("3.body.0")
+    suspect_name: str | None
+    diagnosis: str  # one sentence
+    layers: list[LayerCheck]
+    end_to_end: LayerCheck
+    batch: int
+    mode: str
+    objective: str
+    exhaustive: bool
+    directions: int
+    rtol: float
+    atol: float
+    eps: float
+    seed: int
+    device: str
+    data: str | None
+    memory_estimate: int  # bytes, the figure the memory guard compared
+    seconds: float
+
+    def leaves(self) -> list[LayerCheck]:
+        """Checked layers (no composites), in forward order."""
+        return [c for layer in self.layers for c in layer.walk() if not c.children]
+
+    def counts(self) -> dict[str, int]:
+        out = {v.value: 0 for v in Verdict}
+        for layer in [*self.leaves(), self.end_to_end]:
+            out[layer.verdict.value] += 1
+        return out
+
+    def detection(self) -> list[tuple[float, float]]:
+        """(relative error, probability it escapes) for this run's rtol and directions."""
+        return [(r, miss_probability(r, self.rtol, self.directions)) for r in (1e-4, 1e-3, 1e-2)]
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name, "ok": self.ok, "suspect": self.suspect, "suspect_id": self.suspect_id,
+            "suspect_name": self.suspect_name, "diagnosis": self.diagnosis, "counts": self.counts(),
+            "settings": {"batch": self.batch, "mode": self.mode, "objective": self.objective,
+                         "exhaustive": self.exhaustive, "directions": self.directions, "rtol": self.rtol,
+                         "atol": self.atol, "eps": self.eps, "seed": self.seed, "device": self.device,
+                         "data": self.data},
+            "detection": None if self.exhaustive else
+            [{"rel_error": r, "miss_probability": p} for r, p in self.detection()],
+            "layers": [layer.to_json() for layer in self.layers],
+            "end_to_end": self.end_to_end.to_json(),
+            "memory_estimate_bytes": self.memory_estimate, "seconds": round(self.seconds, 3),
+        }
+
+
+def _worst(verdicts) -> Verdict:
+    verdicts = list(verdicts)
+    if Verdict.FAIL in verdicts:
+        return Verdict.FAIL
+    if Verdict.KINK in verdicts:
+        return Verdict.KINK
+    return Verdict.OK
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2g}"
+
+
+def _diagnose_layer(layer: LayerCheck) -> str:
+    who = f"layer {layer.id} `{layer.name}` ({layer.type})"
+    broken = [s for s in layer.structural if not s.ok]
+    if broken and broken[0].name == "runs":
+        return f"{who} raises while being checked: {broken[0].detail}."
+    failed = [t for t in layer.tensors if t.verdict is Verdict.FAIL]
+    if failed:
+        worst = max(failed, key=lambda t: t.max_rel_error or 0.0)
+        names = ", ".join(f"`{t.name}`" for t in failed)
+        others = [t for t in layer.tensors if t.verdict is not Verdict.FAIL]
+        size = (f"relative error up to {_fmt(worst.max_rel_error)}" if worst.max_rel_error is not None
+                else f"error {_fmt(worst.max_abs_error)} where the gradient should be ~0")
+        rest = (f"; its {', '.join(f'`{t.name}`' for t in others)} gradient{'s' if len(others) > 1 else ''} "
+                f"agree{'' if len(others) > 1 else 's'}" if others else "")
+        text = f"{who} computes a wrong gradient for {names} ({size}{rest}): its backward is the suspect"
+    else:
+        text = f"{who} has a backward that is not a proper vector-Jacobian product"
+    if broken:
+        text += "; structural: " + "; ".join(f"{s.name} fails ({s.detail})" for s in broken)
+    return text + "."
+
+
+def _report(built: Built, layers: list[LayerCheck], e2e: LayerCheck, settings: _Settings, **kw) -> GradcheckReport:
+    leaves = [c for layer in layers for c in layer.walk() if not c.children]
+    failing = [c for c in leaves if c.verdict is Verdict.FAIL]
+    kinked = [c for c in leaves + [e2e] if c.verdict is Verdict.KINK]
+    ok = not failing and e2e.verdict is not Verdict.FAIL
+    suspect = failing[0] if failing else None
+    if suspect is not None:
+        diagnosis = _diagnose_layer(suspect)
+        if len(failing) > 1:
+            diagnosis = diagnosis[:-1] + (f"; {len(failing) - 1} more layer(s) fail too: "
+                                          + ", ".join(c.id for c in failing[1:]) + ".")
+    elif e2e.verdict is Verdict.FAIL:
+        worst = max((t.max_rel_error or 0.0) for t in e2e.tensors) if e2e.tensors else None
+        diagnosis = ("every layer passes on its own but the whole model's gradient does not (relative error "
+                     f"{_fmt(worst)}): look for state shared between layers or a forward that changes "
+                     "from one call to the next.")
+        if any(not s.ok for s in e2e.structural):
+            diagnosis = f"the whole model raises while being checked: {e2e.structural[0].detail}."
+    elif kinked:
+        diagnosis = (f"no gradient error found; {len(kinked)} check(s) sit on kinks (ReLU at 0, max-pool ties, "
+                     "Step, abs), inconclusive there: " + ", ".join(c.id for c in kinked) + ".")
+    else:
+        errors = [t.max_rel_error for c in leaves + [e2e] for t in c.tensors if t.max_rel_error is not None]
+        diagnosis = (f"all {len(leaves)} layers and the end-to-end check agree with central differences "
+                     f"(largest relative error {_fmt(max(errors) if errors else None)}).")
+    return GradcheckReport(
+        name=built.spec.name or (built.spec.path.stem if built.spec.path else "model"), ok=ok,
+        suspect=suspect.index if suspect else None, suspect_id=suspect.id if suspect else None,
+        suspect_name=suspect.name if suspect else None, diagnosis=diagnosis, layers=layers, end_to_end=e2e,
+        exhaustive=settings.exhaustive, directions=settings.directions, rtol=settings.rtol, atol=settings.atol,
+        eps=settings.eps, **kw)

@@ -1,0 +1,154 @@
+"""``nncli probe``: vanishing and exploding gradients, measured layer by layer and across depth.
+
+What is measured, per seed ``s``: weights from ``build_model(spec, seed=s)``; from
+``g = torch.Generator().manual_seed(s)`` first the batch (``torch.randn((N, *input), generator=g)``,
+or with ``--data`` the rows ``torch.randperm(len(data), generator=g)[:N]``), then the projection
+``r = torch.randn((N, *output), generator=g)`` of the loss below. So any seed's numbers can be
+reproduced by hand, and the batch does not depend on the device.
+
+- forward, for each probed layer's output ``h`` (N, *): mean, std and RMS over all elements;
+  the fraction of *dead* units of a ReLU-family layer (a unit = one output element of an
+  example; dead = its input is <= 0 for every example of the batch, so its output is flat and
+  no gradient passes); the fraction of *saturated* outputs of a squashing layer (Sigmoid below
+  0.01 or above 0.99, |Tanh| above 0.99, Hardsigmoid/Hardtanh at their clamps).
+- backward: ``||dL/dh||`` (Frobenius norm over the batch) of every probed layer's output, taken
+  with ``torch.autograd.grad`` on the tensors caught by forward hooks, so nothing is accumulated
+  into ``.grad``; ``||dL/dW||`` and ``||dL/dW|| / ||W||`` over the layer's parameters named
+  ``weight`` (biases start at zero, so their ratio says nothing at init).
+
+**The probed layers** are the *main path* of the network: the top-level layers with every
+``Repeat`` expanded into its copies' layers (recursively), each leaf layer one row, and each
+``Residual`` one row (its output ``body(x) + shortcut(x)`` is the point on the path; its
+weight gradients are those of every layer inside it). The layers inside a Residual are probed
+too and reported under their block (``inner``), but they are branches, not points of the chain,
+so they do not enter the ratio R. A 20-layer ``[Linear, Sigmoid]`` Repeat plus a Linear head
+gives L = 41 rows.
+
+**The loss** is a fixed random projection of the output: ``L = (1/N) sum_n <r_n, f(x_n)>`` with
+``r_n ~ N(0, I)`` drawn per seed. Its gradient at the output is exactly ``r / N``, whatever the
+network computes, so the activation gradients ``dL/dh = J_h^T r / N`` measure the network's own
+backward Jacobians, the quantity the exploding/vanishing law is about, and not how a softmax
+happens to saturate on random labels. It needs no labels and works for any output shape.
+
+**The verdict** (healthy, vanishing, exploding or non-finite) comes from R, the first probed
+layer's activation gradient over the output's, its per-layer factor gamma and the forward growth
+G, per seed and on their geometric means over seeds: see :mod:`nncli.probe.verdict`.
+
+``--steps N`` trains each seed's network N optimizer steps (:mod:`nncli.probe.steps`), then probes
+again with the *same* batch and projection as at init, so the two probes differ only by the
+weights. ``--sweep-depth`` probes the spec rebuilt at several depths and fits the exponential law
+(:mod:`nncli.probe.depth`).
+
+Every measurement runs in the model's training mode (the regime training sees: BatchNorm uses
+batch statistics) and leaves the model as it found it: weights, buffers (BatchNorm running
+statistics), train/eval flags, ``.grad`` fields and the global RNG state.
+
+The parts: :mod:`~nncli.probe.measure` (probed points, the batch, one measurement),
+:mod:`~nncli.probe.verdict`, :mod:`~nncli.probe.steps`, :mod:`~nncli.probe.depth` and the result
+objects in :mod:`~nncli.probe.report`; :func:`probe` here runs them in order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from nncli.build import build_model
+from nncli.errors import InputError
+from nncli.probe.depth import depth_sweep, fit_sweep, with_repeat_times
+from nncli.probe.measure import all_points, measure, probe_batch, probe_points, read_data, weight_gain
+from nncli.probe.report import LayerStats, ProbeReport, ProbeResult, SeedProbe, Sweep, SweepPoint, Training
+from nncli.probe.steps import STEP_LOSS_TEXT, loss_kind, train_config, train_steps
+from nncli.probe.verdict import Thresholds, Verdict, aggregate, classify, explain, mean
+from nncli.spec import Spec
+
+__all__ = ["probe", "DEFAULT_SEEDS", "DEFAULT_BATCH", "LOSS_TEXT", "Thresholds", "Verdict", "classify",
+           "explain", "measure", "probe_points", "read_data", "with_repeat_times", "fit_sweep", "ProbeReport",
+           "ProbeResult", "LayerStats", "SeedProbe", "Training", "Sweep", "SweepPoint"]
+
+DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_BATCH = 128
+
+LOSS_TEXT = ("random projection L = mean_n <r_n, f(x_n)>, r_n ~ N(0, I): dL/d(output) = r/N whatever "
+             "the network outputs, so activation gradients measure the backward Jacobians alone")
+
+
+def probe(spec: Spec, *, seeds: Sequence[int] = DEFAULT_SEEDS, batch_size: int = DEFAULT_BATCH,
+          data: str | Path | None = None, steps: int = 0, sweep_depths: Sequence[int] | None = None,
+          thresholds: Thresholds = Thresholds(), device: str = "auto", optimizer: str | None = None,
+          lr: float | None = None) -> ProbeReport:
+    """Probe a spec for vanishing and exploding gradients at init, over seeds.
+
+    Args:
+        spec: a validated spec.
+        seeds: one build and one random batch per seed (``build_model(spec, seed=s)``).
+        batch_size: examples per probe batch (and per training step).
+        data: a file of inputs (``.npz``/``.npy``/``.csv``/``.pt``) instead of N(0, 1) inputs.
+        steps: when > 0, train each seed's network this many optimizer steps and probe again.
+        sweep_depths: ``Repeat.times`` values: probe the spec rebuilt at each depth.
+        thresholds: where healthy ends (:class:`Thresholds`).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        optimizer, lr: override the spec's ``train:`` section for ``--steps``.
+
+    Returns:
+        :class:`ProbeReport`; ``report.ok`` is False when a probe is not healthy.
+
+    Example:
+        >>> report = probe(load_spec("specs/deep-sigmoid.yaml"), seeds=[0, 1])
+        >>> report.init.verdict
+        <Verdict.vanishing: 'vanishing'>
+    """
+    from nncli.device import resolve_device
+
+    thresholds.check()
+    seeds = list(dict.fromkeys(int(s) for s in seeds))
+    if not seeds:
+        raise InputError("--seeds: expected at least one seed")
+    if batch_size < 2:
+        raise InputError(f"--batch-size: expected at least 2 (BatchNorm needs a batch), found {batch_size}")
+    if steps < 0:
+        raise InputError(f"--steps: expected an integer >= 0, found {steps}")
+    dev = resolve_device(device)
+    x_data = read_data(data, tuple(spec.input)) if data is not None else None
+    cfg = train_config(spec, optimizer, lr) if steps else None
+    if sweep_depths:  # fail on a bad sweep before spending time on the probe
+        if any(t < 1 for t in sweep_depths):
+            raise InputError(f"--sweep-depth: expected Repeat counts >= 1, found {list(sweep_depths)}")
+        with_repeat_times(spec, sweep_depths[0])
+
+    # build_model seeds the global RNG; the caller's stream is given back untouched.
+    cuda = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        init_runs, after_runs, losses = [], [], []
+        points = types = gain = None
+        for seed in seeds:
+            built = build_model(spec, device=dev, seed=seed)
+            points = probe_points(built)
+            types = {p.info.type for p in all_points(points)}
+            if gain is None:
+                gain = weight_gain(built.model)
+            x, r = probe_batch(built, seed, batch_size, x_data)
+            init_runs.append(measure(built.model, points, x, r))
+            if steps:
+                torch.manual_seed(seed)  # Dropout during the steps
+                kind = loss_kind(spec, cfg, built.output_shape)
+                losses.append(train_steps(built.model, cfg, kind, built.output_shape, steps, seed, batch_size,
+                                          built.input_shape, x_data))
+                after_runs.append(measure(built.model, points, x, r))
+        init = aggregate(points, init_runs, seeds, thresholds, types, gain)
+        after = training = None
+        if steps:
+            after = aggregate(points, after_runs, seeds, thresholds, types, None)
+            training = Training(steps, cfg.optimizer, cfg.lr, STEP_LOSS_TEXT[kind],
+                                mean([f for f, _ in losses]), mean([l for _, l in losses]))
+        sweep = (depth_sweep(spec, sweep_depths, seeds, batch_size, x_data, thresholds, dev)
+                 if sweep_depths else None)
+
+    inputs = (f"{Path(data).name} ({len(x_data)} examples, {min(batch_size, len(x_data))} per seed)"
+              if x_data is not None else f"random N(0, 1), {batch_size} per seed")
+    return ProbeReport(name=spec.name, file=str(spec.path) if spec.path else None, seeds=seeds,
+                       batch_size=batch_size, inputs=inputs, loss=LOSS_TEXT, device=str(dev),
+                       thresholds=thresholds, init=init, training=training, after=after, sweep=sweep)
+

@@ -1,0 +1,260 @@
+"""One probe measurement: which layers are probed, the probe batch, and one forward and backward
+pass with hooks on them, reduced to per-layer statistics.
+
+The probed points are the network's main path (Repeats expanded, each Residual one point with its
+own layers as ``inner`` points). :func:`measure` runs the model in training mode on a batch and a
+fixed projection ``r`` of the output, catches every point's output with forward hooks, takes the
+gradients with ``torch.autograd.grad`` and leaves the model exactly as it found it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from nncli.build import Built, LayerInfo
+from nncli.errors import InputError
+from nncli.layer_kinds import RELU_FAMILY, WEIGHT_LAYERS
+from nncli.modules import Repeat, Residual
+
+
+# -- which layers are probed -------------------------------------------------------------------
+@dataclass
+class Point:
+    """A probed layer: a main-path row, or (``inner``) a layer inside a Residual."""
+
+    info: LayerInfo
+    index: int | None
+    inner: list["Point"] = field(default_factory=list)
+
+
+def probe_points(built: Built) -> list[Point]:
+    """The main path of a built network: Repeats expanded, Residuals one row each.
+
+    Returns:
+        list of :class:`Point`, in forward order; a Residual's point holds its own layers in
+        ``inner`` (Repeats inside them expanded the same way).
+
+    Example:
+        >>> [p.info.type for p in probe_points(build_model(load_spec("specs/deep-sigmoid.yaml")))][:3]
+        ['Linear', 'Sigmoid', 'Linear']
+    """
+    points: list[Point] = []
+
+    def expand(infos: Sequence[LayerInfo], out: list[Point], main: bool) -> None:
+        for info in infos:
+            if isinstance(info.module, Repeat):
+                expand(info.children, out, main)
+                continue
+            point = Point(info, len(out) if main else None)
+            if isinstance(info.module, Residual):
+                expand(info.children, point.inner, False)
+            out.append(point)
+
+    expand(built.layers, points, True)
+    return points
+
+
+def all_points(points: Sequence[Point]) -> Iterator[Point]:
+    """Every point, depth first: each main-path point, then the points inside it."""
+    for p in points:
+        yield p
+        yield from all_points(p.inner)
+
+
+# -- one measurement ---------------------------------------------------------------------------
+@dataclass
+class Measurement:
+    """One seed's per-point numbers, keyed like the points (depth-first order)."""
+
+    stats: list[dict]
+    loss: float
+    finite: bool
+    nonfinite_at: str | None
+
+
+def measure(model: nn.Module, points: Sequence[Point], x: torch.Tensor, direction: torch.Tensor) -> Measurement:
+    """One forward and backward pass with hooks on every point; leaves ``model`` as it found it.
+
+    Args:
+        model: the built network (``built.model``).
+        points: from :func:`probe_points` on the same build.
+        x: a batch ``(N, *input_shape)`` on the model's device.
+        direction: ``r``, ``(N, *output_shape)``: the loss is ``(r * f(x)).sum() / N``.
+
+    Returns:
+        per point (in :func:`all_points` order) a dict of act_mean, act_std, act_rms, dead_frac,
+        saturated_frac, grad_norm, weight_norm, weight_grad_norm, weight_grad_ratio.
+
+    The model is run in training mode; afterwards its parameters, buffers, train/eval flags and
+    the global RNG state (Dropout draws from it) are restored exactly, and ``.grad`` is never
+    touched (the gradients come from ``torch.autograd.grad``).
+    """
+    flat = list(all_points(points))
+    modes = [(m, m.training) for m in model.modules()]
+    state = [(t, t.detach().clone()) for t in _tensors(model)]
+    caught: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    # A later in-place layer (ReLU(inplace=True)) would overwrite a caught output and rebase its
+    # autograd history; handing the network a copy keeps the caught tensor intact.
+    inplace = any(getattr(m, "inplace", False) for m in model.modules())
+
+    def hook_for(k: int):
+        def hook(module, args, output):
+            if not isinstance(output, torch.Tensor):
+                return None
+            caught[k] = (args[0] if args and isinstance(args[0], torch.Tensor) else None, output)
+            return output.clone() if inplace else None
+        return hook
+
+    devices = [x.device.index or 0] if x.device.type == "cuda" else []
+    handles = []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            model.train()
+            for k, p in enumerate(flat):
+                handles.append(p.info.module.register_forward_hook(hook_for(k)))
+            # x needs a gradient so activations have one even when every weight is frozen.
+            x = x.detach().clone().requires_grad_(True)
+            y = model(x)
+            n = x.shape[0]
+            loss = (y * direction).sum() / n
+            missing = [flat[k].info.name for k in range(len(flat)) if k not in caught]
+            if missing:  # e.g. a Custom layer returning a tuple
+                raise InputError(f"probe could not catch the output of {', '.join(missing[:3])}",
+                                 hint="probed layers must return one tensor")
+            outs = [caught[k][1] for k in range(len(flat))]
+            weights = [[w for name, w in p.info.module.named_parameters()
+                        if name.rsplit(".", 1)[-1] == "weight" and w.requires_grad] for p in flat]
+            unique_w = list({id(w): w for ws in weights for w in ws}.values())
+            grads = torch.autograd.grad(loss, outs + unique_w, allow_unused=True)
+            act_grads = grads[:len(outs)]
+            w_grads = {id(w): g for w, g in zip(unique_w, grads[len(outs):])}
+            stats = []
+            for k, p in enumerate(flat):
+                inp, h = caught[k]
+                stats.append(_point_stats(p.info.type, inp, h.detach(), act_grads[k], weights[k], w_grads))
+            return Measurement(stats, float(loss.item()), *_first_nonfinite(flat, stats, loss.item()))
+    finally:
+        for h in handles:
+            h.remove()
+        with torch.no_grad():
+            for t, saved in state:
+                t.copy_(saved)
+        for m, mode in modes:
+            m.training = mode
+
+
+def _first_nonfinite(flat: list[Point], stats: list[dict], loss: float) -> tuple[bool, str | None]:
+    """(all finite?, where NaN/inf first shows): forward in layer order, then the loss, then
+    backward from the output towards the input (the order the numbers are computed in)."""
+    def bad(s, keys):
+        return any(s[k] is not None and not math.isfinite(s[k]) for k in keys)
+
+    def label(p):
+        return f"{p.info.name} ({p.info.type})"
+
+    main = [(p, s) for p, s in zip(flat, stats) if p.index is not None]
+    for p, s in zip(flat, stats):
+        if bad(s, ("act_mean", "act_std", "act_rms")):
+            return False, f"the forward pass at {label(p)}"
+    if not math.isfinite(loss):
+        return False, "the loss"
+    for p, s in reversed(main):
+        if bad(s, ("grad_norm",)):
+            return False, f"the backward pass at {label(p)}"
+    for p, s in zip(flat, stats):
+        if bad(s, ("grad_norm", "weight_norm", "weight_grad_norm", "weight_grad_ratio")):
+            return False, f"the gradients of {label(p)}"
+    return True, None
+
+
+def _tensors(model: nn.Module):
+    """Every parameter and buffer, once each (shared ones too)."""
+    seen = {}
+    for t in list(model.parameters()) + list(model.buffers()):
+        seen.setdefault(id(t), t)
+    return list(seen.values())
+
+
+def _point_stats(type_name: str, inp, h: torch.Tensor, grad, weights, w_grads) -> dict:
+    """Forward and backward numbers of one layer's output ``h`` (N, *)."""
+    h64 = h.double()
+    stats: dict[str, Any] = {
+        "act_mean": h64.mean().item(),
+        "act_std": h64.std(unbiased=False).item() if h.numel() > 1 else 0.0,
+        "act_rms": h64.square().mean().sqrt().item(),
+        "dead_frac": None,
+        "saturated_frac": None,
+        # None: the output does not reach the loss (a dead branch); zero gradient then.
+        "grad_norm": 0.0 if grad is None else grad.double().norm().item(),
+    }
+    if type_name in RELU_FAMILY and inp is not None and inp.shape == h.shape:
+        stats["dead_frac"] = (inp.detach() <= 0).all(dim=0).double().mean().item()
+    elif type_name == "Sigmoid":
+        stats["saturated_frac"] = ((h < 0.01) | (h > 0.99)).double().mean().item()
+    elif type_name == "Tanh":
+        stats["saturated_frac"] = (h.abs() > 0.99).double().mean().item()
+    elif type_name == "Hardsigmoid":
+        stats["saturated_frac"] = ((h <= 0) | (h >= 1)).double().mean().item()
+    elif type_name == "Hardtanh":
+        stats["saturated_frac"] = (h.abs() >= h.abs().max()).double().mean().item() if h.numel() else 0.0
+    if weights:
+        wn = math.sqrt(sum(w.detach().double().square().sum().item() for w in weights))
+        gn = math.sqrt(sum(0.0 if w_grads[id(w)] is None else w_grads[id(w)].double().square().sum().item()
+                           for w in weights))
+        stats["weight_norm"] = wn
+        stats["weight_grad_norm"] = gn
+        stats["weight_grad_ratio"] = gn / wn if wn > 0 else None
+    else:
+        stats["weight_norm"] = stats["weight_grad_norm"] = stats["weight_grad_ratio"] = None
+    return stats
+
+
+def weight_gain(model: nn.Module) -> float | None:
+    """Median over Linear/Conv layers of std(W) * sqrt(fan_in): He init gives sqrt(2), Xavier ~1."""
+    gains = []
+    for m in model.modules():
+        w = getattr(m, "weight", None)
+        if type(m).__name__ in WEIGHT_LAYERS and isinstance(w, torch.Tensor) and w.dim() >= 2 and w.numel() > 1:
+            fan_in = w[0].numel() if not type(m).__name__.startswith("ConvTranspose") else w.shape[0] * w[0, 0].numel()
+            gains.append(w.detach().double().std().item() * math.sqrt(fan_in))
+    if not gains:
+        return None
+    gains.sort()
+    return gains[len(gains) // 2]
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def read_data(path: str | Path, input_shape: tuple) -> torch.Tensor:
+    """Inputs for ``--data``: an .npz/.npy/.csv/.pt file of examples shaped like the spec's input.
+
+    Raises:
+        InputError: missing or unreadable file, or a shape that does not fit (exit 2).
+    """
+    from nncli.data import fit_input_shape, read_inputs
+
+    x = read_inputs(Path(path))
+    if len(x) < 2:
+        raise InputError(f"--data {path}: expected at least 2 examples, found {len(x)}", file=path)
+    x = fit_input_shape(x, tuple(input_shape), what=f"--data {Path(path).name}")
+    if not torch.isfinite(x).all():
+        raise InputError(f"--data {path}: the inputs contain NaN or infinite values", file=path)
+    return x
+
+
+def probe_batch(built: Built, seed: int, batch_size: int, data: torch.Tensor | None):
+    """The seed's probe batch ``x`` (N, *input) and projection ``r`` (N, *output), on the CPU first."""
+    gen = torch.Generator().manual_seed(seed)
+    if data is None:
+        x = torch.randn((batch_size, *built.input_shape), generator=gen)
+    else:
+        pick = torch.randperm(len(data), generator=gen)[:batch_size]
+        x = data[pick]
+    r = torch.randn((len(x), *built.output_shape), generator=gen)
+    return x.to(built.device), r.to(built.device)
+

@@ -1,0 +1,91 @@
+"""The terminal plumbing every view shares: the two consoles, ``emit``, ``--json`` output, errors,
+tables, lint findings and markup escaping.
+
+Human output goes to stdout through rich, which honours NO_COLOR and plain (non-TTY) streams;
+progress and errors go to stderr. ``--json`` writes one strict JSON document on stdout instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from rich.console import Console
+from rich.table import Table
+
+from nncli.formatting import jsonable
+
+if TYPE_CHECKING:
+    from nncli.errors import NncliError
+    from nncli.lint import Finding
+
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _color_system() -> str | None:
+    # rich's own NO_COLOR handling drops colours but still writes bold/italic escapes on a
+    # terminal; no-color.org users (and screen readers, log files) want plain text.
+    return None if os.environ.get("NO_COLOR") else "auto"
+
+
+def stdout_console() -> Console:
+    # Piped or redirected output is read by scripts and diffs: do not wrap it at 80 columns.
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200"))
+    return Console(highlight=False, soft_wrap=False, width=width, color_system=_color_system())
+
+
+def stderr_console() -> Console:
+    # soft_wrap: a located error is one line (rich would cut `file:line: spec.path` at 80
+    # columns on a non-TTY, where CI logs and `2> err.txt` read it).
+    return Console(stderr=True, highlight=False, soft_wrap=True, color_system=_color_system())
+
+
+def emit(result: Any, as_json: bool, human: Callable[[Console, Any], None],
+         console: Console | None = None) -> None:
+    """Print ``result``: one JSON document on stdout, or the human view."""
+    if as_json:
+        print_json(result.to_json())
+    else:
+        human(console or stdout_console(), result)
+
+
+def print_json(doc: Any, file=None) -> None:
+    """Write ``doc`` as one strict JSON document (cleaned by :func:`jsonable`) and flush."""
+    file = file or sys.stdout
+    file.write(json.dumps(jsonable(doc), indent=2, allow_nan=False) + "\n")
+    file.flush()
+
+
+def error(err: NncliError, as_json: bool) -> None:
+    """Report an NncliError: a located message on stderr; with --json also a JSON document."""
+    stderr_console().print(f"[bold red]error:[/] {escape(str(err))}")
+    if as_json:
+        print_json(err.to_json())
+
+
+def escape(text: str) -> str:
+    """``text`` with rich markup disarmed: layer names like ``[0]`` print as they are."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def table(title: str | None = None, **kwargs) -> Table:
+    return Table(title=title, title_justify="left", header_style="bold", **kwargs)
+
+
+def pct(x: float | None) -> str:
+    """A fraction as a percentage with two decimals: 0.9731 -> '97.31%'; None -> '-'."""
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def findings(console: Console, items: Iterable[Finding]) -> None:
+    """Lint findings, one per line, with severity, location and the fix."""
+    for f in items:
+        style = _SEVERITY_STYLE.get(f.severity, "")
+        where = f" {f.location}" if f.location else ""
+        console.print(f"[{style}]{f.severity}[/] {escape(f'[{f.code}]')}{escape(where)}: {escape(f.message)}")
+        if f.hint:
+            console.print(f"    hint: {escape(f.hint)}", highlight=False)

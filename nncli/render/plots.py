@@ -1,0 +1,246 @@
+"""Every ``--plot`` figure (train curves, sweep panels, compared runs, probe gradients) and the
+helpers they share: a figure without pyplot, and an atomic file write.
+
+Figures are made with ``matplotlib.figure.Figure`` directly, not ``pyplot``: no global figure
+registry, no GUI backend to pick (rendering goes through Agg), nothing left open after a run.
+matplotlib is imported lazily, inside the functions, so importing this module costs nothing
+for commands that do not plot.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nncli.errors import InputError
+from nncli.files import write_atomic
+from nncli.formatting import plain_value
+from nncli.render.console import pct
+
+if TYPE_CHECKING:
+    from nncli.compare import CompareResult
+    from nncli.probe.report import ProbeReport
+    from nncli.sweep.results import SweepResult
+    from nncli.train.runs import TrainResult
+
+FORMATS = (".png", ".svg", ".pdf")
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.2)):
+    """A fresh Figure and a flat list of its axes.
+
+    Example:
+        >>> fig, axes = new_figure(ncols=2)
+        >>> len(axes)
+        2
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
+
+
+def check_plot_path(path: str | Path) -> Path:
+    """Validate a ``--plot`` path before any work: known suffix, existing folder (InputError, exit 2)."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise InputError(f"--plot: expected a file ending in {', '.join(FORMATS)}, found {path.name!r}",
+                         hint="e.g. --plot grads.png")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"--plot: the folder {parent} does not exist")
+    return path
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Write ``fig`` to ``path`` atomically: a temporary name in the same folder, then a rename.
+
+    The format follows the suffix (.png, .svg, .pdf). A reader never sees a half-written file,
+    and a failed write leaves an existing file as it was.
+
+    Returns:
+        the path written.
+
+    Raises:
+        InputError: unknown suffix, missing folder, or the write failed (exit 2).
+    """
+    path = check_plot_path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lower()[1:], dpi=dpi)
+    try:
+        write_atomic(path, buffer.getvalue())
+    except OSError as exc:
+        raise InputError(f"--plot: cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+# -- train ---------------------------------------------------------------------------------------
+def train_plot(result: TrainResult, path: str | Path) -> None:
+    """Loss (and accuracy, for classification) per epoch, train and validation, to ``path``."""
+    history = result.history
+    epochs = [r["epoch"] for r in history]
+    has_acc = any(r.get("train_accuracy") is not None for r in history)
+    fig, axes = new_figure(ncols=2 if has_acc else 1, figsize=(10 if has_acc else 6, 4))
+    panels = [("loss", axes[0])] + ([("accuracy", axes[1])] if has_acc else [])
+    for metric, ax in panels:
+        for split, style in (("train", "-"), ("val", "--")):
+            values = [r.get(f"{split}_{metric}") for r in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, [float("nan") if v is None else v for v in values], style, marker="o",
+                        markersize=3, label=split)
+        if result.best_epoch:
+            ax.axvline(result.best_epoch, color="grey", linewidth=0.8, linestyle=":", label="best")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        if metric == "loss" and all((r.get("train_loss") or 0) > 0 for r in history):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{result.spec}: {result.status}, test accuracy {pct(result.test.get('accuracy'))}"
+                 if result.test.get("accuracy") is not None else f"{result.spec}: {result.status}")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+# -- sweep ---------------------------------------------------------------------------------------
+def sweep_plot(result: SweepResult, path: str | Path) -> str:
+    """Validation metric against each swept value, one panel per axis; written atomically.
+
+    Within a panel, configurations that agree on every *other* axis are joined by a line (one
+    line per activation in a depth panel, say); error bars are the spread over seeds; the winner
+    is a gold star.
+    """
+    in_order = sorted(result.trials, key=lambda t: t.index)  # the grid's order, not the ranking
+    trials = [t for t in in_order if result.metric in t.val]
+    fig, panels = new_figure(1, len(result.axes), figsize=(4.2 * len(result.axes) + 0.8, 3.8))
+    for panel, axis in zip(panels, result.axes):
+        values: list = []
+        for t in in_order:
+            v = plain_value(t.overrides.get(axis))
+            if v not in values:
+                values.append(v)
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            xs_of = {v: float(v) for v in values}
+            if min(values) > 0 and max(values) / min(values) >= 20:
+                panel.set_xscale("log")  # learning rates and weight decays lie decades apart
+            if all(isinstance(v, int) for v in values) and len(values) <= 12:
+                panel.set_xticks(sorted(values))  # depths and widths: ticks at the values swept
+                panel.set_xticklabels([str(v) for v in sorted(values)])
+        else:
+            xs_of = {v: i for i, v in enumerate(values)}
+            panel.set_xticks(range(len(values)))
+            panel.set_xticklabels([str(v) for v in values], rotation=20 if len(values) > 4 else 0)
+        groups: dict[str, list] = {}
+        for t in trials:
+            rest = ", ".join(f"{k}={plain_value(v)}" for k, v in t.overrides.items() if k != axis)
+            groups.setdefault(rest, []).append(t)
+        # too many lines to tell apart, or a random search (its draws rarely share the other axes'
+        # values, and a line through two random draws says nothing): plain points in one colour
+        many = result.search == "random" or len(groups) > 8 or all(len(m) == 1 for m in groups.values())
+        if many:
+            groups = {"": trials}
+        for label, members in groups.items():
+            members.sort(key=lambda t: xs_of[plain_value(t.overrides[axis])])
+            errs = [t.val_std.get(result.metric, 0.0) for t in members]
+            panel.errorbar([xs_of[plain_value(t.overrides[axis])] for t in members],
+                           [t.val[result.metric] for t in members], yerr=errs if any(errs) else None,
+                           marker="o", capsize=3, linestyle="none" if many else "-", alpha=0.7 if many else 1.0,
+                           color="C0" if many else None, label=None if many or not label else label)
+        if result.best:
+            w = next((t for t in trials if t.id == result.best["id"]), None)
+            if w is not None:
+                panel.plot([xs_of[plain_value(w.overrides[axis])]], [w.val[result.metric]], marker="*",
+                           markersize=16, color="gold", markeredgecolor="black", linestyle="none", zorder=5,
+                           label="best")
+        panel.set_xlabel(axis)
+        panel.set_ylabel(f"validation {result.metric}")
+        panel.grid(True, alpha=0.3)
+        panel.legend(fontsize=7)
+    fig.suptitle(f"sweep {result.name}: validation {result.metric} "
+                 f"({'higher' if result.goal == 'max' else 'lower'} is better)")
+    fig.tight_layout()
+    return str(save_figure(fig, path))
+
+
+# -- compare -------------------------------------------------------------------------------------
+def compare_plot(result: CompareResult, path: str | Path) -> str:
+    """Loss and accuracy per epoch of every run in one figure (train dashed, validation solid)."""
+    has_acc = any(row.get("val_accuracy") is not None or row.get("train_accuracy") is not None
+                  for r in result.runs for row in r.history)
+    fig, panels = new_figure(1, 2 if has_acc else 1, figsize=(11.0 if has_acc else 6.4, 4.2))
+    keys = [("loss", panels[0])] + ([("accuracy", panels[1])] if has_acc else [])
+    colors = [f"C{i % 10}" for i in range(len(result.runs))]
+    for metric, panel in keys:
+        for color, r in zip(colors, result.runs):
+            for split, style in (("val", "-"), ("train", "--")):
+                pts = [(row["epoch"], row[f"{split}_{metric}"]) for row in r.history
+                       if row.get("epoch") is not None and row.get(f"{split}_{metric}") is not None]
+                if pts:  # one legend entry per run: the colour names it, the style the split
+                    panel.plot(*zip(*pts), style, color=color, marker="o" if len(pts) < 30 else None,
+                               markersize=3, label=r.label if split == "val" else None)
+        from matplotlib.ticker import MaxNLocator
+
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
+        panel.set_xlabel("epoch")
+        panel.set_ylabel(metric)
+        if metric == "loss":
+            panel.set_yscale("log")
+        panel.grid(True, alpha=0.3)
+        panel.legend(fontsize=7)
+    fig.suptitle("runs compared: validation solid, training dashed")
+    fig.tight_layout()
+    return str(save_figure(fig, path))
+
+
+# -- probe ---------------------------------------------------------------------------------------
+def probe_figure(report: ProbeReport):
+    """A matplotlib Figure: ||dL/dh|| per main-path layer on a log scale (at init, and after
+    ``--steps``), plus R against Repeat copies for a sweep. Each line has one point per layer
+    (per depth); lines carry labels "at init", "after N steps", "R".
+    """
+    panels = 2 if report.sweep else 1
+    fig, axes = new_figure(ncols=panels, figsize=(6.4 * panels, 4.2))
+    ax = axes[0]
+    series = [("at init", report.init, "o")]
+    if report.after is not None:
+        series.append((f"after {report.training.steps} steps", report.after, "s"))
+    for label, res, marker in series:
+        xs = [row.index for row in res.layers]
+        ys = [_plottable(row.grad_norm) for row in res.layers]
+        ax.plot(xs, ys, marker=marker, markersize=3, linewidth=1, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (main path, input -> output)")
+    ax.set_ylabel("||dL/dh||")
+    ax.set_title(f"{report.name}: {report.init.verdict.value}, R = {report.init.ratio:.2e}, "
+                 f"gamma = {report.init.gamma:.3g}", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    if report.sweep:
+        ax2 = axes[1]
+        xs = [p.times for p in report.sweep.points]
+        ax2.plot(xs, [_plottable(p.ratio) for p in report.sweep.points], marker="o", label="R")
+        if report.sweep.log10_ratio_per_copy is not None:
+            a, b = report.sweep.intercept, report.sweep.log10_ratio_per_copy
+            ax2.plot(xs, [10 ** (a + b * t) for t in xs], linestyle="--", linewidth=1,
+                     label=f"fit: R ~ {report.sweep.gamma_per_copy:.3g}^copies")
+        ax2.set_yscale("log")
+        ax2.set_xlabel(f"copies of {report.sweep.repeat}")
+        ax2.set_ylabel("R = ||dL/dh_1|| / ||dL/dh_L||")
+        ax2.set_title("R against depth", fontsize=10)
+        ax2.grid(True, which="major", alpha=0.3)
+        ax2.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _plottable(v: float | None) -> float:
+    # A log axis cannot show 0 or inf: NaN leaves a gap at that point instead of a wrong value.
+    return v if v is not None and math.isfinite(v) and v > 0 else math.nan
+
+
+def probe_plot(report: ProbeReport, path: str | Path) -> Path:
+    """Write :func:`probe_figure` to ``path`` (.png, .svg or .pdf), atomically; returns the path."""
+    return save_figure(probe_figure(report), path)

@@ -1,0 +1,101 @@
+"""``nncli sweep``: one progress line per finished run (:class:`SweepProgress`) and the ranked table."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from nncli.formatting import fmt_float, fmt_int, fmt_si, plain_value
+from nncli.render.console import escape, table
+
+if TYPE_CHECKING:
+    from nncli.sweep.results import SweepEvent, SweepResult
+
+
+def _sweep_value(value) -> str:
+    """An axis value as a table cell: floats to three significant digits."""
+    v = plain_value(value)
+    return fmt_float(v, 3) if isinstance(v, float) else str(v)
+
+
+def _mean_std(val: dict, std: dict, key: str) -> str:
+    if key not in val:
+        return "-"
+    text = fmt_float(val[key], 4)
+    if std.get(key):
+        text += f" ± {fmt_float(std[key], 2)}"
+    return text
+
+
+class SweepProgress:
+    """Progress of ``nncli sweep`` on stderr, one line per finished run (a callable for run_sweep)."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        # one line per run, never wrapped: logs are read (and grepped) line by line
+        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def __call__(self, event: SweepEvent) -> None:
+        if event.kind == "plan":
+            self.console.print(f"sweep: {escape(event.message)}")
+        elif event.kind == "done":
+            run = event.run
+            seed = f" seed {run.seed}" if run.seed is not None else ""
+            head = f"[{event.done:>{len(str(event.total))}}/{event.total}] {escape(event.trial)}{seed}:"
+            secs = f" ({run.seconds:.1f} s)" if run.seconds is not None else ""
+            if run.status == "ok":
+                metric = "accuracy" if "accuracy" in run.val else "loss"
+                self.console.print(f"{head} [green]ok[/] val {metric} {fmt_float(run.val.get(metric), 4)}{secs}")
+            else:
+                first = (run.error or "failed").splitlines()[0]
+                self.console.print(f"{head} [bold red]failed[/] {escape(first)}{secs}")
+
+
+def show(console: Console, result: SweepResult) -> None:
+    """The ranked trial table, the failures, and the winner with its test metric."""
+    better = "higher" if result.goal == "max" else "lower"
+    n_seeds = len(result.seeds) if result.seeds else 1
+    t = table(f"sweep {result.name}: {len(result.trials)} configuration(s) x {n_seeds} seed(s), "
+              f"ranked by validation {result.metric} ({better} is better)")
+    t.add_column("rank", justify="right")
+    t.add_column("trial")
+    for axis in result.axes:
+        t.add_column(escape(axis))
+    t.add_column(f"val {result.metric}" + (" (mean ± sd)" if n_seeds > 1 else ""), justify="right")
+    other = "loss" if result.metric != "loss" else "accuracy"
+    t.add_column(f"val {other}", justify="right")
+    for col in ("params", "FLOPs", "time", "status"):
+        t.add_column(col, justify="right" if col != "status" else "left")
+    best_id = result.best["id"] if result.best else None
+    for trial in result.trials:
+        style = "bold green" if trial.id == best_id else None
+        status = {"ok": "[green]ok[/]", "failed": "[bold red]failed[/]", "partial": "[yellow]partial[/]"}.get(
+            trial.status, trial.status)
+        if trial.runs and all(r.cached for r in trial.runs if r.status == "ok") and any(r.cached for r in trial.runs):
+            status += " (cached)"
+        t.add_row(str(trial.rank) if trial.rank else "-", escape(trial.id),
+                  *[escape(_sweep_value(trial.overrides.get(a))) for a in result.axes],
+                  _mean_std(trial.val, trial.val_std, result.metric), _mean_std(trial.val, trial.val_std, other),
+                  fmt_int(trial.params), fmt_si(trial.flops), "-" if trial.seconds is None else f"{trial.seconds:.1f} s",
+                  status, style=style)
+    console.print(t)
+    for trial in result.trials:
+        if trial.error:
+            console.print(f"[bold red]{escape(trial.id)}[/]: {escape(trial.error)}")
+    if result.dry_run:
+        console.print(f"dry run: nothing trained; {sum(len(t.runs) for t in result.trials)} run(s) planned "
+                      f"in {escape(result.out_dir)}")
+        return
+    if result.best:
+        b = result.best
+        spread = f" ± {fmt_float(b['val_std'].get(result.metric), 2)}" if b["seeds"] > 1 else ""
+        test = ", ".join(f"{k} {fmt_float(v, 4)}" for k, v in b["test"].items() if k != "error") or "-"
+        console.print(f"best: [bold]{escape(b['id'])}[/] val {result.metric} {fmt_float(b['val'][result.metric], 4)}"
+                      f"{spread}; test {test} (winner only{', mean of ' + str(b['seeds']) + ' seeds' if b['seeds'] > 1 else ''})")
+        console.print(f"winner's spec: {escape(b['spec_path'])}; run: {escape(b['run_dir'])}")
+    else:
+        console.print("[bold red]no trial finished[/]: nothing to rank")
+    console.print(f"{result.ran} run(s) trained now, {result.cached} read back from earlier, {result.failed} failed; "
+                  f"{result.seconds:.1f} s; results: {escape(result.out_dir)}/sweep.json"
+                  + (f"; plot: {escape(result.plot)}" if result.plot else ""))
+

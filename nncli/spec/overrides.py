@@ -1,0 +1,205 @@
+"""Overrides on a spec's plain YAML data, before it is validated: ``PATH=VALUE`` and ``replace:``.
+
+A path names any field of a spec the way errors print it: ``layers[2].Repeat.times``,
+``layers[0].Linear.out_features``, ``train.lr``, ``data.noise``. ``replace:ReLU`` swaps every
+layer of that type (nested ones inside Residual and Repeat too). A path that does not exist is
+refused with what is there and a did-you-mean, located where the override was written.
+
+Pure Python (no torch): ``nncli sweep`` writes its trials with these, and any command taking
+``--set PATH=VALUE`` can.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from nncli.errors import did_you_mean
+from nncli.spec.parse import TOP_LEVEL_KEYS, _found
+from nncli.spec.source import Where, format_path
+
+LAYER_LISTS = ("layers", "body", "shortcut")  # keys whose lists hold layer items
+_PATH_HEAD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PATH_STEP = re.compile(r"\[\s*(-?\d+)\s*\]|\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def parse_path(text: str, where: Where | None = None) -> tuple:
+    """``"layers[2].Repeat.times"`` -> ``("layers", 2, "Repeat", "times")``.
+
+    Raises:
+        SpecError: located at ``where`` when the text is not a path.
+    """
+    text = str(text).strip()
+    where = where or Where(None, None, None, "")
+    m = _PATH_HEAD.match(text)
+    if not m:
+        raise where.error(f"expected a spec path starting with a key (`layers`, `train`, `data`, ...), "
+                          f"found {text!r}", "e.g. layers[2].Repeat.times, train.lr, data.noise")
+    out: list = [m.group(0)]
+    pos = m.end()
+    while pos < len(text):
+        m = _PATH_STEP.match(text, pos)
+        if not m:
+            raise where.error(f"expected a spec path like `layers[2].Repeat.times`, found {text!r} "
+                              f"(cannot read {text[pos:]!r})")
+        out.append(int(m.group(1)) if m.group(1) is not None else m.group(2))
+        pos = m.end()
+    return tuple(out)
+
+
+def apply_override(spec_data: dict, path: str | tuple, value: Any, *, where: Where | None = None,
+                   source: str = "the spec") -> dict:
+    """Set one field of a spec (as plain YAML data) in place, before validation.
+
+    Args:
+        spec_data: the spec as loaded from YAML (a dict); modified in place.
+        path: ``"layers[2].Repeat.times"``, ``"train.lr"``, ``"data.noise"`` (or a parsed tuple);
+            ``"replace:ReLU"`` swaps every ReLU layer (also inside Residual and Repeat) for ``value``.
+        value: the new value (for a replace: a layer, ``"Tanh"`` or ``{"LeakyReLU": {...}}``).
+        where: where the override was written (the error's location); ``source`` names the spec.
+
+    Returns:
+        ``spec_data``.
+
+    Raises:
+        SpecError: the path does not exist in the spec, with what is there and a did-you-mean.
+
+    Example:
+        >>> d = {"input": [2], "layers": [{"Linear": {"out_features": 8}}, "ReLU"]}
+        >>> apply_override(d, "layers[0].Linear.out_features", 32)["layers"][0]
+        {'Linear': {'out_features': 32}}
+        >>> apply_override(d, "replace:ReLU", "Tanh")["layers"][1]
+        'Tanh'
+    """
+    where = where or Where(None, None, None, str(path))
+    if isinstance(path, str) and path.startswith("replace:"):
+        replace_layers(spec_data, path[len("replace:"):].strip(), value, where, source)
+    else:
+        set_path(spec_data, parse_path(path, where) if isinstance(path, str) else tuple(path), value,
+                 where, source)
+    return spec_data
+
+
+def replace_layers(spec_data: dict, layer_type: str, value: Any, where: Where, source: str) -> int:
+    """Swap every layer of type ``layer_type`` for ``value`` (recursively); returns how many.
+
+    Raises:
+        SpecError: located at ``where``, when ``source`` has no such layer (with the types it has).
+    """
+    found: list[str] = []
+    n = _replace_layers(spec_data.get("layers"), layer_type, value, found)
+    if n == 0:
+        hint = did_you_mean(layer_type, sorted(set(found)))
+        raise where.error(f"no {layer_type} layer in {source} to replace",
+                          hint or ("layer types there: " + ", ".join(sorted(set(found))) if found else None))
+    return n
+
+
+def _layer_type(item: Any) -> str | None:
+    if isinstance(item, str):
+        return item.strip()
+    if isinstance(item, dict) and len(item) == 1:
+        return str(next(iter(item)))
+    return None
+
+
+def _replace_layers(layers: Any, old: str, new: Any, seen: list[str]) -> int:
+    """Swap every layer item of type ``old`` (recursively); returns how many were swapped."""
+    if not isinstance(layers, list):
+        return 0
+    n = 0
+    for i, item in enumerate(layers):
+        kind = _layer_type(item)
+        if kind is None:
+            continue
+        seen.append(kind)
+        if kind == old:
+            new_item = copy.deepcopy(new)
+            args = item.get(kind) if isinstance(item, dict) else None
+            if isinstance(new_item, str) and isinstance(args, dict) and "name" in args:
+                new_item = {new_item: {"name": args["name"]}}  # keep the label; other args belonged to `old`
+            layers[i] = new_item
+            n += 1
+            continue
+        args = item.get(kind) if isinstance(item, dict) else None
+        if isinstance(args, dict):
+            for key in LAYER_LISTS:
+                n += _replace_layers(args.get(key), old, new, seen)
+    return n
+
+
+def set_path(root: dict, path: tuple, value: Any, where: Where, source: str) -> None:
+    """Set the field at a parsed ``path`` of ``root`` (spec data) to a copy of ``value``.
+
+    Raises:
+        SpecError: located at ``where``, when the path does not exist in ``source``.
+    """
+    node: Any = root
+    layer_list = False  # is `node` a list of layer items?
+    for depth, part in enumerate(path):
+        here = format_path(path[:depth]) or "the top level"
+        last = depth == len(path) - 1
+        if isinstance(part, int):
+            if not isinstance(node, list):
+                raise where.error(f"{here} of {source} is {_found(node)}, not a list: cannot index [{part}]")
+            if not -len(node) <= part < len(node):
+                raise where.error(f"{here} of {source} has {len(node)} item(s) (indices 0..{len(node) - 1}), "
+                                  f"found index {part}")
+            if last:
+                node[part] = copy.deepcopy(value)
+                return
+            item = node[part]
+            if layer_list and isinstance(item, str):
+                # a bare layer (`- ReLU`) becomes `{ReLU: {}}` so its arguments can be set
+                item = node[part] = {item.strip(): {}}
+            if layer_list and isinstance(item, dict) and len(item) == 1:
+                kind = next(iter(item))
+                nxt = path[depth + 1]
+                if nxt != kind:
+                    raise where.error(f"{format_path(path[:depth + 1])} of {source} is a {kind} layer, "
+                                      f"found {nxt!r} in the path",
+                                      f"write the layer's type: {format_path(path[:depth + 1] + (kind,))}."
+                                      "<argument>")
+                if item[kind] is None:
+                    item[kind] = {}
+            node, layer_list = item, False
+            continue
+        if not isinstance(node, dict):
+            raise where.error(f"{here} of {source} is {_found(node)}, not a mapping: no key {part!r}")
+        if part not in node:
+            if (depth == 0 and part in TOP_LEVEL_KEYS) or _open_mapping(path[:depth], part):
+                # optional sections (train, data, init) and a layer's arguments may gain keys; what
+                # the key means is checked later by the spec parser, the builder or the trainer
+                node[part] = copy.deepcopy(value) if last else {}
+                if last:
+                    return
+            else:
+                keys = [str(k) for k in node]
+                raise where.error(f"no {part!r} at {here} of {source}",
+                                  did_you_mean(str(part), keys) or ("keys there: " + ", ".join(keys) if keys else None))
+        if last:
+            node[part] = copy.deepcopy(value)
+            return
+        if node[part] is None:
+            node[part] = {}
+        layer_list = part in LAYER_LISTS and isinstance(node[part], list)
+        node = node[part]
+
+
+def _open_mapping(parent: tuple, key: str) -> bool:
+    """May an override add ``key`` under ``parent``? Into train, data and a layer's arguments: yes.
+
+    The top level takes only the spec contract's keys and nncli's composite layers only their
+    optional ones, so a misspelt key there is refused at once with a did-you-mean; a torch
+    layer's new argument is checked against torch by the builder.
+    """
+    if not parent:
+        return False
+    if parent[0] in ("train", "data", "init"):
+        return True
+    if len(parent) >= 3 and isinstance(parent[-2], int):  # layers[i].Type: its argument mapping
+        if parent[-1] in ("Repeat", "Residual", "Custom"):
+            return key in ("shortcut", "args", "name", "init")
+        return True
+    return parent[-1] in ("init", "args")

@@ -1,0 +1,53 @@
+"""``nncli train``: the training loop, run folders, checkpoints, exact resume and DDP.
+
+The lecture's meta-algorithm, as a loop a user does not have to write: data split and
+normalised (:mod:`nncli.data`), an architecture (the spec), a loss, a gradient-descent variant
+with a schedule; then watch training error, then validation error.
+
+**One library call.** :func:`run_training` returns a :class:`TrainResult` and never prints;
+progress goes to an *observer* object (``on_start``, ``on_step``, ``on_epoch``, ``on_message``,
+all optional) that the CLI supplies. Sweeps call it in-process.
+
+The modules, from the outside in:
+
+- :mod:`~nncli.train.config`: the ``train:`` section and its choice lists (no torch import);
+- :mod:`~nncli.train.prepare`: everything a run needs, validated before any file is touched;
+- :mod:`~nncli.train.loop`: the trainer and :func:`run_training`; :mod:`~nncli.train.epoch`
+  its epoch loop, :mod:`~nncli.train.state` its checkpoints, :mod:`~nncli.train.accelerator`
+  its device choices, :mod:`~nncli.train.signals` Ctrl-C;
+- :mod:`~nncli.train.distributed`: the same under DDP (:func:`launch_distributed`);
+- :mod:`~nncli.train.task`: targets, losses, accuracy, evaluation; :mod:`~nncli.train.optim`:
+  optimizers and schedules; :mod:`~nncli.train.diagnostics`: the non-finite layer search;
+- :mod:`~nncli.train.runs`: the run folder's files, written and read back
+  (:mod:`~nncli.train.writer` writes them in the background).
+
+This package's own import is light: the names below load their modules (and torch) on first
+use, so that ``nncli.train.config`` can be imported without torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nncli.train.distributed import launch_distributed
+    from nncli.train.loop import run_training
+    from nncli.train.runs import TrainResult, check_tensorboard
+
+__all__ = ["run_training", "TrainResult", "launch_distributed", "check_tensorboard"]
+
+
+def __getattr__(name: str):
+    # Loaded on first use: importing nncli.train.config runs this file, and must not load torch.
+    if name == "run_training":
+        from nncli.train.loop import run_training as value
+    elif name == "launch_distributed":
+        from nncli.train.distributed import launch_distributed as value
+    elif name == "TrainResult":
+        from nncli.train.runs import TrainResult as value
+    elif name == "check_tensorboard":
+        from nncli.train.runs import check_tensorboard as value
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -1,0 +1,105 @@
+"""Where and how a run computes: the device, the data placement, mixed precision, the memory
+format, ``torch.compile`` and the DistributedDataParallel wrap."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+
+from nncli.train.config import TrainConfig
+
+
+class Accelerator:
+    """The device-side choices of one training process, made once from the config.
+
+    Args:
+        device: this process's ``torch.device``.
+        cfg: the run's config (``amp``, ``compile``, ``channels_last``).
+        rank, world: this process's DDP rank and the number of processes (0, 1 without DDP).
+
+    Attributes set on the way: ``channels_last`` (by :meth:`prepare_model`) and
+    ``data_on_device`` (by :meth:`place_data`).
+    """
+
+    def __init__(self, device: torch.device, cfg: TrainConfig, rank: int = 0, world: int = 1) -> None:
+        self.device = device
+        self.cfg = cfg
+        self.rank, self.world = rank, world
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+        self.channels_last = False
+        self.data_on_device = False
+
+    # ---- the model ----------------------------------------------------------------------
+    def prepare_model(self, raw: torch.nn.Module, input_shape) -> None:
+        """Switch the model to channels-last memory when that is asked for, or on ``auto`` for a
+        CUDA model with Conv2d layers (image inputs only)."""
+        mode, dev = self.cfg.channels_last, self.device
+        has_conv = any(isinstance(m, torch.nn.Conv2d) for m in raw.modules())
+        self.channels_last = (mode == "true" or (mode == "auto" and dev.type == "cuda" and has_conv)) \
+            and len(input_shape) == 3
+        if self.channels_last:
+            raw.to(memory_format=torch.channels_last)
+
+    def grad_scaler(self):
+        """A GradScaler for fp16 (its small range needs loss scaling); None otherwise."""
+        return torch.amp.GradScaler(self.device.type) if self.cfg.amp == "fp16" else None
+
+    def wrap(self, raw: torch.nn.Module):
+        """``(train_model, eval_model)``: the model wrapped in DDP when there are several
+        processes, each compiled when ``compile`` is on. Evaluation runs on the raw model (every
+        rank evaluates its share and the sums are all-reduced, no DDP hooks needed)."""
+        model = raw
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            model = DDP(raw, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        train_model = torch.compile(model) if self.cfg.compile else model
+        eval_model = torch.compile(raw) if self.cfg.compile else raw
+        return train_model, eval_model
+
+    # ---- the data -----------------------------------------------------------------------
+    def place_data(self, ds):
+        """The dataset where batches are cut from: all of it on the GPU when it fits in 40 % of the
+        free memory (no copy per batch), else pinned host memory copied batch by batch."""
+        dev = self.device
+        self.data_on_device = dev.type == "cpu"
+        if dev.type == "cuda":
+            need = sum(t.numel() * t.element_size() for t in (ds.x_train, ds.y_train, ds.x_val, ds.y_val,
+                                                                ds.x_test, ds.y_test))
+            free, _ = torch.cuda.mem_get_info(dev)
+            self.data_on_device = need < 0.4 * free  # leave the rest to weights and activations
+        placed = ds.to(dev) if (self.data_on_device and dev.type != "cpu") else ds
+        if self.channels_last and self.data_on_device:
+            for split in ("train", "val", "test"):
+                x = getattr(placed, f"x_{split}")
+                setattr(placed, f"x_{split}", x.contiguous(memory_format=torch.channels_last))
+        if not self.data_on_device:
+            for split in ("train", "val", "test"):
+                setattr(placed, f"x_{split}", getattr(placed, f"x_{split}").pin_memory())
+        return placed
+
+    def batch(self, x, y, idx):
+        """The examples ``idx`` of ``(x, y)`` on the device."""
+        xb, yb = x[idx], y[idx]
+        if not self.data_on_device:
+            xb = xb.pin_memory().to(self.device, non_blocking=True)
+            yb = yb.to(self.device, non_blocking=True)
+            if self.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+        return xb, yb
+
+    # ---- computing ----------------------------------------------------------------------
+    def autocast(self):
+        """The mixed-precision context of a forward pass (a no-op without ``amp``)."""
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def all_reduce(self, tensor):
+        """Sum ``tensor`` over the processes, in place (itself without DDP)."""
+        if self.world > 1:
+            import torch.distributed as tdist
+
+            tdist.all_reduce(tensor)
+        return tensor

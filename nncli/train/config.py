@@ -1,0 +1,216 @@
+"""The ``train:`` section: :class:`TrainConfig`, its validation, and the choice lists.
+
+The loss, optimizer, schedule, mixed-precision and early-stopping choices live here once:
+:func:`resolve_train_config` validates against them and ``nncli.cli`` builds its ``--loss``,
+``--optimizer``, ``--schedule`` and ``--amp`` choices from them. This module imports no torch,
+not even through another nncli module, so that ``nncli --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from nncli.config_section import Section
+from nncli.config_section import describe as _describe
+from nncli.errors import InputError, did_you_mean
+
+LOSSES = ("cross_entropy", "mse", "bce_with_logits")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("none", "step", "cosine", "onecycle", "exponential")
+AMP_MODES = ("none", "bf16", "fp16")
+MONITORS = ("val_loss", "val_accuracy")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The validated ``train:`` section. Every default is what a user gets without saying more."""
+
+    loss: str = "cross_entropy"  # cross_entropy (on logits), mse, bce_with_logits
+    optimizer: str = "adam"  # sgd, adam, adamw
+    lr: float = 1e-3
+    batch_size: int = 64  # the *global* batch: DDP splits it across ranks
+    epochs: int = 10
+    seed: int = 0  # weights, dropout, data order and augmentation all derive from it
+    momentum: float = 0.0  # sgd only
+    nesterov: bool = False  # sgd only; needs momentum > 0
+    weight_decay: float = 0.0  # L2 for sgd/adam, decoupled for adamw
+    betas: tuple = (0.9, 0.999)  # adam/adamw
+    schedule: str = "none"  # none, step, cosine, onecycle, exponential; stepped every batch
+    step_size: int = 10  # step: epochs between decays
+    gamma: float | None = None  # step: factor per decay (0.1); exponential: factor per epoch (0.95)
+    min_lr: float = 0.0  # cosine: the floor it anneals to
+    warmup_steps: int = 0  # linear warmup from lr/(warmup+1); onecycle: its rising phase
+    clip_grad_norm: float | None = None  # clip the global gradient norm to this
+    patience: int | None = None  # early stopping: epochs without improvement of `monitor`
+    monitor: str | None = None  # val_accuracy (classification) or val_loss (regression)
+    min_delta: float = 0.0  # an improvement must beat the best by more than this
+    checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: epoch ends only)
+    checkpoint_seconds: float = 10.0  # epoch-end checkpoints at most this often (0: every epoch); the
+    #                                   last epoch, Ctrl-C and checkpoint_every steps always write
+    eval_batch_size: int = 512
+    amp: str = "none"  # none, bf16, fp16 (fp16 uses a GradScaler)
+    compile: bool = False  # torch.compile the model
+    channels_last: str = "auto"  # auto: on CUDA for models with Conv2d; true; false
+    sync_every: int | None = None  # steps between host syncs (default: 1 on CPU, 25 on CUDA)
+    skip_nonfinite: bool = False  # skip a batch with a non-finite loss instead of stopping
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["betas"] = list(self.betas)
+        return out
+
+
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+# CLI flag for a key, where it differs from --key-with-dashes
+_FLAGS = {("data", "name"): "--data", ("data", "path"): "--data", ("train", "clip_grad_norm"): "--clip-grad-norm"}
+
+
+def _flag(section: str, key: str) -> str:
+    return _FLAGS.get((section, key), "--" + key.replace("_", "-"))
+
+
+def section_fail(spec, section: str):
+    """``fail(path, message, hint, from_override)`` for a spec section: located in the file when
+    the value came from the spec, named by its flag when it came from an override."""
+
+    def fail(path, message, hint=None, from_override=False):
+        path = tuple(path)
+        if from_override or spec is None or getattr(spec, "document", None) is None:
+            where = _flag(section, str(path[0])) if path else f"`{section}`"
+            return InputError(f"{where}: {message}", spec_path=".".join((section,) + tuple(map(str, path))),
+                              hint=hint)
+        return spec.error((section,) + path, message, hint)
+
+    return fail
+
+
+def resolve_train_config(spec_train: dict | None, overrides: dict | None = None, *, fail=None) -> TrainConfig:
+    """Validate a ``train:`` section and apply overrides (flags, a sweep) on top.
+
+    Args:
+        spec_train: the spec's raw ``train:`` mapping (or None for all defaults).
+        overrides: the same keys; ``None`` values are ignored.
+        fail: ``fail(path, message, hint, from_override) -> Exception`` (see :func:`section_fail`).
+
+    Returns:
+        TrainConfig.
+
+    Raises:
+        SpecError / InputError: unknown key (did-you-mean), bad type or range, bad combination.
+
+    Example:
+        >>> resolve_train_config({"optimizer": "sgd", "lr": 0.1}, {"epochs": 3}).epochs
+        3
+    """
+    section = Section(spec_train, overrides, fail or section_fail(None, "train"))
+    merged, err = section.values, section.error
+
+    for key in merged:
+        if key not in TRAIN_KEYS:
+            raise err(key, f"unknown key {key!r} in train",
+                      did_you_mean(str(key), TRAIN_KEYS) or "allowed: " + ", ".join(TRAIN_KEYS))
+    out: dict[str, Any] = {}
+
+    def number(key, **rule):
+        if key in merged:
+            out[key] = section.number(key, **rule)
+
+    def choice(key, options):
+        if key not in merged:
+            return
+        value = merged[key]
+        if hasattr(value, "value"):  # an Enum from the CLI
+            value = value.value
+        if not isinstance(value, str) or value.lower() not in options:
+            hint = did_you_mean(str(value), options) if isinstance(value, str) else None
+            raise err(key, f"expected one of {', '.join(options)}, found {_describe(value)}", hint)
+        out[key] = value.lower()
+
+    def boolean(key):
+        if key not in merged:
+            return
+        if not isinstance(merged[key], bool):
+            raise err(key, f"expected true or false, found {_describe(merged[key])}")
+        out[key] = merged[key]
+
+    choice("loss", LOSSES)
+    choice("optimizer", OPTIMIZERS)
+    choice("schedule", SCHEDULES)
+    choice("amp", AMP_MODES)
+    if merged.get("monitor") is not None:
+        choice("monitor", MONITORS)
+    number("lr", low=0, low_open=True)
+    number("batch_size", integer=True, low=1)
+    number("epochs", integer=True, low=1)
+    number("seed", integer=True, low=0)
+    number("momentum", low=0, high=1)
+    number("weight_decay", low=0)
+    number("step_size", integer=True, low=1)
+    number("gamma", low=0, low_open=True, high=1, optional=True)
+    number("min_lr", low=0)
+    number("warmup_steps", integer=True, low=0)
+    number("clip_grad_norm", low=0, low_open=True, optional=True)
+    number("patience", integer=True, low=1, optional=True)
+    number("min_delta", low=0)
+    number("checkpoint_every", integer=True, low=0)
+    number("checkpoint_seconds", low=0)
+    number("eval_batch_size", integer=True, low=1)
+    number("sync_every", integer=True, low=1, optional=True)
+    for key in ("nesterov", "compile", "skip_nonfinite"):
+        boolean(key)
+    if "channels_last" in merged:
+        value = merged["channels_last"]
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if value not in (True, False, "auto"):
+            raise err("channels_last", f"expected true, false or auto, found {_describe(value)}")
+        out["channels_last"] = {True: "true", False: "false"}.get(value, value)
+    if "betas" in merged:
+        betas = merged["betas"]
+        if (not isinstance(betas, (list, tuple)) or len(betas) != 2
+                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+            raise err("betas", f"expected two numbers in [0, 1) like [0.9, 0.999], found {_describe(betas)}")
+        out["betas"] = tuple(float(b) for b in betas)
+    for key in ("gamma", "clip_grad_norm", "patience", "monitor", "sync_every"):
+        if key in merged and merged[key] is None:
+            out[key] = None
+    cfg = TrainConfig(**out)
+    optimizer = cfg.optimizer
+    if cfg.nesterov and (optimizer != "sgd" or cfg.momentum <= 0):
+        raise err("nesterov", "nesterov needs optimizer: sgd with momentum > 0, found "
+                              f"optimizer {optimizer} with momentum {cfg.momentum}")
+    if cfg.momentum and optimizer != "sgd":
+        raise err("momentum", f"`momentum` applies to sgd; {optimizer} uses `betas`")
+    if cfg.monitor == "val_accuracy" and cfg.loss == "mse":
+        raise err("monitor", "val_accuracy is not defined for an mse loss; use val_loss")
+    return cfg
+
+
+def split_overrides(overrides: dict | None) -> tuple[dict, dict]:
+    """``{"data": {...}, "train": {...}}``, dotted keys (``"train.lr"``) or bare train keys
+    (``"lr"``) -> ``(data_overrides, train_overrides)``.
+
+    ``{"data": "digits"}`` names a source, a built-in set or a file: it comes back as
+    ``{"source": "digits"}`` (replacing any name or path given before it), and
+    :func:`nncli.train.prepare.resolve_data_source` tells the two apart. That needs the data
+    module's file formats, and this module imports nothing that reaches torch.
+    """
+    data_over: dict = {}
+    train_over: dict = {}
+    for key, value in (overrides or {}).items():
+        if key == "data" and isinstance(value, (str, Path)):
+            data_over.update({"source": value, "name": None, "path": None})
+        elif key in ("data", "train") and isinstance(value, dict):
+            (data_over if key == "data" else train_over).update(value)
+        elif isinstance(key, str) and key.startswith(("data.", "train.")):
+            section, sub = key.split(".", 1)
+            (data_over if section == "data" else train_over)[sub] = value
+        elif key in TRAIN_KEYS:
+            train_over[key] = value
+        else:
+            known = TRAIN_KEYS + ("data", "train")
+            raise InputError(f"unknown override {key!r}", hint=did_you_mean(str(key), known)
+                             or "use {'train': {...}, 'data': {...}} or dotted keys like 'train.lr'")
+    return data_over, train_over

@@ -1,0 +1,142 @@
+"""DDP: :func:`launch_distributed` starts one training process per device through torchrun's
+launcher, and :func:`_ddp_entry` is what each of them runs.
+
+Each global batch is split across the ranks and the summed loss scaled by
+``world / global_batch``, so the averaged gradient is exactly the single-process gradient of the
+same global batch. Only global rank 0 writes files and reports progress.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from nncli.errors import CheckFailed, InputError, NncliError, SpecError
+from nncli.train.loop import Trainer
+from nncli.train.prepare import prepare
+from nncli.train.runs import TrainResult, check_tensorboard
+
+
+def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | Path | None = None, *,
+                       nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
+                       master_addr: str = "127.0.0.1", master_port: int = 29500, device: str = "auto",
+                       resume: str | Path | None = None, observer_factory: Callable | None = None,
+                       tensorboard: bool = False, runs_root: str | Path = "runs") -> TrainResult | None:
+    """Run :func:`run_training` under torch.distributed with DistributedDataParallel.
+
+    Uses torchrun's own launcher (``torch.distributed.launcher.elastic_launch``): a standalone
+    rendezvous on one node, a static one (``master_addr:master_port``, ``node_rank``) across
+    nodes. Backend gloo on CPU, nccl on CUDA (one GPU per process, ``cuda:LOCAL_RANK``). Only
+    global rank 0 writes files and reports progress. Everything is validated here first, so bad
+    input exits 2 before any worker starts.
+
+    Returns:
+        Rank 0's TrainResult on the node that ran rank 0; None on the other nodes.
+    """
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from nncli.device import resolve_device
+
+    world = nproc_per_node * nnodes
+    dev = resolve_device(device)
+    if tensorboard:
+        check_tensorboard()
+    if dev.type == "cuda" and torch.cuda.device_count() < nproc_per_node:
+        raise InputError(f"--nproc-per-node {nproc_per_node}: only {torch.cuda.device_count()} CUDA device(s) visible",
+                         hint="use one process per GPU, or --device cpu")
+    setup = prepare(spec, overrides, out_dir, resume=resume, world_size=world, runs_root=runs_root)
+    request = {
+        "spec_text": None if resume else setup.spec_text, "spec_path": setup.spec_path, "overrides": overrides,
+        "out_dir": str(setup.run_dir), "device": dev.type, "resume": str(resume) if resume else None,
+        "observer_factory": observer_factory, "tensorboard": tensorboard,
+    }
+    if nnodes == 1:
+        rdzv = dict(rdzv_backend="c10d", rdzv_endpoint="localhost:0", run_id=str(uuid.uuid4()))
+    else:
+        rdzv = dict(rdzv_backend="static", rdzv_endpoint=f"{master_addr}:{master_port}", run_id="nncli",
+                    rdzv_configs={"rank": node_rank, "timeout": 900})
+    config = LaunchConfig(min_nodes=nnodes, max_nodes=nnodes, nproc_per_node=nproc_per_node, max_restarts=0,
+                          monitor_interval=0.1, start_method="spawn", signals_to_handle="SIGTERM,SIGHUP,SIGQUIT",
+                          **rdzv)
+    threads = max(1, (os.cpu_count() or 1) // nproc_per_node)
+    old_omp = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    # Ctrl-C reaches every worker directly; they agree on it at the next step and checkpoint.
+    # The launcher must outlive them instead of killing them first.
+    old_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if threading.current_thread() is threading.main_thread() else None
+    try:
+        results = elastic_launch(config, _ddp_entry)(request)
+    except ChildFailedError as exc:
+        failures = "; ".join(f"rank {rank}: exit {f.exitcode}"
+                             + (f" ({str(f.message)[:300]})" if getattr(f, "message", None) else "")
+                             for rank, f in sorted(exc.failures.items()))
+        raise CheckFailed(f"distributed training failed: {failures}") from None
+    finally:
+        if old_sigint is not None:
+            signal.signal(signal.SIGINT, old_sigint)
+        if old_omp is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = old_omp
+    answer = results.get(0)
+    if answer is None:
+        return None
+    if "error" in answer:
+        kinds = {"SpecError": SpecError, "InputError": InputError, "CheckFailed": CheckFailed}
+        err = answer["error"]
+        raise kinds.get(err["error"], NncliError)(err["message"], file=err.get("file"), line=err.get("line"),
+                                                  column=err.get("column"), spec_path=err.get("spec_path"),
+                                                  hint=err.get("hint"))
+    return TrainResult(**answer["result"])
+
+
+def _ddp_entry(request: dict) -> dict:
+    """One DDP worker (spawned by the elastic launcher). Returns plain data, picklable."""
+    import torch.distributed as tdist
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if request["device"] == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device = torch.device("cpu")
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        backend = "gloo"
+    tdist.init_process_group(backend=backend, rank=rank, world_size=world)
+    try:
+        observer = request["observer_factory"]() if (rank == 0 and request["observer_factory"]) else None
+        try:
+            # out_dir=None: the launcher already checked the folder, and rank 0 may be writing to it
+            spec = None
+            if request["spec_text"] is not None:  # the launcher's spec, exactly (it may not be a file)
+                from nncli.spec import parse_spec
+
+                origin = request["spec_path"]
+                spec = parse_spec(request["spec_text"], file=origin,
+                                  base_dir=Path(origin).parent if origin else Path.cwd())
+            setup = prepare(spec, request["overrides"], None, resume=request["resume"], world_size=world)
+        except NncliError as err:
+            return {"error": err.to_json()}
+        if not request["resume"]:
+            setup.run_dir = Path(request["out_dir"])
+        try:
+            result = Trainer(setup, device, observer, dist=(rank, world), tensorboard=request["tensorboard"]).run()
+        except NncliError as err:
+            return {"error": err.to_json()}
+        finally:
+            if observer is not None and hasattr(observer, "close"):
+                observer.close()
+        return {"result": asdict(result)}
+    finally:
+        tdist.destroy_process_group()

@@ -1,0 +1,260 @@
+"""The trainer: one process's run from a prepared :class:`~nncli.train.prepare.Setup` to its
+:class:`~nncli.train.runs.TrainResult`, and :func:`run_training`, the library face of
+``nncli train``.
+
+Design points, each with its reason:
+
+- **Exact resume.** The data order of epoch ``e`` is a permutation seeded by ``(seed, e)``; the
+  checkpoint holds model, optimizer, scheduler, grad scaler, the torch RNG (dropout), the
+  augmentation generator, the position inside the epoch and the running metric sums. A run killed
+  mid-epoch replays the same batches with the same random numbers: on CPU the final weights are
+  bit-for-bit those of an uninterrupted run.
+- **No host sync per step on CUDA.** Loss and accuracy sums stay on the device; the host reads
+  them at epoch ends and at sparse sync points (every ``sync_every`` steps), where a non-finite
+  loss is also detected. On CPU reading a scalar costs nothing, so every step is a sync point
+  and a non-finite loss is caught before it touches the weights.
+- **DDP** splits each global batch across ranks and scales the summed loss by
+  ``world / global_batch``, so the averaged gradient is exactly the single-process gradient of the
+  same global batch. Only rank 0 writes files and reports progress.
+
+The pieces: :class:`~nncli.train.accelerator.Accelerator` (device, precision, memory format,
+DDP), :class:`~nncli.train.state.Checkpointer` (checkpoints and resume),
+:func:`~nncli.train.epoch.run_epochs` (the epoch loop) and :class:`~nncli.train.runs.RunFiles`
+(the run folder).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from nncli.train.accelerator import Accelerator
+from nncli.train.diagnostics import nonfinite_report
+from nncli.train.epoch import run_epochs
+from nncli.train.optim import build_optimizer, build_scheduler
+from nncli.train.prepare import Setup, prepare
+from nncli.train.runs import RunFiles, TrainResult, check_tensorboard
+from nncli.train.signals import Interrupt
+from nncli.train.state import Checkpointer, TrainState
+from nncli.train.task import evaluate_model
+
+
+class Trainer:
+    """One training process: builds the model and the optimisation objects, runs the epochs and
+    reports. Under DDP every rank has one (``dist=(rank, world)``); only rank 0 writes files and
+    calls the observer."""
+
+    def __init__(self, setup: Setup, device, observer=None, *, dist=None, tensorboard=False):
+        self.s = setup
+        self.cfg = setup.cfg
+        self.device = device
+        self.observer = observer
+        self.rank, self.world = dist if dist else (0, 1)
+        self.writer_rank = self.rank == 0
+        self.tensorboard = tensorboard
+        self.run_dir = setup.run_dir
+        self.accel = Accelerator(device, self.cfg, self.rank, self.world)
+        self.files = RunFiles(self.run_dir, enabled=self.writer_rank)
+        self.state = TrainState()
+
+    def build(self) -> None:
+        """The model (seeded), optimizer, schedule, grad scaler and augmentation stream."""
+        from nncli.build import build_model
+
+        cfg, dev = self.cfg, self.device
+        self.built = build_model(self.s.spec, device=dev, seed=cfg.seed)
+        self.raw = self.built.model
+        self.accel.prepare_model(self.raw, self.s.spec.input)
+        self.optimizer = build_optimizer(cfg, self.raw.parameters(), dev)
+        n_train = self.s.dataset.sizes()["train"]
+        self.steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+        if self.world > 1 and n_train % cfg.batch_size and n_train % cfg.batch_size < self.world:
+            self.steps_per_epoch -= 1  # a final batch smaller than the world would leave a rank empty
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch)
+        self.scaler = self.accel.grad_scaler()
+        self.aug_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 7919) if (
+            self.s.data_cfg.crop or self.s.data_cfg.flip) else None
+        self.train_model, self.eval_model = self.accel.wrap(self.raw)
+        # dropout draws from the global RNG: seed it per rank, after the (rank-identical) init
+        torch.manual_seed(cfg.seed + 1 + self.rank)
+        # skip_nonfinite must see each step's loss before that step's update, so every step is a
+        # sync point (whatever sync_every says); otherwise the CPU has no device to wait for, and
+        # on an accelerator a host sync every 25 steps keeps the queue full.
+        self.sync_every = 1 if cfg.skip_nonfinite else cfg.sync_every or (1 if dev.type == "cpu" else 25)
+
+    def run(self) -> TrainResult:
+        cfg, s, st = self.cfg, self.s, self.state
+        started = time.perf_counter()
+        self.build()
+        self.ds = self.accel.place_data(s.dataset)
+        self.ckpt = Checkpointer(st, self.files, model=self.raw, optimizer=self.optimizer,
+                                 scheduler=self.scheduler, scaler=self.scaler, aug_gen=self.aug_gen,
+                                 device=self.device, rank=self.rank,
+                                 normalization={"mean": s.dataset.mean, "std": s.dataset.std})
+        resumed = s.resume is not None
+        if resumed:
+            self.ckpt.restore(s.resume, s.best_state)
+        if self.tensorboard:
+            self.files.open_tensorboard()
+        self.files.write_start(s, cfg, self.device, self.world, resumed)
+        self.notify("on_start", {
+            "run_dir": str(self.run_dir), "device": str(self.device), "world_size": self.world,
+            "epochs": cfg.epochs, "steps_per_epoch": self.steps_per_epoch, "epoch": st.epoch,
+            "step_in_epoch": st.step_in_epoch, "resumed": resumed, "sizes": s.dataset.sizes(),
+            "params": sum(p.numel() for p in self.raw.parameters()), "spec": s.spec.name,
+            "data_on_device": self.accel.data_on_device, "amp": cfg.amp, "compile": cfg.compile,
+        })
+        nonfinite = None
+        # a finished run resumed without more epochs has nothing left to do but report
+        finished_before = (resumed and s.resume.get("status") in ("completed", "early_stopped")
+                           and cfg.epochs == s.planned_epochs)
+        if finished_before:
+            st.status = s.resume["status"]
+        elif resumed and s.resume.get("status") == "early_stopped":
+            st.bad_epochs = 0  # more epochs were asked for: patience starts afresh
+        try:
+            with Interrupt() as interrupt:
+                if not finished_before:
+                    nonfinite = run_epochs(self, interrupt)
+            if self.ckpt.metrics_dirty:  # epochs finished after the last checkpoint (a non-finite stop)
+                self.ckpt.write_metrics()
+            self.files.wait()
+        finally:
+            self.files.close()
+        return _result(self, started, nonfinite)
+
+    # ---- helpers of the epoch loop ------------------------------------------------------
+    def notify(self, name: str, *args) -> None:
+        """Call the observer's ``name`` method, if it has one (rank 0 only)."""
+        method = getattr(self.observer, name, None) if self.observer is not None else None
+        if method is not None and self.writer_rank:
+            method(*args)
+
+    def evaluate(self, split: str, model=None) -> dict:
+        """Loss and accuracy of a split in eval mode, over all ranks (one host sync)."""
+        x, y = self.ds.split(split)
+        accel = self.accel
+        return evaluate_model(model or self.eval_model, x, y, self.cfg.loss, batch_size=self.cfg.eval_batch_size,
+                              device=self.device, autocast=accel.autocast, fetch=accel.batch,
+                              shard=(self.rank, self.world), reduce=accel.all_reduce, mode_owner=self.raw)
+
+    def partial(self, sums: list, count: int) -> list:
+        """The running sums of the epoch so far, over all ranks, for a mid-epoch checkpoint.
+
+        Every rank calls it at the same step. Rank 0 checkpoints the totals; on resume rank 0
+        restarts from them and the other ranks from zero, so the epoch-end reduction still adds
+        up to the global sums.
+        """
+        if self.world == 1:
+            return [*sums, count]
+        totals = torch.tensor([*sums, float(count)], dtype=torch.float64, device=self.device)
+        loss, correct, n = self.accel.all_reduce(totals).tolist()
+        return [loss, correct, int(n)]
+
+    @property
+    def monitor(self) -> str:
+        return self.cfg.monitor or ("val_loss" if self.cfg.loss == "mse" else "val_accuracy")
+
+    def diagnose(self, first_step: int, xb, loss, lazy: bool) -> dict:
+        """Name the step and the first layer with a non-finite output; keep the last good checkpoint."""
+        self.state.status = "nonfinite"
+        self.files.wait()  # the last good checkpoint is complete before the message names it
+        return nonfinite_report(self.raw, self.built.layers, xb, loss, first_step=first_step,
+                                epoch=self.state.epoch, steps_per_epoch=self.steps_per_epoch, lazy=lazy,
+                                last_checkpoint=self.files.ckpt_dir / "last.pt")
+
+
+def _final_splits(t: Trainer) -> dict:
+    """Train, val and test metrics with the best weights, in eval mode (None before an epoch ended)."""
+    st, sizes = t.state, t.s.dataset.sizes()
+    if not (st.status in ("completed", "early_stopped") and st.history):
+        return {split: {"loss": None, "accuracy": None, "n": sizes[split]} for split in ("train", "val", "test")}
+    if t.ckpt.best_state is not None:
+        t.raw.load_state_dict(t.ckpt.best_state)
+    splits = {split: t.evaluate(split, t.raw) for split in ("train", "test")}
+    record = next((r for r in st.history if r["epoch"] == st.best["epoch"]), None)
+    if record is not None and record["val_loss"] is not None and not t.cfg.compile:
+        # the best epoch's validation pass ran on exactly these weights in eval mode
+        splits["val"] = {"loss": record["val_loss"], "accuracy": record["val_accuracy"], "n": sizes["val"]}
+    else:
+        splits["val"] = t.evaluate("val", t.raw)
+    return {k: splits[k] for k in ("train", "val", "test")}
+
+
+def _result(t: Trainer, started: float, nonfinite: dict | None) -> TrainResult:
+    """The run's :class:`TrainResult`, also written as ``report.json``."""
+    cfg, st = t.cfg, t.state
+    if nonfinite is not None:
+        st.status = "nonfinite"
+    if st.status == "running":
+        st.status = "completed"
+    splits = _final_splits(t)
+    message = None
+    if st.status == "interrupted":
+        message = (f"interrupted at epoch {st.epoch + 1}, step {st.step_in_epoch}; "
+                   f"continue with: nncli train --resume {t.run_dir}")
+    elif st.status == "nonfinite":
+        message = nonfinite["message"]
+    elif st.status == "early_stopped":
+        message = f"stopped early after {st.epoch} epochs: {t.monitor} stopped improving"
+    s = t.s
+    result = TrainResult(
+        run_dir=str(t.run_dir), spec=s.spec.name, device=str(t.device), world_size=t.world,
+        epochs=len(st.history), planned_epochs=cfg.epochs, best_epoch=st.best["epoch"],
+        global_step=st.global_step,
+        samples_per_s=st.train_samples / st.train_time if st.train_time > 0 else 0.0,
+        train=splits["train"], val=splits["val"], test=splits["test"], status=st.status,
+        message=message, history=list(st.history), checkpoints=t.files.existing_checkpoints(),
+        data={"name": s.dataset.name, **s.dataset.sizes(), "input_shape": list(s.spec.input),
+              "classes": s.dataset.classes},
+        config=cfg.to_dict(), duration_s=time.perf_counter() - started, amp=cfg.amp, compile=cfg.compile,
+        channels_last=t.accel.channels_last, data_on_device=t.accel.data_on_device, skipped_steps=st.skipped,
+        nonfinite=nonfinite,
+    )
+    t.files.write_report(result)
+    return result
+
+
+def run_training(spec=None, overrides: dict | None = None, out_dir: str | Path | None = None, *,
+                 device: str = "auto", resume: str | Path | None = None, observer=None,
+                 tensorboard: bool = False, runs_root: str | Path = "runs") -> TrainResult:
+    """Train a spec and return what happened; the library face of ``nncli train``.
+
+    Args:
+        spec: a :class:`~nncli.spec.Spec` or a path to one (None with ``resume``).
+        overrides: ``{"train": {"lr": 0.01}, "data": {"name": "digits"}}``, dotted keys
+            (``{"train.lr": 0.01}``) or bare train keys (``{"epochs": 3}``); they win over the
+            spec's ``data:``/``train:`` sections.
+        out_dir: the run folder (new or empty); default ``runs_root/<spec name>-<time>``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        resume: a run folder to continue from its last checkpoint (``overrides`` may only raise
+            ``epochs``).
+        observer: gets ``on_start(info)``, ``on_step(info)``, ``on_epoch(record)``,
+            ``on_message(text)`` (any subset) for progress display.
+        tensorboard: also log scalars under ``<run>/tensorboard`` (needs the tensorboard package).
+        runs_root: parent of default run folders.
+
+    Returns:
+        TrainResult; ``status`` is ``completed``, ``early_stopped``, ``interrupted`` (Ctrl-C or
+        SIGTERM: a checkpoint was saved) or ``nonfinite`` (training stopped; ``nonfinite`` says
+        where).
+
+    Raises:
+        SpecError / InputError: bad spec, flag, data, shapes or checkpoint (exit 2); nothing of an
+            existing run is modified.
+
+    Example:
+        >>> result = run_training("specs/moons-mlp.yaml", {"epochs": 5}, "runs/moons", device="cpu")
+        >>> result.test["accuracy"] > 0.9
+        True
+    """
+    from nncli.device import resolve_device
+
+    dev = resolve_device(device)
+    if tensorboard:
+        check_tensorboard()
+    setup = prepare(spec, overrides, out_dir, resume=resume, runs_root=runs_root)
+    return Trainer(setup, dev, observer, tensorboard=tensorboard).run()

@@ -1,0 +1,165 @@
+"""Everything a run needs before it starts: the spec, the resolved sections, the data with its
+targets checked against the loss, and the run folder (a new one, or the run being resumed).
+
+Bad input of any kind is raised here, before a run folder exists or an old one is modified.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nncli import data as data_mod
+from nncli.errors import InputError
+from nncli.train.config import TrainConfig, resolve_train_config, section_fail, split_overrides
+from nncli.train.runs import load_checkpoint, load_run, new_run_dir
+from nncli.train.task import prepare_targets
+
+
+@dataclass
+class Setup:
+    """Everything a run needs, resolved and validated before any file is touched."""
+
+    spec: Any
+    spec_text: str
+    spec_path: str | None
+    data_cfg: data_mod.DataConfig
+    cfg: TrainConfig
+    dataset: data_mod.Dataset
+    output_shape: tuple
+    run_dir: Path
+    resume: dict | None  # the loaded last checkpoint when resuming
+    best_state: dict | None  # best.pt when resuming
+    planned_epochs: int | None = None  # the epochs the resumed run was started with
+
+
+def _load_spec_arg(spec):
+    from nncli.spec import Spec, load_spec
+
+    if spec is None or isinstance(spec, Spec):
+        return spec
+    return load_spec(Path(spec))
+
+
+def _spec_text(spec) -> str:
+    """The spec as YAML text for the run folder: the file verbatim (comments kept) when there is one."""
+    if spec.path is not None and Path(spec.path).is_file():
+        return Path(spec.path).read_text(encoding="utf-8-sig")
+    if spec.document is not None and spec.document.data is not None:
+        return yaml.safe_dump(spec.document.data, sort_keys=False)
+    raise InputError("the spec has no source text to store in the run folder",
+                     hint="load the spec with nncli.spec.load_spec(path) or parse_spec(text)")
+
+
+def prepare(spec, overrides=None, out_dir=None, *, resume=None, world_size: int = 1,
+            runs_root: str | Path = "runs") -> Setup:
+    """Resolve and validate everything a run needs, touching no file.
+
+    Args are those of :func:`nncli.train.run_training`; ``world_size`` is the number of DDP
+    processes the training set must be split across.
+    """
+    from nncli.build import infer
+
+    spec = _load_spec_arg(spec)
+    data_over, train_over = split_overrides(overrides)
+    data_over = resolve_data_source(data_over)
+    resume_ckpt = best_state = None
+    if resume is not None:
+        run = load_run(resume)
+        if spec is not None and spec.path is not None and Path(spec.path).is_file() \
+                and Path(spec.path).read_text(encoding="utf-8-sig") != run.spec_text:
+            raise InputError(f"{spec.path} differs from the spec the run in {run.run_dir} was started with",
+                             hint="resume without the SPEC argument to use the run's own copy (spec.yaml)")
+        allowed = {"epochs", "sync_every", "eval_batch_size", "compile"}
+        changed = sorted(set(k for k, v in train_over.items() if v is not None) - allowed)
+        changed += sorted(f"data.{k}" for k, v in data_over.items() if v is not None)
+        if changed:
+            raise InputError(f"--resume continues a run exactly; cannot change {', '.join(changed)}",
+                             hint="only --epochs (to train longer), --compile and the device may change")
+        spec, spec_text, spec_path = run.spec, run.spec_text, run.meta.get("spec", {}).get("path")
+        data_cfg = run.data
+        cfg = TrainConfig(**{**asdict(run.train), **{k: v for k, v in train_over.items() if v is not None}})
+        cfg = resolve_train_config(cfg.to_dict())
+        if cfg.epochs < run.train.epochs:
+            raise InputError(f"--epochs {cfg.epochs}: the run was started for {run.train.epochs} epochs; "
+                             "resuming can only keep or extend that")
+        run_dir = run.run_dir
+        resume_ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+        if (run_dir / "checkpoints" / "best.pt").is_file():
+            best_state = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    else:
+        if spec is None:
+            raise InputError("expected a SPEC file to train, or --resume RUN to continue a run")
+        spec_text = _spec_text(spec)
+        spec_path = str(Path(spec.path).resolve()) if spec.path is not None else None
+        base_dir = Path(spec.path).resolve().parent if spec.path is not None else Path.cwd()
+        data_cfg = data_mod.resolve_data_config(spec.data, data_over, fail=section_fail(spec, "data"),
+                                                base_dir=base_dir)
+        cfg = resolve_train_config(spec.train, train_over, fail=section_fail(spec, "train"))
+        if out_dir is not None:
+            run_dir = Path(out_dir)
+            if (run_dir / "run.yaml").exists():
+                raise InputError(f"{run_dir} already holds a run", hint=f"continue it with --resume {run_dir}, "
+                                                                         "or pick another --out")
+            if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+                raise InputError(f"--out {run_dir}: expected a new or empty folder, found "
+                                 f"{'a file' if not run_dir.is_dir() else 'a folder with files in it'}")
+        else:
+            run_dir = new_run_dir(Path(runs_root), spec.name)
+    built = infer(spec)  # meta device: checks the spec and gives the output shape for free
+    dataset = data_mod.load_dataset(data_cfg)
+    for split in ("train", "val", "test"):
+        setattr(dataset, f"x_{split}", data_mod.fit_input_shape(getattr(dataset, f"x_{split}"), spec.input))
+    dataset = _check_labels(dataset, cfg, built.output_shape, spec, data_cfg)
+    if dataset.sizes()["train"] < world_size:
+        raise InputError(f"{dataset.sizes()['train']} training examples cannot be split across {world_size} processes")
+    if (data_cfg.crop or data_cfg.flip) and len(spec.input) != 3:
+        raise InputError(f"data.augment (crop/flip) needs image inputs [C, H, W], the spec's input is {list(spec.input)}")
+    if cfg.patience and dataset.sizes()["val"] == 0:
+        raise InputError("early stopping (patience) needs a validation split: data.val is 0")
+    if resume_ckpt is not None:
+        _check_resume_fits(resume_ckpt, run_dir)
+    return Setup(spec, spec_text, spec_path, data_cfg, cfg, dataset, tuple(built.output_shape), run_dir,
+                 resume_ckpt, best_state, run.train.epochs if resume is not None else None)
+
+
+def _check_labels(dataset, cfg, output_shape, spec, data_cfg):
+    def fail(message, hint=None):
+        return InputError(f"data {dataset.name}: {message}", hint=hint)
+
+    prepare_targets(dataset, cfg.loss, tuple(output_shape), fail)
+    return dataset
+
+
+def _check_resume_fits(ckpt: dict, run_dir: Path) -> None:
+    for key in ("optimizer", "epoch", "step_in_epoch", "global_step", "history", "rng"):
+        if key not in ckpt:
+            raise InputError(f"corrupt checkpoint {run_dir / 'checkpoints' / 'last.pt'}: no {key!r} entry")
+
+
+def resolve_data_source(data_over: dict) -> dict:
+    """The ``source`` that :func:`~nncli.train.config.split_overrides` keeps for ``--data``,
+    replaced by the ``name`` or ``path`` it means; a name or path given after it wins."""
+    if "source" not in data_over:
+        return data_over
+    out = dict(data_over)
+    for key, value in _data_source(out.pop("source")).items():
+        if out.get(key) is None:
+            out[key] = value
+    return out
+
+
+def _data_source(value) -> dict:
+    """``--data`` value: a built-in set name, or a path to a file or folder."""
+    text = str(value)
+    path = Path(text).expanduser()
+    if path.suffix.lower() in data_mod.FILE_SUFFIXES or "/" in text or os.sep in text or path.exists():
+        if path.is_dir():
+            raise InputError(f"--data {text}: a folder needs its format: pass --data mnist or --data cifar10 "
+                             "with `path:` in the spec's data section")
+        return {"path": text, "name": None}
+    return {"name": text, "path": None}
