@@ -1,0 +1,14 @@
+"""nncli's command line: parse -> call one library function -> render -> exit code.
+
+Thin on purpose. Each command lives in its own module here and imports its tool lazily (torch
+takes ~2 s to load and ``nncli --help`` must not pay it), calls one function returning a result
+object, and hands it to :mod:`nncli.render`. ``app.py`` holds the Typer app and what commands
+share; ``main.py`` the entry point that maps errors to exit codes.
+"""
+
+from nncli.cli.app import _state, app  # noqa: F401  (_state: tests reset it between calls)
+# Each import registers its commands on `app`, in the order `nncli --help` lists them.
+from nncli.cli import check, diagram, probe, train, sweep, gradcheck  # noqa: E402,F401  (isort: skip)
+from nncli.cli.main import main, run
+
+__all__ = ["app", "main", "run"]

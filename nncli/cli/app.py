@@ -1,0 +1,96 @@
+"""The Typer app every command registers on, and what the commands share.
+
+Shared: the lazily imported renderer, the error state read by :func:`nncli.cli.main.main`
+(``--traceback``, ``--json``), help texts and the option types several commands take.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from nncli.errors import CheckFailed
+from nncli.train.config import OPTIMIZERS
+
+
+class _Lazy:
+    """A module imported on first attribute access: `--help` must not pay for rich's tables."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
+render = _Lazy("nncli.render")
+
+app = typer.Typer(
+    name="nncli",
+    help="Network diagrams, checks and experiments from YAML specs.\n\n"
+         "A spec lists layers (torch.nn names, Residual, Repeat, Custom, Step); nncli builds it as a "
+         "torch.nn.Sequential, then checks, counts, draws, gradchecks, probes and trains it.\n\n"
+         "Exit codes: 0 ok; 1 a check found a problem; 2 bad input; 3 a bug in nncli; 130 interrupted.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich's markdown renderer costs ~0.15 s at start-up
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"traceback": os.environ.get("NNCLI_TRACEBACK", "") not in ("", "0"), "json": False}
+
+JSON_HELP = "Print one JSON document on stdout (nothing else there); logs go to stderr."
+SPEC_HELP = "The network spec (YAML)."
+
+
+DEVICE_HELP = "auto, cpu, cuda or cuda:N (auto picks CUDA when present)."
+
+# The training choices live once, in the torch-free nncli.train.config.
+Optimizer = Enum("Optimizer", {v: v for v in OPTIMIZERS}, type=str)
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    float64 = "float64"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+def json_flag() -> bool:
+    return typer.Option(False, "--json", help=JSON_HELP)
+
+
+def _print_version(value: bool) -> None:
+    # An eager option callback: runs while parsing, so `nncli --version` needs no command
+    # (checked inside _root it never ran: the group first failed with "Missing command").
+    if value:
+        from importlib.metadata import version as pkg_version
+
+        typer.echo(f"nncli {pkg_version('nncli')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    traceback: bool = typer.Option(False, "--traceback", help="Show the Python traceback of an error (for bug reports)."),
+    version: bool = typer.Option(False, "--version", help="Print nncli's version and exit.", is_eager=True,
+                                 callback=_print_version),
+) -> None:
+    _state["traceback"] = _state["traceback"] or traceback
+
+
+def load_spec_file(spec: Path):
+    from nncli.spec import load_spec
+
+    return load_spec(spec)
+
+
+def fail_check(message: str) -> None:
+    """A check ran and found a problem: exit 1 after the report was printed."""
+    raise CheckFailed(message)

@@ -1,0 +1,59 @@
+"""``nncli diagram``: draw a spec with graphviz."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nncli.cli.app import SPEC_HELP, _state, app, json_flag, load_spec_file, render
+
+
+class DiagramView(str, Enum):
+    layers = "layers"
+    neurons = "neurons"
+
+
+class DiagramFormat(str, Enum):
+    svg = "svg"
+    png = "png"
+    pdf = "pdf"
+    dot = "dot"
+
+
+class Rankdir(str, Enum):
+    TB = "TB"
+    LR = "LR"
+
+
+@app.command()
+def diagram(
+    spec: Path = typer.Argument(..., help=SPEC_HELP),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write (replaced if it exists); its extension picks the format: .svg, .png, .pdf, .dot."),
+    fmt: Optional[DiagramFormat] = typer.Option(None, "--format", "-f", help="Output format, when the extension does not say (must agree with it when it does)."),
+    view: DiagramView = typer.Option(DiagramView.layers, "--view", help="layers: a node per layer, edges labelled with shapes. neurons: a node per unit and an edge per weight (small MLPs only)."),
+    expand: bool = typer.Option(False, "--expand", help="Unroll every Repeat (by default one box marked xN)."),
+    depth: Optional[int] = typer.Option(None, "--depth", min=0, help="How many levels of nested blocks open: 0 draws each Residual/Repeat as one box. Default: all."),
+    rankdir: Optional[Rankdir] = typer.Option(None, "--rankdir", help="Layout direction: TB (top to bottom) or LR. Default TB for layers, LR for neurons."),
+    weights: bool = typer.Option(False, "--weights", help="Neuron view: colour (sign) and width (size) edges by the initial weights (seeded)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the initial weights shown with --weights."),
+    json_out: bool = json_flag(),
+) -> None:
+    """Draw the network with graphviz: a diagram from which anyone can rebuild it.
+
+    Layer view: a node per layer with its type, defining arguments and parameter count; edges
+    carry the tensor shape (batch as N); a Residual is a fork, its body, its shortcut (a red skip
+    edge when it is the identity) and an add node; a Repeat is one xN box unless --expand.
+    Neuron view (--view neurons): the classical MLP picture, refused above 200 units or 2,000
+    weights. DOT is written without graphviz's `dot` program; svg/png/pdf need it, and where it is
+    missing the .dot source is written next to the output and the command exits 2 saying how to
+    install graphviz. --json prints the graph (nodes, edges, clusters).
+    """
+    _state["json"] = json_out
+    from nncli.diagram import draw
+
+    result = draw(load_spec_file(spec), output, fmt=fmt.value if fmt else None, view=view.value, expand=expand,
+                  depth=depth, rankdir=rankdir.value if rankdir else None, weights=weights, seed=seed)
+    render.emit(result, json_out, render.diagram.show)

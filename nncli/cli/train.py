@@ -1,0 +1,148 @@
+"""``nncli train``, ``evaluate`` and ``predict``: training runs and what is done with them."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nncli.cli.app import (
+    DEVICE_HELP, SPEC_HELP, Optimizer, _state, app, fail_check, json_flag, load_spec_file, render,
+)
+from nncli.errors import ExitCode, InputError
+from nncli.train.config import AMP_MODES, LOSSES, SCHEDULES
+
+
+Loss = Enum("Loss", {v: v for v in LOSSES}, type=str)
+Schedule = Enum("Schedule", {v: v for v in SCHEDULES}, type=str)
+Amp = Enum("Amp", {v: v for v in AMP_MODES}, type=str)
+
+
+class Split(str, Enum):
+    train = "train"
+    val = "val"
+    test = "test"
+    all = "all"
+
+
+class CheckpointKind(str, Enum):
+    best = "best"
+    last = "last"
+
+
+@app.command()
+def train(
+    spec: Optional[Path] = typer.Argument(None, help=SPEC_HELP + " Optional with --resume."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data set (moons, circles, spirals, xor, blobs, regression, digits) or a .npz/.csv/.pt file; overrides the spec's data:."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs to train (with --resume: train longer)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (the peak for onecycle)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", min=1, help="Global batch size (split across DDP processes)."),
+    optimizer: Optional[Optimizer] = typer.Option(None, "--optimizer", help="sgd (with --momentum, --nesterov), adam or adamw."),
+    loss: Optional[Loss] = typer.Option(None, "--loss", help="cross_entropy (on logits), mse or bce_with_logits."),
+    schedule: Optional[Schedule] = typer.Option(None, "--schedule", help="Learning-rate schedule, stepped every batch."),
+    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0, help="Linear warmup steps before the schedule."),
+    momentum: Optional[float] = typer.Option(None, "--momentum", help="SGD momentum."),
+    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum (sgd)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay (decoupled for adamw)."),
+    clip_grad_norm: Optional[float] = typer.Option(None, "--clip-grad-norm", help="Clip the global gradient norm to this."),
+    patience: Optional[int] = typer.Option(None, "--patience", min=1, help="Early stopping: epochs without validation improvement."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed for weights, dropout, data order, augmentation."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    amp: Optional[Amp] = typer.Option(None, "--amp", help="Mixed precision: bf16, or fp16 with a gradient scaler."),
+    compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=0, help="Also checkpoint every N steps inside an epoch."),
+    skip_nonfinite: Optional[bool] = typer.Option(None, "--skip-nonfinite/--stop-nonfinite", help="Skip batches with a non-finite loss instead of stopping."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (new or empty); default runs/<spec>-<time>."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder exactly where it stopped."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write loss and accuracy curves to this .png/.svg/.pdf."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to <run>/tensorboard (needs the tensorboard package)."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", min=1, help="Processes per node for DDP (gloo on CPU, nccl on CUDA, one GPU each)."),
+    nnodes: int = typer.Option(1, "--nnodes", min=1, help="Nodes taking part (multi-node DDP)."),
+    node_rank: int = typer.Option(0, "--node-rank", min=0, help="This node's rank, 0..nnodes-1."),
+    master_addr: str = typer.Option("127.0.0.1", "--master-addr", help="Address of the node with rank 0 (multi-node)."),
+    master_port: int = typer.Option(29500, "--master-port", help="Port for the rendezvous on the master node."),
+    json_out: bool = json_flag(),
+) -> None:
+    """Train a spec: data, loss, optimizer and schedule from its data:/train: sections and flags.
+
+    Writes a run folder: run.yaml (resolved config), spec.yaml, metrics.jsonl/.csv,
+    checkpoints/best.pt and last.pt, report.json. Progress goes to stderr; --json prints the
+    final summary on stdout. Ctrl-C saves a checkpoint and exits 130 (continue with --resume).
+    A non-finite loss stops training with the step and the first layer whose output went
+    non-finite, keeps the last good checkpoint and exits 1 (or --skip-nonfinite).
+    """
+    _state["json"] = json_out
+    from nncli.train import launch_distributed, run_training
+
+    if plot is not None:
+        from nncli.render.plots import check_plot_path
+
+        check_plot_path(plot)
+    values = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer, "loss": loss,
+              "schedule": schedule, "warmup_steps": warmup_steps, "momentum": momentum, "nesterov": nesterov,
+              "weight_decay": weight_decay, "clip_grad_norm": clip_grad_norm, "patience": patience,
+              "seed": seed, "amp": amp, "compile": compile_model, "checkpoint_every": checkpoint_every,
+              "skip_nonfinite": skip_nonfinite}
+    overrides = {"train": {k: (v.value if isinstance(v, Enum) else v) for k, v in values.items() if v is not None}}
+    if data is not None:
+        overrides["data"] = data
+    loaded = load_spec_file(spec) if spec is not None else None
+    if nproc_per_node > 1 or nnodes > 1:
+        if node_rank >= nnodes:
+            raise InputError(f"--node-rank {node_rank}: expected a rank below --nnodes {nnodes}")
+        result = launch_distributed(
+            loaded, overrides, out, nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank,
+            master_addr=master_addr, master_port=master_port, device=device, resume=resume,
+            observer_factory=render.train.TrainProgress, tensorboard=tensorboard)
+        if result is None:
+            render.stderr_console().print(f"node {node_rank}: workers finished; rank 0 writes the run and its report")
+            return
+    else:
+        with render.train.TrainProgress() as progress:
+            result = run_training(loaded, overrides, out, device=device, resume=resume, observer=progress,
+                                  tensorboard=tensorboard)
+    if plot is not None and result.history:
+        render.plots.train_plot(result, plot)
+        result.plot = str(plot)
+    render.emit(result, json_out, render.train.show)
+    if result.status == "nonfinite":
+        fail_check(result.message)
+    if result.status == "interrupted":
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by nncli train."),
+    split: Split = typer.Option(Split.test, "--split", help="Which split to evaluate (all: train, val and test)."),
+    checkpoint: CheckpointKind = typer.Option(CheckpointKind.best, "--checkpoint", help="best (by validation) or last."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    json_out: bool = json_flag(),
+) -> None:
+    """Loss and accuracy of a run's checkpoint on a data split (same data, split and normalisation)."""
+    _state["json"] = json_out
+    from nncli.evaluate import evaluate_run
+
+    result = evaluate_run(run_dir, split.value, checkpoint=checkpoint.value, device=device)
+    render.emit(result, json_out, render.evaluate.show)
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by nncli train."),
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="Inputs, one example per row: .npz, .npy, .csv (features only) or .pt."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the predictions to this .csv or .npz."),
+    checkpoint: CheckpointKind = typer.Option(CheckpointKind.best, "--checkpoint", help="best (by validation) or last."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists (never the input file)."),
+    json_out: bool = json_flag(),
+) -> None:
+    """Predict with a trained run: classes and probabilities, or regression outputs."""
+    _state["json"] = json_out
+    from nncli.evaluate import predict as run_predict
+
+    result = run_predict(run_dir, input_path, out=out, checkpoint=checkpoint.value, device=device,
+                         force=force)
+    render.emit(result, json_out, render.evaluate.predictions)
