@@ -13,22 +13,11 @@ from pathlib import Path
 import typer
 
 from nncli.errors import CheckFailed
+from nncli.lazy import LazyModule
 from nncli.train.config import OPTIMIZERS
 
 
-class _Lazy:
-    """A module imported on first attribute access: `--help` must not pay for rich's tables."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __getattr__(self, attr: str):
-        import importlib
-
-        return getattr(importlib.import_module(self._name), attr)
-
-
-render = _Lazy("nncli.render")
+render = LazyModule("nncli.render")
 
 app = typer.Typer(
     name="nncli",
@@ -81,8 +70,16 @@ def _root(
     traceback: bool = typer.Option(False, "--traceback", help="Show the Python traceback of an error (for bug reports)."),
     version: bool = typer.Option(False, "--version", help="Print nncli's version and exit.", is_eager=True,
                                  callback=_print_version),
+    no_custom: bool = typer.Option(
+        False, "--no-custom",
+        help="Refuse every Custom layer (exit 2) before importing anything. A Custom layer runs "
+             "Python code: check an untrusted spec with --no-custom (or NNCLI_NO_CUSTOM=1)."),
 ) -> None:
     _state["traceback"] = _state["traceback"] or traceback
+    if no_custom:
+        from nncli.spec.trust import set_no_custom
+
+        set_no_custom(True)
 
 
 def load_spec_file(spec: Path):

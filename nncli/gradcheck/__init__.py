@@ -45,7 +45,9 @@ line, at start-up) does not load torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from nncli.lazy import lazy_exports
 
 # exported name -> the module that defines it
 _EXPORTS = {
@@ -79,17 +81,4 @@ if TYPE_CHECKING:
     )
     from nncli.gradcheck.unit import INPUT
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # found directly next time
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from nncli.lazy import lazy_exports
+
 if TYPE_CHECKING:
     from nncli.train.distributed import launch_distributed
     from nncli.train.loop import run_training
@@ -36,18 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["run_training", "TrainResult", "launch_distributed", "check_tensorboard"]
 
-
-def __getattr__(name: str):
-    # Loaded on first use: importing nncli.train.config runs this file, and must not load torch.
-    if name == "run_training":
-        from nncli.train.loop import run_training as value
-    elif name == "launch_distributed":
-        from nncli.train.distributed import launch_distributed as value
-    elif name == "TrainResult":
-        from nncli.train.runs import TrainResult as value
-    elif name == "check_tensorboard":
-        from nncli.train.runs import check_tensorboard as value
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+# Loaded on first use: importing nncli.train.config runs this file, and must not load torch.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "run_training": "nncli.train.loop", "launch_distributed": "nncli.train.distributed",
+    "TrainResult": "nncli.train.runs", "check_tensorboard": "nncli.train.runs",
+})
