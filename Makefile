@@ -12,12 +12,14 @@ OUT ?= demo-out
 
 setup: $(VENV)/.nncli-installed dot
 
+# optuna and ray: tests/test_sweep_backends.py runs Optuna's search and one small real-Ray sweep
+# by default (the other Ray tests are slow-marked); users install them only as extras.
 # torch is pinned and installed first: an unpinned torch would pull a multi-GB CUDA build;
 # 2.13.0 is the CPU wheel this kind of machine keeps on disk.
 $(VENV)/.nncli-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,attack-ref,export,images,optuna,ray]" "torch==$(TORCH_VERSION)"
 	touch $@
 
 # graphviz's `dot` renders diagrams (the Python package only writes DOT source).
@@ -38,8 +40,7 @@ demo: setup
 	$(NNCLI) diagram specs/resnet-tiny.yaml -o $(OUT)/resnet-tiny.svg
 	$(NNCLI) gradcheck specs/custom-swish.yaml
 	$(NNCLI) probe specs/deep-sigmoid.yaml || echo "(probe exits 1 above: the deep sigmoid stack's gradients vanish, as the lecture says)"
-	rm -rf $(OUT)/digits-run  # the demo's own previous run: train never overwrites a run folder
-	$(NNCLI) train specs/digits-cnn.yaml --out $(OUT)/digits-run --plot $(OUT)/digits-curves.png
+	$(NNCLI) train specs/digits-cnn.yaml --out $(OUT)/digits-run --force --plot $(OUT)/digits-curves.png
 	$(NNCLI) evaluate $(OUT)/digits-run --split test
 	@echo "demo outputs in $(OUT)/: resnet-tiny.svg, digits-run/ (run folder), digits-curves.png"
 
@@ -53,6 +54,7 @@ test-cuda: setup
 	$(VENV)/bin/pytest -q -m cuda -rs
 
 bench: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[bench]" "torch==$(TORCH_VERSION)"
 	for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

@@ -30,6 +30,10 @@ done
 [[ ${#budget[@]} -gt 0 ]] || budget=(--max-params 1M)
 
 read -r -a nncli <<< "${NNCLI:-nncli}"
+if ! command -v "${nncli[0]}" >/dev/null 2>&1; then  # say so, rather than 127 at the first step
+    echo "${nncli[0]}: command not found; activate nncli's venv (. .venv/bin/activate) or set NNCLI=\"/path/to/.venv/bin/nncli\"" >&2
+    exit 2
+fi
 reports=${GATE_REPORTS:-$(mktemp -d "${TMPDIR:-/tmp}/nncli-gate.XXXXXX")}
 mkdir -p "$reports"
 

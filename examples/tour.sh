@@ -15,6 +15,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$(mktemp -d "${TMPDIR:-/tmp}/nncli-tour.XXXXXX")}
 mkdir -p "$out"
 read -r -a nncli <<< "${NNCLI:-nncli}"
+if ! command -v "${nncli[0]}" >/dev/null 2>&1; then  # say so, rather than 127 at the first step
+    echo "${nncli[0]}: command not found; activate nncli's venv (. .venv/bin/activate) or set NNCLI=\"/path/to/.venv/bin/nncli\"" >&2
+    exit 2
+fi
 python=${PYTHON:-python3}
 cd "$root"
 

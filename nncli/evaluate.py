@@ -38,6 +38,7 @@ class EvalResult:
     device: str
     loss: str  # the loss function's name
     splits: dict = field(default_factory=dict)  # split -> {"loss", "accuracy", "n"}
+    classes: list | None = None  # the class names the run was trained with (label i is classes[i])
 
     def to_json(self) -> dict:
         return jsonable(asdict(self))
@@ -51,12 +52,13 @@ class PredictResult:
     checkpoint: str
     input: str
     n: int
-    task: str  # classification, binary, multilabel or regression
-    predictions: list  # class index, 0/1, or the regression output (a number or a list)
+    task: str  # classification, binary, multilabel, regression or sequence
+    predictions: list  # class index, 0/1, the regression output (a number or a list), or a sequence's class indices
     labels: list | None = None  # class names of the predictions, when the data had names
     probabilities: list | None = None  # softmax (classification) or sigmoid (binary) per row
     classes: list | None = None
     out: str | None = None  # the file written, if any
+    files: list | None = None  # the image files predicted, in row order (image inputs only)
 
     def to_json(self) -> dict:
         return jsonable(asdict(self))
@@ -72,7 +74,8 @@ def _open_run(run_dir, checkpoint: str, device: str):
     run = load_run(run_dir)
     path = run.run_dir / "checkpoints" / f"{checkpoint}.pt"
     ckpt = load_checkpoint(path)
-    built = build_model(run.spec, device=dev, seed=run.train.seed)
+    # the checkpoint holds every weight: a transfer: source run need not exist any more
+    built = build_model(run.spec, device=dev, seed=run.train.seed, transfer_weights=False)
     try:
         built.model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
@@ -105,7 +108,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = 
     if split not in SPLITS + ("all",):
         raise InputError(f"--split: expected one of train, val, test, all, found {split!r}")
     run, path, ckpt, built, dev = _open_run(run_dir, checkpoint, device)
-    ds = data_mod.load_dataset(run.data)
+    ds = data_mod.load_dataset(run.data, input_shape=tuple(run.spec.input),
+                               integer_inputs=getattr(run.spec, "integer_input", False))
     stored = ckpt.get("normalization") or {}
     if (stored.get("mean") is None) != (ds.mean is None) or (
             ds.mean is not None and not (torch.allclose(stored["mean"], ds.mean) and torch.allclose(stored["std"], ds.std))):
@@ -113,6 +117,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = 
                          "from the checkpoint's", hint="evaluate on the data the run was trained with")
     for name in SPLITS:
         setattr(ds, f"x_{name}", data_mod.fit_input_shape(getattr(ds, f"x_{name}"), run.spec.input))
+    data_mod.check_dataset_inputs(ds, run.spec)
     prepare_targets(ds, run.train.loss, tuple(built.output_shape),
                     lambda message, hint=None: InputError(f"data {ds.name}: {message}", hint=hint))
     results = {}
@@ -120,7 +125,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = 
         x, y = ds.split(name)
         results[name] = evaluate_model(built.model, x, y, run.train.loss, batch_size=batch_size, device=dev)
     return EvalResult(run_dir=str(run.run_dir), checkpoint=str(path), kind=checkpoint,
-                      epoch=ckpt.get("epoch"), device=str(dev), loss=run.train.loss, splits=results)
+                      epoch=ckpt.get("epoch"), device=str(dev), loss=run.train.loss, splits=results,
+                      classes=run.meta.get("classes"))
 
 
 def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | None = None,
@@ -156,12 +162,20 @@ def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | No
         if not force:
             raise InputError(f"--out: {out} already exists", hint="pass --force to replace it")
     run, path, ckpt, built, dev = _open_run(run_dir, checkpoint, device)
-    x = data_mod.read_inputs(Path(input_path))
+    from nncli.data.images import is_image_input, read_image_inputs
+
+    files = None
+    if is_image_input(Path(input_path)):  # image files or a folder of them, sized as in training
+        x, files = read_image_inputs(Path(input_path), run.spec.input, run.data.params)
+    else:
+        x = data_mod.read_inputs(Path(input_path))
     x = data_mod.fit_input_shape(x, run.spec.input, what=Path(input_path).name)
-    if not torch.isfinite(x).all():
+    if getattr(run.spec, "integer_input", False):  # token ids: checked, never normalised
+        x = data_mod.check_token_ids(x, run.spec.input_high, Path(input_path).name)
+    elif not torch.isfinite(x).all():
         raise InputError(f"{Path(input_path).name}: the inputs contain NaN or infinite values")
     norm = ckpt.get("normalization") or {}
-    if norm.get("mean") is not None:
+    if norm.get("mean") is not None and x.is_floating_point():
         x = data_mod.normalize(x, norm["mean"], norm["std"])
     outputs = []
     with torch.no_grad():
@@ -171,7 +185,14 @@ def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | No
     classes = run.meta.get("classes")
     loss = run.train.loss
     probabilities = labels = None
-    if loss == "cross_entropy":
+    if loss == "cross_entropy" and logits.dim() > 2:
+        # A sequence output [L, V]: the class of every position (for the text set, the
+        # predicted next character after each prefix); [N, L, V] probabilities are left out.
+        task = "sequence"
+        predictions = logits.argmax(-1).tolist()
+        if classes:
+            labels = ["".join(classes[i] if i < len(classes) else "?" for i in row) for row in predictions]
+    elif loss == "cross_entropy":
         task = "classification"
         probs = torch.softmax(logits, dim=1)
         predictions = probs.argmax(1).tolist()
@@ -192,6 +213,7 @@ def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | No
     result = PredictResult(run_dir=str(run.run_dir), checkpoint=str(path), input=str(input_path), n=len(x),
                            task=task, predictions=predictions, labels=labels, probabilities=probabilities,
                            classes=classes)
+    result.files = files
     if out is not None:
         _write_predictions(Path(out), result)
         result.out = str(out)
@@ -199,13 +221,18 @@ def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | No
 
 
 def _write_predictions(path: Path, result: PredictResult) -> None:
-    """CSV: index, prediction[, label], one probability column per class; NPZ: the same arrays."""
+    """CSV: index, prediction[, predicted_label], one probability column per class; NPZ: the same arrays.
+
+    The class name column is ``predicted_label``: a plain ``label`` next to ``prediction`` reads
+    as the ground truth, which predict never knows."""
     if path.suffix.lower() == ".npz":
         arrays = {"predictions": np.asarray(result.predictions)}
         if result.probabilities is not None:
             arrays["probabilities"] = np.asarray(result.probabilities, dtype=np.float32)
         if result.labels is not None:
-            arrays["labels"] = np.asarray(result.labels, dtype=str)
+            arrays["predicted_labels"] = np.asarray(result.labels, dtype=str)
+        if result.files is not None:
+            arrays["files"] = np.asarray(result.files, dtype=str)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         write_atomic(path, buffer.getvalue(), durable=True)
@@ -214,9 +241,10 @@ def _write_predictions(path: Path, result: PredictResult) -> None:
     writer = csv.writer(text, lineterminator="\n")
     first = result.predictions[0] if result.predictions else None
     width = len(first) if isinstance(first, list) else 1
-    header = ["index"] + (["prediction"] if width == 1 else [f"prediction_{j}" for j in range(width)])
+    header = ["index"] + (["file"] if result.files is not None else []) + (
+        ["prediction"] if width == 1 else [f"prediction_{j}" for j in range(width)])
     if result.labels is not None:
-        header.append("label")
+        header.append("predicted_label")
     probs = result.probabilities
     if probs is not None and probs and isinstance(probs[0], list):
         names = result.classes if result.classes and len(result.classes) == len(probs[0]) else range(len(probs[0]))
@@ -225,7 +253,8 @@ def _write_predictions(path: Path, result: PredictResult) -> None:
         header.append("probability")
     writer.writerow(header)
     for i, pred in enumerate(result.predictions):
-        row = [i] + (pred if isinstance(pred, list) else [pred])
+        row = [i] + ([result.files[i]] if result.files is not None else []) + (
+            pred if isinstance(pred, list) else [pred])
         if result.labels is not None:
             row.append(result.labels[i])
         if probs is not None:

@@ -11,6 +11,8 @@ The rules read the built (meta) network, so every layer's real type and shape ar
 - ``bias-before-norm``: a bias right before BatchNorm, which subtracts the mean and cancels it.
 - ``dropout-before-norm``: Dropout right before BatchNorm (train/eval variance shift).
 - ``step-no-gradient``: a Step unit in a network meant for training: its gradient is zero.
+- ``attends-both-ways`` (info): token inputs and attention, but no attention layer sets
+  ``causal``: every position sees the whole sequence, so a next-token model would read its answer.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ def lint(built: Built) -> list[Finding]:
     out += _softmax_before_loss(built)
     out += _vanishing_risk(built)
     out += _step_units(built)
+    out += _attends_both_ways(built)
     # The copies of a Repeat share their spec lines: one finding per place in the file, not
     # the same warning once per copy (a 20-block Repeat gave 20 identical lines).
     unique: dict[tuple, Finding] = {}
@@ -127,8 +130,16 @@ def _streams(layers: list[LayerInfo]) -> list[list[LayerInfo]]:
     def feed(items):
         nonlocal current
         for info in items:
-            if info.type == "Repeat":
-                feed(info.children)  # copies run in sequence
+            if info.type in ("Repeat", "Block"):
+                feed(info.children)  # copies / a group's layers run in sequence
+            elif info.type == "Parallel":
+                streams.append(current)
+                # A merge point like a Residual's sum; each branch is its own stream.
+                for branch in range(info.args.get("branches", 0)):
+                    layers = [c for c in info.children if c.role == f"branch {branch}"]
+                    if layers:
+                        streams.extend(_streams(layers))
+                current = []
             elif info.type == "Residual":
                 streams.append(current)
                 # A Residual's sum is a merge point; each branch is analysed on its own.
@@ -180,6 +191,14 @@ def _collapse_finding(span: list[LayerInfo], weights: list[LayerInfo]) -> Findin
     names = " -> ".join(_label(c) for c in span)
     own = sum(c.params for c in span)
     equiv, what = _equivalent(span)
+    if own < equiv:
+        # Cheaper than the one layer it composes to: a deliberate factorisation (a depthwise-
+        # separable convolution, MobileNetV2's linear bottleneck, a low-rank Linear pair).
+        message = (f"{names}: no nonlinearity between these {len(weights)} weight layers, so they compose "
+                   f"to one affine map ({what}, {equiv:,} parameters), factored here into {own:,} "
+                   "parameters: a restricted linear map, fine when deliberate")
+        return _finding("info", "linear-factorisation", message, first,
+                        hint=f"if it is not deliberate, put a nonlinearity after {first.path} {first.type}")
     message = (f"{names}: no nonlinearity between these {len(weights)} weight layers, so they compose to "
                f"one affine map (\"Oops, this is just a linear predictor\"): {what} with {equiv:,} "
                f"parameters can express every function these {own:,} parameters can")
@@ -253,7 +272,7 @@ def _last_leaf(layers: list[LayerInfo]) -> LayerInfo | None:
     if not layers:
         return None
     last = layers[-1]
-    if last.type == "Repeat":
+    if last.type in ("Repeat", "Block"):
         return _last_leaf(last.children)
     return last
 
@@ -293,7 +312,7 @@ def _vanishing_risk(built: Built) -> list[Finding]:
     saturating = [i for i in leaves if i.type in SATURATING]
     if len(saturating) < DEEP_SATURATING:
         return []
-    if any(i.type in NORMS for i in leaves) or any(i.type == "Residual" for i in built.walk()):
+    if any(i.type in NORMS for i in leaves) or any(i.type in ("Residual", "Parallel") for i in built.walk()):
         return []
     first = saturating[0]
     kinds = "/".join(sorted({i.type for i in saturating}))
@@ -313,3 +332,21 @@ def _step_units(built: Built) -> list[Finding]:
                      f"{steps[0].path} Step has zero gradient everywhere: no layer before it can be "
                      "trained by gradient descent", steps[0],
                      hint="use Sigmoid or ReLU to train; keep Step for hand-set weights")]
+
+
+ATTENTION = ("SelfAttention", "TransformerEncoderLayer")
+
+
+def _attends_both_ways(built: Built) -> list[Finding]:
+    if not built.spec.integer_input:
+        return []
+    attention = [i for i in built.walk() if i.type in ATTENTION]
+    if not attention or any(getattr(i.module, "causal", False) for i in attention):
+        return []
+    first = attention[0]
+    return [_finding(
+        "info", "attends-both-ways",
+        f"token inputs and {len(attention)} attention layer(s), none with `causal: true`: "
+        f"{first.path} {first.type} attends both ways, every position seeing the whole sequence "
+        "(right for a classifier or an encoder; a next-token model would read the token it predicts)",
+        first, hint=f"for a GPT-style model set `causal: true` on {first.path} {first.type}")]

@@ -4,7 +4,17 @@ Nothing real is allocated: the network is built on the meta device (:func:`nncli
 FLOPs come from torch's own ``FlopCounterMode`` (which dispatches on shapes alone, so it works on
 meta tensors and counts functional ops inside Custom layers too; a multiply-add is 2 FLOPs), and
 the activations kept for backward are the tensors autograd actually saves, caught with
-``saved_tensors_hooks`` and de-duplicated by storage.
+``saved_tensors_hooks`` and de-duplicated by storage. When every layer has an exact formula
+(:mod:`nncli.flops`: Linear, Conv, norms, pooling, activations, Residual, Repeat) the same two
+figures come from the formulas instead, without a forward pass; they agree exactly.
+
+Attention: on meta tensors ``scaled_dot_product_attention`` runs its math form, so its two
+matrix products (``Q K^T`` and the weighted sum of ``V``, 2 * 2 * N * H * L * L * d FLOPs) are
+counted as ``bmm``; the fused CPU kernel that real tensors take is not in torch's table, so
+:func:`attention_flop_mapping` adds it with torch's own formula. A causal mask does not halve the count
+(the kernels compute the full score matrix). The math form saves the ``[N, H, L, L]`` attention
+weights for backward; the fused kernels real tensors take save less (a log-sum-exp per row), so
+the activation memory of an attention layer is an upper bound.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from torch import nn
 
 from nncli.build import LayerInfo, infer
 from nncli.errors import InputError
+from nncli.flops import formula_forward
 from nncli.spec import Spec
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -114,7 +125,13 @@ class ParamRow:
     def to_json(self) -> dict:
         return {"index": self.index, "id": self.index_label, "depth": self.depth, "name": self.name,
                 "type": self.type, "output_shape": list(self.output_shape), "params": self.params,
-                "trainable": self.trainable, "buffers": self.buffers, "flops": self.flops}
+                "trainable": self.trainable, "frozen": self.frozen, "buffers": self.buffers,
+                "flops": self.flops}
+
+    @property
+    def frozen(self) -> int:
+        """Parameters that do not train: the layers a ``transfer:`` section freezes."""
+        return self.params - self.trainable
 
 
 @dataclass
@@ -178,8 +195,13 @@ def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: st
 
     # One forward pass on meta tensors gives both the per-module FLOPs and the saved activations.
     itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
+    input_dtype = torch.int64 if getattr(spec, "integer_input", False) else torch.float32
+    # Exact per-layer formulas when every layer has one (no per-op dispatch, no meta kernels and
+    # their 1-2 s of imports); torch's own count otherwise. The two agree (tests/test_speed.py).
+    counted = formula_forward(built, batch_size, itemsize) if input_dtype.is_floating_point else None
     try:
-        flops, activations = measure_forward(model, built.input_shape, batch_size, itemsize)
+        flops, activations = counted or measure_forward(model, built.input_shape, batch_size, itemsize,
+                                                        input_dtype)
     except RuntimeError as exc:
         if "overflow" not in str(exc):
             raise
@@ -192,8 +214,8 @@ def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: st
         # BatchNorm in train mode refuses one value per channel (a batch of 1 with no spatial
         # dims). FLOPs and saved bytes are affine in the batch size, f(b) = a + c*b, so two
         # passes that BatchNorm accepts give f(1) = 2*f(2) - f(3) exactly.
-        f2, a2 = measure_forward(model, built.input_shape, 2, itemsize)
-        f3, a3 = measure_forward(model, built.input_shape, 3, itemsize)
+        f2, a2 = measure_forward(model, built.input_shape, 2, itemsize, input_dtype)
+        f3, a3 = measure_forward(model, built.input_shape, 3, itemsize, input_dtype)
         flops = {k: 2 * f2[k] - f3.get(k, 0) for k in f2}
         activations = 2 * a2 - a3
     rows: list[ParamRow] = []
@@ -224,8 +246,23 @@ def _rows(info: LayerInfo, top: int, level: int, depth: int, flops: dict, rows: 
             _rows(child, top, level + 1, depth, flops, rows)
 
 
+def attention_flop_mapping() -> dict:
+    """FLOP formulas for attention kernels torch's ``FlopCounterMode`` leaves at 0.
+
+    ``_scaled_dot_product_flash_attention_for_cpu`` (what ``scaled_dot_product_attention`` and
+    ``nn.MultiheadAttention`` run on real CPU tensors) is counted with torch's own
+    ``sdpa_flop_count``, as the CUDA kernels are.
+    """
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    def cpu_sdpa(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    return {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa}
+
+
 def measure_forward(model: nn.Module, input_shape: tuple, batch_size: int,
-                    itemsize: int) -> tuple[dict[str, int], int]:
+                    itemsize: int, input_dtype: torch.dtype = torch.float32) -> tuple[dict[str, int], int]:
     """One forward pass of a meta model: FLOPs per module and bytes saved for backward.
 
     Returns:
@@ -249,8 +286,12 @@ def measure_forward(model: nn.Module, input_shape: tuple, batch_size: int,
             saved[key] = storage.nbytes() // t.element_size() * size
         return t
 
-    x = torch.empty((batch_size, *input_shape), device="meta")
-    with FlopCounterMode(display=False) as counter, \
+    device = next((p.device for p in model.parameters()), torch.device("meta"))
+    # Token ids for an integer input (an Embedding indexes with them; on meta their values never matter).
+    x = (torch.zeros((batch_size, *input_shape), dtype=input_dtype, device=device) if not input_dtype.is_floating_point
+         else torch.empty((batch_size, *input_shape), device=device) if device.type == "meta"
+         else torch.randn((batch_size, *input_shape), device=device))
+    with FlopCounterMode(display=False, custom_mapping=attention_flop_mapping()) as counter, \
             torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(x)
     # FlopCounterMode names modules "<RootClass>.<fqn>"; the root itself is "<RootClass>".

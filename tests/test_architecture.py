@@ -200,7 +200,7 @@ PLANTS = {
     "train/config.py": ("\nfrom nncli.build import build_model\n", torch_free_violations),
     "render/__init__.py": ("\ndef _planted():\n    from nncli.sweep import run_sweep\n", render_violations),
     "params.py": ("\ndef _planted():\n    from nncli.cli import main\n", cli_violations),
-    "build.py": ("\ndef _planted():\n    from nncli import params\n", part_cycles),
+    "build/builder.py": ("\ndef _planted():\n    from nncli import params\n", part_cycles),
 }
 
 

@@ -235,3 +235,16 @@ def test_ready_specs_have_no_errors(path, run_cli):
     doc = json.loads(r.out)
     assert doc["counts"]["error"] == 0
     assert sorted(f["code"] for f in doc["findings"]) == EXPECTED_FINDINGS.get(path.name, [])
+
+
+def test_a_cheaper_factorisation_is_info_not_a_warning():
+    # Depthwise 3x3 then pointwise 1x1 (MobileNet's separable convolution): one Conv2d 8->16 with
+    # a 3x3 kernel has 8*16*9 + 16 = 1,168 parameters; the factored pair (8*9 + 8) + (8*16 + 16) = 224.
+    (f,) = findings("""
+        input: [8, 16, 16]
+        layers:
+          - Conv2d: {out_channels: 8, kernel_size: 3, padding: 1, groups: 8}
+          - Conv2d: {out_channels: 16, kernel_size: 1}
+    """)
+    assert (f.code, f.severity) == ("linear-factorisation", "info")
+    assert "one Conv2d 8->16 with a 3x3 kernel, 1,168 parameters" in f.message and "into 224" in f.message

@@ -26,7 +26,8 @@ app = typer.Typer(
          "torch.nn.Sequential, then checks, counts, draws, gradchecks, probes and trains it.\n\n"
          "Exit codes: 0 ok; 1 a check found a problem; 2 bad input; 3 a bug in nncli; 130 interrupted.",
     no_args_is_help=True,
-    add_completion=False,
+    suggest_commands=False,  # click 8.5 suggests close commands itself: typer's would say it twice
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rich's markdown renderer costs ~0.15 s at start-up
     context_settings={"help_option_names": ["-h", "--help"]},

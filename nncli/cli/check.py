@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from nncli.cli.app import (
-    SPEC_HELP, Optimizer, DType, _state, app, fail_check, json_flag, load_spec_file, render,
+    SPEC_HELP, Optimizer, DType, _state, app, fail_check, json_flag, render,
 )
+from nncli.cli.run_options import complete_spec, load_spec_with_sets, set_option
 
 
 @app.command()
 def check(
-    spec: Path = typer.Argument(..., help=SPEC_HELP),
+    spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too, not only on errors."),
+    set_: List[str] = set_option(),
     json_out: bool = json_flag(),
 ) -> None:
     """Validate a spec: print the layer table and lint findings.
@@ -28,7 +30,11 @@ def check(
     _state["json"] = json_out
     from nncli.lint import check_spec
 
-    result = check_spec(load_spec_file(spec))
+    from nncli.train.sections import validate_sections
+
+    loaded = load_spec_with_sets(spec, set_)
+    validate_sections(loaded)  # data:/train: exactly as `nncli train` reads them
+    result = check_spec(loaded)
     render.emit(result, json_out, render.check.show)
     counts = result.counts()
     if counts["error"] or (strict and counts["warning"]):
@@ -38,7 +44,7 @@ def check(
 
 @app.command()
 def params(
-    spec: Path = typer.Argument(..., help=SPEC_HELP),
+    spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
     depth: int = typer.Option(1, "--depth", min=0, help="How deep to open nested blocks (Residual, Repeat): 0 = top level only."),
     batch_size: int = typer.Option(1, "--batch-size", "-b", min=1, help="Batch size for FLOPs and activation memory."),
     dtype: DType = typer.Option(DType.float32, "--dtype", help="Element type for memory figures."),
@@ -46,6 +52,7 @@ def params(
     max_params: Optional[str] = typer.Option(None, "--max-params", help="Gate: exit 1 if total parameters exceed this (e.g. 25M, 1.5e9)."),
     max_flops: Optional[str] = typer.Option(None, "--max-flops", help="Gate: exit 1 if forward FLOPs for the batch exceed this (e.g. 4G)."),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Gate: exit 1 if estimated training memory exceeds this (e.g. 2GiB, 500MB)."),
+    set_: List[str] = set_option(),
     json_out: bool = json_flag(),
 ) -> None:
     """Count parameters, buffers, FLOPs and memory per layer, without allocating weights.
@@ -60,7 +67,7 @@ def params(
     from nncli.params import Budget, count
 
     budget = Budget.parse(max_params=max_params, max_flops=max_flops, max_memory=max_memory)
-    report = count(load_spec_file(spec), batch_size=batch_size, dtype=dtype.value, optimizer=optimizer.value,
+    report = count(load_spec_with_sets(spec, set_), batch_size=batch_size, dtype=dtype.value, optimizer=optimizer.value,
                    depth=depth, budget=budget)
     render.emit(report, json_out, render.params.show)
     failed = [g for g in report.gates if not g.ok]

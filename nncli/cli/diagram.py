@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
-from nncli.cli.app import SPEC_HELP, _state, app, json_flag, load_spec_file, render
+from nncli.cli.app import SPEC_HELP, _state, app, json_flag, render
+from nncli.cli.run_options import complete_spec, load_spec_with_sets, set_option
 
 
 class DiagramView(str, Enum):
@@ -30,8 +31,8 @@ class Rankdir(str, Enum):
 
 @app.command()
 def diagram(
-    spec: Path = typer.Argument(..., help=SPEC_HELP),
-    output: Path = typer.Option(..., "--output", "-o", help="File to write (replaced if it exists); its extension picks the format: .svg, .png, .pdf, .dot."),
+    spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (replaced if it exists); its extension picks the format: .svg, .png, .pdf, .dot. Default: <spec file name>.svg (or the --format) in the working folder."),
     fmt: Optional[DiagramFormat] = typer.Option(None, "--format", "-f", help="Output format, when the extension does not say (must agree with it when it does)."),
     view: DiagramView = typer.Option(DiagramView.layers, "--view", help="layers: a node per layer, edges labelled with shapes. neurons: a node per unit and an edge per weight (small MLPs only)."),
     expand: bool = typer.Option(False, "--expand", help="Unroll every Repeat (by default one box marked xN)."),
@@ -39,6 +40,7 @@ def diagram(
     rankdir: Optional[Rankdir] = typer.Option(None, "--rankdir", help="Layout direction: TB (top to bottom) or LR. Default TB for layers, LR for neurons."),
     weights: bool = typer.Option(False, "--weights", help="Neuron view: colour (sign) and width (size) edges by the initial weights (seeded)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the initial weights shown with --weights."),
+    set_: List[str] = set_option(),
     json_out: bool = json_flag(),
 ) -> None:
     """Draw the network with graphviz: a diagram from which anyone can rebuild it.
@@ -54,6 +56,8 @@ def diagram(
     _state["json"] = json_out
     from nncli.diagram import draw
 
-    result = draw(load_spec_file(spec), output, fmt=fmt.value if fmt else None, view=view.value, expand=expand,
+    if output is None:  # as Keras' plot_model writes model.png: a picture without naming one
+        output = Path(f"{spec.stem}.{fmt.value if fmt else 'svg'}")
+    result = draw(load_spec_with_sets(spec, set_), output, fmt=fmt.value if fmt else None, view=view.value, expand=expand,
                   depth=depth, rankdir=rankdir.value if rankdir else None, weights=weights, seed=seed)
     render.emit(result, json_out, render.diagram.show)

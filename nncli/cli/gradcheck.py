@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
-from nncli.cli.app import DEVICE_HELP, SPEC_HELP, _state, app, fail_check, json_flag, load_spec_file, render
+from nncli.cli.app import DEVICE_HELP, SPEC_HELP, _state, app, fail_check, json_flag, render
+from nncli.cli.run_options import (
+    apply_threads, complete_spec, load_spec_with_sets, set_option, threads_for_spec, threads_option,
+)
 from nncli.gradcheck.options import (
     DEFAULT_ATOL, DEFAULT_BATCH, DEFAULT_DIRECTIONS, DEFAULT_EPS, DEFAULT_RTOL, MODES, OBJECTIVES,
 )
@@ -20,7 +23,7 @@ GradMode = Enum("GradMode", {v: v for v in MODES}, type=str)
 
 @app.command()
 def gradcheck(
-    spec: Path = typer.Argument(..., help=SPEC_HELP),
+    spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
     batch: int = typer.Option(DEFAULT_BATCH, "--batch", "-b", min=1, help="Examples in the fixed batch every evaluation uses."),
     data: Optional[Path] = typer.Option(None, "--data", help="Take the batch from this file (.npz/.npy with an `x` array, .pt, .csv) instead of N(0, 1) inputs."),
     objective: GradObjective = typer.Option(GradObjective.projection, "--objective", help="What the end-to-end check differentiates: a fixed random projection <R, f(x)> of the output, or cross-entropy with random targets (loss). Never a plain sum: its gradient through BatchNorm is zero."),
@@ -32,6 +35,8 @@ def gradcheck(
     eps: float = typer.Option(DEFAULT_EPS, "--eps", help="Finite-difference step h (float64)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the weights, inputs, projection, directions and the replayed RNG."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    set_: List[str] = set_option(),
+    threads: Optional[int] = threads_option(),
     json_out: bool = json_flag(),
 ) -> None:
     """Check every layer's gradients against finite differences and name the broken layer.
@@ -43,10 +48,8 @@ def gradcheck(
     directions v: the central difference D = (F(w + h v) - F(w - h v)) / 2h against <g, v>;
     relative error |<g, v> - D| / |g|; a tensor fails when |<g, v> - D| > atol + rtol |g|.
 
-    Detection bound: a gradient error e shows as <e, v> ~ N(0, |e|^2), so k directions all miss
-    it with probability erf(rtol |g| / (|e| sqrt 2))^k <= (0.8 rtol |g| / |e|)^k. Defaults
-    (rtol 1e-5, k 3): an error of 0.1% of |g| escapes with probability 5.1e-7, 0.01% with 5.1e-4,
-    2% with 6.3e-11.
+    With the defaults (rtol 1e-5, k 3) a gradient error of 0.1% of |g| escapes with probability
+    5.1e-7, 0.01% with 5.1e-4, 2% with 6.3e-11; the bound is derived in README, "Gradient checks".
 
     Kinks (ReLU at 0, max-pool ties, Step, abs) are told apart from errors by halving the step and
     comparing one-sided slopes; they are retried along new directions (then at a slightly jittered
@@ -60,7 +63,10 @@ def gradcheck(
     from nncli.device import resolve_device
     from nncli.gradcheck import gradcheck as run_gradcheck
 
-    report = run_gradcheck(load_spec_file(spec), batch=batch, data=data, objective=objective.value, mode=mode.value,
+    apply_threads(threads)
+    loaded = load_spec_with_sets(spec, set_)
+    threads_for_spec(loaded, batch, device=device)
+    report = run_gradcheck(loaded, batch=batch, data=data, objective=objective.value, mode=mode.value,
                            exhaustive=exhaustive, directions=directions, rtol=rtol, atol=atol, eps=eps,
                            seed=seed, device=resolve_device(device))
     render.emit(report, json_out, render.gradcheck.show)

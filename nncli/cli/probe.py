@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
-from nncli.cli.app import SPEC_HELP, Optimizer, _state, app, fail_check, json_flag, load_spec_file, render
+from nncli.cli.app import SPEC_HELP, Optimizer, _state, app, fail_check, json_flag, render
+from nncli.cli.run_options import (
+    apply_threads, complete_spec, load_spec_with_sets, set_option, threads_for_spec, threads_option,
+)
 from nncli.errors import InputError
 
 
@@ -26,7 +29,7 @@ def _parse_int_list(text: str, flag: str, *, low: int = 0) -> list[int]:
 
 @app.command()
 def probe(
-    spec: Path = typer.Argument(..., help=SPEC_HELP),
+    spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds: one build (weights) and one random batch per seed; results are aggregated over them."),
     batch_size: int = typer.Option(128, "--batch-size", "-b", min=2, help="Examples in each probe batch (and in each training step of --steps)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Probe on inputs from this file (.npz, .npy, .csv, .pt; shaped like the spec's input) instead of N(0, 1) noise."),
@@ -41,6 +44,8 @@ def probe(
     max_gamma: Optional[float] = typer.Option(None, "--max-gamma", help="Also exploding when gamma is above this (off by default)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a plot (.png, .svg, .pdf): ||dL/dh|| per layer on a log scale; with --sweep-depth also R against depth."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (auto picks CUDA when present)."),
+    set_: List[str] = set_option(),
+    threads: Optional[int] = threads_option(),
     json_out: bool = json_flag(),
 ) -> None:
     """Probe for vanishing and exploding gradients, layer by layer, at initialisation.
@@ -49,8 +54,9 @@ def probe(
     below it), over several seeds: activation mean/std, dead ReLU units, saturated sigmoid/tanh
     outputs, ||dL/dh|| of the layer's output, ||dL/dW|| and ||dL/dW||/||W||. The loss is a fixed
     random projection of the output, so dL/dh measures the backward Jacobians alone.
-    Verdict from R = ||dL/dh_first|| / ||dL/dh_last||, gamma = R^(1/(L-1)) and the forward
-    growth G: healthy, vanishing, exploding or non-finite, with the reason and a hint.
+    Verdict (healthy, vanishing, exploding or non-finite, with the reason and a hint) from the
+    ratio R of the first and last activation-gradient norms, the per-layer factor gamma and the
+    forward growth G; the formulas are in README, "nncli probe".
     Exit 0 when healthy, 1 when not (at init or after --steps), 2 on bad input.
     """
     _state["json"] = json_out
@@ -61,8 +67,11 @@ def probe(
         check_plot_path(plot)
     thresholds = Thresholds(min_ratio=min_ratio, max_ratio=max_ratio, max_growth=max_growth,
                             min_gamma=min_gamma, max_gamma=max_gamma)
+    apply_threads(threads)
+    loaded = load_spec_with_sets(spec, set_)
+    threads_for_spec(loaded, batch_size, device=device)
     report = run_probe(
-        load_spec_file(spec), seeds=_parse_int_list(seeds, "--seeds"), batch_size=batch_size, data=data, steps=steps,
+        loaded, seeds=_parse_int_list(seeds, "--seeds"), batch_size=batch_size, data=data, steps=steps,
         sweep_depths=_parse_int_list(sweep_depth, "--sweep-depth", low=1) if sweep_depth else None,
         thresholds=thresholds, device=device, optimizer=optimizer.value if optimizer else None, lr=lr)
     if plot is not None:

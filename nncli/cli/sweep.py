@@ -9,32 +9,23 @@ from typing import List, Optional
 import typer
 
 from nncli.cli.app import DEVICE_HELP, _state, app, fail_check, json_flag, render
+from nncli.cli.run_options import (
+    apply_threads, complete_run, complete_spec, parse_sets as _parse_set, threads_for_workers,
+)
 from nncli.errors import ExitCode, InputError
 from nncli.sweep.options import METRICS
 
 
 SweepMetric = Enum("SweepMetric", {v: v for v in METRICS}, type=str)
-
-
-def _parse_set(items: List[str]) -> dict:
-    """``--set train.epochs=3`` -> ``{"train.epochs": 3}`` (the value read as YAML)."""
-    import yaml
-
-    out = {}
-    for item in items:
-        path, sep, text = item.partition("=")
-        if not sep or not path.strip():
-            raise InputError(f"--set {item!r}: expected PATH=VALUE, e.g. --set train.epochs=5")
-        try:
-            out[path.strip()] = yaml.safeload_spec_file(text)
-        except yaml.YAMLError:
-            raise InputError(f"--set {item!r}: the value is not valid YAML") from None
-    return out
+# the choices of --backend, --sampler and --pruner (written out: nncli.sweep.search imports more)
+SweepBackend = Enum("SweepBackend", {v: v for v in ("local", "ray")}, type=str)
+SweepSampler = Enum("SweepSampler", {v: v for v in ("tpe", "random", "grid")}, type=str)
+SweepPruner = Enum("SweepPruner", {v: v for v in ("none", "asha", "median")}, type=str)
 
 
 @app.command()
 def sweep(
-    sweep_file: Path = typer.Argument(..., metavar="SWEEP", help="The sweep file (YAML): a base spec and the fields to vary."),
+    sweep_file: Path = typer.Argument(..., metavar="SWEEP", help="The sweep file (YAML): a base spec and the fields to vary.", autocompletion=complete_spec),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Sweep folder; default runs/sweep-<name>. Rerunning into the same folder resumes: finished trials are not run again."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Trials trained in parallel, each in its own process (1: in this process)."),
     trials: Optional[int] = typer.Option(None, "--trials", "-n", min=1, help="Random search: this many configurations drawn from the grid / distributions."),
@@ -44,6 +35,13 @@ def sweep(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP + " Every trial uses it."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write validation metric against each swept value to this .png/.svg/.pdf."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List and validate the trials (with parameters and FLOPs); train nothing."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per trial. Default: the rule of README's Threads section, within each worker's share of the cores (cores // workers)."),
+    backend: SweepBackend = typer.Option("local", "--backend", help="Where trials train: local (this machine: in this process or --workers processes) or ray (Ray Tune trials; needs nncli[ray])."),
+    address: Optional[str] = typer.Option(None, "--address", help="--backend ray: an existing Ray cluster (auto, or HOST:PORT of `ray start --head`); default: a local Ray instance started for the sweep."),
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.0, help="--backend ray: CPUs Ray reserves for each trial."),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", min=0.0, help="--backend ray: GPUs Ray reserves for each trial (fractions share one GPU)."),
+    sampler: Optional[SweepSampler] = typer.Option(None, "--sampler", help="Optuna's sampler (needs nncli[optuna]): tpe, random or grid; seeded by --seed. Overrides the file's search.sampler."),
+    pruner: Optional[SweepPruner] = typer.Option(None, "--pruner", help="Stop clearly bad trials at an epoch's end from their validation metric (needs nncli[optuna]): asha, median or none."),
     json_out: bool = json_flag(),
 ) -> None:
     """Train variants of a spec and rank them by validation metric; the winner's spec is written.
@@ -57,6 +55,7 @@ def sweep(
     no trial finished, 2 on a bad sweep file.
     """
     _state["json"] = json_out
+    apply_threads(threads)
     from nncli.device import resolve_device
     from nncli.sweep import load_sweep, run_sweep
 
@@ -66,10 +65,18 @@ def sweep(
 
         check_plot_path(plot)
     plan = load_sweep(sweep_file, trials=trials, search_seed=seed, extra_set=_parse_set(set_),
-                      metric=metric.value if metric else None)
+                      metric=metric.value if metric else None, sampler=sampler.value if sampler else None,
+                      pruner=pruner.value if pruner else None)
+    from nncli.sweep.backends import BackendOptions
+
+    if backend.value == "local" and address is not None:
+        raise InputError("--address: only --backend ray joins a cluster", hint="add --backend ray")
+    options = BackendOptions(backend.value, workers=workers, address=address, cpus_per_trial=cpus_per_trial,
+                             gpus_per_trial=gpus_per_trial)
     try:
-        result = run_sweep(plan, out, workers=workers, device=device, dry_run=dry_run,
-                           progress=render.sweep.SweepProgress())
+        with threads_for_workers(threads):  # worker processes read --threads from the environment
+            result = run_sweep(plan, out, workers=workers, device=device, dry_run=dry_run,
+                               progress=render.sweep.SweepProgress(), backend=options)
     except KeyboardInterrupt:
         render.stderr_console().print("interrupted: finished runs are kept and a run in progress saved a "
                                       "checkpoint; rerun the same command to resume")
@@ -83,7 +90,7 @@ def sweep(
 
 @app.command()
 def compare(
-    runs: List[Path] = typer.Argument(..., metavar="RUN...", help="Run folders (nncli train) or sweep folders (their trial runs)."),
+    runs: List[Path] = typer.Argument(..., metavar="RUN...", help="Run folders (nncli train) or sweep folders (their trial runs).", autocompletion=complete_run),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the loss and accuracy curves of every run, in one figure, to this .png/.svg/.pdf."),
     json_out: bool = json_flag(),
 ) -> None:

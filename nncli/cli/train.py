@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from nncli.cli.app import (
-    DEVICE_HELP, SPEC_HELP, Optimizer, _state, app, fail_check, json_flag, load_spec_file, render,
+    DEVICE_HELP, SPEC_HELP, Optimizer, _state, app, fail_check, json_flag, render,
 )
+from nncli.cli.run_options import (
+    apply_threads, complete_run, complete_spec, load_spec_with_sets, set_option, threads_for_run,
+    threads_option,
+)
+from nncli.cli.train_force import replaced_run_folder
+from nncli.cli.train_plot_memory import remember_plot, remembered_plot
 from nncli.errors import ExitCode, InputError
 from nncli.train.config import AMP_MODES, LOSSES, SCHEDULES
 
@@ -32,10 +38,30 @@ class CheckpointKind(str, Enum):
     last = "last"
 
 
+def parse_train_sets(items: List[str], overrides: dict) -> List[str]:
+    """``--set train.X=V`` / ``data.X=V`` go into ``overrides`` (as --lr does: the run's spec.yaml
+    stays the file's text, run.yaml records them); the others (layers, ...) are returned, for the
+    spec itself."""
+    from nncli.cli.run_options import parse_sets
+
+    rest = []
+    for item in items:
+        (key, value), = parse_sets([item]).items()
+        section, dot, field = key.partition(".")
+        if section in ("train", "data") and dot and field.isidentifier():
+            current = overrides.setdefault(section, {})
+            if not isinstance(current, dict):  # --data NAME was given: it stays a source
+                current = overrides[section] = {"source": current}
+            current[field] = value
+        else:
+            rest.append(item)
+    return rest
+
+
 @app.command()
 def train(
-    spec: Optional[Path] = typer.Argument(None, help=SPEC_HELP + " Optional with --resume."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data set (moons, circles, spirals, xor, blobs, regression, digits) or a .npz/.csv/.pt file; overrides the spec's data:."),
+    spec: Optional[Path] = typer.Argument(None, help=SPEC_HELP + " Optional with --resume.", autocompletion=complete_spec),
+    data: Optional[str] = typer.Option(None, "--data", help="Data set (moons, circles, spirals, xor, blobs, regression, digits, text) or a .npz/.csv/.pt file or an image folder; overrides the spec's data:."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs to train (with --resume: train longer)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (the peak for onecycle)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", min=1, help="Global batch size (split across DDP processes)."),
@@ -55,6 +81,9 @@ def train(
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=0, help="Also checkpoint every N steps inside an epoch."),
     skip_nonfinite: Optional[bool] = typer.Option(None, "--skip-nonfinite/--stop-nonfinite", help="Skip batches with a non-finite loss instead of stopping."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (new or empty); default runs/<spec>-<time>."),
+    force: bool = typer.Option(False, "--force", help="Replace the run already in --out (deleted once the new run starts; kept if the new one is refused)."),
+    set_: List[str] = set_option(),
+    threads: Optional[int] = threads_option(),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder exactly where it stopped."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write loss and accuracy curves to this .png/.svg/.pdf."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to <run>/tensorboard (needs the tensorboard package)."),
@@ -63,6 +92,7 @@ def train(
     node_rank: int = typer.Option(0, "--node-rank", min=0, help="This node's rank, 0..nnodes-1."),
     master_addr: str = typer.Option("127.0.0.1", "--master-addr", help="Address of the node with rank 0 (multi-node)."),
     master_port: int = typer.Option(29500, "--master-port", help="Port for the rendezvous on the master node."),
+    sync_batchnorm: bool = typer.Option(True, "--sync-batchnorm/--no-sync-batchnorm", help="DDP on CUDA: BatchNorm as SyncBatchNorm (statistics over the global batch), or per rank."),
     json_out: bool = json_flag(),
 ) -> None:
     """Train a spec: data, loss, optimizer and schedule from its data:/train: sections and flags.
@@ -74,8 +104,11 @@ def train(
     non-finite, keeps the last good checkpoint and exits 1 (or --skip-nonfinite).
     """
     _state["json"] = json_out
+    apply_threads(threads)
     from nncli.train import launch_distributed, run_training
 
+    if plot is None and resume is not None:
+        plot = remembered_plot(resume)  # redrawn over the whole history, not left stale
     if plot is not None:
         from nncli.render.plots import check_plot_path
 
@@ -88,24 +121,33 @@ def train(
     overrides = {"train": {k: (v.value if isinstance(v, Enum) else v) for k, v in values.items() if v is not None}}
     if data is not None:
         overrides["data"] = data
-    loaded = load_spec_file(spec) if spec is not None else None
+    sets = parse_train_sets(set_, overrides)
+    loaded = load_spec_with_sets(spec, sets, detach=True) if spec is not None else None
+    if resume is not None and sets:
+        raise InputError(f"--resume continues a run exactly; cannot apply --set {', '.join(sets)}",
+                         hint="only --epochs (to train longer), --compile and the device may change")
     if nproc_per_node > 1 or nnodes > 1:
         if node_rank >= nnodes:
             raise InputError(f"--node-rank {node_rank}: expected a rank below --nnodes {nnodes}")
         result = launch_distributed(
             loaded, overrides, out, nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank,
             master_addr=master_addr, master_port=master_port, device=device, resume=resume,
-            observer_factory=render.train.TrainProgress, tensorboard=tensorboard)
+            observer_factory=render.train.TrainProgress, tensorboard=tensorboard, sync_batchnorm=sync_batchnorm)
         if result is None:
             render.stderr_console().print(f"node {node_rank}: workers finished; rank 0 writes the run and its report")
             return
     else:
-        with render.train.TrainProgress() as progress:
+        if force and out is not None:  # --force never moves a folder another process is writing
+            from nncli.train.lock import check_unlocked
+
+            check_unlocked(out)
+        with render.train.TrainProgress() as progress, replaced_run_folder(out, force and resume is None, (spec,)):
             result = run_training(loaded, overrides, out, device=device, resume=resume, observer=progress,
                                   tensorboard=tensorboard)
     if plot is not None and result.history:
         render.plots.train_plot(result, plot)
         result.plot = str(plot)
+        remember_plot(result.run_dir, plot)
     render.emit(result, json_out, render.train.show)
     if result.status == "nonfinite":
         fail_check(result.message)
@@ -115,14 +157,17 @@ def train(
 
 @app.command()
 def evaluate(
-    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by nncli train."),
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by nncli train.", autocompletion=complete_run),
     split: Split = typer.Option(Split.test, "--split", help="Which split to evaluate (all: train, val and test)."),
     checkpoint: CheckpointKind = typer.Option(CheckpointKind.best, "--checkpoint", help="best (by validation) or last."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    threads: Optional[int] = threads_option(),
     json_out: bool = json_flag(),
 ) -> None:
     """Loss and accuracy of a run's checkpoint on a data split (same data, split and normalisation)."""
     _state["json"] = json_out
+    apply_threads(threads)
+    threads_for_run(run_dir, device)
     from nncli.evaluate import evaluate_run
 
     result = evaluate_run(run_dir, split.value, checkpoint=checkpoint.value, device=device)
@@ -131,16 +176,19 @@ def evaluate(
 
 @app.command()
 def predict(
-    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by nncli train."),
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by nncli train.", autocompletion=complete_run),
     input_path: Path = typer.Argument(..., metavar="INPUT", help="Inputs, one example per row: .npz, .npy, .csv (features only) or .pt."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the predictions to this .csv or .npz."),
     checkpoint: CheckpointKind = typer.Option(CheckpointKind.best, "--checkpoint", help="best (by validation) or last."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists (never the input file)."),
+    threads: Optional[int] = threads_option(),
     json_out: bool = json_flag(),
 ) -> None:
     """Predict with a trained run: classes and probabilities, or regression outputs."""
     _state["json"] = json_out
+    apply_threads(threads)
+    threads_for_run(run_dir, device)
     from nncli.evaluate import predict as run_predict
 
     result = run_predict(run_dir, input_path, out=out, checkpoint=checkpoint.value, device=device,

@@ -16,7 +16,10 @@ The lecture's first step of the meta-algorithm: get the data clean and split bef
 
 The package's rooms: ``config`` (the ``data:`` section, torch-free), ``dataset`` (Dataset,
 load_dataset, normalisation), ``synthetic``, ``image_sets`` (MNIST, CIFAR-10), ``user_files``
-(.npz/.npy/.pt/.csv), ``inputs`` (read_inputs, fit_input_shape) and ``augment``. Importing the
+(.npz/.npy/.pt/.csv), ``text`` (the character-level ``text`` set and the shipped public-domain
+text), ``inputs`` (read_inputs, fit_input_shape, token-id checks), ``augment``, ``images`` and
+``image_files`` (image folders: one folder per class, decoded with Pillow) and ``stream``
+(training batches through a DataLoader, in the trainer's seeded order). Importing the
 package loads no torch: the functions that need it import it when called.
 """
 
@@ -26,16 +29,18 @@ from nncli.data.config import (
 )
 from nncli.data.dataset import Dataset, load_dataset, normalization_stats, normalize
 from nncli.data.image_sets import CIFAR10_CLASSES, read_cifar10, read_idx, read_mnist
-from nncli.data.inputs import fit_input_shape, read_inputs
+from nncli.data.inputs import check_dataset_inputs, check_token_ids, fit_input_shape, read_inputs
 from nncli.data.synthetic import (
     SYNTHETIC, make_blobs, make_circles, make_moons, make_regression, make_spirals, make_xor,
 )
+from nncli.data.text import encode_windows, read_text, shipped_corpus
 from nncli.data.user_files import X_KEYS, Y_KEYS, read_csv
 
 __all__ = [
     "AUGMENT_KEYS", "CIFAR10_CLASSES", "COMMON_KEYS", "FILE_KEYS", "FILE_SUFFIXES", "FOLDER_SETS",
     "SETS", "SYNTHETIC", "X_KEYS", "Y_KEYS", "DataConfig", "Dataset", "augment_batch",
-    "fit_input_shape", "load_dataset", "make_blobs", "make_circles", "make_moons", "make_regression",
+    "check_dataset_inputs", "check_token_ids", "fit_input_shape", "load_dataset", "make_blobs", "make_circles", "make_moons", "make_regression",
     "make_spirals", "make_xor", "normalization_stats", "normalize", "read_cifar10", "read_csv",
-    "read_idx", "read_inputs", "read_mnist", "resolve_data_config",
+    "read_idx", "read_inputs", "read_mnist", "read_text", "resolve_data_config", "encode_windows",
+    "shipped_corpus",
 ]

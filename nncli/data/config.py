@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 from nncli.config_section import Section
 from nncli.config_section import describe as _describe
+from nncli.data.images import IMAGE_KEYS, resolve_image_params
+from nncli.data.subsets import SUBSET_KEYS, resolve_subset_params
 from nncli.errors import InputError, did_you_mean
 
 # Keys every source accepts. `seed` drives generation *and* the split, so one number fixes the data.
@@ -24,6 +26,8 @@ COMMON_KEYS = {
     "normalize": True,  # standardise inputs with mean/std of the training split
     "augment": None,  # {crop: pixels of padding for a random crop, flip: horizontal flips}
     "limit": None,  # keep at most this many examples per source array (a seeded subset)
+    "stream": None,  # read training batches through a DataLoader (None: image folders above a size)
+    "workers": 0,  # DataLoader worker processes when streaming (and decoding threads for images)
 }
 # Per-set parameters with their defaults. Noise levels are picked so the default sets are
 # learnable but not trivially separable.
@@ -37,8 +41,10 @@ SETS: dict[str, dict[str, Any]] = {
     "digits": {},
     "mnist": {},  # needs `path`: a folder with the four idx files
     "cifar10": {},  # needs `path`: a folder with data_batch_{1..5}.bin and test_batch.bin
+    "text": {"context": 64},  # `path`: a UTF-8 text file (default: the text shipped with nncli)
 }
 FOLDER_SETS = ("mnist", "cifar10")
+TEXT_SETS = ("text",)  # sets read from one text file named by `path`
 FILE_KEYS = {"x_key": None, "y_key": None, "target": None}  # for user files
 FILE_SUFFIXES = (".npz", ".csv", ".pt", ".pth")
 AUGMENT_KEYS = {"crop": 0, "flip": False}
@@ -61,11 +67,13 @@ class DataConfig:
     x_key: str | None = None  # npz/pt key of the inputs (default: x, X, inputs, features, data)
     y_key: str | None = None  # npz/pt key of the targets (default: y, Y, labels, targets)
     target: str | int | None = None  # csv label column: name or index (default: label/target/y, else last)
+    stream: bool | None = None  # batches through a DataLoader; None: image folders decide by size
+    workers: int = 0  # DataLoader worker processes when streaming
 
     def to_dict(self) -> dict:
         """Plain data for ``run.yaml``: every resolved value, defaults included."""
         out: dict[str, Any] = {}
-        if self.name != "file":
+        if self.name not in ("file", "images"):  # both are told apart by `path` alone
             out["name"] = self.name
         if self.path is not None:
             out["path"] = str(self.path)
@@ -73,9 +81,11 @@ class DataConfig:
         out.update(seed=self.seed, val=self.val, test=self.test, normalize=self.normalize)
         if self.crop or self.flip:
             out["augment"] = {"crop": self.crop, "flip": self.flip}
-        for key in ("limit", "x_key", "y_key", "target"):
+        for key in ("limit", "x_key", "y_key", "target", "stream"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.workers:
+            out["workers"] = self.workers
         return out
 
 
@@ -142,7 +152,9 @@ def resolve_data_config(
         resolved_path = Path(path).expanduser()
         if not resolved_path.is_absolute() and not origin.get("path") and base_dir is not None:
             resolved_path = base_dir / resolved_path
-    if name is None:
+    if name is None and resolved_path.is_dir():
+        name = "images"  # one folder per class, or train/ val/ test/ with class folders
+    elif name is None:
         if resolved_path.suffix.lower() not in FILE_SUFFIXES:
             raise err("path", f"expected a .npz, .csv or .pt file, found {str(path)!r}",
                       "MNIST and CIFAR-10 folders need `name: mnist` or `name: cifar10`")
@@ -150,19 +162,25 @@ def resolve_data_config(
     elif name in FOLDER_SETS and resolved_path is None:
         raise err("name", f"{name} is read from a local folder: expected `path` next to `name`",
                   f"e.g. `data: {{name: {name}, path: data/{name}}}`; nncli never downloads")
-    elif name not in FOLDER_SETS and resolved_path is not None:
+    elif name not in FOLDER_SETS + TEXT_SETS and resolved_path is not None:
         raise err("path", f"`path` does not apply to the built-in set {name!r}",
                   "drop `name` to read a user file, or drop `path`")
     if resolved_path is not None:
         resolved_path = resolved_path.resolve()  # run.yaml must point at it from any working directory
     if resolved_path is not None and not resolved_path.exists():
         raise err("path", f"no such {'folder' if name in FOLDER_SETS else 'data file'}: {resolved_path}")
+    if name in TEXT_SETS and resolved_path is not None and not resolved_path.is_file():
+        raise err("path", f"expected a text file, found a folder: {resolved_path}")
 
     allowed = dict(COMMON_KEYS)
     allowed.update(SETS.get(name, {}) if name != "file" else FILE_KEYS)
+    if name == "images":
+        allowed.update(IMAGE_KEYS)
+    if name == "digits":  # a class subset, and N training examples per class
+        allowed.update(SUBSET_KEYS)
     for key in merged:
         if key not in allowed:
-            every = set(COMMON_KEYS) | set(FILE_KEYS) | {k for p in SETS.values() for k in p}
+            every = set(COMMON_KEYS) | set(FILE_KEYS) | set(IMAGE_KEYS) | {k for p in SETS.values() for k in p}
             if key in every:
                 raise err(key, f"`{key}` does not apply to {'a user file' if name == 'file' else name}",
                           "keys for this source: " + ", ".join(sorted(allowed)))
@@ -171,10 +189,14 @@ def resolve_data_config(
 
     params = {}
     for key, default in (SETS.get(name, {}) if name != "file" else {}).items():
-        if key in ("n", "classes", "features"):
+        if key in ("n", "classes", "features", "context"):
             params[key] = number(key, integer=True, low=2 if key == "classes" else 1, default=default)
         else:
             params[key] = number(key, low=0, default=default)
+    if name == "images":
+        params = resolve_image_params(merged, err)
+    if name == "digits":
+        params = resolve_subset_params(merged, err, n_labels=10)
     if name == "spirals" and "turns" in params and params["turns"] <= 0:
         raise err("turns", f"expected a number > 0, found {params['turns']}")
     if name == "circles" and not 0 < params["factor"] < 1:
@@ -216,5 +238,10 @@ def resolve_data_config(
         raise err("target", f"expected a column name or index, found {_describe(target)}")
     if name == "file" and resolved_path.suffix.lower() != ".csv" and target is not None:
         raise err("target", "`target` applies to .csv files; use x_key / y_key for .npz and .pt")
+    stream = merged.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise err("stream", f"expected true or false, found {_describe(stream)}")
+    workers = number("workers", integer=True, low=0, default=0)
     return DataConfig(name=name, path=resolved_path, params=params, seed=seed, val=val, test=test,
-                      normalize=normalize, crop=crop, flip=flip, limit=limit, target=target, **file_keys)
+                      normalize=normalize, crop=crop, flip=flip, limit=limit, target=target, **file_keys,
+                      stream=stream, workers=workers)

@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from nncli.data.config import DataConfig
+from nncli.data.config import TEXT_SETS, DataConfig
 from nncli.data.image_sets import read_cifar10, read_mnist
+from nncli.data.subsets import per_class_subset, select_classes
 from nncli.data.synthetic import SYNTHETIC
+from nncli.data.text import read_text_set, shipped_corpus
 from nncli.data.user_files import read_file
 from nncli.errors import InputError
 
@@ -23,8 +25,9 @@ from nncli.errors import InputError
 class Dataset:
     """Train/validation/test tensors, normalised with training statistics.
 
-    Shapes: ``x_*`` is ``(N, *input_shape)`` float32; ``y_*`` is ``(N,)`` int64 class indices for
-    classification or ``(N, *target_shape)`` float32 for regression.
+    Shapes: ``x_*`` is ``(N, *input_shape)`` float32, or int64 token ids (the ``text`` set, or a
+    file read for a spec with integer inputs); ``y_*`` is ``(N,)`` int64 class indices for
+    classification (``(N, L)`` for the ``text`` set) or ``(N, *target_shape)`` float32 for regression.
     """
 
     name: str
@@ -67,11 +70,15 @@ class Dataset:
         return Dataset(**moved)
 
 
-def load_dataset(config: DataConfig) -> Dataset:
+def load_dataset(config: DataConfig, integer_inputs: bool = False, input_shape=None) -> Dataset:
     """Load, split and normalise the data a :class:`DataConfig` describes.
 
     Args:
         config: from :func:`resolve_data_config`.
+        integer_inputs: the network takes integer token ids (a spec with ``input: {dtype:
+            int64, ...}``): inputs are kept as int64 and never normalised. The ``text`` set
+            always gives token ids.
+        input_shape: the spec's input shape; an image folder is decoded to fit it.
 
     Returns:
         Dataset on the CPU. The split is one seeded permutation (test first, then validation,
@@ -88,6 +95,10 @@ def load_dataset(config: DataConfig) -> Dataset:
     """
     import torch
 
+    if config.name == "images":
+        from nncli.data.images import load_image_folder
+
+        return load_image_folder(config, input_shape)
     x, y, x_test, y_test, x_val, y_val, classes = _read_source(config)
     gen = np.random.default_rng(config.seed + 1_000_003)  # split stream apart from the generation stream
     if config.limit is not None:
@@ -107,8 +118,18 @@ def load_dataset(config: DataConfig) -> Dataset:
     if x_val is None:
         x_val, y_val = x[val_idx], y[val_idx]
     x_train, y_train = x[train_idx], y[train_idx]
+    if config.params.get("per_class") is not None:  # thins the training split only
+        x_train, y_train = per_class_subset(x_train, y_train, config.params["per_class"], gen)
+
+    tokens = integer_inputs or config.name in TEXT_SETS
 
     def tensor_x(a):
+        a = np.asarray(a)
+        if tokens:
+            if a.dtype.kind not in "iub" and len(a) and not np.array_equal(a, np.round(a)):
+                raise InputError("data: the network takes integer token ids, found fractional inputs "
+                                 f"(e.g. {a.flat[np.flatnonzero(a != np.round(a))[0]]:g})", file=config.path)
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
     def tensor_y(a):
@@ -128,10 +149,10 @@ def load_dataset(config: DataConfig) -> Dataset:
         if len(xs) and xs.shape[1:] != ds.x_train.shape[1:]:
             raise InputError(f"data: {split} inputs have shape {tuple(xs.shape[1:])} per example, "
                              f"train inputs {tuple(ds.x_train.shape[1:])}", file=config.path)
-    if not torch.isfinite(ds.x_train).all():
+    if ds.x_train.is_floating_point() and not torch.isfinite(ds.x_train).all():
         raise InputError("data: the training inputs contain NaN or infinite values", file=config.path,
                          hint="clean the data first (drop or impute the missing values)")
-    if config.normalize:
+    if config.normalize and ds.x_train.is_floating_point():  # token ids are never normalised
         ds.mean, ds.std = normalization_stats(ds.x_train)
         for split in ("train", "val", "test"):
             setattr(ds, f"x_{split}", normalize(getattr(ds, f"x_{split}"), ds.mean, ds.std))
@@ -179,12 +200,18 @@ def _read_source(config: DataConfig):
     """``(x, y, x_test, y_test, x_val, y_val, classes)`` as numpy arrays (the last five may be None)."""
     if config.name == "file":
         return read_file(config)
+    if config.name in TEXT_SETS:
+        x, y, vocabulary = read_text_set(config.path or shipped_corpus(), config.params["context"])
+        return x, y, None, None, None, None, vocabulary
     if config.name == "digits":
         from sklearn.datasets import load_digits
 
         digits = load_digits()
         x = digits.images.astype(np.float32)[:, None] / 16.0  # (1797, 1, 8, 8), pixel values 0..16
-        return x, digits.target.astype(np.int64), None, None, None, None, [str(c) for c in digits.target_names]
+        y, names = digits.target.astype(np.int64), [str(c) for c in digits.target_names]
+        if config.params.get("classes"):
+            x, y, names = select_classes(x, y, config.params["classes"], names)
+        return x, y, None, None, None, None, names
     if config.name == "mnist":
         return (*read_mnist(config.path), None, None, [str(i) for i in range(10)])
     if config.name == "cifar10":

@@ -80,3 +80,50 @@ def read_inputs(path: Path):
     if x.ndim == 1:
         x = x[:, None]
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def check_token_ids(x, high: int | None, what: str = "data", vocabulary: list | None = None):
+    """Integer inputs for a spec with ``input: {dtype: int64, high: H}``: ids in ``[0, H)``, as int64.
+
+    Float inputs holding whole numbers are converted (a ``.csv`` of ids reads as floats).
+
+    Raises:
+        InputError: fractional values, or ids outside ``[0, high)`` (an Embedding would fail
+            on them mid-run), with the vocabulary size when the data has one.
+    """
+    import torch
+
+    if x.is_floating_point():
+        if len(x) and not (torch.isfinite(x).all() and torch.equal(x, x.round())):
+            raise InputError(f"{what}: the network takes integer token ids, found fractional or non-finite inputs",
+                             hint="token ids are whole numbers in [0, high)")
+        x = x.long()
+    elif x.dtype != torch.int64:
+        x = x.long()
+    if high is not None and len(x) and (int(x.min()) < 0 or int(x.max()) >= high):
+        found = f"ids from {int(x.min())} to {int(x.max())}"
+        if vocabulary is not None:
+            found = f"{len(vocabulary)} distinct tokens ({found})"
+        raise InputError(f"{what}: the spec's input takes token ids in [0, {high}) (`input.high`), "
+                         f"the data has {found}",
+                         hint=f"set `high: {max(int(x.max()) + 1, len(vocabulary or ()))}` (or more) in the "
+                              "spec's input, and as many outputs" if int(x.min()) >= 0 else None)
+    return x
+
+
+def check_dataset_inputs(ds, spec) -> None:
+    """The loaded inputs against the spec's input dtype: token ids for an integer input (in
+    ``[0, high)``), and no token ids for a float input (an Embedding must come first)."""
+    if getattr(spec, "integer_input", False):
+        vocabulary = ds.classes  # the text set's characters, for the message
+        for split in ("train", "val", "test"):
+            x = getattr(ds, f"x_{split}")
+            setattr(ds, f"x_{split}", check_token_ids(x, spec.input_high, f"data {ds.name} ({split})",
+                                                      vocabulary if split == "train" else None))
+    elif not ds.x_train.is_floating_point():
+        length = list(ds.x_train.shape[1:])
+        high = ds.num_classes or int(ds.x_train.max()) + 1
+        raise InputError(f"data {ds.name}: gives integer token ids of shape {length} per example, but the "
+                         "spec's input is float",
+                         hint=f"declare the input as tokens: `input: {{shape: {length}, dtype: int64, high: {high}}}` "
+                              "and start the network with an Embedding")

@@ -6,7 +6,9 @@ from it, and that "edges can transmit full tensors". Two views meet it:
 - the **layer view** (default): a node per layer with its type, the arguments that define it and
   its parameter count; every edge is labelled with the tensor shape it carries (batch as N). A
   ``Residual`` is a fork, its body, its shortcut (a plain skip edge when it is the identity) and an
-  add node; a ``Repeat`` is one "xN" box unless expanded.
+  add node; a ``Parallel`` is a fork, its branches side by side and a merge node marked with its
+  operation (concat, +, ×, mean, max); a ``Block`` is a framed cluster; a ``Repeat`` is one "xN"
+  box unless expanded.
 - the **neuron view**: the classical picture of a small MLP, a node per unit and an edge per
   weight, each layer marked with its activation.
 

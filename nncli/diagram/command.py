@@ -53,8 +53,8 @@ def build_diagram(spec: Spec, view: str = "layers", expand: bool = False, depth:
         spec: the validated spec.
         view: "layers" (a node per layer) or "neurons" (a node per unit of a small MLP).
         expand: unroll every Repeat (layer view); by default a Repeat is one "xN" box.
-        depth: how many levels of nested blocks open (layer view): 0 draws Residual and Repeat
-            as single boxes; None opens every level.
+        depth: how many levels of nested blocks open (layer view): 0 draws every block
+            (Residual, Repeat, Parallel, Block) as one box; None opens every level.
         rankdir: "TB" (top to bottom) or "LR"; default TB for layers, LR for neurons.
         weights: neuron view: colour (sign) and width (size) each edge by its initial weight,
             from the real model built with ``seed``.

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 
 import graphviz
 
-from nncli.diagram.styles import ADD, FORK, NEGATIVE, POSITIVE, SKIP_COLOR, STYLES
+from nncli.diagram.styles import (
+    ADD, FORK, GROUP_STYLES, MERGE_SYMBOL, MERGE_WORD, NEGATIVE, POSITIVE, SKIP_COLOR, STYLES,
+)
 
 if TYPE_CHECKING:
     from nncli.diagram.model import Diagram, Group, Node
@@ -31,7 +33,10 @@ def to_digraph(d: Diagram) -> graphviz.Digraph:
         graph_attr={"rankdir": d.rankdir, "fontname": "Helvetica", "labelloc": "t",
                     "labeljust": "c", "label": _html_title(d), "fontsize": "12",
                     "nodesep": "0.12" if neurons else "0.25", "ranksep": "1.2" if neurons else "0.3",
-                    "splines": "line" if neurons else "spline", "outputorder": "edgesfirst"},
+                    "splines": "line" if neurons else "spline", "outputorder": "edgesfirst",
+                    # neurons: every order of a dense layer crosses about as much, and dot's
+                    # crossing minimisation only rotated units (h3, h4, h1, h2): keep data order
+                    **({"ordering": "out", "mclimit": "0.01"} if neurons else {})},
         node_attr={"fontname": "Helvetica", "fontsize": "10", "margin": "0.08,0.03"},
         edge_attr={"fontname": "Helvetica", "fontsize": "8", "fontcolor": "#444444",
                    "arrowsize": "0.4" if neurons else "0.6", "color": "#444444"},
@@ -51,8 +56,7 @@ def to_digraph(d: Diagram) -> graphviz.Digraph:
 
     def emit_group(parent: graphviz.Digraph, grp: Group) -> None:
         with parent.subgraph(name=f"cluster_{grp.id}") as sub:
-            style = {"residual": ("rounded,dashed", "#cc0000"), "repeat": ("rounded", "#7f6000"),
-                     "layer": ("rounded", "#999999")}[grp.kind]
+            style = GROUP_STYLES[grp.kind]
             sub.attr(label=graphviz.escape(grp.label), style=style[0], color=style[1], fontsize="10",
                      labeljust="l", fontcolor="#333333", **{"class": grp.kind})
             for node in members.get(grp.id, []):
@@ -98,7 +102,13 @@ def to_digraph(d: Diagram) -> graphviz.Digraph:
 def _emit_node(g: graphviz.Digraph, node: Node, neurons: bool) -> None:
     if node.kind == "fork":
         attrs = dict(FORK)
-        attrs["tooltip"] = f"{node.path}: fork (x goes to the body and the shortcut)"
+        attrs["tooltip"] = (f"{node.path}: fork (x goes to every branch)" if node.type == "Parallel"
+                            else f"{node.path}: fork (x goes to the body and the shortcut)")
+    elif node.kind == "merge":
+        symbol = node.lines[0][1]
+        attrs = dict(MERGE_SYMBOL if len(symbol) == 1 else MERGE_WORD)
+        attrs["label"] = symbol
+        attrs["tooltip"] = f"{node.path}: merge the branches ({node.args.get('merge', 'concat')})"
     elif node.kind == "add":
         attrs = dict(ADD)
         attrs["tooltip"] = f"{node.path}: body(x) + shortcut(x)"
@@ -141,7 +151,10 @@ def _emit_legend(g: graphviz.Digraph, d: Diagram) -> None:
                         f"{html.escape(text, quote=False)}</TD></TR>")
         if any(e.kind in ("skip", "shortcut") for e in d.edges):
             rows.append(f'<TR><TD BORDER="0"><FONT COLOR="{SKIP_COLOR}">red edges: skip connection '
-                        f"(shortcut); ● fork, ⊕ add</FONT></TD></TR>")
+                        f"(shortcut, identity branch); ● fork, ⊕ add</FONT></TD></TR>")
+        if any(n.kind == "merge" for n in d.nodes):
+            rows.append('<TR><TD BORDER="0">Parallel: branches side by side, merged by concat, +, ×, '
+                        "mean or max</TD></TR>")
         rows.append('<TR><TD BORDER="0">edge label: tensor shape, N = batch</TD></TR>')
     else:
         rows += [f'<TR><TD BORDER="0">{html.escape(note, quote=False)}</TD></TR>' for note in d.notes]

@@ -1,16 +1,19 @@
 """The layer view: a node per layer, edges labelled with the tensor shape they carry.
 
 A ``Residual`` opens into a fork, its body, its shortcut (a skip edge when it is the identity)
-and an add node; a ``Repeat`` is one "xN" box unless expanded (``--expand``), and ``--depth``
-says how many levels of nested blocks open. Each layer gets a category (weight, activation,
-norm, ...) that picks its style.
+and an add node; a ``Parallel`` into a fork, its branches side by side (an identity branch is a
+skip edge) and a merge node marked with its operation (concat, +, ×, mean, max); a ``Block``
+into a framed cluster of its layers; a ``Repeat`` is one "xN" box unless expanded
+(``--expand``), and ``--depth`` says how many levels of nested blocks open (a closed block is one
+box listing its contents). Each layer gets a category (weight, activation, norm, ...) that
+picks its style.
 """
 
 from __future__ import annotations
 
 from nncli.build import Built, LayerInfo, count_params, shape_str
 from nncli.diagram.model import Diagram, Edge, Group, Node
-from nncli.diagram.node_text import arg_parts, block_title, count, one_line, wrap
+from nncli.diagram.node_text import arg_parts, block_title, count, merge_text, one_line, wrap
 
 # An expanded Repeat with more nested layers than this is drawn without its cluster frame.
 REPEAT_CLUSTER_MAX = 200
@@ -75,6 +78,13 @@ class _LayerGraph:
         copy = _copy_note(info, self.copies.get(info.fqn))
         if info.type == "Residual" and self.opens(level):
             return self.residual(info, key, src, shape, level, group, kind, copy)
+        if info.type == "Parallel" and self.opens(level):
+            return self.parallel(info, key, src, shape, level, group, kind, copy)
+        if info.type == "Block" and self.opens(level):
+            title = block_title(info) + (f" ({copy})" if copy else "")
+            gid = f"block_{key}"
+            self.groups.append(Group(gid, "block", f"{title} · {info.params:,} params", group))
+            return self.sequence(info.children, src, shape, level + 1, gid, kind)
         if info.type == "Repeat" and self.expand and self.opens(level):
             self.copies.update((c.fqn, info.args["times"]) for c in info.children)
             # A cluster frames the copies; dot's cluster layout grows fast with its size (1,000
@@ -85,7 +95,7 @@ class _LayerGraph:
             gid = f"repeat_{key}"
             self.groups.append(Group(gid, "repeat", block_title(info) + f" · {info.params:,} params", group))
             return self.sequence(info.children, src, shape, level + 1, gid, kind)
-        node = self.add(_block_node(info, key, group, copy) if info.type in ("Residual", "Repeat")
+        node = self.add(_block_node(info, key, group, copy) if info.type in BLOCK_TYPES
                         else _leaf_node(info, key, group, copy))
         self.edge(src, node.id, shape, kind)
         return node.id, info.out_shape
@@ -114,6 +124,35 @@ class _LayerGraph:
         return add.id, info.out_shape
 
 
+    def parallel(self, info: LayerInfo, key: str, src: str, shape: tuple, level: int,
+                 group: str | None, kind: str, copy: str | None) -> tuple[str, tuple]:
+        """A fork, each branch from it side by side (identity: a skip edge), and the merge node."""
+        gid = f"parallel_{key}"
+        title = block_title(info) + (f" ({copy})" if copy else "")
+        self.groups.append(Group(gid, "parallel", f"{title} · {info.params:,} params", group))
+        common = dict(type=info.type, name=info.spec.name, path=info.path, module=info.fqn,
+                      group=gid, params=0)
+        fork = self.add(Node(f"fork_{key}", "fork", "fork", in_shape=shape, out_shape=shape,
+                             lines=[("title", "fork")], **common))
+        self.edge(src, fork.id, shape, kind)
+        ends = []
+        for b in range(info.args.get("branches", 0)):
+            layers = [c for c in info.children if c.role == f"branch {b}"]
+            if layers:
+                ends.append((*self.sequence(layers, fork.id, shape, level + 1, gid, "data"), "data"))
+            else:
+                ends.append((fork.id, shape, "skip"))
+        merge = self.add(Node(f"merge_{key}", "merge", "merge", in_shape=shape, out_shape=info.out_shape,
+                              lines=[("title", merge_text(info))], args=dict(info.args), **common))
+        for end, end_shape, edge_kind in ends:
+            self.edge(end, merge.id, end_shape, edge_kind)
+        return merge.id, info.out_shape
+
+
+# The blocks drawn as one box when they do not open.
+BLOCK_TYPES = ("Residual", "Repeat", "Parallel", "Block")
+
+
 def category(info: LayerInfo) -> str:
     """The style a layer is drawn in: weight, activation, norm, pool, dropout, custom or other."""
     if info.target is not None:
@@ -122,6 +161,10 @@ def category(info: LayerInfo) -> str:
     if cls.__name__ == "Step":  # nncli's Heaviside unit
         return "activation"
     mod = cls.__module__
+    if cls.__name__ == "StochasticDepth":  # drops whole examples in training, like a dropout
+        return "dropout"
+    if mod == "nncli.modules.tensor_ops":  # Permute, Reshape, Chunk, Mean, ...: no weights
+        return "pool"
     if mod.startswith("torch.nn.modules."):
         found = _CATEGORY_BY_MODULE.get(mod.rsplit(".", 1)[-1])
         if found:
@@ -159,7 +202,7 @@ def _leaf_node(info: LayerInfo, key: str, group: str | None, copy: str | None = 
 
 
 def _block_node(info: LayerInfo, key: str, group: str | None, copy: str | None = None) -> Node:
-    """A Residual or Repeat drawn as one box listing its contents."""
+    """A Residual, Repeat, Parallel or Block drawn as one box listing its contents."""
     lines = [("title", block_title(info))]
     if info.type == "Repeat":
         times = info.args["times"]
@@ -170,6 +213,19 @@ def _block_node(info: LayerInfo, key: str, group: str | None, copy: str | None =
             lines.append(("args", f"... {len(first) - 8} more"))
         if [c.args for c in first] != [c.args for c in last]:
             lines.append(("note", f"copy 1 shown; later copies take {shape_str(last[0].in_shape)}"))
+    elif info.type == "Parallel":
+        for b in range(info.args.get("branches", 0)):
+            layers = [c for c in info.children if c.role == f"branch {b}"]
+            head = f"branch {b}: "
+            lines += [("args", head + one_line(c) if i == 0 else " " * len(head) + one_line(c))
+                      for i, c in enumerate(layers[:6])] or [("args", head + "identity")]
+            if len(layers) > 6:
+                lines.append(("args", " " * len(head) + f"... {len(layers) - 6} more"))
+        lines.append(("args", "merge: " + merge_text(info)))
+    elif info.type == "Block":
+        lines += [("args", one_line(c)) for c in info.children[:8]]
+        if len(info.children) > 8:
+            lines.append(("args", f"... {len(info.children) - 8} more"))
     else:
         body = [c for c in info.children if c.role == "body"]
         shortcut = [c for c in info.children if c.role == "shortcut"]

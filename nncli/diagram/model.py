@@ -23,7 +23,7 @@ class Node:
     """One node of the graph: a layer, a collapsed block, a fork/add, the input/output, or a unit."""
 
     id: str
-    kind: str  # "input", "output", "layer", "block", "fork", "add" or "unit"
+    kind: str  # "input", "output", "layer", "block", "fork", "add", "merge" (a Parallel's) or "unit"
     category: str  # a key of STYLES, or "fork"/"add"/"unit"
     type: str = ""
     name: str | None = None  # the spec's `name`, when given
@@ -59,7 +59,7 @@ class Edge:
 
     src: str
     dst: str
-    kind: str  # "data", "skip" (identity shortcut), "shortcut" (projection path) or "weight"
+    kind: str  # "data", "skip" (identity shortcut or branch), "shortcut" (projection path) or "weight"
     shape: tuple | None = None  # per example, no batch dim
     weight: float | None = None  # neuron view with initial weights
 
@@ -77,10 +77,11 @@ class Edge:
 
 @dataclass
 class Group:
-    """A cluster: an opened Residual or Repeat (layer view) or one layer of units (neuron view)."""
+    """A cluster: an opened Residual, Repeat, Parallel or Block (layer view) or one layer of units
+    (neuron view)."""
 
     id: str
-    kind: str  # "residual", "repeat" or "layer"
+    kind: str  # "residual", "repeat", "parallel", "block" or "layer"
     label: str
     parent: str | None = None
     scale: float = 0.0  # neuron view: the layer's largest |weight|, against which edge widths scale

@@ -37,6 +37,16 @@ def neuron_graph(built: Built, weights: bool = False, seed: int = 0, rankdir: st
     # stages[k] = (linear LayerInfo or None for the input, units, [marker layers after it])
     stages: list[list[Any]] = [[None, built.input_shape[0], []]]
     for info in _leaves(built.layers):
+        if info.type in ("Parallel", "Residual"):
+            # Branches that merge give a unit several incoming paths; the one-edge-per-weight
+            # picture of a chain of layers cannot show them.
+            what = "branches merged by " + info.args.get("merge", "concat") if info.type == "Parallel" \
+                else "body(x) + shortcut(x)"
+            raise InputError(
+                f"the neuron view draws a chain of Linear layers; {info.path} is a {info.type} ({what}), "
+                "which it cannot draw", file=info.spec.where.file, line=info.spec.where.line,
+                column=info.spec.where.column, spec_path=info.path,
+                hint="draw it with the layer view (the default): the branches side by side")
         if info.type == "Linear":
             stages.append([info, info.args["out_features"], []])
         elif info.params == 0 and tuple(info.in_shape) == tuple(info.out_shape):
@@ -119,9 +129,10 @@ def neuron_graph(built: Built, weights: bool = False, seed: int = 0, rankdir: st
 
 
 def _leaves(infos: list[LayerInfo]):
-    """Layers in the order data meets them, Repeat copies unrolled; a Residual is refused later."""
+    """Layers in the order data meets them, Repeat copies and Blocks unrolled; a Residual or a
+    Parallel is refused by the caller."""
     for info in infos:
-        if info.type == "Repeat":
+        if info.type in ("Repeat", "Block"):
             yield from _leaves([c for c in info.children])
         else:
             yield info

@@ -7,8 +7,24 @@ from typing import Any
 from nncli.build import LayerInfo
 
 
+# The merge node of a Parallel shows its operation: a symbol for the arithmetic ones.
+MERGE_SYMBOLS = {"concat": "concat", "add": "+", "mul": "×", "mean": "mean", "max": "max"}
+
+
+def merge_text(info: LayerInfo) -> str:
+    """ "concat (dim 1)", "+", "×", "mean", "max": a Parallel's merge as its node shows it."""
+    merge = info.args.get("merge", "concat")
+    text = MERGE_SYMBOLS.get(merge, merge)
+    return f"{text} (dim {info.args.get('dim', 1)})" if merge == "concat" else text
+
+
 def block_title(info: LayerInfo) -> str:
-    kind = f"Repeat ×{info.args['times']}" if info.type == "Repeat" else info.type
+    if info.type == "Repeat":
+        kind = f"Repeat ×{info.args['times']}"
+    elif info.type == "Parallel":
+        kind = f"Parallel ({info.args.get('branches', 0)} branches, {info.args.get('merge', 'concat')})"
+    else:
+        kind = info.type
     return f"{info.spec.name}: {kind}" if info.spec.name else kind
 
 
@@ -20,6 +36,10 @@ def one_line(info: LayerInfo) -> str:
         return f"Residual (body {n_body} layers, shortcut {f'{n_short} layers' if n_short else 'identity'})"
     if info.type == "Repeat":
         return f"Repeat ×{info.args['times']} ({len(info.children) // info.args['times']} layers each)"
+    if info.type == "Parallel":
+        return f"Parallel ({info.args.get('branches', 0)} branches → {merge_text(info)})"
+    if info.type == "Block":
+        return f"Block ({len(info.children)} layers)"
     parts = arg_parts(info.args)
     return info.type + (" " + ", ".join(parts) if parts else "")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -104,10 +105,21 @@ def check_built(built: Built, x: torch.Tensor, *, objective: str = "projection",
     start = time.perf_counter()
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
-    with _preserved(model, device):
+    with _preserved(model, device), warnings.catch_warnings():
+        # vmap has no batching rule for the fused CPU attention kernel and says so once per
+        # process; it falls back to a loop, which gives the same numbers.
+        warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet "
+                                "implemented the batching rule")
         model.train(mode == "train")
         objective_fn = _objective(objective, built, x, gen)
-        inputs = _record_inputs(built, x, _seed(seed, "model"))
+        try:
+            inputs = _record_inputs(built, x, _seed(seed, "model"))
+        except ValueError as exc:  # BatchNorm in train mode on one value per channel
+            if "more than 1 value per channel" not in str(exc):
+                raise
+            raise InputError(f"--batch {x.shape[0]}: BatchNorm in train mode needs more than one value per "
+                             f"channel to normalise ({str(exc).strip()})",
+                             hint="use --batch 2 or more, or --mode eval") from None
         layers = [_check_layer(info, inputs, settings, gen, seed, depth=0, top=info.index)
                   for info in built.layers]
         e2e = _check_model(built, x, objective_fn, settings, gen, seed)
@@ -115,6 +127,9 @@ def check_built(built: Built, x: torch.Tensor, *, objective: str = "projection",
                      seed=seed, device=str(device), data=data, memory_estimate=memory_estimate,
                      seconds=time.perf_counter() - start)
     return report
+
+
+EPS_RANGE = (1e-12, 1e-2)  # the finite-difference steps that mean something in float64
 
 
 def _validate(*, batch: int, directions: int, rtol: float, atol: float, eps: float) -> None:
@@ -125,21 +140,32 @@ def _validate(*, batch: int, directions: int, rtol: float, atol: float, eps: flo
     for flag, value in (("--rtol", rtol), ("--atol", atol)):
         if not (value >= 0 and math.isfinite(value)):
             raise InputError(f"{flag}: expected a number >= 0, found {value}")
-    if not (eps > 0 and math.isfinite(eps)):
-        raise InputError(f"--eps: expected a positive step, found {eps}")
+    if not (EPS_RANGE[0] <= eps <= EPS_RANGE[1]):
+        # Outside this range float64 central differences measure round-off (too small) or the
+        # curvature (too large), and a correct backward would be blamed.
+        raise InputError(f"--eps: expected a step between {EPS_RANGE[0]:g} and {EPS_RANGE[1]:g}, found {eps:g}",
+                         hint=f"the default {DEFAULT_EPS:g} suits float64")
 
 
 def _inputs(built: Built, batch: int, data, seed: int, device: torch.device) -> torch.Tensor:
-    """The batch: the first ``batch`` rows of ``data``, or seeded N(0, 1) inputs."""
+    """The batch: the first ``batch`` rows of ``data``, or seeded N(0, 1) inputs; for a spec with
+    integer inputs, int64 token ids (uniform in ``[0, high)``), which are never perturbed: only the
+    parameters are checked then."""
     shape = tuple(built.input_shape)
+    spec = built.spec
+    tokens = getattr(spec, "integer_input", False)
     if data is not None:
-        from nncli.data import fit_input_shape, read_inputs
+        from nncli.data import check_token_ids, fit_input_shape, read_inputs
 
         x = fit_input_shape(read_inputs(Path(data)), shape, what=str(data))
         if x.shape[0] == 0:
             raise InputError(f"{data}: the file has no examples")
+        if tokens:
+            return check_token_ids(x[:batch], spec.input_high, str(data)).to(device)
         return x[:batch].to(device=device, dtype=torch.float64)
     gen = torch.Generator(device="cpu").manual_seed(_seed(seed, "inputs"))
+    if tokens:
+        return torch.randint(spec.input_high, (batch, *shape), generator=gen).to(device)
     return torch.randn((batch, *shape), generator=gen, dtype=torch.float64).to(device)
 
 
@@ -153,6 +179,10 @@ def _objective(kind: str, built: Built, x: torch.Tensor, gen: torch.Generator) -
         raise InputError(f"--objective loss: cross-entropy needs an output of [N, classes, ...] with at least "
                          f"2 classes; this network gives {list(('N',) + tuple(built.output_shape))}",
                          hint="use --objective projection")
+    if getattr(built.spec, "integer_input", False) and len(out_shape) >= 3:
+        # a token model's [N, L, V] scores: cross-entropy over the last dimension, as training takes it
+        target = torch.randint(0, out_shape[-1], out_shape[:-1], generator=gen, device=x.device)
+        return lambda y: nn.functional.cross_entropy(y.flatten(0, -2), target.flatten())
     classes = out_shape[1]
     target = torch.randint(0, classes, (out_shape[0], *out_shape[2:]), generator=gen, device=x.device)
     return lambda y: nn.functional.cross_entropy(y, target)

@@ -51,3 +51,25 @@ def _structural(unit: _Unit, gen: torch.Generator) -> list[StructuralCheck]:
                         f"backward({a} G1 {b:+} G2) differs from {a} backward(G1) {b:+} backward(G2) "
                         f"by {linear:.3g} (|grad| {scale:.3g})"),
     ]
+
+
+def _deterministic(module, x: torch.Tensor, seed: int) -> StructuralCheck:
+    """The forward gives one output for one input under one seed, three calls in a row.
+
+    Checked before any finite difference: a forward drawing from Python's ``random`` or numpy's
+    RNG (not replayed), or keeping state between calls, makes every difference quotient noise,
+    which otherwise reads as a kink or a wrong backward.
+    """
+    outs = []
+    with torch.no_grad():
+        for _ in range(3):
+            with state._replay(seed, x.device):
+                outs.append(module(x))
+    if not all(isinstance(o, torch.Tensor) for o in outs):
+        return StructuralCheck("deterministic forward", True, "not a tensor output: checked later")
+    scale = float(outs[0].abs().max()) if outs[0].numel() else 0.0
+    diff = max(float((o - outs[0]).abs().max()) if o.shape == outs[0].shape else float("inf") for o in outs[1:]) \
+        if outs[0].numel() else 0.0
+    ok = diff <= STRUCTURAL_RTOL * max(scale, 1e-300) or diff == 0.0
+    return StructuralCheck("deterministic forward", ok,
+                           f"three calls on one input under one seed differ by up to {diff:.3g} (|y| {scale:.3g})")

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 from nncli.build import count_params, infer
+from nncli.memory import available_memory  # noqa: F401 - re-exported: nncli.gradcheck.available_memory
 from nncli.gradcheck.numeric import EXHAUSTIVE_CHUNK_BYTES
 from nncli.spec import Spec
 
@@ -29,23 +28,3 @@ def estimate_memory(spec: Spec, batch: int, exhaustive: bool = False) -> int:
     largest = max([p.numel() for p in built.model.parameters()] + [batch * math.prod(built.input_shape)])
     elements = 5 * n_params + 2 * n_buffers + 4 * activations + largest
     return 8 * elements + (EXHAUSTIVE_CHUNK_BYTES if exhaustive else 0)
-
-
-def available_memory(device: torch.device) -> int | None:
-    """Free memory on ``device`` in bytes (CPU: MemAvailable), or None when unknown."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import os
-
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None

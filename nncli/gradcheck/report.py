@@ -23,6 +23,9 @@ class Verdict(str, Enum):
     OK = "ok"
     FAIL = "FAIL"
     KINK = "kink"  # inconclusive: the function is not differentiable where it was checked
+    # a Custom layer's forward gives different outputs for one input under one seed (Python's or
+    # numpy's RNG, state kept between calls): finite differences of it mean nothing
+    NONDETERMINISTIC = "nondeterministic"
 
 
 def miss_probability(rel_error: float, rtol: float = DEFAULT_RTOL, directions: int = DEFAULT_DIRECTIONS) -> float:
@@ -164,6 +167,8 @@ def _worst(verdicts) -> Verdict:
     verdicts = list(verdicts)
     if Verdict.FAIL in verdicts:
         return Verdict.FAIL
+    if Verdict.NONDETERMINISTIC in verdicts:
+        return Verdict.NONDETERMINISTIC
     if Verdict.KINK in verdicts:
         return Verdict.KINK
     return Verdict.OK
@@ -199,9 +204,19 @@ def _report(built: Built, layers: list[LayerCheck], e2e: LayerCheck, settings: _
     leaves = [c for layer in layers for c in layer.walk() if not c.children]
     failing = [c for c in leaves if c.verdict is Verdict.FAIL]
     kinked = [c for c in leaves + [e2e] if c.verdict is Verdict.KINK]
-    ok = not failing and e2e.verdict is not Verdict.FAIL
-    suspect = failing[0] if failing else None
-    if suspect is not None:
+    unrepeatable = [c for c in leaves if c.verdict is Verdict.NONDETERMINISTIC]
+    ok = not failing and not unrepeatable and e2e.verdict is not Verdict.FAIL
+    suspect = failing[0] if failing else unrepeatable[0] if unrepeatable else None
+    if unrepeatable and not failing:
+        first = unrepeatable[0]
+        detail = next((s.detail for s in first.structural if not s.ok), "")
+        diagnosis = (f"layer {first.id} `{first.name}` ({first.type}) has a forward that is not deterministic "
+                     f"under a fixed seed ({detail}): its gradient cannot be checked. Draw random numbers "
+                     "from torch (seeded) rather than Python's `random` or numpy, and keep no state "
+                     "between calls.")
+        if len(unrepeatable) > 1:
+            diagnosis += " Also: " + ", ".join(c.id for c in unrepeatable[1:]) + "."
+    elif suspect is not None:
         diagnosis = _diagnose_layer(suspect)
         if len(failing) > 1:
             diagnosis = diagnosis[:-1] + (f"; {len(failing) - 1} more layer(s) fail too: "

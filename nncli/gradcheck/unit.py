@@ -16,6 +16,14 @@ from nncli.gradcheck.state import _vmap_ready
 
 INPUT = "input"  # the name of a layer's input among its checked tensors
 
+# torch.nn layers whose forward draws no random numbers (Dropout, RReLU and Custom layers are not here).
+_DETERMINISTIC = {
+    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm, nn.Identity, nn.Flatten,
+    nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Softmax,
+    nn.LogSoftmax, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Sequential,
+}
+
 
 class _Unit:
     """A function F(input, parameters) -> scalar that is checked: a layer, or the whole model."""
@@ -29,6 +37,7 @@ class _Unit:
         self.params = {n: p.detach() for n, p in module.named_parameters() if p.is_floating_point()}
         self.vmap_note: str | None = None
         self._vmap_ok = True
+        self._draws_random: bool | None = None
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Name -> base value of every checked tensor: the input (when floating), then parameters."""
@@ -63,23 +72,49 @@ class _Unit:
         return {n: (g.detach() if g is not None else torch.zeros_like(base[n]))
                 for n, g in zip(leaves, grads)}
 
+    def draws_random(self) -> bool:
+        """Whether a forward of the unit consumes the RNG (Dropout, RReLU, a Custom layer's noise).
+
+        Found once, by comparing the generator states around one forward; the states are put
+        back afterwards, so the evaluations that follow draw what they would have drawn.
+        """
+        if self._draws_random is None and all(type(m) in _DETERMINISTIC for m in self.module.modules()):
+            self._draws_random = False  # torch.nn layers known to draw nothing: no forward needed
+        if self._draws_random is None:
+            cuda = self.device.type == "cuda"
+            with torch.no_grad(), torch.random.fork_rng(devices=state._rng_devices(self.device)):
+                cpu, gpu = torch.get_rng_state(), (torch.cuda.get_rng_state(self.device) if cuda else None)
+                self.value({}, replay=False)
+                self._draws_random = not torch.equal(cpu, torch.get_rng_state()) or (
+                    cuda and not torch.equal(gpu, torch.cuda.get_rng_state(self.device)))
+        return self._draws_random
+
     def batch_values(self, name: str, values: torch.Tensor) -> torch.Tensor:
         """F with tensor ``name`` set to ``values[i]``, for every i; vectorised with vmap when the module allows.
 
         Shape: values (P, *tensor.shape) -> (P,).
         """
+        return self.batch_many({name: values})
+
+    def batch_many(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """F with every tensor ``n`` of ``values`` set to ``values[n][i]``, for every i: one vmap call.
+
+        Shapes: each values[n] (P, *tensor.shape) -> (P,).
+        """
+        names = list(values)
         if self._vmap_ok:
-            def one(w):
-                return self.value({name: w}, replay=False)
+            def one(*ws):
+                return self.value(dict(zip(names, ws)), replay=False)
 
             try:
                 # randomness="same": one Dropout mask for the whole batch of perturbations,
                 # drawn exactly as the unvectorised forward draws it after the same seed.
                 with torch.no_grad(), _vmap_ready(self.module), state._replay(self.seed, self.device):
-                    return vmap(one, randomness="same")(values).detach()
+                    return vmap(one, randomness="same")(*values.values()).detach()
             except Exception as exc:  # an autograd.Function without a vmap rule, ...
                 self._vmap_ok = False
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 self.vmap_note = f"not vectorisable ({first[:90]}); one forward per coordinate"
+        count = next(iter(values.values())).shape[0]
         with torch.no_grad():
-            return torch.stack([self.value({name: w}) for w in values]).detach()
+            return torch.stack([self.value({n: values[n][i] for n in names}) for i in range(count)]).detach()

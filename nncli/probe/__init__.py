@@ -111,7 +111,7 @@ def probe(spec: Spec, *, seeds: Sequence[int] = DEFAULT_SEEDS, batch_size: int =
     if steps < 0:
         raise InputError(f"--steps: expected an integer >= 0, found {steps}")
     dev = resolve_device(device)
-    x_data = read_data(data, tuple(spec.input)) if data is not None else None
+    x_data = read_data(data, tuple(spec.input), spec) if data is not None else None
     cfg = train_config(spec, optimizer, lr) if steps else None
     if sweep_depths:  # fail on a bad sweep before spending time on the probe
         if any(t < 1 for t in sweep_depths):
@@ -135,7 +135,7 @@ def probe(spec: Spec, *, seeds: Sequence[int] = DEFAULT_SEEDS, batch_size: int =
                 torch.manual_seed(seed)  # Dropout during the steps
                 kind = loss_kind(spec, cfg, built.output_shape)
                 losses.append(train_steps(built.model, cfg, kind, built.output_shape, steps, seed, batch_size,
-                                          built.input_shape, x_data))
+                                          built.input_shape, x_data, spec))
                 after_runs.append(measure(built.model, points, x, r))
         init = aggregate(points, init_runs, seeds, thresholds, types, gain)
         after = training = None
@@ -147,7 +147,9 @@ def probe(spec: Spec, *, seeds: Sequence[int] = DEFAULT_SEEDS, batch_size: int =
                  if sweep_depths else None)
 
     inputs = (f"{Path(data).name} ({len(x_data)} examples, {min(batch_size, len(x_data))} per seed)"
-              if x_data is not None else f"random N(0, 1), {batch_size} per seed")
+              if x_data is not None else
+              f"random token ids in [0, {spec.input_high}), {batch_size} per seed" if getattr(spec, "integer_input", False)
+              else f"random N(0, 1), {batch_size} per seed")
     return ProbeReport(name=spec.name, file=str(spec.path) if spec.path else None, seeds=seeds,
                        batch_size=batch_size, inputs=inputs, loss=LOSS_TEXT, device=str(dev),
                        thresholds=thresholds, init=init, training=training, after=after, sweep=sweep)

@@ -19,7 +19,7 @@ from nncli.errors import InputError
 from nncli.probe.measure import measure, probe_batch, probe_points
 from nncli.probe.report import Sweep, SweepPoint
 from nncli.probe.verdict import Thresholds, aggregate
-from nncli.spec import RepeatSpec, ResidualSpec, Spec
+from nncli.spec import BlockSpec, ParallelSpec, RepeatSpec, ResidualSpec, Spec
 
 
 def with_repeat_times(spec: Spec, times: int) -> tuple[Spec, str]:
@@ -41,6 +41,10 @@ def with_repeat_times(spec: Spec, times: int) -> tuple[Spec, str]:
                 layer = replace(layer, times=times)
             elif not found and isinstance(layer, ResidualSpec):
                 layer = replace(layer, body=swap(layer.body), shortcut=swap(layer.shortcut))
+            elif not found and isinstance(layer, BlockSpec):
+                layer = replace(layer, layers=swap(layer.layers))
+            elif not found and isinstance(layer, ParallelSpec):
+                layer = replace(layer, branches=tuple(swap(branch) for branch in layer.branches))
             out.append(layer)
         return tuple(out)
 

@@ -1,8 +1,8 @@
 """One probe measurement: which layers are probed, the probe batch, and one forward and backward
 pass with hooks on them, reduced to per-layer statistics.
 
-The probed points are the network's main path (Repeats expanded, each Residual one point with its
-own layers as ``inner`` points). :func:`measure` runs the model in training mode on a batch and a
+The probed points are the network's main path (Repeats and Blocks expanded, each Residual and
+each Parallel one point with its own layers, every branch's, as ``inner`` points). :func:`measure` runs the model in training mode on a batch and a
 fixed projection ``r`` of the output, catches every point's output with forward hooks, takes the
 gradients with ``torch.autograd.grad`` and leaves the model exactly as it found it.
 """
@@ -20,13 +20,13 @@ from torch import nn
 from nncli.build import Built, LayerInfo
 from nncli.errors import InputError
 from nncli.layer_kinds import RELU_FAMILY, WEIGHT_LAYERS
-from nncli.modules import Repeat, Residual
+from nncli.modules import Block, Parallel, Repeat, Residual
 
 
 # -- which layers are probed -------------------------------------------------------------------
 @dataclass
 class Point:
-    """A probed layer: a main-path row, or (``inner``) a layer inside a Residual."""
+    """A probed layer: a main-path row, or (``inner``) a layer inside a Residual or Parallel."""
 
     info: LayerInfo
     index: int | None
@@ -34,11 +34,13 @@ class Point:
 
 
 def probe_points(built: Built) -> list[Point]:
-    """The main path of a built network: Repeats expanded, Residuals one row each.
+    """The main path of a built network: Repeats and Blocks expanded, Residuals and Parallels one
+    row each (their output, after the add or merge, is the point on the path).
 
     Returns:
-        list of :class:`Point`, in forward order; a Residual's point holds its own layers in
-        ``inner`` (Repeats inside them expanded the same way).
+        list of :class:`Point`, in forward order; a Residual's or Parallel's point holds its own
+        layers in ``inner`` (body then shortcut, branch 0 then branch 1, ...; Repeats and Blocks
+        inside them expanded the same way).
 
     Example:
         >>> [p.info.type for p in probe_points(build_model(load_spec("specs/deep-sigmoid.yaml")))][:3]
@@ -48,11 +50,11 @@ def probe_points(built: Built) -> list[Point]:
 
     def expand(infos: Sequence[LayerInfo], out: list[Point], main: bool) -> None:
         for info in infos:
-            if isinstance(info.module, Repeat):
+            if isinstance(info.module, (Repeat, Block)):
                 expand(info.children, out, main)
                 continue
             point = Point(info, len(out) if main else None)
-            if isinstance(info.module, Residual):
+            if isinstance(info.module, (Residual, Parallel)):
                 expand(info.children, point.inner, False)
             out.append(point)
 
@@ -118,8 +120,9 @@ def measure(model: nn.Module, points: Sequence[Point], x: torch.Tensor, directio
             model.train()
             for k, p in enumerate(flat):
                 handles.append(p.info.module.register_forward_hook(hook_for(k)))
-            # x needs a gradient so activations have one even when every weight is frozen.
-            x = x.detach().clone().requires_grad_(True)
+            # x needs a gradient so activations have one even when every weight is frozen
+            # (token ids cannot have one: their Embedding's output is the first with a gradient).
+            x = x.detach().clone().requires_grad_(x.is_floating_point())
             y = model(x)
             n = x.shape[0]
             loss = (y * direction).sum() / n
@@ -230,8 +233,9 @@ def weight_gain(model: nn.Module) -> float | None:
 
 
 # -- inputs ------------------------------------------------------------------------------------
-def read_data(path: str | Path, input_shape: tuple) -> torch.Tensor:
-    """Inputs for ``--data``: an .npz/.npy/.csv/.pt file of examples shaped like the spec's input.
+def read_data(path: str | Path, input_shape: tuple, spec=None) -> torch.Tensor:
+    """Inputs for ``--data``: an .npz/.npy/.csv/.pt file of examples shaped like the spec's input
+    (token ids in ``[0, high)`` when ``spec`` declares integer inputs).
 
     Raises:
         InputError: missing or unreadable file, or a shape that does not fit (exit 2).
@@ -242,16 +246,27 @@ def read_data(path: str | Path, input_shape: tuple) -> torch.Tensor:
     if len(x) < 2:
         raise InputError(f"--data {path}: expected at least 2 examples, found {len(x)}", file=path)
     x = fit_input_shape(x, tuple(input_shape), what=f"--data {Path(path).name}")
+    if getattr(spec, "integer_input", False):
+        from nncli.data import check_token_ids
+
+        return check_token_ids(x, spec.input_high, f"--data {Path(path).name}")
     if not torch.isfinite(x).all():
         raise InputError(f"--data {path}: the inputs contain NaN or infinite values", file=path)
     return x
+
+
+def random_inputs(spec, batch_size: int, input_shape: tuple, gen: torch.Generator) -> torch.Tensor:
+    """A random batch for the spec's input: N(0, 1) floats, or token ids uniform in ``[0, high)``."""
+    if getattr(spec, "integer_input", False):
+        return torch.randint(spec.input_high, (batch_size, *input_shape), generator=gen)
+    return torch.randn((batch_size, *input_shape), generator=gen)
 
 
 def probe_batch(built: Built, seed: int, batch_size: int, data: torch.Tensor | None):
     """The seed's probe batch ``x`` (N, *input) and projection ``r`` (N, *output), on the CPU first."""
     gen = torch.Generator().manual_seed(seed)
     if data is None:
-        x = torch.randn((batch_size, *built.input_shape), generator=gen)
+        x = random_inputs(built.spec, batch_size, built.input_shape, gen)
     else:
         pick = torch.randperm(len(data), generator=gen)[:batch_size]
         x = data[pick]

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from nncli.errors import InputError
+from nncli.probe.measure import random_inputs
 from nncli.spec import Spec
 
 
@@ -39,9 +40,11 @@ def train_config(spec: Spec, optimizer: str | None = None, lr: float | None = No
 
 def loss_kind(spec: Spec, cfg, output_shape: tuple) -> str:
     """The spec's ``train.loss`` when it names one; else cross_entropy for a class-score vector
-    output (C > 1 entries), mse for anything else."""
+    output (C > 1 entries) or a token model's ``[L, V]`` scores, mse for anything else."""
     if "loss" in (spec.train or {}):
         return cfg.loss
+    if getattr(spec, "integer_input", False) and len(output_shape) >= 2 and output_shape[-1] > 1:
+        return "cross_entropy"
     return "cross_entropy" if len(output_shape) == 1 and output_shape[0] > 1 else "mse"
 
 
@@ -51,7 +54,7 @@ STEP_LOSS_TEXT = {"cross_entropy": "cross_entropy on random labels", "mse": "mse
 
 
 def train_steps(model: nn.Module, cfg, loss: str, output_shape: tuple, steps: int, seed: int,
-                batch_size: int, input_shape: tuple, data: torch.Tensor | None) -> tuple[float, float]:
+                batch_size: int, input_shape: tuple, data: torch.Tensor | None, spec=None) -> tuple[float, float]:
     """``steps`` optimizer steps on fresh random batches with random targets; returns (first, last) loss.
 
     The optimizer is :func:`nncli.train.optim.build_optimizer` of the spec's ``train:`` section (lr,
@@ -74,13 +77,14 @@ def train_steps(model: nn.Module, cfg, loss: str, output_shape: tuple, steps: in
     first = last = math.nan
     for step in range(steps):
         if data is None:
-            x = torch.randn((batch_size, *input_shape), generator=gen)
+            x = random_inputs(spec, batch_size, input_shape, gen)
         else:
             x = data[torch.randint(len(data), (batch_size,), generator=gen)]
         x = x.to(device)
         out = model(x)
         if loss == "cross_entropy":
-            y = torch.randint(output_shape[0], (len(x),), generator=gen).to(device)
+            # one label per example, or per position of a [L, V] output
+            y = torch.randint(output_shape[-1], (len(x), *output_shape[:-1]), generator=gen).to(device)
         elif loss == "bce_with_logits":
             y = torch.randint(2, out.shape, generator=gen).to(device=device, dtype=out.dtype)
         else:

@@ -165,7 +165,7 @@ def explain(verdict: Verdict, ratio: float, gamma: float, growth: float, depth: 
     sigmoid = "Sigmoid" in types or "Hardsigmoid" in types
     tanh = "Tanh" in types or "Hardtanh" in types
     normed = bool(types & NORMS)
-    skips = "Residual" in types
+    skips = "Residual" in types or "Parallel" in types
     rate = f"each of the {depth - 1} steps back multiplies it by gamma = {gamma:.3g} on average"
     gain = (f"; your weights have std*sqrt(fan_in) = {weight_gain:.2f}" if weight_gain is not None else "")
     if verdict is Verdict.non_finite:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from nncli.render import (check, compare, diagram, evaluate, gradcheck, params, plots, probe, sweep,
                           train)
+from nncli.render import export  # noqa: E402  (nncli export)
 from nncli.render.console import (emit, error, escape, findings, pct, print_json, stderr_console,
                                   stdout_console, table)
 

@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from nncli.formatting import fmt_float
-from nncli.render.console import escape, table
+from nncli.render.console import escape, metric, table
 
 if TYPE_CHECKING:
     from nncli.compare import CompareResult
@@ -27,7 +26,7 @@ def show(console: Console, result: CompareResult) -> None:
         cells = []
         for s, m in cols:
             v = r.metrics.get(s, {}).get(m)
-            text = fmt_float(v, 4)
+            text = metric(m, v)
             cells.append(f"[bold]{text}[/]" if result.best.get(f"{s}_{m}") == r.label else text)
         epochs = "-" if r.epochs is None else f"{r.epochs}" + (f" (best {r.best_epoch})" if r.best_epoch else "")
         t.add_row(escape(r.label), escape(r.name), r.status, epochs, *cells,

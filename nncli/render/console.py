@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -30,16 +31,58 @@ def _color_system() -> str | None:
     return None if os.environ.get("NO_COLOR") else "auto"
 
 
+# Width for tables when the output is not a terminal: wide enough that no table is squeezed; a
+# table is only as wide as its cells, so nothing gets padded to it.
+PIPE_WIDTH = 10_000
+
+
+class _RstripLines:
+    """A text stream that drops the spaces rich pads lines with (a table's title is padded to the
+    table's width): piped output is diffed and grepped, and trailing spaces are noise there."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(_TRAILING.sub("\n", text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+
+_TRAILING = re.compile(r"[ \t]+\n")
+
+
+def _plain(stream) -> bool:
+    try:
+        return not stream.isatty()
+    except (AttributeError, ValueError):
+        return True
+
+
 def stdout_console() -> Console:
-    # Piped or redirected output is read by scripts and diffs: do not wrap it at 80 columns.
-    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200"))
-    return Console(highlight=False, soft_wrap=False, width=width, color_system=_color_system())
+    # Piped or redirected output is read by scripts and diffs: never wrapped (soft_wrap; width
+    # only bounds tables), no trailing spaces. COLUMNS, when set, still limits the width.
+    if not _plain(sys.stdout):
+        return Console(highlight=False, soft_wrap=False, color_system=_color_system())
+    width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else PIPE_WIDTH
+    return Console(file=_RstripLines(sys.stdout), highlight=False, soft_wrap=True, width=width,
+                   color_system=_color_system())
 
 
 def stderr_console() -> Console:
     # soft_wrap: a located error is one line (rich would cut `file:line: spec.path` at 80
     # columns on a non-TTY, where CI logs and `2> err.txt` read it).
-    return Console(stderr=True, highlight=False, soft_wrap=True, color_system=_color_system())
+    if not _plain(sys.stderr):
+        return Console(stderr=True, highlight=False, soft_wrap=True, color_system=_color_system())
+    return Console(file=_RstripLines(sys.stderr), highlight=False, soft_wrap=True, color_system=_color_system())
 
 
 def emit(result: Any, as_json: bool, human: Callable[[Console, Any], None],
@@ -60,7 +103,11 @@ def print_json(doc: Any, file=None) -> None:
 
 def error(err: NncliError, as_json: bool) -> None:
     """Report an NncliError: a located message on stderr; with --json also a JSON document."""
-    stderr_console().print(f"[bold red]error:[/] {escape(str(err))}")
+    text = str(err)
+    if err.file and err.line is None and not err.spec_path and err.file in err.message:
+        # "no such spec file: x.yaml" already names the file: "x.yaml: " before it says it twice
+        text = err.message + (f"\n  hint: {err.hint}" if err.hint else "")
+    stderr_console().print(f"[bold red]error:[/] {escape(text)}")
     if as_json:
         print_json(err.to_json())
 
@@ -79,6 +126,18 @@ def table(title: str | None = None, **kwargs) -> Table:
 def pct(x: float | None) -> str:
     """A fraction as a percentage with two decimals: 0.9731 -> '97.31%'; None -> '-'."""
     return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def metric(name: str, x: float | None, std: float | None = None) -> str:
+    """A metric for people, the same in every command: accuracy as a percentage with two decimals
+    (its spread in percentage points), anything else (loss) to four significant digits.
+    ``--json`` keeps fractions."""
+    from nncli.formatting import fmt_float
+
+    if "accuracy" in name:
+        text = pct(x)
+        return text + (f" ± {100 * std:.2f}" if std else "")
+    return fmt_float(x, 4) + (f" ± {fmt_float(std, 2)}" if std else "")
 
 
 def findings(console: Console, items: Iterable[Finding]) -> None:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from nncli.gradcheck.report import GradcheckReport, LayerCheck, TensorCheck
 
 # -- gradcheck ---------------------------------------------------------------------------------
-_VERDICT_STYLE = {"ok": "green", "FAIL": "bold red", "kink": "yellow"}
+_VERDICT_STYLE = {"ok": "green", "FAIL": "bold red", "kink": "yellow", "nondeterministic": "bold magenta"}
 
 
 def _error_cell(t: TensorCheck) -> str:

@@ -20,6 +20,7 @@ from nncli.formatting import plain_value
 from nncli.render.console import pct
 
 if TYPE_CHECKING:
+    from nncli.attack import AttackResult
     from nncli.compare import CompareResult
     from nncli.probe.report import ProbeReport
     from nncli.sweep.results import SweepResult
@@ -93,6 +94,7 @@ def train_plot(result: TrainResult, path: str | Path) -> None:
                         markersize=3, label=split)
         if result.best_epoch:
             ax.axvline(result.best_epoch, color="grey", linewidth=0.8, linestyle=":", label="best")
+        ax.xaxis.set_major_locator(_integer_ticks())  # epochs are whole: no 2.5 tick
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         if metric == "loss" and all((r.get("train_loss") or 0) > 0 for r in history):
@@ -144,9 +146,13 @@ def sweep_plot(result: SweepResult, path: str | Path) -> str:
             groups = {"": trials}
         for label, members in groups.items():
             members.sort(key=lambda t: xs_of[plain_value(t.overrides[axis])])
-            errs = [t.val_std.get(result.metric, 0.0) for t in members]
+            sds = [t.val_std.get(result.metric, 0.0) for t in members]
+            ys = [t.val[result.metric] for t in members]
+            errs = sds
+            if "accuracy" in result.metric:  # mean ± sd, but an accuracy never passes 1 (or 0)
+                errs = [[min(e, y) for e, y in zip(sds, ys)], [min(e, 1.0 - y) for e, y in zip(sds, ys)]]
             panel.errorbar([xs_of[plain_value(t.overrides[axis])] for t in members],
-                           [t.val[result.metric] for t in members], yerr=errs if any(errs) else None,
+                           ys, yerr=errs if any(sds) else None,
                            marker="o", capsize=3, linestyle="none" if many else "-", alpha=0.7 if many else 1.0,
                            color="C0" if many else None, label=None if many or not label else label)
         if result.best:
@@ -181,16 +187,17 @@ def compare_plot(result: CompareResult, path: str | Path) -> str:
                 if pts:  # one legend entry per run: the colour names it, the style the split
                     panel.plot(*zip(*pts), style, color=color, marker="o" if len(pts) < 30 else None,
                                markersize=3, label=r.label if split == "val" else None)
-        from matplotlib.ticker import MaxNLocator
-
-        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
+        panel.xaxis.set_major_locator(_integer_ticks())
+        # the line styles get legend entries of their own: a title alone is missed
+        panel.plot([], [], "-", color="black", label="validation")
+        panel.plot([], [], "--", color="black", label="training")
         panel.set_xlabel("epoch")
         panel.set_ylabel(metric)
         if metric == "loss":
             panel.set_yscale("log")
         panel.grid(True, alpha=0.3)
         panel.legend(fontsize=7)
-    fig.suptitle("runs compared: validation solid, training dashed")
+    fig.suptitle("runs compared")
     fig.tight_layout()
     return str(save_figure(fig, path))
 
@@ -212,6 +219,7 @@ def probe_figure(report: ProbeReport):
         ys = [_plottable(row.grad_norm) for row in res.layers]
         ax.plot(xs, ys, marker=marker, markersize=3, linewidth=1, label=label)
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_xlabel("layer (main path, input -> output)")
     ax.set_ylabel("||dL/dh||")
     ax.set_title(f"{report.name}: {report.init.verdict.value}, R = {report.init.ratio:.2e}, "
@@ -227,6 +235,7 @@ def probe_figure(report: ProbeReport):
             ax2.plot(xs, [10 ** (a + b * t) for t in xs], linestyle="--", linewidth=1,
                      label=f"fit: R ~ {report.sweep.gamma_per_copy:.3g}^copies")
         ax2.set_yscale("log")
+        ax2.xaxis.set_major_locator(_integer_ticks())
         ax2.set_xlabel(f"copies of {report.sweep.repeat}")
         ax2.set_ylabel("R = ||dL/dh_1|| / ||dL/dh_L||")
         ax2.set_title("R against depth", fontsize=10)
@@ -234,6 +243,13 @@ def probe_figure(report: ProbeReport):
         ax2.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _integer_ticks():
+    """Tick positions at whole numbers only (epochs, layers, copies)."""
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
 
 
 def _plottable(v: float | None) -> float:
@@ -244,3 +260,62 @@ def _plottable(v: float | None) -> float:
 def probe_plot(report: ProbeReport, path: str | Path) -> Path:
     """Write :func:`probe_figure` to ``path`` (.png, .svg or .pdf), atomically; returns the path."""
     return save_figure(probe_figure(report), path)
+
+
+# -- attack --------------------------------------------------------------------------------------
+
+
+def attack_plot(result: AttackResult, path: str | Path) -> Path:
+    """Robust accuracy against eps, one line per method, the clean accuracy dashed."""
+    fig, (ax,) = new_figure(figsize=(5.6, 4.0))
+    for method in result.methods:
+        rows = [r for r in result.rows if r.method == method]
+        ax.plot([r.eps for r in rows], [r.accuracy for r in rows], marker="o", label=method.upper())
+    ax.axhline(result.clean_accuracy, color="grey", linestyle="--", linewidth=1, label="clean")
+    ax.set_xlabel("eps (L-inf, data units)")
+    ax.set_ylabel(f"accuracy on {result.split}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{Path(result.run_dir).name}: accuracy under attack")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def attack_examples_plot(result: AttackResult, path: str | Path) -> Path:
+    """Rows of examples: the original (true and predicted label), the perturbation (scaled to the
+    full grey range, as it is invisible otherwise) and the adversarial input (its prediction)."""
+    import numpy as np
+
+    ex = result.examples
+    classes = ex.get("classes")
+
+    def name(i: int) -> str:
+        return str(classes[i]) if classes and i < len(classes) else str(i)
+
+    lo, hi = ex["value_range"]
+    n = len(ex["x"])
+    fig, axes = new_figure(n, 3, figsize=(4.8, 1.5 * n + 0.6))
+
+    def image(a):
+        a = np.moveaxis(a, 0, -1)
+        return a[..., 0] if a.shape[-1] == 1 else a
+
+    for i in range(n):
+        x, adv = ex["x"][i], ex["x_adv"][i]
+        delta = adv - x
+        span = float(np.abs(delta).max()) or 1.0
+        panels = [
+            ((x - lo) / (hi - lo), f"label {name(int(ex['y'][i]))}, pred {name(int(ex['pred_clean'][i]))}"),
+            ((delta / span + 1) / 2, f"perturbation x{1 / span:.3g}"),
+            ((adv - lo) / (hi - lo), f"pred {name(int(ex['pred_adv'][i]))}"),
+        ]
+        for j, (img, title) in enumerate(panels):
+            ax = axes[3 * i + j]
+            ax.imshow(np.clip(image(img), 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(title, fontsize=8, color="red" if j == 2 and ex["pred_adv"][i] != ex["y"][i] else "black")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"{ex['method'].upper()} at eps {ex['eps']:g}: original, perturbation, adversarial", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)

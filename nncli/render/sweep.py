@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from nncli.formatting import fmt_float, fmt_int, fmt_si, plain_value
-from nncli.render.console import escape, table
+from nncli.render.console import escape, metric as metric_text, table
 
 if TYPE_CHECKING:
     from nncli.sweep.results import SweepEvent, SweepResult
@@ -22,10 +22,7 @@ def _sweep_value(value) -> str:
 def _mean_std(val: dict, std: dict, key: str) -> str:
     if key not in val:
         return "-"
-    text = fmt_float(val[key], 4)
-    if std.get(key):
-        text += f" ± {fmt_float(std[key], 2)}"
-    return text
+    return metric_text(key, val[key], std.get(key))
 
 
 class SweepProgress:
@@ -45,7 +42,7 @@ class SweepProgress:
             secs = f" ({run.seconds:.1f} s)" if run.seconds is not None else ""
             if run.status == "ok":
                 metric = "accuracy" if "accuracy" in run.val else "loss"
-                self.console.print(f"{head} [green]ok[/] val {metric} {fmt_float(run.val.get(metric), 4)}{secs}")
+                self.console.print(f"{head} [green]ok[/] val {metric} {metric_text(metric, run.val.get(metric))}{secs}")
             else:
                 first = (run.error or "failed").splitlines()[0]
                 self.console.print(f"{head} [bold red]failed[/] {escape(first)}{secs}")
@@ -88,10 +85,10 @@ def show(console: Console, result: SweepResult) -> None:
         return
     if result.best:
         b = result.best
-        spread = f" ± {fmt_float(b['val_std'].get(result.metric), 2)}" if b["seeds"] > 1 else ""
-        test = ", ".join(f"{k} {fmt_float(v, 4)}" for k, v in b["test"].items() if k != "error") or "-"
-        console.print(f"best: [bold]{escape(b['id'])}[/] val {result.metric} {fmt_float(b['val'][result.metric], 4)}"
-                      f"{spread}; test {test} (winner only{', mean of ' + str(b['seeds']) + ' seeds' if b['seeds'] > 1 else ''})")
+        spread = b["val_std"].get(result.metric) if b["seeds"] > 1 else None
+        test = ", ".join(f"{k} {metric_text(k, v)}" for k, v in b["test"].items() if k != "error") or "-"
+        console.print(f"best: [bold]{escape(b['id'])}[/] val {result.metric} {metric_text(result.metric, b['val'][result.metric], spread)}"
+                      f"; test {test} (winner only{', mean of ' + str(b['seeds']) + ' seeds' if b['seeds'] > 1 else ''})")
         console.print(f"winner's spec: {escape(b['spec_path'])}; run: {escape(b['run_dir'])}")
     else:
         console.print("[bold red]no trial finished[/]: nothing to rank")

@@ -49,7 +49,9 @@ class TrainProgress:
             + (f" [{', '.join(extras)}]" if extras else "")
             + f": {sizes['train']:,} train / {sizes['val']:,} val / {sizes['test']:,} test examples"
             + f"\n  run folder: {escape(info['run_dir'])}")
-        if info["resumed"]:
+        if info["resumed"] and info["epoch"] >= info["epochs"]:
+            self.console.print(f"  nothing to do: all {info['epochs']} epochs are done")
+        elif info["resumed"]:
             self.console.print(f"  continuing at epoch {info['epoch'] + 1}, step {info['step_in_epoch']}")
         self.epochs = info["epochs"]
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -100,8 +102,11 @@ def show(console: Console, result: TrainResult) -> None:
     style = {"completed": "green", "early_stopped": "green", "interrupted": "yellow", "nonfinite": "bold red"}
     status = f"[{style.get(result.status, '')}]{result.status}[/]"
     best = f", best epoch {result.best_epoch}" if result.best_epoch else ""
+    total = result.total_s if result.total_s is not None else result.duration_s
+    took = (f"{total:.1f} s in all, {result.duration_s:.1f} s of it now" if total - result.duration_s > 0.05
+            else f"{result.duration_s:.1f} s")  # a resumed run: the whole run's time, then this part's
     console.print(f"{escape(result.spec)}: {status} after {result.epochs}/{result.planned_epochs} epochs{best} "
-                  f"({result.global_step:,} steps, {result.duration_s:.1f} s)")
+                  f"({result.global_step:,} steps, {took})")
     procs = f", {result.world_size} processes" if result.world_size > 1 else ""
     console.print(f"device {result.device}{procs}; {result.samples_per_s:,.0f} samples/s")
     if any(result.__dict__[s]["loss"] is not None for s in ("train", "val", "test")):

@@ -1,12 +1,14 @@
 """The spec layer: YAML -> validated, frozen spec objects. Pure Python; never imports torch."""
 
 from nncli.spec.model import (
-    INIT_SCHEMES, NNCLI_LAYERS, CustomSpec, InitScheme, LayerSpec, RepeatSpec, ResidualSpec, Spec,
+    BLOCKS, INIT_SCHEMES, INT_DTYPES, MERGES, NNCLI_LAYERS, BlockSpec, CustomSpec, InitScheme,
+    LayerSpec, ParallelSpec, RepeatSpec, ResidualSpec, Spec, children,
 )
 from nncli.spec.parse import load_spec, parse_spec
 from nncli.spec.source import Where, format_path
 
 __all__ = [
-    "INIT_SCHEMES", "NNCLI_LAYERS", "CustomSpec", "InitScheme", "LayerSpec", "RepeatSpec",
-    "ResidualSpec", "Spec", "Where", "format_path", "load_spec", "parse_spec",
+    "BLOCKS", "INIT_SCHEMES", "INT_DTYPES", "MERGES", "NNCLI_LAYERS", "BlockSpec", "CustomSpec",
+    "InitScheme", "LayerSpec", "ParallelSpec", "RepeatSpec", "ResidualSpec", "Spec", "Where",
+    "children", "format_path", "load_spec", "parse_spec",
 ]

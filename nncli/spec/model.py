@@ -23,7 +23,15 @@ INIT_SCHEMES = (
 )
 
 # Layer types nncli itself provides; every other name is looked up in torch.nn by the builder.
-NNCLI_LAYERS = ("Residual", "Repeat", "Custom", "Step", "Identity")
+NNCLI_LAYERS = ("Residual", "Repeat", "Parallel", "Block", "Custom", "Step", "Identity", "Permute",
+                "Transpose", "Reshape", "Chunk", "Select", "Narrow", "Mean", "StochasticDepth",
+                "ClassToken", "PositionEmbedding", "SelfAttention")
+# The blocks: layers holding layer lists. They take the reserved keys name, init and vars.
+BLOCKS = ("Residual", "Repeat", "Parallel", "Block")
+MERGES = ("concat", "add", "mul", "mean", "max")
+# Input dtypes a spec may declare; the integer ones are token ids and need `high`.
+FLOAT_DTYPES = ("float32", "float64")
+INT_DTYPES = ("int64", "int32")
 
 
 def _frozen(mapping: Mapping | None) -> Mapping:
@@ -52,14 +60,21 @@ class LayerSpec:
     arg_where: Mapping[str, Where] = field(default_factory=dict)  # per argument
     name: str | None = None  # reserved `name`: labels the layer in reports and diagrams
     init: Mapping[str, InitScheme] | None = None  # reserved `init`: param name -> scheme
+    # A block's reserved `vars`: name -> number or expression text, evaluated in order when the
+    # block is entered (``in_channels`` there is the block's input); None on other layers.
+    vars: Mapping[str, Any] | None = None
+    var_where: Mapping[str, Where] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Frozen all the way down: the mappings are read-only views, so no tool can change a
         # spec another tool reads later.
         object.__setattr__(self, "args", _frozen(self.args))
         object.__setattr__(self, "arg_where", _frozen(self.arg_where))
+        object.__setattr__(self, "var_where", _frozen(self.var_where))
         if self.init is not None:
             object.__setattr__(self, "init", _frozen(self.init))
+        if self.vars is not None:
+            object.__setattr__(self, "vars", _frozen(self.vars))
 
     @property
     def path(self) -> str:
@@ -78,7 +93,26 @@ class ResidualSpec(LayerSpec):
 class RepeatSpec(LayerSpec):
     """``times`` fresh copies of ``layers`` in sequence (no shared weights)."""
 
-    times: int = 1
+    times: int | str = 1  # an int, or an expression's text evaluated by the builder
+    layers: tuple[LayerSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParallelSpec(LayerSpec):
+    """Every branch gets the same input; their outputs are merged (concat, add, mul, mean, max).
+
+    An empty branch is the identity.
+    """
+
+    branches: tuple[tuple[LayerSpec, ...], ...] = ()
+    merge: str = "concat"  # one of MERGES
+    dim: int = 1  # concat dimension on the batched tensor; never 0
+
+
+@dataclass(frozen=True)
+class BlockSpec(LayerSpec):
+    """A named, framed group of layers (built as one ``nn.Sequential``)."""
+
     layers: tuple[LayerSpec, ...] = ()
 
 
@@ -97,9 +131,21 @@ class Spec:
     input: tuple[int, ...]  # the shape of ONE example, no batch dimension
     layers: tuple[LayerSpec, ...]
     name: str = "network"
+    input_dtype: str = "float32"  # one of FLOAT_DTYPES or INT_DTYPES
+    input_high: int | None = None  # integer inputs are token ids in [0, high)
+    # Top-level `vars`: name -> number or expression text (a plain mapping in the YAML data, so
+    # an override `vars.width=128` is an ordinary spec path).
+    vars: Mapping[str, Any] | None = None
+    var_where: Mapping[str, Where] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.vars is not None:
+            object.__setattr__(self, "vars", _frozen(self.vars))
+        object.__setattr__(self, "var_where", _frozen(self.var_where))
     init: Mapping[str, InitScheme] | None = None  # default for every affine layer
     data: Mapping[str, Any] | None = None  # raw `data:` section, validated by nncli.data
     train: Mapping[str, Any] | None = None  # raw `train:` section, validated by nncli.train
+    transfer: Any = None  # a nncli.spec.transfer.TransferSpec: weights taken from a finished run
     path: Path | None = None  # the file it came from, if any
     document: Document | None = field(default=None, repr=False, compare=False)
 
@@ -115,16 +161,29 @@ class Spec:
         """A :class:`~nncli.errors.SpecError` located at ``path`` (raise it)."""
         return self.where(path, key=key).error(message, hint)
 
+    @property
+    def integer_input(self) -> bool:
+        """Whether the input is integer token ids (``input: {dtype: int64, high: ...}``)."""
+        return self.input_dtype in INT_DTYPES
+
     def walk(self):
-        """Every layer spec, depth first (Residual/Repeat before their contents)."""
+        """Every layer spec, depth first (blocks before their contents)."""
 
         def visit(layers):
             for layer in layers:
                 yield layer
-                if isinstance(layer, ResidualSpec):
-                    yield from visit(layer.body)
-                    yield from visit(layer.shortcut)
-                elif isinstance(layer, RepeatSpec):
-                    yield from visit(layer.layers)
+                for inner in children(layer):
+                    yield from visit(inner)
 
         yield from visit(self.layers)
+
+
+def children(layer: LayerSpec) -> tuple[tuple[LayerSpec, ...], ...]:
+    """The layer lists inside a block, in parameter order (body before shortcut, branch 0 first)."""
+    if isinstance(layer, ResidualSpec):
+        return (layer.body, layer.shortcut)
+    if isinstance(layer, (RepeatSpec, BlockSpec)):
+        return (layer.layers,)
+    if isinstance(layer, ParallelSpec):
+        return layer.branches
+    return ()

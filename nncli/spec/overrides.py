@@ -20,6 +20,7 @@ from nncli.spec.parse import TOP_LEVEL_KEYS, _found
 from nncli.spec.source import Where, format_path
 
 LAYER_LISTS = ("layers", "body", "shortcut")  # keys whose lists hold layer items
+BRANCH_LISTS = ("branches",)  # keys whose lists hold layer lists (Parallel's branches)
 _PATH_HEAD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATH_STEP = re.compile(r"\[\s*(-?\d+)\s*\]|\.([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -126,6 +127,9 @@ def _replace_layers(layers: Any, old: str, new: Any, seen: list[str]) -> int:
         if isinstance(args, dict):
             for key in LAYER_LISTS:
                 n += _replace_layers(args.get(key), old, new, seen)
+            for key in BRANCH_LISTS:
+                for branch in args.get(key) or []:
+                    n += _replace_layers(branch, old, new, seen)
     return n
 
 
@@ -137,6 +141,7 @@ def set_path(root: dict, path: tuple, value: Any, where: Where, source: str) -> 
     """
     node: Any = root
     layer_list = False  # is `node` a list of layer items?
+    branch_list = False  # is `node` a list of layer lists (Parallel's branches)?
     for depth, part in enumerate(path):
         here = format_path(path[:depth]) or "the top level"
         last = depth == len(path) - 1
@@ -150,6 +155,9 @@ def set_path(root: dict, path: tuple, value: Any, where: Where, source: str) -> 
                 node[part] = copy.deepcopy(value)
                 return
             item = node[part]
+            if branch_list:  # branches[1] is itself a list of layers
+                node, layer_list, branch_list = item, isinstance(item, list), False
+                continue
             if layer_list and isinstance(item, str):
                 # a bare layer (`- ReLU`) becomes `{ReLU: {}}` so its arguments can be set
                 item = node[part] = {item.strip(): {}}
@@ -184,6 +192,7 @@ def set_path(root: dict, path: tuple, value: Any, where: Where, source: str) -> 
         if node[part] is None:
             node[part] = {}
         layer_list = part in LAYER_LISTS and isinstance(node[part], list)
+        branch_list = part in BRANCH_LISTS and isinstance(node[part], list)
         node = node[part]
 
 
@@ -199,7 +208,7 @@ def _open_mapping(parent: tuple, key: str) -> bool:
     if parent[0] in ("train", "data", "init"):
         return True
     if len(parent) >= 3 and isinstance(parent[-2], int):  # layers[i].Type: its argument mapping
-        if parent[-1] in ("Repeat", "Residual", "Custom"):
-            return key in ("shortcut", "args", "name", "init")
+        if parent[-1] in ("Repeat", "Residual", "Custom", "Parallel", "Block"):
+            return key in ("shortcut", "args", "name", "init", "vars", "merge", "dim")
         return True
     return parent[-1] in ("init", "args")

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from nncli.errors import SpecError, did_you_mean
+from nncli.spec.expr import FUNCTIONS, SHAPE_NAMES, ExprError, looks_like_expression, tokenize
 from nncli.spec.model import (
-    INIT_SCHEMES, CustomSpec, InitScheme, LayerSpec, RepeatSpec, ResidualSpec, Spec,
+    FLOAT_DTYPES, INIT_SCHEMES, INT_DTYPES, MERGES, BlockSpec, CustomSpec, InitScheme, LayerSpec,
+    ParallelSpec, RepeatSpec, ResidualSpec, Spec,
 )
 from nncli.spec.source import Document, parse_yaml, read_text
+from nncli.spec.transfer import parse_transfer
 
-TOP_LEVEL_KEYS = ("name", "description", "input", "init", "layers", "data", "train")
+TOP_LEVEL_KEYS = ("name", "description", "input", "vars", "init", "layers", "data", "train", "transfer")
 RESERVED = ("name", "init")
 # Per-example size cap: batches, channels and dtype bytes must still fit torch's int64 sizes.
 MAX_INPUT_NUMEL = 2**48
@@ -65,16 +68,25 @@ def parse_spec(text: str, file: str | None = None, base_dir: Path | None = None)
     """Validate a spec given as YAML text (see :func:`load_spec`)."""
     doc = parse_yaml(text, file)
     try:
-        return _Parser(doc, base_dir or Path.cwd()).spec()
+        spec = _Parser(doc, base_dir or Path.cwd()).spec()
     except RecursionError:  # Residuals nested hundreds deep
         raise SpecError("the spec is nested too deeply to be a network spec", file=file,
                         line=1, column=1) from None
+    from nncli.spec.limits import check_spec
+    from nncli.spec.trust import refuse_custom_layers
+
+    check_spec(spec)  # nesting depth and layers after expanding Repeat, before anything is built
+    refuse_custom_layers(spec)  # --no-custom: before any Custom code is imported
+    return spec
 
 
 class _Parser:
     def __init__(self, doc: Document, base_dir: Path) -> None:
         self.doc = doc
         self.base_dir = base_dir
+        # Names an expression may use here: the incoming sizes plus the vars of every enclosing
+        # scope (top level first). Lets `times: three` be refused as a string at once.
+        self.names: list[set[str]] = [set(SHAPE_NAMES)]
 
     def fail(self, path: tuple, message: str, hint: str | None = None, *, key: bool = False):
         return self.doc.where(path, key=key).error(message, hint)
@@ -112,19 +124,79 @@ class _Parser:
         for section in ("data", "train"):
             if section in data and not isinstance(data[section], (dict, type(None))):
                 raise self.fail((section,), f"expected a mapping, found {_found(data[section])}")
+        input_shape, dtype, high = self.input(data["input"])
+        top_vars, var_where = self.vars(data.get("vars"), ("vars",))
+        self.names.append(set(top_vars or ()))
+        layers = self.layer_list(data["layers"], ("layers",), "layers")
         return Spec(
-            input=self.input_shape(data["input"]),
-            layers=self.layer_list(data["layers"], ("layers",), "layers"),
+            input=input_shape,
+            layers=layers,
             name=name,
+            input_dtype=dtype,
+            input_high=high,
+            vars=top_vars,
+            var_where=var_where,
             init=self.init(data["init"], ("init",)) if data.get("init") is not None else None,
             data=data.get("data") or None,
             train=data.get("train") or None,
+            transfer=(parse_transfer(data["transfer"], self.doc, layers, self.base_dir)
+                      if data.get("transfer") is not None else None),
             path=Path(self.doc.file) if self.doc.file else None,
             document=self.doc,
         )
 
-    def input_shape(self, value: Any) -> tuple[int, ...]:
+    def input(self, value: Any) -> tuple[tuple[int, ...], str, int | None]:
+        """``input``: a shape, or ``{shape, dtype, high}`` for integer token ids."""
+        if not isinstance(value, dict):
+            return self.input_shape(value, ("input",)), "float32", None
         path = ("input",)
+        self.check_keys(value, path, ("shape", "dtype", "high"), "input")
+        if "shape" not in value:
+            raise self.fail(path, "`input` as a mapping needs `shape`",
+                            "e.g. input: {shape: [64], dtype: int64, high: 5000}")
+        shape = self.input_shape(value["shape"], path + ("shape",))
+        dtype = value.get("dtype", "float32")
+        if dtype not in FLOAT_DTYPES + INT_DTYPES:
+            raise self.fail(path + ("dtype",), f"expected `dtype` to be one of "
+                            f"{', '.join(FLOAT_DTYPES + INT_DTYPES)}, found {_found(dtype)}")
+        high = value.get("high")
+        if dtype in INT_DTYPES:
+            if high is None:
+                raise self.fail(path, f"integer input ({dtype}) needs `high`: tokens are drawn from [0, high)",
+                                "e.g. input: {shape: [64], dtype: int64, high: 5000} (the vocabulary size)")
+            if isinstance(high, bool) or not isinstance(high, int) or high < 1:
+                raise self.fail(path + ("high",), f"expected `high` to be a positive integer, found {_found(high)}")
+        elif high is not None:
+            raise self.fail(path + ("high",), f"`high` applies to integer inputs, and dtype is {dtype}",
+                            "add dtype: int64 for token ids, or remove `high`")
+        return shape, dtype, high
+
+    def vars(self, value: Any, path: tuple) -> tuple[dict | None, dict]:
+        """``vars``: name -> number or expression text, kept as written (evaluated by the builder)."""
+        if value is None:
+            return None, {}
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected `vars` to be a mapping of name to number or expression, "
+                                  f"found {_found(value)}", "e.g. vars: {width: 64, expansion: 6}")
+        out, where = {}, {}
+        for key, item in value.items():
+            vpath = path + (key,)
+            if not _IDENT.match(key) or key in SHAPE_NAMES or key in FUNCTIONS:
+                why = ("is the incoming tensor's size, set by nncli" if key in SHAPE_NAMES else
+                       "is a function name" if key in FUNCTIONS else "is not a name (letters, digits, _)")
+                raise self.fail(vpath, f"a var may not be called {key!r}: it {why}", key=True)
+            if isinstance(item, str):
+                try:
+                    tokenize(item)
+                except ExprError as err:
+                    raise self.fail(vpath, f"bad expression {item!r}: {err.message}") from None
+            elif isinstance(item, bool) or not isinstance(item, (int, float)):
+                raise self.fail(vpath, f"expected a var to be a number or an expression, found {_found(item)}")
+            out[key] = item
+            where[key] = self.doc.where(vpath)
+        return out, where
+
+    def input_shape(self, value: Any, path: tuple = ("input",)) -> tuple[int, ...]:
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]  # `input: 784` is unambiguous shorthand for [784]
         if not isinstance(value, list) or not value:
@@ -182,9 +254,78 @@ class _Parser:
         if "name" in args and (not isinstance(name, str) or not name.strip()):
             raise self.fail(args_path + ("name",), f"expected `name` to be a non-empty string, found {_found(name)}")
         init = self.init(args["init"], args_path + ("init",)) if args.get("init") is not None else None
-        rest = {k: v for k, v in args.items() if k not in RESERVED}
+        block = kind in ("Residual", "Repeat", "Parallel", "Block")
+        reserved = RESERVED + ("vars",) if block else RESERVED
+        rest = {k: v for k, v in args.items() if k not in reserved}
         arg_where = {k: self.doc.where(args_path + (k,), key=True) for k in rest}
         common = dict(where=where, name=name, init=init)
+        if block:
+            block_vars, var_where = self.vars(args.get("vars"), args_path + ("vars",))
+            common.update(vars=block_vars, var_where=var_where)
+            self.names.append(set(block_vars or ()))
+            try:
+                return self.block(kind, rest, args_path, arg_where, common)
+            finally:
+                self.names.pop()
+        if kind == "Custom":
+            self.check_keys(rest, args_path, ("target", "args"), "Custom")
+            target = rest.get("target")
+            if not isinstance(target, str) or ":" not in target or target.rsplit(":", 1)[1] == "":
+                raise self.fail(args_path + ("target",),
+                                f"expected `target` as \"file.py:Class\" or \"package.module:Class\", found {_found(target)}")
+            cargs = rest.get("args") or {}
+            if not isinstance(cargs, dict):
+                raise self.fail(args_path + ("args",), f"expected `args` to be a mapping of keyword arguments, found {_found(cargs)}")
+            cwhere = {k: self.doc.where(args_path + ("args", k), key=True) for k in cargs}
+            return CustomSpec(type=kind, args=cargs, arg_where=cwhere, **common,
+                              target=target, base_dir=self.base_dir)
+        return LayerSpec(type=kind, args=rest, arg_where=arg_where, **common)
+
+    def known_names(self) -> set[str]:
+        return set().union(*self.names)
+
+    def block(self, kind: str, rest: dict, args_path: tuple, arg_where: dict, common: dict) -> LayerSpec:
+        """Residual, Repeat, Parallel or Block (their vars already in scope)."""
+        if kind == "Parallel":
+            self.check_keys(rest, args_path, ("branches", "merge", "dim"), "Parallel")
+            branches = rest.get("branches")
+            bpath = args_path + ("branches",)
+            if "branches" not in rest:
+                raise self.fail(args_path, "Parallel needs `branches` (a list of layer lists)",
+                                "Parallel: {branches: [[], [Conv2d...]], merge: concat}")
+            if not isinstance(branches, list) or len(branches) < 2:
+                raise self.fail(bpath, f"expected `branches` to be a list of two or more layer lists, "
+                                       f"found {_found(branches) if not isinstance(branches, list) else f'{len(branches)} branch(es)'}",
+                                "`[]` is the identity branch: branches: [[], [ReLU]]")
+            parsed = []
+            for i, branch in enumerate(branches):
+                if branch in (None, []):
+                    parsed.append(())
+                elif not isinstance(branch, list):
+                    raise self.fail(bpath + (i,), f"expected branch {i} to be a list of layers ([] for "
+                                                  f"the identity), found {_found(branch)}",
+                                    "each branch is a list: branches: [[ReLU], [Conv2d: {...}]]")
+                else:
+                    parsed.append(self.layer_list(branch, bpath + (i,), f"branches[{i}]"))
+            merge = rest.get("merge", "concat")
+            if merge not in MERGES:
+                raise self.fail(args_path + ("merge",), f"expected `merge` to be one of {', '.join(MERGES)}, "
+                                                        f"found {_found(merge)}",
+                                did_you_mean(str(merge), MERGES))
+            dim = rest.get("dim", 1)
+            if isinstance(dim, bool) or not isinstance(dim, int):
+                raise self.fail(args_path + ("dim",), f"expected `dim` to be an integer, found {_found(dim)}")
+            if dim == 0:
+                raise self.fail(args_path + ("dim",), "Parallel: dim 0 is the batch: branches may not be "
+                                                      "concatenated along it", "dim: 1 joins channels (the default)")
+            return ParallelSpec(type=kind, args={}, arg_where=arg_where, **common,
+                                branches=tuple(parsed), merge=merge, dim=dim)
+        if kind == "Block":
+            self.check_keys(rest, args_path, ("layers",), "Block")
+            if "layers" not in rest:
+                raise self.fail(args_path, "Block needs `layers`", "Block: {name: stem, layers: [...]}")
+            return BlockSpec(type=kind, args={}, arg_where=arg_where, **common,
+                             layers=self.layer_list(rest["layers"], args_path + ("layers",), "layers"))
         if kind == "Residual":
             self.check_keys(rest, args_path, ("body", "shortcut"), "Residual")
             if "body" not in rest:
@@ -204,23 +345,14 @@ class _Parser:
                     raise self.fail(args_path, f"Repeat needs `{required}`",
                                     "Repeat: {times: 3, layers: [...]} stacks 3 fresh copies")
             times = rest["times"]
-            if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-                raise self.fail(args_path + ("times",), f"expected `times` to be an integer >= 1, found {_found(times)}")
+            if isinstance(times, str) and looks_like_expression(times, self.known_names()):
+                pass  # an expression: evaluated by the builder, with the Repeat's input in scope
+            elif isinstance(times, bool) or not isinstance(times, int) or times < 1:
+                raise self.fail(args_path + ("times",), f"expected `times` to be an integer >= 1 or an "
+                                                        f"expression, found {_found(times)}")
             return RepeatSpec(type=kind, args={}, arg_where=arg_where, **common, times=times,
                               layers=self.layer_list(rest["layers"], args_path + ("layers",), "layers"))
-        if kind == "Custom":
-            self.check_keys(rest, args_path, ("target", "args"), "Custom")
-            target = rest.get("target")
-            if not isinstance(target, str) or ":" not in target or target.rsplit(":", 1)[1] == "":
-                raise self.fail(args_path + ("target",),
-                                f"expected `target` as \"file.py:Class\" or \"package.module:Class\", found {_found(target)}")
-            cargs = rest.get("args") or {}
-            if not isinstance(cargs, dict):
-                raise self.fail(args_path + ("args",), f"expected `args` to be a mapping of keyword arguments, found {_found(cargs)}")
-            cwhere = {k: self.doc.where(args_path + ("args", k), key=True) for k in cargs}
-            return CustomSpec(type=kind, args=cargs, arg_where=cwhere, **common,
-                              target=target, base_dir=self.base_dir)
-        return LayerSpec(type=kind, args=rest, arg_where=arg_where, **common)
+        raise AssertionError(kind)  # every block kind is handled above
 
     # -- init -----------------------------------------------------------------------------
     def init(self, value: Any, path: tuple) -> dict[str, InitScheme]:

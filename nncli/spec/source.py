@@ -86,6 +86,9 @@ def read_text(path: Path) -> str:
     from nncli.errors import InputError
 
     try:
+        from nncli.spec.limits import check_text_size
+
+        check_text_size(path.stat().st_size, path)  # before reading: a huge file costs nothing
         raw = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"no such spec file: {path}", file=path) from None
@@ -119,6 +122,9 @@ def parse_yaml(text: str, file: str | None = None) -> Document:
     Raises:
         SpecError: bad YAML syntax, a non-standard tag, a duplicate key, or several documents.
     """
+    from nncli.spec.limits import check_text_size
+
+    check_text_size(len(text), file)  # PyYAML composes the whole text before any other bound applies
     loader = None
     try:
         # The Reader checks for control characters as it is constructed: inside the try.

@@ -30,8 +30,10 @@ The package, one module per concern:
 - ``plan``: a parsed sweep file (Target, Axis, SweepPlan); ``parse``: :func:`load_sweep`, its
   top level; ``axes``: its ``grid:`` / ``random:`` sections;
 - ``expansion``: the plan's configurations; ``trial_specs``: the spec file each trial trains;
-- ``run``: :func:`run_sweep`; ``execute``: the worker processes and :func:`run_trial`;
-  ``resume``: what an earlier invocation left in a trial's folder;
+- ``run``: :func:`run_sweep`; ``execute``: :func:`run_trial`, what every backend trains;
+  ``backends``: where runs train (``local``: this process or a pool of processes; ``ray``: Ray
+  Tune trials); ``search``: Optuna's samplers and pruners (``search:``); ``extras``: the optional
+  extras they need; ``resume``: what an earlier invocation left in a trial's folder;
 - ``results``: the result records (``sweep.json``); ``ranking``: the ranking and ``best.yaml``.
 
 Spec paths and ``replace:`` overrides (:func:`apply_override`, :func:`parse_path`) live in

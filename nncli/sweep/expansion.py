@@ -59,29 +59,32 @@ def expand(plan: SweepPlan) -> list[Config]:
                 combos.append({a.name: vals[a.name] for a in axes})
         else:
             combos = [{a.name: a.sample(rng) for a in axes} for _ in range(n)]
-    configs: list[Config] = []
     ids: set[str] = set()
+    return [config_for(plan, values, ids) for values in combos]
+
+
+def config_for(plan: SweepPlan, values: dict[str, Any], ids: set[str]) -> Config:
+    """The configuration of one point (axis name -> value), its label unique among ``ids`` (added)."""
+    axes = plan.axes
     short = _short_names(axes)
-    for values in combos:
-        if plan.base is not None:
-            data = copy.deepcopy(plan.base)
-            source = str(plan.base_file) if plan.base_file else f"the inline spec of {plan.file}"
-            base_dir = plan.base_file.parent if plan.base_file else (plan.file.resolve().parent if plan.file else Path.cwd())
-        else:
-            f = plan.spec_files[values["spec"]]
-            data, source, base_dir = parse_yaml(read_text(f), str(f)).data, str(f), f.resolve().parent
-        for k, v in plan.fixed.items():
-            apply_override(data, k, v, where=plan.fixed_where[k], source=source)
-        for a in axes:
-            for t in a.targets:
-                t.apply(data, values[a.name], a.where, source)
-        label = "_".join(f"{short[a.name]}-{_slug(_value_label(values[a.name]))}" for a in axes)
-        if len(label) > 80:  # long values (inline layers) would make unwieldy folder names
-            label = label[:70] + "-" + hashlib.sha256(label.encode()).hexdigest()[:8]
-        label = _unique(label, ids)
-        ids.add(label)
-        configs.append(Config(label, values, data, source, Path(base_dir).resolve()))
-    return configs
+    if plan.base is not None:
+        data = copy.deepcopy(plan.base)
+        source = str(plan.base_file) if plan.base_file else f"the inline spec of {plan.file}"
+        base_dir = plan.base_file.parent if plan.base_file else (plan.file.resolve().parent if plan.file else Path.cwd())
+    else:
+        f = plan.spec_files[values["spec"]]
+        data, source, base_dir = parse_yaml(read_text(f), str(f)).data, str(f), f.resolve().parent
+    for k, v in plan.fixed.items():
+        apply_override(data, k, v, where=plan.fixed_where[k], source=source)
+    for a in axes:
+        for t in a.targets:
+            t.apply(data, values[a.name], a.where, source)
+    label = "_".join(f"{short[a.name]}-{_slug(_value_label(values[a.name]))}" for a in axes)
+    if len(label) > 80:  # long values (inline layers) would make unwieldy folder names
+        label = label[:70] + "-" + hashlib.sha256(label.encode()).hexdigest()[:8]
+    label = _unique(label, ids)
+    ids.add(label)
+    return Config(label, values, data, source, Path(base_dir).resolve())
 
 
 def _value_label(value: Any) -> str:

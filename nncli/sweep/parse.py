@@ -18,11 +18,13 @@ from nncli.spec.parse import _found
 from nncli.spec.source import Document, Where, parse_yaml, read_text
 from nncli.sweep.axes import _check_overlaps, read_axes
 from nncli.sweep.options import METRICS
+from nncli.sweep.search import read_search
 from nncli.sweep.plan import SWEEP_KEYS, Axis, SweepPlan, Target, _base_sources, _grid_size, _slug, _unique
 
 
 def load_sweep(path: str | Path, *, trials: int | None = None, search_seed: int | None = None,
-               extra_set: dict[str, Any] | None = None, metric: str | None = None) -> SweepPlan:
+               extra_set: dict[str, Any] | None = None, metric: str | None = None,
+               sampler: str | None = None, pruner: str | None = None) -> SweepPlan:
     """Read and validate a sweep file.
 
     Args:
@@ -31,6 +33,7 @@ def load_sweep(path: str | Path, *, trials: int | None = None, search_seed: int 
         search_seed: ``--seed``: the random search's seed (overrides `search_seed`, default 0).
         extra_set: ``--set PATH=VALUE`` overrides applied to every trial, after the file's `set:`.
         metric: ``--metric``: the validation metric to rank by.
+        sampler, pruner: ``--sampler`` / ``--pruner``: Optuna's search (over the file's `search:`).
 
     Returns:
         SweepPlan, with every axis path parsed and its base spec read.
@@ -53,6 +56,8 @@ def load_sweep(path: str | Path, *, trials: int | None = None, search_seed: int 
                         "or write the list one item per line (`- layers[0].Linear.out_features`)")
         raise
     plan = _SweepParser(doc, path.resolve().parent, path).plan(trials, search_seed, extra_set or {}, metric)
+    plan.search = read_search(doc, doc.data.get("search") if isinstance(doc.data, dict) else None,
+                              sampler, pruner, search_seed, plan.axes, grid_plan=not plan.random_mode)
     _check_paths(plan)
     return plan
 

@@ -16,7 +16,7 @@ from nncli.spec.overrides import replace_layers, set_path
 from nncli.spec.source import Where, format_path, parse_yaml, read_text
 
 SWEEP_KEYS = ("name", "description", "base", "spec", "specs", "grid", "random", "seeds", "trials",
-              "search_seed", "metric", "goal", "set")
+              "search_seed", "metric", "goal", "set", "search")
 # Random-search distributions: {choice: [..]}, {uniform: [lo, hi]}, {loguniform: [lo, hi]},
 # {int: [lo, hi]} (both ends included). A bare list in `random:` is a choice.
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
@@ -92,6 +92,7 @@ class SweepPlan:
     random_mode: bool
     metric: str | None  # None: accuracy when trials report it, else loss
     goal: str | None  # "max" / "min"; None: from the metric's name
+    search: Any = None  # nncli.sweep.search.SearchSettings: Optuna's sampler and pruner; None: grid/random
 
 
 def _grid_size(axes: list[Axis]) -> int:

@@ -17,7 +17,7 @@ from nncli.files import write_atomic
 from nncli.sweep.expansion import Config
 from nncli.sweep.options import METRICS
 from nncli.sweep.plan import SweepPlan
-from nncli.sweep.results import BEST_SPEC, SweepResult, TrialResult
+from nncli.sweep.results import BEST_SPEC, PRUNED, SweepResult, TrialResult
 from nncli.sweep.trial_specs import spec_text, trial_spec_data
 
 
@@ -29,10 +29,14 @@ def _summarise(plan: SweepPlan, out: Path, trials: list[TrialResult], ran: int, 
     for trial in trials:
         ok = [r for r in trial.runs if r.status == "ok"]
         failed = [r for r in trial.runs if r.status == "failed"]
-        if trial.status != "failed":
+        if any(r.status == PRUNED for r in trial.runs) and trial.status != "failed":
+            trial.status = PRUNED  # stopped by the pruner: listed with its last metrics, never ranked
+        elif trial.status != "failed":
             trial.status = ("pending" if dry_run and len(ok) < len(trial.runs) else
                             "ok" if len(ok) == len(trial.runs) else "partial" if ok else
                             "failed" if failed else "pending")
+        if trial.status == PRUNED:
+            ok = [r for r in trial.runs if r.status in ("ok", PRUNED)]
         keys = sorted({k for r in ok for k in r.val}, key=["loss", "accuracy", "error"].index)
         for k in keys:
             values = [r.val[k] for r in ok if k in r.val]
@@ -74,7 +78,8 @@ def _summarise(plan: SweepPlan, out: Path, trials: list[TrialResult], ran: int, 
     return SweepResult(
         name=plan.name, out_dir=str(out), metric=metric, goal=goal, axes=[a.name for a in plan.axes],
         seeds=list(plan.seeds) if plan.seeds else None, trials=ranked + rest,
-        search="random" if plan.random_mode else "grid", best=best, ran=ran,
+        search=(f"optuna-{plan.search.sampler}" if getattr(plan, "search", None) is not None
+                else "random" if plan.random_mode else "grid"), best=best, ran=ran,
         cached=sum(r.cached for r in records), failed=sum(r.status == "failed" for r in records),
         dry_run=dry_run)
 

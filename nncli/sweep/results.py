@@ -14,6 +14,7 @@ TRIAL_FILE = "trial.json"  # written into a trial's run folder when its training
 RESULT_FILE = "sweep.json"
 BEST_SPEC = "best.yaml"
 FINISHED = ("completed", "early_stopped")  # train statuses whose metrics count
+PRUNED = "pruned"  # stopped early by the sweep's pruner: recorded, never ranked as finished
 
 
 @dataclass
@@ -22,7 +23,7 @@ class RunRecord:
 
     seed: int | None
     run_dir: str
-    status: str  # ok, failed, pending (--dry-run), skipped (not run: the sweep stopped first)
+    status: str  # ok, failed, pruned, pending (--dry-run), skipped (not run: the sweep stopped first)
     val: dict = field(default_factory=dict)  # {"loss", "accuracy"} with the best weights
     seconds: float | None = None  # train's duration_s (loop and evaluation); wall time for a failure
     best_epoch: int | None = None
@@ -34,8 +35,11 @@ class RunRecord:
     def fill(self, report: dict, seconds: float | None) -> None:
         """Copy a train report (TrainResult.to_json()) into this record."""
         status = report.get("status")
-        self.status = "ok" if status in FINISHED else "failed"
+        self.status = "ok" if status in FINISHED else PRUNED if status == PRUNED else "failed"
         self.val = _metrics(report.get("val") or {})
+        if self.status == PRUNED and report.get("history"):  # its last epoch: where the pruner stopped it
+            last = report["history"][-1]
+            self.val = _metrics({"loss": last.get("val_loss"), "accuracy": last.get("val_accuracy")})
         self.test = _metrics(report.get("test") or {})
         self.best_epoch = report.get("best_epoch")
         self.epochs = report.get("epochs")
@@ -69,12 +73,13 @@ class TrialResult:
     index: int = 0  # position in the plan (the grid's order), for plots and stable listings
     params: int | None = None
     flops: int | None = None  # forward FLOPs per example
-    status: str = "pending"  # ok (every seed finished), partial, failed, pending
+    status: str = "pending"  # ok (every seed finished), partial, failed, pruned, pending
     val: dict = field(default_factory=dict)  # mean over the finished seeds
     val_std: dict = field(default_factory=dict)  # sample standard deviation over seeds (0 for one)
     seconds: float | None = None  # summed over seeds
     rank: int | None = None  # 1 = best; None when not ranked (not every seed finished)
     error: str | None = None
+    spec: Any = field(default=None, repr=False)  # the parsed spec (counted on meta tensors), not reported
 
     def to_json(self) -> dict:
         return {"id": self.id, "rank": self.rank, "status": self.status, "overrides": self.overrides,
@@ -95,7 +100,7 @@ class SweepResult:
     seeds: list | None
     trials: list[TrialResult]  # ranked first (best first), then the rest in plan order
     best: dict | None  # {"id", "spec_path", "run_dir", "val", "test", "overrides"}
-    search: str = "grid"  # grid (every combination) or random (a seeded sample)
+    search: str = "grid"  # grid (every combination), random (a seeded sample), or optuna-<sampler>
     ran: int = 0  # runs trained by this invocation
     cached: int = 0  # runs read back from an earlier invocation
     failed: int = 0

@@ -13,9 +13,9 @@ from pathlib import Path
 import yaml
 
 from nncli.errors import InputError
-from nncli.sweep.results import FINISHED, TRIAL_FILE
+from nncli.sweep.results import FINISHED, PRUNED, TRIAL_FILE
 
-_DONE = FINISHED + ("nonfinite",)  # statuses that end a trial for good: a rerun does not repeat them
+_DONE = FINISHED + ("nonfinite", PRUNED)  # statuses that end a trial for good: a rerun does not repeat them
 
 
 def _run_state(run_dir: Path, text: str, *, clear: bool = True) -> dict:

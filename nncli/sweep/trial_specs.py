@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from nncli.spec.overrides import LAYER_LISTS
+from nncli.spec.overrides import BRANCH_LISTS, LAYER_LISTS
 from nncli.spec.parse import TOP_LEVEL_KEYS
 from nncli.sweep.expansion import Config
 
@@ -51,6 +51,9 @@ def _absolute_custom(layers: Any, base_dir: Path) -> None:
                 args["target"] = f"{base_dir / file}:{cls}"
         for key in LAYER_LISTS:
             _absolute_custom(args.get(key), base_dir)
+        for key in BRANCH_LISTS:  # Parallel's branches: a list of layer lists
+            for branch in args.get(key) or []:
+                _absolute_custom(branch, base_dir)
 
 
 def spec_hash(data: dict) -> str:

@@ -3,16 +3,19 @@ message that names it with the step and the last good checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
 
 
-def first_nonfinite_layer(model, layers, x) -> dict | None:
+def first_nonfinite_layer(model, layers, x, autocast=None) -> dict | None:
     """Run ``model`` on ``x`` with forward hooks and name the first layer whose output is not finite.
 
     Hooks see layers in call order, so a nested layer (inside Residual or Repeat) is found before
-    its container finishes. The model's mode and the RNG are restored afterwards.
+    its container finishes. The model's mode and the RNG are restored afterwards. ``autocast``
+    (a context-manager factory) is the training's own: an fp16 overflow happens only under it, so
+    a float32 re-run would find every output finite and blame the loss.
 
     Returns:
         ``{"path", "name", "type"}`` of the layer, ``{"path": "input", ...}`` when the batch itself
@@ -39,7 +42,7 @@ def first_nonfinite_layer(model, layers, x) -> dict | None:
     try:
         for info in walk(layers):
             hooks.append(info.module.register_forward_hook(make_hook(info)))
-        with torch.no_grad():
+        with torch.no_grad(), (autocast() if autocast is not None else contextlib.nullcontext()):
             model(x)
     finally:
         for h in hooks:
@@ -49,7 +52,7 @@ def first_nonfinite_layer(model, layers, x) -> dict | None:
 
 
 def nonfinite_report(model, layers, xb, loss, *, first_step: int, epoch: int, steps_per_epoch: int,
-                     lazy: bool, last_checkpoint: Path) -> dict:
+                     lazy: bool, last_checkpoint: Path, autocast=None) -> dict:
     """The ``nonfinite`` entry of a run's report: the step, the layer and a message saying both.
 
     Args:
@@ -59,9 +62,10 @@ def nonfinite_report(model, layers, xb, loss, *, first_step: int, epoch: int, st
         lazy: the loss was found at a sync point, some steps after ``first_step``: the weights
             are those of that moment and the batch number is unknown.
         last_checkpoint: ``last.pt``, named in the message when it exists.
+        autocast: the training's autocast context factory (None without ``--amp``).
     """
     batch = first_step - epoch * steps_per_epoch + 1 if not lazy else None
-    layer = first_nonfinite_layer(model, layers, xb)
+    layer = first_nonfinite_layer(model, layers, xb, autocast)
     value = loss.item()
     info = {"step": first_step + 1, "epoch": epoch + 1, "batch": batch,
             "value": str(value), "layer": layer, "weights_at_detection": lazy}

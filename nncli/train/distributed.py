@@ -27,7 +27,8 @@ def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | 
                        nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
                        master_addr: str = "127.0.0.1", master_port: int = 29500, device: str = "auto",
                        resume: str | Path | None = None, observer_factory: Callable | None = None,
-                       tensorboard: bool = False, runs_root: str | Path = "runs") -> TrainResult | None:
+                       tensorboard: bool = False, runs_root: str | Path = "runs",
+                       sync_batchnorm: bool = True) -> TrainResult | None:
     """Run :func:`run_training` under torch.distributed with DistributedDataParallel.
 
     Uses torchrun's own launcher (``torch.distributed.launcher.elastic_launch``): a standalone
@@ -35,6 +36,11 @@ def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | 
     nodes. Backend gloo on CPU, nccl on CUDA (one GPU per process, ``cuda:LOCAL_RANK``). Only
     global rank 0 writes files and reports progress. Everything is validated here first, so bad
     input exits 2 before any worker starts.
+
+    On CUDA, BatchNorm layers are converted to SyncBatchNorm (statistics over the global batch,
+    as one process computes them) unless ``sync_batchnorm`` is False; each rank augments with
+    its own stream; every rank's RNG states go into the checkpoint, so a resume is exact on each
+    rank; ``cuda:N`` puts local rank ``r`` on ``cuda:N+r``.
 
     Returns:
         Rank 0's TrainResult on the node that ran rank 0; None on the other nodes.
@@ -50,14 +56,16 @@ def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | 
     dev = resolve_device(device)
     if tensorboard:
         check_tensorboard()
-    if dev.type == "cuda" and torch.cuda.device_count() < nproc_per_node:
-        raise InputError(f"--nproc-per-node {nproc_per_node}: only {torch.cuda.device_count()} CUDA device(s) visible",
-                         hint="use one process per GPU, or --device cpu")
+    first = (dev.index or 0) if dev.type == "cuda" else 0  # the index a user gave is kept
+    if dev.type == "cuda" and torch.cuda.device_count() < first + nproc_per_node:
+        raise InputError(f"--nproc-per-node {nproc_per_node} from {dev}: only {torch.cuda.device_count()} "
+                         "CUDA device(s) visible", hint="use one process per GPU, or --device cpu")
     setup = prepare(spec, overrides, out_dir, resume=resume, world_size=world, runs_root=runs_root)
     request = {
         "spec_text": None if resume else setup.spec_text, "spec_path": setup.spec_path, "overrides": overrides,
         "out_dir": str(setup.run_dir), "device": dev.type, "resume": str(resume) if resume else None,
         "observer_factory": observer_factory, "tensorboard": tensorboard,
+        "device_index": first, "sync_batchnorm": sync_batchnorm,
     }
     if nnodes == 1:
         rdzv = dict(rdzv_backend="c10d", rdzv_endpoint="localhost:0", run_id=str(uuid.uuid4()))
@@ -67,6 +75,15 @@ def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | 
     config = LaunchConfig(min_nodes=nnodes, max_nodes=nnodes, nproc_per_node=nproc_per_node, max_restarts=0,
                           monitor_interval=0.1, start_method="spawn", signals_to_handle="SIGTERM,SIGHUP,SIGQUIT",
                           **rdzv)
+    from nncli.train.lock import FolderLock
+    from nncli.train.runs import claim_run_folder
+
+    lock = FolderLock(setup.run_dir, "run").acquire()  # the launcher holds it for every rank
+    try:
+        claim_run_folder(setup)
+    except BaseException:
+        lock.release()
+        raise
     threads = max(1, (os.cpu_count() or 1) // nproc_per_node)
     old_omp = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -81,6 +98,7 @@ def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | 
                              for rank, f in sorted(exc.failures.items()))
         raise CheckFailed(f"distributed training failed: {failures}") from None
     finally:
+        lock.release()
         if old_sigint is not None:
             signal.signal(signal.SIGINT, old_sigint)
         if old_omp is None:
@@ -106,7 +124,7 @@ def _ddp_entry(request: dict) -> dict:
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if request["device"] == "cuda":
-        device = torch.device("cuda", local_rank)
+        device = torch.device("cuda", request.get("device_index", 0) + local_rank)
         torch.cuda.set_device(device)
         backend = "nccl"
     else:
@@ -131,7 +149,8 @@ def _ddp_entry(request: dict) -> dict:
         if not request["resume"]:
             setup.run_dir = Path(request["out_dir"])
         try:
-            result = Trainer(setup, device, observer, dist=(rank, world), tensorboard=request["tensorboard"]).run()
+            result = Trainer(setup, device, observer, dist=(rank, world), tensorboard=request["tensorboard"],
+                             sync_batchnorm=request.get("sync_batchnorm", True)).run()
         except NncliError as err:
             return {"error": err.to_json()}
         finally:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from nncli import data as data_mod
+from nncli.data.stream import batch_source
 from nncli.train.signals import fault_injection
 from nncli.train.task import _correct, _loss_mean
 
@@ -68,12 +69,20 @@ def run_epochs(t: Trainer, interrupt) -> dict | None:
         t0 = epoch_start = time.perf_counter()  # t0: start of the segment not yet in train_time
         samples_at_start = st.train_samples
         step = st.step_in_epoch
+        # streamed data (data.stream, or a large image folder): the same batches from a DataLoader
+        batches = batch_source(
+            x_train, y_train, t.s.data_cfg, perm, step, batch_size=bs, steps=steps_per_epoch,
+            device=t.device, rank=rank, world=world, channels_last=t.accel.channels_last)
         pending_stop = False
         while step < steps_per_epoch:
             # Stop *before* the step draws any random number (augmentation, dropout): the
             # checkpoint then holds exactly the RNG state the next step starts from. DDP ranks
             # act on a flag they agreed on at the previous sync point.
             if pending_stop or (world == 1 and interrupt.requested):
+                if lazy and world == 1 and bool(bad_step >= 0):
+                    # a step since the last sync point was not finite: its weights must not become
+                    # the checkpoint (resume would start from NaN); stop as at a sync point
+                    return t.diagnose(int(bad_step.item()), xb, loss_mean, lazy)
                 st.status = "interrupted"
                 st.acc = t.partial(current(), count)
                 st.train_time += time.perf_counter() - t0
@@ -83,7 +92,9 @@ def run_epochs(t: Trainer, interrupt) -> dict | None:
             idx = perm[step * bs:(step + 1) * bs]
             global_count = len(idx)
             local = idx[rank::world] if world > 1 else idx
-            if fetch is None:
+            if batches is not None:
+                xb, yb = next(batches)
+            elif fetch is None:
                 xb, yb = x_train[local], y_train[local]
             else:
                 xb, yb = fetch(x_train, y_train, local)
@@ -229,9 +240,20 @@ def _end_epoch(t: Trainer, sums: list, count: int, t0: float, epoch_start: float
     if improved:
         t.ckpt.remember_best()
     t.ckpt.metrics_dirty = True
-    if st.status != "running" or t.ckpt.due(cfg.checkpoint_seconds):
+    save_now = st.status != "running" or t.ckpt.due(cfg.checkpoint_seconds)
+    if t.world > 1 and st.status == "running":  # each rank's clock differs; the save gathers all ranks
+        flag = torch.tensor(float(save_now), dtype=torch.float64, device=t.device)
+        save_now = t.accel.all_reduce(flag).item() > 0
+    if save_now:
         t.ckpt.save()
     t.notify("on_epoch", dict(record, epochs=cfg.epochs, improved=improved))
+    # a sweep's pruner (nncli.sweep.search) may stop a clearly bad trial at an epoch's end; it
+    # keeps its checkpoint and reports status "pruned", which a sweep never ranks as finished
+    prune = getattr(t.observer, "should_prune", None) if t.world == 1 else None
+    if prune is not None and st.status == "running" and prune(record):
+        st.status = "pruned"
+        t.ckpt.save()
+        return True
     if stop_early:
         t.notify("on_message", f"early stopping: {t.monitor} did not improve for {cfg.patience} epochs "
                                f"(best epoch {st.best['epoch']})")

@@ -47,7 +47,8 @@ class Trainer:
     reports. Under DDP every rank has one (``dist=(rank, world)``); only rank 0 writes files and
     calls the observer."""
 
-    def __init__(self, setup: Setup, device, observer=None, *, dist=None, tensorboard=False):
+    def __init__(self, setup: Setup, device, observer=None, *, dist=None, tensorboard=False,
+                 sync_batchnorm: bool = True):
         self.s = setup
         self.cfg = setup.cfg
         self.device = device
@@ -55,6 +56,7 @@ class Trainer:
         self.rank, self.world = dist if dist else (0, 1)
         self.writer_rank = self.rank == 0
         self.tensorboard = tensorboard
+        self.sync_batchnorm = sync_batchnorm  # DDP: convert BatchNorm to SyncBatchNorm (CUDA)
         self.run_dir = setup.run_dir
         self.accel = Accelerator(device, self.cfg, self.rank, self.world)
         self.files = RunFiles(self.run_dir, enabled=self.writer_rank)
@@ -67,15 +69,34 @@ class Trainer:
         cfg, dev = self.cfg, self.device
         self.built = build_model(self.s.spec, device=dev, seed=cfg.seed)
         self.raw = self.built.model
+        # DDP: BatchNorm statistics over the global batch, as one process would compute them
+        # (SyncBatchNorm runs on CUDA only; on CPU the statistics stay per rank: said in run())
+        self.synced_bn = bool(self.world > 1 and self.sync_batchnorm and dev.type == "cuda"
+                              and _has_batchnorm(self.raw))
+        if self.synced_bn:
+            self.raw = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.raw)
         self.accel.prepare_model(self.raw, self.s.spec.input)
-        self.optimizer = build_optimizer(cfg, self.raw.parameters(), dev)
+        # frozen (transferred) layers are left out: weight decay or momentum must not move them
+        self.optimizer = build_optimizer(cfg, [p for p in self.raw.parameters() if p.requires_grad], dev)
         n_train = self.s.dataset.sizes()["train"]
         self.steps_per_epoch = math.ceil(n_train / cfg.batch_size)
         if self.world > 1 and n_train % cfg.batch_size and n_train % cfg.batch_size < self.world:
             self.steps_per_epoch -= 1  # a final batch smaller than the world would leave a rank empty
+        # BatchNorm cannot normalise a batch of one example in training mode (torch raises): drop
+        # that last batch, as torch users do with drop_last=True, and say so once (run()).
+        self.dropped_last = bool(self.world == 1 and n_train % cfg.batch_size == 1 and _has_batchnorm(self.raw))
+        if self.dropped_last and self.steps_per_epoch == 1:
+            from nncli.errors import InputError
+
+            raise InputError("BatchNorm cannot train on a single example: the training split has 1",
+                             hint="use more training data (data.n / data.val / data.test)")
+        if self.dropped_last:
+            self.steps_per_epoch -= 1
         self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.scaler = self.accel.grad_scaler()
-        self.aug_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 7919) if (
+        # one augmentation stream per DDP rank (rank 0's is the single-process one): ranks must
+        # not crop and flip their shares of a batch identically
+        self.aug_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 7919 + 1_000_003 * self.rank) if (
             self.s.data_cfg.crop or self.s.data_cfg.flip) else None
         self.train_model, self.eval_model = self.accel.wrap(self.raw)
         # dropout draws from the global RNG: seed it per rank, after the (rank-identical) init
@@ -107,10 +128,19 @@ class Trainer:
             "params": sum(p.numel() for p in self.raw.parameters()), "spec": s.spec.name,
             "data_on_device": self.accel.data_on_device, "amp": cfg.amp, "compile": cfg.compile,
         })
+        if self.world > 1 and _has_batchnorm(self.raw):
+            self.notify("on_message", "DDP: BatchNorm layers run as SyncBatchNorm (statistics over the global batch)"
+                        if self.synced_bn else "DDP: BatchNorm statistics are per rank ("
+                        + ("--no-sync-batchnorm" if not self.sync_batchnorm else "SyncBatchNorm needs CUDA") + ")")
+        if self.dropped_last:
+            self.notify("on_message", f"dropping the last training batch of each epoch: it holds 1 example "
+                                      f"({s.dataset.sizes()['train']} = {self.steps_per_epoch} x {cfg.batch_size} + 1) "
+                                      "and BatchNorm cannot normalise one")
         nonfinite = None
         # a finished run resumed without more epochs has nothing left to do but report
         finished_before = (resumed and s.resume.get("status") in ("completed", "early_stopped")
                            and cfg.epochs == s.planned_epochs)
+        self.finished_before = finished_before
         if finished_before:
             st.status = s.resume["status"]
         elif resumed and s.resume.get("status") == "early_stopped":
@@ -164,7 +194,12 @@ class Trainer:
         self.files.wait()  # the last good checkpoint is complete before the message names it
         return nonfinite_report(self.raw, self.built.layers, xb, loss, first_step=first_step,
                                 epoch=self.state.epoch, steps_per_epoch=self.steps_per_epoch, lazy=lazy,
-                                last_checkpoint=self.files.ckpt_dir / "last.pt")
+                                last_checkpoint=self.files.ckpt_dir / "last.pt",
+                                autocast=self.accel.autocast if self.accel.amp_dtype is not None else None)
+
+
+def _has_batchnorm(model) -> bool:
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def _final_splits(t: Trainer) -> dict:
@@ -200,6 +235,9 @@ def _result(t: Trainer, started: float, nonfinite: dict | None) -> TrainResult:
         message = nonfinite["message"]
     elif st.status == "early_stopped":
         message = f"stopped early after {st.epoch} epochs: {t.monitor} stopped improving"
+    if getattr(t, "finished_before", False):
+        message = (f"nothing to do: the run had already finished ({st.status}, {len(st.history)} epochs); "
+                   f"train it longer with --resume {t.run_dir} --epochs N")
     s = t.s
     result = TrainResult(
         run_dir=str(t.run_dir), spec=s.spec.name, device=str(t.device), world_size=t.world,
@@ -210,7 +248,8 @@ def _result(t: Trainer, started: float, nonfinite: dict | None) -> TrainResult:
         message=message, history=list(st.history), checkpoints=t.files.existing_checkpoints(),
         data={"name": s.dataset.name, **s.dataset.sizes(), "input_shape": list(s.spec.input),
               "classes": s.dataset.classes},
-        config=cfg.to_dict(), duration_s=time.perf_counter() - started, amp=cfg.amp, compile=cfg.compile,
+        config=cfg.to_dict(), duration_s=time.perf_counter() - started,
+        total_s=s.previous_s + (time.perf_counter() - started), threads=torch.get_num_threads(), amp=cfg.amp, compile=cfg.compile,
         channels_last=t.accel.channels_last, data_on_device=t.accel.data_on_device, skipped_steps=st.skipped,
         nonfinite=nonfinite,
     )
@@ -257,4 +296,15 @@ def run_training(spec=None, overrides: dict | None = None, out_dir: str | Path |
     if tensorboard:
         check_tensorboard()
     setup = prepare(spec, overrides, out_dir, resume=resume, runs_root=runs_root)
-    return Trainer(setup, dev, observer, tensorboard=tensorboard).run()
+    from nncli.threads import for_spec  # torch's threads for this model and batch (--threads wins)
+
+    for_spec(setup.spec, setup.cfg.batch_size, device=dev)
+    from nncli.train.lock import FolderLock
+    from nncli.train.memory_guard import check_training_memory
+    from nncli.train.runs import claim_run_folder
+
+    check_training_memory(setup, dev)  # refuse a run that cannot fit, before any file is written
+
+    with FolderLock(setup.run_dir, "run"):  # one writer per run folder, taken before any write
+        claim_run_folder(setup)
+        return Trainer(setup, dev, observer, tensorboard=tensorboard).run()

@@ -16,6 +16,7 @@ import yaml
 from nncli import data as data_mod
 from nncli.errors import InputError
 from nncli.train.config import TrainConfig, resolve_train_config, section_fail, split_overrides
+from nncli.train.lock import LOCK_NAME, check_unlocked
 from nncli.train.runs import load_checkpoint, load_run, new_run_dir
 from nncli.train.task import prepare_targets
 
@@ -35,6 +36,7 @@ class Setup:
     resume: dict | None  # the loaded last checkpoint when resuming
     best_state: dict | None  # best.pt when resuming
     planned_epochs: int | None = None  # the epochs the resumed run was started with
+    previous_s: float = 0.0  # wall time of the resumed run's earlier sessions
 
 
 def _load_spec_arg(spec):
@@ -69,6 +71,7 @@ def prepare(spec, overrides=None, out_dir=None, *, resume=None, world_size: int 
     data_over = resolve_data_source(data_over)
     resume_ckpt = best_state = None
     if resume is not None:
+        check_unlocked(resume)  # a run still being written is not resumed
         run = load_run(resume)
         if spec is not None and spec.path is not None and Path(spec.path).is_file() \
                 and Path(spec.path).read_text(encoding="utf-8-sig") != run.spec_text:
@@ -86,9 +89,15 @@ def prepare(spec, overrides=None, out_dir=None, *, resume=None, world_size: int 
         cfg = resolve_train_config(cfg.to_dict())
         if cfg.epochs < run.train.epochs:
             raise InputError(f"--epochs {cfg.epochs}: the run was started for {run.train.epochs} epochs; "
-                             "resuming can only keep or extend that")
+                             "resuming can only keep or extend that (a shorter run would change its "
+                             "learning-rate schedule, so it would not be the same run)",
+                             hint=f"resume with --epochs {run.train.epochs} or more; to stop it where it is, "
+                                  f"use its last checkpoint: nncli evaluate {run.run_dir} --checkpoint last")
         run_dir = run.run_dir
-        resume_ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+        # A run that died before its first checkpoint (out of memory, a bad batch) starts again
+        # from scratch in place: its recorded config is the one resumed, so nothing changes.
+        if (run_dir / "checkpoints" / "last.pt").exists():
+            resume_ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
         if (run_dir / "checkpoints" / "best.pt").is_file():
             best_state = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     else:
@@ -102,18 +111,21 @@ def prepare(spec, overrides=None, out_dir=None, *, resume=None, world_size: int 
         cfg = resolve_train_config(spec.train, train_over, fail=section_fail(spec, "train"))
         if out_dir is not None:
             run_dir = Path(out_dir)
+            check_unlocked(run_dir)  # a second writer hears about the first, not about its files
             if (run_dir / "run.yaml").exists():
                 raise InputError(f"{run_dir} already holds a run", hint=f"continue it with --resume {run_dir}, "
-                                                                         "or pick another --out")
-            if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+                                                                         "pick another --out, or add --force to replace it")
+            if run_dir.exists() and (not run_dir.is_dir() or any(p.name != LOCK_NAME for p in run_dir.iterdir())):
                 raise InputError(f"--out {run_dir}: expected a new or empty folder, found "
                                  f"{'a file' if not run_dir.is_dir() else 'a folder with files in it'}")
         else:
             run_dir = new_run_dir(Path(runs_root), spec.name)
     built = infer(spec)  # meta device: checks the spec and gives the output shape for free
-    dataset = data_mod.load_dataset(data_cfg)
+    dataset = data_mod.load_dataset(data_cfg, input_shape=tuple(spec.input),
+                                    integer_inputs=getattr(spec, "integer_input", False))
     for split in ("train", "val", "test"):
         setattr(dataset, f"x_{split}", data_mod.fit_input_shape(getattr(dataset, f"x_{split}"), spec.input))
+    data_mod.check_dataset_inputs(dataset, spec)
     dataset = _check_labels(dataset, cfg, built.output_shape, spec, data_cfg)
     if dataset.sizes()["train"] < world_size:
         raise InputError(f"{dataset.sizes()['train']} training examples cannot be split across {world_size} processes")
@@ -124,7 +136,24 @@ def prepare(spec, overrides=None, out_dir=None, *, resume=None, world_size: int 
     if resume_ckpt is not None:
         _check_resume_fits(resume_ckpt, run_dir)
     return Setup(spec, spec_text, spec_path, data_cfg, cfg, dataset, tuple(built.output_shape), run_dir,
-                 resume_ckpt, best_state, run.train.epochs if resume is not None else None)
+                 resume_ckpt, best_state, run.train.epochs if resume is not None else None,
+                 previous_seconds(run_dir, resume_ckpt) if resume is not None else 0.0)
+
+
+def previous_seconds(run_dir: Path, ckpt: dict | None) -> float:
+    """Wall time of a run's earlier sessions: its last report's total (every session that ended
+    writes report.json), else the epoch times of its history (a session that was killed)."""
+    import json
+
+    try:
+        report = json.loads((Path(run_dir) / "report.json").read_text())
+        total = report.get("total_s", report.get("duration_s"))
+        if isinstance(total, (int, float)):
+            return float(total)
+    except (OSError, ValueError):
+        pass
+    history = (ckpt or {}).get("history") or []
+    return float(sum(r.get("epoch_time_s") or 0.0 for r in history if isinstance(r, dict)))
 
 
 def _check_labels(dataset, cfg, output_shape, spec, data_cfg):
@@ -158,8 +187,6 @@ def _data_source(value) -> dict:
     text = str(value)
     path = Path(text).expanduser()
     if path.suffix.lower() in data_mod.FILE_SUFFIXES or "/" in text or os.sep in text or path.exists():
-        if path.is_dir():
-            raise InputError(f"--data {text}: a folder needs its format: pass --data mnist or --data cifar10 "
-                             "with `path:` in the spec's data section")
+        # a folder is an image folder (MNIST / CIFAR-10 folders need `name:` in the spec)
         return {"path": text, "name": None}
     return {"name": text, "path": None}

@@ -64,6 +64,8 @@ class TrainResult:
     skipped_steps: int = 0
     nonfinite: dict | None = None  # {"step", "epoch", "batch", "value", "layer": {...}}
     plot: str | None = None
+    total_s: float | None = None  # wall time of all sessions of the run (resumes included)
+    threads: int | None = None  # torch's CPU threads (--threads, or nncli.threads' rule)
 
     def to_json(self) -> dict:
         return jsonable(asdict(self))
@@ -157,6 +159,33 @@ def new_run_dir(root: Path, name: str) -> Path:
     return candidate
 
 
+def claim_run_folder(setup) -> None:
+    """With the folder's lock held, before the first write: make sure the folder is still ours.
+
+    A new run's folder was empty when :func:`~nncli.train.prepare.prepare` looked; another
+    writer may have filled it since (it held the lock, then released it). A resumed run that
+    died before its first checkpoint (``--resume`` found no ``last.pt``) starts again from
+    scratch: what its dead attempt left (metrics, report, best.pt, tensorboard) is removed.
+
+    Raises:
+        InputError: the folder now holds another run (exit 2).
+    """
+    from nncli.train.lock import LOCK_NAME
+
+    run_dir = Path(setup.run_dir)
+    restart = setup.resume is None and setup.planned_epochs is not None
+    if restart:
+        import shutil
+
+        for name in ("report.json", "metrics.jsonl", "metrics.csv", "checkpoints/best.pt"):
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+        return
+    if setup.resume is None and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
+        raise InputError(f"{run_dir} already holds a run (another process wrote it meanwhile)",
+                         hint=f"continue it with --resume {run_dir}, or pick another --out")
+
+
 def check_tensorboard() -> None:
     """``--tensorboard`` needs the tensorboard package: say so before anything runs (exit 2)."""
     try:
@@ -189,6 +218,7 @@ class RunFiles:
         self.enabled = enabled
         self.background = BackgroundFiles()
         self.tb = None
+        self.tb_logged = 0  # the last epoch logged to tensorboard
 
     def open_tensorboard(self) -> None:
         """Also log each epoch's metrics under ``<run>/tensorboard``."""
@@ -196,6 +226,7 @@ class RunFiles:
             from torch.utils.tensorboard import SummaryWriter  # checked by check_tensorboard()
 
             self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+            self.tb_logged = 0
 
     def write_start(self, setup, cfg: TrainConfig, device, world: int, resumed: bool) -> None:
         """``run.yaml`` (and ``spec.yaml`` for a new run); a resumed run appends the time it resumed."""
@@ -239,10 +270,15 @@ class RunFiles:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRICS_COLUMNS})
         self.background.submit(write_atomic, self.run_dir / "metrics.csv", buffer.getvalue())
         if self.tb is not None and rows:
-            row = rows[-1]
-            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "samples_per_s"):
-                if row.get(key) is not None:
-                    self.tb.add_scalar(key.replace("_", "/", 1), row[key], row["epoch"])
+            # every epoch not logged yet: metrics are written with checkpoints, which need not
+            # come every epoch (checkpoint_seconds), and each epoch is a point of the curves
+            for row in rows:
+                if row["epoch"] <= self.tb_logged:
+                    continue
+                for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "samples_per_s"):
+                    if row.get(key) is not None:
+                        self.tb.add_scalar(key.replace("_", "/", 1), row[key], row["epoch"])
+                self.tb_logged = row["epoch"]
             self.tb.flush()
 
     def save_best(self, state: dict) -> None:

@@ -120,7 +120,11 @@ class Checkpointer:
                              hint="the checkpoint belongs to a different spec or config") from None
         self.state.restore(ckpt, self.rank)
         rng = ckpt["rng"]
-        if self.rank == 0:  # the other DDP ranks keep their own dropout stream (seeded per rank)
+        ranks = rng.get("ranks") or []
+        if 0 < self.rank < len(ranks) and ranks[self.rank] is not None:
+            rng = ranks[self.rank]  # this rank's own streams, saved by a DDP run of the same world
+            torch.set_rng_state(rng["torch"])
+        elif self.rank == 0:  # older checkpoints: the other ranks keep their own seeded dropout stream
             torch.set_rng_state(rng["torch"])
         if rng.get("cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
@@ -140,6 +144,16 @@ class Checkpointer:
         """Write last.pt, with best.pt and the metrics files when they changed since the last write
         (one moment on disk: a resumed run finds them consistent)."""
         self.last_time = time.perf_counter()
+        rng = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+               "aug": self.aug_gen.get_state() if self.aug_gen is not None else None}
+        world = _world_size()
+        if world > 1:  # every rank's streams (dropout, augmentation): a resume is exact on each
+            import torch.distributed as tdist
+
+            ranks: list = [None] * world
+            tdist.all_gather_object(ranks, rng)  # every rank saves at the same steps
+            rng = dict(rng, ranks=ranks)
         if not self.files.enabled:
             return
         if self.best_pending is not None:
@@ -147,9 +161,6 @@ class Checkpointer:
             self.best_pending = None
         if self.metrics_dirty:
             self.write_metrics()
-        rng = {"torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-               "aug": self.aug_gen.get_state() if self.aug_gen is not None else None}
         state = {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": kind,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -178,3 +189,10 @@ class Checkpointer:
             "metrics": st.history[-1] if st.history else {},
             "normalization": self.normalization,
         }
+
+
+def _world_size() -> int:
+    """Processes in the DDP group (1 without one)."""
+    import torch.distributed as tdist
+
+    return tdist.get_world_size() if tdist.is_available() and tdist.is_initialized() else 1

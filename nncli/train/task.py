@@ -1,7 +1,9 @@
 """The learning task: targets checked against the loss, the losses, accuracy, and evaluation.
 
-cross_entropy takes integer class labels and one logit per class; bce_with_logits takes 0/1
-targets shaped like the output; mse takes float targets. Losses are summed over a batch with the
+cross_entropy takes integer class labels and one logit per class; for a sequence output
+``[L, V]`` (a character model) it takes ``[L]`` labels and is taken over the last dimension, with
+accuracy counted per token. bce_with_logits takes 0/1 targets shaped like the output; mse takes
+float targets. Losses are summed over a batch with the
 per-element losses of one example averaged first, so that a split's mean loss does not depend on
 the batch size.
 """
@@ -27,6 +29,9 @@ def prepare_targets(ds: data_mod.Dataset, loss: str, output_shape: tuple, fail) 
         InputError: exit 2 with what the data has and what the network gives.
     """
     out_numel = math.prod(output_shape)
+    if loss == "cross_entropy" and len(output_shape) >= 2:
+        _prepare_token_targets(ds, output_shape, fail)
+        return
     if loss == "cross_entropy":
         if len(output_shape) != 1:
             raise fail(f"cross_entropy expects the network to output one logit per class (shape [C]), "
@@ -63,8 +68,37 @@ def prepare_targets(ds: data_mod.Dataset, loss: str, output_shape: tuple, fail) 
         setattr(ds, f"y_{split}", y.reshape((len(y),) + tuple(output_shape)))
 
 
+def _prepare_token_targets(ds: data_mod.Dataset, output_shape: tuple, fail) -> None:
+    """cross_entropy over the last dimension: ``[*S, V]`` outputs need integer ``[*S]`` targets."""
+    want = tuple(output_shape[:-1])
+    for split in ("train", "val", "test"):
+        y = getattr(ds, f"y_{split}")
+        if y.is_floating_point():
+            if len(y) and not torch.equal(y, y.round()):
+                raise fail(f"cross_entropy needs integer class labels, found float targets of shape "
+                           f"{list(y.shape[1:])}", "use `loss: mse` for regression targets")
+            y = y.long()
+        if len(y) and tuple(y.shape[1:]) != want:
+            raise fail(f"cross_entropy over the last dimension: the network outputs {list(output_shape)} "
+                       f"(one logit per class for each of {list(want)} positions), so each example needs "
+                       f"{list(want)} labels; the data has {list(y.shape[1:])}",
+                       "for one label per example, end the network in one logit per class (shape [C])")
+        if len(y) and y.min() < 0:
+            raise fail(f"class labels must be >= 0, found {int(y.min())}")
+        setattr(ds, f"y_{split}", y)
+    need = ds.num_classes or 0
+    if need > output_shape[-1]:
+        raise fail(f"label count does not fit the output layer: the data has {need} classes "
+                   f"(labels 0..{need - 1}), the network outputs {output_shape[-1]} logits per position",
+                   f"set the last layer's out_features to {need}")
+
+
 def _loss_sum(loss: str, out, y):
     """Summed loss over the batch; per-element losses are averaged within an example first."""
+    if loss == "cross_entropy" and out.dim() > 2:
+        # [N, *S, V] logits vs [N, *S] labels: mean over the positions of an example, summed.
+        per_example = y[0].numel() if len(y) else 1
+        return F.cross_entropy(out.flatten(0, -2), y.flatten(), reduction="sum") / per_example
     if loss == "cross_entropy":
         return F.cross_entropy(out, y, reduction="sum")
     per_example = math.prod(out.shape[1:])
@@ -76,6 +110,8 @@ def _loss_sum(loss: str, out, y):
 def _loss_mean(loss: str, out, y):
     """Mean loss over the batch (per-element losses averaged within an example first): the same
     number as ``_loss_sum / len(y)``, computed the way a hand-written loop does."""
+    if loss == "cross_entropy" and out.dim() > 2:
+        return F.cross_entropy(out.flatten(0, -2), y.flatten())
     if loss == "cross_entropy":
         return F.cross_entropy(out, y)
     if loss == "mse":
@@ -84,7 +120,10 @@ def _loss_mean(loss: str, out, y):
 
 
 def _correct(loss: str, out, y):
-    """Correct predictions in the batch (a fraction per example for multi-label bce); None for mse."""
+    """Correct predictions in the batch (a fraction per example for multi-label bce and for
+    sequences, so accuracy is per token); None for mse."""
+    if loss == "cross_entropy" and out.dim() > 2:
+        return (out.argmax(-1) == y).float().flatten(1).mean(1).sum()
     if loss == "cross_entropy":
         return (out.argmax(1) == y).sum()
     if loss == "bce_with_logits":

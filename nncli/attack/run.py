@@ -1,0 +1,265 @@
+"""``nncli attack``: FGSM and PGD against a finished run, on one of its data splits.
+
+The run's network is rebuilt from its own ``spec.yaml`` and checkpoint (as ``nncli evaluate``
+does); the split is reloaded *without* normalisation, so the attack perturbs inputs in the data's
+own units (pixels) and clamps them to the data's valid range, while the run's normalisation is
+applied inside the attacked function. Each (method, eps) pair is one row of the report: robust
+accuracy, how many predictions changed, and the mean L-inf and L2 norms of the perturbations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nncli import data as data_mod
+from nncli.attack.methods import Normalized, fgsm, pgd
+from nncli.errors import InputError
+from nncli.files import write_atomic
+from nncli.formatting import jsonable
+from nncli.train.runs import load_checkpoint, load_run
+
+METHODS = ("fgsm", "pgd")
+DEFAULT_EPS = (0.0, 0.01, 0.03, 0.1)
+SPLITS = ("train", "val", "test")
+# PGD's step when --step-size is not given: 2.5 * eps / steps (Madry et al.), so the walk can
+# cross the whole ball and still come back after a projection.
+STEP_FACTOR = 2.5
+
+
+@dataclass
+class AttackRow:
+    """One attack at one budget, over the whole split."""
+
+    method: str  # fgsm or pgd
+    eps: float
+    step_size: float | None  # pgd only
+    n: int
+    correct: int
+    accuracy: float  # robust accuracy: correct predictions on the adversarial inputs
+    flipped: int  # predictions that differ from the clean ones
+    linf_mean: float  # mean over examples of max |x_adv - x|
+    l2_mean: float  # mean over examples of ||x_adv - x||_2
+
+    def to_json(self) -> dict:
+        return jsonable(asdict(self))
+
+
+@dataclass
+class AttackResult:
+    """Clean and robust accuracy of a run's checkpoint, per attack and per eps."""
+
+    run_dir: str
+    checkpoint: str
+    split: str
+    device: str
+    n: int
+    clean_accuracy: float
+    clean_correct: int
+    value_range: list  # [lo, hi], the clamp in data units
+    steps: int
+    random_start: bool
+    seed: int
+    eps: list
+    methods: list
+    rows: list = field(default_factory=list)  # AttackRow
+    saved: str | None = None  # the .npz written, if any
+    plot: list | None = None  # figures written, if any
+    classes: list | None = None
+    # For the image grid: the first examples of the strongest attack (not part of --json).
+    examples: dict | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "examples"}
+        out["rows"] = [r.to_json() for r in self.rows]
+        return jsonable(out)
+
+
+def parse_eps(text: str) -> list[float]:
+    """``"0,0.01,0.03"`` -> ``[0.0, 0.01, 0.03]`` (InputError, exit 2, on anything else)."""
+    values = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            value = float(part)
+        except ValueError:
+            raise InputError(f"--eps: expected comma-separated numbers like 0,0.01,0.03, found {part!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise InputError(f"--eps: expected numbers >= 0, found {part!r}")
+        values.append(value)
+    return values
+
+
+def parse_range(text: str | None) -> tuple[float, float] | None:
+    """``"0,1"`` -> ``(0.0, 1.0)``; None stays None."""
+    if text is None:
+        return None
+    parts = str(text).split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--range: expected two numbers LO,HI like 0,1, found {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise InputError(f"--range: expected finite LO < HI, found {text!r}")
+    return lo, hi
+
+
+def run_attack(run_dir: str | Path, *, eps=DEFAULT_EPS, methods=METHODS, steps: int = 10,
+               step_size: float | None = None, random_start: bool = True, seed: int = 0,
+               split: str = "test", checkpoint: str = "best", device: str = "auto",
+               batch_size: int = 256, limit: int | None = None,
+               value_range: tuple[float, float] | None = None, save: str | Path | None = None,
+               force: bool = False, keep_examples: int = 8) -> AttackResult:
+    """Attack a trained classifier with FGSM and PGD (L-inf) at each eps, on one split.
+
+    Args:
+        run_dir: a folder written by ``nncli train`` (its loss must be cross_entropy).
+        eps: the budgets, in data units (pixels in [0, 1] for the image sets); 0 is the clean input.
+        methods: any of ``fgsm``, ``pgd``.
+        steps, step_size: PGD's iterations and step (default ``2.5 * eps / steps``).
+        random_start: PGD starts at a uniform random point of the eps-ball (seeded by ``seed``).
+        value_range: the clamp ``(lo, hi)``; default the min and max of the raw training inputs.
+        limit: attack only the first ``limit`` examples of the split.
+        save: write the adversarial inputs to this ``.npz`` (``force`` to replace it).
+        keep_examples: how many examples the result keeps for the image grid.
+
+    Returns:
+        AttackResult.
+
+    Raises:
+        InputError: not a classification run, a bad option, an existing ``save`` file (exit 2).
+
+    Example:
+        >>> run_attack("runs/digits", eps=[0, 0.1], methods=["pgd"]).rows[1].accuracy
+        0.0
+    """
+    from nncli.build import build_model
+    from nncli.device import resolve_device
+
+    methods = list(dict.fromkeys(methods))
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise InputError(f"--method: expected fgsm and/or pgd, found {', '.join(bad) or 'nothing'}")
+    eps = [float(e) for e in eps]
+    if not eps or any(not math.isfinite(e) or e < 0 for e in eps):
+        raise InputError(f"--eps: expected one or more numbers >= 0, found {eps}")
+    if steps < 1:
+        raise InputError(f"--steps: expected an integer >= 1, found {steps}")
+    if step_size is not None and not (math.isfinite(step_size) and step_size > 0):
+        raise InputError(f"--step-size: expected a number > 0, found {step_size}")
+    if split not in SPLITS:
+        raise InputError(f"--split: expected one of {', '.join(SPLITS)}, found {split!r}")
+    if checkpoint not in ("best", "last"):
+        raise InputError(f"--checkpoint: expected best or last, found {checkpoint!r}")
+    if save is not None:
+        save = Path(save)
+        if save.suffix.lower() != ".npz":
+            raise InputError(f"--save: expected a .npz file, found {save.name!r}")
+        if not (save.parent if str(save.parent) else Path(".")).is_dir():
+            raise InputError(f"--save: the folder {save.parent} does not exist")
+        if save.exists() and not force:
+            raise InputError(f"--save: {save} already exists", hint="pass --force to replace it")
+
+    dev = resolve_device(device)
+    run = load_run(run_dir)
+    if run.train.loss != "cross_entropy":
+        raise InputError(f"{run.run_dir}: attacks need a classifier trained with cross_entropy, "
+                         f"this run used {run.train.loss}")
+    path = run.run_dir / "checkpoints" / f"{checkpoint}.pt"
+    ckpt = load_checkpoint(path)
+    # The checkpoint holds every weight: a transferred trunk need not be read from its source run.
+    built = build_model(run.spec, device=dev, seed=run.train.seed, transfer_weights=False)
+    try:
+        built.model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise InputError(f"{path} does not fit the run's spec: {str(exc).splitlines()[0][:300]}") from None
+    built.model.eval()
+    for p in built.model.parameters():
+        p.requires_grad_(False)  # only the input's gradient is wanted
+
+    raw = data_mod.load_dataset(dataclasses.replace(run.data, normalize=False))
+    x, y = raw.split(split)
+    if y.is_floating_point():
+        raise InputError(f"{run.run_dir}: the {split} targets are not class labels")
+    x = data_mod.fit_input_shape(x, run.spec.input)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    if len(x) == 0:
+        raise InputError(f"--split {split}: the run's {split} split is empty")
+    if value_range is None:
+        lo, hi = float(raw.x_train.min()), float(raw.x_train.max())
+    else:
+        lo, hi = value_range
+    norm = ckpt.get("normalization") or {}
+    mean, std = norm.get("mean"), norm.get("std")
+    model = Normalized(built.model, None if mean is None else mean.to(dev), None if std is None else std.to(dev)).eval()
+
+    def predict(inputs):
+        with torch.no_grad():
+            return torch.cat([model(inputs[i:i + batch_size].to(dev)).argmax(1).cpu()
+                              for i in range(0, len(inputs), batch_size)])
+
+    clean_pred = predict(x)
+    clean_correct = int((clean_pred == y).sum())
+    keep = min(keep_examples, len(x))
+    result = AttackResult(
+        run_dir=str(run.run_dir), checkpoint=str(path), split=split, device=str(dev), n=len(x),
+        clean_accuracy=clean_correct / len(x), clean_correct=clean_correct, value_range=[lo, hi],
+        steps=steps, random_start=random_start, seed=seed, eps=eps, methods=methods,
+        classes=run.meta.get("classes"))
+    adversarial = {}  # (method, eps index) -> the whole adversarial split, only when saved
+    for method in methods:
+        for e_index, e in enumerate(eps):
+            size = None if method == "fgsm" else (step_size if step_size is not None else STEP_FACTOR * e / steps)
+            # One stream per eps: a budget's numbers do not depend on which others are in the list.
+            gen = torch.Generator(device="cpu").manual_seed(seed)
+            advs, preds = [], []
+            for i in range(0, len(x), batch_size):
+                xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
+                if method == "fgsm":
+                    adv = fgsm(model, xb, yb, e, lo, hi)
+                else:
+                    adv = pgd(model, xb, yb, e, steps=steps, step_size=size or 0.0, lo=lo, hi=hi,
+                              random_start=random_start, generator=gen)
+                with torch.no_grad():
+                    preds.append(model(adv).argmax(1).cpu())
+                advs.append(adv.cpu())
+            adv, pred = torch.cat(advs), torch.cat(preds)
+            delta = (adv - x).flatten(1)
+            correct = int((pred == y).sum())
+            result.rows.append(AttackRow(
+                method=method, eps=e, step_size=size, n=len(x), correct=correct, accuracy=correct / len(x),
+                flipped=int((pred != clean_pred).sum()), linf_mean=float(delta.abs().amax(1).mean()),
+                l2_mean=float(delta.norm(dim=1).mean())))
+            if save is not None:
+                adversarial[(method, e_index)] = (adv, pred)
+            if e_index == len(eps) - 1:
+                # The image grid shows the strongest budget of the last method, the examples it
+                # flipped first (that is what the grid is for), then others, in split order.
+                changed = pred != clean_pred
+                pick = torch.cat([changed.nonzero().flatten(), (~changed).nonzero().flatten()])[:keep]
+                result.examples = {"x": x[pick].numpy(), "x_adv": adv[pick].numpy(), "y": y[pick].numpy(),
+                                   "pred_clean": clean_pred[pick].numpy(), "pred_adv": pred[pick].numpy(),
+                                   "method": method, "eps": e, "value_range": (lo, hi),
+                                   "classes": result.classes}
+    if save is not None:
+        _save_npz(save, x, y, clean_pred, eps, methods, adversarial)
+        result.saved = str(save)
+    return result
+
+
+def _save_npz(path: Path, x, y, clean_pred, eps, methods, adversarial) -> None:
+    """``x``, ``y``, ``pred_clean`` (N), ``eps`` (E), ``methods`` (M), ``x_adv`` (M, E, N, ...) and
+    ``pred_adv`` (M, E, N), in data units; written atomically."""
+    x_adv = np.stack([np.stack([adversarial[(m, i)][0].numpy() for i in range(len(eps))]) for m in methods])
+    pred_adv = np.stack([np.stack([adversarial[(m, i)][1].numpy() for i in range(len(eps))]) for m in methods])
+    buffer = io.BytesIO()
+    np.savez(buffer, x=x.numpy(), y=y.numpy(), pred_clean=clean_pred.numpy(), eps=np.asarray(eps, dtype=np.float64),
+             methods=np.asarray(methods, dtype=str), x_adv=x_adv.astype(np.float32), pred_adv=pred_adv)
+    write_atomic(path, buffer.getvalue(), durable=True)

@@ -1,0 +1,103 @@
+"""The builder's view of ``vars`` and expressions: which names are in scope where, and the value
+of a layer argument written as ``width``, ``"in_channels * expansion"`` or ``"min(64, c // 2)"``.
+
+Scopes nest like the spec: the top-level ``vars`` first, then each enclosing block's, evaluated
+when the block is entered with that block's incoming shape; inner names shadow outer ones. Every
+layer also sees ``in_channels`` (dim 1 of the batched tensor) and ``in_features`` (its last dim).
+Pure Python (no torch): shapes come in as tuples of ints.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Mapping
+
+from nncli.errors import did_you_mean
+from nncli.spec.expr import SHAPE_NAMES, ExprError, evaluate, is_identifier, looks_like_expression
+from nncli.spec.source import Where
+
+
+def shape_names(shape: tuple) -> dict[str, int]:
+    """``in_channels`` and ``in_features`` of a per-example shape (no batch dim)."""
+    if not shape:  # a scalar per example: neither exists
+        return {}
+    return {"in_channels": shape[0], "in_features": shape[-1]}
+
+
+class Scope:
+    """The vars visible at one point of a build (a stack of frames, innermost last)."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = [{}]
+
+    def names(self, shape: tuple) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for frame in self.frames:
+            out.update(frame)
+        out.update(shape_names(shape))
+        return out
+
+    @contextmanager
+    def entered(self, values: Mapping[str, Any] | None, where: Mapping[str, Where], shape: tuple,
+                fallback: Where):
+        """Context: a block's ``vars``, evaluated in order against its incoming ``shape``."""
+        frame: dict[str, Any] = {}
+        self.frames.append(frame)
+        try:
+            for name, value in (values or {}).items():
+                here = where.get(name, fallback)
+                frame[name] = self.number(value, here, shape, what=f"var {name!r}")
+            yield frame
+        finally:
+            self.frames.pop()
+
+    def number(self, value: Any, where: Where, shape: tuple, *, what: str, integer: bool = False) -> Any:
+        """A var's value or an expression's: numbers pass, strings are evaluated."""
+        if isinstance(value, str):
+            value = self._evaluate(value, where, shape, what)
+        if integer:
+            value = _whole(value, where, what, source=None)
+        return value
+
+    def argument(self, key: str, value: Any, where: Where, shape: tuple, type_name: str, *,
+                 integer: bool, keep_strings: bool) -> Any:
+        """The value of a layer argument, with expressions (also inside lists) evaluated.
+
+        Args:
+            integer: torch wants an integer here (a fraction is an error).
+            keep_strings: the argument takes words (``mode: nearest-exact``): strings stay strings.
+        """
+        if isinstance(value, list):
+            return [self.argument(key, v, where, shape, type_name, integer=integer,
+                                  keep_strings=keep_strings) for v in value]
+        if not isinstance(value, str) or keep_strings:
+            return value
+        names = self.names(shape)
+        what = f"{type_name}: `{key}`"
+        if looks_like_expression(value, names):
+            result = self._evaluate(value, where, shape, what)
+            return _whole(result, where, what, source=value) if integer else result
+        text = value.strip()
+        if integer and is_identifier(text):
+            hint = did_you_mean(text, [n for n in names if n not in SHAPE_NAMES])
+            if hint:  # `out_channels: widht` with a var `width`: say so instead of "found a string"
+                raise where.error(f"{what}: unknown name {text!r}", hint=hint)
+        return value
+
+    def _evaluate(self, text: str, where: Where, shape: tuple, what: str) -> Any:
+        names = self.names(shape)
+        try:
+            return evaluate(text, names)
+        except ExprError as err:
+            sizes = ", ".join(f"{k}={v}" for k, v in shape_names(shape).items())
+            raise where.error(f"{what}: bad expression {text!r}: {err.message}",
+                              hint=f"names here: {', '.join(sorted(names))}"
+                                   + (f" ({sizes})" if sizes else "")) from None
+
+
+def _whole(value: Any, where: Where, what: str, source: str | None) -> Any:
+    if isinstance(value, float) and value != int(value):
+        shown = f"{source!r} is {value:g}" if source else f"{value:g}"
+        raise where.error(f"{what}: {shown}, a fraction where an integer is needed",
+                          hint="use // for whole-number division")
+    return int(value) if isinstance(value, float) else value

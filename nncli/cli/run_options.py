@@ -1,0 +1,193 @@
+"""Options shared by the commands that load a spec or compute: ``--set PATH=VALUE`` and ``--threads N``.
+
+``--set`` uses the sweep's path syntax and override code (:mod:`nncli.spec.overrides`): the value
+is read as YAML (``--set data.noise=0.3`` is a float, ``--set train.amp=bf16`` a string,
+``--set 'layers[0].Linear.out_features=[32]'`` a list), written into the spec's YAML data before
+validation, and an error in the result is located in the spec file with the ``--set`` named.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from nncli.errors import InputError
+
+SET_HELP = ("Override a spec field before validation: PATH=VALUE, the sweep's paths "
+            "(train.lr=0.01, data.noise=0.3, layers[0].Linear.out_features=32, replace:ReLU=Tanh); "
+            "VALUE is read as YAML. Repeatable.")
+THREADS_HELP = ("CPU threads for torch. Default: 1 for small models (a step under 1e8 multiply-adds), "
+                "else the cores other work leaves free (see README, Threads).")
+
+
+def set_option() -> Any:
+    return typer.Option([], "--set", metavar="PATH=VALUE", help=SET_HELP)
+
+
+def threads_option() -> Any:
+    return typer.Option(None, "--threads", min=1, help=THREADS_HELP)
+
+
+def parse_sets(items: List[str]) -> dict:
+    """``["train.epochs=3"]`` -> ``{"train.epochs": 3}`` (each value read as YAML).
+
+    Raises:
+        InputError: an item without ``=`` or a value that is not YAML (exit 2).
+    """
+    import yaml
+
+    out = {}
+    for item in items:
+        path, sep, text = item.partition("=")
+        if not sep or not path.strip():
+            raise InputError(f"--set {item!r}: expected PATH=VALUE, e.g. --set train.epochs=5")
+        try:
+            out[path.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise InputError(f"--set {item!r}: the value is not valid YAML",
+                             hint="quote a string with spaces or colons: --set 'data.name=\"a b\"'") from None
+    return out
+
+
+def load_spec_with_sets(path: Path, items: Optional[List[str]] = None, *, detach: bool = False):
+    """Load the spec at ``path`` with the ``--set`` items applied (no items: :func:`load_spec`).
+
+    The spec keeps the file's positions for its errors. ``detach``: the spec forgets its file
+    (``path`` None), so a run folder stores the overridden spec, not the file's text; relative
+    data and Custom file paths are made absolute first.
+
+    Raises:
+        SpecError / InputError: a path that is not in the spec (with a did-you-mean, located at the
+            ``--set``), or a value the spec refuses (located at that field in the file, naming the
+            ``--set`` that wrote it).
+    """
+    from nncli.spec import load_spec
+
+    if not items:
+        return load_spec(path)
+    from nncli.errors import SpecError
+    from nncli.spec import parse_spec
+    from nncli.spec.overrides import apply_override, parse_path
+    from nncli.spec.source import Where, parse_yaml, read_text
+    from nncli.sweep.trial_specs import spec_text
+
+    path = Path(path)
+    doc = parse_yaml(read_text(path), str(path))
+    if not isinstance(doc.data, dict):
+        return load_spec(path)  # the spec's own error (not a mapping) says it best
+    sets = parse_sets(items)
+    for key, value in sets.items():
+        apply_override(doc.data, key, value, where=Where(None, None, None, f"--set {key}"), source=str(path))
+    data = doc.data
+    if detach:
+        from nncli.sweep.trial_specs import _absolute_custom
+
+        data = copy.deepcopy(doc.data)
+        section = data.get("data")
+        if isinstance(section, dict) and isinstance(section.get("path"), str) \
+                and not Path(section["path"]).expanduser().is_absolute():
+            section["path"] = str(path.resolve().parent / section["path"])
+        _absolute_custom(data.get("layers"), path.resolve().parent)
+    try:
+        spec = parse_spec(spec_text(data), file=str(path), base_dir=path.resolve().parent)
+        # errors found later (train:, data: sections) are located in the user's file
+        if detach:
+            return dataclasses.replace(spec, path=None, document=dataclasses.replace(doc, data=data))
+        return dataclasses.replace(spec, document=doc)
+    except SpecError as err:
+        # the text parsed was re-written from the data: point at the field in the user's file
+        where, written_by = Where(str(path), None, None, err.spec_path or ""), None
+        if err.spec_path:
+            try:
+                field = parse_path(err.spec_path)
+                where = doc.where(field)
+                written_by = next((k for k in sets if not k.startswith("replace:")
+                                   and field[:len(parse_path(k))] == parse_path(k)), None)
+            except SpecError:
+                pass
+        if written_by is None and any(k.startswith("replace:") for k in sets):
+            written_by = next(k for k in sets if k.startswith("replace:"))
+        note = f" (set by --set {written_by}={sets[written_by]!r})" if written_by else ""
+        raise type(err)(err.message + note, file=where.file, line=where.line, column=where.column,
+                        spec_path=err.spec_path, hint=err.hint) from None
+
+
+def apply_threads(threads: Optional[int]) -> None:
+    """Record ``--threads`` for this command (None: the rule in :mod:`nncli.threads` decides)."""
+    from nncli.threads import request
+
+    request(threads)
+
+
+def threads_for_spec(spec, batch_size: int, device: str = "auto", *, backward: bool = True) -> None:
+    """Set torch's threads for ``spec`` at ``batch_size`` on ``device`` (``--threads`` wins)."""
+    from nncli.device import resolve_device
+    from nncli.threads import for_spec
+
+    for_spec(spec, batch_size, device=resolve_device(device), backward=backward)
+
+
+def threads_for_run(run_dir: Path, device: str = "auto", batch_size: int = 256) -> None:
+    """Threads for inference with a run folder's spec; a folder that is not a run is left to the
+    command, which says what is wrong with it."""
+    from nncli.errors import NncliError
+    from nncli.spec import load_spec
+
+    try:
+        spec = load_spec(Path(run_dir) / "spec.yaml")
+    except NncliError:
+        return
+    threads_for_spec(spec, batch_size, device, backward=False)
+
+
+@contextmanager
+def threads_for_workers(threads: Optional[int]):
+    """``--threads`` in the environment for the block: spawned sweep workers inherit it."""
+    import os
+
+    from nncli.threads import ENV_THREADS
+
+    old = os.environ.get(ENV_THREADS)
+    if threads is not None:
+        os.environ[ENV_THREADS] = str(threads)
+    try:
+        yield
+    finally:
+        if threads is not None:
+            if old is None:
+                os.environ.pop(ENV_THREADS, None)
+            else:
+                os.environ[ENV_THREADS] = old
+
+
+def complete_spec(incomplete: str) -> List[str]:
+    """Shell completion for a SPEC or SWEEP argument: .yaml/.yml files and folders."""
+    return _complete_paths(incomplete, lambda p: p.suffix.lower() in (".yaml", ".yml"))
+
+
+def complete_run(incomplete: str) -> List[str]:
+    """Shell completion for a RUN argument: folders (run folders first)."""
+    return _complete_paths(incomplete, lambda p: False)
+
+
+def _complete_paths(incomplete: str, wanted) -> List[str]:
+    head, sep, stem = incomplete.rpartition("/")
+    prefix = head + sep
+    try:
+        entries = sorted((Path(prefix).expanduser() if prefix else Path(".")).iterdir())
+    except OSError:
+        return []
+    out = []
+    for p in entries:
+        if not p.name.startswith(stem) or (p.name.startswith(".") and not stem.startswith(".")):
+            continue
+        if p.is_dir():
+            out.append(prefix + p.name + "/")
+        elif wanted(p):
+            out.append(prefix + p.name)
+    return out

@@ -1,0 +1,98 @@
+""":func:`export_model`, the library face of ``nncli export``, and its :class:`ExportResult`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nncli.errors import InputError
+from nncli.formatting import jsonable
+
+FORMATS = ("onnx", "torchscript", "safetensors")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
+# format -> (modules it needs, what to install)
+NEEDS = {"onnx": (("onnx", "onnxruntime"), "nncli[export]"), "safetensors": (("safetensors",), "nncli[export]"),
+         "torchscript": ((), None)}
+
+
+@dataclass
+class ExportResult:
+    """One exported file and the check run on it."""
+
+    source: str  # the run folder or spec file
+    source_kind: str  # run or spec
+    checkpoint: str | None  # the run's checkpoint file (None for a spec)
+    format: str  # onnx, torchscript or safetensors
+    out: str  # the file written
+    bytes: int
+    params: int
+    input_shape: list
+    method: str  # how the file was made
+    check: dict = field(default_factory=dict)  # max_abs_diff/scale/batch/runtime, or tensors/bit_exact/rebuilt
+    passed: bool = True
+
+    def to_json(self) -> dict:
+        return jsonable(asdict(self))
+
+
+def require_extra(fmt: str) -> None:
+    """Exit 2 with the install line when a format's optional packages are missing."""
+    import importlib.util
+
+    modules, extra = NEEDS[fmt]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InputError(f"--format {fmt} needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                         "not installed", hint=f"pip install '{extra}'")
+
+
+def export_model(source, fmt: str, out, *, seed: int = 0, checkpoint: str = "best", method: str = "trace",
+                 force: bool = False) -> ExportResult:
+    """Export a run's checkpoint (or a spec's initial weights) and check the file.
+
+    Args:
+        source: a run folder (its ``checkpoint``: best or last) or a spec file (built with ``seed``).
+        fmt: onnx, torchscript or safetensors.
+        out: the file to write (atomically); an existing one only with ``force``.
+        method: torchscript only: trace or script.
+
+    Returns:
+        ExportResult; ``passed`` is False when the exported model's outputs differ from torch's
+        by more than the tolerance (the CLI exits 1), or a safetensors file does not read back
+        bit for bit.
+
+    Raises:
+        InputError: unknown format, missing package (names the extra), existing ``out``, a layer
+            the format cannot express (exit 2).
+    """
+    from nncli.export.source import load_source
+
+    if fmt not in FORMATS:
+        raise InputError(f"--format: expected one of {', '.join(FORMATS)}, found {fmt!r}")
+    require_extra(fmt)
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(f"-o {out}: expected a file name, found a folder")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise InputError(f"-o {out}: the folder {out.parent} does not exist")
+    if out.exists() and not force:
+        raise InputError(f"-o {out} already exists", hint="pass --force to replace it")
+    if Path(source).exists() and out.resolve() == Path(source).resolve():
+        raise InputError(f"-o {out} is the source itself")
+    src = load_source(source, seed=seed, checkpoint=checkpoint)
+    if fmt == "onnx":
+        from nncli.export.onnx_file import export_onnx
+
+        done = export_onnx(src, out)
+    elif fmt == "torchscript":
+        from nncli.export.torchscript_file import export_torchscript
+
+        done = export_torchscript(src, out, method)
+    else:
+        from nncli.export.safetensors_file import export_safetensors
+
+        done = export_safetensors(src, out)
+    return ExportResult(source=src.path, source_kind=src.kind, checkpoint=src.checkpoint, format=fmt, out=str(out),
+                        bytes=out.stat().st_size, params=sum(p.numel() for p in src.model.parameters()),
+                        input_shape=list(src.built.input_shape), method=done["method"], check=done["check"],
+                        passed=bool(done["check"]["passed"]))

@@ -1,0 +1,82 @@
+"""The ``local`` backend: a sweep's runs trained in this process, or in a pool of spawned worker
+processes on this machine (the default; needs nothing beyond nncli).
+
+Each worker gets ``cpu_count // workers`` torch threads (no oversubscription). Ctrl-C, or a run
+that comes back interrupted, stops every worker with SIGTERM, which train turns into "save a
+checkpoint and stop": the next invocation resumes those runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from nncli.sweep.execute import record_outcome, run_trial, task_of
+from nncli.sweep.results import SweepEvent
+
+
+def execute_local(pending: list, workers: int, device: str, notify, done: int, total: int) -> int:
+    """Train the pending runs, in this process or in ``workers`` spawned processes."""
+    tasks = [task_of(r, device) for r in pending]
+    ran = 0
+
+    def finished(run, outcome: dict) -> None:
+        nonlocal done, ran
+        record_outcome(run, outcome)
+        done, ran = done + 1, ran + 1
+        notify(SweepEvent("done", done, total, run.trial.id, run.record))
+
+    if workers <= 1:
+        for run, task in zip(pending, tasks):
+            notify(SweepEvent("start", done, total, run.trial.id, run.record))
+            finished(run, run_trial(task))
+        return ran
+
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    threads = max(1, (os.cpu_count() or 1) // workers)  # no oversubscription: cores split evenly
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads, os.getpid()))
+    try:
+        futures = {}
+        for run, task in zip(pending, tasks):
+            futures[pool.submit(run_trial, task)] = run
+            notify(SweepEvent("start", done, total, run.trial.id, run.record))
+        remaining = set(futures)
+        while remaining:
+            complete, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            for fut in complete:
+                try:
+                    outcome = fut.result()
+                except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
+                    outcome = {"status": "error", "error": f"worker process died: {exc}", "seconds": None}
+                finished(futures[fut], outcome)
+    except BaseException:  # Ctrl-C, or a run came back interrupted: stop every worker now
+        for child in multiprocessing.active_children():
+            child.terminate()  # SIGTERM: a run in progress saves a checkpoint and stops (resumable)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return ran
+
+
+def _init_worker(threads: int, sweep_pid: int) -> None:
+    import signal
+
+    import torch
+
+    from nncli.sweep import execute
+
+    execute._SWEEP_PID = sweep_pid
+    torch.set_num_threads(threads)
+    from nncli.threads import set_cap  # each trial's rule stays within this worker's share
+
+    set_cap(threads)
+    try:  # Linux: if the sweep dies (even by SIGKILL) its workers get SIGTERM, which train turns
+        # into "save a checkpoint and stop"; run_trial then exits the orphan (_exit_if_orphaned)
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

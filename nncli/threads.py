@@ -1,0 +1,173 @@
+"""How many CPU threads torch uses for a command: ``--threads N``, or a rule from the work and the load.
+
+torch's default is one thread per core. On a 2-core laptop that also runs other work this is the
+worst choice for the small models nncli is used for: each operation is split into pieces too
+small to pay for waking a second thread, and when the other core is busy every parallel region
+waits for a thread that is not scheduled (measured: digits CNN 124 samples/s with 2 threads vs
+4,349 with one; moons 600-900 vs 64-70k).
+
+The rule (:func:`decide`), in this order:
+
+1. ``--threads N`` (or ``NNCLI_THREADS=N``, or ``OMP_NUM_THREADS=N`` set by the user): N.
+2. A step smaller than :data:`PARALLEL_MIN_MACS` multiply-adds (per-example work of the model
+   times the batch, x3 for the backward pass): one thread. Below it a second thread costs more
+   than it saves (tests/benchmarks/bench_threads.py measures the default against fixed counts).
+3. Otherwise the cores nobody else is using: the cores this process may run on, less the busy
+   ones, sampled from ``/proc/stat`` over 0.1 s (elsewhere: the 1-minute load average), at
+   least one; never more than a cap (a sweep worker gets ``cores // workers``).
+
+The per-example work is estimated from the shapes the builder already knows, without running
+anything: each layer's weights times the positions they are applied at (a Linear's once, a
+Conv2d's at every output pixel), plus one per output element for the parameter-free layers.
+Pure Python until :func:`apply` (torch is imported there, lazily).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+# Work per training step (multiply-adds, batch included) below which one thread is used.
+# tests/benchmarks/README.md (issue 13): under load one thread won at every size measured (to
+# 3.3e9 per step, 3x faster there); the idle crossing could not be measured on the shared VM, so
+# 1e8 (LeNet-5 at batch 64 stays below, the digits CNN just above) is the estimate to re-measure.
+PARALLEL_MIN_MACS = 1e8
+
+ENV_THREADS = "NNCLI_THREADS"
+_cap: int | None = None  # a sweep worker's share of the cores
+_requested: int | None = None  # this command's --threads
+
+
+@dataclass
+class ThreadChoice:
+    """The threads chosen and why (for ``--json`` and tests)."""
+
+    threads: int
+    reason: str  # "requested", "small", "free cores"
+    macs_per_step: float | None = None
+    busy: float | None = None  # cores busy with other work when sampled
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def set_cap(n: int | None) -> None:
+    """Limit the rule to ``n`` threads in this process (sweep workers share the cores)."""
+    global _cap
+    _cap = None if n is None else max(1, int(n))
+
+
+def request(n: int | None) -> None:
+    """Record this command's ``--threads`` (None: the rule decides); each command sets it anew."""
+    global _requested
+    _requested = None if n is None else max(1, int(n))
+
+
+def requested_threads(threads: int | None = None) -> int | None:
+    """``--threads``, else ``NNCLI_THREADS``, else a user's ``OMP_NUM_THREADS``; None: use the rule."""
+    if threads is not None:
+        return threads
+    if _requested is not None:
+        return _requested
+    for var in (ENV_THREADS, "OMP_NUM_THREADS"):
+        text = os.environ.get(var, "").strip()
+        if text.isdigit() and int(text) > 0:
+            return int(text)
+    return None
+
+
+def busy_cores(sample_s: float = 0.1) -> float:
+    """Cores busy with other work now: the non-idle share of ``/proc/stat`` over ``sample_s``.
+
+    Falls back to the 1-minute load average where ``/proc/stat`` is missing (macOS), and to 0.
+    """
+    def read():
+        with open("/proc/stat", encoding="ascii") as f:
+            vals = [int(v) for v in f.readline().split()[1:]]
+        return sum(vals), vals[3] + (vals[4] if len(vals) > 4 else 0)  # total, idle + iowait
+
+    try:
+        total0, idle0 = read()
+        time.sleep(sample_s)
+        total1, idle1 = read()
+        n_cpu = os.cpu_count() or 1
+        dt = total1 - total0
+        return 0.0 if dt <= 0 else n_cpu * (1.0 - (idle1 - idle0) / dt)
+    except (OSError, ValueError, IndexError):
+        try:
+            return float(os.getloadavg()[0])
+        except (OSError, AttributeError):
+            return 0.0
+
+
+def decide(macs_per_step: float | None, threads: int | None = None) -> ThreadChoice:
+    """The thread count for work of ``macs_per_step`` multiply-adds per step (None: unknown, big).
+
+    Example:
+        >>> decide(5e5).threads   # a moons MLP step: one thread
+        1
+        >>> decide(1e12, threads=3).threads
+        3
+    """
+    wanted = requested_threads(threads)
+    if wanted is not None:
+        return ThreadChoice(wanted, "requested", macs_per_step)
+    n = cores() if _cap is None else min(cores(), _cap)
+    if n == 1 or (macs_per_step is not None and macs_per_step < PARALLEL_MIN_MACS):
+        return ThreadChoice(1, "small" if n > 1 else "one core", macs_per_step)
+    busy = busy_cores()
+    free = max(1, min(n, int(cores() - busy + 0.5)))
+    return ThreadChoice(free, "free cores", macs_per_step, busy)
+
+
+def apply(choice: ThreadChoice) -> ThreadChoice:
+    """Set torch's intra-op threads to ``choice.threads``; returns ``choice``."""
+    import torch
+
+    if torch.get_num_threads() != choice.threads:
+        torch.set_num_threads(choice.threads)
+    return choice
+
+
+def macs_per_example(built) -> float:
+    """Multiply-adds of one example's forward pass, from a built spec's shapes (see module doc)."""
+    total = 0.0
+    for top in built.layers:
+        for info in top.walk():
+            if info.children:
+                continue
+            out = 1
+            for d in info.out_shape:
+                out *= int(d)
+            positions = out // int(info.out_shape[0]) if len(info.out_shape) > 1 else 1
+            total += info.params * positions + out
+    return total
+
+
+def for_spec(spec, batch_size: int, *, threads: int | None = None, device=None,
+             backward: bool = True) -> ThreadChoice:
+    """Decide and apply the threads for ``spec`` at ``batch_size`` (training: x3 for backward).
+
+    On a CUDA device only a requested count is applied (the CPU just feeds the GPU).
+    """
+    wanted = requested_threads(threads)
+    if wanted is not None:
+        return apply(ThreadChoice(wanted, "requested"))
+    if device is not None and getattr(device, "type", str(device)) != "cpu":
+        return ThreadChoice(0, "accelerator")  # torch's default stays
+    n = cores() if _cap is None else min(cores(), _cap)
+    if n == 1:
+        return apply(ThreadChoice(1, "one core"))
+    from nncli.build import infer
+
+    try:
+        work = macs_per_example(infer(spec)) * batch_size * (3 if backward else 1)
+    except Exception:  # a spec the builder refuses: the command reports that itself, later
+        work = None
+    return apply(decide(work))

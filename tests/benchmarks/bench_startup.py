@@ -1,0 +1,153 @@
+"""Benchmark where users wait: whole-process start-up, params of a deep MLP, cost per layer by depth.
+
+Run: OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/bench_startup.py [--pairs 5] [--skip-depth]
+
+1. Whole processes, paired: each nncli command and the script a user would run instead are
+   started alternately (A B B A ...), ``--pairs`` times each; the median wall times and their
+   ratio (nncli / alternative: below 1, nncli is faster):
+   - ``nncli check specs/lenet5.yaml`` vs ``python -c 'import torch'``;
+   - ``nncli check specs/lenet5.yaml`` vs LeNet-5 built by hand + ``torchinfo.summary``;
+   - ``nncli params specs/resnet50.yaml --json`` vs ResNet-50 built by hand + ``torchinfo.summary``;
+   - ``nncli diagram specs/resnet50.yaml -o x.svg`` vs ResNet-50 by hand + torchview + SVG render.
+   Whether ``torch._dynamo`` got loaded by each nncli command is reported too.
+2. In-process, best of N: ``params`` of a 1,000-layer MLP (Repeat 500 x [Linear 64, ReLU] +
+   Linear 10: spec text -> count) vs ``torchinfo.summary`` including building the model.
+3. Depth: ``check`` (``check_spec``: build on meta + lint) and ``params`` of Repeat n/2 x [Linear 64, ReLU] for n = 10 ... 10,000
+   layers, in-process, best of N: the cost per layer should stay flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+PY = sys.executable
+
+HAND_LENET = """
+import sys; sys.path.insert(0, 'tests')
+import torch, torchinfo, reference_models as ref
+torchinfo.summary(ref.lenet5(), input_size=(1, 1, 32, 32), verbose=0)
+"""
+HAND_RESNET = """
+import sys; sys.path.insert(0, 'tests')
+import torch, torchinfo, reference_models as ref
+torchinfo.summary(ref.resnet50(), input_size=(1, 3, 224, 224), verbose=0)
+"""
+HAND_VIEW = """
+import sys; sys.path.insert(0, 'tests')
+import torch, torchview, reference_models as ref
+g = torchview.draw_graph(ref.resnet50(), input_size=(1, 3, 224, 224), depth=3)
+g.visual_graph.pipe(format='svg')
+"""
+DYNAMO = ("import sys\n"
+          "from nncli.cli import main\n"
+          "code = main(sys.argv[1:])\n"
+          "print('@@dynamo', 'torch._dynamo' in sys.modules, file=sys.stderr)\n")
+
+
+def mlp_spec(layers: int) -> str:
+    return textwrap.dedent(f"""\
+        name: mlp-{layers}
+        input: [64]
+        layers:
+          - Repeat:
+              times: {layers // 2}
+              layers: [{{Linear: {{out_features: 64}}}}, ReLU]
+          - Linear: {{out_features: 10}}
+        """)
+
+
+def wall(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def paired(a: list[str], b: list[str], pairs: int) -> tuple[float, float]:
+    ta, tb = [], []
+    for i in range(pairs):
+        order = (a, b) if i % 2 == 0 else (b, a)
+        for cmd in order:
+            (ta if cmd is a else tb).append(wall(cmd))
+    return statistics.median(ta), statistics.median(tb)
+
+
+def loads_dynamo(args: list[str]) -> bool:
+    proc = subprocess.run([PY, "-c", DYNAMO, *args], cwd=ROOT, capture_output=True, text=True)
+    return "@@dynamo True" in proc.stderr
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-depth", action="store_true")
+    parser.add_argument("--skip-processes", action="store_true")
+    args = parser.parse_args()
+    nncli = [PY, "-m", "nncli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        svg = str(Path(tmp) / "x.svg")
+        cases = [
+            ("check lenet5 vs import torch", [*nncli, "check", "specs/lenet5.yaml"], [PY, "-c", "import torch"]),
+            ("check lenet5 vs hand + torchinfo", [*nncli, "check", "specs/lenet5.yaml"], [PY, "-c", HAND_LENET]),
+            ("params resnet50 --json vs hand + torchinfo", [*nncli, "params", "specs/resnet50.yaml", "--json"],
+             [PY, "-c", HAND_RESNET]),
+            ("diagram resnet50 -o x.svg vs torchview + render", [*nncli, "diagram", "specs/resnet50.yaml", "-o", svg],
+             [PY, "-c", HAND_VIEW]),
+        ]
+        if not args.skip_processes:
+            print(f"whole processes, median of {args.pairs} paired runs (ratio nncli / alternative):")
+            for label, a, b in cases:
+                ta, tb = paired(a, b, args.pairs)
+                print(f"  {label:50s} {ta:6.2f} s  {tb:6.2f} s  ratio {ta / tb:.2f}  "
+                      f"torch._dynamo loaded: {loads_dynamo(a[3:])}")
+
+    import torchinfo
+    from torch import nn
+
+    import reference_models as ref
+    from nncli.lint import check_spec
+    from nncli.params import count
+    from nncli.spec import parse_spec
+
+    text = mlp_spec(1000)
+    t_nncli = best_of(lambda: count(parse_spec(text)), args.repeats)
+    t_info = best_of(lambda: torchinfo.summary(ref.deep_mlp(nn.ReLU, depth=500), input_size=(1, 64), verbose=0),
+                     args.repeats)
+    print(f"\nparams, 1,000-layer MLP, in-process, best of {args.repeats}: nncli {t_nncli * 1e3:.0f} ms, "
+          f"torchinfo incl. build {t_info * 1e3:.0f} ms, ratio nncli / torchinfo {t_nncli / t_info:.2f}")
+    assert count(parse_spec(text)).total == torchinfo.summary(
+        ref.deep_mlp(nn.ReLU, depth=500), input_size=(1, 64), verbose=0).total_params
+
+    if args.skip_depth:
+        return
+    print(f"\ncost per layer by depth (in-process, best of {args.repeats}; spec text -> result):")
+    print(f"  {'layers':>7s} {'check ms':>9s} {'us/layer':>9s} {'params ms':>10s} {'us/layer':>9s}")
+    for layers in (10, 100, 1000, 10000):
+        text = mlp_spec(layers)
+        repeats = args.repeats if layers < 10000 else max(1, args.repeats - 1)
+        tc = best_of(lambda: check_spec(parse_spec(text)), repeats)
+        tp = best_of(lambda: count(parse_spec(text)), repeats)
+        n = layers + 1
+        print(f"  {n:7,d} {tc * 1e3:9.1f} {tc / n * 1e6:9.1f} {tp * 1e3:10.1f} {tp / n * 1e6:9.1f}")
+
+
+if __name__ == "__main__":
+    main()
