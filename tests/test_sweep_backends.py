@@ -273,3 +273,22 @@ def test_ray_backend_prunes_as_the_local_backend(tmp_path, local_ray):
     assert any(t.status == "pruned" for t in remote.trials)
     for a, b in zip(local.trials, remote.trials):
         assert b.val == pytest.approx(a.val, abs=1e-6) and b.runs[0].epochs == a.runs[0].epochs
+
+
+def test_progress_line_says_pruned_not_failed():
+    import io
+
+    from rich.console import Console
+
+    from nncli.render.sweep import SweepProgress
+    from nncli.sweep.results import RunRecord, SweepEvent
+
+    out = io.StringIO()
+    progress = SweepProgress(Console(file=out, color_system=None, width=200))
+    for status in ("pruned", "failed"):
+        run = RunRecord(seed=None, run_dir="r", status=status, val={"loss": 0.7, "accuracy": 0.5},
+                        seconds=1.0, error="boom" if status == "failed" else None)
+        progress(SweepEvent("done", 1, 2, trial=f"lr=0.1-{status}", run=run))
+    pruned, failed = out.getvalue().splitlines()
+    assert "pruned val accuracy" in pruned and "failed" not in pruned
+    assert "failed boom" in failed

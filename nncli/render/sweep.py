@@ -40,9 +40,10 @@ class SweepProgress:
             seed = f" seed {run.seed}" if run.seed is not None else ""
             head = f"[{event.done:>{len(str(event.total))}}/{event.total}] {escape(event.trial)}{seed}:"
             secs = f" ({run.seconds:.1f} s)" if run.seconds is not None else ""
-            if run.status == "ok":
-                metric = "accuracy" if "accuracy" in run.val else "loss"
-                self.console.print(f"{head} [green]ok[/] val {metric} {metric_text(metric, run.val.get(metric))}{secs}")
+            metric = "accuracy" if "accuracy" in run.val else "loss"
+            if run.status in ("ok", "pruned"):  # a pruned run stopped early on purpose: not a failure
+                label = "[green]ok[/]" if run.status == "ok" else "[yellow]pruned[/]"
+                self.console.print(f"{head} {label} val {metric} {metric_text(metric, run.val.get(metric))}{secs}")
             else:
                 first = (run.error or "failed").splitlines()[0]
                 self.console.print(f"{head} [bold red]failed[/] {escape(first)}{secs}")
