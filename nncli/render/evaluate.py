@@ -23,7 +23,8 @@ def show(console: Console, result: EvalResult) -> None:
         t.add_row(split, fmt_int(m["n"]), fmt_float(m["loss"], 4), pct(m["accuracy"]))
     console.print(t)
     classes = getattr(result, "classes", None)
-    if classes:
+    # worth a line only where names say more than the labels (image folders: "cat", "dog")
+    if classes and [str(c) for c in classes] != [str(i) for i in range(len(classes))]:
         shown = ", ".join(f"{i}: {name}" for i, name in enumerate(classes[:20]))
         console.print(f"classes (label: name): {escape(shown)}" + (f", ... ({len(classes)} in all)" if len(classes) > 20 else ""))
 
