@@ -1,6 +1,6 @@
 """``--device auto|cpu|cuda|cuda:N`` -> a :class:`torch.device`, or a clear error when CUDA is absent.
 
-torch is imported inside the function: ``nncli --help`` must not pay for it (STYLE.md, 8).
+torch is imported inside the function: ``nncli --help`` must not pay for it (a lazy heavy import).
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def test_structural_errors(text, spec_path, found):
 
 
 def test_spec_layer_never_imports_torch():
-    # DESIGN.md: the spec/ package is pure Python (torch takes seconds to load).
+    # the spec/ package is pure Python (torch takes seconds to load).
     code = ("import sys; from nncli.spec import load_spec; "
             f"s = load_spec({str(SPECS / 'resnet50.yaml')!r}); "
             "assert s.layers; print('torch' in sys.modules)")

@@ -126,7 +126,7 @@ class CustomSpec(LayerSpec):
 
 @dataclass(frozen=True)
 class Spec:
-    """A whole validated spec (DESIGN.md, "The spec contract")."""
+    """A whole validated spec: the public spec contract that README documents."""
 
     input: tuple[int, ...]  # the shape of ONE example, no batch dimension
     layers: tuple[LayerSpec, ...]

@@ -46,7 +46,7 @@ def load_spec(path: str | Path) -> Spec:
     """Read and validate a spec file.
 
     Args:
-        path: a YAML file following DESIGN.md's spec contract.
+        path: a YAML file following the spec contract (README, "The spec").
 
     Returns:
         The validated :class:`Spec`; ``Custom`` file targets resolve relative to its folder.

@@ -1,6 +1,6 @@
 """YAML text -> plain Python data, remembering where every value came from.
 
-PyYAML's ``safe_load`` forgets positions, and DESIGN.md wants every error to name file, line and
+PyYAML's ``safe_load`` forgets positions, and every nncli error names the file, line and
 column. So the text is *composed* into a node tree (positions intact) and converted here, recording
 ``path -> (line, column)`` for every value and every mapping key. Only YAML's standard tags are
 accepted: any ``!!python/...`` or other custom tag is refused before anything is constructed.
