@@ -27,6 +27,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from timing import best_of  # this folder: the script's own
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 PY = sys.executable
@@ -83,15 +85,6 @@ def paired(a: list[str], b: list[str], pairs: int) -> tuple[float, float]:
 def loads_dynamo(args: list[str]) -> bool:
     proc = subprocess.run([PY, "-c", DYNAMO, *args], cwd=ROOT, capture_output=True, text=True)
     return "@@dynamo True" in proc.stderr
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
