@@ -13,40 +13,14 @@ directly, PIDs are those of real processes.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from conftest import SPECS
 
-MLP = """
-name: tiny-mlp
-input: [2]
-layers:
-  - Linear: {out_features: 8}
-  - ReLU
-  - Linear: {out_features: 2}
-data: {name: moons, n: 200, noise: 0.1}
-train: {optimizer: sgd, lr: 0.1, batch_size: 50, epochs: 1, seed: 3}
-"""
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    for name in ("NNCLI_NO_CUSTOM", "NNCLI_MAX_LAYERS", "NNCLI_MAX_DEPTH", "NNCLI_MAX_SPEC_BYTES"):
-        monkeypatch.delenv(name, raising=False)
-    yield
-    torch.set_num_threads(before)
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+# The tiny spec, the file writer and the autouse one-thread/clean-environment fixture are the
+# first half's: imported, so both halves run under the same conditions.
+from test_reliability import MLP, _one_thread, write  # noqa: E402,F401  (_one_thread: autouse fixture)
 
 
 # -- 5. a run with no checkpoint starts again in place ---------------------------------------------
