@@ -100,16 +100,23 @@ class _LayerGraph:
         self.edge(src, node.id, shape, kind)
         return node.id, info.out_shape
 
-    def residual(self, info: LayerInfo, key: str, src: str, shape: tuple, level: int,
-                 group: str | None, kind: str, copy: str | None) -> tuple[str, tuple]:
-        gid = f"residual_{key}"
+    def fork(self, info: LayerInfo, category: str, key: str, src: str, shape: tuple, group: str | None,
+             kind: str, copy: str | None) -> tuple[str, Node, dict]:
+        """A Residual's or Parallel's frame and its fork node, fed from ``src``: (group id, fork,
+        the node fields the block's own nodes share)."""
+        gid = f"{category}_{key}"
         title = block_title(info) + (f" ({copy})" if copy else "")
-        self.groups.append(Group(gid, "residual", f"{title} · {info.params:,} params", group))
+        self.groups.append(Group(gid, category, f"{title} · {info.params:,} params", group))
         common = dict(type=info.type, name=info.spec.name, path=info.path, module=info.fqn,
                       group=gid, params=0)
         fork = self.add(Node(f"fork_{key}", "fork", "fork", in_shape=shape, out_shape=shape,
                              lines=[("title", "fork")], **common))
         self.edge(src, fork.id, shape, kind)
+        return gid, fork, common
+
+    def residual(self, info: LayerInfo, key: str, src: str, shape: tuple, level: int,
+                 group: str | None, kind: str, copy: str | None) -> tuple[str, tuple]:
+        gid, fork, common = self.fork(info, "residual", key, src, shape, group, kind, copy)
         body = [c for c in info.children if c.role == "body"]
         shortcut = [c for c in info.children if c.role == "shortcut"]
         body_end, body_shape = self.sequence(body, fork.id, shape, level + 1, gid, "data")
@@ -123,18 +130,10 @@ class _LayerGraph:
         self.edge(short_end, add.id, short_shape, "shortcut" if shortcut else "skip")
         return add.id, info.out_shape
 
-
     def parallel(self, info: LayerInfo, key: str, src: str, shape: tuple, level: int,
                  group: str | None, kind: str, copy: str | None) -> tuple[str, tuple]:
         """A fork, each branch from it side by side (identity: a skip edge), and the merge node."""
-        gid = f"parallel_{key}"
-        title = block_title(info) + (f" ({copy})" if copy else "")
-        self.groups.append(Group(gid, "parallel", f"{title} · {info.params:,} params", group))
-        common = dict(type=info.type, name=info.spec.name, path=info.path, module=info.fqn,
-                      group=gid, params=0)
-        fork = self.add(Node(f"fork_{key}", "fork", "fork", in_shape=shape, out_shape=shape,
-                             lines=[("title", "fork")], **common))
-        self.edge(src, fork.id, shape, kind)
+        gid, fork, common = self.fork(info, "parallel", key, src, shape, group, kind, copy)
         ends = []
         for b in range(info.args.get("branches", 0)):
             layers = [c for c in info.children if c.role == f"branch {b}"]
