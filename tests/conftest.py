@@ -106,3 +106,15 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread for the test, restored afterwards: tiny models on a shared 2-core
+    machine, where OpenMP's thread wake-ups cost more than the work (as a sweep worker gets)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

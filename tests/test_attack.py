@@ -23,12 +23,7 @@ from conftest import SPECS
 EPS_LIST = [0.0, 0.01, 0.03, 0.1, 0.3]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models, one thread
 
 
 def small_cnn(seed: int = 0) -> nn.Module:

@@ -203,13 +203,7 @@ layers:
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny float64 layers: OpenMP's thread wake-ups cost more than the work on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models, one thread
 
 
 def write(tmp_path, text: str, name: str = "net.yaml"):

@@ -42,12 +42,7 @@ train: {loss: cross_entropy, optimizer: adam, lr: 0.003, batch_size: 64, epochs:
 BAD = Path("3") / "zz_bad.png"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models, one thread
 
 
 @pytest.fixture(scope="module")

@@ -42,15 +42,7 @@ def write_sweep(tmp_path: Path, body: str, *, name: str = "s", epochs: int = 3) 
     return path
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny MLPs: one intra-op thread, as a sweep worker gets (restored afterwards)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models, one thread
 
 
 # -- the extras: a missing one is exit 2 naming the extra and the command to install it ----------

@@ -25,12 +25,7 @@ from conftest import SPECS
 TRUNK = 11  # layers 0..10 of specs/digits-0-4.yaml: three conv blocks and two pools, up to `trunk`
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models, one thread
 
 
 @pytest.fixture(scope="module")
