@@ -33,10 +33,21 @@ class _Returns:
 
     returns: str
 
+    def __init__(self, *args, returns: str = "sequence", **kwargs) -> None:
+        kwargs.setdefault("batch_first", True)
+        super().__init__(*args, **kwargs)
+        self._set_returns(returns)
+
     def _set_returns(self, returns: str) -> None:
         if returns not in RETURNS:
             raise ValueError(f"returns must be one of {', '.join(RETURNS)}, found {returns!r}")
         self.returns = returns
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output, state = super().forward(x)
+        # an LSTM's state is (h_n, cell): the cell state is dropped
+        h_n = state[0] if isinstance(state, tuple) else state
+        return pick(output, h_n, self.returns, self.bidirectional)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", returns={self.returns!r}"  # type: ignore[misc]
@@ -45,40 +56,13 @@ class _Returns:
 class RNN(_Returns, nn.RNN):
     """torch's RNN, batch first, returning ``output`` or ``h_n[-1]`` (``returns: last``)."""
 
-    def __init__(self, *args, returns: str = "sequence", **kwargs) -> None:
-        kwargs.setdefault("batch_first", True)
-        super().__init__(*args, **kwargs)
-        self._set_returns(returns)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        output, h_n = super().forward(x)
-        return pick(output, h_n, self.returns, self.bidirectional)
-
 
 class GRU(_Returns, nn.GRU):
     """torch's GRU, batch first, returning ``output`` or ``h_n[-1]`` (``returns: last``)."""
 
-    def __init__(self, *args, returns: str = "sequence", **kwargs) -> None:
-        kwargs.setdefault("batch_first", True)
-        super().__init__(*args, **kwargs)
-        self._set_returns(returns)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        output, h_n = super().forward(x)
-        return pick(output, h_n, self.returns, self.bidirectional)
-
 
 class LSTM(_Returns, nn.LSTM):
     """torch's LSTM, batch first, returning ``output`` or ``h_n[-1]``; the cell state is dropped."""
-
-    def __init__(self, *args, returns: str = "sequence", **kwargs) -> None:
-        kwargs.setdefault("batch_first", True)
-        super().__init__(*args, **kwargs)
-        self._set_returns(returns)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        output, (h_n, _cell) = super().forward(x)
-        return pick(output, h_n, self.returns, self.bidirectional)
 
 
 class SelfAttention(nn.MultiheadAttention):
