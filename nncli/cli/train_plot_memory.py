@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from nncli.files import write_atomic
 
 
 def remembered_plot(run_dir: Optional[Path]) -> Optional[Path]:
@@ -28,6 +27,8 @@ def remembered_plot(run_dir: Optional[Path]) -> Optional[Path]:
 
 def remember_plot(run_dir: str, plot: Path) -> None:
     """Record ``plot`` in the run's ``report.json`` (best effort: a damaged report just forgets it)."""
+    from nncli.files import write_atomic  # here, not at start-up: `secrets` costs ~9 ms of --help
+
     path = Path(run_dir) / "report.json"
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
