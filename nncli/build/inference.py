@@ -81,14 +81,13 @@ def on_cpu(module: nn.Module):
     Zeros rather than uninitialised memory, so a layer that looks at values (a Custom layer's
     assert) sees the same thing every run.
     """
-    module.to_empty(device=_CPU)
-    with torch.no_grad():
-        for t in [*module.parameters(), *module.buffers()]:
-            t.zero_()
+    # Not ``module.to_empty``: its ``empty_like`` on a meta tensor goes through torch's Python
+    # references, whose first use imports sympy and symbolic shapes (~0.3 s of every `params`).
+    module._apply(lambda t: torch.zeros(t.shape, dtype=t.dtype))
     try:
         yield
     finally:
-        module.to_empty(device=_META)
+        module._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device=_META))
 
 
 def tensors_device(shapes: list[tuple], batch: int) -> torch.device:
