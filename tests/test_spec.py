@@ -165,3 +165,39 @@ def test_spec_layer_never_imports_torch():
                          env=subprocess_env(), timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def _python_parser_document(text, monkeypatch):
+    """The Document PyYAML's pure-Python parser gives (libyaml's C parser switched off)."""
+    import nncli.spec.source as source
+
+    with monkeypatch.context() as m:
+        m.setattr(source, "_C_LOADER", None)
+        return source.parse_yaml(text, "x.yaml")
+
+
+def test_c_parser_gives_the_python_parsers_values_and_positions(monkeypatch):
+    """Every spec shipped or used by the tests: the fast (libyaml) path and PyYAML's own parser
+    agree on the data and on the line/column of every value and key."""
+    import yaml
+
+    import nncli.spec.source as source
+
+    if getattr(yaml, "CSafeLoader", None) is None:
+        pytest.skip("PyYAML was built without libyaml")
+    files = sorted(SPECS.rglob("*.yaml")) + sorted((ROOT / "tests").rglob("*.yaml"))
+    compared = 0
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            slow = _python_parser_document(text, monkeypatch)
+        except SpecError as err:
+            # a text PyYAML refuses is refused with PyYAML's own wording on the fast path too
+            with pytest.raises(SpecError) as fast_err:
+                source.parse_yaml(text, "x.yaml")
+            assert str(fast_err.value) == str(err), path
+            continue
+        fast = source.parse_yaml(text, "x.yaml")
+        assert (fast.data, fast.values, fast.keys) == (slow.data, slow.values, slow.keys), path
+        compared += 1
+    assert compared > 100, compared

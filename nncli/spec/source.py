@@ -125,6 +125,9 @@ def parse_yaml(text: str, file: str | None = None) -> Document:
     from nncli.spec.limits import check_text_size
 
     check_text_size(len(text), file)  # PyYAML composes the whole text before any other bound applies
+    node = _compose_fast(text)
+    if node is not _FAILED:
+        return _document(node, file)
     loader = None
     try:
         # The Reader checks for control characters as it is constructed: inside the try.
@@ -153,6 +156,36 @@ def parse_yaml(text: str, file: str | None = None) -> Document:
     finally:
         if loader is not None:
             loader.dispose()
+    return _document(node, file)
+
+
+_FAILED = object()
+_C_LOADER = getattr(yaml, "CSafeLoader", None)  # PyYAML built without libyaml has none
+
+
+def _compose_fast(text: str):
+    """The node tree by libyaml's C parser, or ``_FAILED`` when it refuses the text or is missing.
+
+    The C parser composes a spec 10-20x faster than PyYAML's pure-Python one (1.2 ms of the 4 ms
+    a ten-layer ``check`` costs) and gives the same tags, values and positions. It words its
+    errors differently, though, so a text it refuses is parsed again by the Python parser, whose
+    messages the error tests pin. It stops at 1,000 nesting levels by itself (no deep recursion).
+    """
+    if _C_LOADER is None:
+        return _FAILED
+    try:
+        loader = _C_LOADER(text)
+    except yaml.YAMLError:
+        return _FAILED
+    try:
+        return loader.get_single_node()
+    except (yaml.YAMLError, RecursionError):
+        return _FAILED
+    finally:
+        loader.dispose()
+
+
+def _document(node, file: str | None) -> Document:
     doc = Document(data=None, file=file)
     if node is None:
         return doc
