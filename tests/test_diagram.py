@@ -462,3 +462,25 @@ def test_odd_names_are_escaped(write_spec, tmp_path):
         out = tmp_path / "odd.svg"
         draw(load_spec(spec), out)
         ET.fromstring(out.read_bytes())
+
+
+def test_rendering_refuses_more_nodes_than_dot_can_lay_out(tmp_path, monkeypatch, run_cli):
+    """Past the node bound, svg/png/pdf exit 2 before `dot` runs (it ran for minutes and crashed
+    on a 40,002-node expanded Repeat); the DOT source is still written on request."""
+    import nncli.diagram.output as output
+
+    spec = tmp_path / "chain.yaml"
+    spec.write_text("name: chain\ninput: [4]\nlayers:\n  - Repeat:\n      times: 6\n"
+                    "      layers: [{Linear: {out_features: 4}}, ReLU]\n")
+    monkeypatch.setattr(output, "RENDER_NODE_LIMIT", 10)
+    svg = tmp_path / "chain.svg"
+    result = run_cli(["diagram", str(spec), "--expand", "-o", str(svg)])
+    assert result.code == 2, result.text
+    assert "14 nodes" in result.text and "above 10" in result.text
+    assert not svg.exists()
+    if shutil.which("dot"):  # without --expand the Repeat is one box: 3 nodes, under the bound
+        assert run_cli(["diagram", str(spec), "-o", str(svg)]).code == 0
+    dot = tmp_path / "chain.dot"
+    result = run_cli(["diagram", str(spec), "--expand", "-o", str(dot)])
+    assert result.code == 0, result.text
+    assert dot.read_text().count("->") == 13
