@@ -106,8 +106,21 @@ def test_set_bad_path_is_located(run_cli, command, tmp_path):
 def test_set_values_are_typed_and_refusals_point_at_the_file(run_cli):
     r = run_cli(["check", str(SPECS / "moons-mlp.yaml"), "--set", "layers[0].Linear.out_features=-3"])
     assert r.code == 2
-    # moons-mlp.yaml line 4 holds layers[0]; the --set that wrote the value is named
-    assert "moons-mlp.yaml:4" in r.err and "layers[0].Linear.out_features" in r.err
+    # located at layers[0]'s out_features in the user's file (not in the text the override wrote);
+    # the --set that wrote the value is named
+    lines = (SPECS / "moons-mlp.yaml").read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "out_features" in text)
+    column = lines[line - 1].index("out_features") + 1
+    assert f"moons-mlp.yaml:{line}:{column}: layers[0].Linear.out_features" in r.err, r.err
+    assert "(set by --set layers[0].Linear.out_features=-3)" in r.err
+    # a value the builder refuses (not the parser) is located and named the same way
+    r = run_cli(["check", str(SPECS / "lenet5.yaml"), "--set", "layers[0].Conv2d.kernel_size=100"])
+    lines = (SPECS / "lenet5.yaml").read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if text.strip().startswith("- Conv2d"))
+    assert r.code == 2 and f"lenet5.yaml:{line}:" in r.err, r.err
+    assert "(set by --set layers[0].Conv2d.kernel_size=100)" in r.err
+    r = run_cli(["check", str(SPECS / "lenet5.yaml"), "--set", "replace:Tanh=NoSuchLayer"])
+    assert r.code == 2 and "(set by --set replace:Tanh='NoSuchLayer')" in r.err, r.err
     r = run_cli(["check", str(SPECS / "moons-mlp.yaml"), "--set", "layers[0].Linear.out_features=wide"])
     assert r.code == 2 and "'wide'" in r.err  # a string stays a string, and is refused as one
     r = run_cli(["check", str(SPECS / "moons-mlp.yaml"), "--set", "nonsense"])

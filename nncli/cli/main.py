@@ -27,6 +27,7 @@ def main(argv: List[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - depends on the installed typer
         from click import ClickException
     from nncli.cli import faults
+    from nncli.cli.run_options import forget_sets, name_the_set
     from nncli.spec.trust import set_no_custom
 
     args = sys.argv[1:] if argv is None else list(argv)
@@ -35,6 +36,7 @@ def main(argv: List[str] | None = None) -> int:
                            or os.environ.get("NNCLI_TRACEBACK", "") not in ("", "0"))
     _state["json"] = False
     set_no_custom(False)
+    forget_sets()
     # Usage errors happen before a command runs (and sets _state["json"]): look at the words.
     wants_json = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     try:
@@ -42,6 +44,7 @@ def main(argv: List[str] | None = None) -> int:
         code = rv if isinstance(rv, int) else 0
     except NncliError as err:
         _show_traceback()
+        name_the_set(err)
         if isinstance(err, CheckFailed):
             render.stderr_console().print(f"[bold red]check failed:[/] {render.escape(str(err))}")
         else:

@@ -54,6 +54,36 @@ def parse_sets(items: List[str]) -> dict:
     return out
 
 
+# The fields the ``--set`` items of the command running now wrote: (path, "PATH=VALUE" as typed;
+# a ``replace:`` gives one path per layer it replaced). A
+# value the spec parser accepts can still be refused later (the builder: ``out_features: -3``,
+# torch's own argument checks); that error is located at the field in the file, and
+# :func:`name_the_set` adds which ``--set`` wrote it. ``main`` forgets them at every call.
+_applied: list[tuple[tuple, str]] = []
+
+
+def forget_sets() -> None:
+    _applied.clear()
+
+
+def name_the_set(err) -> None:
+    """Add "(set by --set PATH=VALUE)" to an error at a field a ``--set`` of this command wrote."""
+    if not _applied or not err.spec_path or "(set by --set " in err.message:
+        return
+    from nncli.errors import SpecError
+    from nncli.spec.overrides import parse_path
+
+    try:
+        field = parse_path(err.spec_path)
+    except SpecError:
+        return
+    for path, text in _applied:
+        # the field the --set wrote, something inside it, or the layer/section holding it
+        if field[:len(path)] == path or path[:len(field)] == field:
+            err.message += f" (set by --set {text})"
+            return
+
+
 def load_spec_with_sets(path: Path, items: Optional[List[str]] = None, *, detach: bool = False):
     """Load the spec at ``path`` with the ``--set`` items applied (no items: :func:`load_spec`).
 
@@ -71,18 +101,21 @@ def load_spec_with_sets(path: Path, items: Optional[List[str]] = None, *, detach
     if not items:
         return load_spec(path)
     from nncli.errors import SpecError
-    from nncli.spec import parse_spec
-    from nncli.spec.overrides import apply_override, parse_path
+    from nncli.spec.overrides import apply_override
+    from nncli.spec.parse import spec_from_document
     from nncli.spec.source import Where, parse_yaml, read_text
-    from nncli.sweep.trial_specs import spec_text
 
     path = Path(path)
     doc = parse_yaml(read_text(path), str(path))
     if not isinstance(doc.data, dict):
         return load_spec(path)  # the spec's own error (not a mapping) says it best
     sets = parse_sets(items)
+    _applied.clear()
     for key, value in sets.items():
-        apply_override(doc.data, key, value, where=Where(None, None, None, f"--set {key}"), source=str(path))
+        written: list[tuple] = []
+        apply_override(doc.data, key, value, where=Where(None, None, None, f"--set {key}"), source=str(path),
+                       written=written)
+        _applied.extend((field, f"{key}={value!r}") for field in written)
     data = doc.data
     if detach:
         from nncli.sweep.trial_specs import _absolute_custom
@@ -94,27 +127,15 @@ def load_spec_with_sets(path: Path, items: Optional[List[str]] = None, *, detach
             section["path"] = str(path.resolve().parent / section["path"])
         _absolute_custom(data.get("layers"), path.resolve().parent)
     try:
-        spec = parse_spec(spec_text(data), file=str(path), base_dir=path.resolve().parent)
-        # errors found later (train:, data: sections) are located in the user's file
-        if detach:
-            return dataclasses.replace(spec, path=None, document=dataclasses.replace(doc, data=data))
-        return dataclasses.replace(spec, document=doc)
+        # The overridden data with the file's positions: errors, now and later (the builder, the
+        # train: and data: sections), point at the field's line in the user's file.
+        spec = spec_from_document(dataclasses.replace(doc, data=data), base_dir=path.resolve().parent)
     except SpecError as err:
-        # the text parsed was re-written from the data: point at the field in the user's file
-        where, written_by = Where(str(path), None, None, err.spec_path or ""), None
-        if err.spec_path:
-            try:
-                field = parse_path(err.spec_path)
-                where = doc.where(field)
-                written_by = next((k for k in sets if not k.startswith("replace:")
-                                   and field[:len(parse_path(k))] == parse_path(k)), None)
-            except SpecError:
-                pass
-        if written_by is None and any(k.startswith("replace:") for k in sets):
-            written_by = next(k for k in sets if k.startswith("replace:"))
-        note = f" (set by --set {written_by}={sets[written_by]!r})" if written_by else ""
-        raise type(err)(err.message + note, file=where.file, line=where.line, column=where.column,
-                        spec_path=err.spec_path, hint=err.hint) from None
+        name_the_set(err)
+        raise
+    if detach:
+        return dataclasses.replace(spec, path=None)
+    return spec
 
 
 def apply_threads(threads: Optional[int]) -> None:

@@ -50,7 +50,7 @@ def parse_path(text: str, where: Where | None = None) -> tuple:
 
 
 def apply_override(spec_data: dict, path: str | tuple, value: Any, *, where: Where | None = None,
-                   source: str = "the spec") -> dict:
+                   source: str = "the spec", written: list | None = None) -> dict:
     """Set one field of a spec (as plain YAML data) in place, before validation.
 
     Args:
@@ -59,6 +59,8 @@ def apply_override(spec_data: dict, path: str | tuple, value: Any, *, where: Whe
             ``"replace:ReLU"`` swaps every ReLU layer (also inside Residual and Repeat) for ``value``.
         value: the new value (for a replace: a layer, ``"Tanh"`` or ``{"LeakyReLU": {...}}``).
         where: where the override was written (the error's location); ``source`` names the spec.
+        written: if given, the path of every field the override wrote is appended to it (one
+            per replaced layer for ``replace:``), so later errors can name the override.
 
     Returns:
         ``spec_data``.
@@ -75,21 +77,27 @@ def apply_override(spec_data: dict, path: str | tuple, value: Any, *, where: Whe
     """
     where = where or Where(None, None, None, str(path))
     if isinstance(path, str) and path.startswith("replace:"):
-        replace_layers(spec_data, path[len("replace:"):].strip(), value, where, source)
+        replace_layers(spec_data, path[len("replace:"):].strip(), value, where, source, written)
     else:
-        set_path(spec_data, parse_path(path, where) if isinstance(path, str) else tuple(path), value,
-                 where, source)
+        parsed = parse_path(path, where) if isinstance(path, str) else tuple(path)
+        set_path(spec_data, parsed, value, where, source)
+        if written is not None:
+            written.append(parsed)
     return spec_data
 
 
-def replace_layers(spec_data: dict, layer_type: str, value: Any, where: Where, source: str) -> int:
+def replace_layers(spec_data: dict, layer_type: str, value: Any, where: Where, source: str,
+                   written: list | None = None) -> int:
     """Swap every layer of type ``layer_type`` for ``value`` (recursively); returns how many.
+
+    ``written``, if given, gets the path of every replaced layer (``("layers", 1)``, ...).
 
     Raises:
         SpecError: located at ``where``, when ``source`` has no such layer (with the types it has).
     """
     found: list[str] = []
-    n = _replace_layers(spec_data.get("layers"), layer_type, value, found)
+    n = _replace_layers(spec_data.get("layers"), layer_type, value, found, ("layers",),
+                        [] if written is None else written)
     if n == 0:
         hint = did_you_mean(layer_type, sorted(set(found)))
         raise where.error(f"no {layer_type} layer in {source} to replace",
@@ -105,8 +113,9 @@ def _layer_type(item: Any) -> str | None:
     return None
 
 
-def _replace_layers(layers: Any, old: str, new: Any, seen: list[str]) -> int:
-    """Swap every layer item of type ``old`` (recursively); returns how many were swapped."""
+def _replace_layers(layers: Any, old: str, new: Any, seen: list[str], at: tuple, written: list) -> int:
+    """Swap every layer item of type ``old`` (recursively) in the list at path ``at``; returns
+    how many were swapped, appending their paths to ``written``."""
     if not isinstance(layers, list):
         return 0
     n = 0
@@ -121,15 +130,16 @@ def _replace_layers(layers: Any, old: str, new: Any, seen: list[str]) -> int:
             if isinstance(new_item, str) and isinstance(args, dict) and "name" in args:
                 new_item = {new_item: {"name": args["name"]}}  # keep the label; other args belonged to `old`
             layers[i] = new_item
+            written.append(at + (i,))
             n += 1
             continue
         args = item.get(kind) if isinstance(item, dict) else None
         if isinstance(args, dict):
             for key in LAYER_LISTS:
-                n += _replace_layers(args.get(key), old, new, seen)
+                n += _replace_layers(args.get(key), old, new, seen, at + (i, kind, key), written)
             for key in BRANCH_LISTS:
-                for branch in args.get(key) or []:
-                    n += _replace_layers(branch, old, new, seen)
+                for b, branch in enumerate(args.get(key) or []):
+                    n += _replace_layers(branch, old, new, seen, at + (i, kind, key, b), written)
     return n
 
 

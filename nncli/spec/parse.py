@@ -66,11 +66,19 @@ def load_spec(path: str | Path) -> Spec:
 
 def parse_spec(text: str, file: str | None = None, base_dir: Path | None = None) -> Spec:
     """Validate a spec given as YAML text (see :func:`load_spec`)."""
-    doc = parse_yaml(text, file)
+    return spec_from_document(parse_yaml(text, file), base_dir)
+
+
+def spec_from_document(doc: Document, base_dir: Path | None = None) -> Spec:
+    """Validate a spec already parsed into a :class:`Document` (data plus positions).
+
+    ``--set`` edits a document's data and validates it here, so every later error still points
+    at the line of the user's file (a field the override added points at its nearest parent).
+    """
     try:
         spec = _Parser(doc, base_dir or Path.cwd()).spec()
     except RecursionError:  # Residuals nested hundreds deep
-        raise SpecError("the spec is nested too deeply to be a network spec", file=file,
+        raise SpecError("the spec is nested too deeply to be a network spec", file=doc.file,
                         line=1, column=1) from None
     from nncli.spec.limits import check_spec
     from nncli.spec.trust import refuse_custom_layers
