@@ -482,6 +482,14 @@ def test_ddp_through_the_cli(tmp_path):
     assert doc["world_size"] == 2 and doc["epochs"] == 2 and doc["test"]["accuracy"] > 0.8
     assert "epoch   2/2" in proc.stderr  # rank 0's progress lines, once
     assert proc.stderr.count("epoch   2/2") == 1
+    # --force replaces a finished run on the distributed path too (it was refused there as "exists")
+    first = (tmp_path / "ddp" / "run.yaml").read_text()
+    proc = cli(["train", spec, "--out", tmp_path / "ddp", "--epochs", "1", "--device", "cpu",
+                "--nproc-per-node", "2", "--json", "--force"], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["epochs"] == 1
+    assert (tmp_path / "ddp" / "run.yaml").read_text() != first
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".ddp")) == []  # nothing left aside
 
 
 # -- the acceptance run ------------------------------------------------------------------------------

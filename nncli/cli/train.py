@@ -129,19 +129,24 @@ def train(
     if nproc_per_node > 1 or nnodes > 1:
         if node_rank >= nnodes:
             raise InputError(f"--node-rank {node_rank}: expected a rank below --nnodes {nnodes}")
-        result = launch_distributed(
-            loaded, overrides, out, nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank,
-            master_addr=master_addr, master_port=master_port, device=device, resume=resume,
-            observer_factory=render.train.TrainProgress, tensorboard=tensorboard, sync_batchnorm=sync_batchnorm)
+    if force and out is not None and node_rank == 0:  # --force never moves a folder another process is writing
+        from nncli.train.lock import check_unlocked
+
+        check_unlocked(out)
+    # Only node 0 writes --out (a distributed run's rank 0); the other nodes leave it alone.
+    replacing = replaced_run_folder(out, force and resume is None and node_rank == 0, (spec,))
+    if nproc_per_node > 1 or nnodes > 1:
+        with replacing:
+            result = launch_distributed(
+                loaded, overrides, out, nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank,
+                master_addr=master_addr, master_port=master_port, device=device, resume=resume,
+                observer_factory=render.train.TrainProgress, tensorboard=tensorboard,
+                sync_batchnorm=sync_batchnorm)
         if result is None:
             render.stderr_console().print(f"node {node_rank}: workers finished; rank 0 writes the run and its report")
             return
     else:
-        if force and out is not None:  # --force never moves a folder another process is writing
-            from nncli.train.lock import check_unlocked
-
-            check_unlocked(out)
-        with render.train.TrainProgress() as progress, replaced_run_folder(out, force and resume is None, (spec,)):
+        with render.train.TrainProgress() as progress, replacing:
             result = run_training(loaded, overrides, out, device=device, resume=resume, observer=progress,
                                   tensorboard=tensorboard)
     if plot is not None and result.history:
