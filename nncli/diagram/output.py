@@ -101,7 +101,7 @@ def write_diagram(diagram: Diagram, output: str | Path, fmt: str) -> int:
             raise InputError(
                 f"rendering {fmt} needs graphviz's `dot` program, which is not on PATH; and "
                 f"{dot_path} exists and was not written by nncli, so the DOT source was not saved",
-                hint=INSTALL_GRAPHVIZ + f"; or write the source elsewhere: -o other.dot") from None
+                hint=INSTALL_GRAPHVIZ + "; or write the source elsewhere: -o other.dot") from None
         write_atomic(dot_path, source.encode("utf-8"))
         raise InputError(
             f"rendering {fmt} needs graphviz's `dot` program, which is not on PATH; "
