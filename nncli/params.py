@@ -4,9 +4,14 @@ Nothing real is allocated: the network is built on the meta device (:func:`nncli
 FLOPs come from torch's own ``FlopCounterMode`` (which dispatches on shapes alone, so it works on
 meta tensors and counts functional ops inside Custom layers too; a multiply-add is 2 FLOPs), and
 the activations kept for backward are the tensors autograd actually saves, caught with
-``saved_tensors_hooks`` and de-duplicated by storage. When every layer has an exact formula
-(:mod:`nncli.flops`: Linear, Conv, norms, pooling, activations, Residual, Repeat) the same two
-figures come from the formulas instead, without a forward pass; they agree exactly.
+``saved_tensors_hooks`` and de-duplicated by storage. In practice the same two figures come
+from exact per-layer formulas (:mod:`nncli.flops`: Linear, Conv, norms, pooling, activations,
+attention, recurrent layers, Embedding, nncli's tensor ops and tokens, frozen layers, Residual,
+Repeat, Parallel, Block), without a forward pass; they agree exactly. A layer no formula covers
+(a Custom layer above all) is run alone by that dispatch, the rest still by formula; only then
+is ``torch._dynamo`` imported (``FlopCounterMode`` does). The whole model's dispatch
+(:func:`measure_forward`) is left for what the formulas decline (a tensor too large to index,
+a layer that cannot run alone).
 
 Attention: on meta tensors ``scaled_dot_product_attention`` runs its math form, so its two
 matrix products (``Q K^T`` and the weighted sum of ``V``, 2 * 2 * N * H * L * L * d FLOPs) are
@@ -28,6 +33,7 @@ from torch import nn
 from nncli.build import LayerInfo, infer
 from nncli.errors import InputError
 from nncli.flops import formula_forward
+from nncli.flops.dispatch import attention_flop_mapping
 from nncli.spec import Spec
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -196,9 +202,10 @@ def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: st
     # One forward pass on meta tensors gives both the per-module FLOPs and the saved activations.
     itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
     input_dtype = torch.int64 if getattr(spec, "integer_input", False) else torch.float32
-    # Exact per-layer formulas when every layer has one (no per-op dispatch, no meta kernels and
-    # their 1-2 s of imports); torch's own count otherwise. The two agree (tests/test_speed.py).
-    counted = formula_forward(built, batch_size, itemsize) if input_dtype.is_floating_point else None
+    # Exact per-layer formulas (no per-op dispatch, no meta kernels and their 1-2 s of imports),
+    # layers without one dispatched alone; torch's count of the whole model where that fails.
+    # They agree (tests/test_speed.py).
+    counted = formula_forward(built, batch_size, itemsize, integer_input=not input_dtype.is_floating_point)
     try:
         flops, activations = counted or measure_forward(model, built.input_shape, batch_size, itemsize,
                                                         input_dtype)
@@ -244,21 +251,6 @@ def _rows(info: LayerInfo, top: int, level: int, depth: int, flops: dict, rows: 
     if level < depth:
         for child in info.children:
             _rows(child, top, level + 1, depth, flops, rows)
-
-
-def attention_flop_mapping() -> dict:
-    """FLOP formulas for attention kernels torch's ``FlopCounterMode`` leaves at 0.
-
-    ``_scaled_dot_product_flash_attention_for_cpu`` (what ``scaled_dot_product_attention`` and
-    ``nn.MultiheadAttention`` run on real CPU tensors) is counted with torch's own
-    ``sdpa_flop_count``, as the CUDA kernels are.
-    """
-    from torch.utils.flop_counter import sdpa_flop_count
-
-    def cpu_sdpa(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-        return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-    return {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa}
 
 
 def measure_forward(model: nn.Module, input_shape: tuple, batch_size: int,

@@ -286,3 +286,20 @@ def test_hundred_billion_parameters_in_seconds(write_spec):
     assert res["total"] == 10 * (100_000 * 100_000 + 100_000)  # 100,001,000,000
     assert res["seconds"] < 20, res  # torch's import included
     assert res["maxrss_kb"] * 1024 < 1.5e9, res  # 400 GB of float32 weights were never allocated
+
+
+# -- formulas keep the promise ---------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["zoo/gpt-char", "zoo/lstm-classifier", "zoo/shufflenet-v2-x1-0",
+                                  "zoo/efficientnet-b0", "custom-swish", "digits-5-9-transfer"])
+def test_json_report_is_the_dispatch_paths(name, monkeypatch):
+    # `params --json` is a promise: counting by formula (and by dispatch one layer at a time for a
+    # Custom one) must give the very report the whole model's dispatch gives
+    import nncli.params
+    from nncli.params import count
+    from nncli.spec import load_spec
+
+    spec = load_spec(SPECS / f"{name}.yaml")
+    settings = [{}, {"batch_size": 5, "dtype": "bfloat16", "optimizer": "sgd", "depth": 3}]
+    by_formula = [count(spec, **kw).to_json() for kw in settings]
+    monkeypatch.setattr(nncli.params, "formula_forward", lambda *args, **kwargs: None)
+    assert by_formula == [count(spec, **kw).to_json() for kw in settings]

@@ -2,197 +2,156 @@
 
 The reference is torch's own accounting, which :func:`nncli.params.measure_forward` gets by
 running the model on meta tensors under ``FlopCounterMode`` and ``saved_tensors_hooks``. That
-costs a per-op Python dispatch (2 s for a 1,000-layer MLP) and 1 to 2 s of start-up (the meta
-kernels import ``torch._dynamo``). The formulas below give the same two figures from the shapes
-the builder already knows:
+costs a per-op Python dispatch (DenseNet-121's 120 train-mode BatchNorms: ~20 ms each) and 1 to
+2 s of start-up (``FlopCounterMode`` and the meta kernels import ``torch._dynamo``). The formulas
+give the same two figures from the shapes the builder already knows:
 
-- **FLOPs**, as ``FlopCounterMode`` counts them: only matrix products and convolutions, 2 per
-  multiply-add, biases not counted. ``Linear``: ``2 N m in out`` (``m`` the leading dims of an
-  example); ``ConvNd``: ``2 N prod(out spatial) out_channels (in_channels / groups) prod(kernel)``;
-  ``ConvTransposeNd``: the same over the *input's* spatial positions. Every other layer listed in
-  :data:`_ZERO_FLOPS` does no counted op. Composites (Residual, Repeat) add their children: a
-  Repeat's copies are each a few integer multiplications, so no separate "times" rule is needed.
+- **FLOPs**, as ``FlopCounterMode`` counts them: matrix products and convolutions only, 2 per
+  multiply-add, biases not counted (:func:`nncli.flops.layers.layer_flops`). Composites add
+  their children: a Residual its body and shortcut, a Parallel its branches (the merge is no
+  matrix product), a Repeat and a Block their layers.
 - **Saved activations**: the tensors autograd keeps for backward, in bytes, each storage once and
-  parameters left out, exactly as the hooks count them. Per layer, what it saves (its input, its
-  output, small statistics, int64 pooling indices) as torch 2.13's derivative formulas do; a
-  layer whose input needs no gradient and that has no trainable parameter builds no graph and
-  saves nothing. Views (Flatten, Identity, Dropout with p = 0) pass their input's storage on.
+  parameters left out, exactly as the hooks count them (:func:`nncli.flops.layers.leaf`). The
+  walk follows each intermediate tensor's storage and strides (:mod:`nncli.flops.storage`), so a
+  view's storage counts once and a copy (a reshape that cannot be a view) counts on its own.
 
-Anything without an exact rule (a Custom layer, RNNs, attention, frozen parameters, in-place
-activations, ...) makes :func:`formula_forward` return None, and the caller falls back to the
-dispatch path. ``tests/test_speed.py`` checks both against each other on every ready spec.
+Covered: Linear, ConvNd/ConvTransposeNd, BatchNorm (train mode), LayerNorm, GroupNorm, the
+common elementwise activations, Softmax, 2-d max/average/adaptive pooling, Dropout, Embedding,
+SelfAttention and TransformerEncoderLayer (causal or not, dropout, norm first or after, relu
+or gelu), nncli's RNN/LSTM/GRU (:mod:`nncli.flops.sequence`), nncli's tensor ops,
+ClassToken, PositionEmbedding, StochasticDepth, Step, ChannelShuffle, layers frozen by a
+``transfer:`` section, and the composites Residual, Repeat, Block and Parallel (every merge).
+A leaf layer without an exact rule (a Custom layer, 1-d/3-d pooling, an Upsample,
+an in-place activation, weights frozen with a gradient flowing through them, ...) is run alone
+by torch's dispatch (:mod:`nncli.flops.dispatch`) and the rest of the model keeps its formulas;
+only such a spec imports ``torch._dynamo``. ``tests/test_speed.py`` checks the result against
+the whole model's dispatch on every ready spec.
 """
 
 from __future__ import annotations
 
 import math
 
-from torch import nn
-
 from nncli.build import Built, LayerInfo
 
-# Activations that save their output for backward (derivative written in terms of the result).
-_SAVE_OUTPUT = {nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Softmax, nn.LogSoftmax}
-# Activations that save their input.
-_SAVE_INPUT = {nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Hardtanh, nn.ReLU6, nn.Mish,
-               nn.Hardswish, nn.AvgPool2d}
-# Only the 2-d pools, whose saved tensors were checked against the hooks; 1-d/3-d fall back.
-_MAX_POOL = {nn.MaxPool2d}
-_CONV = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
-_CONV_T = {nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2, nn.ConvTranspose3d: 3}
-_BATCH_NORM = {nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d}
-_VIEWS = {nn.Identity, nn.Flatten}
-# Layers that run no matrix product or convolution (0 FLOPs for FlopCounterMode).
-_ZERO_FLOPS = (_SAVE_OUTPUT | _SAVE_INPUT | _MAX_POOL | _BATCH_NORM | _VIEWS
-               | {nn.Dropout, nn.LayerNorm, nn.GroupNorm, nn.AdaptiveAvgPool2d})
+from .dispatch import dispatch_layer
+from .layers import layer_flops, leaf
+from .sequence import SEQUENCE, sequence_flops, sequence_leaf
+from .storage import Saved, Tensor
 
-_INDEX_BYTES = 8  # int64 pooling indices keep their own size whatever the dtype
+__all__ = ["formula_forward", "layer_flops"]
 
 
-def layer_flops(info: LayerInfo, batch: int) -> int | None:
-    """Forward FLOPs of one leaf layer for ``batch`` examples; None where there is no formula."""
-    module = info.module
-    cls = type(module)
-    if cls is nn.Linear:
-        if not info.in_shape or info.in_shape[-1] != module.in_features:
-            return None
-        return 2 * batch * math.prod(info.in_shape[:-1]) * module.in_features * module.out_features
-    n = _CONV.get(cls) or _CONV_T.get(cls)
-    if n is not None:
-        if len(info.in_shape) != n + 1 or len(info.out_shape) != n + 1:
-            return None  # an unbatched reading: leave it to torch's count
-        # the weight is (out, in / groups, *k) for a convolution, (in, out / groups, *k) transposed
-        c_out, c_in, *kernel = module.weight.shape
-        positions = info.in_shape[1:] if cls in _CONV_T else info.out_shape[1:]
-        return 2 * batch * math.prod(positions) * c_out * c_in * math.prod(kernel)
-    if cls in _ZERO_FLOPS:
-        return 0
+def _binary(a: Tensor, b: Tensor, shape: tuple, saved: Saved) -> Tensor | None:
+    """The output of ``a + b`` (or ``*``, ``maximum``): laid out as ``a`` when ``a`` is dense and
+    of the output's shape (TensorIterator follows its first operand), contiguous when both are."""
+    grad = a.grad or b.grad
+    if a.shape == shape and a.dense:
+        return saved.like(a, grad=grad)
+    if a.contiguous and b.contiguous:
+        return saved.new(shape, grad)
     return None
 
 
-class _Saved:
-    """Storages autograd keeps, by id, in bytes; ids stand for storages (a view keeps its base's)."""
-
-    def __init__(self, batch: int, itemsize: int) -> None:
-        self.batch = batch
-        self.itemsize = itemsize
-        self.bytes: dict[int, int] = {}
-        self._next = 0
-
-    def new(self) -> int:
-        self._next += 1
-        return self._next
-
-    def keep(self, storage: int, shape: tuple, element_bytes: int | None = None) -> None:
-        self.bytes.setdefault(storage, self.batch * math.prod(shape) * (element_bytes or self.itemsize))
-
-    def keep_new(self, elements: int, element_bytes: int | None = None) -> None:
-        self.bytes[self.new()] = elements * (element_bytes or self.itemsize)
-
-
-def _leaf(info: LayerInfo, x: int, needs_grad: bool, saved: _Saved) -> tuple[int, bool] | None:
-    """Record what one leaf saves; returns (output storage, whether the output needs a gradient)."""
-    module = info.module
-    cls = type(module)
-    params = list(module.parameters())
-    if any(not p.requires_grad for p in params):
-        return None  # frozen weights change what autograd saves: leave it to the hooks
-    graph = needs_grad or bool(params)  # no graph, nothing saved
-    out_grad = graph
-    if cls in _VIEWS or (cls is nn.Dropout and (module.p == 0 or not module.training)):
-        return x, needs_grad
-    if cls is nn.Dropout:
-        if module.p >= 1:
+def _merge(how: str, outs: list[Tensor], shape: tuple, saved: Saved) -> Tensor | None:
+    """``nncli.modules.blocks.merge`` of the branch outputs."""
+    if how == "concat":  # torch.cat keeps nothing; its output is contiguous unless all inputs
+        if any(o.dense and not o.contiguous for o in outs):  # share a permuted layout
             return None
-        if graph:
-            saved.keep_new(saved.batch * math.prod(info.out_shape))  # the scaled keep-mask
-        return saved.new(), out_grad
-    y = saved.new()
-    if cls is nn.Linear or cls in _CONV or cls in _CONV_T:
-        saved.keep(x, info.in_shape)  # the input, for the weight's gradient
-    elif cls in _BATCH_NORM:
-        if not (module.affine and module.track_running_stats and module.training):
+        return saved.new(shape, any(o.grad for o in outs))
+    out = outs[0]
+    for y in outs[1:]:
+        if how == "mul":  # each factor is kept for the other's gradient
+            if out.grad:
+                saved.keep(y)
+            if y.grad:
+                saved.keep(out)
+        elif how == "max" and (out.grad or y.grad):
+            saved.keep(out)
+            saved.keep(y)
+        out = _binary(out, y, shape if out.shape == shape or y.shape == shape else
+                      tuple(max(p, q) for p, q in zip(out.shape, y.shape)), saved)
+        if out is None:
             return None
-        saved.keep(x, info.in_shape)
-        c = module.num_features  # running mean and var (buffers), batch mean and inverse std
-        for _ in range(4):
-            saved.keep_new(c)
-    elif cls is nn.LayerNorm:
-        if not module.elementwise_affine or module.bias is None:
-            return None
-        saved.keep(x, info.in_shape)
-        lead = info.in_shape[:len(info.in_shape) - len(module.normalized_shape)]
-        saved.keep_new(2 * saved.batch * math.prod(lead))  # mean and reciprocal std per row
-    elif cls is nn.GroupNorm:
-        if not module.affine:
-            return None
-        saved.keep(x, info.in_shape)
-        saved.keep_new(2 * saved.batch * module.num_groups)
-    elif cls in _SAVE_OUTPUT or cls in _SAVE_INPUT:
-        if getattr(module, "inplace", False):
-            return None
-        if graph:
-            saved.keep(y if cls in _SAVE_OUTPUT else x, info.out_shape if cls in _SAVE_OUTPUT else info.in_shape)
-    elif cls in _MAX_POOL:
-        if getattr(module, "return_indices", False):
-            return None
-        if graph:
-            saved.keep(x, info.in_shape)
-            saved.keep_new(saved.batch * math.prod(info.out_shape), _INDEX_BYTES)
-    elif cls is nn.AdaptiveAvgPool2d:
-        if len(info.out_shape) != 3:
-            return None
-        if graph and tuple(info.out_shape[1:]) != (1, 1):  # (1, 1) is a mean: it saves no tensor
-            saved.keep(x, info.in_shape)
-    else:
-        return None
-    return y, out_grad
+    if how == "mean":  # divided by the count: a new tensor, nothing kept
+        out = saved.like(out) if out.dense else saved.new(out.shape, out.grad)
+    return out if out.shape == shape else None
 
 
-def _walk(infos: list[LayerInfo], x: int, needs_grad: bool, saved: _Saved, batch: int,
-          flops: dict[str, int]) -> tuple[int, bool, int] | None:
-    """Run the formulas over a sequence; returns (output storage, needs grad, FLOPs) or None."""
+def _walk(infos: list[LayerInfo], t: Tensor, saved: Saved, flops: dict[str, int],
+          dispatch: bool) -> tuple[Tensor, int] | None:
+    """Run the formulas over a sequence; returns (output tensor, FLOPs) or None."""
     total = 0
     for info in infos:
-        if info.type == "Residual" and info.children:
-            body = [c for c in info.children if c.role == "body"]
+        shape = (saved.batch, *info.out_shape)
+        kind = info.type if info.target is None else "Custom"  # a Custom class may be named "Block"
+        if kind == "Residual" and info.children:
+            body = _walk([c for c in info.children if c.role == "body"], t, saved, flops, dispatch)
             shortcut = [c for c in info.children if c.role == "shortcut"]
-            b = _walk(body, x, needs_grad, saved, batch, flops)
-            s = _walk(shortcut, x, needs_grad, saved, batch, flops) if shortcut else (x, needs_grad, 0)
-            if b is None or s is None:
+            skip = _walk(shortcut, t, saved, flops, dispatch) if shortcut else (t, 0)
+            if body is None or skip is None:
                 return None
-            x, needs_grad, f = saved.new(), b[1] or s[1], b[2] + s[2]  # the sum saves nothing
-        elif info.type == "Repeat" and info.children:
-            r = _walk(info.children, x, needs_grad, saved, batch, flops)
+            t, f = _binary(body[0], skip[0], shape, saved), body[1] + skip[1]  # the sum keeps nothing
+        elif kind in ("Repeat", "Block") and info.children:
+            r = _walk(info.children, t, saved, flops, dispatch)
             if r is None:
                 return None
-            x, needs_grad, f = r
-        elif info.children or info.target is not None:
-            return None  # other composites and Custom layers: no formula
+            t, f = r
+        elif kind == "Parallel":
+            outs, f = [], 0
+            for k in range(len(info.module.branches)):
+                r = _walk([c for c in info.children if c.role == f"branch {k}"], t, saved, flops, dispatch)
+                if r is None:
+                    return None
+                outs.append(r[0])
+                f += r[1]
+            t = _merge(info.module.merge, outs, shape, saved)
+        elif info.children:
+            return None  # a composite without a rule
         else:
-            f = layer_flops(info, batch)
-            step = _leaf(info, x, needs_grad, saved)
-            if f is None or step is None:
-                return None
-            x, needs_grad = step
+            module, out, f, mark = info.module, None, None, saved.mark()
+            if info.target is None and type(module) in SEQUENCE:
+                f = sequence_flops(module, info.in_shape, saved.batch)
+                out = sequence_leaf(module, t, saved) if f is not None else None
+            elif info.target is None:
+                f = layer_flops(info, saved.batch)
+                out = leaf(info, t, saved) if f is not None else None
+            if out is None:
+                saved.restore(mark)  # a rule that gave up half way (an encoder layer's) kept some
+            if out is None and dispatch:  # a Custom layer, or no rule: torch counts this one
+                counted = dispatch_layer(info.module, t, saved)
+                out, f = counted if counted is not None else (None, None)
+            t = out
+        if t is None or t.shape != shape:
+            return None
         flops[info.fqn] = f
         total += f
-    return x, needs_grad, total
+    return t, total
 
 
-def formula_forward(built: Built, batch_size: int, itemsize: int) -> tuple[dict[str, int], int] | None:
-    """FLOPs per module and bytes saved for backward, by formula; None if any layer lacks one.
+def formula_forward(built: Built, batch_size: int, itemsize: int, integer_input: bool = False,
+                    dispatch: bool = True) -> tuple[dict[str, int], int] | None:
+    """FLOPs per module and bytes saved for backward, by formula; None where that fails.
 
     Returns the same as :func:`nncli.params.measure_forward`: ``({fqn: flops}, activation_bytes)``
     with the whole model's FLOPs under ``""`` (modules with no counted op may be present as 0).
+    ``integer_input``: the input is int64 token ids (8 bytes each whatever ``itemsize``).
+    ``dispatch``: a leaf layer without a rule (a Custom layer) is run alone by torch's dispatch
+    (:func:`nncli.flops.dispatch.dispatch_layer`, which imports ``torch._dynamo``); False makes
+    it return None instead. None also when such a layer does not run alone, or a composite has
+    no rule: the caller then counts the whole model by dispatch.
     """
     biggest = max((math.prod(s) for i in built.walk() for s in (i.in_shape, i.out_shape)), default=1)
-    if batch_size * biggest >= 2**63:
-        return None  # torch cannot index such a tensor: its own pass raises and says so
-    saved = _Saved(batch_size, itemsize)
+    if batch_size * biggest >= 2**60:
+        return None  # torch cannot allocate 2**63 bytes (8 per element at most): its own pass
+        # raises and says so, or counts it
+    saved = Saved(batch_size, itemsize)
     flops: dict[str, int] = {}
-    out = _walk(built.layers, saved.new(), False, saved, batch_size, flops)
-    if out is None:
-        return None
-    flops[""] = out[2]
-    return flops, sum(saved.bytes.values())
+    x = saved.new((batch_size, *built.input_shape), False, 8 if integer_input else None)
+    if integer_input:
+        saved.integer.add(x.storage)
+    out = _walk(built.layers, x, saved, flops, dispatch)
+    if out is None or saved.overflow:
+        return None  # (an intermediate too large to index, attention's scores: torch says so)
+    flops[""] = out[1]
+    return flops, saved.total
