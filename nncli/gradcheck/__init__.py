@@ -21,15 +21,28 @@ How it works (the docs and ``nncli gradcheck --help`` say the same):
   probability ``erf(t / sqrt 2) ** k <= (0.8 t) ** k``. With the defaults (rtol 1e-5, k 3) an error
   of 0.1% of the gradient's norm escapes with probability 5.1e-7, one of 0.01% with 5.1e-4
   (:func:`miss_probability`).
+- **Shared directions.** A parameter's ``k`` directions are drawn once, by its layer's isolated
+  check; the end-to-end check's joint directions are made of them (and fresh ones for the input).
+  Each check still sees ``N(0, I)`` directions, independent across its ``k``, which is all its
+  bound above assumes; only the two checks' directions are no longer independent of each other.
 - **Exhaustive.** ``exhaustive=True`` perturbs every coordinate, the perturbations batched through
   ``torch.func.vmap`` over ``functional_call`` (one vectorised forward per chunk of coordinates),
-  and compares ``|g - D|`` with the same tolerance.
+  and compares ``|g - D|`` with the same tolerance. On a Sequential of torch layers, layer k's
+  perturbed outputs serve its own check and the end-to-end one, which runs only layers k+1..
+  on them: every coordinate end to end, as torch's slow mode, without re-running the prefix.
+- **Speed.** The isolated checks of torch's own layers (not Custom, not Dropout) are prepared
+  together: one backward pass for all of their gradients (and the model's), one vectorised call
+  for the small tensors' evaluations; large tensors are evaluated one direction at a time in
+  reused buffers, each perturbed weight shared by its layer's check and the end-to-end one.
+  The same numbers as one layer at a time, to round-off.
 - **Kinks.** When a direction disagrees, the difference quotient is recomputed at ``h/2`` and as
   one-sided Richardson estimates from each side. Smooth functions agree with themselves (then the
   Richardson value decides); a kink (ReLU at 0, max-pool ties, Step, abs) makes the left and right
   slopes or the two step sizes disagree: the direction is marked "kink" and a new one is drawn.
   If kinks persist (the real input sits on ties or exact zeros), the layer is checked again at a
-  slightly jittered input. Kinks are never reported as FAIL.
+  slightly jittered input. End to end, a FAIL among directions that hit kinks (many kinks crossed
+  at once can pass the kink test) is checked again along new directions with step h/10. Kinks
+  are never reported as FAIL.
 - **State.** Dropout and any other RNG use replay the same seed for every evaluation
   (``fork_rng`` + ``manual_seed``); weights, buffers (BatchNorm running statistics), the RNG
   state and each module's train/eval mode are restored afterwards.
@@ -37,8 +50,10 @@ How it works (the docs and ``nncli gradcheck --help`` say the same):
 The package, one module per concern: ``options`` (the choices and defaults of the command's
 options, no torch), ``check`` (:func:`gradcheck`, :func:`check_built`), ``memory`` (the guard),
 ``isolation`` (recorded inputs, per-layer and end-to-end checks), ``unit`` (the function that is
-checked), ``numeric`` (directions, exhaustive, step halving, kinks), ``custom`` (structural
-checks), ``state`` (RNG replay, state restored) and ``report`` (results, verdicts, diagnosis).
+checked), ``numeric`` (random directions, step halving, kinks), ``exhaustive`` (every
+coordinate), ``fused`` (torch layers' checks prepared together), ``suffix`` (exhaustive mode's
+shared layer outputs), ``custom`` (structural checks), ``state`` (RNG replay, state restored) and
+``report`` (results, verdicts, diagnosis).
 The names below are imported on first use, so that ``import nncli.gradcheck.options`` (the command
 line, at start-up) does not load torch.
 """

@@ -15,14 +15,16 @@ from torch import nn
 
 from nncli.build import Built, build_model
 from nncli.errors import InputError
-from nncli.gradcheck.isolation import _check_layer, _check_model, _record_inputs
+from nncli.gradcheck.fused import _prepare
+from nncli.gradcheck.isolation import _check_exhaustive_plain, _check_layer, _check_model, _record_inputs
 from nncli.gradcheck.memory import available_memory, estimate_memory
-from nncli.gradcheck.numeric import _Settings
+from nncli.gradcheck.numeric import _Draws, _Settings
 from nncli.gradcheck.options import (
     DEFAULT_ATOL, DEFAULT_BATCH, DEFAULT_DIRECTIONS, DEFAULT_EPS, DEFAULT_RTOL, Mode, Objective,
 )
 from nncli.gradcheck.report import GradcheckReport, _report
 from nncli.gradcheck.state import _preserved, _rng_devices, _seed
+from nncli.gradcheck.suffix import _plain
 from nncli.spec import Spec
 
 
@@ -77,15 +79,17 @@ def gradcheck(spec: Spec, *, batch: int = DEFAULT_BATCH, data: str | Path | None
     with torch.random.fork_rng(devices=_rng_devices(device)):
         built = build_model(spec, device=device, seed=seed, dtype=torch.float64)
         x = _inputs(built, batch, data, seed, device)
+    # The model was built here and is dropped afterwards: no saved copy of its weights to restore.
     return check_built(built, x, objective=objective, mode=mode, exhaustive=exhaustive,
                        directions=directions, rtol=rtol, atol=atol, eps=eps, seed=seed,
-                       data=str(data) if data is not None else None, memory_estimate=estimate)
+                       data=str(data) if data is not None else None, memory_estimate=estimate,
+                       _restore=False)
 
 
 def check_built(built: Built, x: torch.Tensor, *, objective: str = "projection", mode: str = "train",
                 exhaustive: bool = False, directions: int = DEFAULT_DIRECTIONS, rtol: float = DEFAULT_RTOL,
                 atol: float = DEFAULT_ATOL, eps: float = DEFAULT_EPS, seed: int = 0, data: str | None = None,
-                memory_estimate: int = 0) -> GradcheckReport:
+                memory_estimate: int = 0, _restore: bool = True) -> GradcheckReport:
     """Check an already built float64 model on the batch ``x``; leaves the model and RNG as found.
 
     Args:
@@ -105,7 +109,7 @@ def check_built(built: Built, x: torch.Tensor, *, objective: str = "projection",
     start = time.perf_counter()
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
-    with _preserved(model, device), warnings.catch_warnings():
+    with _preserved(model, device, tensors=_restore), warnings.catch_warnings():
         # vmap has no batching rule for the fused CPU attention kernel and says so once per
         # process; it falls back to a loop, which gives the same numbers.
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet "
@@ -120,9 +124,19 @@ def check_built(built: Built, x: torch.Tensor, *, objective: str = "projection",
             raise InputError(f"--batch {x.shape[0]}: BatchNorm in train mode needs more than one value per "
                              f"channel to normalise ({str(exc).strip()})",
                              hint="use --batch 2 or more, or --mode eval") from None
-        layers = [_check_layer(info, inputs, settings, gen, seed, depth=0, top=info.index)
-                  for info in built.layers]
-        e2e = _check_model(built, x, objective_fn, settings, gen, seed)
+        if exhaustive and _plain(built, inputs):
+            layers, e2e = _check_exhaustive_plain(built, x, inputs, objective_fn, settings, gen, seed)
+        else:
+            draws = _Draws()  # directions drawn by the layers' checks, reused end to end
+            pres, model_pre = {}, None
+            if not exhaustive:
+                try:
+                    pres, model_pre = _prepare(built, inputs, directions, eps, gen, seed, draws, x, objective_fn)
+                except Exception:  # the general path checks each layer on its own and reports what raises
+                    pres, model_pre = {}, None
+            layers = [_check_layer(info, inputs, settings, gen, seed, depth=0, top=info.index, draws=draws,
+                                   pres=pres) for info in built.layers]
+            e2e = _check_model(built, x, objective_fn, settings, gen, seed, draws, pre=model_pre)
     report = _report(built, layers, e2e, settings, batch=x.shape[0], mode=mode, objective=objective,
                      seed=seed, device=str(device), data=data, memory_estimate=memory_estimate,
                      seconds=time.perf_counter() - start)

@@ -15,16 +15,18 @@ from nncli.spec import Spec
 def estimate_memory(spec: Spec, batch: int, exhaustive: bool = False) -> int:
     """Bytes a float64 gradcheck of ``spec`` needs, from shapes alone (nothing is allocated).
 
-    The parameters five times over (the weights, their gradients, the saved copy restored at the
-    end, the end-to-end direction ``v`` and the perturbed weights ``w + h v``), buffers twice
-    (themselves and the saved copy), the activations of the batch four times (the forward graph,
-    what autograd saves, the recorded per-layer inputs, one isolated layer's graph), one
-    temporary of the largest tensor, and the vectorised chunk in exhaustive mode.
+    The parameters eight times over (the weights; the layers' and the model's gradients, kept
+    together; the saved copy restored at the end; the 3 float32 directions per tensor, 1.5 times,
+    kept for the run because the layers' and the end-to-end checks share them; the perturbed
+    copies ``w + h v`` and ``w - h v``; the widened direction), buffers twice (themselves and the
+    saved copy), the activations of the batch four times (the forward graph, what autograd saves,
+    the recorded per-layer inputs, one isolated layer's graph), one temporary of the largest
+    tensor, and the vectorised chunk in exhaustive mode.
     """
     built = infer(spec)
     n_params, _, n_buffers = count_params(built.model)
     activations = batch * (math.prod(built.input_shape)
                            + sum(math.prod(info.out_shape) for info in built.walk() if not info.children))
     largest = max([p.numel() for p in built.model.parameters()] + [batch * math.prod(built.input_shape)])
-    elements = 5 * n_params + 2 * n_buffers + 4 * activations + largest
+    elements = 8 * n_params + 2 * n_buffers + 4 * activations + largest
     return 8 * elements + (EXHAUSTIVE_CHUNK_BYTES if exhaustive else 0)

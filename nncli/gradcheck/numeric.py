@@ -1,14 +1,14 @@
-"""The finite-difference checks of one unit: random directions (default) or every coordinate.
+"""The finite-difference checks along random directions (default mode), and what they share.
 
-Random directions: for each tensor, ``k`` Gaussian directions ``v``, the central difference
+For each tensor, ``k`` Gaussian directions ``v``, the central difference
 ``D = (F(w + h v) - F(w - h v)) / 2h`` against ``<g, v>``; a direction that disagrees is looked at
-again from 5 points (step h/2, one-sided Richardson slopes) to tell a wrong gradient from
-truncation error and from a kink, which is retried along a new direction. The 2k evaluations of
-the first k directions of every tensor of a unit run as one ``vmap``ped call (:func:`_plus_minus`),
-except for units that draw random numbers, which are evaluated one at a time, replayed. Exhaustive: every
-coordinate, the perturbations batched through ``vmap`` (:meth:`_Unit.batch_values`).
+again from 5 points (step h/2, one-sided Richardson slopes, :func:`_judge`) to tell a wrong
+gradient from truncation error and from a kink, which is retried along a new direction. The 2k
+evaluations of the first k directions run as one ``vmap``ped call for small tensors, one at a time
+in reused buffers for large ones (:func:`_evaluate`); units that draw random numbers are
+evaluated one at a time, replayed. A run's directions and buffers live in :class:`_Draws`.
+Every coordinate instead (``--exhaustive``): :mod:`nncli.gradcheck.exhaustive`.
 """
-
 from __future__ import annotations
 
 import math
@@ -21,6 +21,9 @@ from nncli.gradcheck.report import TensorCheck, Verdict
 from nncli.gradcheck.unit import INPUT, _Unit
 
 KINK_RETRIES = 6  # new directions drawn, per tensor, to replace directions that hit a kink
+# A unit's 2k perturbed copies up to this size are evaluated in one vectorised call; above it, one
+# evaluation at a time in reused buffers (fresh large copies cost page faults, ~0.5 ms a MB).
+BATCHED_BYTES = 4 * 2**20
 # Working memory for one vectorised chunk of exhaustive perturbations.
 EXHAUSTIVE_CHUNK_BYTES = 64 * 2**20  # smaller chunks: vmap call overhead; larger: no faster (measured)
 
@@ -58,12 +61,16 @@ def _classify(gv, d1, d2, right, left, kink_tol):
       disagreement itself would not do: many kinks at once (a max-pool of ReLU zeros) add jumps
       of random signs that partly cancel.
     - A wrong gradient on a smooth function leaves all four estimates equal: the error stays.
+    - Truncation also needs the one-sided slopes to agree (to O(h^3) on a smooth function, far
+      below the O(h^2) truncation error): across many kinks the Richardson value of two wild
+      central differences can land near ``<g, v>`` by chance (seen end to end on a ResNet whose
+      batch norm runs over 2 values), which must not pass for truncation.
     """
     e1 = (gv - d1).abs()
     richardson = (4 * d2 - d1) / 3
     e_r = (gv - richardson).abs()
     spread = (d1 - d2).abs()
-    truncation = (e_r <= e1 / 10) & (spread <= 2 * e1)
+    truncation = (e_r <= e1 / 10) & (spread <= 2 * e1) & ((right - left).abs() <= e1)
     kink = ~truncation & (torch.maximum(spread, (right - left).abs()) > kink_tol)
     err = torch.where(truncation, e_r, torch.minimum(e1, e_r))
     return err, kink
@@ -97,40 +104,146 @@ def _judge(gv: float, f: Callable[[float], float], fp: float, fm: float, h: floa
     return _DirectionOutcome(Verdict.OK if err <= tol else Verdict.FAIL, err)
 
 
+class _Draws:
+    """One run's random directions and scratch buffers, shared by the checks of that run.
+
+    A parameter's ``k`` directions are drawn once, by its layer's isolated check, and the
+    end-to-end check reuses them as the parameter's part of its joint directions: each check's
+    directions are still ``N(0, I)`` and independent across directions, which is all its detection
+    bound assumes, and drawing them (in float32, widened) was the largest cost at 1M parameters.
+    Large perturbed copies are written into buffers kept for the run: fresh multi-megabyte
+    allocations cost page faults every time (~0.5 ms a MB), more than the arithmetic.
+    """
+
+    def __init__(self) -> None:
+        self.blocks: dict[str, torch.Tensor] = {}
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def block(self, key: str | None, k: int, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+        """``k`` directions for a tensor like ``like`` (in the draw dtype): the stored ones for ``key``."""
+        found = self.blocks.get(key) if key is not None else None
+        if found is not None and found.shape == (k, *like.shape):
+            return found
+        block = _gaussian((k, *like.shape), gen, like)
+        if key is not None:
+            self.blocks.setdefault(key, block)
+        return block
+
+    def buffer(self, key: str, like: torch.Tensor) -> torch.Tensor:
+        """A scratch tensor of ``like``'s shape and dtype, the same memory on every call with ``key``."""
+        flat = self._buffers.get(key)
+        if flat is None or flat.numel() < like.numel() or flat.dtype != like.dtype or flat.device != like.device:
+            flat = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
+            self._buffers[key] = flat
+        return flat[:like.numel()].view(like.shape)
+
+
+def _gaussian(shape: tuple, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """N(0, 1) draws for directions, in float32 for a float64 tensor (3-5x faster; widened on use)."""
+    draw_dtype = torch.float32 if like.dtype == torch.float64 else like.dtype
+    return torch.randn(shape, generator=gen, dtype=draw_dtype, device=like.device)
+
+
+def _key(unit: _Unit, name: str) -> str | None:
+    """The run-wide name of a unit's tensor ("3.weight"), under which its directions are shared."""
+    return None if name == INPUT or unit.prefix is None else unit.prefix + name
+
+
+def _evaluate(unit: _Unit, names: list[str], base: dict, grads: dict, block: dict, h: float,
+              draws: _Draws) -> list[tuple]:
+    """``(<g, v_i>, F(w + h v_i), F(w - h v_i))`` for the directions ``v_i = block[n][i]``.
+
+    Small units: the 2k evaluations as one vectorised call (their Python overhead was most of the
+    time below ~100k parameters). Large ones: one evaluation at a time, perturbed copies written
+    into the run's buffers (fresh copies cost more in page faults than the forward passes). A unit
+    that draws random numbers gets ``None`` values: evaluated one by one, replayed, as judged.
+    """
+    k = block[names[0]].shape[0]
+    if unit.draws_random():
+        return [(None, None, None)] * k
+    if 2 * k * sum(base[n].numel() * base[n].element_size() for n in names) <= BATCHED_BYTES:
+        wide = {n: block[n].to(base[n].dtype) for n in names}
+        gvs = sum(wide[n].reshape(k, -1) @ grads[n].reshape(-1) for n in names).tolist()
+        values = {}
+        for n in names:
+            signs = torch.tensor([h, -h], dtype=base[n].dtype, device=base[n].device).view(1, 2, *([1] * base[n].dim()))
+            # row 2i is w + h v_i, row 2i + 1 is w - h v_i: one fused broadcast
+            values[n] = torch.addcmul(base[n], signs, wide[n].unsqueeze(1)).reshape(2 * k, *base[n].shape)
+        out = unit.batch_many(values).tolist()
+        return [(gvs[i], out[2 * i], out[2 * i + 1]) for i in range(k)]
+    results = []
+    with torch.no_grad():
+        for i in range(k):
+            gv, plus, minus = 0.0, {}, {}
+            for n in names:
+                v = draws.buffer("v", base[n]).copy_(block[n][i])  # widened, in place
+                gv += float(torch.dot(grads[n].reshape(-1), v.reshape(-1)))
+                key = _key(unit, n) or n  # one unit is evaluated at a time: its buffers may be reused
+                plus[n] = torch.add(base[n], v, alpha=h, out=draws.buffer("+" + key, base[n]))
+                minus[n] = torch.add(base[n], v, alpha=-h, out=draws.buffer("-" + key, base[n]))
+            results.append((gv, float(unit.value(plus)), float(unit.value(minus))))
+    return results
+
+
+def _evaluate_each(unit: _Unit, names: list[str], base: dict, grads: dict, blocks: dict, h: float,
+                   draws: _Draws) -> dict[str, list]:
+    """:func:`_evaluate` for each tensor on its own (the others at their base values); for a small
+    unit, every tensor's 2k evaluations in one vectorised call."""
+    k = next(iter(blocks.values())).shape[0]
+    rows = 2 * k * len(names)
+    if (len(names) < 2 or unit.draws_random()
+            or rows * sum(base[n].numel() * base[n].element_size() for n in names) > BATCHED_BYTES):
+        return {n: _evaluate(unit, [n], base, grads, {n: blocks[n]}, h, draws) for n in names}
+    values, gvs = {}, {}
+    for j, n in enumerate(names):
+        wide = blocks[n].to(base[n].dtype)
+        gvs[n] = (wide.reshape(k, -1) @ grads[n].reshape(-1)).tolist()
+        rows_n = base[n].unsqueeze(0).expand(rows, *base[n].shape).clone()
+        signs = torch.tensor([h, -h], dtype=base[n].dtype, device=base[n].device).view(1, 2, *([1] * base[n].dim()))
+        rows_n[2 * k * j:2 * k * (j + 1)] += (signs * wide.unsqueeze(1)).reshape(2 * k, *base[n].shape)
+        values[n] = rows_n
+    out = unit.batch_many(values).tolist()
+    return {n: [(gvs[n][i], out[2 * k * j + 2 * i], out[2 * k * j + 2 * i + 1]) for i in range(k)]
+            for j, n in enumerate(names)}
+
+
 def _check_directions(unit: _Unit, names: list[str], grads: dict[str, torch.Tensor], settings: _Settings,
-                      gen: torch.Generator, label: str, drawn: tuple | None = None) -> TensorCheck:
+                      gen: torch.Generator, label: str, drawn: tuple | None = None,
+                      draws: _Draws | None = None) -> TensorCheck:
     """Random-direction check of the tensors ``names`` jointly (one tensor, or all of them end to end).
 
-    ``drawn``: (directions block, their (F(w + h v), F(w - h v)) pairs) already evaluated by the
-    caller, for a unit whose tensors were evaluated together (:func:`_check_unit`).
+    ``drawn``: (directions block, their ``(<g, v>, F(w + h v), F(w - h v))`` triples, or None)
+    already drawn (and evaluated) by the caller; otherwise drawn here, or taken from ``draws``.
     """
+    draws = draws if draws is not None else _Draws()
     base = unit.tensors()
-    g_norm = math.sqrt(sum(float(grads[n].pow(2).sum()) for n in names))
+    g_norm = math.sqrt(sum(float(torch.linalg.vector_norm(grads[n])) ** 2 for n in names))
     tol = settings.tol(g_norm)
     h = settings.eps
+    k = settings.directions
     errs: list[float] = []
     failed = False
     kinks = 0
     attempts = 0
-
-    def draw(count: int) -> dict[str, torch.Tensor]:
-        # Gaussian directions, `count` per tensor. Drawn in float32 (3-5x faster than float64
-        # draws, most of the default mode's time at 1M parameters) and widened: still N(0, I)
-        # directions, which is all the detection bound assumes.
-        return {n: _gaussian((count, *base[n].shape), gen, base[n]) for n in names}
-
-    # The first `directions` directions are drawn up front and their 2k evaluations F(w +- h v)
-    # run as one vectorised call; directions drawn to replace kinks are evaluated one by one.
-    block, pairs = drawn if drawn is not None else (None, None)
+    block, triples = drawn if drawn is not None else (None, None)
     if block is None:
-        block = draw(settings.directions)
-        pairs = _plus_minus(unit, names, base, block, h)
-    first = [{n: block[n][i] for n in names} for i in range(settings.directions)]
-    pending = list(zip(first, pairs))
-    while len(errs) < settings.directions and attempts < settings.directions + KINK_RETRIES:
+        block = {n: draws.block(_key(unit, n), k, gen, base[n]) for n in names}
+    if triples is None:
+        triples = _evaluate(unit, names, base, grads, block, h, draws)
+    pending = [((lambda i=i: {n: block[n][i].to(base[n].dtype) for n in names}), *t) for i, t in enumerate(triples)]
+    while len(errs) < k and attempts < k + KINK_RETRIES:
         attempts += 1
-        v, (fp, fm) = pending.pop(0) if pending else ({n: t[0] for n, t in draw(1).items()}, (None, None))
-        gv = sum(float(torch.dot(grads[n].reshape(-1), v[n].reshape(-1))) for n in names)  # no temporary
+        if pending:
+            direction, gv, fp, fm = pending.pop(0)
+        else:  # a new direction, to replace one that hit a kink
+            v = {n: _gaussian((1, *base[n].shape), gen, base[n])[0].to(base[n].dtype) for n in names}
+            direction, gv, fp, fm = (lambda v=v: v), None, None, None
+        if gv is not None and fp is not None and abs(gv - (fp - fm) / (2 * h)) <= tol:
+            errs.append(abs(gv - (fp - fm) / (2 * h)))  # agrees: no direction materialised
+            continue
+        v = direction()
+        if gv is None:
+            gv = sum(float(torch.dot(grads[n].reshape(-1), v[n].reshape(-1))) for n in names)
 
         def f(s, v=v):
             return unit.at({n: s * v[n] for n in names})
@@ -146,7 +259,7 @@ def _check_directions(unit: _Unit, names: list[str], grads: dict[str, torch.Tens
     numel = sum(base[n].numel() for n in names)
     if failed:
         verdict = Verdict.FAIL
-    elif len(errs) < settings.directions:
+    elif len(errs) < k:
         verdict = Verdict.KINK
     else:
         verdict = Verdict.OK
@@ -154,134 +267,3 @@ def _check_directions(unit: _Unit, names: list[str], grads: dict[str, torch.Tens
     return TensorCheck(name=label, numel=numel, verdict=verdict,
                        max_rel_error=(worst / g_norm if worst is not None and g_norm > settings.atol else None),
                        max_abs_error=worst, grad_norm=g_norm, checked=len(errs), kinks=kinks)
-
-
-def _gaussian(shape: tuple, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    draw_dtype = torch.float32 if like.dtype == torch.float64 else like.dtype
-    return torch.randn(shape, generator=gen, dtype=draw_dtype, device=like.device).to(like.dtype)
-
-
-def _plus_minus(unit: _Unit, names: list[str], base: dict, block: dict, h: float) -> list[tuple]:
-    """(F(w + h v_i), F(w - h v_i)) for the directions ``v_i = block[n][i]``, in one vectorised call.
-
-    One forward over 2k perturbed copies instead of 2k forwards (their Python overhead was most
-    of the time below ~100k parameters); (None, None) pairs, for one-by-one evaluation, when the
-    copies would not fit in EXHAUSTIVE_CHUNK_BYTES or the unit draws random numbers.
-    """
-    k = next(iter(block.values())).shape[0]
-    if (2 * k * sum(base[n].numel() * base[n].element_size() for n in names) > EXHAUSTIVE_CHUNK_BYTES
-            or unit.draws_random()):
-        # (None, None): evaluated one by one, in order, as each direction is judged. A unit that
-        # draws random numbers gets them replayed per evaluation, not shared across a batch.
-        return [(None, None)] * k
-    values = {}
-    for n in names:
-        signs = torch.tensor([h, -h], dtype=base[n].dtype, device=base[n].device)
-        signs = signs.view(1, 2, *([1] * base[n].dim()))
-        # row 2i is w + h v_i, row 2i + 1 is w - h v_i: one fused broadcast, no temporaries
-        values[n] = torch.addcmul(base[n], signs, block[n].unsqueeze(1)).reshape(2 * k, *base[n].shape)
-    out = unit.batch_many(values).tolist()
-    return [(out[2 * i], out[2 * i + 1]) for i in range(k)]
-
-
-def _check_exhaustive(unit: _Unit, name: str, grad: torch.Tensor, settings: _Settings,
-                      act_elements: int) -> TensorCheck:
-    """Every coordinate of one tensor, perturbations batched (vmap over one-hot steps)."""
-    base = unit.tensors()[name]
-    n = base.numel()
-    h = settings.eps
-    g = grad.reshape(-1)
-    g_norm = float(g.norm())
-    tol = settings.tol(g_norm)
-    # One perturbed copy of the tensor per coordinate of a chunk, plus one evaluation's
-    # activations, within EXHAUSTIVE_CHUNK_BYTES.
-    chunk = max(1, min(n, EXHAUSTIVE_CHUNK_BYTES // (8 * (n + 4 * max(act_elements, 1)))))
-    flat = base.reshape(-1)
-    # (chunk, n) copies of the tensor, allocated once: a chunk writes its m perturbed entries,
-    # evaluates, and writes the originals back. O(m) writes per chunk instead of building
-    # m one-hot deltas and m sums (O(m n) memory traffic, which dominated).
-    copies = flat.unsqueeze(0).expand(chunk, n).clone()
-
-    def values(idx: torch.Tensor, step: float) -> torch.Tensor:
-        # F(w + step e_j) for every j in idx: one vectorised call.
-        m = idx.numel()
-        rows = torch.arange(m, device=base.device)
-        batch = copies[:m]
-        batch[rows, idx] = flat[idx] + step
-        try:
-            return unit.batch_values(name, batch.view(m, *base.shape))
-        finally:
-            batch[rows, idx] = flat[idx]
-
-    d1 = torch.empty(n, dtype=torch.float64, device=base.device)
-    fp_all = torch.empty_like(d1)
-    fm_all = torch.empty_like(d1)
-    for start in range(0, n, chunk):
-        idx = torch.arange(start, min(n, start + chunk), device=base.device)
-        fp, fm = values(idx, h), values(idx, -h)
-        fp_all[idx], fm_all[idx] = fp, fm
-        d1[idx] = (fp - fm) / (2 * h)
-    err = (g - d1).abs()
-    # Coordinates that could matter for |g - D| > tol get the kink/truncation test of _judge.
-    suspects = (err > tol / math.sqrt(n)).nonzero().flatten()
-    kink = torch.zeros(n, dtype=torch.bool, device=base.device)
-    if suspects.numel():
-        with torch.no_grad():
-            f0 = float(unit.value({}))
-            noisy = _noisy(f0, float(unit.value({})), h, tol / math.sqrt(n))  # see _judge
-        for start in range(0, suspects.numel(), chunk):
-            idx = suspects[start:start + chunk]
-            fp2, fm2 = values(idx, h / 2), values(idx, -h / 2)
-            fp, fm = fp_all[idx], fm_all[idx]
-            e_c, is_kink = _classify(g[idx], d1[idx], (fp2 - fm2) / h, (4 * (fp2 - f0) - (fp - f0)) / h,
-                                     (4 * (f0 - fm2) - (f0 - fm)) / h, tol / math.sqrt(n))
-            err[idx] = e_c
-            kink[idx] = is_kink & (not noisy)
-    conclusive = err[~kink]
-    total = float(conclusive.norm()) if conclusive.numel() else 0.0
-    kinks = int(kink.sum())
-    if total > tol:
-        verdict = Verdict.FAIL
-    elif kinks:
-        verdict = Verdict.KINK
-    else:
-        verdict = Verdict.OK
-    return TensorCheck(name=name, numel=n, verdict=verdict,
-                       max_rel_error=(total / g_norm if g_norm > settings.atol else None), max_abs_error=total,
-                       grad_norm=g_norm, checked=n - kinks, kinks=kinks, note=unit.vmap_note)
-
-
-def _check_unit(unit: _Unit, settings: _Settings, gen: torch.Generator, act_elements: int,
-                joint: bool = False) -> list[TensorCheck]:
-    """All tensors of a unit: per tensor, or (end to end, default mode) all jointly."""
-    grads = unit.gradients()
-    names = list(unit.tensors())
-    if settings.exhaustive:
-        return [_check_exhaustive(unit, n, grads[n], settings, act_elements) for n in names]
-    if joint:
-        label = "input + parameters" if INPUT in names else "parameters"
-        return [_check_directions(unit, names, grads, settings, gen, label)]
-    # Each tensor on its own, but the 2k evaluations of every tensor in one vectorised call.
-    base = unit.tensors()
-    blocks = {n: _gaussian((settings.directions, *base[n].shape), gen, base[n]) for n in names}
-    pairs = _plus_minus_each(unit, names, base, blocks, settings.eps)
-    return [_check_directions(unit, [n], grads, settings, gen, n, drawn=({n: blocks[n]}, pairs[n]))
-            for n in names]
-
-
-def _plus_minus_each(unit: _Unit, names: list[str], base: dict, blocks: dict, h: float) -> dict[str, list]:
-    """:func:`_plus_minus` for each tensor on its own (the others at their base values), one call."""
-    k = next(iter(blocks.values())).shape[0]
-    rows = 2 * k * len(names)
-    if (len(names) < 2 or unit.draws_random()
-            or rows * sum(base[n].numel() * base[n].element_size() for n in names) > EXHAUSTIVE_CHUNK_BYTES):
-        return {n: _plus_minus(unit, [n], base, {n: blocks[n]}, h) for n in names}
-    values = {}
-    for j, n in enumerate(names):
-        rows_n = base[n].unsqueeze(0).expand(rows, *base[n].shape).clone()
-        signs = torch.tensor([h, -h], dtype=base[n].dtype, device=base[n].device).view(1, 2, *([1] * base[n].dim()))
-        rows_n[2 * k * j:2 * k * (j + 1)] += (signs * blocks[n].unsqueeze(1)).reshape(2 * k, *base[n].shape)
-        values[n] = rows_n
-    out = unit.batch_many(values).tolist()
-    return {n: [(out[2 * k * j + 2 * i], out[2 * k * j + 2 * i + 1]) for i in range(k)]
-            for j, n in enumerate(names)}

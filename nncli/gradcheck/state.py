@@ -60,10 +60,11 @@ def _replay(seed: int, device: torch.device):
 
 
 @contextmanager
-def _preserved(model: nn.Module, device: torch.device):
-    """Restore weights, buffers, each module's train/eval flag and the RNG state on exit."""
+def _preserved(model: nn.Module, device: torch.device, tensors: bool = True):
+    """Restore weights, buffers (unless ``tensors`` is False: a model nobody sees afterwards), each
+    module's train/eval flag and the RNG state on exit."""
     modes = [(m, m.training) for m in model.modules()]
-    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())} if tensors else {}
     saved = {k: v.detach().clone() for k, v in tensors.items()}
     try:
         with torch.random.fork_rng(devices=_rng_devices(device)):

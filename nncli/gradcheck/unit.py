@@ -28,13 +28,21 @@ _DETERMINISTIC = {
 class _Unit:
     """A function F(input, parameters) -> scalar that is checked: a layer, or the whole model."""
 
-    def __init__(self, module: nn.Module, x: torch.Tensor, objective: Callable, seed: int) -> None:
+    def __init__(self, module: nn.Module, x: torch.Tensor, objective: Callable, seed: int,
+                 prefix: str | None = None) -> None:
         self.module = module
         self.x = x
         self.objective = objective
         self.seed = seed
+        # how the run names this unit's parameters ("3." for layer 3, "" for the whole model),
+        # under which their random directions are shared; None: not shared
+        self.prefix = prefix
         self.device = x.device
         self.params = {n: p.detach() for n, p in module.named_parameters() if p.is_floating_point()}
+        # functional_call's untying of shared weights costs more than a small layer's forward: only
+        # asked for where a parameter is registered under two names
+        self._tied = (len(list(module.named_parameters(remove_duplicate=False)))
+                      != len(list(module.named_parameters())))
         self.vmap_note: str | None = None
         self._vmap_ok = True
         self._draws_random: bool | None = None
@@ -45,16 +53,21 @@ class _Unit:
         out.update(self.params)
         return out
 
-    def value(self, overrides: dict[str, torch.Tensor], replay: bool = True) -> torch.Tensor:
-        """F with some tensors replaced (full values, not deltas)."""
+    def output(self, overrides: dict[str, torch.Tensor], replay: bool = True):
+        """The module's output with some tensors replaced (full values, not deltas)."""
         x = overrides.get(INPUT, self.x)
         params = {n: t for n, t in overrides.items() if n != INPUT}
         if replay:
             with state._replay(self.seed, self.device):
-                y = functional_call(self.module, params, (x,)) if params else self.module(x)
-        else:
-            y = functional_call(self.module, params, (x,)) if params else self.module(x)
-        return self.objective(y)
+                return self._call(params, x)
+        return self._call(params, x)
+
+    def _call(self, params: dict, x: torch.Tensor):
+        return functional_call(self.module, params, (x,), tie_weights=self._tied) if params else self.module(x)
+
+    def value(self, overrides: dict[str, torch.Tensor], replay: bool = True) -> torch.Tensor:
+        """F with some tensors replaced (full values, not deltas)."""
+        return self.objective(self.output(overrides, replay))
 
     def at(self, deltas: dict[str, torch.Tensor]) -> float:
         """F(w + delta) for one perturbation (a dict of deltas, tensors absent = unperturbed)."""
@@ -65,7 +78,8 @@ class _Unit:
     def gradients(self) -> dict[str, torch.Tensor]:
         """Analytic gradient of F (autograd through the module's own backward)."""
         base = self.tensors()
-        leaves = {n: t.detach().clone().requires_grad_(True) for n, t in base.items()}
+        # fresh leaves over the same memory: no copy (a copy of every weight cost page faults at 1M)
+        leaves = {n: t.detach().requires_grad_(True) for n, t in base.items()}
         with torch.enable_grad():
             out = self.value(leaves)
             grads = torch.autograd.grad(out, list(leaves.values()), allow_unused=True)

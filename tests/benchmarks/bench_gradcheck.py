@@ -1,7 +1,7 @@
 """Benchmark `nncli gradcheck` against torch.autograd.gradcheck on tanh MLPs.
 
-Run: .venv/bin/python tests/benchmarks/bench_gradcheck.py [--sizes 600,2800,14000,1000000] [--no-slow]
-                                                            [--threads N]
+Run: OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/bench_gradcheck.py --threads 1
+         [--sizes 600,2800,14000,1000000] [--no-slow] [--repeats 3] [--slow-repeats 1]
 
 Four tanh MLPs (about 600, 2,800, 14,000 and 1,000,000 parameters), float64, batch 4, all in
 this one process, one after the other:
@@ -15,12 +15,15 @@ this one process, one after the other:
   - torch slow:        torch.autograd.gradcheck(..., fast_mode=False): the full Jacobian, one
                        forward pair per input coordinate.
 Exhaustive checks and torch's slow mode are O(params^2) work: they are skipped at 1,000,000
-parameters (hours). Ratios are torch / nncli: above 1, nncli is faster.
+parameters (hours). The table prints the figures issue 16 targets: default mode as nncli / torch
+fast (target <= 1.5 at ~14k and ~1M parameters), exhaustive as torch slow / nncli (target >= 10 at
+~14k), and the load average before and after, which the ratios must be quoted with.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -92,6 +95,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="600,2800,14000,1000000")
     parser.add_argument("--no-slow", action="store_true", help="skip exhaustive and torch slow mode")
     parser.add_argument("--repeats", type=int, default=3, help="best of N, the two sides alternating")
+    parser.add_argument("--slow-repeats", type=int, default=1,
+                        help="best of N for exhaustive vs torch's slow mode from ~14k parameters on "
+                             "(torch's side takes seconds there; below that --repeats applies)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads for both sides (default: torch's own choice). On a "
                              "shared machine 1 avoids OpenMP wake-up stalls that dwarf these small ops.")
@@ -99,12 +105,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64, batch 4")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64, batch 4, "
+          f"load average {_load()}")
     # Warm-up of both sides: first calls pay one-off imports and allocator growth.
     nncli_check(parse_spec(spec_text(*NETS[600])), False)
     torch_check(*NETS[600], fast=True)
-    header = (f"{'params':>10} | {'nncli default':>13} {'torch fast':>10} {'ratio':>6} | "
-              f"{'nncli exhaustive':>16} {'torch slow':>10} {'ratio':>6} | verdicts")
+    header = (f"{'params':>10} | {'nncli default':>13} {'torch fast':>10} {'nncli/torch':>11} | "
+              f"{'nncli exhaustive':>16} {'torch slow':>10} {'torch/nncli':>11} | verdicts")
     print(header)
     print("-" * len(header))
     for size in sizes:
@@ -113,17 +120,22 @@ def main() -> None:
         n = sum(p.numel() for p in hand_model(inp, hidden, out).parameters())
         t_def, ok_def, t_fast, ok_fast = best_pair(lambda: nncli_check(spec, False),
                                                    lambda: torch_check(inp, hidden, out, fast=True), args.repeats)
-        row = f"{n:>10,} | {t_def:>12.3f}s {t_fast:>9.3f}s {t_fast / t_def:>6.2f} | "
+        row = f"{n:>10,} | {t_def:>12.3f}s {t_fast:>9.3f}s {t_def / t_fast:>11.2f} | "
         verdicts = [ok_def, ok_fast]
         if args.no_slow or size >= 1000000:
-            row += f"{'not run':>16} {'not run':>10} {'-':>6} | "
+            row += f"{'not run':>16} {'not run':>10} {'-':>11} | "
         else:
             t_ex, ok_ex, t_slow, ok_slow = best_pair(lambda: nncli_check(spec, True),
                                                      lambda: torch_check(inp, hidden, out, fast=False),
-                                                     args.repeats if size < 10000 else 1)
-            row += f"{t_ex:>15.3f}s {t_slow:>9.3f}s {t_slow / t_ex:>6.2f} | "
+                                                     args.repeats if size < 10000 else args.slow_repeats)
+            row += f"{t_ex:>15.3f}s {t_slow:>9.3f}s {t_slow / t_ex:>11.2f} | "
             verdicts += [ok_ex, ok_slow]
         print(row + " ".join("pass" if v else "FAIL" for v in verdicts), flush=True)
+    print(f"load average {_load()}")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":
