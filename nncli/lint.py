@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from nncli.build import Built, LayerInfo, infer
+from nncli.build import Built, LayerInfo, collector_paused, infer
 from nncli.layer_kinds import AFFINE_PASS, BATCH_NORMS, DROPOUTS, NORMS, SATURATING, WEIGHT_LAYERS
 from nncli.spec import Spec
 
@@ -88,6 +88,7 @@ class CheckResult:
                 "findings": [f.to_json() for f in self.findings], "counts": self.counts()}
 
 
+@collector_paused()
 def check_spec(spec: Spec) -> CheckResult:
     """Build ``spec`` on the meta device and lint it.
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from nncli.build import LayerInfo, infer
+from nncli.build import LayerInfo, collector_paused, infer
 from nncli.errors import InputError
 from nncli.flops import formula_forward
 from nncli.flops.dispatch import attention_flop_mapping
@@ -169,6 +169,7 @@ class ParamsReport:
                 "layers": [r.to_json() for r in self.layers], "gates": [g.to_json() for g in self.gates]}
 
 
+@collector_paused()
 def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: str = "adam",
           depth: int = 0, budget: Budget | None = None) -> ParamsReport:
     """Count a spec without allocating its weights.

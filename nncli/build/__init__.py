@@ -11,12 +11,13 @@ it; when the spec gives them they are checked against it.
 Every failure becomes a :class:`~nncli.errors.SpecError` that points at the layer in the file.
 """
 
-from nncli.build.builder import build_model, count_params, infer, random_input
+from nncli.build.builder import build_model, collector_paused, count_params, infer, random_input
 from nncli.build.checks import shape_str
 from nncli.build.inference import INFER_BATCH
 from nncli.build.init import init_tensor
 from nncli.build.registry import layer_classes, load_custom
 from nncli.build.results import Built, LayerInfo
 
-__all__ = ["Built", "INFER_BATCH", "LayerInfo", "build_model", "count_params", "infer", "init_tensor",
+__all__ = ["Built", "INFER_BATCH", "LayerInfo", "build_model", "collector_paused", "count_params", "infer",
+           "init_tensor",
            "layer_classes", "load_custom", "random_input", "shape_str"]

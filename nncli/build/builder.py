@@ -35,7 +35,7 @@ def infer(spec: Spec) -> Built:
         >>> built.output_shape
         (1000,)
     """
-    with _collector_paused():
+    with collector_paused():
         built = Builder(spec, torch.device("meta")).build()
     if spec.transfer is not None:  # frozen layers count as frozen; no weights to copy on meta
         from nncli.transfer import apply_transfer
@@ -65,7 +65,7 @@ def build_model(spec: Spec, device: str | torch.device = "cpu", seed: int | None
         return infer(spec)
     if seed is not None:
         torch.manual_seed(seed)
-    with _collector_paused():
+    with collector_paused():
         built = Builder(spec, device).build()
     if spec.transfer is not None:
         from nncli.transfer import apply_transfer
@@ -100,12 +100,15 @@ def count_params(module: nn.Module) -> tuple[int, int, int]:
 
 
 @contextmanager
-def _collector_paused():
-    """Context: no cyclic garbage collection while building.
+def collector_paused():
+    """Context (or decorator): no cyclic garbage collection while building, or counting/linting.
 
     A build creates many long-lived objects (modules, parameters, LayerInfos) and no garbage
     cycles; each generation-0 collection walks the young ones again, which made a build
-    super-linear in depth (25-30 % of a 10,000-layer build). Collection resumes afterwards.
+    super-linear in depth (25-30 % of a 10,000-layer build). ``check`` and ``params`` keep the
+    collector paused over their whole work too: after a build, a full collection walks every
+    module of it (a 10,000-layer ``check``: 1.9 s with it, 1.2 s without). Collection resumes
+    afterwards; nested use is fine.
     """
     enabled = gc.isenabled()
     gc.disable()
