@@ -258,15 +258,20 @@ def _convert(node, path: Path_, doc: Document, constructor, budget: _Budget) -> 
         ) from None
 
 
+_FLATTENED_TAGS = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")  # what flatten_mapping rewrites
+
+
 def _convert_collection(node, path: Path_, doc: Document, constructor, budget: _Budget) -> Any:
     if isinstance(node, yaml.MappingNode):
         explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
-        try:
-            constructor.flatten_mapping(node)  # resolves YAML merge keys (<<)
-        except yaml.MarkedYAMLError as exc:  # e.g. `<<: 5`, a merge of something not a mapping
-            mark = exc.problem_mark or node.start_mark
-            raise SpecError(f"invalid YAML merge: {exc.problem}", file=doc.file, line=mark.line + 1,
-                            column=mark.column + 1, spec_path=format_path(path) or None) from None
+        # only where a merge key (<<) or a value key (=) is there: most mappings have neither
+        if any(k.tag in _FLATTENED_TAGS for k, _ in node.value):
+            try:
+                constructor.flatten_mapping(node)  # resolves YAML merge keys (<<)
+            except yaml.MarkedYAMLError as exc:  # e.g. `<<: 5`, a merge of something not a mapping
+                mark = exc.problem_mark or node.start_mark
+                raise SpecError(f"invalid YAML merge: {exc.problem}", file=doc.file, line=mark.line + 1,
+                                column=mark.column + 1, spec_path=format_path(path) or None) from None
         # flatten_mapping puts the merged pairs first; YAML lets later pairs override them
         # (`{<<: *conv, stride: 2}`), so only a key written twice explicitly is a duplicate.
         n_merged = len(node.value) - explicit

@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
+from timing import installed_env  # this folder: the script's own
+
 MLP_1000 = """\
 name: mlp-1000
 input: [64]
@@ -148,7 +150,8 @@ def main() -> None:
     def fresh(*extra: str) -> float:
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "nncli", "diagram", str(mlp_path), "-o",
-                               str(tmp / "mlp-1000.svg"), *extra], capture_output=True, text=True, cwd=ROOT)
+                               str(tmp / "mlp-1000.svg"), *extra], capture_output=True, text=True, cwd=ROOT,
+                              env=installed_env())
         if proc.returncode != 0:
             raise SystemExit(f"nncli diagram failed: {proc.stderr}")
         return time.perf_counter() - t0
@@ -166,7 +169,7 @@ def main() -> None:
     expanded = [fresh("--expand") for _ in range(args.repeats)]
     print(f"`... --expand` (1,003 nodes), fresh process: best {min(expanded):.2f} s, worst {max(expanded):.2f} s")
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    subprocess.run([sys.executable, "-c", "import torch"], check=True, env=installed_env())
     print(f"for scale, `python -c 'import torch'` alone: {time.perf_counter() - t0:.2f} s; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if not ok:

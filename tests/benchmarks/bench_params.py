@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from timing import best_of  # this folder: the script's own
+from timing import best_of, installed_env  # this folder: the script's own
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -79,7 +79,8 @@ def main() -> None:
             "sys.stderr.write(json.dumps({'rc': rc, 'seconds': time.perf_counter() - t0,\n"
             "  'maxrss_mb': int(hwm) / 1024}) + '\\n')\n"
         )
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env=installed_env())
         stats = json.loads(proc.stderr.strip().splitlines()[-1])
         total = json.loads(proc.stdout)["total"]
     print(f"100-billion-parameter spec: {total:,} parameters counted in {stats['seconds']:.2f} s "

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+from timing import installed_env  # this folder: the script's own
 SPECS = ["deep-sigmoid", "deep-relu-normal", "deep-relu-he", "deep-tanh-xavier", "deep-residual-bn"]
 
 HAND = r'''
@@ -101,7 +103,7 @@ print(f"{c1 - c0:.2f} {c3 - c1:.2f} {c4 - c3:.2f} {int('torch._dynamo' in sys.mo
 
 def breakdown(name: str, seeds: str) -> list[float]:
     """One fresh process: CPU seconds of import torch, nncli's imports, the probe; dynamo loaded (0/1)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = installed_env(PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-c", BREAKDOWN, name, seeds], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=True)
     return [float(v) for v in proc.stdout.split()]
@@ -113,7 +115,7 @@ def best_of(cmd: list[str], repeats: int, ok: tuple[int, ...] = (0,)) -> tuple[f
     A run exiting with a code outside ``ok`` stops the benchmark: a crashed script is not a time.
     """
     best = (math.inf, math.inf)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = installed_env(PYTHONPATH=str(ROOT))
     for _ in range(repeats):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()

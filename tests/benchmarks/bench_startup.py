@@ -13,14 +13,14 @@ Run: OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/bench_startup.py [--pai
 2. In-process, best of N: ``params`` of a 1,000-layer MLP (Repeat 500 x [Linear 64, ReLU] +
    Linear 10: spec text -> count) vs ``torchinfo.summary`` including building the model.
 3. Depth: ``check`` (``check_spec``: build on meta + lint) and ``params`` of Repeat n/2 x [Linear 64, ReLU]
-   for n = 10 ... 10,000 layers, in-process, the best of as many calls as fit in ``--budget``
-   seconds (at least ``--repeats``): the cost per layer should stay flat.
+   for n = 10 ... 10,000 layers, in-process: ``--rounds`` passes over the depths in turn, each
+   timing as many calls as fit in ``--budget`` seconds (at least one); per depth the best call
+   and the median over rounds of the mean call: the cost per layer should stay flat.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -29,7 +29,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from timing import best_of, best_within  # this folder: the script's own
+from timing import best_of, best_within, installed_env  # this folder: the script's own
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -69,11 +69,9 @@ def mlp_spec(layers: int) -> str:
         """)
 
 
-# Both sides run as an installed package does: with Python's cached bytecode. An environment that
-# sets PYTHONDONTWRITEBYTECODE (some CI images and containers do) would have every nncli module
-# compiled from source in every process while torch, torchinfo and torchview, installed by pip,
-# come with theirs: 0.1-0.2 s against nncli alone. One warm-up run of each side writes the caches.
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+# Both sides run as an installed package does, with bytecode caches (timing.installed_env); one
+# warm-up run of each side writes them.
+ENV = installed_env()
 
 
 def wall(cmd: list[str]) -> float:
@@ -102,7 +100,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-depth", action="store_true")
-    parser.add_argument("--budget", type=float, default=2.0, help="seconds of calls per depth cell")
+    parser.add_argument("--budget", type=float, default=0.3, help="seconds of calls per depth cell and round")
+    parser.add_argument("--rounds", type=int, default=9, help="round-robin passes over the depths")
     parser.add_argument("--skip-processes", action="store_true")
     args = parser.parse_args()
     nncli = [PY, "-m", "nncli"]
@@ -142,16 +141,39 @@ def main() -> None:
 
     if args.skip_depth:
         return
-    print(f"\ncost per layer by depth (in-process, best of the calls that fit in {args.budget:g} s, "
-          f"at least {args.repeats}, after one warm-up; spec text -> result):")
-    print(f"  {'layers':>7s} {'check ms':>9s} {'us/layer':>9s} {'params ms':>10s} {'us/layer':>9s}")
-    for layers in (10, 100, 1000, 10000):
-        text = mlp_spec(layers)
-        tc = best_within(lambda: check_spec(parse_spec(text)), args.budget, args.repeats)
-        tp = best_within(lambda: count(parse_spec(text)), args.budget, args.repeats)
-        n = layers + 1
-        print(f"  {n:7,d} {tc * 1e3:9.1f} {tc / n * 1e6:9.1f} {tp * 1e3:10.1f} {tp / n * 1e6:9.1f}")
-
+    depths = (10, 100, 1000, 10000)
+    print(f"\ncost per layer by depth (in-process; spec text -> result; {args.rounds} rounds, each "
+          f"timing every depth in turn for ~{args.budget:g} s of calls (at least one)):")
+    calls = {"check": lambda text: check_spec(parse_spec(text)), "params": lambda text: count(parse_spec(text))}
+    texts = {d: mlp_spec(d) for d in depths}
+    for d in depths:  # warm-up: imports, first-use caches
+        for fn in calls.values():
+            fn(texts[d])
+    # Round robin rather than one depth after the other: this VM's speed drifts by tens of
+    # percent over minutes, which a depth timed alone reads as a cost of that depth. Two
+    # figures per cell: the best single call (a deep spec gets one call a round, a shallow one
+    # hundreds, so its best is the luckier draw) and the median over rounds of each round's mean
+    # call (every depth exposed to the same ~budget of noise per round).
+    times: dict = {(d, tool): [] for d in depths for tool in calls}
+    for _ in range(args.rounds):
+        for d in depths:
+            for tool, fn in calls.items():
+                spent, each = 0.0, []
+                while not each or spent < args.budget:
+                    t0 = time.perf_counter()
+                    fn(texts[d])
+                    each.append(time.perf_counter() - t0)
+                    spent += each[-1]
+                times[d, tool].append((min(each), sum(each) / len(each)))
+    print(f"  {'layers':>7s} | {'check: best':>11s} {'us/layer':>8s} {'median':>8s} {'us/layer':>8s} | "
+          f"{'params: best':>12s} {'us/layer':>8s} {'median':>8s} {'us/layer':>8s}")
+    for d in depths:
+        n, row = d + 1, []
+        for tool in calls:
+            best = min(b for b, _ in times[d, tool])
+            median = statistics.median(m for _, m in times[d, tool])
+            row.append(f"{best * 1e3:9.1f}ms {best / n * 1e6:8.1f} {median * 1e3:6.1f}ms {median / n * 1e6:8.1f}")
+        print(f"  {n:7,d} | {row[0]:>29s} | {row[1]:>30s}")
 
 if __name__ == "__main__":
     main()

@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from timing import installed_env  # this folder: the script's own
+
 SWEEP = """\
 name: bench
 spec:
@@ -68,7 +70,7 @@ def main() -> None:
     from nncli.sweep import expand, load_sweep, spec_text, trial_spec_data
 
     python = sys.executable
-    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    env = installed_env(PYTHONPATH=str(ROOT), NO_COLOR="1")
     widths = [8 * (i + 1) for i in range(args.trials)]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
