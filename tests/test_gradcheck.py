@@ -609,6 +609,10 @@ def test_too_big_for_memory_refused_before_allocating(tmp_path, run_cli):
     assert time.perf_counter() - start < 20  # nothing was allocated, nothing was initialised
     # The estimate covers at least weights, gradients and the saved copy (3 x 8 bytes each).
     assert gc.estimate_memory(load_spec(path), 4) >= 3 * 8 * (10**10 + 10**5)
+    # the directions are kept for the run (float32, half a float64 copy each): 18 more cost 9 copies
+    params = 10**10 + 10**5
+    more = gc.estimate_memory(load_spec(path), 4, directions=21) - gc.estimate_memory(load_spec(path), 4)
+    assert more == 8 * 9 * params
     with pytest.raises(InputError, match="too big"):
         gc.gradcheck(load_spec(net(tmp_path)), memory_limit=1_000)
 

@@ -201,3 +201,10 @@ def test_c_parser_gives_the_python_parsers_values_and_positions(monkeypatch):
         assert (fast.data, fast.values, fast.keys) == (slow.data, slow.values, slow.keys), path
         compared += 1
     assert compared > 100, compared
+    # libyaml accepts tabs as separators where PyYAML refuses them: refused on both paths
+    for text in ("a: 1\t\n", "a:\t{b: 1}\n", "a: [1,\t2]\n", "- 1\t# c\n"):
+        with pytest.raises(SpecError) as slow:
+            _python_parser_document(text, monkeypatch)
+        with pytest.raises(SpecError) as fast:
+            source.parse_yaml(text, "x.yaml")
+        assert str(fast.value) == str(slow.value), text

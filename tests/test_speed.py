@@ -313,14 +313,18 @@ def test_shape_keeping_rules_match_a_real_forward():
     modules = [nn.ReLU(), nn.GELU(), nn.Hardtanh(), nn.LeakyReLU(0.1), nn.SiLU(inplace=True), nn.Identity(),
                nn.Dropout(0.5), nn.AlphaDropout(0.2), nn.BatchNorm1d(3), nn.BatchNorm2d(3), nn.BatchNorm3d(3),
                nn.LayerNorm(4), nn.LayerNorm([3, 4]), nn.GroupNorm(1, 3), nn.Flatten(), nn.Flatten(2),
-               nn.Softmax(dim=3), nn.PReLU(4)]
+               nn.Softmax(dim=3), nn.PReLU(4),
+               # arguments the constructor takes but forward refuses: the rule must decline them
+               nn.GELU(approximate="foo"), nn.ELU(alpha="abc"), nn.CELU(alpha=0.0), nn.RReLU(0.5, 0.1),
+               nn.Softshrink(-1.0), nn.BatchNorm1d(3, eps="abc"), nn.LayerNorm(4, eps="abc"),
+               nn.GroupNorm(1, 3, eps="abc")]
     shapes = [(3,), (4,), (3, 4), (4, 3), (3, 4, 4), (3, 3, 4), (3, 2, 2, 4), (2, 3, 4, 4)]
     checked = declined = 0
     for module, shape in itertools.product(modules, shapes):
         module.eval()
         try:
             real = tuple(module(torch.zeros(2, *shape)).shape[1:])
-        except (RuntimeError, ValueError, IndexError):
+        except (RuntimeError, ValueError, IndexError, TypeError):
             real = None
         ruled = rule_shape(module, shape)
         if ruled is None:

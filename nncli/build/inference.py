@@ -18,7 +18,7 @@ wording their errors exactly as before.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
@@ -78,22 +78,55 @@ _BATCH_NORM_DIMS = {nn.BatchNorm1d: (1, 2), nn.BatchNorm2d: (3,), nn.BatchNorm3d
 
 def _keeps_shape(module: nn.Module, shape: tuple) -> bool:
     """Whether ``module`` certainly gives its input's shape back: torch's elementwise activations,
-    Identity, Dropout, and norms whose sizes match. A DenseNet-121 ran 120 BatchNorms and 120
-    ReLUs on CPU zeros for shapes these rules know (half of its ``params`` time)."""
+    Identity, Dropout, and norms whose sizes match, with arguments that work. A DenseNet-121 ran
+    121 BatchNorms and 121 ReLUs on CPU zeros for shapes these rules know (half of its ``params``
+    time)."""
     cls = type(module)
-    if cls in (nn.Identity, nn.Dropout, nn.AlphaDropout):
-        return True
-    if cls.__module__ == "torch.nn.modules.activation":
-        return cls.__name__ not in _NOT_ELEMENTWISE
-    dims = _BATCH_NORM_DIMS.get(cls)
-    if dims is not None:
-        return len(shape) in dims and shape[0] == module.num_features
-    if cls is nn.LayerNorm:
+    if cls in (nn.Identity, nn.Dropout, nn.AlphaDropout) or _elementwise(cls):
+        smallest: tuple | None = (1,)
+    elif cls in _BATCH_NORM_DIMS or cls is nn.GroupNorm:
+        channels = module.num_features if cls in _BATCH_NORM_DIMS else module.num_channels
+        fits = len(shape) in _BATCH_NORM_DIMS[cls] if cls in _BATCH_NORM_DIMS else len(shape) >= 1
+        smallest = (channels, *(1,) * (len(shape) - 1)) if fits and shape[0] == channels else None
+    elif cls is nn.LayerNorm:
         normalized = tuple(module.normalized_shape)
-        return 0 < len(normalized) <= len(shape) and tuple(shape[-len(normalized):]) == normalized
-    if cls is nn.GroupNorm:
-        return len(shape) >= 1 and shape[0] == module.num_channels
-    return False
+        fits = 0 < len(normalized) <= len(shape) and tuple(shape[-len(normalized):]) == normalized
+        smallest = (*(1,) * (len(shape) - len(normalized)), *normalized) if fits else None
+    else:
+        smallest = None
+    return smallest is not None and _arguments_work(module, smallest)
+
+
+def _elementwise(cls: type) -> bool:
+    """torch's elementwise activations (ReLU, Tanh, ...): any shape to itself."""
+    return cls.__module__ == "torch.nn.modules.activation" and cls.__name__ not in _NOT_ELEMENTWISE
+
+
+# (class, arguments, smallest input) -> whether the layer runs: a shape rule answers only for
+# arguments torch accepts. Some are refused only by forward (GELU's `approximate: foo`, an ELU's
+# `alpha: abc`, BatchNorm's `eps: abc`), so each set of arguments is run once, on the smallest
+# input of its kind, and a refusal is left to the full run, whose error names the layer.
+_ARGUMENTS_WORK: dict[tuple, bool] = {}
+
+
+def _arguments_work(module: nn.Module, smallest: tuple) -> bool:
+    key = (type(module), module.extra_repr(), smallest)
+    works = _ARGUMENTS_WORK.get(key)
+    if works is None:
+        if not fits_on_cpu(module, smallest, INFER_BATCH):
+            return False
+        on_meta = any(t.device.type == "meta" for t in (*module.parameters(), *module.buffers()))
+        training = module.training
+        try:
+            with (on_cpu(module) if on_meta else nullcontext()), torch.no_grad():
+                y = module.eval()(torch.zeros((INFER_BATCH, *smallest)))
+            works = tuple(y.shape) == (INFER_BATCH, *smallest)
+        except Exception:
+            works = False
+        finally:
+            module.train(training)
+        _ARGUMENTS_WORK[key] = works
+    return works
 
 
 def fits_on_cpu(module: nn.Module, shape: tuple, batch: int) -> bool:
@@ -264,5 +297,4 @@ def _keeps_batch(module: nn.Module) -> bool:
     cls = type(module)
     if cls.__name__ in _BATCH_FIRST:
         return True
-    # torch's elementwise activations (ReLU, Tanh, ...) map any shape to itself
-    return cls.__module__ == "torch.nn.modules.activation" and cls.__name__ not in _NOT_ELEMENTWISE
+    return _elementwise(cls)

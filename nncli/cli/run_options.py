@@ -59,7 +59,7 @@ def parse_sets(items: List[str]) -> dict:
 # value the spec parser accepts can still be refused later (the builder: ``out_features: -3``,
 # torch's own argument checks); that error is located at the field in the file, and
 # :func:`name_the_set` adds which ``--set`` wrote it. ``main`` forgets them at every call.
-_applied: list[tuple[tuple, str]] = []
+_applied: list[tuple[tuple, str, str]] = []  # (path, "PATH=VALUE", the spec file it was applied to)
 
 
 def forget_sets() -> None:
@@ -77,7 +77,9 @@ def name_the_set(err) -> None:
         field = parse_path(err.spec_path)
     except SpecError:
         return
-    for path, text in _applied:
+    for path, text, file in _applied:
+        if err.file is not None and str(err.file) != file:
+            continue  # an error in another file (a transfer's source run) with a similar path
         # the field the --set wrote, something inside it, or the layer/section holding it
         if field[:len(path)] == path or path[:len(field)] == field:
             err.message += f" (set by --set {text})"
@@ -115,7 +117,7 @@ def load_spec_with_sets(path: Path, items: Optional[List[str]] = None, *, detach
         written: list[tuple] = []
         apply_override(doc.data, key, value, where=Where(None, None, None, f"--set {key}"), source=str(path),
                        written=written)
-        _applied.extend((field, f"{key}={value!r}") for field in written)
+        _applied.extend((field, f"{key}={value!r}", str(path)) for field in written)
     data = doc.data
     if detach:
         from nncli.sweep.trial_specs import _absolute_custom

@@ -89,7 +89,7 @@ def write_diagram(diagram: Diagram, output: str | Path, fmt: str) -> int:
             hint="draw it without --expand, or with --depth N; or write the DOT source (-o net.dot) "
                  "and render it yourself")
     try:
-        data = graphviz.pipe("dot", fmt, source.encode("utf-8"))
+        data = graphviz.pipe("dot", fmt, source.encode("utf-8"), quiet=True)  # its stderr goes into our error
     except graphviz.CalledProcessError as exc:
         detail = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
         raise InputError(f"graphviz's `dot` failed rendering {fmt} (exit {exc.returncode})"

@@ -34,7 +34,8 @@ How it works (the docs and ``nncli gradcheck --help`` say the same):
   together: one backward pass for all of their gradients (and the model's), one vectorised call
   for the small tensors' evaluations; large tensors are evaluated one direction at a time in
   reused buffers, each perturbed weight shared by its layer's check and the end-to-end one.
-  The same numbers as one layer at a time, to round-off.
+  Each check keeps its N(0, I) directions and its detection bound; only the order in which the
+  directions are drawn differs from one layer at a time, so a seed picks other directions there.
 - **Kinks.** When a direction disagrees, the difference quotient is recomputed at ``h/2`` and as
   one-sided Richardson estimates from each side. Smooth functions agree with themselves (then the
   Richardson value decides); a kink (ReLU at 0, max-pool ties, Step, abs) makes the left and right

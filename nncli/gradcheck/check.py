@@ -64,7 +64,7 @@ def gradcheck(spec: Spec, *, batch: int = DEFAULT_BATCH, data: str | Path | None
     """
     _validate(batch=batch, directions=directions, rtol=rtol, atol=atol, eps=eps)
     device = torch.device(device)
-    estimate = estimate_memory(spec, batch, exhaustive)
+    estimate = estimate_memory(spec, batch, exhaustive, directions)
     available = memory_limit if memory_limit is not None else available_memory(device)
     if available is not None and estimate > available:
         from nncli.formatting import fmt_bytes

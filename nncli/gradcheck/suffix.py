@@ -6,8 +6,8 @@ for the first layer, which is the model's input), the layer's perturbed outputs 
 batched (vmap over the perturbed copies), and serve both checks:
 
 - the layer in isolation: ``<G_k, y>`` for its upstream gradient ``G_k``;
-- end to end: the objective of layers ``k+1 ..`` run on those outputs, batched over them as over
-  a larger batch (one matrix product per layer, not one small product per perturbed copy).
+- end to end: the objective of layers ``k+1 ..`` run on those outputs, vectorised over them
+  (``vmap``: one batched product per layer, not one small product per perturbed copy).
 
 That is the whole numerical work of torch's slow mode, every coordinate end to end, without
 re-running the prefix or the perturbed layer. It applies when the model is a ``Sequential`` of
