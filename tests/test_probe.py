@@ -35,14 +35,9 @@ SEEDS = [0, 1, 2]
 BATCH = 128
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread for these 64-wide nets: they gain nothing from more, and on a shared
-    2-core machine oversubscribed OpenMP threads made this file 3x slower. Restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One intra-op thread (conftest) for these 64-wide nets: they gain nothing from more, and on a
+# shared 2-core machine oversubscribed OpenMP threads made this file 3x slower.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def spec_of(name: str):

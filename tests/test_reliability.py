@@ -35,15 +35,10 @@ train: {optimizer: sgd, lr: 0.1, batch_size: 50, epochs: 1, seed: 3}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(monkeypatch, one_torch_thread):
+    """One torch thread (conftest), and none of the limits' or trust's environment variables set."""
     for name in ("NNCLI_NO_CUSTOM", "NNCLI_MAX_LAYERS", "NNCLI_MAX_DEPTH", "NNCLI_MAX_SPEC_BYTES"):
         monkeypatch.delenv(name, raising=False)
-    yield
-    torch.set_num_threads(before)
 
 
 def write(path: Path, text: str) -> Path:

@@ -46,17 +46,8 @@ spec:
 """
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Trials here are tiny MLPs: one intra-op thread is what a sweep worker gets, and it keeps
-    these tests quick on a shared machine, where spinning thread pools of several processes
-    slow each other down many times over. Restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Trials here are tiny MLPs: one intra-op thread (conftest), what a sweep worker gets.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_sweep(tmp_path: Path, body: str, *, name: str = "s", epochs: int = 3, header: str = TINY) -> Path:

@@ -46,15 +46,10 @@ train: {optimizer: sgd, lr: 0.1, batch_size: 50, epochs: 2, seed: 3}
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread here and in the subprocesses (OMP_NUM_THREADS=1 in cli()): the models are
-    tiny, the machine is shared, and two spinning OpenMP threads on a busy core are many times
-    slower than one. Bit-identity checks also need the same thread count on both sides."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread here (conftest) and in the subprocesses (OMP_NUM_THREADS=1 in cli()): the models
+# are tiny, the machine is shared, and two spinning OpenMP threads on a busy core are many times
+# slower than one. Bit-identity checks also need the same thread count on both sides.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def spec_file(tmp_path, text=MLP, name="spec.yaml") -> Path:
