@@ -19,7 +19,7 @@ setup: $(VENV)/.nncli-installed dot
 $(VENV)/.nncli-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,attack-ref,export,images,optuna,ray]" "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,attack-ref,export,images,optuna,ray,plots,tensorboard,docs]" "torch==$(TORCH_VERSION)"
 	touch $@
 
 # graphviz's `dot` renders diagrams (the Python package only writes DOT source).
