@@ -43,10 +43,6 @@ def freeze_module(module: nn.Module) -> None:
     setattr(module, FROZEN_MARK, True)
 
 
-def is_frozen(module: nn.Module) -> bool:
-    return bool(getattr(module, FROZEN_MARK, False))
-
-
 def apply_transfer(built: Built, *, load: bool = True) -> None:
     """Copy (``load``) and freeze the layers the spec's ``transfer:`` names, in place.
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from enum import Enum
-from pathlib import Path
 
 import typer
 
@@ -81,12 +80,6 @@ def _root(
         from nncli.spec.trust import set_no_custom
 
         set_no_custom(True)
-
-
-def load_spec_file(spec: Path):
-    from nncli.spec import load_spec
-
-    return load_spec(spec)
 
 
 def fail_check(message: str) -> None:

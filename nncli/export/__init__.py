@@ -8,7 +8,7 @@ as ONNX, TorchScript or safetensors, and each file checked after it is written.
 - safetensors: the weights, with the spec text (and the run's normalisation and class names) in
   the file's metadata; :func:`load_safetensors` rebuilds the network from that file alone.
 
-Rooms: ``source`` (the model to export), ``compare`` (the check on a batch), ``onnx_file``,
+Rooms: ``source`` (the model to export), ``verify`` (the check on a batch), ``onnx_file``,
 ``torchscript_file``, ``safetensors_file`` and ``formats`` (:func:`export_model` and its result).
 onnx, onnxruntime and safetensors are the optional extra ``nncli[export]``; their absence is
 a clear exit 2 naming it.

@@ -9,7 +9,6 @@ from nncli.errors import InputError
 from nncli.formatting import jsonable
 
 FORMATS = ("onnx", "torchscript", "safetensors")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 # format -> (modules it needs, what to install)
 NEEDS = {"onnx": (("onnx", "onnxruntime"), "nncli[export]"), "safetensors": (("safetensors",), "nncli[export]"),
          "torchscript": ((), None)}

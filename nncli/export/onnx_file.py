@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from nncli.errors import InputError
-from nncli.export.compare import TRACE_BATCH, compare_on_batch, first_failing_layer, quiet_stderr, sample_inputs
+from nncli.export.verify import TRACE_BATCH, compare_on_batch, first_failing_layer, quiet_stderr, sample_inputs
 
 OPSET = 17  # onnxruntime >= 1.13 runs it; the exporter's default of torch 2.x
 

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 from nncli.errors import InputError
-from nncli.export.compare import TRACE_BATCH, compare_on_batch, first_failing_layer, quiet_stderr, sample_inputs
+from nncli.export.verify import TRACE_BATCH, compare_on_batch, first_failing_layer, quiet_stderr, sample_inputs
 
 METHODS = ("trace", "script")
 

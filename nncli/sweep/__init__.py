@@ -56,7 +56,7 @@ _EXPORTS = {
     "load_sweep": "nncli.sweep.parse",
     "apply_override": "nncli.spec.overrides", "parse_path": "nncli.spec.overrides",
     "Config": "nncli.sweep.expansion", "expand": "nncli.sweep.expansion",
-    "spec_hash": "nncli.sweep.trial_specs", "spec_text": "nncli.sweep.trial_specs",
+    "spec_text": "nncli.sweep.trial_specs",
     "trial_spec_data": "nncli.sweep.trial_specs",
     "BEST_SPEC": "nncli.sweep.results", "FINISHED": "nncli.sweep.results", "RESULT_FILE": "nncli.sweep.results",
     "TRIAL_FILE": "nncli.sweep.results", "RunRecord": "nncli.sweep.results", "SweepEvent": "nncli.sweep.results",
@@ -78,6 +78,6 @@ if TYPE_CHECKING:
         BEST_SPEC, FINISHED, RESULT_FILE, TRIAL_FILE, RunRecord, SweepEvent, SweepResult, TrialResult,
     )
     from nncli.sweep.run import run_sweep
-    from nncli.sweep.trial_specs import spec_hash, spec_text, trial_spec_data
+    from nncli.sweep.trial_specs import spec_text, trial_spec_data
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

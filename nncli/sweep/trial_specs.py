@@ -6,8 +6,6 @@ the spec contract's key order; and its fingerprint. Pure Python.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +52,6 @@ def _absolute_custom(layers: Any, base_dir: Path) -> None:
         for key in BRANCH_LISTS:  # Parallel's branches: a list of layer lists
             for branch in args.get(key) or []:
                 _absolute_custom(branch, base_dir)
-
-
-def spec_hash(data: dict) -> str:
-    """A stable fingerprint of a trial's spec: key order and YAML formatting do not change it."""
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def spec_text(data: dict, header: str | None = None) -> str:
