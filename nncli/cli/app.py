@@ -11,6 +11,7 @@ from enum import Enum
 
 import typer
 
+from nncli.cli.help_layout import NncliTyper
 from nncli.errors import CheckFailed
 from nncli.lazy import LazyModule
 from nncli.train.config import OPTIMIZERS
@@ -18,7 +19,7 @@ from nncli.train.config import OPTIMIZERS
 
 render = LazyModule("nncli.render")
 
-app = typer.Typer(
+app = NncliTyper(
     name="nncli",
     help="Network diagrams, checks and experiments from YAML specs.\n\n"
          "A spec lists layers (torch.nn names, Residual, Repeat, Custom, Step); nncli builds it as a "

@@ -1,23 +1,25 @@
 """The layout of ``nncli COMMAND --help``: usage, one paragraph, arguments and options, then details.
 
 click prints a command's whole docstring before its options, so a command whose docstring
-explains its method (gradcheck, probe) pushed the options a screen down. Here the first
-paragraph stays on top and the rest follows the options, under "Details:".
+explains its method (gradcheck, probe) pushed the options a screen down. :class:`NncliCommand`
+keeps the first paragraph on top and puts the rest after the options, under "Details:".
 
 Also: typer 0.25 sets an argument's ``help`` before calling click 8.5's ``Argument.__init__``,
-which resets it to None, so ``SPEC`` showed no help; it is set again after (and click's own
-"Positional arguments" section is left out: typer's "Arguments" lists them).
+which resets it to None, so ``SPEC`` showed no help; the command reads it back from the
+function's ``typer.Argument(help=...)``. click's own "Positional arguments" section is left out:
+typer's "Arguments" already lists them.
 
-Applied once, on import (nncli/cli/__init__.py imports this module); torch-free and cheap.
+Every command registered on :data:`nncli.cli.app.app` gets this class (:class:`NncliTyper`);
+nothing of typer's is patched. Torch-free and cheap.
 """
 
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
+import typer
 import typer.core
-
-_APPLIED = False
 
 
 def _split(text: str) -> tuple[str, str]:
@@ -27,19 +29,26 @@ def _split(text: str) -> tuple[str, str]:
     return head, rest.strip()
 
 
-def apply() -> None:
-    global _APPLIED
-    if _APPLIED:
+def _restore_argument_help(callback, params) -> None:
+    """Give each argument that lost its help the ``help=`` of its ``typer.Argument`` default."""
+    function = getattr(callback, "__wrapped__", None)
+    if function is None:
         return
-    _APPLIED = True
+    try:
+        defaults = {name: p.default for name, p in inspect.signature(function).parameters.items()}
+    except (TypeError, ValueError):  # pragma: no cover - a callable inspect cannot read
+        return
+    for param in params or ():
+        if getattr(param, "param_type_name", "") == "argument" and not getattr(param, "help", None):
+            param.help = getattr(defaults.get(param.name), "help", None)
 
-    arg_init = typer.core.TyperArgument.__init__
 
-    def argument_init(self, *args, help=None, **kwargs):
-        arg_init(self, *args, help=help, **kwargs)
-        self.help = help
+class NncliCommand(typer.core.TyperCommand):
+    """A typer command whose help shows the first docstring paragraph, the options, then the rest."""
 
-    typer.core.TyperArgument.__init__ = argument_init
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _restore_argument_help(kwargs.get("callback"), self.params)
 
     def format_help_text(self, ctx, formatter) -> None:
         head, _ = _split(self.help or "")
@@ -47,6 +56,9 @@ def apply() -> None:
             formatter.write_paragraph()
             with formatter.indentation():
                 formatter.write_text(head)
+
+    def format_arguments(self, ctx, formatter) -> None:
+        """Nothing: click >= 8.5 lists "Positional arguments" here, typer's "Arguments" already does."""
 
     def format_epilog(self, ctx, formatter) -> None:
         _, rest = _split(self.help or "")
@@ -60,11 +72,9 @@ def apply() -> None:
             with formatter.indentation():
                 formatter.write_text(self.epilog)
 
-    typer.core.TyperCommand.format_help_text = format_help_text
-    if hasattr(typer.core.TyperCommand, "format_arguments"):
-        # click >= 8.5 lists "Positional arguments" itself; typer's "Arguments" section already does
-        typer.core.TyperCommand.format_arguments = lambda self, ctx, formatter: None
-    typer.core.TyperCommand.format_epilog = format_epilog
 
+class NncliTyper(typer.Typer):
+    """A Typer app whose commands are :class:`NncliCommand` unless one names another class."""
 
-apply()
+    def command(self, *args: Any, cls: type | None = None, **kwargs: Any):
+        return super().command(*args, cls=cls or NncliCommand, **kwargs)
