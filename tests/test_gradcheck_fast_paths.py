@@ -1,8 +1,8 @@
 """gradcheck's fast paths fail where they must and agree with independent references.
 
-The fast paths (``nncli/gradcheck/fused.py``: torch layers prepared together, one backward and
-one vectorised call; ``suffix.py``: exhaustive mode reusing each layer's perturbed outputs end to
-end; ``numeric._evaluate``: large tensors one direction at a time in reused buffers) only run on
+The fast paths (``suffix.py``: exhaustive mode reusing each layer's perturbed outputs end to
+end; ``numeric._evaluate``: small units vectorised, large tensors one direction at a time in
+reused buffers) only run on
 torch's own layers, whose backwards are right. So the wrong gradients here are planted into
 torch itself: ``torch.tanh`` and ``torch.nn.functional.linear`` swapped (monkeypatch) for
 autograd Functions with the true forward and a backward 2% off. References: those planted
@@ -19,7 +19,8 @@ import torch
 
 from nncli import gradcheck as gc
 from nncli.build import build_model
-from nncli.gradcheck import fused, isolation, numeric
+from nncli.gradcheck import isolation, numeric
+from nncli.gradcheck.suffix import NotBatchable
 from nncli.spec import load_spec, parse_spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -88,11 +89,10 @@ def wrong_linear(monkeypatch):
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Records that the fast paths ran (so a test cannot pass on the general path alone)."""
+    """Records that the fast path ran (so a test cannot pass on the general path alone)."""
     calls = []
-    for module, name in ((fused, "_evaluate_batched"), (isolation, "_sweeps")):
-        real = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda *a, real=real, name=name: (calls.append(name), real(*a))[1])
+    real = isolation._sweeps
+    monkeypatch.setattr(isolation, "_sweeps", lambda *a: (calls.append("_sweeps"), real(*a))[1])
     return calls
 
 
@@ -104,7 +104,8 @@ def fails(report) -> dict[str, list[str]]:
 @pytest.mark.parametrize("exhaustive", [False, True])
 def test_planted_wrong_tanh_backward_is_pinned_to_the_tanh_layers(wrong_tanh, spy, exhaustive):
     report = gc.gradcheck(parse_spec(MLP), exhaustive=exhaustive)
-    assert spy == ["_sweeps" if exhaustive else "_evaluate_batched"]
+    assert spy == (["_sweeps"] if exhaustive else [])
+    assert report.path == ("exhaustive_suffix" if exhaustive else "per_layer")
     assert fails(report) == {"1": ["input"], "3": ["input"]}
     assert report.suspect == 1 and report.end_to_end.verdict is gc.Verdict.FAIL
     if exhaustive:  # every coordinate of the input: |0.02 g| / |1.02 g| exactly
@@ -114,17 +115,71 @@ def test_planted_wrong_tanh_backward_is_pinned_to_the_tanh_layers(wrong_tanh, sp
 @pytest.mark.parametrize("exhaustive", [False, True])
 def test_planted_wrong_linear_weight_gradient_names_the_weight(wrong_linear, spy, exhaustive):
     report = gc.gradcheck(parse_spec(MLP), exhaustive=exhaustive)
-    assert spy == ["_sweeps" if exhaustive else "_evaluate_batched"]
+    assert spy == (["_sweeps"] if exhaustive else [])
     assert fails(report) == {"0": ["weight"], "2": ["weight"], "4": ["weight"]}
     assert report.end_to_end.verdict is gc.Verdict.FAIL
 
 
-def test_small_tensors_split_into_several_vectorised_calls_still_fail(monkeypatch, wrong_linear, spy):
-    monkeypatch.setattr(fused, "GROUP_BYTES", 0)  # one call per tensor (what a big network gets)
-    report = gc.gradcheck(parse_spec(MLP))
-    assert spy.count("_evaluate_batched") > 5
-    assert fails(report) == {"0": ["weight"], "2": ["weight"], "4": ["weight"]}
-    assert report.end_to_end.verdict is gc.Verdict.FAIL
+def _errors(report) -> dict:
+    return {(leaf.id, t.name): t.max_rel_error for leaf in [*report.leaves(), report.end_to_end]
+            for t in leaf.tensors}
+
+
+def test_suffix_refused_by_vmap_runs_per_layer_says_so_and_agrees(monkeypatch, wrong_tanh):
+    # The one failure the shared sweeps give way on: vmap cannot batch a layer. The reference is
+    # the planted error itself (|0.02 g| / |1.02 g| on every coordinate) and the suffix run.
+    fast = gc.gradcheck(parse_spec(MLP), exhaustive=True)
+    assert fast.path == "exhaustive_suffix" and fast.to_json()["path"] == "exhaustive_suffix"
+
+    def refuse(*a):
+        raise NotBatchable("vmap: It looks like you're calling .item() on a Tensor")
+
+    monkeypatch.setattr(isolation, "_sweeps", refuse)
+    slow = gc.gradcheck(parse_spec(MLP), exhaustive=True)
+    assert slow.path == "per_layer" and slow.to_json()["path"] == "per_layer"
+    assert fails(slow) == fails(fast) == {"1": ["input"], "3": ["input"]}
+    assert slow.leaves()[1].tensors[0].max_rel_error == pytest.approx(0.02 / 1.02, rel=1e-5)
+    assert _errors(slow).keys() == _errors(fast).keys()
+    for key, error in _errors(fast).items():
+        if error is not None and error > 1e-6:  # the planted errors; round-off elsewhere
+            assert _errors(slow)[key] == pytest.approx(error, rel=1e-6), key
+
+
+def test_a_vmap_refusal_inside_the_sweeps_becomes_not_batchable(monkeypatch):
+    from nncli.gradcheck import suffix
+
+    def item(*a):
+        raise RuntimeError("vmap: It looks like you're calling .item() on a Tensor")
+
+    monkeypatch.setattr(suffix, "_sweep_all", item)
+    with pytest.raises(NotBatchable):
+        suffix._sweeps(None, [], None, [], 1e-6, 0)
+    monkeypatch.setattr(suffix, "_sweep_all", lambda *a: (_ for _ in ()).throw(RuntimeError("out of memory")))
+    with pytest.raises(RuntimeError, match="out of memory") as caught:
+        suffix._sweeps(None, [], None, [], 1e-6, 0)
+    assert not isinstance(caught.value, NotBatchable)
+
+
+def test_an_undocumented_error_in_the_suffix_path_is_not_swallowed(monkeypatch, tmp_path, run_cli):
+    def broken(*a):
+        raise IndexError("planted")
+
+    monkeypatch.setattr(isolation, "_sweeps", broken)
+    with pytest.raises(IndexError, match="planted"):
+        gc.gradcheck(parse_spec(MLP), exhaustive=True)
+    spec = tmp_path / "mlp.yaml"
+    spec.write_text(MLP)
+    r = run_cli(["gradcheck", spec, "--exhaustive", "--json"])
+    assert r.code == 3
+
+
+def test_verbose_names_the_path(tmp_path, run_cli):
+    spec = tmp_path / "mlp.yaml"
+    spec.write_text(MLP)
+    r = run_cli(["gradcheck", spec, "--exhaustive", "-v"])
+    assert r.code == 0 and "path: exhaustive_suffix" in r.out + r.err
+    r = run_cli(["gradcheck", spec, "-v"])
+    assert r.code == 0 and "path: per_layer" in r.out + r.err
 
 
 @pytest.mark.parametrize("planted, failing", [
@@ -132,20 +187,18 @@ def test_small_tensors_split_into_several_vectorised_calls_still_fail(monkeypatc
     (_WrongLinear, {"0": ["weight"], "2": ["weight"], "4": ["weight"]}),
 ], ids=["tanh", "linear"])
 def test_large_tensors_one_direction_at_a_time_still_fail_and_pass(monkeypatch, planted, failing):
-    # Every tensor "large": evaluated one direction at a time in the reused buffers, each layer
-    # weight's perturbed copy shared with the end-to-end evaluation (fused._evaluate_together).
+    # Every tensor "large": evaluated one direction at a time in the reused buffers.
     monkeypatch.setattr(numeric, "BATCHED_BYTES", 0)
-    monkeypatch.setattr(fused, "BATCHED_BYTES", 0)
-    together = []
-    real = fused._evaluate_together
-    monkeypatch.setattr(fused, "_evaluate_together", lambda *a: (together.append(1), real(*a))[1])
+    large = []
+    real = numeric._evaluate
+    monkeypatch.setattr(numeric, "_evaluate", lambda *a: (large.append(1), real(*a))[1])
     with monkeypatch.context() as patched:
         if planted is _WrongTanh:
             patched.setattr(torch, "tanh", lambda x: _WrongTanh.apply(x))
         else:
             patched.setattr(torch.nn.functional, "linear", lambda x, w, b=None: _WrongLinear.apply(x, w, b))
         report = gc.gradcheck(parse_spec(MLP))
-    assert together and fails(report) == failing and report.end_to_end.verdict is gc.Verdict.FAIL
+    assert large and fails(report) == failing and report.end_to_end.verdict is gc.Verdict.FAIL
     for seed in range(3):
         report = gc.gradcheck(parse_spec(CONV), seed=seed)
         assert report.ok and all(t.kinks == 0 for leaf in [*report.leaves(), report.end_to_end] for t in leaf.tensors)
@@ -198,16 +251,6 @@ def test_exhaustive_end_to_end_values_are_the_whole_models(monkeypatch):
             copies[torch.arange(3), torch.arange(3)] -= h
             reference = unit.batch_values(name, copies.view(3, *base.shape))
             assert torch.allclose(minus[:3], reference, rtol=1e-12, atol=1e-12), (unit.prefix, name)
-
-
-def test_rowwise_excludes_layers_that_mix_the_batch():
-    x = torch.zeros(4, 3, dtype=torch.float64)
-    bn = torch.nn.BatchNorm1d(3)
-    assert not fused._rowwise(bn.train(), x) and fused._rowwise(bn.eval(), x)
-    assert not fused._rowwise(torch.nn.Softmax(dim=0), x) and fused._rowwise(torch.nn.Softmax(dim=1), x)
-    assert not fused._rowwise(torch.nn.Softmax(dim=-2), x) and fused._rowwise(torch.nn.Softmax(dim=-1), x)
-    assert not fused._rowwise(torch.nn.Flatten(0), x) and fused._rowwise(torch.nn.Flatten(), x)
-    assert not fused._rowwise(torch.nn.Dropout(), x)
 
 
 def test_fast_paths_leave_the_model_and_rng_as_found():

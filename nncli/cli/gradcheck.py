@@ -38,6 +38,7 @@ def gradcheck(
     set_: List[str] = set_option(),
     threads: Optional[int] = threads_option(),
     json_out: bool = json_flag(),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also say which implementation checked the numbers (the `path` field of --json)."),
 ) -> None:
     """Check every layer's gradients against finite differences and name the broken layer.
 
@@ -70,5 +71,7 @@ def gradcheck(
                            exhaustive=exhaustive, directions=directions, rtol=rtol, atol=atol, eps=eps,
                            seed=seed, device=resolve_device(device))
     render.emit(report, json_out, render.gradcheck.show)
+    if verbose and not json_out:
+        typer.echo(f"path: {report.path}")
     if not report.ok:
         fail_check(report.diagnosis)

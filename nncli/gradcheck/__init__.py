@@ -30,12 +30,11 @@ How it works (the docs and ``nncli gradcheck --help`` say the same):
   and compares ``|g - D|`` with the same tolerance. On a Sequential of torch layers, layer k's
   perturbed outputs serve its own check and the end-to-end one, which runs only layers k+1..
   on them: every coordinate end to end, as torch's slow mode, without re-running the prefix.
-- **Speed.** The isolated checks of torch's own layers (not Custom, not Dropout) are prepared
-  together: one backward pass for all of their gradients (and the model's), one vectorised call
-  for the small tensors' evaluations; large tensors are evaluated one direction at a time in
-  reused buffers, each perturbed weight shared by its layer's check and the end-to-end one.
-  Each check keeps its N(0, I) directions and its detection bound; only the order in which the
-  directions are drawn differs from one layer at a time, so a seed picks other directions there.
+- **Speed.** A small unit's ``2k`` evaluations of every tensor run as one vectorised call; large
+  tensors are evaluated one direction at a time in reused buffers. The report's ``path`` says
+  which implementation ran: ``per_layer`` (every check on its own) or ``exhaustive_suffix``
+  (exhaustive mode on a plain Sequential, above), which gives way to ``per_layer`` only when
+  vmap cannot batch a layer.
 - **Kinks.** When a direction disagrees, the difference quotient is recomputed at ``h/2`` and as
   one-sided Richardson estimates from each side. Smooth functions agree with themselves (then the
   Richardson value decides); a kink (ReLU at 0, max-pool ties, Step, abs) makes the left and right
@@ -52,7 +51,7 @@ The package, one module per concern: ``options`` (the choices and defaults of th
 options, no torch), ``check`` (:func:`gradcheck`, :func:`check_built`), ``memory`` (the guard),
 ``isolation`` (recorded inputs, per-layer and end-to-end checks), ``unit`` (the function that is
 checked), ``numeric`` (random directions, step halving, kinks), ``exhaustive`` (every
-coordinate), ``fused`` (torch layers' checks prepared together), ``suffix`` (exhaustive mode's
+coordinate), ``suffix`` (exhaustive mode's
 shared layer outputs), ``custom`` (structural checks), ``state`` (RNG replay, state restored) and
 ``report`` (results, verdicts, diagnosis).
 The names below are imported on first use, so that ``import nncli.gradcheck.options`` (the command

@@ -15,8 +15,9 @@ from torch import nn
 
 from nncli.build import Built, build_model
 from nncli.errors import InputError
-from nncli.gradcheck.fused import _prepare
-from nncli.gradcheck.isolation import _check_exhaustive_plain, _check_layer, _check_model, _record_inputs
+from nncli.gradcheck.isolation import (
+    PER_LAYER, _check_exhaustive_plain, _check_layer, _check_model, _record_inputs,
+)
 from nncli.gradcheck.memory import available_memory, estimate_memory
 from nncli.gradcheck.numeric import _Draws, _Settings
 from nncli.gradcheck.options import (
@@ -125,21 +126,16 @@ def check_built(built: Built, x: torch.Tensor, *, objective: str = "projection",
                              f"channel to normalise ({str(exc).strip()})",
                              hint="use --batch 2 or more, or --mode eval") from None
         if exhaustive and _plain(built, inputs):
-            layers, e2e = _check_exhaustive_plain(built, x, inputs, objective_fn, settings, gen, seed)
+            layers, e2e, path = _check_exhaustive_plain(built, x, inputs, objective_fn, settings, gen, seed)
         else:
             draws = _Draws()  # directions drawn by the layers' checks, reused end to end
-            pres, model_pre = {}, None
-            if not exhaustive:
-                try:
-                    pres, model_pre = _prepare(built, inputs, directions, eps, gen, seed, draws, x, objective_fn)
-                except Exception:  # the general path checks each layer on its own and reports what raises
-                    pres, model_pre = {}, None
-            layers = [_check_layer(info, inputs, settings, gen, seed, depth=0, top=info.index, draws=draws,
-                                   pres=pres) for info in built.layers]
-            e2e = _check_model(built, x, objective_fn, settings, gen, seed, draws, pre=model_pre)
+            layers = [_check_layer(info, inputs, settings, gen, seed, depth=0, top=info.index, draws=draws)
+                      for info in built.layers]
+            e2e = _check_model(built, x, objective_fn, settings, gen, seed, draws)
+            path = PER_LAYER
     report = _report(built, layers, e2e, settings, batch=x.shape[0], mode=mode, objective=objective,
                      seed=seed, device=str(device), data=data, memory_estimate=memory_estimate,
-                     seconds=time.perf_counter() - start)
+                     seconds=time.perf_counter() - start, path=path)
     return report
 
 

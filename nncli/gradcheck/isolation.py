@@ -1,15 +1,16 @@
 """Per-layer isolation, as Caffe's checker does: one forward pass records the real input reaching
 every layer (nested ones inside Residual/Repeat too); each leaf layer is then checked on its own,
 on that input, under ``<G, layer(x)>`` for a random upstream gradient ``G``, so a wrong backward
-is pinned to its layer. Then the whole model once, end to end. What the fast paths drew and
-evaluated beforehand (:mod:`~nncli.gradcheck.fused`, :mod:`~nncli.gradcheck.suffix`) comes in as
-a :class:`~nncli.gradcheck.fused._Pre` per layer; the checks, verdicts and notes are the same.
+is pinned to its layer. Then the whole model once, end to end. What exhaustive mode's shared
+sweeps evaluated beforehand (:mod:`~nncli.gradcheck.suffix`) comes in as a :class:`_Pre` per
+layer; the checks, verdicts and notes are the same.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -19,12 +20,29 @@ from nncli.errors import InputError
 from nncli.gradcheck import state
 from nncli.gradcheck.custom import _deterministic, _structural
 from nncli.gradcheck.exhaustive import _check_exhaustive
-from nncli.gradcheck.fused import _Pre, _projection
 from nncli.gradcheck.numeric import _check_directions, _Draws, _evaluate_each, _key, _Settings
 from nncli.gradcheck.report import LayerCheck, StructuralCheck, TensorCheck, Verdict, _worst
 from nncli.gradcheck.state import _seed
-from nncli.gradcheck.suffix import _sweeps
+from nncli.gradcheck.suffix import NotBatchable, _sweeps
 from nncli.gradcheck.unit import INPUT, _Unit
+
+# Which implementation checked a report's numbers (GradcheckReport.path): every mode can run
+# per layer; exhaustive mode on a plain Sequential shares each layer's perturbed outputs.
+PER_LAYER = "per_layer"
+EXHAUSTIVE_SUFFIX = "exhaustive_suffix"
+
+
+@dataclass
+class _Pre:
+    """What exhaustive mode's shared sweeps made for one check before it runs."""
+
+    upstream: torch.Tensor | None  # G of <G, layer(x)> (None for the end-to-end check)
+    unit: _Unit | None = None  # the unit the sweeps were made with (reused by the check)
+    sweeps: dict | None = None  # tensor name -> (F(w + h e_j), F(w - h e_j)) for all j
+
+
+def _projection(upstream: torch.Tensor):
+    return lambda out: (upstream * out).sum()
 
 
 def _record_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.Tensor]:
@@ -67,10 +85,10 @@ def _check_unit(unit: _Unit, settings: _Settings, gen: torch.Generator, act_elem
                 joint: bool = False, draws: _Draws | None = None, pre: _Pre | None = None) -> list[TensorCheck]:
     """All tensors of a unit: per tensor, or (end to end, default mode) all jointly.
 
-    ``pre``: gradients, directions and evaluations the caller already made (:mod:`~nncli.gradcheck.fused`,
-    :mod:`~nncli.gradcheck.suffix`); whatever it lacks is made here.
+    ``pre``: exhaustive mode's evaluations made beforehand (:mod:`~nncli.gradcheck.suffix`);
+    whatever it lacks is made here.
     """
-    grads = pre.grads if pre is not None and pre.grads is not None else unit.gradients()
+    grads = unit.gradients()
     names = list(unit.tensors())
     if settings.exhaustive:
         sweeps = (pre.sweeps if pre is not None else None) or {}
@@ -78,15 +96,11 @@ def _check_unit(unit: _Unit, settings: _Settings, gen: torch.Generator, act_elem
     draws = draws if draws is not None else _Draws()
     if joint:
         label = "input + parameters" if INPUT in names else "parameters"
-        drawn = (pre.blocks, pre.triples) if pre is not None and pre.blocks is not None else None
-        return [_check_directions(unit, names, grads, settings, gen, label, drawn=drawn, draws=draws)]
+        return [_check_directions(unit, names, grads, settings, gen, label, draws=draws)]
     # Each tensor on its own; a small unit's 2k evaluations of every tensor in one vectorised call.
     base = unit.tensors()
-    if pre is not None and pre.triples is not None:
-        blocks, triples = pre.blocks, pre.triples
-    else:
-        blocks = {n: draws.block(_key(unit, n), settings.directions, gen, base[n]) for n in names}
-        triples = _evaluate_each(unit, names, base, grads, blocks, settings.eps, draws)
+    blocks = {n: draws.block(_key(unit, n), settings.directions, gen, base[n]) for n in names}
+    triples = _evaluate_each(unit, names, base, grads, blocks, settings.eps, draws)
     return [_check_directions(unit, [n], grads, settings, gen, n, drawn=({n: blocks[n]}, triples[n]), draws=draws)
             for n in names]
 
@@ -166,9 +180,13 @@ def _model_act(built: Built, x: torch.Tensor) -> int:
 
 
 def _check_exhaustive_plain(built: Built, x: torch.Tensor, inputs: dict, objective: Callable,
-                            settings: _Settings, gen: torch.Generator, seed: int) -> tuple[list, LayerCheck]:
+                            settings: _Settings, gen: torch.Generator, seed: int) -> tuple[list, LayerCheck, str]:
     """Exhaustive mode on a plain Sequential: every layer's perturbations evaluated once for its own
-    check and the end-to-end one (:mod:`nncli.gradcheck.suffix`); the same checks and verdicts."""
+    check and the end-to-end one (:mod:`nncli.gradcheck.suffix`); the same checks and verdicts.
+
+    Returns the layers' checks, the end-to-end check and the path that ran: :data:`EXHAUSTIVE_SUFFIX`,
+    or :data:`PER_LAYER` when vmap cannot batch a layer (:class:`~nncli.gradcheck.suffix.NotBatchable`,
+    the one failure the shared sweeps give way on)."""
     units, upstreams = [], []
     for info in built.layers:  # the upstream gradients, drawn in the order the general path draws them
         layer_seed = _seed(seed, "layer " + info.fqn)
@@ -176,15 +194,17 @@ def _check_exhaustive_plain(built: Built, x: torch.Tensor, inputs: dict, objecti
         units.append(_Unit(info.module, inputs[id(info)], _projection(upstreams[-1]), layer_seed,
                            prefix=info.fqn + "."))
     model_unit = _Unit(built.model, x, objective, _seed(seed, "model"), prefix="")
+    path = EXHAUSTIVE_SUFFIX
     try:
         per_layer, end_to_end = _sweeps(built, units, model_unit, upstreams, settings.eps, _model_act(built, x))
-    except Exception:  # e.g. a layer vmap cannot batch: each check evaluates its own, and says why
-        per_layer, end_to_end = [None] * len(units), None
+    except NotBatchable:  # each check evaluates its own coordinates, and reports what raises
+        per_layer, end_to_end, path = [None] * len(units), None, PER_LAYER
     pres = {id(info): _Pre(up, unit, sweeps=sweeps)
             for info, up, unit, sweeps in zip(built.layers, upstreams, units, per_layer)}
     layers = [_check_layer(info, inputs, settings, gen, seed, depth=0, top=info.index, pres=pres)
               for info in built.layers]
-    return layers, _check_model(built, x, objective, settings, gen, seed, pre=_Pre(None, model_unit, sweeps=end_to_end))
+    e2e = _check_model(built, x, objective, settings, gen, seed, pre=_Pre(None, model_unit, sweeps=end_to_end))
+    return layers, e2e, path
 
 
 def _check_model(built: Built, x: torch.Tensor, objective: Callable, settings: _Settings,

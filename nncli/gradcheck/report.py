@@ -132,6 +132,7 @@ class GradcheckReport:
     data: str | None
     memory_estimate: int  # bytes, the figure the memory guard compared
     seconds: float
+    path: str = "per_layer"  # which implementation ran: "per_layer" or "exhaustive_suffix"
 
     def leaves(self) -> list[LayerCheck]:
         """Checked layers (no composites), in forward order."""
@@ -160,6 +161,7 @@ class GradcheckReport:
             "layers": [layer.to_json() for layer in self.layers],
             "end_to_end": self.end_to_end.to_json(),
             "memory_estimate_bytes": self.memory_estimate, "seconds": round(self.seconds, 3),
+            "path": self.path,
         }
 
 

@@ -12,7 +12,9 @@ batched (vmap over the perturbed copies), and serve both checks:
 That is the whole numerical work of torch's slow mode, every coordinate end to end, without
 re-running the prefix or the perturbed layer. It applies when the model is a ``Sequential`` of
 torch layers that draw no random numbers and share no parameters (anything else: the general
-path, one unit at a time); what it computes are the same values, to round-off.
+path, one unit at a time); what it computes are the same values, to round-off. The one failure
+it gives way on is :class:`NotBatchable` (vmap cannot batch a layer's op); then every check runs
+on its own and the report's ``path`` says so.
 """
 
 from __future__ import annotations
@@ -25,6 +27,17 @@ from nncli.build import Built
 from nncli.gradcheck.exhaustive import _chunk, _Coordinates
 from nncli.gradcheck.state import _vmap_ready
 from nncli.gradcheck.unit import _DETERMINISTIC, INPUT, _Unit
+
+
+class NotBatchable(RuntimeError):
+    """``torch.func.vmap`` refused an op of the model (no batching rule that can run, an ``.item()``,
+    an in-place write into an unbatched tensor): the shared sweeps cannot run."""
+
+
+def _is_vmap_refusal(exc: RuntimeError) -> bool:
+    """Whether a RuntimeError is vmap saying it cannot batch something (its messages name it)."""
+    text = str(exc).lower()
+    return "vmap" in text or "batching rule" in text or "batched tensor" in text
 
 
 def _plain(built: Built, inputs: dict) -> bool:
@@ -48,7 +61,20 @@ def _sweeps(built: Built, units: list[_Unit], model_unit: _Unit, upstreams: list
 
     Returns: one ``{tensor name: (plus, minus)}`` per layer, and the same keyed by the model's names
     ("input", "3.weight").
+
+    Raises:
+        NotBatchable: vmap cannot batch one of the layers; any other error propagates.
     """
+    try:
+        return _sweep_all(built, units, model_unit, upstreams, h, act_elements)
+    except RuntimeError as exc:
+        if _is_vmap_refusal(exc):
+            raise NotBatchable(str(exc)) from exc
+        raise
+
+
+def _sweep_all(built: Built, units: list[_Unit], model_unit: _Unit, upstreams: list[torch.Tensor],
+               h: float, act_elements: int) -> tuple[list[dict], dict]:
     model = built.model
     per_layer: list[dict] = []
     end_to_end: dict = {}
