@@ -171,7 +171,7 @@ class ParamsReport:
 
 @collector_paused()
 def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: str = "adam",
-          depth: int = 0, budget: Budget | None = None) -> ParamsReport:
+          depth: int = 0, budget: Budget | None = None, built=None) -> ParamsReport:
     """Count a spec without allocating its weights.
 
     Args:
@@ -181,6 +181,7 @@ def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: st
         optimizer: sgd (one momentum buffer), adam/adamw (two moments) or none.
         depth: how many levels of nested blocks (Residual, Repeat) get their own rows.
         budget: optional gates; each becomes a :class:`Gate` in the report.
+        built: ``infer(spec)`` when the caller has it already (training does); inferred here otherwise.
 
     Example:
         >>> report = count(load_spec("specs/resnet18.yaml"))
@@ -193,7 +194,7 @@ def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: st
         raise InputError(f"--optimizer: expected one of {', '.join(OPTIMIZER_STATE)}, found {optimizer!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size < 2**62:
         raise InputError(f"--batch-size: expected an integer from 1 to 2**62, found {batch_size!r}")
-    built = infer(spec)
+    built = built if built is not None else infer(spec)
     model = built.model
     params = {id(p): p for p in model.parameters()}.values()  # shared parameters count once
     total = sum(p.numel() for p in params)

@@ -151,10 +151,11 @@ def macs_per_example(built) -> float:
 
 
 def for_spec(spec, batch_size: int, *, threads: int | None = None, device=None,
-             backward: bool = True) -> ThreadChoice:
+             backward: bool = True, built=None) -> ThreadChoice:
     """Decide and apply the threads for ``spec`` at ``batch_size`` (training: x3 for backward).
 
-    On a CUDA device only a requested count is applied (the CPU just feeds the GPU).
+    On a CUDA device only a requested count is applied (the CPU just feeds the GPU). ``built``
+    is ``infer(spec)`` when the caller has it already (training does).
     """
     wanted = requested_threads(threads)
     if wanted is not None:
@@ -167,7 +168,7 @@ def for_spec(spec, batch_size: int, *, threads: int | None = None, device=None,
     from nncli.build import infer
 
     try:
-        work = macs_per_example(infer(spec)) * batch_size * (3 if backward else 1)
+        work = macs_per_example(built or infer(spec)) * batch_size * (3 if backward else 1)
     except Exception:  # a spec the builder refuses: the command reports that itself, later
         work = None
     return apply(decide(work))

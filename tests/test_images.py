@@ -3,7 +3,7 @@
 References: the bundled digits written as 16x16 PNGs and read back with Pillow *in the test* into
 an ``.npz`` (the route nncli already had), a hand-made forward pass with the checkpoint's weights
 and normalisation for predict, bit-identity between in-memory and streamed training, and a real
-SIGKILL (NNCLI_SIGNAL_AT_STEP) mid-epoch followed by --resume.
+SIGKILL mid-epoch (tests/fault_injection.py) followed by --resume.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import torch
 from PIL import Image
 
 from nncli.train import run_training
-from nncli.train.runs import load_checkpoint
-from nncli.train.signals import SIGNAL_ENV
+from nncli.runs import load_checkpoint
 
 from conftest import ROOT, subprocess_env
+from fault_injection import command as fault_command
 
 CNN16 = """
 name: cnn16
@@ -77,9 +77,11 @@ def spec_for(tmp_path, data: str, text: str = CNN16, name: str = "spec.yaml") ->
     return path
 
 
-def cli(args, **env):
-    return subprocess.run([sys.executable, "-m", "nncli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT, env=subprocess_env(OMP_NUM_THREADS="1", **env))
+def cli(args, fault=None, **env):
+    """``nncli <args>`` in a real process; ``fault`` ("7:SIGKILL"): that signal after that step."""
+    argv = fault_command(fault, *args) if fault else [sys.executable, "-m", "nncli", *map(str, args)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=subprocess_env(OMP_NUM_THREADS="1", **env))
 
 
 def test_corrupt_file_is_named_and_exits_2_before_training(tmp_path, digits_folder, run_cli):
@@ -147,7 +149,7 @@ def test_sigkill_mid_epoch_with_streaming_then_resume_gives_the_uninterrupted_we
     killed = tmp_path / "killed"
     # 280 training images, batches of 64: 5 steps per epoch; step 7 is mid-epoch 2, after the step-6 checkpoint
     proc = cli(["train", spec, "--out", killed, "--epochs", "2", "--checkpoint-every", "3", "--device", "cpu"],
-               **{SIGNAL_ENV: "7:SIGKILL"})
+               fault="7:SIGKILL")
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     ckpt = load_checkpoint(killed / "checkpoints" / "last.pt")
     assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 1)

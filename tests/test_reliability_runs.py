@@ -53,10 +53,13 @@ def test_interrupt_after_a_nan_step_under_lazy_sync_keeps_the_checkpoint_finite(
 
     import torch
 
+    import signal
+
     import nncli.train.epoch as epoch_mod
     from nncli.train import run_training
-    from nncli.train.runs import load_checkpoint
-    from nncli.train.signals import SIGNAL_ENV
+    from nncli.runs import load_checkpoint
+
+    from fault_injection import SignalAt
 
     real = epoch_mod._loss_mean
     calls = {"n": 0}
@@ -67,10 +70,10 @@ def test_interrupt_after_a_nan_step_under_lazy_sync_keeps_the_checkpoint_finite(
         return loss * float("nan") if calls["n"] == 3 else loss
 
     monkeypatch.setattr(epoch_mod, "_loss_mean", planted)
-    monkeypatch.setenv(SIGNAL_ENV, "4:SIGINT")  # Ctrl-C after step 4, before the sync at step 10
     spec = write(tmp_path / "spec.yaml", MLP)
     out = tmp_path / "run"
-    result = run_training(spec, {"train": {"sync_every": 10, "batch_size": 10, "epochs": 2}}, out, device="cpu")
+    result = run_training(spec, {"train": {"sync_every": 10, "batch_size": 10, "epochs": 2}}, out, device="cpu",
+                          callbacks=[SignalAt(4, signal.SIGINT)])  # Ctrl-C after step 4, before the sync at step 10
     assert result.status == "nonfinite" and result.nonfinite["step"] == 3
     last = out / "checkpoints" / "last.pt"
     if last.exists():  # whatever is on disk holds finite weights only
@@ -146,10 +149,12 @@ def test_batchnorm_with_a_one_example_last_batch_drops_it(tmp_path):
     from nncli.train import run_training
 
     spec = write(tmp_path / "bn.yaml", MLP.replace("  - ReLU\n", "  - BatchNorm1d\n  - ReLU\n"))
+    from nncli.train import Callback
+
     messages = []
 
-    class Observer:
-        def on_message(self, text):
+    class Messages(Callback):
+        def on_message(self, trainer, text):
             messages.append(text)
 
     from nncli.train.prepare import prepare
@@ -157,7 +162,7 @@ def test_batchnorm_with_a_one_example_last_batch_drops_it(tmp_path):
     n_train = prepare(spec, None, tmp_path / "probe").dataset.sizes()["train"]
     batch = n_train - 1  # epochs of one full batch and one batch of a single example
     result = run_training(spec, {"train": {"batch_size": batch, "epochs": 2}}, tmp_path / "run",
-                          device="cpu", observer=Observer())
+                          device="cpu", callbacks=[Messages()])
     assert result.status == "completed"
     assert result.global_step == 2  # one step per epoch: the one-example batch was dropped
     assert len([m for m in messages if "dropping the last training batch" in m]) == 1
@@ -184,8 +189,9 @@ def test_nonfinite_search_runs_under_the_trainings_autocast():
 
 
 # -- 8. quiet gaps --------------------------------------------------------------------------------
-def test_tensorboard_logs_every_epoch_even_between_checkpoints(tmp_path):
-    from nncli.train.runs import RunFiles
+def test_tensorboard_logs_every_epoch_even_between_checkpoints_and_every_step(tmp_path):
+    from nncli.train import run_training
+    from nncli.train.callbacks import TensorBoard
 
     class Writer:  # stands in for SummaryWriter (tensorboard is an optional package)
         def __init__(self):
@@ -199,15 +205,14 @@ def test_tensorboard_logs_every_epoch_even_between_checkpoints(tmp_path):
 
         close = flush
 
-    files = RunFiles(tmp_path)
-    files.tb = writer = Writer()
-    rows = [{"epoch": e, "train_loss": 1.0 / e, "lr": 0.1} for e in range(1, 7)]
-    files.write_metrics(rows[:1])  # checkpoints after epochs 1, 4 and 6 only (checkpoint_seconds)
-    files.write_metrics(rows[:4])
-    files.write_metrics(rows)
-    files.wait()
-    files.close()
-    assert sorted(step for tag, step in writer.points if tag == "train/loss") == [1, 2, 3, 4, 5, 6]
+    writer = Writer()
+    spec = write(tmp_path / "spec.yaml", MLP)
+    # checkpoints after the last epoch only (checkpoint_seconds): the curves still get every epoch
+    result = run_training(spec, {"train": {"epochs": 4, "checkpoint_seconds": 3600}}, tmp_path / "run",
+                          device="cpu", callbacks=[TensorBoard(writer)])
+    assert sorted(step for tag, step in writer.points if tag == "train/loss") == [1, 2, 3, 4]
+    # on the CPU every step is a sync point: one loss point per step
+    assert [step for tag, step in writer.points if tag == "step/loss"] == list(range(1, result.global_step + 1))
 
 
 @pytest.mark.parametrize("section, found", [
@@ -254,7 +259,7 @@ def test_ddp_resume_is_exact_with_dropout_on_every_rank(tmp_path):
     import torch
 
     from nncli.train import launch_distributed
-    from nncli.train.runs import load_checkpoint
+    from nncli.runs import load_checkpoint
 
     spec = write(tmp_path / "spec.yaml", DROPOUT_MLP)
     over = {"train": {"batch_size": 20, "checkpoint_seconds": 0}}

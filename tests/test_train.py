@@ -3,7 +3,8 @@
 References are independent of the code under test: a hand-written PyTorch loop on the same
 data order and initial weights, closed-form learning-rate schedules, a hand-built nn.Sequential
 for predictions, and real training accuracy thresholds. Faults (SIGKILL, Ctrl-C) are injected
-with NNCLI_SIGNAL_AT_STEP so the process really receives the signal at a known step.
+by a training callback the tests install (tests/fault_injection.py), so the process really
+receives the signal at a known step.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from nncli.spec import load_spec, parse_spec
 from nncli.train import run_training
 from nncli.train.config import resolve_train_config
 from nncli.train.epoch import epoch_permutation
-from nncli.train.runs import load_checkpoint
-from nncli.train.signals import SIGNAL_ENV
+from nncli.runs import load_checkpoint
 
 from conftest import ROOT, SPECS, subprocess_env
+from fault_injection import command as fault_command, signal_at
 
 PYTHON = sys.executable
 
@@ -58,10 +59,11 @@ def spec_file(tmp_path, text=MLP, name="spec.yaml") -> Path:
     return path
 
 
-def cli(args, timeout=180, **env):
-    proc = subprocess.run([PYTHON, "-m", "nncli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=subprocess_env(OMP_NUM_THREADS="1", **env))
-    return proc
+def cli(args, timeout=180, fault=None, **env):
+    """``nncli <args>`` in a real process; ``fault`` ("13:SIGKILL"): that signal after that step."""
+    argv = fault_command(fault, *args) if fault else [PYTHON, "-m", "nncli", *map(str, args)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env=subprocess_env(OMP_NUM_THREADS="1", **env))
 
 
 def weights(run_dir: Path, kind: str = "last") -> dict:
@@ -258,8 +260,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     assert straight.status == "completed"
     killed = tmp_path / "killed"
     # 9 steps per epoch: step 13 is mid-epoch 2, one step past the checkpoint of step 12
-    proc = cli(["train", spec, "--out", killed, "--checkpoint-every", "4", "--device", "cpu"],
-               **{SIGNAL_ENV: "13:SIGKILL"})
+    proc = cli(["train", spec, "--out", killed, "--checkpoint-every", "4", "--device", "cpu"], fault="13:SIGKILL")
     assert proc.returncode == -signal.SIGKILL
     ckpt = load_checkpoint(killed / "checkpoints" / "last.pt")
     assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (1, 3, 12)
@@ -273,14 +274,13 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     assert resumed.test == straight.test
 
 
-def test_ctrl_c_saves_exits_130_and_resumes_exactly(tmp_path, run_cli, monkeypatch):
+def test_ctrl_c_saves_exits_130_and_resumes_exactly(tmp_path, run_cli):
     spec = spec_file(tmp_path, DROPOUT_MLP)
     straight = run_training(spec, None, tmp_path / "straight", device="cpu")
     run = tmp_path / "run"
     # the process sends itself a real SIGINT after step 11; the handler turns it into a clean stop
-    monkeypatch.setenv(SIGNAL_ENV, "11:SIGINT")
-    res = run_cli(["train", spec, "--out", run, "--device", "cpu", "--json"])
-    monkeypatch.delenv(SIGNAL_ENV)
+    with signal_at(11, signal.SIGINT):
+        res = run_cli(["train", spec, "--out", run, "--device", "cpu", "--json"])
     assert res.code == 130, res.err
     doc = json.loads(res.out)
     assert doc["status"] == "interrupted" and "--resume" in doc["message"]
@@ -310,16 +310,15 @@ train: {optimizer: adam, lr: 0.01, batch_size: 32, epochs: 2}
 """
 
 
-def test_interrupted_augmented_run_resumes_exactly(tmp_path, run_cli, monkeypatch):
+def test_interrupted_augmented_run_resumes_exactly(tmp_path, run_cli):
     """Crop/flip draws come from their own generator; its state is checkpointed like torch's RNG."""
     spec = spec_file(tmp_path, AUGMENTED_CNN)
     straight = run_training(spec, None, tmp_path / "straight", device="cpu")
     again = run_training(spec, None, tmp_path / "again", device="cpu")
     assert again.history == [dict(r, epoch_time_s=a["epoch_time_s"], samples_per_s=a["samples_per_s"])
                              for r, a in zip(straight.history, again.history)]  # same command, same numbers
-    monkeypatch.setenv(SIGNAL_ENV, "12:SIGINT")  # mid-epoch 2 (9 steps per epoch)
-    assert run_cli(["train", spec, "--out", tmp_path / "run", "--device", "cpu"]).code == 130
-    monkeypatch.delenv(SIGNAL_ENV)
+    with signal_at(12, signal.SIGINT):  # mid-epoch 2 (9 steps per epoch)
+        assert run_cli(["train", spec, "--out", tmp_path / "run", "--device", "cpu"]).code == 130
     run_training(None, None, None, device="cpu", resume=tmp_path / "run")
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "run")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import List, Optional
 
@@ -15,8 +16,6 @@ from nncli.cli.run_options import (
     apply_threads, complete_run, complete_spec, load_spec_with_sets, set_option, threads_for_run,
     threads_option,
 )
-from nncli.cli.train_force import replaced_run_folder
-from nncli.cli.train_plot_memory import remember_plot, remembered_plot
 from nncli.errors import ExitCode, InputError
 from nncli.train.config import AMP_MODES, LOSSES, SCHEDULES
 
@@ -56,6 +55,21 @@ def parse_train_sets(items: List[str], overrides: dict) -> List[str]:
         else:
             rest.append(item)
     return rest
+
+
+def plot_callbacks(plot: Optional[Path]) -> list:
+    """``--plot``: the curves drawn when the run ends (and remembered for a resume)."""
+    from nncli.train.callbacks import Plot
+
+    return [Plot(plot)] if plot is not None else []
+
+
+def rank_callbacks(plot: Optional[Path]) -> list:
+    """A DDP worker's callbacks (picklable through ``functools.partial``): progress and ``--plot``;
+    both act on rank 0 only."""
+    from nncli.train.callbacks import Progress
+
+    return [Progress(render.train.TrainProgress()), *plot_callbacks(plot)]
 
 
 @app.command()
@@ -107,6 +121,9 @@ def train(
     apply_threads(threads)
     from nncli.train import launch_distributed, run_training
 
+    from nncli.train.replace import replaced_run_folder
+    from nncli.train.runs import remembered_plot
+
     if plot is None and resume is not None:
         plot = remembered_plot(resume)  # redrawn over the whole history, not left stale
     if plot is not None:
@@ -134,13 +151,14 @@ def train(
 
         check_unlocked(out)
     # Only node 0 writes --out (a distributed run's rank 0); the other nodes leave it alone.
-    replacing = replaced_run_folder(out, force and resume is None and node_rank == 0, (spec,))
+    replacing = replaced_run_folder(out, force and resume is None and node_rank == 0, (spec,),
+                                    names={"out": "--out", "force": "--force"})
     if nproc_per_node > 1 or nnodes > 1:
         with replacing:
             result = launch_distributed(
                 loaded, overrides, out, nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank,
                 master_addr=master_addr, master_port=master_port, device=device, resume=resume,
-                observer_factory=render.train.TrainProgress, tensorboard=tensorboard,
+                callbacks_factory=partial(rank_callbacks, plot), tensorboard=tensorboard,
                 sync_batchnorm=sync_batchnorm)
         if result is None:
             render.stderr_console().print(f"node {node_rank}: workers finished; rank 0 writes the run and its report")
@@ -148,11 +166,7 @@ def train(
     else:
         with render.train.TrainProgress() as progress, replacing:
             result = run_training(loaded, overrides, out, device=device, resume=resume, observer=progress,
-                                  tensorboard=tensorboard)
-    if plot is not None and result.history:
-        render.plots.train_plot(result, plot)
-        result.plot = str(plot)
-        remember_plot(result.run_dir, plot)
+                                  callbacks=plot_callbacks(plot), tensorboard=tensorboard)
     render.emit(result, json_out, render.train.show)
     if result.status == "nonfinite":
         fail_check(result.message)

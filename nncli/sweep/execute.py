@@ -87,17 +87,17 @@ def run_trial(task: dict) -> dict:
     _exit_if_orphaned()
     if _STOPPING:  # tasks already queued to this worker when the sweep was interrupted
         return {"status": "interrupted"}
-    observer = None
+    callbacks = []
     if task.get("prune"):  # early stopping of a bad trial, judged against the finished ones
         from nncli.sweep.search import TrialPruner
 
-        observer = TrialPruner(task["prune"])
+        callbacks.append(TrialPruner(task["prune"]))
     try:
         if task["resume"]:
             result = run_training(None, None, None, device=task["device"], resume=task["run_dir"],
-                                  observer=observer)
+                                  callbacks=callbacks)
         else:
-            result = run_training(task["spec"], None, task["run_dir"], device=task["device"], observer=observer)
+            result = run_training(task["spec"], None, task["run_dir"], device=task["device"], callbacks=callbacks)
     except NncliError as err:
         return {"status": "error", "error": str(err), "seconds": time.perf_counter() - started}
     except Exception as exc:  # a bug or a library failure in one trial must not end the sweep

@@ -29,6 +29,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from nncli.train.callbacks import Callback
+
 from nncli.errors import InputError
 from nncli.spec.parse import _found
 from nncli.sweep.options import METRICS
@@ -212,9 +214,10 @@ def prune_context(study, settings: SearchSettings, metric: str | None) -> dict |
             "direction": study.direction.name.lower(), "trials": done}
 
 
-class TrialPruner:
-    """The train loop's per-epoch hook (``should_prune``): report this epoch's validation value to
-    a copy of the study and ask its pruner whether the trial is clearly worse than the others."""
+class TrialPruner(Callback):
+    """A training callback: at each epoch's validation, report its value to a copy of the study
+    and ask its pruner whether the trial is clearly worse than the others; if so the run stops
+    with status ``pruned`` (it keeps its checkpoint, and a sweep never ranks it as finished)."""
 
     def __init__(self, context: dict) -> None:
         from nncli.sweep.extras import require
@@ -230,6 +233,11 @@ class TrialPruner:
         self.study = optuna.create_study(direction=context["direction"], pruner=pruner)
         self.study.add_trials(context["trials"])
         self.trial = self.study.ask()
+
+    def on_validation_end(self, trainer, record: dict, improved: bool) -> str | None:
+        if trainer.world > 1 or trainer.state.status != "running":  # a run already ending is not pruned
+            return None
+        return "pruned" if self.should_prune(record) else None
 
     def should_prune(self, record: dict) -> bool:
         value = epoch_value(record, self.metric)

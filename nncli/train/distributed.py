@@ -26,7 +26,7 @@ from nncli.train.runs import TrainResult, check_tensorboard
 def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | Path | None = None, *,
                        nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
                        master_addr: str = "127.0.0.1", master_port: int = 29500, device: str = "auto",
-                       resume: str | Path | None = None, observer_factory: Callable | None = None,
+                       resume: str | Path | None = None, callbacks_factory: Callable | None = None,
                        tensorboard: bool = False, runs_root: str | Path = "runs",
                        sync_batchnorm: bool = True) -> TrainResult | None:
     """Run :func:`run_training` under torch.distributed with DistributedDataParallel.
@@ -41,6 +41,10 @@ def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | 
     as one process computes them) unless ``sync_batchnorm`` is False; each rank augments with
     its own stream; every rank's RNG states go into the checkpoint, so a resume is exact on each
     rank; ``cuda:N`` puts local rank ``r`` on ``cuda:N+r``.
+
+    ``callbacks_factory`` (a picklable callable, e.g. a module-level function or a
+    ``functools.partial`` of one) is called in every worker and returns its
+    :class:`~nncli.train.callbacks.Callback` list (progress is shown by rank 0 only).
 
     Returns:
         Rank 0's TrainResult on the node that ran rank 0; None on the other nodes.
@@ -64,7 +68,7 @@ def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | 
     request = {
         "spec_text": None if resume else setup.spec_text, "spec_path": setup.spec_path, "overrides": overrides,
         "out_dir": str(setup.run_dir), "device": dev.type, "resume": str(resume) if resume else None,
-        "observer_factory": observer_factory, "tensorboard": tensorboard,
+        "callbacks_factory": callbacks_factory, "tensorboard": tensorboard,
         "device_index": first, "sync_batchnorm": sync_batchnorm,
     }
     if nnodes == 1:
@@ -133,7 +137,6 @@ def _ddp_entry(request: dict) -> dict:
         backend = "gloo"
     tdist.init_process_group(backend=backend, rank=rank, world_size=world)
     try:
-        observer = request["observer_factory"]() if (rank == 0 and request["observer_factory"]) else None
         try:
             # out_dir=None: the launcher already checked the folder, and rank 0 may be writing to it
             spec = None
@@ -148,14 +151,13 @@ def _ddp_entry(request: dict) -> dict:
             return {"error": err.to_json()}
         if not request["resume"]:
             setup.run_dir = Path(request["out_dir"])
+        factory = request["callbacks_factory"]
+        callbacks = list(factory()) if factory is not None else []
         try:
-            result = Trainer(setup, device, observer, dist=(rank, world), tensorboard=request["tensorboard"],
-                             sync_batchnorm=request.get("sync_batchnorm", True)).run()
+            result = Trainer(setup, device, callbacks, dist=(rank, world), tensorboard=request["tensorboard"],
+                             sync_batchnorm=request["sync_batchnorm"]).run()
         except NncliError as err:
             return {"error": err.to_json()}
-        finally:
-            if observer is not None and hasattr(observer, "close"):
-                observer.close()
         return {"result": asdict(result)}
     finally:
         tdist.destroy_process_group()

@@ -1,14 +1,17 @@
-"""The epoch loop: the training steps of each epoch, then its validation, record and checkpoint.
+"""The epoch loop: fetch a batch, forward and backward through the strategy, the optimizer step,
+the running metrics; at each epoch's end its validation and record. Everything else (progress,
+checkpoints, early stopping, ...) is a callback (:mod:`nncli.train.callbacks`).
 
 The step loop is the hot path: a tiny model's step takes a few hundred microseconds, so what it
-reads often is bound to locals first, and on CUDA nothing in it waits for the device except at
-sync points (every ``sync_every`` steps, the end of the epoch, checkpoint steps).
+reads often is bound to attributes once, and nothing in it waits for the device except at sync
+points. The running loss and correct-count sums and the first non-finite step stay device
+tensors; the host reads them every ``sync_every`` steps (1 on the CPU, where reading costs
+nothing, so a non-finite loss is caught before it touches the weights), at the epoch's end and
+at checkpoint steps. One code path for every device: only the interval differs.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from typing import TYPE_CHECKING
 
@@ -16,7 +19,7 @@ import torch
 
 from nncli import data as data_mod
 from nncli.data.stream import batch_source
-from nncli.train.signals import fault_injection
+from nncli.train.callbacks import BatchEnd
 from nncli.train.task import _correct, _loss_mean
 
 if TYPE_CHECKING:
@@ -29,232 +32,218 @@ def epoch_permutation(seed: int, epoch: int, n: int):
     return torch.randperm(n, generator=gen)
 
 
-def run_epochs(t: Trainer, interrupt) -> dict | None:
-    """Train from where ``t.state`` stands until the planned epochs are done, early stopping, an
-    interrupt (a checkpoint is saved) or a non-finite loss.
+class Diagnosed(Exception):
+    """A non-finite loss stopped training; ``report`` is the non-finite diagnosis."""
 
-    Returns:
-        The non-finite diagnosis (:func:`nncli.train.diagnostics.nonfinite_report`), or None.
-    """
-    cfg, ds, st = t.cfg, t.ds, t.state
-    x_train, y_train = ds.x_train, ds.y_train
-    n = len(y_train)
-    kill_at, kill_signal = fault_injection()
-    loss_name = cfg.loss
-    augment = t.aug_gen is not None
-    crop, flip = t.s.data_cfg.crop, t.s.data_cfg.flip
-    params = [p for p in t.raw.parameters() if p.requires_grad]
-    lazy = t.sync_every > 1
-    bad_step = torch.full((), -1, dtype=torch.int64, device=t.device) if lazy else None
-    # hot-loop locals: a tiny model's step is a few hundred microseconds, attribute lookups show
-    model, optimizer, scheduler, scaler = t.train_model, t.optimizer, t.scheduler, t.scaler
-    world, rank, bs, steps_per_epoch = t.world, t.rank, cfg.batch_size, t.steps_per_epoch
-    sync_every, ckpt_every, clip = t.sync_every, cfg.checkpoint_every, cfg.clip_grad_norm
-    amp = t.accel.amp_dtype is not None
-    fetch = None if t.accel.data_on_device else t.accel.batch  # host data: pinned copy per batch
-    while st.epoch < cfg.epochs:
-        perm = epoch_permutation(cfg.seed, st.epoch, n).to(x_train.device)
-        t.train_model.train()
-        # The epoch's running loss and correct-count sums (this rank's): Python floats when every
-        # step reads the loss anyway (CPU), device tensors otherwise (nothing to sync per step).
-        if lazy:
-            sums = torch.tensor([st.acc[0], st.acc[1]], dtype=torch.float64, device=t.device)
-        run_loss, run_correct = st.acc[0], st.acc[1]
-        count = st.acc[2]
+    def __init__(self, report: dict) -> None:
+        super().__init__(report.get("message"))
+        self.report = report
 
-        def current() -> list:
-            return sums.tolist() if lazy else [run_loss, run_correct]
 
-        last_report = time.perf_counter()
-        t0 = epoch_start = time.perf_counter()  # t0: start of the segment not yet in train_time
-        samples_at_start = st.train_samples
-        step = st.step_in_epoch
+class EpochLoop:
+    """Train from where ``t.state`` stands until the planned epochs are done, a callback stops
+    the run, an interrupt (a checkpoint is saved) or a non-finite loss."""
+
+    def __init__(self, t: Trainer, interrupt) -> None:
+        self.t, self.interrupt = t, interrupt
+        cfg = t.cfg
+        self.st, self.strategy, self.callbacks = t.state, t.strategy, t.callbacks
+        self.batch_callbacks = [cb for cb in t.callbacks if _overrides_batch_end(cb)]
+        self.x, self.y = t.ds.x_train, t.ds.y_train
+        self.model, self.optimizer, self.scheduler = t.train_model, t.optimizer, t.scheduler
+        self.world, self.rank, self.bs, self.steps = t.world, t.rank, cfg.batch_size, t.steps_per_epoch
+        self.sync_every, self.ckpt_every = t.sync_every, cfg.checkpoint_every
+        self.loss_name, self.augment = cfg.loss, t.aug_gen is not None
+        self.fetch = None if t.strategy.data_on_device else t.strategy.batch  # host data: pinned copy per batch
+        self.pending_stop = False  # DDP: an interrupt the ranks agreed on at the last sync point
+        self.xb = self.loss_mean = None  # the last step's batch and loss, for the non-finite diagnosis
+
+    def run(self) -> dict | None:
+        """Returns the non-finite diagnosis (:func:`nncli.train.diagnostics.nonfinite_report`), or None."""
+        try:
+            while self.st.epoch < self.t.cfg.epochs:
+                if not self.epoch():
+                    break
+        except Diagnosed as stop:
+            return stop.report
+        return None
+
+    # ---- one epoch ----------------------------------------------------------------------
+    def start_epoch(self) -> None:
+        t, st = self.t, self.st
+        self.perm = epoch_permutation(t.cfg.seed, st.epoch, len(self.y)).to(self.x.device)
+        self.model.train()
+        self.sums = torch.tensor([st.acc[0], st.acc[1]], dtype=torch.float64, device=t.device)
+        self.count = st.acc[2]
+        self.bad_step = torch.full((), -1, dtype=torch.int64, device=t.device)  # first non-finite step
+        self.t0 = self.epoch_start = time.perf_counter()  # t0: start of the time not yet in train_time
+        self.samples_at_start = st.train_samples
         # streamed data (data.stream, or a large image folder): the same batches from a DataLoader
-        batches = batch_source(
-            x_train, y_train, t.s.data_cfg, perm, step, batch_size=bs, steps=steps_per_epoch,
-            device=t.device, rank=rank, world=world, channels_last=t.accel.channels_last)
-        pending_stop = False
-        while step < steps_per_epoch:
+        self.batches = batch_source(
+            self.x, self.y, t.s.data_cfg, self.perm, st.step_in_epoch, batch_size=self.bs, steps=self.steps,
+            device=t.device, rank=self.rank, world=self.world, channels_last=t.strategy.channels_last)
+        for cb in self.callbacks:
+            cb.on_epoch_start(t, st.epoch)
+
+    def epoch(self) -> bool:
+        """The rest of the current epoch; False when training stops (interrupt, callback)."""
+        self.start_epoch()
+        st = self.st
+        while st.step_in_epoch < self.steps:
             # Stop *before* the step draws any random number (augmentation, dropout): the
             # checkpoint then holds exactly the RNG state the next step starts from. DDP ranks
             # act on a flag they agreed on at the previous sync point.
-            if pending_stop or (world == 1 and interrupt.requested):
-                if lazy and world == 1 and bool(bad_step >= 0):
-                    # a step since the last sync point was not finite: its weights must not become
-                    # the checkpoint (resume would start from NaN); stop as at a sync point
-                    return t.diagnose(int(bad_step.item()), xb, loss_mean, lazy)
-                st.status = "interrupted"
-                st.acc = t.partial(current(), count)
-                st.train_time += time.perf_counter() - t0
-                t.ckpt.metrics_dirty = True
-                t.ckpt.save()
-                return None
-            idx = perm[step * bs:(step + 1) * bs]
-            global_count = len(idx)
-            local = idx[rank::world] if world > 1 else idx
-            if batches is not None:
-                xb, yb = next(batches)
-            elif fetch is None:
-                xb, yb = x_train[local], y_train[local]
-            else:
-                xb, yb = fetch(x_train, y_train, local)
-            if augment:
-                xb = data_mod.augment_batch(xb, crop=crop, flip=flip, generator=t.aug_gen)
-            if amp:
-                with t.accel.autocast():
-                    out = model(xb)
-                out = out.float()
-            else:
-                out = model(xb)
-            loss_mean = _loss_mean(loss_name, out, yb)
-            n_local = len(local)
-            will_checkpoint = bool(ckpt_every and (st.global_step + 1) % ckpt_every == 0
-                                   and step + 1 < steps_per_epoch)
-            # a checkpoint step is a sync point too: its weights are known good before they are saved
-            sync = (step + 1) % sync_every == 0 or step + 1 == steps_per_epoch or will_checkpoint
-            if lazy:
-                bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss_mean), st.global_step, bad_step)
-                value = None
-            else:
-                value = loss_mean.item()  # free on the CPU: no device to wait for
-            # DDP ranks must meet at the same steps, so only sync points decide
-            if sync:
-                if world == 1:
-                    bad = bool(bad_step >= 0) if lazy else not math.isfinite(value)
-                else:
-                    if lazy:
-                        flags = torch.stack([(bad_step >= 0).double(), torch.tensor(
-                            float(interrupt.requested), dtype=torch.float64, device=t.device)])
-                    else:
-                        flags = torch.tensor([0.0 if math.isfinite(value) else 1.0, float(interrupt.requested)],
-                                             dtype=torch.float64, device=t.device)
-                    bad, pending_stop = (v > 0 for v in t.accel.all_reduce(flags).tolist())
-                if bad:
-                    if cfg.skip_nonfinite:  # never lazy (sync_every is 1): this step's loss is bad
-                        st.skipped += 1
-                        step += 1
-                        st.step_in_epoch = step
-                        st.global_step += 1
-                        if scheduler is not None:
-                            scheduler.step()
-                        continue
-                    first = int(bad_step.item()) if lazy else st.global_step
-                    return t.diagnose(first, xb, loss_mean, lazy)
-            # the mean over the *global* batch: this rank's share of it, times world because
-            # DDP averages the ranks' gradients (1.0 for one process)
-            scale = world * n_local / global_count
-            loss = loss_mean if scale == 1.0 else loss_mean * scale
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                if clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, clip)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                if clip:
-                    torch.nn.utils.clip_grad_norm_(params, clip)
-                optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            correct = _correct(loss_name, out.detach(), yb)
-            if lazy:
-                sums[0] += loss_mean.detach().double() * n_local
-                if correct is not None:
-                    sums[1] += correct.double()
-            else:
-                run_loss += value * n_local
-                if correct is not None:
-                    run_correct += correct.item()
-            count += n_local
-            step += 1
-            st.step_in_epoch = step
-            st.global_step += 1
-            st.train_samples += global_count
-            if will_checkpoint:
-                st.acc = t.partial(current(), count)
-                st.train_time += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                t.ckpt.save()
-            if kill_at and st.global_step == kill_at:
-                t.files.wait()  # "after step k": its checkpoint is on disk
-                os.kill(os.getpid(), kill_signal)
-            if sync and t.writer_rank and t.observer is not None:
-                now = time.perf_counter()
-                if now - last_report > 0.25:
-                    last_report = now
-                    loss_total, correct_total = current()
-                    t.notify("on_step", {
-                        "epoch": st.epoch + 1, "epochs": cfg.epochs, "step": step,
-                        "steps": steps_per_epoch, "global_step": st.global_step,
-                        "loss": loss_total / max(count, 1),
-                        "accuracy": correct_total / max(count, 1) if loss_name != "mse" else None,
-                        "samples_per_s": (st.train_samples - samples_at_start) / max(now - t0, 1e-9),
-                    })
-        if _end_epoch(t, current(), count, t0, epoch_start, samples_at_start):
-            break
-    return None
+            if self.pending_stop or (self.world == 1 and self.interrupt.requested):
+                self.stop_interrupted()
+                return False
+            self.step()
+        return self.end_epoch()
+
+    def fetch_batch(self, step: int):
+        """This rank's share of batch ``step``: ``(xb, yb, local size, global size)``."""
+        idx = self.perm[step * self.bs:(step + 1) * self.bs]
+        local = idx[self.rank::self.world] if self.world > 1 else idx
+        if self.batches is not None:
+            xb, yb = next(self.batches)
+        elif self.fetch is None:
+            xb, yb = self.x[local], self.y[local]
+        else:
+            xb, yb = self.fetch(self.x, self.y, local)
+        if self.augment:
+            dc = self.t.s.data_cfg
+            xb = data_mod.augment_batch(xb, crop=dc.crop, flip=dc.flip, generator=self.t.aug_gen)
+        return xb, yb, len(local), len(idx)
+
+    def step(self) -> None:
+        """One training step: batch, forward, sync check, backward and update, metrics, callbacks."""
+        st, step = self.st, self.st.step_in_epoch
+        xb, yb, n_local, global_count = self.fetch_batch(step)
+        out = self.strategy.forward(self.model, xb)
+        loss_mean = _loss_mean(self.loss_name, out, yb)
+        self.xb, self.loss_mean = xb, loss_mean
+        checkpoint = bool(self.ckpt_every and (st.global_step + 1) % self.ckpt_every == 0 and step + 1 < self.steps)
+        # a checkpoint step is a sync point too: its weights are known good before they are saved
+        sync = (step + 1) % self.sync_every == 0 or step + 1 == self.steps or checkpoint
+        self.bad_step = torch.where((self.bad_step < 0) & ~torch.isfinite(loss_mean), st.global_step, self.bad_step)
+        # DDP ranks must meet at the same steps, so only sync points decide
+        if sync and self.nonfinite_at_sync():
+            self.skip_step()  # raises Diagnosed unless skip_nonfinite
+            return
+        # the mean over the *global* batch: this rank's share of it, times world because DDP
+        # averages the ranks' gradients (1.0 for one process)
+        scale = self.world * n_local / global_count
+        self.strategy.backward_step(loss_mean if scale == 1.0 else loss_mean * scale, self.optimizer)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        correct = _correct(self.loss_name, out.detach(), yb)
+        self.sums[0] += loss_mean.detach().double() * n_local
+        if correct is not None:
+            self.sums[1] += correct.double()
+        self.count += n_local
+        st.step_in_epoch += 1
+        st.global_step += 1
+        st.train_samples += global_count
+        if checkpoint:
+            st.acc = self.t.partial(self.sums.tolist(), self.count)
+            self.flush_time()
+        if self.batch_callbacks:
+            self.batch_end(loss_mean, sync, checkpoint)
+
+    def batch_end(self, loss_mean, synced: bool, checkpoint: bool) -> None:
+        st = self.st
+        rate = (st.train_samples - self.samples_at_start) / max(time.perf_counter() - self.t0, 1e-9)
+        batch = BatchEnd(st.epoch, st.step_in_epoch, self.steps, st.global_step, loss_mean.detach(), synced, checkpoint,
+                         self.running, rate)
+        for cb in self.batch_callbacks:
+            cb.on_batch_end(self.t, batch)
+
+    def running(self) -> tuple:
+        """This rank's epoch so far: loss sum, correct count, examples (reads the device)."""
+        loss, correct = self.sums.tolist()
+        return loss, correct, self.count
+
+    def flush_time(self) -> None:
+        """Count the training time since ``t0`` into the state (before a checkpoint saves it)."""
+        now = time.perf_counter()
+        self.st.train_time += now - self.t0
+        self.t0 = now
+
+    # ---- non-finite losses and interrupts -------------------------------------------------
+    def nonfinite_at_sync(self) -> bool:
+        """At a sync point: was any step's loss since the last one non-finite (on any rank)?
+        Under DDP the ranks also agree here on a pending interrupt."""
+        if self.world == 1:
+            return bool(self.bad_step >= 0)
+        bad, self.pending_stop = self.strategy.any_across(self.bad_step >= 0, self.interrupt.requested)
+        return bad
+
+    def skip_step(self) -> None:
+        """The step's loss is not finite: skip it (``skip_nonfinite``: every step is a sync point,
+        so it is this one) or stop with the diagnosis."""
+        t, st = self.t, self.st
+        if not t.cfg.skip_nonfinite:
+            raise Diagnosed(t.diagnose(int(self.bad_step.item()), self.xb, self.loss_mean))
+        st.skipped += 1
+        st.step_in_epoch += 1
+        st.global_step += 1
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.bad_step.fill_(-1)
+
+    def stop_interrupted(self) -> None:
+        """Ctrl-C or SIGTERM between two steps: the callbacks save the run where it stands."""
+        t, st = self.t, self.st
+        if self.world == 1 and bool(self.bad_step >= 0):
+            # a step since the last sync point was not finite: its weights must not become the
+            # checkpoint (resume would start from NaN); stop as at a sync point
+            raise Diagnosed(t.diagnose(int(self.bad_step.item()), self.xb, self.loss_mean))
+        st.status = "interrupted"
+        st.acc = t.partial(self.sums.tolist(), self.count)
+        self.flush_time()
+        for cb in self.callbacks:
+            cb.on_interrupt(t)
+
+    # ---- the epoch's end ----------------------------------------------------------------
+    def end_epoch(self) -> bool:
+        """The epoch's record (one sync for the running sums, then validation), the best epoch,
+        then the callbacks. Returns False when training stops."""
+        t, st, cfg = self.t, self.st, self.t.cfg
+        loss_total, correct_total, count_total = self.strategy.sum_across([*self.sums.tolist(), self.count])
+        self.flush_time()
+        epoch_time = time.perf_counter() - self.epoch_start
+        val = t.evaluate("val")
+        record = {
+            "epoch": st.epoch + 1, "step": st.global_step, "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": loss_total / max(count_total, 1),
+            "train_accuracy": correct_total / max(count_total, 1) if cfg.loss != "mse" else None,
+            "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+            "epoch_time_s": epoch_time,
+            "samples_per_s": (st.train_samples - self.samples_at_start) / max(epoch_time, 1e-9),
+        }
+        st.history.append(record)
+        improved = st.improved(record, t.monitor, cfg.min_delta)
+        if improved:
+            st.best = {"epoch": st.epoch + 1, "val_loss": val["loss"], "val_accuracy": val["accuracy"]}
+            st.bad_epochs = 0
+        else:
+            st.bad_epochs += 1
+        st.epoch += 1
+        st.step_in_epoch = 0
+        st.acc = [0.0, 0.0, 0]
+        if st.epoch >= cfg.epochs:
+            st.status = "completed"
+        for cb in self.callbacks:
+            stop = cb.on_validation_end(t, record, improved)
+            if stop and st.status == "running":
+                st.status = stop
+        for cb in self.callbacks:
+            cb.on_epoch_end(t, record, improved)
+        return st.status == "running"
 
 
-def _end_epoch(t: Trainer, sums: list, count: int, t0: float, epoch_start: float, samples_at_start: int) -> bool:
-    """The epoch's record (one sync for the running sums, then validation), the best weights,
-    early stopping and the epoch-end checkpoint. Returns True when training stops early.
+def _overrides_batch_end(callback) -> bool:
+    """Whether ``callback``'s class defines its own ``on_batch_end`` (the base's does nothing):
+    the hot loop calls only those."""
+    from nncli.train.callbacks import Callback
 
-    ``t0`` starts the training time not yet counted, ``epoch_start`` the epoch (or its resumed part).
-    """
-    cfg, st = t.cfg, t.state
-    if t.world > 1:
-        totals = torch.tensor([*sums, float(count)], dtype=torch.float64, device=t.device)
-        loss_total, correct_total, count_total = t.accel.all_reduce(totals).tolist()
-    else:
-        (loss_total, correct_total), count_total = sums, count
-    st.train_time += time.perf_counter() - t0
-    epoch_time = time.perf_counter() - epoch_start
-    val = t.evaluate("val")
-    lr = t.optimizer.param_groups[0]["lr"]
-    record = {
-        "epoch": st.epoch + 1, "step": st.global_step, "lr": lr,
-        "train_loss": loss_total / max(count_total, 1),
-        "train_accuracy": correct_total / max(count_total, 1) if cfg.loss != "mse" else None,
-        "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-        "epoch_time_s": epoch_time,
-        "samples_per_s": (st.train_samples - samples_at_start) / max(epoch_time, 1e-9),
-    }
-    st.history.append(record)
-    improved = st.improved(record, t.monitor, cfg.min_delta)
-    if improved:
-        st.best = {"epoch": st.epoch + 1, "val_loss": val["loss"], "val_accuracy": val["accuracy"]}
-        st.bad_epochs = 0
-    else:
-        st.bad_epochs += 1
-    st.epoch += 1
-    st.step_in_epoch = 0
-    st.acc = [0.0, 0.0, 0]
-    stop_early = bool(cfg.patience and st.bad_epochs >= cfg.patience and st.epoch < cfg.epochs)
-    if stop_early:
-        st.status = "early_stopped"
-    elif st.epoch >= cfg.epochs:
-        st.status = "completed"
-    if improved:
-        t.ckpt.remember_best()
-    t.ckpt.metrics_dirty = True
-    save_now = st.status != "running" or t.ckpt.due(cfg.checkpoint_seconds)
-    if t.world > 1 and st.status == "running":  # each rank's clock differs; the save gathers all ranks
-        flag = torch.tensor(float(save_now), dtype=torch.float64, device=t.device)
-        save_now = t.accel.all_reduce(flag).item() > 0
-    if save_now:
-        t.ckpt.save()
-    t.notify("on_epoch", dict(record, epochs=cfg.epochs, improved=improved))
-    # a sweep's pruner (nncli.sweep.search) may stop a clearly bad trial at an epoch's end; it
-    # keeps its checkpoint and reports status "pruned", which a sweep never ranks as finished
-    prune = getattr(t.observer, "should_prune", None) if t.world == 1 else None
-    if prune is not None and st.status == "running" and prune(record):
-        st.status = "pruned"
-        t.ckpt.save()
-        return True
-    if stop_early:
-        t.notify("on_message", f"early stopping: {t.monitor} did not improve for {cfg.patience} epochs "
-                               f"(best epoch {st.best['epoch']})")
-    return stop_early
+    return type(callback).on_batch_end is not Callback.on_batch_end

@@ -17,10 +17,11 @@ Design points, each with its reason:
   ``world / global_batch``, so the averaged gradient is exactly the single-process gradient of the
   same global batch. Only rank 0 writes files and reports progress.
 
-The pieces: :class:`~nncli.train.accelerator.Accelerator` (device, precision, memory format,
-DDP), :class:`~nncli.train.state.Checkpointer` (checkpoints and resume),
-:func:`~nncli.train.epoch.run_epochs` (the epoch loop) and :class:`~nncli.train.runs.RunFiles`
-(the run folder).
+The pieces: :class:`~nncli.train.strategy.Strategy` (device, precision, clipping, memory
+format, DDP reductions), :class:`~nncli.train.epoch.EpochLoop` (the loop),
+:mod:`~nncli.train.callbacks` (progress, checkpoints, early stopping, TensorBoard, ...),
+:class:`~nncli.train.state.Checkpointer` (checkpoints and resume) and
+:class:`~nncli.train.runs.RunFiles` (the run folder).
 """
 
 from __future__ import annotations
@@ -28,39 +29,62 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
-from nncli.train.accelerator import Accelerator
+from nncli.train.callbacks import Callback, Checkpointing, EarlyStopping, MemoryGuard, Progress, TensorBoard
 from nncli.train.diagnostics import nonfinite_report
-from nncli.train.epoch import run_epochs
+from nncli.train.epoch import EpochLoop
 from nncli.train.optim import build_optimizer, build_scheduler
 from nncli.train.prepare import Setup, prepare
 from nncli.train.runs import RunFiles, TrainResult, check_tensorboard
 from nncli.train.signals import Interrupt
 from nncli.train.state import Checkpointer, TrainState
+from nncli.train.strategy import Strategy
 from nncli.train.task import evaluate_model
 
 
 class Trainer:
-    """One training process: builds the model and the optimisation objects, runs the epochs and
-    reports. Under DDP every rank has one (``dist=(rank, world)``); only rank 0 writes files and
-    calls the observer."""
+    """One training process: builds the model and the optimisation objects, runs the epoch loop
+    with its callbacks and reports. Under DDP every rank has one (``dist=(rank, world)``); only
+    rank 0 (``is_writer``) writes files and shows progress.
 
-    def __init__(self, setup: Setup, device, observer=None, *, dist=None, tensorboard=False,
-                 sync_batchnorm: bool = True):
+    Args:
+        setup: the prepared run (:func:`~nncli.train.prepare.prepare`).
+        device: this process's torch.device.
+        callbacks: added after the trainer's own (checkpointing, then early stopping with
+            ``patience``, then TensorBoard with ``tensorboard``); see :mod:`nncli.train.callbacks`.
+        dist: ``(rank, world)`` under DDP.
+        tensorboard: log to ``<run>/tensorboard``.
+        sync_batchnorm: DDP on CUDA: BatchNorm as SyncBatchNorm.
+    """
+
+    def __init__(self, setup: Setup, device, callbacks: Sequence[Callback] = (), *, dist=None,
+                 tensorboard: bool = False, sync_batchnorm: bool = True):
         self.s = setup
         self.cfg = setup.cfg
         self.device = device
-        self.observer = observer
         self.rank, self.world = dist if dist else (0, 1)
-        self.writer_rank = self.rank == 0
-        self.tensorboard = tensorboard
+        self.is_writer = self.rank == 0
         self.sync_batchnorm = sync_batchnorm  # DDP: convert BatchNorm to SyncBatchNorm (CUDA)
         self.run_dir = setup.run_dir
-        self.accel = Accelerator(device, self.cfg, self.rank, self.world)
-        self.files = RunFiles(self.run_dir, enabled=self.writer_rank)
+        self.strategy = Strategy(device, self.cfg, self.rank, self.world)
+        self.files = RunFiles(self.run_dir, enabled=self.is_writer)
         self.state = TrainState()
+        own: list[Callback] = [Checkpointing()]
+        if self.cfg.patience:
+            own.append(EarlyStopping(self.cfg.patience))
+        if tensorboard:
+            own.append(TensorBoard())
+        self.callbacks = own + list(callbacks)
+        self.finished_before = False
+
+    def setup(self) -> None:
+        """The callbacks' ``setup``: before anything is allocated on the device or written (the
+        memory check refuses a run here)."""
+        for cb in self.callbacks:
+            cb.setup(self)
 
     def build(self) -> None:
         """The model (seeded), optimizer, schedule, grad scaler and augmentation stream."""
@@ -75,30 +99,16 @@ class Trainer:
                               and _has_batchnorm(self.raw))
         if self.synced_bn:
             self.raw = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.raw)
-        self.accel.prepare_model(self.raw, self.s.spec.input)
+        self.strategy.prepare_model(self.raw, self.s.spec.input)
         # frozen (transferred) layers are left out: weight decay or momentum must not move them
-        self.optimizer = build_optimizer(cfg, [p for p in self.raw.parameters() if p.requires_grad], dev)
-        n_train = self.s.dataset.sizes()["train"]
-        self.steps_per_epoch = math.ceil(n_train / cfg.batch_size)
-        if self.world > 1 and n_train % cfg.batch_size and n_train % cfg.batch_size < self.world:
-            self.steps_per_epoch -= 1  # a final batch smaller than the world would leave a rank empty
-        # BatchNorm cannot normalise a batch of one example in training mode (torch raises): drop
-        # that last batch, as torch users do with drop_last=True, and say so once (run()).
-        self.dropped_last = bool(self.world == 1 and n_train % cfg.batch_size == 1 and _has_batchnorm(self.raw))
-        if self.dropped_last and self.steps_per_epoch == 1:
-            from nncli.errors import InputError
-
-            raise InputError("BatchNorm cannot train on a single example: the training split has 1",
-                             hint="use more training data (data.n / data.val / data.test)")
-        if self.dropped_last:
-            self.steps_per_epoch -= 1
+        self.optimizer = build_optimizer(cfg, self.strategy.params, dev)
+        self.steps_per_epoch = self._steps_per_epoch()
         self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch)
-        self.scaler = self.accel.grad_scaler()
         # one augmentation stream per DDP rank (rank 0's is the single-process one): ranks must
         # not crop and flip their shares of a batch identically
         self.aug_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 7919 + 1_000_003 * self.rank) if (
             self.s.data_cfg.crop or self.s.data_cfg.flip) else None
-        self.train_model, self.eval_model = self.accel.wrap(self.raw)
+        self.train_model, self.eval_model = self.strategy.wrap(self.raw)
         # dropout draws from the global RNG: seed it per rank, after the (rank-identical) init
         torch.manual_seed(cfg.seed + 1 + self.rank)
         # skip_nonfinite must see each step's loss before that step's update, so every step is a
@@ -106,70 +116,92 @@ class Trainer:
         # on an accelerator a host sync every 25 steps keeps the queue full.
         self.sync_every = 1 if cfg.skip_nonfinite else cfg.sync_every or (1 if dev.type == "cpu" else 25)
 
+    def _steps_per_epoch(self) -> int:
+        cfg, n_train = self.cfg, self.s.dataset.sizes()["train"]
+        steps = math.ceil(n_train / cfg.batch_size)
+        if self.world > 1 and n_train % cfg.batch_size and n_train % cfg.batch_size < self.world:
+            steps -= 1  # a final batch smaller than the world would leave a rank empty
+        # BatchNorm cannot normalise a batch of one example in training mode (torch raises): drop
+        # that last batch, as torch users do with drop_last=True, and say so once (run()).
+        self.dropped_last = bool(self.world == 1 and n_train % cfg.batch_size == 1 and _has_batchnorm(self.raw))
+        if self.dropped_last and steps == 1:
+            from nncli.errors import InputError
+
+            raise InputError("BatchNorm cannot train on a single example: the training split has 1",
+                             hint="use more training data (data.n / data.val / data.test)")
+        return steps - 1 if self.dropped_last else steps
+
     def run(self) -> TrainResult:
-        cfg, s, st = self.cfg, self.s, self.state
+        """Build, restore a resumed run, train and report (``report.json``)."""
+        s, st = self.s, self.state
         started = time.perf_counter()
         self.build()
-        self.ds = self.accel.place_data(s.dataset)
+        self.ds = self.strategy.place_data(s.dataset)
         self.ckpt = Checkpointer(st, self.files, model=self.raw, optimizer=self.optimizer,
-                                 scheduler=self.scheduler, scaler=self.scaler, aug_gen=self.aug_gen,
+                                 scheduler=self.scheduler, scaler=self.strategy.scaler, aug_gen=self.aug_gen,
                                  device=self.device, rank=self.rank,
                                  normalization={"mean": s.dataset.mean, "std": s.dataset.std})
         resumed = s.resume is not None
         if resumed:
             self.ckpt.restore(s.resume, s.best_state)
-        if self.tensorboard:
-            self.files.open_tensorboard()
-        self.files.write_start(s, cfg, self.device, self.world, resumed)
-        self.notify("on_start", {
+        self.files.write_start(s, self.cfg, self.device, self.world, resumed)
+        self._start(resumed)
+        nonfinite = None
+        try:
+            with Interrupt() as interrupt:
+                if not self.finished_before:
+                    nonfinite = EpochLoop(self, interrupt).run()
+            result = _result(self, started, nonfinite)
+            for cb in self.callbacks:
+                cb.on_fit_end(self, result)
+            self.files.wait()
+        finally:
+            self.files.close()
+            for cb in self.callbacks:
+                cb.close()
+        return result
+
+    def _start(self, resumed: bool) -> None:
+        """``on_fit_start`` and the messages of the start; a finished run resumed without more
+        epochs has nothing left to do but report."""
+        cfg, s, st = self.cfg, self.s, self.state
+        info = {
             "run_dir": str(self.run_dir), "device": str(self.device), "world_size": self.world,
             "epochs": cfg.epochs, "steps_per_epoch": self.steps_per_epoch, "epoch": st.epoch,
             "step_in_epoch": st.step_in_epoch, "resumed": resumed, "sizes": s.dataset.sizes(),
             "params": sum(p.numel() for p in self.raw.parameters()), "spec": s.spec.name,
-            "data_on_device": self.accel.data_on_device, "amp": cfg.amp, "compile": cfg.compile,
-        })
+            "data_on_device": self.strategy.data_on_device, "amp": cfg.amp, "compile": cfg.compile,
+        }
+        for cb in self.callbacks:
+            cb.on_fit_start(self, info)
         if self.world > 1 and _has_batchnorm(self.raw):
-            self.notify("on_message", "DDP: BatchNorm layers run as SyncBatchNorm (statistics over the global batch)"
-                        if self.synced_bn else "DDP: BatchNorm statistics are per rank ("
-                        + ("--no-sync-batchnorm" if not self.sync_batchnorm else "SyncBatchNorm needs CUDA") + ")")
+            self.message("DDP: BatchNorm layers run as SyncBatchNorm (statistics over the global batch)"
+                         if self.synced_bn else "DDP: BatchNorm statistics are per rank ("
+                         + ("--no-sync-batchnorm" if not self.sync_batchnorm else "SyncBatchNorm needs CUDA") + ")")
         if self.dropped_last:
-            self.notify("on_message", f"dropping the last training batch of each epoch: it holds 1 example "
-                                      f"({s.dataset.sizes()['train']} = {self.steps_per_epoch} x {cfg.batch_size} + 1) "
-                                      "and BatchNorm cannot normalise one")
-        nonfinite = None
-        # a finished run resumed without more epochs has nothing left to do but report
-        finished_before = (resumed and s.resume.get("status") in ("completed", "early_stopped")
-                           and cfg.epochs == s.planned_epochs)
-        self.finished_before = finished_before
-        if finished_before:
+            self.message(f"dropping the last training batch of each epoch: it holds 1 example "
+                         f"({s.dataset.sizes()['train']} = {self.steps_per_epoch} x {cfg.batch_size} + 1) "
+                         "and BatchNorm cannot normalise one")
+        self.finished_before = (resumed and s.resume.get("status") in ("completed", "early_stopped")
+                                and cfg.epochs == s.planned_epochs)
+        if self.finished_before:
             st.status = s.resume["status"]
         elif resumed and s.resume.get("status") == "early_stopped":
             st.bad_epochs = 0  # more epochs were asked for: patience starts afresh
-        try:
-            with Interrupt() as interrupt:
-                if not finished_before:
-                    nonfinite = run_epochs(self, interrupt)
-            if self.ckpt.metrics_dirty:  # epochs finished after the last checkpoint (a non-finite stop)
-                self.ckpt.write_metrics()
-            self.files.wait()
-        finally:
-            self.files.close()
-        return _result(self, started, nonfinite)
 
-    # ---- helpers of the epoch loop ------------------------------------------------------
-    def notify(self, name: str, *args) -> None:
-        """Call the observer's ``name`` method, if it has one (rank 0 only)."""
-        method = getattr(self.observer, name, None) if self.observer is not None else None
-        if method is not None and self.writer_rank:
-            method(*args)
+    # ---- for the loop and the callbacks -------------------------------------------------
+    def message(self, text: str) -> None:
+        """Tell the callbacks (the progress display prints it)."""
+        for cb in self.callbacks:
+            cb.on_message(self, text)
 
     def evaluate(self, split: str, model=None) -> dict:
         """Loss and accuracy of a split in eval mode, over all ranks (one host sync)."""
         x, y = self.ds.split(split)
-        accel = self.accel
+        strategy = self.strategy
         return evaluate_model(model or self.eval_model, x, y, self.cfg.loss, batch_size=self.cfg.eval_batch_size,
-                              device=self.device, autocast=accel.autocast, fetch=accel.batch,
-                              shard=(self.rank, self.world), reduce=accel.all_reduce, mode_owner=self.raw)
+                              device=self.device, autocast=strategy.autocast, fetch=strategy.batch,
+                              shard=(self.rank, self.world), reduce=strategy.all_reduce, mode_owner=self.raw)
 
     def partial(self, sums: list, count: int) -> list:
         """The running sums of the epoch so far, over all ranks, for a mid-epoch checkpoint.
@@ -180,22 +212,23 @@ class Trainer:
         """
         if self.world == 1:
             return [*sums, count]
-        totals = torch.tensor([*sums, float(count)], dtype=torch.float64, device=self.device)
-        loss, correct, n = self.accel.all_reduce(totals).tolist()
+        loss, correct, n = self.strategy.sum_across([*sums, count])
         return [loss, correct, int(n)]
 
     @property
     def monitor(self) -> str:
         return self.cfg.monitor or ("val_loss" if self.cfg.loss == "mse" else "val_accuracy")
 
-    def diagnose(self, first_step: int, xb, loss, lazy: bool) -> dict:
-        """Name the step and the first layer with a non-finite output; keep the last good checkpoint."""
+    def diagnose(self, first_step: int, xb, loss) -> dict:
+        """Name the step and the first layer with a non-finite output; keep the last good checkpoint.
+        With ``sync_every`` > 1 the loss was found some steps late (``weights_at_detection``)."""
         self.state.status = "nonfinite"
         self.files.wait()  # the last good checkpoint is complete before the message names it
+        strategy = self.strategy
         return nonfinite_report(self.raw, self.built.layers, xb, loss, first_step=first_step,
-                                epoch=self.state.epoch, steps_per_epoch=self.steps_per_epoch, lazy=lazy,
-                                last_checkpoint=self.files.ckpt_dir / "last.pt",
-                                autocast=self.accel.autocast if self.accel.amp_dtype is not None else None)
+                                epoch=self.state.epoch, steps_per_epoch=self.steps_per_epoch,
+                                lazy=self.sync_every > 1, last_checkpoint=self.files.ckpt_dir / "last.pt",
+                                autocast=strategy.autocast if strategy.amp_dtype is not None else None)
 
 
 def _has_batchnorm(model) -> bool:
@@ -235,7 +268,7 @@ def _result(t: Trainer, started: float, nonfinite: dict | None) -> TrainResult:
         message = nonfinite["message"]
     elif st.status == "early_stopped":
         message = f"stopped early after {st.epoch} epochs: {t.monitor} stopped improving"
-    if getattr(t, "finished_before", False):
+    if t.finished_before:
         message = (f"nothing to do: the run had already finished ({st.status}, {len(st.history)} epochs); "
                    f"train it longer with --resume {t.run_dir} --epochs N")
     s = t.s
@@ -250,7 +283,7 @@ def _result(t: Trainer, started: float, nonfinite: dict | None) -> TrainResult:
               "classes": s.dataset.classes},
         config=cfg.to_dict(), duration_s=time.perf_counter() - started,
         total_s=s.previous_s + (time.perf_counter() - started), threads=torch.get_num_threads(), amp=cfg.amp, compile=cfg.compile,
-        channels_last=t.accel.channels_last, data_on_device=t.accel.data_on_device, skipped_steps=st.skipped,
+        channels_last=t.strategy.channels_last, data_on_device=t.strategy.data_on_device, skipped_steps=st.skipped,
         nonfinite=nonfinite,
     )
     t.files.write_report(result)
@@ -259,7 +292,8 @@ def _result(t: Trainer, started: float, nonfinite: dict | None) -> TrainResult:
 
 def run_training(spec=None, overrides: dict | None = None, out_dir: str | Path | None = None, *,
                  device: str = "auto", resume: str | Path | None = None, observer=None,
-                 tensorboard: bool = False, runs_root: str | Path = "runs") -> TrainResult:
+                 callbacks: Sequence[Callback] = (), tensorboard: bool = False,
+                 runs_root: str | Path = "runs") -> TrainResult:
     """Train a spec and return what happened; the library face of ``nncli train``.
 
     Args:
@@ -271,19 +305,23 @@ def run_training(spec=None, overrides: dict | None = None, out_dir: str | Path |
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         resume: a run folder to continue from its last checkpoint (``overrides`` may only raise
             ``epochs``).
-        observer: gets ``on_start(info)``, ``on_step(info)``, ``on_epoch(record)``,
-            ``on_message(text)`` (any subset) for progress display.
+        observer: a progress display with ``on_start(info)``, ``on_step(info)``,
+            ``on_epoch(record)``, ``on_message(text)`` and ``close()``
+            (:class:`nncli.render.train.TrainProgress`); shorthand for the
+            :class:`~nncli.train.callbacks.Progress` callback.
+        callbacks: :class:`~nncli.train.callbacks.Callback` objects, called after the trainer's
+            own (see :mod:`nncli.train.callbacks` for the hooks).
         tensorboard: also log scalars under ``<run>/tensorboard`` (needs the tensorboard package).
         runs_root: parent of default run folders.
 
     Returns:
         TrainResult; ``status`` is ``completed``, ``early_stopped``, ``interrupted`` (Ctrl-C or
-        SIGTERM: a checkpoint was saved) or ``nonfinite`` (training stopped; ``nonfinite`` says
-        where).
+        SIGTERM: a checkpoint was saved), ``nonfinite`` (training stopped; ``nonfinite`` says
+        where) or a status a callback stopped the run with (a sweep's ``pruned``).
 
     Raises:
-        SpecError / InputError: bad spec, flag, data, shapes or checkpoint (exit 2); nothing of an
-            existing run is modified.
+        SpecError / InputError: bad spec, parameter, data, shapes or checkpoint, or a run that
+            cannot fit in memory (exit 2); nothing of an existing run is modified.
 
     Example:
         >>> result = run_training("specs/moons-mlp.yaml", {"epochs": 5}, "runs/moons", device="cpu")
@@ -291,20 +329,19 @@ def run_training(spec=None, overrides: dict | None = None, out_dir: str | Path |
         True
     """
     from nncli.device import resolve_device
+    from nncli.threads import for_spec
+    from nncli.train.lock import FolderLock
+    from nncli.train.runs import claim_run_folder
 
     dev = resolve_device(device)
     if tensorboard:
         check_tensorboard()
     setup = prepare(spec, overrides, out_dir, resume=resume, runs_root=runs_root)
-    from nncli.threads import for_spec  # torch's threads for this model and batch (--threads wins)
-
-    for_spec(setup.spec, setup.cfg.batch_size, device=dev)
-    from nncli.train.lock import FolderLock
-    from nncli.train.memory_guard import check_training_memory
-    from nncli.train.runs import claim_run_folder
-
-    check_training_memory(setup, dev)  # refuse a run that cannot fit, before any file is written
-
+    # torch's threads for this model and batch (--threads wins), from the shapes prepare inferred
+    for_spec(setup.spec, setup.cfg.batch_size, device=dev, built=setup.built)
+    progress = [Progress(observer)] if observer is not None else []
+    trainer = Trainer(setup, dev, [MemoryGuard(), *progress, *callbacks], tensorboard=tensorboard)
+    trainer.setup()  # the memory check refuses a run that cannot fit, before any file is written
     with FolderLock(setup.run_dir, "run"):  # one writer per run folder, taken before any write
         claim_run_folder(setup)
-        return Trainer(setup, dev, observer, tensorboard=tensorboard).run()
+        return trainer.run()

@@ -1,7 +1,8 @@
 """Before a run starts: will one training step fit in the device's memory?
 
 The estimate is ``nncli params``'s own (weights, buffers, gradients, the optimizer's state and
-the activations saved for backward for one batch, counted on meta tensors), compared with what
+the activations saved for backward for one batch, counted on the meta-device model that
+:func:`~nncli.train.prepare.prepare` inferred), compared with what
 the device has free. A run that cannot fit is refused with both figures (exit 2) before a run
 folder is written, rather than dying of an allocator failure mid-epoch.
 """
@@ -29,7 +30,7 @@ def check_training_memory(setup, device, available: int | None = None) -> int:
     cfg = setup.cfg
     n_train = setup.dataset.sizes()["train"]
     batch = max(1, min(cfg.batch_size, n_train))
-    report = count(setup.spec, batch_size=batch, dtype="float32", optimizer=cfg.optimizer)
+    report = count(setup.spec, batch_size=batch, dtype="float32", optimizer=cfg.optimizer, built=setup.built)
     need = report.memory.total
     free = available if available is not None else available_memory(device)
     if free is not None and need > free:

@@ -17,7 +17,8 @@ from nncli import data as data_mod
 from nncli.errors import InputError
 from nncli.train.config import TrainConfig, resolve_train_config, section_fail, split_overrides
 from nncli.train.lock import LOCK_NAME, check_unlocked
-from nncli.train.runs import load_checkpoint, load_run, new_run_dir
+from nncli.runs import load_checkpoint, open_run
+from nncli.train.runs import new_run_dir
 from nncli.train.task import prepare_targets
 
 
@@ -37,6 +38,7 @@ class Setup:
     best_state: dict | None  # best.pt when resuming
     planned_epochs: int | None = None  # the epochs the resumed run was started with
     previous_s: float = 0.0  # wall time of the resumed run's earlier sessions
+    built: Any = None  # the spec inferred on the meta device (shapes, counts): built once per run
 
 
 def _load_spec_arg(spec):
@@ -72,7 +74,7 @@ def prepare(spec, overrides=None, out_dir=None, *, resume=None, world_size: int 
     resume_ckpt = best_state = None
     if resume is not None:
         check_unlocked(resume)  # a run still being written is not resumed
-        run = load_run(resume)
+        run = open_run(resume)
         if spec is not None and spec.path is not None and Path(spec.path).is_file() \
                 and Path(spec.path).read_text(encoding="utf-8-sig") != run.spec_text:
             raise InputError(f"{spec.path} differs from the spec the run in {run.run_dir} was started with",
@@ -137,7 +139,7 @@ def prepare(spec, overrides=None, out_dir=None, *, resume=None, world_size: int 
         _check_resume_fits(resume_ckpt, run_dir)
     return Setup(spec, spec_text, spec_path, data_cfg, cfg, dataset, tuple(built.output_shape), run_dir,
                  resume_ckpt, best_state, run.train.epochs if resume is not None else None,
-                 previous_seconds(run_dir, resume_ckpt) if resume is not None else 0.0)
+                 previous_seconds(run_dir, resume_ckpt) if resume is not None else 0.0, built)
 
 
 def previous_seconds(run_dir: Path, ckpt: dict | None) -> float:

@@ -1,4 +1,4 @@
-"""Run folders: what ``nncli train`` writes and how it is read back.
+"""Run folders: what ``nncli train`` writes (:mod:`nncli.runs` reads them back).
 
 A run folder holds ``run.yaml`` (the resolved ``data:``/``train:`` sections and where the run
 came from), ``spec.yaml`` (the spec verbatim), ``metrics.jsonl``/``metrics.csv`` (one row per
@@ -11,25 +11,21 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
 
-from nncli import data as data_mod
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
-from nncli.train.config import TrainConfig, resolve_train_config
+from nncli.runs import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, spec_digest
+from nncli.train.config import TrainConfig
 from nncli.train.writer import BackgroundFiles, snapshot
 
-CHECKPOINT_FORMAT = "nncli-checkpoint"
-CHECKPOINT_VERSION = 1
 METRICS_COLUMNS = ["epoch", "step", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                    "epoch_time_s", "samples_per_s"]
 
@@ -78,70 +74,6 @@ def atomic_torch_save(obj, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     write_atomic(path, buffer.getvalue(), durable=True)
-
-
-def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """Read an nncli checkpoint with ``weights_only=True``; a clear InputError if it is not one.
-
-    Raises:
-        InputError: missing, truncated, corrupt, or not an nncli checkpoint (exit 2).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no checkpoint at {path}", hint="a run folder keeps checkpoints/last.pt and best.pt")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # zip/pickle/EOF errors of a truncated or foreign file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"corrupt checkpoint {path}: {first[:200]}",
-                         hint="the file is truncated or not a checkpoint; the run's other files are untouched") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "model" not in ckpt:
-        raise InputError(f"{path} is not an nncli checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise InputError(f"{path}: checkpoint version {ckpt.get('version')} is not supported "
-                         f"(this nncli writes version {CHECKPOINT_VERSION})")
-    return ckpt
-
-
-@dataclass
-class RunInfo:
-    """A run folder read back: the spec and the resolved sections it was trained with."""
-
-    run_dir: Path
-    spec: Any  # nncli.spec.Spec
-    spec_text: str
-    data: data_mod.DataConfig
-    train: TrainConfig
-    meta: dict  # run.yaml as written
-
-
-def load_run(run_dir: str | Path) -> RunInfo:
-    """Read ``run.yaml`` and ``spec.yaml`` of a run folder.
-
-    Raises:
-        InputError: not a run folder, or its files are damaged (exit 2).
-    """
-    from nncli.spec import parse_spec
-
-    run_dir = Path(run_dir)
-    meta_path = run_dir / "run.yaml"
-    if not run_dir.is_dir():
-        raise InputError(f"no such run folder: {run_dir}")
-    if not meta_path.is_file():
-        raise InputError(f"{run_dir} is not an nncli run folder: no run.yaml in it")
-    try:
-        meta = yaml.safe_load(meta_path.read_text())
-        spec_text = (run_dir / "spec.yaml").read_text()
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot read the run folder {run_dir}: {exc}") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("train"), dict) or not isinstance(meta.get("data"), dict):
-        raise InputError(f"{meta_path}: expected the mapping nncli writes (data:, train:, ...)")
-    origin = meta.get("spec", {}).get("path")
-    base_dir = Path(origin).parent if origin and Path(origin).parent.is_dir() else run_dir
-    spec = parse_spec(spec_text, file=str(run_dir / "spec.yaml"), base_dir=base_dir)
-    data_cfg = data_mod.resolve_data_config(meta["data"])
-    train_cfg = resolve_train_config(meta["train"])
-    return RunInfo(run_dir, spec, spec_text, data_cfg, train_cfg, meta)
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -217,16 +149,6 @@ class RunFiles:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.enabled = enabled
         self.background = BackgroundFiles()
-        self.tb = None
-        self.tb_logged = 0  # the last epoch logged to tensorboard
-
-    def open_tensorboard(self) -> None:
-        """Also log each epoch's metrics under ``<run>/tensorboard``."""
-        if self.enabled:
-            from torch.utils.tensorboard import SummaryWriter  # checked by check_tensorboard()
-
-            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
-            self.tb_logged = 0
 
     def write_start(self, setup, cfg: TrainConfig, device, world: int, resumed: bool) -> None:
         """``run.yaml`` (and ``spec.yaml`` for a new run); a resumed run appends the time it resumed."""
@@ -245,7 +167,7 @@ class RunFiles:
                 "nncli": getattr(nncli, "__version__", None) or _package_version(),
                 "created": _dt.datetime.now().isoformat(timespec="seconds"),
                 "spec": {"name": setup.spec.name, "path": setup.spec_path,
-                         "sha256": hashlib.sha256(setup.spec_text.encode()).hexdigest()},
+                         "sha256": spec_digest(setup.spec_text)},
                 "data": setup.data_cfg.to_dict(),
                 "train": cfg.to_dict(),
                 "device": str(device), "world_size": world,
@@ -257,7 +179,7 @@ class RunFiles:
         write_atomic(meta_path, yaml.safe_dump(jsonable(meta), sort_keys=False))
 
     def write_metrics(self, history: list) -> None:
-        """``metrics.jsonl`` and ``metrics.csv`` (in the background), and the last row to tensorboard."""
+        """``metrics.jsonl`` and ``metrics.csv``, in the background."""
         if not self.enabled:
             return
         rows = list(history)
@@ -269,17 +191,6 @@ class RunFiles:
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRICS_COLUMNS})
         self.background.submit(write_atomic, self.run_dir / "metrics.csv", buffer.getvalue())
-        if self.tb is not None and rows:
-            # every epoch not logged yet: metrics are written with checkpoints, which need not
-            # come every epoch (checkpoint_seconds), and each epoch is a point of the curves
-            for row in rows:
-                if row["epoch"] <= self.tb_logged:
-                    continue
-                for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "samples_per_s"):
-                    if row.get(key) is not None:
-                        self.tb.add_scalar(key.replace("_", "/", 1), row[key], row["epoch"])
-                self.tb_logged = row["epoch"]
-            self.tb.flush()
 
     def save_best(self, state: dict) -> None:
         """``best.pt`` in the background (the caller hands over a copy it no longer changes)."""
@@ -306,14 +217,41 @@ class RunFiles:
         self.background.wait()
 
     def close(self) -> None:
-        """Close tensorboard, finish the background writes and stop the writer thread.
+        """Finish the background writes and stop the writer thread.
 
         A failed write is not raised here: a run that ended cleanly called :meth:`wait` first,
         which raised it, and otherwise the error already propagating says more.
         """
-        if self.tb is not None:
-            self.tb.close()
         try:
             self.background.close()
         except Exception:
             pass
+
+
+# -- the plot a run was drawn to (``train --plot``), remembered so that a resume redraws it -------
+
+
+def remembered_plot(run_dir: str | Path | None) -> Path | None:
+    """The plot a run was last drawn to, if its ``report.json`` names one (``plot``)."""
+    if run_dir is None:
+        return None
+    try:
+        plot = json.loads((Path(run_dir) / "report.json").read_text(encoding="utf-8")).get("plot")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(plot) if isinstance(plot, str) and plot else None
+
+
+def remember_plot(run_dir: str | Path, plot: str | Path) -> None:
+    """Record ``plot`` (absolute) as the ``plot`` entry of the run's ``report.json``, so that
+    a resume (usually typed without ``--plot``) redraws the same file over the whole history.
+    Best effort: a damaged report just forgets it."""
+    path = Path(run_dir) / "report.json"
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(report, dict):
+            return
+        report["plot"] = str(Path(plot).resolve())
+        write_atomic(path, json.dumps(report, indent=2) + "\n")
+    except (OSError, ValueError):
+        pass

@@ -1,5 +1,11 @@
-"""Where and how a run computes: the device, the data placement, mixed precision, the memory
-format, ``torch.compile`` and the DistributedDataParallel wrap."""
+"""Where and how a run computes: the strategy object the training loop delegates to.
+
+:class:`Strategy` owns every device-side choice of one training process, so that the loop
+(:mod:`nncli.train.epoch`) only calls it: the device and data placement, the memory format,
+``torch.compile`` and the DistributedDataParallel wrap, mixed precision (autocast and the fp16
+grad scaler), gradient clipping, and the reductions across DDP processes (flags the ranks must
+agree on, and sums). Without DDP the reductions return their input.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +16,17 @@ import torch
 from nncli.train.config import TrainConfig
 
 
-class Accelerator:
+class Strategy:
     """The device-side choices of one training process, made once from the config.
 
     Args:
         device: this process's ``torch.device``.
-        cfg: the run's config (``amp``, ``compile``, ``channels_last``).
+        cfg: the run's config (``amp``, ``compile``, ``channels_last``, ``clip_grad_norm``).
         rank, world: this process's DDP rank and the number of processes (0, 1 without DDP).
 
-    Attributes set on the way: ``channels_last`` (by :meth:`prepare_model`) and
-    ``data_on_device`` (by :meth:`place_data`).
+    Attributes set on the way: ``channels_last``, ``params`` (the trainable parameters that
+    clipping sees) and ``scaler`` (fp16's GradScaler, else None) by :meth:`prepare_model`;
+    ``data_on_device`` by :meth:`place_data`.
     """
 
     def __init__(self, device: torch.device, cfg: TrainConfig, rank: int = 0, world: int = 1) -> None:
@@ -29,6 +36,9 @@ class Accelerator:
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
         self.channels_last = False
         self.data_on_device = False
+        self.clip = cfg.clip_grad_norm
+        self.params: list = []
+        self.scaler = None
 
     # ---- the model ----------------------------------------------------------------------
     def prepare_model(self, raw: torch.nn.Module, input_shape) -> None:
@@ -40,10 +50,10 @@ class Accelerator:
             and len(input_shape) == 3
         if self.channels_last:
             raw.to(memory_format=torch.channels_last)
-
-    def grad_scaler(self):
-        """A GradScaler for fp16 (its small range needs loss scaling); None otherwise."""
-        return torch.amp.GradScaler(self.device.type) if self.cfg.amp == "fp16" else None
+        # frozen (transferred) layers are left out: clipping must not count them
+        self.params = [p for p in raw.parameters() if p.requires_grad]
+        # fp16's small range needs loss scaling; bf16 and float32 do not
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.cfg.amp == "fp16" else None
 
     def wrap(self, raw: torch.nn.Module):
         """``(train_model, eval_model)``: the model wrapped in DDP when there are several
@@ -96,6 +106,33 @@ class Accelerator:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    def forward(self, model, xb):
+        """``model(xb)`` under the run's autocast; the output in float32, where losses are taken."""
+        if self.amp_dtype is None:
+            return model(xb)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype):
+            out = model(xb)
+        return out.float()
+
+    def backward_step(self, loss, optimizer) -> None:
+        """One update from ``loss``: fresh gradients, backward (scaled for fp16), the global norm
+        clipped to ``clip_grad_norm`` (on unscaled gradients), then the optimizer's step."""
+        optimizer.zero_grad(set_to_none=True)
+        scaler, clip = self.scaler, self.clip
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(self.params, clip)
+            scaler.step(optimizer)
+            scaler.update()
+            return
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(self.params, clip)
+        optimizer.step()
+
+    # ---- agreeing across processes ----------------------------------------------------------
     def all_reduce(self, tensor):
         """Sum ``tensor`` over the processes, in place (itself without DDP)."""
         if self.world > 1:
@@ -103,3 +140,18 @@ class Accelerator:
 
             tdist.all_reduce(tensor)
         return tensor
+
+    def sum_across(self, values: list) -> list:
+        """The sums of ``values`` (numbers) over the processes, as floats (themselves without DDP)."""
+        if self.world == 1:
+            return list(values)
+        totals = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
+        return self.all_reduce(totals).tolist()
+
+    def any_across(self, *flags) -> list:
+        """For each flag (a bool or a 0-d tensor), whether it is set on any process. Every rank
+        must call this at the same step: it is a collective under DDP."""
+        if self.world == 1:
+            return [bool(f) for f in flags]
+        stacked = torch.stack([torch.as_tensor(f, device=self.device).to(torch.float64) for f in flags])
+        return [v > 0 for v in self.all_reduce(stacked).tolist()]
