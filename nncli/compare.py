@@ -23,6 +23,7 @@ import yaml
 
 from nncli.errors import InputError
 from nncli.formatting import jsonable
+from nncli.runs import METRICS_FILE, SPEC_FILE, is_run_folder, read_meta, read_report
 from nncli.spec.source import format_path
 
 # run.yaml entries that differ between any two runs without saying anything about them
@@ -129,7 +130,7 @@ def _expand(path: Path) -> list[Path]:
     if not path.is_dir():
         raise InputError(f"no such run folder: {path}" if not path.exists()
                          else f"expected a run folder, found a file: {path}")
-    if (path / "run.yaml").is_file():
+    if is_run_folder(path):
         return [path]
     sweep_json = path / "sweep.json"
     if sweep_json.is_file():
@@ -139,10 +140,10 @@ def _expand(path: Path) -> list[Path]:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{sweep_json}: cannot read the sweep's result: {exc}") from None
         dirs = [d if d.is_absolute() or d.is_dir() else path / d.name for d in dirs]
-        found = [d for d in dirs if (d / "run.yaml").is_file()]
+        found = [d for d in dirs if is_run_folder(d)]
         if found:
             return found
-    found = sorted(d for d in path.iterdir() if d.is_dir() and (d / "run.yaml").is_file())
+    found = sorted(d for d in path.iterdir() if d.is_dir() and is_run_folder(d))
     if found:
         return found
     raise InputError(f"{path} is not an nncli run folder: no run.yaml in it",
@@ -150,18 +151,11 @@ def _expand(path: Path) -> list[Path]:
 
 
 def _read(folder: Path) -> RunSummary:
-    meta = _load_yaml(folder / "run.yaml")
-    if not isinstance(meta, dict):
-        raise InputError(f"{folder / 'run.yaml'}: expected the mapping nncli train writes, found {type(meta).__name__}")
-    spec_path = folder / "spec.yaml"
+    meta = read_meta(folder)
+    spec_path = folder / SPEC_FILE
     spec = _load_yaml(spec_path) if spec_path.is_file() else None
-    report = None
-    if (folder / "report.json").is_file():
-        try:
-            report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{folder / 'report.json'}: cannot read it: {exc}") from None
-    history = _history(folder / "metrics.jsonl")
+    report = read_report(folder)
+    history = _history(folder / METRICS_FILE)
     config: dict[str, Any] = {}
     _flatten({k: v for k, v in meta.items()}, (), config)
     if isinstance(spec, dict):

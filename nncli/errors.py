@@ -1,7 +1,7 @@
 """nncli's one exception family. Each kind carries its exit code (README's exit-code table).
 
 A user mistake is raised as an :class:`NncliError` subclass that knows *where* (file, line, column,
-the path inside the spec) and *what* (expected versus found). ``cli.py`` catches it once, prints
+the path inside the spec) and *what* (expected versus found). ``nncli.cli.main`` catches it once, prints
 ``str(err)`` and exits with ``err.exit_code``; no traceback unless ``--traceback`` is given.
 """
 
@@ -30,6 +30,8 @@ class NncliError(Exception):
         line, column: 1-based position inside ``file``.
         spec_path: the path inside the spec, e.g. ``layers[3].Conv2d.kernel_size``.
         hint: one more line: a did-you-mean or the fix.
+        param: the library parameter the message is about (``"batch_size"``); the message then
+            starts with its name, which the command line replaces with its flag (``--batch-size``).
     """
 
     exit_code: ExitCode = ExitCode.BAD_INPUT
@@ -43,9 +45,13 @@ class NncliError(Exception):
         column: int | None = None,
         spec_path: str | None = None,
         hint: str | None = None,
+        param: str | None = None,
     ) -> None:
+        if param is not None:
+            message = f"{param}: {message}"
         super().__init__(message)
         self.message = message
+        self.param = param
         self.file = str(file) if file is not None else None
         self.line = line
         self.column = column

@@ -20,11 +20,10 @@ from nncli import data as data_mod
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
-from nncli.train.runs import load_checkpoint, load_run
+from nncli.runs import open_run, load_trained
 from nncli.train.task import evaluate_model, prepare_targets
 
 SPLITS = ("train", "val", "test")
-CHECKPOINTS = ("best", "last")
 
 
 @dataclass
@@ -64,28 +63,17 @@ class PredictResult:
         return jsonable(asdict(self))
 
 
-def _open_run(run_dir, checkpoint: str, device: str):
-    from nncli.build import build_model
+def _open_run(run_dir, checkpoint: str, device: str, allow_custom: bool):
+    """The run, its network with the ``checkpoint`` weights in eval mode, and the device."""
     from nncli.device import resolve_device
 
-    if checkpoint not in CHECKPOINTS:
-        raise InputError(f"--checkpoint: expected best or last, found {checkpoint!r}")
     dev = resolve_device(device)
-    run = load_run(run_dir)
-    path = run.run_dir / "checkpoints" / f"{checkpoint}.pt"
-    ckpt = load_checkpoint(path)
-    # the checkpoint holds every weight: a transfer: source run need not exist any more
-    built = build_model(run.spec, device=dev, seed=run.train.seed, transfer_weights=False)
-    try:
-        built.model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise InputError(f"{path} does not fit the run's spec: {str(exc).splitlines()[0][:300]}") from None
-    built.model.eval()
-    return run, path, ckpt, built, dev
+    run = open_run(run_dir, allow_custom=allow_custom)
+    return run, load_trained(run, checkpoint, dev), dev
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "best",
-                 device: str = "auto", batch_size: int = 512) -> EvalResult:
+                 device: str = "auto", batch_size: int = 512, allow_custom: bool = True) -> EvalResult:
     """Loss and accuracy of a run's checkpoint on its data splits.
 
     The data is reloaded from the run's resolved ``data:`` section (same seed, same split) and
@@ -97,6 +85,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = 
         split: ``train``, ``val``, ``test`` or ``all``.
         checkpoint: ``best`` (the default, what the final report used) or ``last``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        allow_custom: False refuses a run whose spec has Custom layers (``--no-custom``).
 
     Returns:
         EvalResult.
@@ -106,8 +95,9 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = 
         0.995
     """
     if split not in SPLITS + ("all",):
-        raise InputError(f"--split: expected one of train, val, test, all, found {split!r}")
-    run, path, ckpt, built, dev = _open_run(run_dir, checkpoint, device)
+        raise InputError(f"expected one of train, val, test, all, found {split!r}", param="split")
+    run, trained, dev = _open_run(run_dir, checkpoint, device, allow_custom)
+    built, ckpt = trained.built, trained.checkpoint
     ds = data_mod.load_dataset(run.data, input_shape=tuple(run.spec.input),
                                integer_inputs=getattr(run.spec, "integer_input", False))
     stored = ckpt.get("normalization") or {}
@@ -124,14 +114,14 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = 
     for name in (SPLITS if split == "all" else (split,)):
         x, y = ds.split(name)
         results[name] = evaluate_model(built.model, x, y, run.train.loss, batch_size=batch_size, device=dev)
-    return EvalResult(run_dir=str(run.run_dir), checkpoint=str(path), kind=checkpoint,
+    return EvalResult(run_dir=str(run.run_dir), checkpoint=str(trained.path), kind=checkpoint,
                       epoch=ckpt.get("epoch"), device=str(dev), loss=run.train.loss, splits=results,
-                      classes=run.meta.get("classes"))
+                      classes=run.classes)
 
 
 def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | None = None,
             checkpoint: str = "best", device: str = "auto", batch_size: int = 512,
-            force: bool = False) -> PredictResult:
+            force: bool = False, allow_custom: bool = True) -> PredictResult:
     """Predict the rows of an ``.npz``/``.npy``/``.csv``/``.pt`` file with a run's network.
 
     Inputs are reshaped to the spec's input where that is a plain flatten/unflatten and
@@ -144,6 +134,7 @@ def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | No
         out: also write the predictions to this ``.csv`` or ``.npz`` (atomically).
         checkpoint: ``best`` or ``last``.
         force: replace ``out`` if it exists (never allowed when it is the input file itself).
+        allow_custom: False refuses a run whose spec has Custom layers (``--no-custom``).
 
     Returns:
         PredictResult.
@@ -151,66 +142,18 @@ def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | No
     Raises:
         InputError: missing/unreadable input, shape not matching the spec, non-finite values (exit 2).
     """
-    if out is not None and Path(out).suffix.lower() not in (".csv", ".npz"):
-        raise InputError(f"--out: expected a .csv or .npz file, found {Path(out).name!r}")
-    if out is not None and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
-        raise InputError(f"--out: the folder {Path(out).parent} does not exist")
-    if out is not None and Path(out).exists():
-        # Predictions never replace the user's data: the input never, another file only with --force.
-        if Path(input_path).exists() and Path(out).resolve() == Path(input_path).resolve():
-            raise InputError(f"--out {out} is the input file itself: refusing to overwrite your data")
-        if not force:
-            raise InputError(f"--out: {out} already exists", hint="pass --force to replace it")
-    run, path, ckpt, built, dev = _open_run(run_dir, checkpoint, device)
-    from nncli.data.images import is_image_input, read_image_inputs
-
-    files = None
-    if is_image_input(Path(input_path)):  # image files or a folder of them, sized as in training
-        x, files = read_image_inputs(Path(input_path), run.spec.input, run.data.params)
-    else:
-        x = data_mod.read_inputs(Path(input_path))
-    x = data_mod.fit_input_shape(x, run.spec.input, what=Path(input_path).name)
-    if getattr(run.spec, "integer_input", False):  # token ids: checked, never normalised
-        x = data_mod.check_token_ids(x, run.spec.input_high, Path(input_path).name)
-    elif not torch.isfinite(x).all():
-        raise InputError(f"{Path(input_path).name}: the inputs contain NaN or infinite values")
-    norm = ckpt.get("normalization") or {}
-    if norm.get("mean") is not None and x.is_floating_point():
-        x = data_mod.normalize(x, norm["mean"], norm["std"])
+    _check_out(out, input_path, force)
+    run, trained, dev = _open_run(run_dir, checkpoint, device, allow_custom)
+    x, files = _read_inputs(run, Path(input_path), trained.normalization)
     outputs = []
     with torch.no_grad():
         for lo in range(0, len(x), batch_size):
-            outputs.append(built.model(x[lo:lo + batch_size].to(dev)).float().cpu())
-    logits = torch.cat(outputs) if outputs else torch.zeros((0,) + tuple(built.output_shape))
-    classes = run.meta.get("classes")
-    loss = run.train.loss
-    probabilities = labels = None
-    if loss == "cross_entropy" and logits.dim() > 2:
-        # A sequence output [L, V]: the class of every position (for the text set, the
-        # predicted next character after each prefix); [N, L, V] probabilities are left out.
-        task = "sequence"
-        predictions = logits.argmax(-1).tolist()
-        if classes:
-            labels = ["".join(classes[i] if i < len(classes) else "?" for i in row) for row in predictions]
-    elif loss == "cross_entropy":
-        task = "classification"
-        probs = torch.softmax(logits, dim=1)
-        predictions = probs.argmax(1).tolist()
-        probabilities = probs.tolist()
-        if classes:
-            labels = [classes[i] if i < len(classes) else str(i) for i in predictions]
-    elif loss == "bce_with_logits":
-        probs = torch.sigmoid(logits)
-        task = "binary" if math.prod(built.output_shape) == 1 else "multilabel"
-        if task == "binary":
-            probs = probs.reshape(len(probs))
-        predictions = (probs > 0.5).long().tolist()
-        probabilities = probs.tolist()
-    else:
-        task = "regression"
-        flat = logits.reshape(len(logits), -1)
-        predictions = flat[:, 0].tolist() if flat.shape[1] == 1 else flat.tolist()
-    result = PredictResult(run_dir=str(run.run_dir), checkpoint=str(path), input=str(input_path), n=len(x),
+            outputs.append(trained.model(x[lo:lo + batch_size].to(dev)).float().cpu())
+    output_shape = tuple(trained.built.output_shape)
+    logits = torch.cat(outputs) if outputs else torch.zeros((0,) + output_shape)
+    classes = run.classes
+    task, predictions, labels, probabilities = _interpret(logits, run.train.loss, classes, output_shape)
+    result = PredictResult(run_dir=str(run.run_dir), checkpoint=str(trained.path), input=str(input_path), n=len(x),
                            task=task, predictions=predictions, labels=labels, probabilities=probabilities,
                            classes=classes)
     result.files = files
@@ -218,6 +161,68 @@ def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | No
         _write_predictions(Path(out), result)
         result.out = str(out)
     return result
+
+
+def _check_out(out, input_path, force: bool) -> None:
+    """``out`` must be a .csv/.npz in an existing folder; never the input, another file only with ``force``."""
+    if out is None:
+        return
+    out = Path(out)
+    if out.suffix.lower() not in (".csv", ".npz"):
+        raise InputError(f"expected a .csv or .npz file, found {out.name!r}", param="out")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise InputError(f"the folder {out.parent} does not exist", param="out")
+    if out.exists():
+        if Path(input_path).exists() and out.resolve() == Path(input_path).resolve():
+            raise InputError(f"{out} is the input file itself: refusing to overwrite your data", param="out")
+        if not force:
+            raise InputError(f"{out} already exists", hint="pass --force to replace it", param="out")
+
+
+def _read_inputs(run, input_path: Path, norm: dict) -> tuple:
+    """The inputs shaped as the spec's input and normalised as in training, and the image files
+    they came from (None for an array file)."""
+    from nncli.data.images import is_image_input, read_image_inputs
+
+    files = None
+    if is_image_input(input_path):  # image files or a folder of them, sized as in training
+        x, files = read_image_inputs(input_path, run.spec.input, run.data.params)
+    else:
+        x = data_mod.read_inputs(input_path)
+    x = data_mod.fit_input_shape(x, run.spec.input, what=input_path.name)
+    if getattr(run.spec, "integer_input", False):  # token ids: checked, never normalised
+        return data_mod.check_token_ids(x, run.spec.input_high, input_path.name), files
+    if not torch.isfinite(x).all():
+        raise InputError(f"{input_path.name}: the inputs contain NaN or infinite values")
+    if norm.get("mean") is not None and x.is_floating_point():
+        x = data_mod.normalize(x, norm["mean"], norm["std"])
+    return x, files
+
+
+def _interpret(logits, loss: str, classes, output_shape: tuple) -> tuple:
+    """``(task, predictions, labels, probabilities)`` from the network's outputs and the run's loss."""
+    probabilities = labels = None
+    if loss == "cross_entropy" and logits.dim() > 2:
+        # A sequence output [L, V]: the class of every position (for the text set, the
+        # predicted next character after each prefix); [N, L, V] probabilities are left out.
+        predictions = logits.argmax(-1).tolist()
+        if classes:
+            labels = ["".join(classes[i] if i < len(classes) else "?" for i in row) for row in predictions]
+        return "sequence", predictions, labels, None
+    if loss == "cross_entropy":
+        probs = torch.softmax(logits, dim=1)
+        predictions = probs.argmax(1).tolist()
+        if classes:
+            labels = [classes[i] if i < len(classes) else str(i) for i in predictions]
+        return "classification", predictions, labels, probs.tolist()
+    if loss == "bce_with_logits":
+        probs = torch.sigmoid(logits)
+        task = "binary" if math.prod(output_shape) == 1 else "multilabel"
+        if task == "binary":
+            probs = probs.reshape(len(probs))
+        return task, (probs > 0.5).long().tolist(), None, probs.tolist()
+    flat = logits.reshape(len(logits), -1)
+    return "regression", (flat[:, 0].tolist() if flat.shape[1] == 1 else flat.tolist()), None, probabilities
 
 
 def _write_predictions(path: Path, result: PredictResult) -> None:

@@ -14,12 +14,13 @@ The rule (:func:`decide`), in this order:
    than it saves (tests/benchmarks/bench_threads.py measures the default against fixed counts).
 3. Otherwise the cores nobody else is using: the cores this process may run on, less the busy
    ones, sampled from ``/proc/stat`` over 0.1 s (elsewhere: the 1-minute load average), at
-   least one; never more than a cap (a sweep worker gets ``cores // workers``).
+   least one; never more than ``cap`` (a sweep worker's share, ``cores // workers``).
 
 The per-example work is estimated from the shapes the builder already knows, without running
 anything: each layer's weights times the positions they are applied at (a Linear's once, a
 Conv2d's at every output pixel), plus one per output element for the parameter-free layers.
-Pure Python until :func:`apply` (torch is imported there, lazily).
+``--threads`` and the cap are parameters (the CLI passes them down); nothing here remembers a
+command's choice. Pure Python until :func:`apply` (torch is imported there, lazily).
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ from dataclasses import dataclass
 PARALLEL_MIN_MACS = 1e8
 
 ENV_THREADS = "NNCLI_THREADS"
-_cap: int | None = None  # a sweep worker's share of the cores
-_requested: int | None = None  # this command's --threads
 
 
 @dataclass
@@ -57,24 +56,10 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def set_cap(n: int | None) -> None:
-    """Limit the rule to ``n`` threads in this process (sweep workers share the cores)."""
-    global _cap
-    _cap = None if n is None else max(1, int(n))
-
-
-def request(n: int | None) -> None:
-    """Record this command's ``--threads`` (None: the rule decides); each command sets it anew."""
-    global _requested
-    _requested = None if n is None else max(1, int(n))
-
-
 def requested_threads(threads: int | None = None) -> int | None:
-    """``--threads``, else ``NNCLI_THREADS``, else a user's ``OMP_NUM_THREADS``; None: use the rule."""
+    """``threads`` (``--threads``), else ``NNCLI_THREADS``, else a user's ``OMP_NUM_THREADS``; None: use the rule."""
     if threads is not None:
-        return threads
-    if _requested is not None:
-        return _requested
+        return max(1, int(threads))
     for var in (ENV_THREADS, "OMP_NUM_THREADS"):
         text = os.environ.get(var, "").strip()
         if text.isdigit() and int(text) > 0:
@@ -106,8 +91,14 @@ def busy_cores(sample_s: float = 0.1) -> float:
             return 0.0
 
 
-def decide(macs_per_step: float | None, threads: int | None = None) -> ThreadChoice:
+def _usable_cores(cap: int | None) -> int:
+    return cores() if cap is None else min(cores(), max(1, int(cap)))
+
+
+def decide(macs_per_step: float | None, threads: int | None = None, *, cap: int | None = None) -> ThreadChoice:
     """The thread count for work of ``macs_per_step`` multiply-adds per step (None: unknown, big).
+
+    ``threads``: a count asked for (wins); ``cap``: at most this many (a sweep worker's share).
 
     Example:
         >>> decide(5e5).threads   # a moons MLP step: one thread
@@ -118,7 +109,7 @@ def decide(macs_per_step: float | None, threads: int | None = None) -> ThreadCho
     wanted = requested_threads(threads)
     if wanted is not None:
         return ThreadChoice(wanted, "requested", macs_per_step)
-    n = cores() if _cap is None else min(cores(), _cap)
+    n = _usable_cores(cap)
     if n == 1 or (macs_per_step is not None and macs_per_step < PARALLEL_MIN_MACS):
         return ThreadChoice(1, "small" if n > 1 else "one core", macs_per_step)
     busy = busy_cores()
@@ -150,7 +141,7 @@ def macs_per_example(built) -> float:
     return total
 
 
-def for_spec(spec, batch_size: int, *, threads: int | None = None, device=None,
+def for_spec(spec, batch_size: int, *, threads: int | None = None, cap: int | None = None, device=None,
              backward: bool = True, built=None) -> ThreadChoice:
     """Decide and apply the threads for ``spec`` at ``batch_size`` (training: x3 for backward).
 
@@ -162,7 +153,7 @@ def for_spec(spec, batch_size: int, *, threads: int | None = None, device=None,
         return apply(ThreadChoice(wanted, "requested"))
     if device is not None and getattr(device, "type", str(device)) != "cpu":
         return ThreadChoice(0, "accelerator")  # torch's default stays
-    n = cores() if _cap is None else min(cores(), _cap)
+    n = _usable_cores(cap)
     if n == 1:
         return apply(ThreadChoice(1, "one core"))
     from nncli.build import infer
@@ -171,4 +162,4 @@ def for_spec(spec, batch_size: int, *, threads: int | None = None, device=None,
         work = macs_per_example(built or infer(spec)) * batch_size * (3 if backward else 1)
     except Exception:  # a spec the builder refuses: the command reports that itself, later
         work = None
-    return apply(decide(work))
+    return apply(decide(work, cap=cap))

@@ -71,24 +71,23 @@ def apply_transfer(built: Built, *, load: bool = True) -> None:
 
 def _read_source(t) -> tuple[dict, list]:
     """The source run's model state dict and its top-level layer specs."""
+    from nncli.errors import NncliError
+    from nncli.runs import SPEC_FILE, checkpoint_path, is_run_folder, load_checkpoint
     from nncli.spec import parse_spec
 
     run = Path(t.source)
-    if not (run / "run.yaml").is_file():
+    if not is_run_folder(run):
         raise t.from_where.error(f"transfer: {run} is not a run folder written by nncli train (no run.yaml)",
                                  "train the source network first; a relative `from` is read from the spec's folder")
-    path = run / "checkpoints" / f"{t.checkpoint}.pt"
+    path = checkpoint_path(run, t.checkpoint)
     if not path.is_file():
         raise t.from_where.error(f"transfer: the run has no checkpoint {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise t.from_where.error(f"transfer: cannot read {path}: {first[:200]}") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        raise t.from_where.error(f"transfer: {path} is not an nncli checkpoint (no model weights in it)")
+        ckpt = load_checkpoint(path)
+    except NncliError as err:  # a truncated or foreign file: said at the spec's `from`
+        raise t.from_where.error(f"transfer: {err.message}", err.hint) from None
     try:
-        source_spec = parse_spec((run / "spec.yaml").read_text(), file=str(run / "spec.yaml"), base_dir=run)
+        source_spec = parse_spec((run / SPEC_FILE).read_text(), file=str(run / SPEC_FILE), base_dir=run)
     except OSError as exc:
         raise t.from_where.error(f"transfer: cannot read the run's spec.yaml: {exc}") from None
     return ckpt["model"], list(source_spec.layers)

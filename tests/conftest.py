@@ -39,15 +39,6 @@ class CliResult:
         return self.out + self.err
 
 
-def _reset_cli_state() -> None:
-    # cli.py keeps `--traceback` / `--json` in a module-level dict; an earlier in-process call
-    # must not leak them into the next one.
-    from nncli import cli
-
-    cli._state["traceback"] = False
-    cli._state["json"] = False
-
-
 @pytest.fixture
 def run_cli(capsys, monkeypatch):
     """Run ``nncli <args>`` in-process; returns a :class:`CliResult`.
@@ -63,11 +54,9 @@ def run_cli(capsys, monkeypatch):
     def run(args) -> CliResult:
         from nncli.cli import main
 
-        _reset_cli_state()
         capsys.readouterr()  # drop anything printed before
         code = main([str(a) for a in args])
         captured = capsys.readouterr()
-        _reset_cli_state()
         return CliResult(code, captured.out, captured.err)
 
     return run

@@ -133,9 +133,9 @@ def clean_correct_by_hand(run_dir) -> int:
     """Correct predictions of the run's best checkpoint on its first 200 test examples, by plain torch."""
     from nncli import data as data_mod
     from nncli.build import build_model
-    from nncli.train.runs import load_checkpoint, load_run
+    from nncli.runs import load_checkpoint, open_run
 
-    run = load_run(run_dir)
+    run = open_run(run_dir)
     ckpt = load_checkpoint(run.run_dir / "checkpoints" / "best.pt")
     model = build_model(run.spec, seed=0).model
     model.load_state_dict(ckpt["model"])

@@ -164,7 +164,7 @@ def test_an_export_that_differs_from_torch_exits_1(tmp_path, run_cli):
 
 
 def test_a_run_exports_its_best_checkpoint_with_its_statistics(tmp_path, run_cli):
-    from nncli.train.runs import load_checkpoint
+    from nncli.runs import load_checkpoint
 
     spec = tmp_path / "moons.yaml"
     spec.write_text((SPECS / "moons-mlp.yaml").read_text().replace("epochs: 30", "epochs: 2")

@@ -28,10 +28,6 @@ def _one_thread_back():
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
-    from nncli import threads
-
-    threads.request(None)
-    threads.set_cap(None)
 
 
 # -- 1. threads ------------------------------------------------------------------------------------
@@ -62,15 +58,14 @@ def test_thread_rule(monkeypatch):
     monkeypatch.setattr(threads, "busy_cores", lambda sample_s=0.1: 3.9)
     assert threads.decide(5e9).threads == 1  # never fewer than one
     monkeypatch.setattr(threads, "busy_cores", lambda sample_s=0.1: 0.0)
-    threads.set_cap(2)  # a sweep worker's share
-    assert threads.decide(5e9).threads == 2
-    threads.set_cap(None)
+    assert threads.decide(5e9, cap=2).threads == 2  # a sweep worker's share
+    assert threads.decide(5e9).threads == 4
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own setting wins
     assert threads.decide(9e5).threads == 3
     monkeypatch.setenv("NNCLI_THREADS", "2")
     assert threads.decide(9e5).threads == 2
-    threads.request(4)  # --threads wins over both
-    assert threads.decide(9e5) == threads.ThreadChoice(4, "requested", 9e5)
+    # --threads wins over both
+    assert threads.decide(9e5, threads=4, cap=2) == threads.ThreadChoice(4, "requested", 9e5)
 
 
 @pytest.mark.slow  # trains (seconds each on an idle machine, a minute under load)

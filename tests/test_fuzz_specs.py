@@ -70,8 +70,6 @@ def hostile_specs(draw) -> str:
 
 def _run(argv) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    cli._state["traceback"] = False
-    cli._state["json"] = False
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main(argv)
     return code, out.getvalue(), err.getvalue()

@@ -138,8 +138,6 @@ def mutated_specs(draw):
 
 def _run(argv):
     out, err = io.StringIO(), io.StringIO()
-    cli._state["traceback"] = False
-    cli._state["json"] = False
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main(argv)
     return code, out.getvalue(), err.getvalue()

@@ -398,11 +398,9 @@ def cli(capsys, monkeypatch):
     def run(*args):
         from nncli import cli as cli_mod
 
-        cli_mod._state.update(traceback=False, json=False)
         capsys.readouterr()
         code = cli_mod.main([str(a) for a in args])
         out = capsys.readouterr()
-        cli_mod._state.update(traceback=False, json=False)
         return code, out.out, out.err
 
     return run

@@ -23,7 +23,7 @@ from nncli.attack.methods import Normalized, fgsm, pgd
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
-from nncli.train.runs import load_checkpoint, load_run
+from nncli.runs import TrainedModel, load_trained, open_run
 
 METHODS = ("fgsm", "pgd")
 DEFAULT_EPS = (0.0, 0.01, 0.03, 0.1)
@@ -89,9 +89,9 @@ def parse_eps(text: str) -> list[float]:
         try:
             value = float(part)
         except ValueError:
-            raise InputError(f"--eps: expected comma-separated numbers like 0,0.01,0.03, found {part!r}") from None
+            raise InputError(f"expected comma-separated numbers like 0,0.01,0.03, found {part!r}", param="eps") from None
         if not math.isfinite(value) or value < 0:
-            raise InputError(f"--eps: expected numbers >= 0, found {part!r}")
+            raise InputError(f"expected numbers >= 0, found {part!r}", param="eps")
         values.append(value)
     return values
 
@@ -104,9 +104,9 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
     try:
         lo, hi = (float(p) for p in parts)
     except ValueError:
-        raise InputError(f"--range: expected two numbers LO,HI like 0,1, found {text!r}") from None
+        raise InputError(f"expected two numbers LO,HI like 0,1, found {text!r}", param="value_range") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise InputError(f"--range: expected finite LO < HI, found {text!r}")
+        raise InputError(f"expected finite LO < HI, found {text!r}", param="value_range")
     return lo, hi
 
 
@@ -115,7 +115,7 @@ def run_attack(run_dir: str | Path, *, eps=DEFAULT_EPS, methods=METHODS, steps: 
                split: str = "test", checkpoint: str = "best", device: str = "auto",
                batch_size: int = 256, limit: int | None = None,
                value_range: tuple[float, float] | None = None, save: str | Path | None = None,
-               force: bool = False, keep_examples: int = 8) -> AttackResult:
+               force: bool = False, keep_examples: int = 8, allow_custom: bool = True) -> AttackResult:
     """Attack a trained classifier with FGSM and PGD (L-inf) at each eps, on one split.
 
     Args:
@@ -128,6 +128,7 @@ def run_attack(run_dir: str | Path, *, eps=DEFAULT_EPS, methods=METHODS, steps: 
         limit: attack only the first ``limit`` examples of the split.
         save: write the adversarial inputs to this ``.npz`` (``force`` to replace it).
         keep_examples: how many examples the result keeps for the image grid.
+        allow_custom: False refuses a run whose spec has Custom layers (``--no-custom``).
 
     Returns:
         AttackResult.
@@ -139,98 +140,28 @@ def run_attack(run_dir: str | Path, *, eps=DEFAULT_EPS, methods=METHODS, steps: 
         >>> run_attack("runs/digits", eps=[0, 0.1], methods=["pgd"]).rows[1].accuracy
         0.0
     """
-    from nncli.build import build_model
     from nncli.device import resolve_device
 
-    methods = list(dict.fromkeys(methods))
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise InputError(f"--method: expected fgsm and/or pgd, found {', '.join(bad) or 'nothing'}")
-    eps = [float(e) for e in eps]
-    if not eps or any(not math.isfinite(e) or e < 0 for e in eps):
-        raise InputError(f"--eps: expected one or more numbers >= 0, found {eps}")
-    if steps < 1:
-        raise InputError(f"--steps: expected an integer >= 1, found {steps}")
-    if step_size is not None and not (math.isfinite(step_size) and step_size > 0):
-        raise InputError(f"--step-size: expected a number > 0, found {step_size}")
-    if split not in SPLITS:
-        raise InputError(f"--split: expected one of {', '.join(SPLITS)}, found {split!r}")
-    if checkpoint not in ("best", "last"):
-        raise InputError(f"--checkpoint: expected best or last, found {checkpoint!r}")
-    if save is not None:
-        save = Path(save)
-        if save.suffix.lower() != ".npz":
-            raise InputError(f"--save: expected a .npz file, found {save.name!r}")
-        if not (save.parent if str(save.parent) else Path(".")).is_dir():
-            raise InputError(f"--save: the folder {save.parent} does not exist")
-        if save.exists() and not force:
-            raise InputError(f"--save: {save} already exists", hint="pass --force to replace it")
-
+    methods, eps = _check_options(methods, eps, steps, step_size, split)
+    save = _check_save(save, force)
     dev = resolve_device(device)
-    run = load_run(run_dir)
-    if run.train.loss != "cross_entropy":
-        raise InputError(f"{run.run_dir}: attacks need a classifier trained with cross_entropy, "
-                         f"this run used {run.train.loss}")
-    path = run.run_dir / "checkpoints" / f"{checkpoint}.pt"
-    ckpt = load_checkpoint(path)
-    # The checkpoint holds every weight: a transferred trunk need not be read from its source run.
-    built = build_model(run.spec, device=dev, seed=run.train.seed, transfer_weights=False)
-    try:
-        built.model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise InputError(f"{path} does not fit the run's spec: {str(exc).splitlines()[0][:300]}") from None
-    built.model.eval()
-    for p in built.model.parameters():
-        p.requires_grad_(False)  # only the input's gradient is wanted
-
-    raw = data_mod.load_dataset(dataclasses.replace(run.data, normalize=False))
-    x, y = raw.split(split)
-    if y.is_floating_point():
-        raise InputError(f"{run.run_dir}: the {split} targets are not class labels")
-    x = data_mod.fit_input_shape(x, run.spec.input)
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
-    if len(x) == 0:
-        raise InputError(f"--split {split}: the run's {split} split is empty")
-    if value_range is None:
-        lo, hi = float(raw.x_train.min()), float(raw.x_train.max())
-    else:
-        lo, hi = value_range
-    norm = ckpt.get("normalization") or {}
+    run, trained = _open_classifier(run_dir, checkpoint, dev, allow_custom)
+    x, y, lo, hi = _attack_inputs(run, split, limit, value_range)
+    norm = trained.normalization
     mean, std = norm.get("mean"), norm.get("std")
-    model = Normalized(built.model, None if mean is None else mean.to(dev), None if std is None else std.to(dev)).eval()
-
-    def predict(inputs):
-        with torch.no_grad():
-            return torch.cat([model(inputs[i:i + batch_size].to(dev)).argmax(1).cpu()
-                              for i in range(0, len(inputs), batch_size)])
-
-    clean_pred = predict(x)
+    model = Normalized(trained.model, None if mean is None else mean.to(dev), None if std is None else std.to(dev)).eval()
+    clean_pred = _predict(model, x, batch_size, dev)
     clean_correct = int((clean_pred == y).sum())
-    keep = min(keep_examples, len(x))
     result = AttackResult(
-        run_dir=str(run.run_dir), checkpoint=str(path), split=split, device=str(dev), n=len(x),
+        run_dir=str(run.run_dir), checkpoint=str(trained.path), split=split, device=str(dev), n=len(x),
         clean_accuracy=clean_correct / len(x), clean_correct=clean_correct, value_range=[lo, hi],
-        steps=steps, random_start=random_start, seed=seed, eps=eps, methods=methods,
-        classes=run.meta.get("classes"))
+        steps=steps, random_start=random_start, seed=seed, eps=eps, methods=methods, classes=run.classes)
     adversarial = {}  # (method, eps index) -> the whole adversarial split, only when saved
     for method in methods:
         for e_index, e in enumerate(eps):
             size = None if method == "fgsm" else (step_size if step_size is not None else STEP_FACTOR * e / steps)
-            # One stream per eps: a budget's numbers do not depend on which others are in the list.
-            gen = torch.Generator(device="cpu").manual_seed(seed)
-            advs, preds = [], []
-            for i in range(0, len(x), batch_size):
-                xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
-                if method == "fgsm":
-                    adv = fgsm(model, xb, yb, e, lo, hi)
-                else:
-                    adv = pgd(model, xb, yb, e, steps=steps, step_size=size or 0.0, lo=lo, hi=hi,
-                              random_start=random_start, generator=gen)
-                with torch.no_grad():
-                    preds.append(model(adv).argmax(1).cpu())
-                advs.append(adv.cpu())
-            adv, pred = torch.cat(advs), torch.cat(preds)
+            adv, pred = _attack_split(model, x, y, method, e, size, steps, (lo, hi), random_start, seed,
+                                      batch_size, dev)
             delta = (adv - x).flatten(1)
             correct = int((pred == y).sum())
             result.rows.append(AttackRow(
@@ -240,18 +171,107 @@ def run_attack(run_dir: str | Path, *, eps=DEFAULT_EPS, methods=METHODS, steps: 
             if save is not None:
                 adversarial[(method, e_index)] = (adv, pred)
             if e_index == len(eps) - 1:
-                # The image grid shows the strongest budget of the last method, the examples it
-                # flipped first (that is what the grid is for), then others, in split order.
-                changed = pred != clean_pred
-                pick = torch.cat([changed.nonzero().flatten(), (~changed).nonzero().flatten()])[:keep]
-                result.examples = {"x": x[pick].numpy(), "x_adv": adv[pick].numpy(), "y": y[pick].numpy(),
-                                   "pred_clean": clean_pred[pick].numpy(), "pred_adv": pred[pick].numpy(),
-                                   "method": method, "eps": e, "value_range": (lo, hi),
-                                   "classes": result.classes}
+                result.examples = _examples(x, y, clean_pred, adv, pred, keep_examples, method, e, (lo, hi),
+                                            result.classes)
     if save is not None:
         _save_npz(save, x, y, clean_pred, eps, methods, adversarial)
         result.saved = str(save)
     return result
+
+
+def _check_options(methods, eps, steps: int, step_size: float | None, split: str) -> tuple[list, list]:
+    """The methods (each once) and budgets, checked; InputError (exit 2) naming the parameter."""
+    methods = list(dict.fromkeys(methods))
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise InputError(f"expected fgsm and/or pgd, found {', '.join(bad) or 'nothing'}", param="method")
+    eps = [float(e) for e in eps]
+    if not eps or any(not math.isfinite(e) or e < 0 for e in eps):
+        raise InputError(f"expected one or more numbers >= 0, found {eps}", param="eps")
+    if steps < 1:
+        raise InputError(f"expected an integer >= 1, found {steps}", param="steps")
+    if step_size is not None and not (math.isfinite(step_size) and step_size > 0):
+        raise InputError(f"expected a number > 0, found {step_size}", param="step_size")
+    if split not in SPLITS:
+        raise InputError(f"expected one of {', '.join(SPLITS)}, found {split!r}", param="split")
+    return methods, eps
+
+
+def _check_save(save, force: bool) -> Path | None:
+    if save is None:
+        return None
+    save = Path(save)
+    if save.suffix.lower() != ".npz":
+        raise InputError(f"expected a .npz file, found {save.name!r}", param="save")
+    if not (save.parent if str(save.parent) else Path(".")).is_dir():
+        raise InputError(f"the folder {save.parent} does not exist", param="save")
+    if save.exists() and not force:
+        raise InputError(f"{save} already exists", hint="pass --force to replace it", param="save")
+    return save
+
+
+def _open_classifier(run_dir, checkpoint: str, dev, allow_custom: bool) -> tuple:
+    """The run and its checkpoint's network, weights frozen (only the input's gradient is wanted)."""
+    run = open_run(run_dir, allow_custom=allow_custom)
+    if run.train.loss != "cross_entropy":
+        raise InputError(f"{run.run_dir}: attacks need a classifier trained with cross_entropy, "
+                         f"this run used {run.train.loss}")
+    trained: TrainedModel = load_trained(run, checkpoint, dev)
+    for p in trained.model.parameters():
+        p.requires_grad_(False)
+    return run, trained
+
+
+def _attack_inputs(run, split: str, limit: int | None, value_range) -> tuple:
+    """The split's raw inputs (data units), labels and the clamp range ``lo, hi``."""
+    raw = data_mod.load_dataset(dataclasses.replace(run.data, normalize=False))
+    x, y = raw.split(split)
+    if y.is_floating_point():
+        raise InputError(f"{run.run_dir}: the {split} targets are not class labels")
+    x = data_mod.fit_input_shape(x, run.spec.input)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    if len(x) == 0:
+        raise InputError(f"the run's {split} split is empty", param="split")
+    if value_range is None:
+        return x, y, float(raw.x_train.min()), float(raw.x_train.max())
+    return x, y, *value_range
+
+
+def _predict(model, inputs, batch_size: int, dev):
+    with torch.no_grad():
+        return torch.cat([model(inputs[i:i + batch_size].to(dev)).argmax(1).cpu()
+                          for i in range(0, len(inputs), batch_size)])
+
+
+def _attack_split(model, x, y, method: str, e: float, size, steps: int, value_range, random_start: bool,
+                  seed: int, batch_size: int, dev) -> tuple:
+    """The adversarial split for one (method, eps) and the model's predictions on it (on the CPU)."""
+    lo, hi = value_range
+    # One stream per eps: a budget's numbers do not depend on which others are in the list.
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    advs, preds = [], []
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
+        if method == "fgsm":
+            adv = fgsm(model, xb, yb, e, lo, hi)
+        else:
+            adv = pgd(model, xb, yb, e, steps=steps, step_size=size or 0.0, lo=lo, hi=hi,
+                      random_start=random_start, generator=gen)
+        with torch.no_grad():
+            preds.append(model(adv).argmax(1).cpu())
+        advs.append(adv.cpu())
+    return torch.cat(advs), torch.cat(preds)
+
+
+def _examples(x, y, clean_pred, adv, pred, keep: int, method: str, e: float, value_range, classes) -> dict:
+    """The image grid's examples: the ones the attack flipped first (that is what the grid is
+    for), then others, in split order."""
+    changed = pred != clean_pred
+    pick = torch.cat([changed.nonzero().flatten(), (~changed).nonzero().flatten()])[:min(keep, len(x))]
+    return {"x": x[pick].numpy(), "x_adv": adv[pick].numpy(), "y": y[pick].numpy(),
+            "pred_clean": clean_pred[pick].numpy(), "pred_adv": pred[pick].numpy(),
+            "method": method, "eps": e, "value_range": value_range, "classes": classes}
 
 
 def _save_npz(path: Path, x, y, clean_pred, eps, methods, adversarial) -> None:

@@ -1,12 +1,12 @@
 """The Typer app every command registers on, and what the commands share.
 
-Shared: the lazily imported renderer, the error state read by :func:`nncli.cli.main.main`
-(``--traceback``, ``--json``), help texts and the option types several commands take.
+Shared: the lazily imported renderer, the root callback that completes the invocation's
+:class:`~nncli.cli.options.Options` (``--traceback``, ``--no-custom``), help texts and the option
+types several commands take.
 """
 
 from __future__ import annotations
 
-import os
 from enum import Enum
 
 import typer
@@ -32,8 +32,6 @@ app = NncliTyper(
     rich_markup_mode=None,  # plain help: rich's markdown renderer costs ~0.15 s at start-up
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-_state = {"traceback": os.environ.get("NNCLI_TRACEBACK", "") not in ("", "0"), "json": False}
 
 JSON_HELP = "Print one JSON document on stdout (nothing else there); logs go to stderr."
 SPEC_HELP = "The network spec (YAML)."
@@ -68,6 +66,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     traceback: bool = typer.Option(False, "--traceback", help="Show the Python traceback of an error (for bug reports)."),
     version: bool = typer.Option(False, "--version", help="Print nncli's version and exit.", is_eager=True,
                                  callback=_print_version),
@@ -76,11 +75,10 @@ def _root(
         help="Refuse every Custom layer (exit 2) before importing anything. A Custom layer runs "
              "Python code: check an untrusted spec with --no-custom (or NNCLI_NO_CUSTOM=1)."),
 ) -> None:
-    _state["traceback"] = _state["traceback"] or traceback
-    if no_custom:
-        from nncli.spec.trust import set_no_custom
+    from nncli.cli.options import options_of
 
-        set_no_custom(True)
+    # the commands below read it as their context's object (click hands it down to subcontexts)
+    ctx.obj = options_of(ctx).with_root_flags(traceback=traceback, no_custom=no_custom)
 
 
 def fail_check(message: str) -> None:

@@ -7,11 +7,13 @@ from typing import Optional
 
 import typer
 
-from nncli.cli.app import DEVICE_HELP, _state, app, json_flag, render
+from nncli.cli.app import DEVICE_HELP, app, json_flag, render
+from nncli.cli.options import options_of
 
 
 @app.command()
 def attack(
+    ctx: typer.Context,
     run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by nncli train (a classifier)."),
     eps: str = typer.Option("0,0.01,0.03,0.1", "--eps", help="L-inf budgets in data units (pixels in [0, 1] for images), comma-separated."),
     method: str = typer.Option("fgsm,pgd", "--method", help="fgsm, pgd or both, comma-separated."),
@@ -32,7 +34,6 @@ def attack(
 ) -> None:
     """Clean and robust accuracy of a run under FGSM and PGD (L-inf) per eps, the mean perturbation
     norms and how many predictions flipped. Inputs stay in the data's valid range."""
-    _state["json"] = json_out
     from nncli.attack import parse_eps, parse_range, run_attack
     from nncli.render import attack as render_attack
 
@@ -41,7 +42,8 @@ def attack(
     result = run_attack(run_dir, eps=parse_eps(eps), methods=[m.strip().lower() for m in method.split(",") if m.strip()],
                         steps=steps, step_size=step_size, random_start=random_start, seed=seed, split=split,
                         checkpoint=checkpoint, device=device, batch_size=batch_size, limit=limit,
-                        value_range=parse_range(value_range), save=save, force=force)
+                        value_range=parse_range(value_range), save=save, force=force,
+                        allow_custom=options_of(ctx).allow_custom)
     if plot is not None:
         result.plot = render_attack.plot(result, plot)
     render.emit(result, json_out, render_attack.show)

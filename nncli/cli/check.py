@@ -8,13 +8,14 @@ from typing import List, Optional
 import typer
 
 from nncli.cli.app import (
-    SPEC_HELP, Optimizer, DType, _state, app, fail_check, json_flag, render,
+    SPEC_HELP, Optimizer, DType, app, fail_check, json_flag, render,
 )
 from nncli.cli.run_options import complete_spec, load_spec_with_sets, set_option
 
 
 @app.command()
 def check(
+    ctx: typer.Context,
     spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too, not only on errors."),
     set_: List[str] = set_option(),
@@ -27,12 +28,11 @@ def check(
     normalisation or skips, a bias right before BatchNorm, Dropout right before BatchNorm.
     Exit 1 on an error-level finding (on any warning with --strict), 2 on a bad spec.
     """
-    _state["json"] = json_out
     from nncli.lint import check_spec
 
     from nncli.train.sections import validate_sections
 
-    loaded = load_spec_with_sets(spec, set_)
+    loaded = load_spec_with_sets(ctx, spec, set_)
     validate_sections(loaded)  # data:/train: exactly as `nncli train` reads them
     result = check_spec(loaded)
     render.emit(result, json_out, render.check.show)
@@ -44,6 +44,7 @@ def check(
 
 @app.command()
 def params(
+    ctx: typer.Context,
     spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
     depth: int = typer.Option(1, "--depth", min=0, help="How deep to open nested blocks (Residual, Repeat): 0 = top level only."),
     batch_size: int = typer.Option(1, "--batch-size", "-b", min=1, help="Batch size for FLOPs and activation memory."),
@@ -63,11 +64,10 @@ def params(
     optimizer's state. Budget gates (--max-params, --max-flops, --max-memory) exit 1 when
     exceeded and say by how much.
     """
-    _state["json"] = json_out
     from nncli.params import Budget, count
 
     budget = Budget.parse(max_params=max_params, max_flops=max_flops, max_memory=max_memory)
-    report = count(load_spec_with_sets(spec, set_), batch_size=batch_size, dtype=dtype.value, optimizer=optimizer.value,
+    report = count(load_spec_with_sets(ctx, spec, set_), batch_size=batch_size, dtype=dtype.value, optimizer=optimizer.value,
                    depth=depth, budget=budget)
     render.emit(report, json_out, render.params.show)
     failed = [g for g in report.gates if not g.ok]

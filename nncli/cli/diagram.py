@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from nncli.cli.app import SPEC_HELP, _state, app, json_flag, render
+from nncli.cli.app import SPEC_HELP, app, json_flag, render
 from nncli.cli.run_options import complete_spec, load_spec_with_sets, set_option
 
 
@@ -31,6 +31,7 @@ class Rankdir(str, Enum):
 
 @app.command()
 def diagram(
+    ctx: typer.Context,
     spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (replaced if it exists); its extension picks the format: .svg, .png, .pdf, .dot. Default: <spec file name>.svg (or the --format) in the working folder."),
     fmt: Optional[DiagramFormat] = typer.Option(None, "--format", "-f", help="Output format, when the extension does not say (must agree with it when it does)."),
@@ -53,11 +54,10 @@ def diagram(
     missing the .dot source is written next to the output and the command exits 2 saying how to
     install graphviz. --json prints the graph (nodes, edges, clusters).
     """
-    _state["json"] = json_out
     from nncli.diagram import draw
 
     if output is None:  # as Keras' plot_model writes model.png: a picture without naming one
         output = Path(f"{spec.stem}.{fmt.value if fmt else 'svg'}")
-    result = draw(load_spec_with_sets(spec, set_), output, fmt=fmt.value if fmt else None, view=view.value, expand=expand,
+    result = draw(load_spec_with_sets(ctx, spec, set_), output, fmt=fmt.value if fmt else None, view=view.value, expand=expand,
                   depth=depth, rankdir=rankdir.value if rankdir else None, weights=weights, seed=seed)
     render.emit(result, json_out, render.diagram.show)

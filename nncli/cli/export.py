@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from nncli.cli.app import _state, app, fail_check, json_flag, render
+from nncli.cli.app import app, fail_check, json_flag, render
+from nncli.cli.options import options_of
 
 
 class ExportFormat(str, Enum):
@@ -23,6 +24,7 @@ class TraceMethod(str, Enum):
 
 @app.command()
 def export(
+    ctx: typer.Context,
     source: Path = typer.Argument(..., help="A run folder (its best checkpoint) or a spec file (its initial weights)."),
     fmt: ExportFormat = typer.Option(..., "--format", "-f", help="onnx, torchscript or safetensors."),
     out: Path = typer.Option(..., "--out", "-o", help="The file to write."),
@@ -41,10 +43,10 @@ def export(
     bit for bit, and the network rebuilt from the file alone (nncli.export.load_safetensors).
     onnx, onnxruntime and safetensors come with: pip install 'nncli[export]'.
     """
-    _state["json"] = json_out
     from nncli.export import export_model
 
-    result = export_model(source, fmt.value, out, seed=seed, checkpoint=checkpoint, method=method.value, force=force)
+    result = export_model(source, fmt.value, out, seed=seed, checkpoint=checkpoint, method=method.value, force=force,
+                          allow_custom=options_of(ctx).allow_custom)
     render.emit(result, json_out, render.export.show)
     if not result.passed:
         fail_check(f"the exported {result.format} model differs from the torch model (see the check above)")

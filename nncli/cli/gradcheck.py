@@ -8,9 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from nncli.cli.app import DEVICE_HELP, SPEC_HELP, _state, app, fail_check, json_flag, render
+from nncli.cli.app import DEVICE_HELP, SPEC_HELP, app, fail_check, json_flag, render
 from nncli.cli.run_options import (
-    apply_threads, complete_spec, load_spec_with_sets, set_option, threads_for_spec, threads_option,
+    complete_spec, load_spec_with_sets, set_option, threads_for_spec, threads_option,
 )
 from nncli.gradcheck.options import (
     DEFAULT_ATOL, DEFAULT_BATCH, DEFAULT_DIRECTIONS, DEFAULT_EPS, DEFAULT_RTOL, MODES, OBJECTIVES,
@@ -23,6 +23,7 @@ GradMode = Enum("GradMode", {v: v for v in MODES}, type=str)
 
 @app.command()
 def gradcheck(
+    ctx: typer.Context,
     spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
     batch: int = typer.Option(DEFAULT_BATCH, "--batch", "-b", min=1, help="Examples in the fixed batch every evaluation uses."),
     data: Optional[Path] = typer.Option(None, "--data", help="Take the batch from this file (.npz/.npy with an `x` array, .pt, .csv) instead of N(0, 1) inputs."),
@@ -60,13 +61,11 @@ def gradcheck(
     state and train/eval mode are restored. A spec too big for float64 in this machine's memory
     is refused before anything is allocated (exit 2). Exit 0 when nothing fails, 1 on any FAIL.
     """
-    _state["json"] = json_out
     from nncli.device import resolve_device
     from nncli.gradcheck import gradcheck as run_gradcheck
 
-    apply_threads(threads)
-    loaded = load_spec_with_sets(spec, set_)
-    threads_for_spec(loaded, batch, device=device)
+    loaded = load_spec_with_sets(ctx, spec, set_)
+    threads_for_spec(loaded, batch, device=device, threads=threads)
     report = run_gradcheck(loaded, batch=batch, data=data, objective=objective.value, mode=mode.value,
                            exhaustive=exhaustive, directions=directions, rtol=rtol, atol=atol, eps=eps,
                            seed=seed, device=resolve_device(device))

@@ -10,83 +10,87 @@ reports, and never changes the exit code.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import List
 
 import typer
 
-from nncli.cli.app import _state, app, render
+from nncli.cli.app import app, render
+from nncli.cli.options import Options
 from nncli.errors import CheckFailed, ExitCode, NncliError
 
 
 def main(argv: List[str] | None = None) -> int:
-    """Console-script entry point: run the app, map errors to exit codes."""
+    """Console-script entry point: run the app, map errors to exit codes.
+
+    Each call builds its own :class:`~nncli.cli.options.Options`: a program (or a test) that
+    calls it many times starts every call clean, with nothing to reset.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    # Usage errors happen before a command runs: --json and --traceback are read from the words.
+    options = Options.from_argv(args)
+    try:
+        rv = app(args=args, prog_name="nncli", standalone_mode=False, obj=options)
+        code = rv if isinstance(rv, int) else 0
+    except BaseException as exc:  # noqa: BLE001 - each kind is mapped to its exit code below
+        code = _exit_code(exc, options)
+    sys.stdout.flush()
+    return code
+
+
+def _exit_code(exc: BaseException, options: Options) -> int:
+    """Report ``exc`` the way its kind asks and return the exit code (re-raise what is not ours)."""
     try:  # typer >= 0.26 vendors click; older releases depend on it
         from typer._click.exceptions import ClickException
     except ImportError:  # pragma: no cover - depends on the installed typer
         from click import ClickException
     from nncli.cli import faults
-    from nncli.cli.run_options import forget_sets, name_the_set
-    from nncli.spec.trust import set_no_custom
+    from nncli.cli.flags import flag_names
+    from nncli.cli.run_options import name_the_set
 
-    args = sys.argv[1:] if argv is None else list(argv)
-    # Per call, not per process: tests and embedding programs call main() many times.
-    _state["traceback"] = ("--traceback" in args
-                           or os.environ.get("NNCLI_TRACEBACK", "") not in ("", "0"))
-    _state["json"] = False
-    set_no_custom(False)
-    forget_sets()
-    # Usage errors happen before a command runs (and sets _state["json"]): look at the words.
-    wants_json = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
-    try:
-        rv = app(args=args, prog_name="nncli", standalone_mode=False)
-        code = rv if isinstance(rv, int) else 0
-    except NncliError as err:
-        _show_traceback()
-        name_the_set(err)
-        if isinstance(err, CheckFailed):
-            render.stderr_console().print(f"[bold red]check failed:[/] {render.escape(str(err))}")
+    if isinstance(exc, NncliError):
+        _show_traceback(exc, options)
+        name_the_set(exc, options.applied_sets)
+        flag_names(exc)
+        if isinstance(exc, CheckFailed):
+            render.stderr_console().print(f"[bold red]check failed:[/] {render.escape(str(exc))}")
         else:
-            render.error(err, _state["json"] or wants_json)
-        code = int(err.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+            render.error(exc, options.json)
+        return int(exc.exit_code)
+    if isinstance(exc, (typer.Abort, KeyboardInterrupt)):
         render.stderr_console().print("interrupted")
-        code = int(ExitCode.INTERRUPTED)
-    except ClickException as exc:  # bad flag or argument: typer/click's own message
+        return int(ExitCode.INTERRUPTED)
+    if isinstance(exc, ClickException):  # bad flag or argument: typer/click's own message
         exc.show()
-        if wants_json:
+        if options.json:
             render.print_json(faults.usage_error_json(exc.format_message()))
-        code = int(ExitCode.BAD_INPUT)
-    except typer.Exit as exc:
-        code = exc.exit_code
-    except BrokenPipeError:  # `nncli params ... | head`
-        code = 0
-    except Exception as exc:
-        _show_traceback()
-        env_err = faults.environment_error(exc)
-        if env_err is not None:  # out of memory, read-only/full disk: the machine, not nncli
-            render.error(env_err, _state["json"] or wants_json)
-            code = int(env_err.exit_code)
-        else:  # a bug in nncli, not a user mistake: say so briefly
-            render.stderr_console().print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {render.escape(str(exc))}\n"
-                "  this is a bug in nncli; run again with --traceback and report it")
-            if _state["json"] or wants_json:
-                render.print_json(faults.internal_error_json(exc))
-            code = int(ExitCode.INTERNAL)
-    finally:
-        set_no_custom(False)
-    sys.stdout.flush()
-    return code
+        return int(ExitCode.BAD_INPUT)
+    if isinstance(exc, typer.Exit):
+        return exc.exit_code
+    if isinstance(exc, BrokenPipeError):  # `nncli params ... | head`
+        return 0
+    if not isinstance(exc, Exception):  # SystemExit and the like are not ours to map
+        raise exc
+    _show_traceback(exc, options)
+    env_err = faults.environment_error(exc)
+    if env_err is not None:  # out of memory, read-only/full disk: the machine, not nncli
+        render.error(env_err, options.json)
+        return int(env_err.exit_code)
+    # a bug in nncli, not a user mistake: say so briefly
+    render.stderr_console().print(
+        f"[bold red]internal error:[/] {type(exc).__name__}: {render.escape(str(exc))}\n"
+        "  this is a bug in nncli; run again with --traceback and report it")
+    if options.json:
+        render.print_json(faults.internal_error_json(exc))
+    return int(ExitCode.INTERNAL)
 
 
-def _show_traceback() -> None:
-    """With --traceback: the exception being handled, on stderr (the exit code stays the same)."""
-    if _state["traceback"]:
+def _show_traceback(exc: BaseException, options: Options) -> None:
+    """With --traceback: the exception's traceback, on stderr (the exit code stays the same)."""
+    if options.traceback:
         import traceback
 
-        traceback.print_exc(file=sys.stderr)
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
 
 
 def run() -> None:

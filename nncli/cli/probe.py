@@ -7,9 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from nncli.cli.app import SPEC_HELP, Optimizer, _state, app, fail_check, json_flag, render
+from nncli.cli.app import SPEC_HELP, Optimizer, app, fail_check, json_flag, render
 from nncli.cli.run_options import (
-    apply_threads, complete_spec, load_spec_with_sets, set_option, threads_for_spec, threads_option,
+    complete_spec, load_spec_with_sets, set_option, threads_for_spec, threads_option,
 )
 from nncli.errors import InputError
 
@@ -29,6 +29,7 @@ def _parse_int_list(text: str, flag: str, *, low: int = 0) -> list[int]:
 
 @app.command()
 def probe(
+    ctx: typer.Context,
     spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds: one build (weights) and one random batch per seed; results are aggregated over them."),
     batch_size: int = typer.Option(128, "--batch-size", "-b", min=2, help="Examples in each probe batch (and in each training step of --steps)."),
@@ -59,7 +60,6 @@ def probe(
     forward growth G; the formulas are in README, "nncli probe".
     Exit 0 when healthy, 1 when not (at init or after --steps), 2 on bad input.
     """
-    _state["json"] = json_out
     from nncli.probe import Thresholds, probe as run_probe
     from nncli.render.plots import check_plot_path, probe_plot
 
@@ -67,9 +67,8 @@ def probe(
         check_plot_path(plot)
     thresholds = Thresholds(min_ratio=min_ratio, max_ratio=max_ratio, max_growth=max_growth,
                             min_gamma=min_gamma, max_gamma=max_gamma)
-    apply_threads(threads)
-    loaded = load_spec_with_sets(spec, set_)
-    threads_for_spec(loaded, batch_size, device=device)
+    loaded = load_spec_with_sets(ctx, spec, set_)
+    threads_for_spec(loaded, batch_size, device=device, threads=threads)
     report = run_probe(
         loaded, seeds=_parse_int_list(seeds, "--seeds"), batch_size=batch_size, data=data, steps=steps,
         sweep_depths=_parse_int_list(sweep_depth, "--sweep-depth", low=1) if sweep_depth else None,

@@ -8,8 +8,6 @@ validation, and an error in the result is located in the spec file with the ``--
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, List, Optional
@@ -54,21 +52,15 @@ def parse_sets(items: List[str]) -> dict:
     return out
 
 
-# The fields the ``--set`` items of the command running now wrote: (path, "PATH=VALUE" as typed;
-# a ``replace:`` gives one path per layer it replaced). A
-# value the spec parser accepts can still be refused later (the builder: ``out_features: -3``,
-# torch's own argument checks); that error is located at the field in the file, and
-# :func:`name_the_set` adds which ``--set`` wrote it. ``main`` forgets them at every call.
-_applied: list[tuple[tuple, str, str]] = []  # (path, "PATH=VALUE", the spec file it was applied to)
+def name_the_set(err, applied: list) -> None:
+    """Add "(set by --set PATH=VALUE)" to an error at a field a ``--set`` of this invocation wrote.
 
-
-def forget_sets() -> None:
-    _applied.clear()
-
-
-def name_the_set(err) -> None:
-    """Add "(set by --set PATH=VALUE)" to an error at a field a ``--set`` of this command wrote."""
-    if not _applied or not err.spec_path or "(set by --set " in err.message:
+    ``applied``: ``(field path, "PATH=VALUE", spec file)`` records, what
+    :func:`nncli.spec.load_spec` wrote into ``Options.applied_sets``. A value the spec parser
+    accepts can still be refused later (the builder: ``out_features: -3``, torch's own argument
+    checks); that error is located at the field in the file, and this says which ``--set`` wrote it.
+    """
+    if not applied or not getattr(err, "spec_path", None) or "(set by --set " in err.message:
         return
     from nncli.errors import SpecError
     from nncli.spec.overrides import parse_path
@@ -77,7 +69,7 @@ def name_the_set(err) -> None:
         field = parse_path(err.spec_path)
     except SpecError:
         return
-    for path, text, file in _applied:
+    for path, text, file in applied:
         if err.file is not None and str(err.file) != file:
             continue  # an error in another file (a transfer's source run) with a similar path
         # the field the --set wrote, something inside it, or the layer/section holding it
@@ -86,86 +78,54 @@ def name_the_set(err) -> None:
             return
 
 
-def load_spec_with_sets(path: Path, items: Optional[List[str]] = None, *, detach: bool = False):
-    """Load the spec at ``path`` with the ``--set`` items applied (no items: :func:`load_spec`).
+def load_spec_with_sets(ctx, path: Path, items: Optional[List[str]] = None, *, detach: bool = False):
+    """The spec at ``path`` as this invocation asks: its ``--set`` items applied, Custom layers
+    refused under ``--no-custom`` (:func:`nncli.spec.load_spec` does the work).
 
-    The spec keeps the file's positions for its errors. ``detach``: the spec forgets its file
-    (``path`` None), so a run folder stores the overridden spec, not the file's text; relative
-    data and Custom file paths are made absolute first.
+    ``detach`` (with items): the spec forgets its file, so a run folder stores the overridden
+    spec; relative data and Custom file paths are made absolute first.
 
     Raises:
-        SpecError / InputError: a path that is not in the spec (with a did-you-mean, located at the
-            ``--set``), or a value the spec refuses (located at that field in the file, naming the
-            ``--set`` that wrote it).
+        SpecError / InputError: a bad item, a path that is not in the spec (with a did-you-mean,
+            located at the ``--set``), or a value the spec refuses (located at that field in the
+            file, naming the ``--set`` that wrote it).
     """
-    from nncli.spec import load_spec
-
-    if not items:
-        return load_spec(path)
-    from nncli.errors import SpecError
-    from nncli.spec.overrides import apply_override
-    from nncli.spec.parse import spec_from_document
-    from nncli.spec.source import Where, parse_yaml, read_text
-
-    path = Path(path)
-    doc = parse_yaml(read_text(path), str(path))
-    if not isinstance(doc.data, dict):
-        return load_spec(path)  # the spec's own error (not a mapping) says it best
-    sets = parse_sets(items)
-    _applied.clear()
-    for key, value in sets.items():
-        written: list[tuple] = []
-        apply_override(doc.data, key, value, where=Where(None, None, None, f"--set {key}"), source=str(path),
-                       written=written)
-        _applied.extend((field, f"{key}={value!r}", str(path)) for field in written)
-    data = doc.data
-    if detach:
-        from nncli.sweep.trial_specs import _absolute_custom
-
-        data = copy.deepcopy(doc.data)
-        section = data.get("data")
-        if isinstance(section, dict) and isinstance(section.get("path"), str) \
-                and not Path(section["path"]).expanduser().is_absolute():
-            section["path"] = str(path.resolve().parent / section["path"])
-        _absolute_custom(data.get("layers"), path.resolve().parent)
-    try:
-        # The overridden data with the file's positions: errors, now and later (the builder, the
-        # train: and data: sections), point at the field's line in the user's file.
-        spec = spec_from_document(dataclasses.replace(doc, data=data), base_dir=path.resolve().parent)
-    except SpecError as err:
-        name_the_set(err)
-        raise
-    if detach:
-        return dataclasses.replace(spec, path=None)
-    return spec
-
-
-def apply_threads(threads: Optional[int]) -> None:
-    """Record ``--threads`` for this command (None: the rule in :mod:`nncli.threads` decides)."""
-    from nncli.threads import request
-
-    request(threads)
-
-
-def threads_for_spec(spec, batch_size: int, device: str = "auto", *, backward: bool = True) -> None:
-    """Set torch's threads for ``spec`` at ``batch_size`` on ``device`` (``--threads`` wins)."""
-    from nncli.device import resolve_device
-    from nncli.threads import for_spec
-
-    for_spec(spec, batch_size, device=resolve_device(device), backward=backward)
-
-
-def threads_for_run(run_dir: Path, device: str = "auto", batch_size: int = 256) -> None:
-    """Threads for inference with a run folder's spec; a folder that is not a run is left to the
-    command, which says what is wrong with it."""
+    from nncli.cli.options import options_of
     from nncli.errors import NncliError
     from nncli.spec import load_spec
 
+    opts = options_of(ctx)
+    overrides = parse_sets(items) if items else None
     try:
-        spec = load_spec(Path(run_dir) / "spec.yaml")
+        return load_spec(path, overrides, allow_custom=opts.allow_custom, detach=detach, origin="--set",
+                         applied=opts.applied_sets)
+    except NncliError as err:
+        name_the_set(err, opts.applied_sets)
+        raise
+
+
+def threads_for_spec(spec, batch_size: int, device: str = "auto", *, threads: Optional[int] = None,
+                     backward: bool = True) -> None:
+    """Set torch's threads for ``spec`` at ``batch_size`` on ``device`` (``threads``: --threads, wins)."""
+    from nncli.device import resolve_device
+    from nncli.threads import for_spec
+
+    for_spec(spec, batch_size, threads=threads, device=resolve_device(device), backward=backward)
+
+
+def threads_for_run(run_dir: Path, device: str = "auto", batch_size: int = 256, *,
+                    threads: Optional[int] = None) -> None:
+    """Threads for inference with a run folder's spec; a folder that is not a run is left to the
+    command, which says what is wrong with it."""
+    from nncli.errors import NncliError
+    from nncli.runs import SPEC_FILE
+    from nncli.spec import load_spec
+
+    try:
+        spec = load_spec(Path(run_dir) / SPEC_FILE)
     except NncliError:
         return
-    threads_for_spec(spec, batch_size, device, backward=False)
+    threads_for_spec(spec, batch_size, device, threads=threads, backward=False)
 
 
 @contextmanager

@@ -8,9 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from nncli.cli.app import DEVICE_HELP, _state, app, fail_check, json_flag, render
+from nncli.cli.app import DEVICE_HELP, app, fail_check, json_flag, render
 from nncli.cli.run_options import (
-    apply_threads, complete_run, complete_spec, parse_sets as _parse_set, threads_for_workers,
+    complete_run, complete_spec, parse_sets as _parse_set, threads_for_workers,
 )
 from nncli.errors import ExitCode, InputError
 from nncli.sweep.options import METRICS
@@ -25,6 +25,7 @@ SweepPruner = Enum("SweepPruner", {v: v for v in ("none", "asha", "median")}, ty
 
 @app.command()
 def sweep(
+    ctx: typer.Context,
     sweep_file: Path = typer.Argument(..., metavar="SWEEP", help="The sweep file (YAML): a base spec and the fields to vary.", autocompletion=complete_spec),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Sweep folder; default runs/sweep-<name>. Rerunning into the same folder resumes: finished trials are not run again."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Trials trained in parallel, each in its own process (1: in this process)."),
@@ -54,8 +55,6 @@ def sweep(
     go on. Test metrics are reported for the winner only. Exit 0 when a winner was found, 1 when
     no trial finished, 2 on a bad sweep file.
     """
-    _state["json"] = json_out
-    apply_threads(threads)
     from nncli.device import resolve_device
     from nncli.sweep import load_sweep, run_sweep
 
@@ -90,6 +89,7 @@ def sweep(
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     runs: List[Path] = typer.Argument(..., metavar="RUN...", help="Run folders (nncli train) or sweep folders (their trial runs).", autocompletion=complete_run),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the loss and accuracy curves of every run, in one figure, to this .png/.svg/.pdf."),
     json_out: bool = json_flag(),
@@ -100,7 +100,6 @@ def compare(
     layers[0].Linear.out_features); only the ones that differ are listed. The best value of each
     metric column is bold.
     """
-    _state["json"] = json_out
     from nncli.compare import compare_runs
 
     if plot is not None:

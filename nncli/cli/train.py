@@ -10,10 +10,11 @@ from typing import List, Optional
 import typer
 
 from nncli.cli.app import (
-    DEVICE_HELP, SPEC_HELP, Optimizer, _state, app, fail_check, json_flag, render,
+    DEVICE_HELP, SPEC_HELP, Optimizer, app, fail_check, json_flag, render,
 )
+from nncli.cli.options import options_of
 from nncli.cli.run_options import (
-    apply_threads, complete_run, complete_spec, load_spec_with_sets, set_option, threads_for_run,
+    complete_run, complete_spec, load_spec_with_sets, set_option, threads_for_run,
     threads_option,
 )
 from nncli.errors import ExitCode, InputError
@@ -74,6 +75,7 @@ def rank_callbacks(plot: Optional[Path]) -> list:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     spec: Optional[Path] = typer.Argument(None, help=SPEC_HELP + " Optional with --resume.", autocompletion=complete_spec),
     data: Optional[str] = typer.Option(None, "--data", help="Data set (moons, circles, spirals, xor, blobs, regression, digits, text) or a .npz/.csv/.pt file or an image folder; overrides the spec's data:."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs to train (with --resume: train longer)."),
@@ -117,8 +119,6 @@ def train(
     A non-finite loss stops training with the step and the first layer whose output went
     non-finite, keeps the last good checkpoint and exits 1 (or --skip-nonfinite).
     """
-    _state["json"] = json_out
-    apply_threads(threads)
     from nncli.train import launch_distributed, run_training
 
     from nncli.train.replace import replaced_run_folder
@@ -139,7 +139,7 @@ def train(
     if data is not None:
         overrides["data"] = data
     sets = parse_train_sets(set_, overrides)
-    loaded = load_spec_with_sets(spec, sets, detach=True) if spec is not None else None
+    loaded = load_spec_with_sets(ctx, spec, sets, detach=True) if spec is not None else None
     if resume is not None and sets:
         raise InputError(f"--resume continues a run exactly; cannot apply --set {', '.join(sets)}",
                          hint="only --epochs (to train longer), --compile and the device may change")
@@ -176,6 +176,7 @@ def train(
 
 @app.command()
 def evaluate(
+    ctx: typer.Context,
     run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by nncli train.", autocompletion=complete_run),
     split: Split = typer.Option(Split.test, "--split", help="Which split to evaluate (all: train, val and test)."),
     checkpoint: CheckpointKind = typer.Option(CheckpointKind.best, "--checkpoint", help="best (by validation) or last."),
@@ -184,17 +185,17 @@ def evaluate(
     json_out: bool = json_flag(),
 ) -> None:
     """Loss and accuracy of a run's checkpoint on a data split (same data, split and normalisation)."""
-    _state["json"] = json_out
-    apply_threads(threads)
-    threads_for_run(run_dir, device)
+    threads_for_run(run_dir, device, threads=threads)
     from nncli.evaluate import evaluate_run
 
-    result = evaluate_run(run_dir, split.value, checkpoint=checkpoint.value, device=device)
+    result = evaluate_run(run_dir, split.value, checkpoint=checkpoint.value, device=device,
+                          allow_custom=options_of(ctx).allow_custom)
     render.emit(result, json_out, render.evaluate.show)
 
 
 @app.command()
 def predict(
+    ctx: typer.Context,
     run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by nncli train.", autocompletion=complete_run),
     input_path: Path = typer.Argument(..., metavar="INPUT", help="Inputs, one example per row: .npz, .npy, .csv (features only) or .pt."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the predictions to this .csv or .npz."),
@@ -205,11 +206,9 @@ def predict(
     json_out: bool = json_flag(),
 ) -> None:
     """Predict with a trained run: classes and probabilities, or regression outputs."""
-    _state["json"] = json_out
-    apply_threads(threads)
-    threads_for_run(run_dir, device)
+    threads_for_run(run_dir, device, threads=threads)
     from nncli.evaluate import predict as run_predict
 
     result = run_predict(run_dir, input_path, out=out, checkpoint=checkpoint.value, device=device,
-                         force=force)
+                         force=force, allow_custom=options_of(ctx).allow_custom)
     render.emit(result, json_out, render.evaluate.predictions)

@@ -41,12 +41,12 @@ def require_extra(fmt: str) -> None:
     modules, extra = NEEDS[fmt]
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise InputError(f"--format {fmt} needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
-                         "not installed", hint=f"pip install '{extra}'")
+        raise InputError(f"{fmt} needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                         "not installed", hint=f"pip install '{extra}'", param="format")
 
 
 def export_model(source, fmt: str, out, *, seed: int = 0, checkpoint: str = "best", method: str = "trace",
-                 force: bool = False) -> ExportResult:
+                 force: bool = False, allow_custom: bool = True) -> ExportResult:
     """Export a run's checkpoint (or a spec's initial weights) and check the file.
 
     Args:
@@ -54,6 +54,7 @@ def export_model(source, fmt: str, out, *, seed: int = 0, checkpoint: str = "bes
         fmt: onnx, torchscript or safetensors.
         out: the file to write (atomically); an existing one only with ``force``.
         method: torchscript only: trace or script.
+        allow_custom: False refuses a spec with Custom layers (``--no-custom``).
 
     Returns:
         ExportResult; ``passed`` is False when the exported model's outputs differ from torch's
@@ -67,18 +68,18 @@ def export_model(source, fmt: str, out, *, seed: int = 0, checkpoint: str = "bes
     from nncli.export.source import load_source
 
     if fmt not in FORMATS:
-        raise InputError(f"--format: expected one of {', '.join(FORMATS)}, found {fmt!r}")
+        raise InputError(f"expected one of {', '.join(FORMATS)}, found {fmt!r}", param="format")
     require_extra(fmt)
     out = Path(out)
     if out.is_dir():
-        raise InputError(f"-o {out}: expected a file name, found a folder")
+        raise InputError(f"{out}: expected a file name, found a folder", param="out")
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise InputError(f"-o {out}: the folder {out.parent} does not exist")
+        raise InputError(f"{out}: the folder {out.parent} does not exist", param="out")
     if out.exists() and not force:
-        raise InputError(f"-o {out} already exists", hint="pass --force to replace it")
+        raise InputError(f"{out} already exists", hint="pass --force to replace it", param="out")
     if Path(source).exists() and out.resolve() == Path(source).resolve():
-        raise InputError(f"-o {out} is the source itself")
-    src = load_source(source, seed=seed, checkpoint=checkpoint)
+        raise InputError(f"{out} is the source itself", param="out")
+    src = load_source(source, seed=seed, checkpoint=checkpoint, allow_custom=allow_custom)
     if fmt == "onnx":
         from nncli.export.onnx_file import export_onnx
 

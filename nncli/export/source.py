@@ -28,9 +28,9 @@ class Source:
         return self.built.model
 
 
-def load_source(path, *, seed: int = 0, checkpoint: str = "best") -> Source:
+def load_source(path, *, seed: int = 0, checkpoint: str = "best", allow_custom: bool = True) -> Source:
     """A run folder (has ``run.yaml``) with its ``checkpoint`` weights, else a spec file built
-    with ``seed``.
+    with ``seed``; ``allow_custom`` False refuses Custom layers (``--no-custom``).
 
     Raises:
         InputError / SpecError: no such path, a damaged run, a bad spec (exit 2).
@@ -40,31 +40,25 @@ def load_source(path, *, seed: int = 0, checkpoint: str = "best") -> Source:
 
     path = Path(path)
     if path.is_dir():
-        from nncli.train.runs import load_checkpoint, load_run
-
-        if checkpoint not in ("best", "last"):
-            raise InputError(f"--checkpoint: expected best or last, found {checkpoint!r}")
-        run = load_run(path)
-        ckpt_path = run.run_dir / "checkpoints" / f"{checkpoint}.pt"
-        ckpt = load_checkpoint(ckpt_path)
-        built = build_model(run.spec, device="cpu", seed=run.train.seed, transfer_weights=False)
-        try:
-            built.model.load_state_dict(ckpt["model"])
-        except RuntimeError as exc:
-            raise InputError(f"{ckpt_path} does not fit the run's spec: {str(exc).splitlines()[0][:300]}") from None
-        built.model.eval()
-        norm = ckpt.get("normalization") or {}
-        normalization = None
-        if norm.get("mean") is not None:
-            normalization = {"mean": norm["mean"].flatten().tolist(), "std": norm["std"].flatten().tolist()}
-        origin = run.meta.get("spec", {}).get("path")
-        return Source("run", str(run.run_dir), built, run.spec_text,
-                      str(Path(origin).parent) if origin else None, str(ckpt_path), ckpt.get("epoch"),
-                      normalization, run.meta.get("classes"))
+        return _run_source(path, checkpoint, allow_custom)
     if not path.is_file():
         raise InputError(f"no such run folder or spec file: {path}")
-    spec = load_spec(path)
+    spec = load_spec(path, allow_custom=allow_custom)
     built = build_model(spec, device="cpu", seed=seed)
     built.model.eval()
     text = path.read_text(encoding="utf-8-sig")
     return Source("spec", str(path), built, text, str(path.resolve().parent))
+
+
+def _run_source(path: Path, checkpoint: str, allow_custom: bool) -> Source:
+    from nncli.runs import load_trained, open_run
+
+    run = open_run(path, allow_custom=allow_custom)
+    trained = load_trained(run, checkpoint, "cpu")
+    norm = trained.normalization
+    normalization = None
+    if norm.get("mean") is not None:
+        normalization = {"mean": norm["mean"].flatten().tolist(), "std": norm["std"].flatten().tolist()}
+    spec_dir = run.spec_dir
+    return Source("run", str(run.run_dir), trained.built, run.spec_text, str(spec_dir) if spec_dir else None,
+                  str(trained.path), trained.checkpoint.get("epoch"), normalization, run.classes)

@@ -31,7 +31,7 @@ def export_torchscript(source, out: Path, method: str = "trace") -> dict:
     import torch
 
     if method not in METHODS:
-        raise InputError(f"--method: expected trace or script, found {method!r}")
+        raise InputError(f"expected trace or script, found {method!r}", param="method")
     model, built = source.model, source.built
     x = sample_inputs(built, TRACE_BATCH)
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 from typing import Any
 
 from nncli.errors import did_you_mean
@@ -222,3 +223,68 @@ def _open_mapping(parent: tuple, key: str) -> bool:
             return key in ("shortcut", "args", "name", "init", "vars", "merge", "dim")
         return True
     return parent[-1] in ("init", "args")
+
+
+def make_paths_absolute(data: dict, base_dir: Path) -> None:
+    """In place: the relative ``data.path`` and Custom file targets of spec ``data``, made absolute
+    against ``base_dir`` (a spec written elsewhere, a run's or a sweep trial's, still finds them)."""
+    section = data.get("data")
+    if isinstance(section, dict) and isinstance(section.get("path"), str):
+        p = Path(section["path"]).expanduser()
+        if not p.is_absolute():
+            section["path"] = str(base_dir / p)
+    _absolute_custom(data.get("layers"), base_dir)
+
+
+def _absolute_custom(layers: Any, base_dir: Path) -> None:
+    if not isinstance(layers, list):
+        return
+    for item in layers:
+        if not (isinstance(item, dict) and len(item) == 1):
+            continue
+        ((kind, args),) = item.items()
+        if not isinstance(args, dict):
+            continue
+        if kind == "Custom" and isinstance(args.get("target"), str) and ":" in args["target"]:
+            file, cls = args["target"].rsplit(":", 1)
+            if file.endswith(".py") and not Path(file).expanduser().is_absolute():
+                args["target"] = f"{base_dir / file}:{cls}"
+        for key in LAYER_LISTS:
+            _absolute_custom(args.get(key), base_dir)
+        for key in BRANCH_LISTS:  # Parallel's branches: a list of layer lists
+            for branch in args.get(key) or []:
+                _absolute_custom(branch, base_dir)
+
+
+def load_with_overrides(path: Path, overrides: dict, *, allow_custom: bool = True, detach: bool = False,
+                        origin: str = "override", applied: list | None = None):
+    """:func:`nncli.spec.load_spec` with ``overrides``: each written into the file's YAML data,
+    then the result validated with the file's positions (a later error, from the builder or the
+    train: and data: sections, still points at the field's line in the user's file).
+
+    Raises:
+        SpecError / InputError: a path that is not in the spec (with a did-you-mean, located at
+            ``origin KEY``), or a value the spec refuses (located at that field in the file).
+    """
+    import dataclasses
+
+    from nncli.spec.parse import load_spec, spec_from_document
+    from nncli.spec.source import parse_yaml, read_text
+
+    path = Path(path)
+    doc = parse_yaml(read_text(path), str(path))
+    if not isinstance(doc.data, dict):
+        return load_spec(path, allow_custom=allow_custom)  # the spec's own error (not a mapping) says it best
+    record = applied if applied is not None else []
+    for key, value in overrides.items():
+        written: list[tuple] = []
+        apply_override(doc.data, key, value, where=Where(None, None, None, f"{origin} {key}"), source=str(path),
+                       written=written)
+        record.extend((field, f"{key}={value!r}", str(path)) for field in written)
+    data = doc.data
+    if detach:
+        data = copy.deepcopy(doc.data)
+        make_paths_absolute(data, path.resolve().parent)
+    spec = spec_from_document(dataclasses.replace(doc, data=data), base_dir=path.resolve().parent,
+                              allow_custom=allow_custom)
+    return dataclasses.replace(spec, path=None) if detach else spec

@@ -42,11 +42,20 @@ def _found(value: Any) -> str:
     return f"{_type_name(value)} ({value!r})"
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a spec file.
+def load_spec(path: str | Path, overrides: dict | None = None, *, allow_custom: bool = True,
+              detach: bool = False, origin: str = "override", applied: list | None = None) -> Spec:
+    """Read and validate a spec file, with ``overrides`` written into its data first.
 
     Args:
         path: a YAML file following the spec contract (README, "The spec").
+        overrides: ``{"train.lr": 0.01, "layers[0].Linear.out_features": 32, "replace:ReLU": "Tanh"}``
+            (:mod:`nncli.spec.overrides`' paths); errors still point at the file's lines.
+        allow_custom: False refuses every Custom layer (exit 2) before any is imported.
+        detach: with ``overrides``, the spec forgets its file, and relative data and Custom
+            paths are made absolute (a run folder stores the overridden spec, not the file's text).
+        origin: how the caller names an override in an error (``"--set"`` on the command line).
+        applied: a list that receives ``(field path, "KEY=VALUE", file)`` for each field an
+            override wrote, to name it in a later error at that field.
 
     Returns:
         The validated :class:`Spec`; ``Custom`` file targets resolve relative to its folder.
@@ -60,16 +69,22 @@ def load_spec(path: str | Path) -> Spec:
         (1, 32, 32)
     """
     path = Path(path)
+    if overrides:
+        from nncli.spec.overrides import load_with_overrides
+
+        return load_with_overrides(path, overrides, allow_custom=allow_custom, detach=detach, origin=origin,
+                                   applied=applied)
     text = read_text(path)
-    return parse_spec(text, file=str(path), base_dir=path.resolve().parent)
+    return parse_spec(text, file=str(path), base_dir=path.resolve().parent, allow_custom=allow_custom)
 
 
-def parse_spec(text: str, file: str | None = None, base_dir: Path | None = None) -> Spec:
+def parse_spec(text: str, file: str | None = None, base_dir: Path | None = None, *,
+               allow_custom: bool = True) -> Spec:
     """Validate a spec given as YAML text (see :func:`load_spec`)."""
-    return spec_from_document(parse_yaml(text, file), base_dir)
+    return spec_from_document(parse_yaml(text, file), base_dir, allow_custom=allow_custom)
 
 
-def spec_from_document(doc: Document, base_dir: Path | None = None) -> Spec:
+def spec_from_document(doc: Document, base_dir: Path | None = None, *, allow_custom: bool = True) -> Spec:
     """Validate a spec already parsed into a :class:`Document` (data plus positions).
 
     ``--set`` edits a document's data and validates it here, so every later error still points
@@ -84,7 +99,7 @@ def spec_from_document(doc: Document, base_dir: Path | None = None) -> Spec:
     from nncli.spec.trust import refuse_custom_layers
 
     check_spec(spec)  # nesting depth and layers after expanding Repeat, before anything is built
-    refuse_custom_layers(spec)  # --no-custom: before any Custom code is imported
+    refuse_custom_layers(spec, allow_custom=allow_custom)  # before any Custom code is imported
     return spec
 
 

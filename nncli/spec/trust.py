@@ -3,8 +3,10 @@
 A ``Custom`` layer imports Python code, and importing runs the module's top-level code: checking
 an untrusted spec with Custom layers runs its author's code. So (1) a file target must resolve
 inside the spec's own folder tree (no absolute path, no ``..`` out of it, no symlink out of it),
-and (2) ``--no-custom`` or ``NNCLI_NO_CUSTOM=1`` refuses every Custom layer before anything is
-imported, for CI jobs that check contributors' specs. Pure Python: no torch here.
+and (2) ``allow_custom=False`` (the CLI's ``--no-custom``) or ``NNCLI_NO_CUSTOM=1`` refuses every
+Custom layer before anything is imported, for CI jobs that check contributors' specs. The loaders
+take ``allow_custom`` as a parameter; the builder checks the environment once more before an
+import. Pure Python: no torch here.
 """
 
 from __future__ import annotations
@@ -15,26 +17,20 @@ from pathlib import Path
 from nncli.errors import SpecError
 
 NO_CUSTOM_ENV = "NNCLI_NO_CUSTOM"
-_cli_refuses = {"value": False}  # set by the CLI's global --no-custom for one invocation
 
 
-def set_no_custom(value: bool) -> None:
-    """The CLI's ``--no-custom`` (reset on every call of :func:`nncli.cli.main.main`)."""
-    _cli_refuses["value"] = bool(value)
+def custom_refused(allow_custom: bool = True) -> bool:
+    """True when Custom layers must not be imported: ``allow_custom`` is False or ``NNCLI_NO_CUSTOM`` is set."""
+    return not allow_custom or os.environ.get(NO_CUSTOM_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def custom_refused() -> bool:
-    """True when Custom layers must not be imported (``--no-custom`` or ``NNCLI_NO_CUSTOM``)."""
-    return _cli_refuses["value"] or os.environ.get(NO_CUSTOM_ENV, "").strip().lower() not in ("", "0", "false", "no")
-
-
-def refuse_custom_layers(spec) -> None:
+def refuse_custom_layers(spec, *, allow_custom: bool = True) -> None:
     """Raise for the first Custom layer of ``spec`` when Custom code is refused; nothing is imported.
 
     Raises:
         SpecError: exit 2, located at the Custom layer.
     """
-    if not custom_refused():
+    if not custom_refused(allow_custom):
         return
     for layer in spec.walk():
         if layer.type == "Custom":

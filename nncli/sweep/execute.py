@@ -58,22 +58,61 @@ def task_of(run: _Run, device: str) -> dict:
             "device": device, "prune": run.prune}
 
 
-_SWEEP_PID: int | None = None  # in a worker process: the sweep that started it
-_STOPPING = False  # in a worker process: a run was interrupted, so queued runs are not started
+def task_in_worker(task: dict, *, sweep_pid: int | None = None, thread_cap: int | None = None) -> dict:
+    """``task`` for a worker process: the sweep's process id (a worker whose sweep died exits) and
+    the threads its share of the cores allows."""
+    return {**task, "sweep_pid": sweep_pid, "thread_cap": thread_cap}
 
 
-def _exit_if_orphaned() -> None:
+def _exit_if_orphaned(task: dict) -> None:
     """A worker whose sweep died must not wait for tasks forever (its queue never closes: every
     worker holds both ends), nor train more: the rerun of the sweep will pick its run up."""
-    if _SWEEP_PID is not None and os.getppid() != _SWEEP_PID:
+    sweep_pid = task.get("sweep_pid")
+    if sweep_pid is not None and os.getppid() != sweep_pid:
         os._exit(0)
 
 
+class TrialWorker:
+    """Trains a sweep's runs one after another, in the sweep's process or in one worker process.
+
+    Once a run came back interrupted (Ctrl-C, or SIGTERM from a sweep that stops), the runs
+    already queued to this worker are not started: they come back interrupted at once.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def __call__(self, task: dict) -> dict:
+        if self.stopping:
+            return {"status": "interrupted"}
+        outcome = run_trial(task)
+        if outcome.get("status") == "interrupted":
+            self.stopping = True
+        return outcome
+
+
+# The worker of a worker process of the local pool (its initializer makes it); the sweep's own
+# process never sets it: an in-process sweep owns its TrialWorker.
+_pool_worker: TrialWorker | None = None
+
+
+def start_pool_worker() -> None:
+    """In a new worker process of the local pool: the worker that :func:`run_in_pool_worker` uses."""
+    global _pool_worker
+    _pool_worker = TrialWorker()
+
+
+def run_in_pool_worker(task: dict) -> dict:
+    """The function a pool worker process runs for each task (plain and picklable)."""
+    return (_pool_worker or TrialWorker())(task)
+
+
 def run_trial(task: dict) -> dict:
-    """Train one run of a sweep; the worker-process entry point (a plain, picklable function).
+    """Train one run of a sweep; the entry point of every backend (a plain, picklable function).
 
     Args:
-        task: ``{"spec": spec file, "run_dir": run folder, "resume": continue it, "device": ...}``.
+        task: ``{"spec": spec file, "run_dir": run folder, "resume": continue it, "device": ...}``,
+            and in a worker process ``sweep_pid`` and ``thread_cap`` (:func:`task_in_worker`).
 
     Returns:
         ``{"report": TrainResult.to_json(), "seconds": wall time}``, ``{"status": "interrupted"}``,
@@ -82,29 +121,25 @@ def run_trial(task: dict) -> dict:
     """
     from nncli.train import run_training
 
-    global _STOPPING
     started = time.perf_counter()
-    _exit_if_orphaned()
-    if _STOPPING:  # tasks already queued to this worker when the sweep was interrupted
-        return {"status": "interrupted"}
+    _exit_if_orphaned(task)
     callbacks = []
     if task.get("prune"):  # early stopping of a bad trial, judged against the finished ones
         from nncli.sweep.search import TrialPruner
 
         callbacks.append(TrialPruner(task["prune"]))
+    common = {"device": task["device"], "callbacks": callbacks, "thread_cap": task.get("thread_cap")}
     try:
         if task["resume"]:
-            result = run_training(None, None, None, device=task["device"], resume=task["run_dir"],
-                                  callbacks=callbacks)
+            result = run_training(None, None, None, resume=task["run_dir"], **common)
         else:
-            result = run_training(task["spec"], None, task["run_dir"], device=task["device"], callbacks=callbacks)
+            result = run_training(task["spec"], None, task["run_dir"], **common)
     except NncliError as err:
         return {"status": "error", "error": str(err), "seconds": time.perf_counter() - started}
     except Exception as exc:  # a bug or a library failure in one trial must not end the sweep
         return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - started}
     finally:
-        _exit_if_orphaned()
+        _exit_if_orphaned(task)
     if result.status == "interrupted":
-        _STOPPING = True
         return {"status": "interrupted"}
     return {"report": result.to_json(), "seconds": time.perf_counter() - started}

@@ -24,7 +24,7 @@ from nncli.sweep.plan import SWEEP_KEYS, Axis, SweepPlan, Target, _base_sources,
 
 def load_sweep(path: str | Path, *, trials: int | None = None, search_seed: int | None = None,
                extra_set: dict[str, Any] | None = None, metric: str | None = None,
-               sampler: str | None = None, pruner: str | None = None) -> SweepPlan:
+               sampler: str | None = None, pruner: str | None = None, allow_custom: bool = True) -> SweepPlan:
     """Read and validate a sweep file.
 
     Args:
@@ -34,6 +34,7 @@ def load_sweep(path: str | Path, *, trials: int | None = None, search_seed: int 
         extra_set: ``--set PATH=VALUE`` overrides applied to every trial, after the file's `set:`.
         metric: ``--metric``: the validation metric to rank by.
         sampler, pruner: ``--sampler`` / ``--pruner``: Optuna's search (over the file's `search:`).
+        allow_custom: False refuses Custom layers in the base spec and in every trial's spec.
 
     Returns:
         SweepPlan, with every axis path parsed and its base spec read.
@@ -55,7 +56,10 @@ def load_sweep(path: str | Path, *, trials: int | None = None, search_seed: int 
             err.hint = ('quote spec paths inside a [...] list: ["layers[0].Linear.out_features", ...], '
                         "or write the list one item per line (`- layers[0].Linear.out_features`)")
         raise
-    plan = _SweepParser(doc, path.resolve().parent, path).plan(trials, search_seed, extra_set or {}, metric)
+    parser = _SweepParser(doc, path.resolve().parent, path)
+    parser.allow_custom = allow_custom
+    plan = parser.plan(trials, search_seed, extra_set or {}, metric)
+    plan.allow_custom = allow_custom
     plan.search = read_search(doc, doc.data.get("search") if isinstance(doc.data, dict) else None,
                               sampler, pruner, search_seed, plan.axes, grid_plan=not plan.random_mode)
     _check_paths(plan)
@@ -64,6 +68,8 @@ def load_sweep(path: str | Path, *, trials: int | None = None, search_seed: int 
 
 class _SweepParser:
     """The top level of a sweep file: its keys, base spec(s) and run settings, in reading order."""
+
+    allow_custom = True  # False: a base spec with a Custom layer is refused (--no-custom)
 
     def __init__(self, doc: Document, base_dir: Path, file: Path | None) -> None:
         self.doc = doc
@@ -219,7 +225,7 @@ class _SweepParser:
                                              kind=InputError)
         from nncli.spec import load_spec
 
-        load_spec(f)  # validate the base now: its own errors point into its own file
+        load_spec(f, allow_custom=self.allow_custom)  # validate the base now: its own errors point into its own file
         return f, parse_yaml(read_text(f), str(f)).data
 
     def check_inline(self, base: dict) -> None:
@@ -227,7 +233,8 @@ class _SweepParser:
         from nncli.spec import parse_spec
 
         try:
-            parse_spec(yaml.safe_dump(base, sort_keys=False), file=str(self.file), base_dir=self.base_dir)
+            parse_spec(yaml.safe_dump(base, sort_keys=False), file=str(self.file), base_dir=self.base_dir,
+                       allow_custom=self.allow_custom)
         except SpecError as err:
             try:
                 inner = parse_path(err.spec_path) if err.spec_path else ()

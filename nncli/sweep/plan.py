@@ -93,6 +93,7 @@ class SweepPlan:
     metric: str | None  # None: accuracy when trials report it, else loss
     goal: str | None  # "max" / "min"; None: from the metric's name
     search: Any = None  # nncli.sweep.search.SearchSettings: Optuna's sampler and pruner; None: grid/random
+    allow_custom: bool = True  # False: every trial spec with a Custom layer is refused (--no-custom)
 
 
 def _grid_size(axes: list[Axis]) -> int:

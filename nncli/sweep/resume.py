@@ -1,18 +1,18 @@
 """What an earlier invocation left in a trial's run folder: a finished run (read back, not run
 again), a run killed mid-way (continued from its last checkpoint), or a stale folder (another
-spec, or no checkpoint yet: removed and trained afresh). The trial spec's sha256, which
-``run.yaml`` records, tells the same trial from a changed one.
+spec, or no checkpoint yet: removed and trained afresh). The trial spec's digest, which
+``run.yaml`` records (:func:`nncli.runs.spec_digest`), tells the same trial from a changed one.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
-import yaml
-
 from nncli.errors import InputError
+from nncli.runs import (
+    CHECKPOINT_DIR, METRICS_FILE, REPORT_FILE, RUN_FILE, SPEC_FILE, checkpoint_path, read_meta, read_report,
+    spec_digest,
+)
 from nncli.sweep.results import FINISHED, PRUNED, TRIAL_FILE
 
 _DONE = FINISHED + ("nonfinite", PRUNED)  # statuses that end a trial for good: a rerun does not repeat them
@@ -21,27 +21,24 @@ _DONE = FINISHED + ("nonfinite", PRUNED)  # statuses that end a trial for good: 
 def _run_state(run_dir: Path, text: str, *, clear: bool = True) -> dict:
     """What the run folder says: finished (with its report), resumable, or to start afresh
     (a stale folder is then removed, unless ``clear`` is false: a dry run changes nothing)."""
-    sha = hashlib.sha256(text.encode()).hexdigest()
-    meta_path, report_path = run_dir / "run.yaml", run_dir / "report.json"
-    meta = None
-    if meta_path.is_file():
-        try:
-            meta = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            meta = None
-    same = isinstance(meta, dict) and isinstance(meta.get("spec"), dict) and meta["spec"].get("sha256") == sha
-    if same and report_path.is_file():
-        try:
-            report = json.loads(report_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            report = None
+    meta = _or_none(read_meta, run_dir)  # a damaged folder is stale, not an error
+    same = isinstance(meta, dict) and isinstance(meta.get("spec"), dict) and meta["spec"].get("sha256") == spec_digest(text)
+    if same:
+        report = _or_none(read_report, run_dir)
         if isinstance(report, dict) and report.get("status") in _DONE:
             return {"finished": True, "report": report}
-    if same and (run_dir / "checkpoints" / "last.pt").is_file():
+    if same and checkpoint_path(run_dir, "last").is_file():
         return {"finished": False, "resume": True}  # killed mid-run: continue from its last checkpoint
     if run_dir.exists() and clear:
         _clear_run_dir(run_dir)
     return {"finished": False, "resume": False}
+
+
+def _or_none(read, run_dir: Path):
+    try:
+        return read(run_dir)
+    except InputError:
+        return None
 
 
 def _clear_run_dir(run_dir: Path) -> None:
@@ -54,7 +51,7 @@ def _clear_run_dir(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: expected a trial run folder, found a file")
     names = {p.name for p in run_dir.iterdir()}
-    if names - {"run.yaml", "spec.yaml", "checkpoints", "metrics.jsonl", "metrics.csv", "report.json",
+    if names - {RUN_FILE, SPEC_FILE, CHECKPOINT_DIR, METRICS_FILE, "metrics.csv", REPORT_FILE,
                 TRIAL_FILE, "tensorboard"} - {n for n in names if n.startswith(".")}:
         raise InputError(f"{run_dir} holds files nncli did not write; refusing to replace it",
                          hint="move it away, or give the sweep another --out")

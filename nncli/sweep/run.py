@@ -127,7 +127,7 @@ def _prepare(plan: SweepPlan, config: Config, seeds: list, out: Path, dry_run: b
             spec_file.parent.mkdir(parents=True, exist_ok=True)  # also creates `out`
             write_atomic(spec_file, text, durable=True)
         try:  # structure checked now: a bad value is exit 2 before anything trains
-            spec = parse_spec(text, file=str(spec_file), base_dir=config.base_dir)
+            spec = parse_spec(text, file=str(spec_file), base_dir=config.base_dir, allow_custom=plan.allow_custom)
         except SpecError as err:
             err.hint = ((err.hint + "\n  ") if err.hint else "") + \
                 f"written by the sweep for trial {config.id}: " + \

@@ -1,17 +1,15 @@
 """The spec file each trial trains: a configuration's data with its seed set and relative paths
 made absolute (the file lives in the sweep folder, not next to the base spec), written as YAML in
-the spec contract's key order; and its fingerprint. Pure Python.
+the spec contract's key order. Pure Python.
 """
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
-from typing import Any
 
 import yaml
 
-from nncli.spec.overrides import BRANCH_LISTS, LAYER_LISTS
+from nncli.spec.overrides import make_paths_absolute
 from nncli.spec.parse import TOP_LEVEL_KEYS
 from nncli.sweep.expansion import Config
 
@@ -25,33 +23,8 @@ def trial_spec_data(config: Config, seed: int | None) -> dict:
         if not isinstance(train, dict):
             train = data["train"] = {}
         train["seed"] = seed
-    section = data.get("data")
-    if isinstance(section, dict) and isinstance(section.get("path"), str):
-        p = Path(section["path"]).expanduser()
-        if not p.is_absolute():
-            section["path"] = str(config.base_dir / p)
-    _absolute_custom(data.get("layers"), config.base_dir)
+    make_paths_absolute(data, config.base_dir)
     return data
-
-
-def _absolute_custom(layers: Any, base_dir: Path) -> None:
-    if not isinstance(layers, list):
-        return
-    for item in layers:
-        if not (isinstance(item, dict) and len(item) == 1):
-            continue
-        ((kind, args),) = item.items()
-        if not isinstance(args, dict):
-            continue
-        if kind == "Custom" and isinstance(args.get("target"), str) and ":" in args["target"]:
-            file, cls = args["target"].rsplit(":", 1)
-            if file.endswith(".py") and not Path(file).expanduser().is_absolute():
-                args["target"] = f"{base_dir / file}:{cls}"
-        for key in LAYER_LISTS:
-            _absolute_custom(args.get(key), base_dir)
-        for key in BRANCH_LISTS:  # Parallel's branches: a list of layer lists
-            for branch in args.get(key) or []:
-                _absolute_custom(branch, base_dir)
 
 
 def spec_text(data: dict, header: str | None = None) -> str:

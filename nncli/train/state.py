@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import torch
 
 from nncli.errors import InputError
-from nncli.train.runs import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, RunFiles
+from nncli.runs import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+from nncli.train.runs import RunFiles
 
 
 def _no_best() -> dict:

@@ -67,13 +67,13 @@ def main() -> None:
     from nncli.attack import Normalized, pgd, run_attack
     from nncli.build import build_model
     from nncli.train import run_training
-    from nncli.train.runs import load_checkpoint, load_run
+    from nncli.runs import load_checkpoint, open_run
 
     run_dir = args.run
     if run_dir is None:
         run_dir = Path(tempfile.mkdtemp()) / "digits"
         run_training(ROOT / "specs" / "digits-cnn.yaml", {"train": {"epochs": 5}}, run_dir, device="cpu")
-    run = load_run(run_dir)
+    run = open_run(run_dir)
     ckpt = load_checkpoint(run.run_dir / "checkpoints" / "best.pt")
     net = build_model(run.spec, seed=0).model
     net.load_state_dict(ckpt["model"])

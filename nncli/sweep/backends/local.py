@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 
-from nncli.sweep.execute import record_outcome, run_trial, task_of
+from nncli.sweep.execute import (
+    TrialWorker, record_outcome, run_in_pool_worker, start_pool_worker, task_in_worker, task_of,
+)
 from nncli.sweep.results import SweepEvent
 
 
@@ -26,9 +28,10 @@ def execute_local(pending: list, workers: int, device: str, notify, done: int, t
         notify(SweepEvent("done", done, total, run.trial.id, run.record))
 
     if workers <= 1:
+        worker = TrialWorker()
         for run, task in zip(pending, tasks):
             notify(SweepEvent("start", done, total, run.trial.id, run.record))
-            finished(run, run_trial(task))
+            finished(run, worker(task))
         return ran
 
     import multiprocessing
@@ -37,11 +40,11 @@ def execute_local(pending: list, workers: int, device: str, notify, done: int, t
 
     threads = max(1, (os.cpu_count() or 1) // workers)  # no oversubscription: cores split evenly
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(threads, os.getpid()))
+                               initializer=_init_worker, initargs=(threads,))
     try:
         futures = {}
         for run, task in zip(pending, tasks):
-            futures[pool.submit(run_trial, task)] = run
+            futures[pool.submit(run_in_pool_worker, task_in_worker(task, sweep_pid=os.getpid(), thread_cap=threads))] = run
             notify(SweepEvent("start", done, total, run.trial.id, run.record))
         remaining = set(futures)
         while remaining:
@@ -61,18 +64,13 @@ def execute_local(pending: list, workers: int, device: str, notify, done: int, t
     return ran
 
 
-def _init_worker(threads: int, sweep_pid: int) -> None:
+def _init_worker(threads: int) -> None:
     import signal
 
     import torch
 
-    from nncli.sweep import execute
-
-    execute._SWEEP_PID = sweep_pid
-    torch.set_num_threads(threads)
-    from nncli.threads import set_cap  # each trial's rule stays within this worker's share
-
-    set_cap(threads)
+    torch.set_num_threads(threads)  # each trial's rule then stays within this share (its task's thread_cap)
+    start_pool_worker()
     try:  # Linux: if the sweep dies (even by SIGKILL) its workers get SIGTERM, which train turns
         # into "save a checkpoint and stop"; run_trial then exits the orphan (_exit_if_orphaned)
         import ctypes

@@ -117,13 +117,11 @@ def _tune_trial(config: dict) -> None:
     import torch
     from ray import tune
 
-    from nncli.sweep.execute import run_trial
-    from nncli.threads import set_cap
+    from nncli.sweep.execute import run_trial, task_in_worker
 
     cpus = max(1, int(float(os.environ.get("OMP_NUM_THREADS") or 1)))  # Ray sets it to the trial's CPUs
     torch.set_num_threads(cpus)
-    set_cap(cpus)
-    outcome = run_trial(config["task"])
+    outcome = run_trial(task_in_worker(config["task"], thread_cap=cpus))
     tune.report({"outcome": json.dumps(outcome)})
 
 
