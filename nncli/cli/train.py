@@ -166,7 +166,7 @@ def train(
     else:
         with render.train.TrainProgress() as progress, replacing:
             result = run_training(loaded, overrides, out, device=device, resume=resume, observer=progress,
-                                  callbacks=plot_callbacks(plot), tensorboard=tensorboard)
+                                  callbacks=plot_callbacks(plot), tensorboard=tensorboard, threads=threads)
     render.emit(result, json_out, render.train.show)
     if result.status == "nonfinite":
         fail_check(result.message)

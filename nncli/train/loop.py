@@ -293,7 +293,8 @@ def _result(t: Trainer, started: float, nonfinite: dict | None) -> TrainResult:
 def run_training(spec=None, overrides: dict | None = None, out_dir: str | Path | None = None, *,
                  device: str = "auto", resume: str | Path | None = None, observer=None,
                  callbacks: Sequence[Callback] = (), tensorboard: bool = False,
-                 runs_root: str | Path = "runs") -> TrainResult:
+                 runs_root: str | Path = "runs", threads: int | None = None,
+                 thread_cap: int | None = None) -> TrainResult:
     """Train a spec and return what happened; the library face of ``nncli train``.
 
     Args:
@@ -313,6 +314,8 @@ def run_training(spec=None, overrides: dict | None = None, out_dir: str | Path |
             own (see :mod:`nncli.train.callbacks` for the hooks).
         tensorboard: also log scalars under ``<run>/tensorboard`` (needs the tensorboard package).
         runs_root: parent of default run folders.
+        threads: torch's CPU threads (``--threads``); None: :mod:`nncli.threads`' rule decides,
+            using at most ``thread_cap`` (a sweep worker's share of the cores).
 
     Returns:
         TrainResult; ``status`` is ``completed``, ``early_stopped``, ``interrupted`` (Ctrl-C or
@@ -338,7 +341,7 @@ def run_training(spec=None, overrides: dict | None = None, out_dir: str | Path |
         check_tensorboard()
     setup = prepare(spec, overrides, out_dir, resume=resume, runs_root=runs_root)
     # torch's threads for this model and batch (--threads wins), from the shapes prepare inferred
-    for_spec(setup.spec, setup.cfg.batch_size, device=dev, built=setup.built)
+    for_spec(setup.spec, setup.cfg.batch_size, device=dev, built=setup.built, threads=threads, cap=thread_cap)
     progress = [Progress(observer)] if observer is not None else []
     trainer = Trainer(setup, dev, [MemoryGuard(), *progress, *callbacks], tensorboard=tensorboard)
     trainer.setup()  # the memory check refuses a run that cannot fit, before any file is written
