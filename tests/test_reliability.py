@@ -162,6 +162,42 @@ def test_nested_repeats_multiply(tmp_path, run_cli):
     assert f"{sum(1000 ** k for k in range(11)):,} layers" in result.err
 
 
+def test_nested_expression_repeats_multiply(tmp_path, run_cli):
+    """`times: k` with `vars: {k: 100}` three deep is 10**6 copies: refused before they are built,
+    although the spec-level count sees an expression `times` as 1."""
+    text = ("input: [4]\nvars: {k: 100}\nlayers:\n  - Repeat:\n      times: k\n      layers:\n"
+            "        - Repeat:\n            times: k\n            layers:\n"
+            "              - Repeat: {times: k, layers: [ReLU]}\n")
+    spec = write(tmp_path / "nest.yaml", text)
+    started = time.perf_counter()
+    for command in ("check", "params"):
+        result = run_cli([command, spec])
+        assert result.code == 2, result.text
+        assert f"{100 ** 3:,} layers" in result.err and "limit is 100,000" in result.err
+        assert "nest.yaml:10:" in result.err and "Repeats making 10,000 copies" in result.err
+    assert time.perf_counter() - started < 60
+
+
+@pytest.mark.parametrize("text, where, words", [
+    ("input: [4]\nvars: {a: .inf}\nlayers:\n  - Linear: {out_features: a}\n", "x.yaml:2:", "finite number"),
+    ("input: [4]\nvars: {a: .NaN}\nlayers:\n  - Linear: {out_features: a}\n", "x.yaml:2:", "finite number"),
+    ("input: [4]\nvars: {a: 1.0e+18}\nlayers:\n  - Linear: {out_features: 'a * 10'}\n", "x.yaml:4:",
+     "beyond 2**63"),
+    ("input: [4]\nlayers:\n  - Linear: {out_features: " + "9" * 5000 + "}\n", "x.yaml:3:", "4300 digits"),
+    ("input: [4]\nvars: {a: " + "9" * 30 + "}\nlayers:\n  - Linear: {out_features: a}\n", "x.yaml:2:",
+     "within 2**63"),
+    ("input: [4]\nvars: {v0: 2, v1: v0*v0, v2: v1*v1, v3: v2*v2, v4: v3*v3, v5: v4*v4, v6: v5*v5, "
+     "v7: v6*v6}\nlayers:\n  - ReLU\n", "x.yaml:2:", "beyond 2**63"),
+    ("input: [4]\nlayers:\n  - Linear: {out_features: '" + "(" * 400 + "4" + ")" * 400 + "'}\n", "x.yaml:3:",
+     "nests more than 100"),
+])
+def test_numbers_beyond_the_bounds_are_located_errors(tmp_path, run_cli, text, where, words):
+    result = run_cli(["check", write(tmp_path / "x.yaml", text)])
+    assert result.code == 2, result.text
+    assert where in result.err and words in result.err, result.err
+    assert "Traceback" not in result.text and "bug in nncli" not in result.text
+
+
 def test_the_limit_is_raised_by_its_environment_variable(tmp_path, monkeypatch):
     from nncli.errors import SpecError
     from nncli.spec import parse_spec

@@ -8,6 +8,7 @@ reference: the grammar is a subset of Python's), never against nncli's output ca
 from __future__ import annotations
 
 import builtins
+import math
 
 import pytest
 
@@ -25,12 +26,19 @@ PYTHON_AGREES = [
     "width * expansion // (in_features - 2)", "-(width - 40) // 3", "1.5 * 4", "7 / 2",
     "min(width, 16) + max(1, 2, 3)", "max(in_channels // 3, width) * 2", "3 - -2", "+5",
     "100 // 7 % 3", "2.5e1 * 2",
+    "2 ** 10", "-2 ** 2", "2 ** -1", "2 ** 3 ** 2", "(-2) ** 3", "32 * 2 ** expansion",
+    "abs(-width)", "round(7 / 2)", "round(5 / 2)", "floor(7 / 2)", "ceil(7 / 2)", "floor(-7 / 2)",
+    "ceil(in_channels * 0.75) + abs(2 - width)", "2 ** 63", "-(2 ** 63)",
 ]
+
+# The reference for the functions: Python's own (round halves to even there too).
+PYTHON_FUNCTIONS = {"__builtins__": {}, "min": min, "max": max, "abs": abs, "round": round,
+                    "floor": math.floor, "ceil": math.ceil}
 
 
 @pytest.mark.parametrize("text", PYTHON_AGREES)
 def test_expression_agrees_with_python(text):
-    expected = eval(text, {"__builtins__": {}, "min": min, "max": max}, dict(SCOPE))  # the reference
+    expected = eval(text, dict(PYTHON_FUNCTIONS), dict(SCOPE))  # the reference
     got = evaluate(text, SCOPE)
     assert got == expected
     # A whole-number result is an int (26.0 -> 26); a fraction stays a float.
@@ -49,12 +57,15 @@ def test_whole_number_results_are_integers():
     ("in_features // zero", "division by zero"),
     ("width % zero", "division by zero"),
     ("width / (in_channels - 64)", "division by zero"),
-    ("2 ** 3", "unexpected '*'"),
+    ("2 *** 3", "unexpected '*'"),
     ("width *", "ends too early"),
     ("(width + 1", "expected ')'"),
     ("width 2", "unexpected '2'"),
     ("min(width)", "needs at least two values"),
-    ("abs(width)", "unknown function 'abs'"),
+    ("sqrt(width)", "unknown function 'sqrt'"),
+    ("abs(width, 2)", "abs() takes 1 value, found 2"),
+    ("make_divisible(width)", "make_divisible() takes 2 values"),
+    ("make_divisible(width, 0)", "needs a whole number d > 0"),
     ("", "empty expression"),
 ])
 def test_expression_errors(text, message):
@@ -200,6 +211,57 @@ def parse_spec_data(data):
     import yaml
 
     return parse_spec(yaml.safe_dump(data, sort_keys=False))
+
+
+# -- bounds: hostile expressions are located errors, never a RecursionError or a huge integer ----
+@pytest.mark.parametrize("text, message", [
+    ("2 ** 65", "exponent must be a whole number from -64 to 64"),
+    ("2 ** 0.5", "exponent must be a whole number"),
+    ("3 ** 64", "beyond 2**63"),
+    ("2 ** 64", "beyond 2**63"),
+    ("width ** 13", "beyond 2**63"),
+    ("0 ** -1", "division by zero"),
+    ("9" * 20, "beyond 2**63"),
+    ("9" * 5000, "beyond 2**63"),
+    ("1e400", "not a finite number"),
+    ("1e300 * 1e300", "beyond 2**63"),
+    ("(" * 500 + "1" + ")" * 500, "nests more than 100 levels"),
+    ("-" * 1000 + "1", "nests more than 100 levels"),
+    ("abs(" * 300 + "1" + ")" * 300, "nests more than 100 levels"),
+    ("2 ** " * 300 + "1", "nests more than 100 levels"),
+    ("big * big", "beyond 2**63"),
+    ("big * big - big * big", "beyond 2**63"),
+])
+def test_expression_bounds(text, message):
+    with pytest.raises(ExprError) as err:
+        evaluate(text, {**SCOPE, "big": 2**40})
+    assert message in err.value.message
+    assert err.value.position is not None
+
+
+def test_vars_chain_stops_at_the_bound():
+    """`v1: v0 * v0`, ... squares a number 33 times: refused at the first value past 2**63."""
+    scope = {"v0": 2}
+    with pytest.raises(ExprError, match="beyond 2"):
+        for i in range(1, 34):
+            scope[f"v{i}"] = evaluate(f"v{i - 1} * v{i - 1}", scope)
+    assert max(scope.values()) <= 2**63
+
+
+def _torchvision_make_divisible(v, divisor, min_value=None):
+    """torchvision.models._utils._make_divisible, written out (the reference for the contract)."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+@pytest.mark.parametrize("value", [16 * 0.75, 240 * 0.25, 36, 7, 1, 3.3, 1280 * 1.0, 960 * 0.35, 672 * 1.4])
+@pytest.mark.parametrize("divisor", [8, 4, 16])
+def test_make_divisible_matches_torchvision(value, divisor):
+    assert evaluate(f"make_divisible(v, {divisor})", {"v": value}) == _torchvision_make_divisible(value, divisor)
 
 
 # -- random expressions against Python's arithmetic ----------------------------------------------

@@ -54,14 +54,19 @@ class GraphBlocks:
         times = self.repeat_times(spec, shape)
         info = self.block_info(spec, index, shape, name, fqn, "Repeat", {"times": times})
         copies = []
-        for copy in range(times):
-            with self.scoped_init(spec):
-                layers, shape = self.sequence(spec.layers, shape, f"{name}.{copy}", f"copy {copy + 1}",
-                                              prev_label, fqn=f"{fqn}.{copy}.", dtype=dtype)
-            prev_label = f"{layers[-1].path} {layers[-1].type} (copy {copy + 1})"
-            dtype = layers[-1].out_dtype
-            copies.append(layers)
-            info.children.extend(layers)
+        enclosing = self.repeat_factor
+        self.repeat_factor = enclosing * times  # what one layer inside stands for in the whole model
+        try:
+            for copy in range(times):
+                with self.scoped_init(spec):
+                    layers, shape = self.sequence(spec.layers, shape, f"{name}.{copy}", f"copy {copy + 1}",
+                                                  prev_label, fqn=f"{fqn}.{copy}.", dtype=dtype)
+                prev_label = f"{layers[-1].path} {layers[-1].type} (copy {copy + 1})"
+                dtype = layers[-1].out_dtype
+                copies.append(layers)
+                info.children.extend(layers)
+        finally:
+            self.repeat_factor = enclosing
         info.module = nm.Repeat(*[nn.Sequential(*[c.module for c in layers]) for layers in copies])
         info.out_shape = shape
         info.out_dtype = dtype
@@ -69,16 +74,20 @@ class GraphBlocks:
         return info
 
     def repeat_times(self, spec: RepeatSpec, shape: tuple) -> int:
-        """``times``, evaluated when written as an expression, and bounded like a literal one."""
-        if isinstance(spec.times, int):
-            return spec.times
+        """``times``, evaluated when written as an expression; the copies of this and every enclosing
+        Repeat together are bounded by the layer limit before any is built."""
         from nncli.spec.limits import check_copies
 
         where = spec.arg_where.get("times", spec.where)
-        times = self.scope.number(spec.times, where, shape, what="Repeat: `times`", integer=True)
-        if times < 1:
-            raise where.error(f"Repeat: expected `times` to be an integer >= 1, found {spec.times!r} = {times}")
-        check_copies(times, spec.layers, where)
+        if isinstance(spec.times, int):
+            times = spec.times
+        else:
+            times = self.scope.number(spec.times, where, shape, what="Repeat: `times`", integer=True)
+            if times < 1:
+                raise where.error(f"Repeat: expected `times` to be an integer >= 1, found {spec.times!r} = {times}")
+        # Every Repeat, literal or not: an expression `times` nested inside others multiplies them,
+        # which the spec-level count (it sees an expression as 1) cannot know.
+        check_copies(times, spec.layers, where, enclosing=self.repeat_factor)
         return times
 
     def parallel(self, spec: ParallelSpec, index: int, shape: tuple, name: str, fqn: str,

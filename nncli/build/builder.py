@@ -131,6 +131,7 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
         # by the `init` of each enclosing Residual/Repeat (innermost last).
         self._default_init: list[dict] = [dict(spec.init or {})]
         self.scope = Scope()
+        self.repeat_factor = 1  # product of the `times` of the Repeats being built around this point
         self._x_dtype: torch.dtype | None = None  # the dtype of the tensor fed to shape inference
         self._run_device = torch.device("meta")  # where `infer` runs a layer for its shape
 

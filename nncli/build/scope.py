@@ -9,11 +9,12 @@ Pure Python (no torch): shapes come in as tuples of ints.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Any, Mapping
 
 from nncli.errors import did_you_mean
-from nncli.spec.expr import SHAPE_NAMES, ExprError, evaluate, is_identifier, looks_like_expression
+from nncli.spec.expr import MAX_VALUE, SHAPE_NAMES, ExprError, evaluate, is_identifier, looks_like_expression
 from nncli.spec.source import Where
 
 
@@ -55,6 +56,7 @@ class Scope:
         """A var's value or an expression's: numbers pass, strings are evaluated."""
         if isinstance(value, str):
             value = self._evaluate(value, where, shape, what)
+        _check_bounded(value, where, what)
         if integer:
             value = _whole(value, where, what, source=None)
         return value
@@ -95,7 +97,19 @@ class Scope:
                                    + (f" ({sizes})" if sizes else "")) from None
 
 
+def _check_bounded(value: Any, where: Where, what: str) -> None:
+    """A var written as a YAML number obeys the expressions' bounds (``.inf`` or 10**400 as a width
+    would fail deep inside torch, or build a huge integer, instead of here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise where.error(f"{what}: expected a finite number, found {value}")
+    if abs(value) > MAX_VALUE:
+        raise where.error(f"{what}: expected a value within 2**63 in magnitude, found one beyond it")
+
+
 def _whole(value: Any, where: Where, what: str, source: str | None) -> Any:
+    _check_bounded(value, where, what)
     if isinstance(value, float) and value != int(value):
         shown = f"{source!r} is {value:g}" if source else f"{value:g}"
         raise where.error(f"{what}: {shown}, a fraction where an integer is needed",

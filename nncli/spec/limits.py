@@ -147,16 +147,18 @@ def _depth_or_none(layers, limit: int, level: int = 1):
     return None
 
 
-def check_copies(times: int, body, where) -> None:
-    """For the builder, before it makes ``times`` copies of ``body`` (a Repeat whose ``times`` was
-    an expression): refuse when the copies alone pass :data:`MAX_LAYERS`.
+def check_copies(times: int, body, where, enclosing: int = 1) -> None:
+    """For the builder, before it makes ``times`` copies of ``body``: refuse when the copies, times
+    the copies of every enclosing Repeat, pass :data:`MAX_LAYERS`.
 
     Args:
         times: the evaluated copy count; body: the repeated layer specs; where: the Repeat's
-            :class:`~nncli.spec.source.Where` (its ``times`` argument's, ideally).
+            :class:`~nncli.spec.source.Where` (its ``times`` argument's, ideally); enclosing: the
+            product of the enclosing Repeats' copy counts.
     """
     limit = MAX_LAYERS.value()
-    total = times * expanded_count(body)
+    total = enclosing * times * expanded_count(body)
     if total > limit:
-        raise where.error(f"Repeat times {times:,} expands to {total:,} layers; the limit is {limit:,}",
+        around = f" inside Repeats making {enclosing:,} copies" if enclosing > 1 else ""
+        raise where.error(f"Repeat times {times:,}{around} expands to {total:,} layers; the limit is {limit:,}",
                           MAX_LAYERS.hint())

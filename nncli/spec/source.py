@@ -253,6 +253,11 @@ def _convert(node, path: Path_, doc: Document, constructor, budget: _Budget) -> 
             budget.open.discard(id(node))
     try:
         return constructor.construct_object(node, deep=True)
+    except ValueError as exc:  # Python's own int(): more than sys.get_int_max_str_digits() digits
+        line, col = _mark(node)
+        raise SpecError(f"invalid number: {exc}".split(";")[0], file=doc.file, line=line, column=col,
+                        spec_path=format_path(path) or None,
+                        hint="sizes and counts are int64: at most 19 digits") from None
     except yaml.YAMLError as exc:
         line, col = _mark(node)
         raise SpecError(
