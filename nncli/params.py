@@ -127,12 +127,13 @@ class ParamRow:
     trainable: int
     buffers: int
     flops: int  # forward FLOPs for the report's batch size
+    shape_method: str = ""  # how the builder learnt output_shape (nncli.build.inference); "" for a block
 
     def to_json(self) -> dict:
         return {"index": self.index, "id": self.index_label, "depth": self.depth, "name": self.name,
                 "type": self.type, "output_shape": list(self.output_shape), "params": self.params,
                 "trainable": self.trainable, "frozen": self.frozen, "buffers": self.buffers,
-                "flops": self.flops}
+                "flops": self.flops, "shape_method": self.shape_method}
 
     @property
     def frozen(self) -> int:
@@ -155,6 +156,7 @@ class ParamsReport:
     layers: list[ParamRow]
     memory: Memory
     gates: list[Gate] = field(default_factory=list)
+    flops_method: str = "formula"  # which path counted the FLOPs and activations (FORMULA, ...)
 
     @property
     def non_trainable(self) -> int:
@@ -166,7 +168,8 @@ class ParamsReport:
                 "trainable": self.trainable, "non_trainable": self.non_trainable,
                 "buffers": self.buffers, "flops": self.flops, "flops_per_example": self.flops_per_example,
                 "batch_size": self.memory.batch_size, "memory": self.memory.to_json(),
-                "layers": [r.to_json() for r in self.layers], "gates": [g.to_json() for g in self.gates]}
+                "layers": [r.to_json() for r in self.layers], "gates": [g.to_json() for g in self.gates],
+                "flops_method": self.flops_method}
 
 
 @collector_paused()
@@ -201,32 +204,9 @@ def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: st
     trainable = sum(p.numel() for p in params if p.requires_grad)
     buffers = list({id(b): b for b in model.buffers()}.values())
 
-    # One forward pass on meta tensors gives both the per-module FLOPs and the saved activations.
     itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
     input_dtype = torch.int64 if getattr(spec, "integer_input", False) else torch.float32
-    # Exact per-layer formulas (no per-op dispatch, no meta kernels and their 1-2 s of imports),
-    # layers without one dispatched alone; torch's count of the whole model where that fails.
-    # They agree (tests/test_speed.py).
-    counted = formula_forward(built, batch_size, itemsize, integer_input=not input_dtype.is_floating_point)
-    try:
-        flops, activations = counted or measure_forward(model, built.input_shape, batch_size, itemsize,
-                                                        input_dtype)
-    except RuntimeError as exc:
-        if "overflow" not in str(exc):
-            raise
-        # The spec built at a batch of 2; a huge --batch-size makes some tensor's size overflow.
-        raise InputError(f"--batch-size: {batch_size:,} examples make a tensor too large for torch "
-                         f"to index (more than 2**63 elements): {str(exc).splitlines()[0]}") from None
-    except ValueError as exc:
-        if batch_size != 1 or "value per channel" not in str(exc):
-            raise
-        # BatchNorm in train mode refuses one value per channel (a batch of 1 with no spatial
-        # dims). FLOPs and saved bytes are affine in the batch size, f(b) = a + c*b, so two
-        # passes that BatchNorm accepts give f(1) = 2*f(2) - f(3) exactly.
-        f2, a2 = measure_forward(model, built.input_shape, 2, itemsize, input_dtype)
-        f3, a3 = measure_forward(model, built.input_shape, 3, itemsize, input_dtype)
-        flops = {k: 2 * f2[k] - f3.get(k, 0) for k in f2}
-        activations = 2 * a2 - a3
+    flops, activations, method = _forward_counts(built, batch_size, itemsize, input_dtype)
     rows: list[ParamRow] = []
     for info in built.layers:
         _rows(info, info.index, 0, depth, flops, rows)
@@ -242,14 +222,56 @@ def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: st
         optimizer_state=OPTIMIZER_STATE[optimizer] * trainable * itemsize,
     )
     report = ParamsReport(spec.name, built.input_shape, built.output_shape, total, trainable,
-                          sum(b.numel() for b in buffers), per_batch, per_example, rows, memory)
+                          sum(b.numel() for b in buffers), per_batch, per_example, rows, memory,
+                          flops_method=method)
     report.gates = _gates(report, budget) if budget else []
     return report
 
 
+# How a report's FLOPs and saved activations were counted (ParamsReport.flops_method), fastest first.
+FORMULA = "formula"  # every layer by its exact formula (nncli.flops)
+FORMULA_AND_LAYER_DISPATCH = "formula+layer_dispatch"  # layers without a formula run alone by torch
+MODEL_DISPATCH = "model_dispatch"  # the whole model by torch's dispatch (measure_forward)
+MODEL_DISPATCH_EXTRAPOLATED = "model_dispatch_extrapolated"  # batch 1 from passes at 2 and 3
+
+
+def _forward_counts(built, batch_size: int, itemsize: int, input_dtype: torch.dtype) -> tuple[dict, int, str]:
+    """FLOPs per module, saved bytes and the method that counted them (one of the names above).
+
+    The formulas (and layers without one run alone) give the same figures as torch's count of the
+    whole model (tests/test_speed.py) without a per-op dispatch of every layer or the imports that
+    dispatch needs; the whole model is counted only where the formulas decline (they return None,
+    never raise). That pass may raise: a RuntimeError for a tensor too large to index (worded
+    here), a ValueError from BatchNorm at one value per channel (then extrapolated).
+    """
+    dispatched: list[str] = []
+    counted = formula_forward(built, batch_size, itemsize, integer_input=not input_dtype.is_floating_point,
+                              dispatched=dispatched)
+    if counted is not None:
+        return (*counted, FORMULA_AND_LAYER_DISPATCH if dispatched else FORMULA)
+    model = built.model
+    try:
+        return (*measure_forward(model, built.input_shape, batch_size, itemsize, input_dtype), MODEL_DISPATCH)
+    except RuntimeError as exc:
+        if "overflow" not in str(exc):
+            raise
+        # The spec built at a batch of 2; a huge --batch-size makes some tensor's size overflow.
+        raise InputError(f"--batch-size: {batch_size:,} examples make a tensor too large for torch "
+                         f"to index (more than 2**63 elements): {str(exc).splitlines()[0]}") from None
+    except ValueError as exc:
+        if batch_size != 1 or "value per channel" not in str(exc):
+            raise
+    # BatchNorm in train mode refuses one value per channel (a batch of 1 with no spatial
+    # dims). FLOPs and saved bytes are affine in the batch size, f(b) = a + c*b, so two
+    # passes that BatchNorm accepts give f(1) = 2*f(2) - f(3) exactly.
+    f2, a2 = measure_forward(model, built.input_shape, 2, itemsize, input_dtype)
+    f3, a3 = measure_forward(model, built.input_shape, 3, itemsize, input_dtype)
+    return {k: 2 * f2[k] - f3.get(k, 0) for k in f2}, 2 * a2 - a3, MODEL_DISPATCH_EXTRAPOLATED
+
+
 def _rows(info: LayerInfo, top: int, level: int, depth: int, flops: dict, rows: list) -> None:
     rows.append(ParamRow(top, info.fqn, level, info.name, info.type, info.out_shape, info.params,
-                         info.trainable, info.buffers, flops.get(info.fqn, 0)))
+                         info.trainable, info.buffers, flops.get(info.fqn, 0), info.shape_method))
     if level < depth:
         for child in info.children:
             _rows(child, top, level + 1, depth, flops, rows)

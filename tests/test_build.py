@@ -311,3 +311,71 @@ def test_dtype_and_custom_layer_forward():
     swish = built.model[1]
     x = torch.linspace(-3, 3, 13, dtype=torch.float64)
     torch.testing.assert_close(swish(x), x * torch.sigmoid(x))  # Swish with beta = 1
+
+
+# -- shape inference: rule, CPU zeros, meta; each says it ran, each gives way only as documented ----
+SHAPES = """
+name: shapes
+input: [3, 12, 12]
+layers:
+  - Conv2d: {out_channels: 4, kernel_size: 3}
+  - ReLU
+  - AvgPool2d: {kernel_size: 2}
+  - Flatten
+  - Linear: {out_features: 7}
+"""
+# the shapes torch itself gives (the reference): [4, 10, 10] -> pool [4, 5, 5] -> 100 -> 7
+SHAPES_EXPECTED = [(4, 10, 10), (4, 10, 10), (4, 5, 5), (100,), (7,)]
+
+
+def _shapes(built) -> list:
+    return [info.out_shape for info in built.layers]
+
+
+def _methods(built) -> list:
+    return [info.shape_method for info in built.layers]
+
+
+def test_each_layer_records_how_its_shape_was_learnt():
+    built = infer(spec_of(SHAPES))
+    assert _shapes(built) == SHAPES_EXPECTED
+    assert _methods(built) == ["rule", "rule", "cpu_zeros", "rule", "rule"]
+    assert set(_methods(build_model(spec_of(SHAPES)))) == {"device"}
+
+
+def test_without_a_rule_the_cpu_run_answers_the_same(monkeypatch):
+    from nncli.build import inference
+
+    monkeypatch.setattr(inference, "rule_shape", lambda *a: None)  # every rule declines
+    built = infer(spec_of(SHAPES))
+    assert _shapes(built) == SHAPES_EXPECTED and set(_methods(built)) == {"cpu_zeros"}
+
+
+def test_a_cpu_run_that_raises_a_spec_error_falls_back_to_meta(monkeypatch):
+    # the documented failure of the CPU path: the layer refuses its input (SpecError); meta decides
+    from nncli.build import inference
+    from nncli.build.inference import ShapeRunner
+
+    monkeypatch.setattr(inference, "rule_shape", lambda *a: None)
+    real = ShapeRunner._forward_batch
+
+    def refuse_on_cpu(self, spec, *a, **k):
+        if self._run_device.type == "cpu":
+            raise spec.where.error("planted refusal on CPU zeros")
+        return real(self, spec, *a, **k)
+
+    monkeypatch.setattr(ShapeRunner, "_forward_batch", refuse_on_cpu)
+    built = infer(spec_of(SHAPES))
+    assert _shapes(built) == SHAPES_EXPECTED and set(_methods(built)) == {"meta"}
+
+
+@pytest.mark.parametrize("where", ["rule_shape", "on_cpu"])
+def test_an_undocumented_error_in_a_shape_path_is_not_swallowed(monkeypatch, where):
+    from nncli.build import inference
+
+    def planted(*a, **k):
+        raise IndexError("planted")
+
+    monkeypatch.setattr(inference, where, planted)
+    with pytest.raises(IndexError, match="planted"):
+        infer(spec_of(SHAPES.replace("shapes", f"shapes-{where}")))

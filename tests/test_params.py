@@ -301,5 +301,81 @@ def test_json_report_is_the_dispatch_paths(name, monkeypatch):
     spec = load_spec(SPECS / f"{name}.yaml")
     settings = [{}, {"batch_size": 5, "dtype": "bfloat16", "optimizer": "sgd", "depth": 3}]
     by_formula = [count(spec, **kw).to_json() for kw in settings]
+    fast = "formula+layer_dispatch" if name == "custom-swish" else "formula"
+    assert [doc.pop("flops_method") for doc in by_formula] == [fast, fast]
     monkeypatch.setattr(nncli.params, "formula_forward", lambda *args, **kwargs: None)
-    assert by_formula == [count(spec, **kw).to_json() for kw in settings]
+    by_dispatch = [count(spec, **kw).to_json() for kw in settings]
+    assert [doc.pop("flops_method") for doc in by_dispatch] == ["model_dispatch"] * 2
+    assert by_formula == by_dispatch
+
+
+# -- each counting path says it ran, gives way only on its documented failure -----------------------
+def _without_method(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k != "flops_method"}
+
+
+def test_a_layer_torch_cannot_run_alone_falls_back_to_the_whole_model_and_says_so(monkeypatch):
+    # dispatch_layer's documented failure is torch's RuntimeError (NotImplementedError for a
+    # missing meta kernel): planted into the run of the one layer counted alone, the whole model
+    # counts instead; the reference is that same spec counted by formula and layer dispatch.
+    import nncli.flops.dispatch
+    from nncli.params import count
+    from nncli.spec import load_spec
+
+    spec = load_spec(SPECS / "custom-swish.yaml")
+    fast = count(spec, batch_size=3).to_json()
+    assert fast["flops_method"] == "formula+layer_dispatch"
+
+    def no_meta_kernel():
+        raise NotImplementedError("Could not run 'aten::planted' with arguments from the 'Meta' backend")
+
+    monkeypatch.setattr(nncli.flops.dispatch, "attention_flop_mapping", no_meta_kernel)
+    fallen = count(spec, batch_size=3).to_json()
+    assert fallen["flops_method"] == "model_dispatch"
+    assert _without_method(fallen) == _without_method(fast)
+
+
+def test_an_undocumented_error_in_a_counting_path_is_not_swallowed(monkeypatch, run_cli):
+    import nncli.flops
+    import nncli.flops.dispatch
+    import nncli.params
+    from nncli.params import count
+    from nncli.spec import load_spec
+
+    def planted(*a, **k):
+        raise IndexError("planted")
+
+    def no_fallback(*a, **k):
+        raise AssertionError("the whole model's count ran: the IndexError was swallowed")
+
+    monkeypatch.setattr(nncli.params, "measure_forward", no_fallback)
+    # inside dispatch_layer's guarded block (the layer run alone)
+    with monkeypatch.context() as patched:
+        patched.setattr(nncli.flops.dispatch, "attention_flop_mapping", planted)
+        with pytest.raises(IndexError, match="planted"):
+            count(load_spec(SPECS / "custom-swish.yaml"))
+    # in the formulas themselves
+    monkeypatch.setattr(nncli.params, "formula_forward", planted)
+    with pytest.raises(IndexError, match="planted"):
+        count(load_spec(SPECS / "lenet5.yaml"))
+    assert run_cli(["params", SPECS / "lenet5.yaml", "--json"]).code == 3
+
+
+def test_batch_one_batchnorm_extrapolated_by_the_whole_models_count_says_so(monkeypatch, run_cli):
+    # formulas declined (planted): the whole model at batch 1 meets BatchNorm's refusal and is
+    # extrapolated from batches 2 and 3; the reference is the formula count
+    import nncli.params
+
+    by_formula = params_json(run_cli, SPECS / "deep-residual-bn.yaml")
+    assert by_formula["flops_method"] == "formula"
+    monkeypatch.setattr(nncli.params, "formula_forward", lambda *args, **kwargs: None)
+    extrapolated = params_json(run_cli, SPECS / "deep-residual-bn.yaml")
+    assert extrapolated["flops_method"] == "model_dispatch_extrapolated"
+    assert _without_method(extrapolated) == _without_method(by_formula)
+
+
+def test_verbose_names_the_flops_method(run_cli):
+    r = run_cli(["params", SPECS / "lenet5.yaml", "-v"])
+    assert r.code == 0 and "flops_method: formula" in r.out
+    r = run_cli(["params", SPECS / "custom-swish.yaml", "--verbose"])
+    assert r.code == 0 and "flops_method: formula+layer_dispatch" in r.out

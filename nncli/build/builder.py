@@ -134,6 +134,7 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
         self.repeat_factor = 1  # product of the `times` of the Repeats being built around this point
         self._x_dtype: torch.dtype | None = None  # the dtype of the tensor fed to shape inference
         self._run_device = torch.device("meta")  # where `infer` runs a layer for its shape
+        self.shape_method = ""  # how the last layer's shape was learnt (nncli.build.inference)
 
     def build(self) -> Built:
         shape = tuple(self.spec.input)
@@ -201,7 +202,7 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
             try:
                 out = (self.forward_shape(spec, cls.__name__, module, shape, prev_label),
                        "float32" if cls.__name__ in checks.TOKEN_LAYERS or not dtype.startswith("int")
-                       else dtype)
+                       else dtype, self.shape_method)
             except SpecError as err:
                 if dtype.startswith("int") and err.hint is None:
                     err.hint = "the input is integer token ids: put an Embedding first"
@@ -211,14 +212,14 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
                 raise
             if key:
                 self._shapes[key] = out
-        out_shape, out_dtype = out
+        out_shape, out_dtype, shape_method = out
         self.apply_init(spec, module)
         total, trainable, buffers = count_params(module)
         return LayerInfo(
             index=index, path=spec.path, name=spec.name or default_name, type=cls.__name__,
             args=kwargs, in_shape=shape, out_shape=out_shape, params=total, trainable=trainable,
             buffers=buffers, module=module, spec=spec, inferred=inferred, target=target, fqn=fqn,
-            in_dtype=dtype, out_dtype=out_dtype,
+            in_dtype=dtype, out_dtype=out_dtype, shape_method=shape_method,
         )
 
     def fits_without_first_dim(self, spec: LayerSpec, cls: type, shape: tuple) -> bool:

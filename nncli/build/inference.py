@@ -12,8 +12,11 @@ nothing) and learns shapes in this order:
    (:func:`on_cpu`), when they and the batch fit in :data:`REAL_ELEMENTS` elements;
 3. otherwise (a layer too big to allocate) meta tensors, as before.
 
-A real run that raises falls back to meta, so torch's meta kernels keep deciding bad specs and
-wording their errors exactly as before.
+A real run that raises (a :class:`~nncli.errors.SpecError`: the layer refused its input) falls
+back to meta, so torch's meta kernels keep deciding bad specs and wording their errors exactly as
+before; nothing else is caught. Each layer's :attr:`~nncli.build.LayerInfo.shape_method` records
+which of the three answered (:data:`RULE`, :data:`CPU_ZEROS`, :data:`META`; :data:`DEVICE` in a
+real build, which runs the layer where its weights are).
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ from torch.overrides import TorchFunctionMode
 # Largest layer (parameters + buffers, or the incoming batch) run for real: 16M elements, 64 MB
 # in float32, milliseconds to allocate; anything bigger stays on meta.
 REAL_ELEMENTS = 2**24
+
+# How a layer's output shape was learnt (LayerInfo.shape_method).
+RULE = "rule"
+CPU_ZEROS = "cpu_zeros"
+META = "meta"
+DEVICE = "device"
 
 _CONV = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 _CPU = torch.device("cpu")
@@ -121,7 +130,7 @@ def _arguments_work(module: nn.Module, smallest: tuple) -> bool:
             with (on_cpu(module) if on_meta else nullcontext()), torch.no_grad():
                 y = module.eval()(torch.zeros((INFER_BATCH, *smallest)))
             works = tuple(y.shape) == (INFER_BATCH, *smallest)
-        except Exception:
+        except (TypeError, ValueError, RuntimeError):  # how torch's layers refuse an argument
             works = False
         finally:
             module.train(training)
@@ -219,21 +228,32 @@ class ShapeRunner:
 
     def forward_shape(self, spec: LayerSpec, type_name: str, module: nn.Module, shape: tuple,
                       prev_label: str | None) -> tuple:
+        """The layer's per-example output shape; ``self.shape_method`` says how it was learnt."""
+        self.shape_method = DEVICE if self.real else META
         if not self.real and self._run_device.type == "meta":
             # `infer`: a shape rule, or a real run on CPU zeros, rather than meta ops, whose first
-            # use costs 1-2 s of imports (nncli.build.inference). Meta for layers too big to run.
+            # use imports torch's symbolic-shape machinery (nncli.build.inference). Meta for
+            # layers too big to run.
             ruled = rule_shape(module, shape) if self._x_dtype is None else None
             if ruled is not None:
+                self.shape_method = RULE
                 return ruled
             if fits_on_cpu(module, shape, INFER_BATCH + 1):
                 self._run_device = torch.device("cpu")
                 try:
                     with on_cpu(module):
-                        return self.forward_shape(spec, type_name, module, shape, prev_label)
+                        out = self._two_batches(spec, type_name, module, shape, prev_label)
+                    self.shape_method = CPU_ZEROS
+                    return out
                 except SpecError:
                     pass  # torch's meta kernels decide, and word the error, as before
                 finally:
                     self._run_device = torch.device("meta")
+            self.shape_method = META
+        return self._two_batches(spec, type_name, module, shape, prev_label)
+
+    def _two_batches(self, spec: LayerSpec, type_name: str, module: nn.Module, shape: tuple,
+                     prev_label: str | None) -> tuple:
         # Two batch sizes: many torch layers also take *unbatched* input, and with one batch
         # size N a layer can read [N, 2, 16] as one unbatched [C=2, H, W] example whose output
         # happens to start with N (Conv2d with out_channels = N). A second N exposes that.

@@ -40,6 +40,7 @@ class LayerInfo:
     fqn: str = ""  # the module's name in ``model.named_modules()``: "3", "3.body.0", "4.1.0"
     in_dtype: str = "float32"  # "int64" for token ids
     out_dtype: str = "float32"
+    shape_method: str = ""  # how out_shape was learnt: "rule", "cpu_zeros", "meta" or "device"
 
     def walk(self):
         """This layer and every nested one, depth first."""

@@ -79,7 +79,7 @@ def _merge(how: str, outs: list[Tensor], shape: tuple, saved: Saved) -> Tensor |
 
 
 def _walk(infos: list[LayerInfo], t: Tensor, saved: Saved, flops: dict[str, int],
-          dispatch: bool) -> tuple[Tensor, int] | None:
+          dispatch: bool | list) -> tuple[Tensor, int] | None:
     """Run the formulas over a sequence; returns (output tensor, FLOPs) or None."""
     total = 0
     for info in infos:
@@ -118,9 +118,11 @@ def _walk(infos: list[LayerInfo], t: Tensor, saved: Saved, flops: dict[str, int]
                 out = leaf(info, t, saved) if f is not None else None
             if out is None:
                 saved.restore(mark)  # a rule that gave up half way (an encoder layer's) kept some
-            if out is None and dispatch:  # a Custom layer, or no rule: torch counts this one
+            if out is None and dispatch is not False:  # a Custom layer, or no rule: torch counts this one
                 counted = dispatch_layer(info.module, t, saved)
                 out, f = counted if counted is not None else (None, None)
+                if counted is not None and isinstance(dispatch, list):
+                    dispatch.append(info.fqn)
             t = out
         if t is None or t.shape != shape:
             return None
@@ -130,7 +132,7 @@ def _walk(infos: list[LayerInfo], t: Tensor, saved: Saved, flops: dict[str, int]
 
 
 def formula_forward(built: Built, batch_size: int, itemsize: int, integer_input: bool = False,
-                    dispatch: bool = True) -> tuple[dict[str, int], int] | None:
+                    dispatch: bool = True, dispatched: list | None = None) -> tuple[dict[str, int], int] | None:
     """FLOPs per module and bytes saved for backward, by formula; None where that fails.
 
     Returns the same as :func:`nncli.params.measure_forward`: ``({fqn: flops}, activation_bytes)``
@@ -140,6 +142,8 @@ def formula_forward(built: Built, batch_size: int, itemsize: int, integer_input:
     (:func:`nncli.flops.dispatch.dispatch_layer`, which imports ``torch._dynamo``); False makes
     it return None instead. None also when such a layer does not run alone, or a composite has
     no rule: the caller then counts the whole model by dispatch.
+    ``dispatched``: a list that receives the name of every layer counted by dispatch (so the
+    caller can say which method counted the model).
     """
     biggest = max((math.prod(s) for i in built.walk() for s in (i.in_shape, i.out_shape)), default=1)
     if batch_size * biggest >= 2**60:
@@ -150,7 +154,7 @@ def formula_forward(built: Built, batch_size: int, itemsize: int, integer_input:
     x = saved.new((batch_size, *built.input_shape), False, 8 if integer_input else None)
     if integer_input:
         saved.integer.add(x.storage)
-    out = _walk(built.layers, x, saved, flops, dispatch)
+    out = _walk(built.layers, x, saved, flops, (dispatched if dispatched is not None else []) if dispatch else False)
     if out is None or saved.overflow:
         return None  # (an intermediate too large to index, attention's scores: torch says so)
     flops[""] = out[1]

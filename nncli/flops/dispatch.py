@@ -44,7 +44,12 @@ def _input(t: Tensor, saved: Saved, integer: bool) -> torch.Tensor:
 
 def dispatch_layer(module: torch.nn.Module, t: Tensor, saved: Saved) -> tuple[Tensor, int] | None:
     """Run ``module`` alone on a meta copy of ``t``: its output tensor and FLOPs, what it saves
-    recorded in ``saved``; None if it does not run (the whole model's dispatch then decides)."""
+    recorded in ``saved``; None if it does not run (the whole model's dispatch then decides).
+
+    A layer that does not run alone on meta tensors makes torch raise RuntimeError (a missing
+    meta kernel's NotImplementedError, "Cannot copy out of meta tensor" for an ``.item()``):
+    that, and only that, is left to the whole model's pass, which raises it again, worded by torch.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     x = _input(t, saved, t.storage in saved.integer)
@@ -62,7 +67,7 @@ def dispatch_layer(module: torch.nn.Module, t: Tensor, saved: Saved) -> tuple[Te
         with FlopCounterMode(display=False, custom_mapping=attention_flop_mapping()) as counter, \
                 torch.autograd.graph.saved_tensors_hooks(pack, lambda s: s):
             y = module(x)
-    except Exception:  # noqa: BLE001 - the whole model's pass raises it again, worded by torch
+    except RuntimeError:  # NotImplementedError included
         return None
     if not isinstance(y, torch.Tensor) or not y.is_floating_point():
         return None
