@@ -55,6 +55,7 @@ def params(
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Gate: exit 1 if estimated training memory exceeds this (e.g. 2GiB, 500MB)."),
     set_: List[str] = set_option(),
     json_out: bool = json_flag(),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also say how the FLOPs were counted and the shapes learnt (`flops_method` and each layer's `shape_method` in --json)."),
 ) -> None:
     """Count parameters, buffers, FLOPs and memory per layer, without allocating weights.
 
@@ -70,6 +71,10 @@ def params(
     report = count(load_spec_with_sets(ctx, spec, set_), batch_size=batch_size, dtype=dtype.value, optimizer=optimizer.value,
                    depth=depth, budget=budget)
     render.emit(report, json_out, render.params.show)
+    if verbose and not json_out:
+        typer.echo(f"flops_method: {report.flops_method}")
+        methods = [r.shape_method for r in report.layers if r.shape_method]
+        typer.echo("shape_method: " + ", ".join(f"{m} x{methods.count(m)}" for m in dict.fromkeys(methods)))
     failed = [g for g in report.gates if not g.ok]
     if failed:
         fail_check("; ".join(f"{g.name}: {g.message}" for g in failed))
