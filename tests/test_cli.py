@@ -177,3 +177,73 @@ def test_a_bug_in_nncli_exits_3_not_like_a_failed_check(run_cli, monkeypatch):
     result = run_cli(["--traceback", "check", str(SPECS / "lenet5.yaml")])
     assert result.code == 3  # --traceback shows the traceback, never changes the exit code
     assert "Traceback" in result.err and "RuntimeError: planted bug" in result.err
+
+
+# -- one invocation's options: built per call of main(), handed down, never left behind ------------
+def test_global_flags_last_one_call(run_cli):
+    """--no-custom and --traceback of one call do not reach the next (main() resets nothing by hand)."""
+    spec = str(SPECS / "custom-swish.yaml")
+    refused = run_cli(["--no-custom", "check", spec])
+    assert refused.code == 2 and "--no-custom" in refused.err
+    assert run_cli(["check", spec]).code == 0
+    # the same process, a later call: the --traceback of the first must not show here
+    run_cli(["--traceback", "check", "nowhere.yaml"])
+    assert "Traceback" not in run_cli(["check", "nowhere.yaml"]).err
+
+
+def test_options_from_the_words_and_the_environment():
+    from nncli.cli.options import Options
+
+    assert Options.from_argv(["check", "x.yaml", "--json"]).json
+    assert not Options.from_argv(["check", "--", "--json"]).json  # after --: an argument, not the flag
+    assert Options.from_argv(["--traceback", "check"]).traceback
+    assert Options.from_argv([], {"NNCLI_TRACEBACK": "1"}).traceback
+    assert not Options.from_argv([], {"NNCLI_TRACEBACK": "0"}).traceback
+    opts = Options().with_root_flags(traceback=False, no_custom=True)
+    assert not opts.allow_custom and Options().allow_custom
+
+
+def _fake_run(folder, spec_text: str):
+    """A run folder as nncli train leaves it, without training: run.yaml and spec.yaml."""
+    folder.mkdir()
+    (folder / "run.yaml").write_text("spec: {name: r}\ndata: {name: moons}\ntrain: {loss: cross_entropy}\n")
+    (folder / "spec.yaml").write_text(spec_text)
+    return folder
+
+
+def test_no_custom_reaches_commands_that_read_a_run(run_cli, tmp_path):
+    """evaluate, predict, attack and export open a run's spec with the invocation's trust decision."""
+    run = _fake_run(tmp_path / "run", (SPECS / "custom-swish.yaml").read_text())
+    (tmp_path / "x.npz").write_bytes(b"")
+    for argv in (["evaluate", run], ["predict", run, tmp_path / "x.npz"], ["attack", run],
+                 ["export", run, "--format", "torchscript", "-o", tmp_path / "m.pt"]):
+        r = run_cli(["--no-custom", *argv])
+        assert r.code == 2 and "refused: --no-custom" in r.err and "spec.yaml:" in r.err, (argv, r.err)
+
+
+def test_no_custom_reaches_a_sweep(run_cli, tmp_path):
+    (tmp_path / "base.yaml").write_text("input: [2]\nlayers:\n  - Linear: {out_features: 4}\n"
+                                        "  - Custom: {target: \"torch.nn:Tanh\"}\n  - Linear: {out_features: 2}\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("base: base.yaml\ngrid:\n  train.lr: [0.01, 0.1]\n")
+    r = run_cli(["--no-custom", "sweep", sweep, "--out", tmp_path / "out", "--dry-run"])
+    assert r.code == 2 and "refused: --no-custom" in r.err, r.err
+    assert run_cli(["sweep", sweep, "--out", tmp_path / "out", "--dry-run"]).code == 0
+
+
+def test_library_names_the_parameter_and_the_cli_the_flag(run_cli, tmp_path):
+    from nncli.errors import InputError
+    from nncli.export import export_model
+    from nncli.runs import checkpoint_path
+
+    with pytest.raises(InputError) as caught:
+        checkpoint_path(tmp_path, "middle")
+    assert caught.value.param == "checkpoint" and caught.value.message.startswith("checkpoint: expected best or last")
+    taken = tmp_path / "m.pt"
+    taken.write_text("mine")
+    with pytest.raises(InputError) as caught:
+        export_model(SPECS / "moons-mlp.yaml", "torchscript", taken)
+    assert caught.value.param == "out" and "--" not in caught.value.message
+    r = run_cli(["export", SPECS / "moons-mlp.yaml", "--format", "torchscript", "-o", taken, "--json"])
+    assert r.code == 2 and json.loads(r.out)["message"].startswith(f"--out: {taken} already exists")
+    assert taken.read_text() == "mine"

@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from nncli.cli.app import DEVICE_HELP, app, fail_check, json_flag, render
+from nncli.cli.options import options_of
 from nncli.cli.run_options import (
     complete_run, complete_spec, parse_sets as _parse_set, threads_for_workers,
 )
@@ -65,7 +66,7 @@ def sweep(
         check_plot_path(plot)
     plan = load_sweep(sweep_file, trials=trials, search_seed=seed, extra_set=_parse_set(set_),
                       metric=metric.value if metric else None, sampler=sampler.value if sampler else None,
-                      pruner=pruner.value if pruner else None)
+                      pruner=pruner.value if pruner else None, allow_custom=options_of(ctx).allow_custom)
     from nncli.sweep.backends import BackendOptions
 
     if backend.value == "local" and address is not None:
