@@ -247,3 +247,9 @@ def test_library_names_the_parameter_and_the_cli_the_flag(run_cli, tmp_path):
     r = run_cli(["export", SPECS / "moons-mlp.yaml", "--format", "torchscript", "-o", taken, "--json"])
     assert r.code == 2 and json.loads(r.out)["message"].startswith(f"--out: {taken} already exists")
     assert taken.read_text() == "mine"
+
+
+def test_no_custom_refuses_resuming_a_run_with_custom_layers(run_cli, tmp_path):
+    run = _fake_run(tmp_path / "run", (SPECS / "custom-swish.yaml").read_text())
+    r = run_cli(["--no-custom", "train", "--resume", run])
+    assert r.code == 2 and "refused: --no-custom" in r.err, r.err
