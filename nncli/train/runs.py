@@ -22,7 +22,7 @@ import yaml
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
-from nncli.runs import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, spec_digest
+from nncli.runs import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_report, spec_digest
 from nncli.train.config import TrainConfig
 from nncli.train.writer import BackgroundFiles, snapshot
 
@@ -236,8 +236,8 @@ def remembered_plot(run_dir: str | Path | None) -> Path | None:
     if run_dir is None:
         return None
     try:
-        plot = json.loads((Path(run_dir) / "report.json").read_text(encoding="utf-8")).get("plot")
-    except (OSError, ValueError, AttributeError):
+        plot = (read_report(run_dir) or {}).get("plot")
+    except InputError:  # a damaged report just forgets it; the resume itself says what is wrong
         return None
     return Path(plot) if isinstance(plot, str) and plot else None
 
