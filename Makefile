@@ -1,14 +1,19 @@
 # nncli set-up, demo and tests. Every target is idempotent: run it on a fresh machine or again.
 #   make demo   set everything up, then show nncli on the bundled specs and data
-#   make test   set everything up, then run the test suite (slow tests: make test-slow)
+#   make test   set everything up, build the docs (warnings are errors), then run the test suite
+#               (slow tests, the docs' examples among them: make test-slow)
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
 PY := $(VENV)/bin/python
 NNCLI := $(VENV)/bin/nncli
 OUT ?= demo-out
+# The built documentation site (ignored by git): make docs, and make test on its way.
+SITE ?= site
+# What make bench records (one JSON per benchmark) and turns into docs/benchmarks.md.
+BENCH_RESULTS ?= bench-results
 
-.PHONY: setup dot demo test test-slow test-cuda bench clean
+.PHONY: setup dot demo docs test test-slow test-cuda bench bench-report clean
 
 setup: $(VENV)/.nncli-installed dot
 
@@ -44,7 +49,14 @@ demo: setup
 	$(NNCLI) evaluate $(OUT)/digits-run --split test
 	@echo "demo outputs in $(OUT)/: resnet-tiny.svg, digits-run/ (run folder), digits-curves.png"
 
-test: setup
+# --strict fails on any warning (a broken link or anchor, a page left out of the nav). Not
+# --quiet: mkdocs then stops counting warnings, and --strict passes whatever happens. The log is
+# shown only when the build fails.
+docs: setup
+	@log=$$(mktemp); if NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir $(SITE) >$$log 2>&1; \
+	then rm -f $$log; echo "docs built in $(SITE)/"; else cat $$log; rm -f $$log; exit 1; fi
+
+test: setup docs
 	$(VENV)/bin/pytest -q
 
 test-slow: setup
@@ -53,9 +65,16 @@ test-slow: setup
 test-cuda: setup
 	$(VENV)/bin/pytest -q -m cuda -rs
 
+# Each script records its figures, the machine and the load in $(BENCH_RESULTS)/<name>.json;
+# the report turns them into docs/benchmarks.md.
 bench: setup
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[bench]" "torch==$(TORCH_VERSION)"
-	for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in tests/benchmarks/bench_*.py; do echo "== $$b"; \
+	  NNCLI_BENCH_DIR=$(BENCH_RESULTS) $(PY) $$b || exit 1; done
+	$(MAKE) bench-report
+
+bench-report:
+	$(PY) tests/benchmarks/report.py --results $(BENCH_RESULTS) --out docs/benchmarks.md
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(OUT) $(SITE) .pytest_cache .hypothesis *.egg-info

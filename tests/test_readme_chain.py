@@ -1,23 +1,29 @@
-"""README's examples, run top to bottom in a fresh copy of the repository, as a new user would.
+"""The examples of README.md and of every docs/ page, run top to bottom in a fresh copy of the
+repository, as a new user would.
 
-THE CONVENTION for README.md (everyone who adds a section, read this):
+THE CONVENTION for README.md and docs/**/*.md (everyone who adds a section, read this):
 
-- A fenced block marked ```sh is run, in README order, by this test: every line of it, in one
+- A fenced block marked ```sh is run, in page order, by this test: every line of it, in one
   temp folder holding a fresh copy of the repository (tracked and new files, no runs/ or venv),
   with the venv's bin/ first on PATH (so ``nncli`` is the console script), by ``bash`` from that
-  folder. Later blocks may use what earlier blocks wrote (``runs/moons`` ...).
-- Each line (a ``\\``-continued command counts as one) must exit 0, or 1 where the README says the
+  folder. Each page is one chain in its own fresh copy: later blocks of a page may use what its
+  earlier blocks wrote (``runs/moons`` ...), never what another page wrote.
+- A fenced block with a title, ```yaml title="iris.yaml"`` (MkDocs Material shows the title), is
+  a file of the example: the chain writes its text to that path, relative to the repository's
+  folder, at that point of the page. This is how a page shows a spec or a script and then runs it.
+- Each line (a ``\\``-continued command counts as one) must exit 0, or 1 where the page says the
   check finds a problem (``probe`` of a vanishing stack, a ``--strict`` lint): 1 is nncli's
   documented "a check found a problem". 2 (bad input), 3 (a bug), 127 (command not found) or
-  anything else fails the test, naming the README line.
+  anything else fails the test, naming the page and line.
 - Blocks that are NOT meant to run here (set-up with ``make``, a GPU, placeholders like
   ``my-net.yaml``, shell output) are marked ```text or ```console instead.
-- Keep sh examples quick (small epochs via flags or ``--set``): the whole chain is one slow test.
+- Keep sh examples quick (small epochs via flags or ``--set``): the chains are slow tests.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,23 +36,34 @@ from conftest import ROOT, subprocess_env
 
 BIN = Path(sys.executable).parent
 README = ROOT / "README.md"
+PAGES = [README] + sorted((ROOT / "docs").rglob("*.md"))
+TITLE = re.compile(r'\btitle="([^"]+)"')
 
 
-def sh_blocks(text: str) -> list[tuple[int, list[tuple[int, str]]]]:
-    """``[(line of the fence, [(line, command), ...]), ...]`` for every ```sh block."""
-    blocks: list = []
-    inside, commands, start = None, [], 0  # inside: the open fence's language, None outside
+def fence_steps(text: str) -> list[tuple[int, str, str]]:
+    """The page's runnable steps in order: ``(line, "sh", command)`` for each command of a ```sh
+    block (continued lines joined) and ``(line, "file", path)`` for each titled block, whose text
+    follows as ``(line, "text", content)``."""
+    steps: list = []
+    inside, title, start, body = None, None, 0, []  # inside: the open fence's language, None outside
     pending, pending_line = "", 0
     for n, line in enumerate(text.splitlines(), 1):
-        if line.startswith("```"):
+        stripped_fence = line.strip()
+        if stripped_fence.startswith("```"):
             if inside is None:
-                inside, commands, start = line[3:].strip(), [], n
+                info = stripped_fence[3:].strip()
+                inside, start, body = (info.split() or [""])[0], n, []
+                match = TITLE.search(info)
+                title = match.group(1) if match else None
             else:
-                if inside == "sh" and commands:
-                    blocks.append((start, commands))
-                inside = None
+                if title is not None:
+                    steps += [(start, "file", title), (start, "text", "\n".join(body) + "\n")]
+                inside, title = None, None
             continue
-        if inside != "sh":
+        if inside is None:
+            continue
+        body.append(line)
+        if inside != "sh" or title is not None:
             continue
         stripped = line.rstrip()
         if not pending:
@@ -57,8 +74,12 @@ def sh_blocks(text: str) -> list[tuple[int, list[tuple[int, str]]]]:
         command = (pending + stripped).strip()
         pending = ""
         if command and not command.startswith("#"):
-            commands.append((pending_line, command))
-    return blocks
+            steps.append((pending_line, "sh", command))
+    return steps
+
+
+def sh_commands(text: str) -> list[tuple[int, str]]:
+    return [(line, value) for line, kind, value in fence_steps(text) if kind == "sh"]
 
 
 def fresh_copy(dest: Path) -> None:
@@ -72,31 +93,63 @@ def fresh_copy(dest: Path) -> None:
             shutil.copy2(src, dest / rel)
 
 
-def test_sh_blocks_are_found():
-    """The parser sees every ```sh block and joins continued lines (so the chain test is not vacuous)."""
-    text = "a\n```sh\nnncli check x.yaml   # c\n# only a comment\nnncli a \\\n  --b\n```\n```text\nno\n```\n"
-    assert sh_blocks(text) == [(2, [(3, "nncli check x.yaml   # c"), (5, "nncli a    --b")])]
-    assert len(sh_blocks(README.read_text(encoding="utf-8"))) >= 5
+def test_fences_are_found():
+    """The parser sees every ```sh block, joins continued lines and reads titled files (so the
+    chain test is not vacuous), on README and on the docs pages alike."""
+    text = ("a\n```sh\nnncli check x.yaml   # c\n# only a comment\nnncli a \\\n  --b\n```\n```text\nno\n```\n"
+            '```yaml title="n.yaml"\ninput: [2]\n```\n')
+    assert fence_steps(text) == [(3, "sh", "nncli check x.yaml   # c"), (5, "sh", "nncli a    --b"),
+                                 (11, "file", "n.yaml"), (11, "text", "input: [2]\n")]
+    assert len(sh_commands(README.read_text(encoding="utf-8"))) >= 5
+    docs = [p for p in PAGES if p != README]
+    assert len(docs) >= 15
+    with_commands = [p for p in docs if sh_commands(p.read_text(encoding="utf-8"))]
+    assert len(with_commands) >= 10, with_commands
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("git") is None, reason="needs bash and git")
-def test_readme_sh_blocks_run_in_order(tmp_path):
-    repo = tmp_path / "nncli"
-    fresh_copy(repo)
+def test_docs_sh_blocks_name_no_missing_spec():
+    """Every ``specs/...`` or ``sweeps/...`` file a runnable example names exists (a fast guard;
+    the chain runs them)."""
+    missing = []
+    for page in PAGES:
+        for line, command in sh_commands(page.read_text(encoding="utf-8")):
+            for ref in re.findall(r"\b((?:specs|sweeps|examples)/[\w./-]+\.(?:yaml|sh|py))", command):
+                if not (ROOT / ref).is_file():
+                    missing.append(f"{page.relative_to(ROOT)}:{line}: {ref}")
+    assert not missing, missing
+
+
+def run_page(page: Path, repo: Path) -> tuple[list[str], list[str]]:
     env = subprocess_env()
     env.pop("OMP_NUM_THREADS", None)  # as a user runs it: nncli's own thread rule
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(repo)  # the copy's code, not the checkout's (edited while this runs)
     env["NO_COLOR"] = "1"
-    failures, log = [], []
-    for fence, commands in sh_blocks(README.read_text(encoding="utf-8")):
-        for line, command in commands:
-            t0 = time.perf_counter()
-            proc = subprocess.run(["bash", "-c", command], cwd=repo, env=env, capture_output=True, text=True,
-                                  timeout=900)
-            log.append(f"README.md:{line}: exit {proc.returncode} in {time.perf_counter() - t0:.1f} s: {command}")
-            if proc.returncode not in (0, 1):
-                failures.append(f"README.md:{line}: `{command}` exited {proc.returncode}\n{proc.stderr[-1500:]}")
+    name = page.relative_to(ROOT)
+    failures, log, target = [], [], None
+    for line, kind, value in fence_steps(page.read_text(encoding="utf-8")):
+        if kind == "file":
+            target = repo / value
+            continue
+        if kind == "text":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(value, encoding="utf-8")
+            continue
+        t0 = time.perf_counter()
+        proc = subprocess.run(["bash", "-c", value], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+        log.append(f"{name}:{line}: exit {proc.returncode} in {time.perf_counter() - t0:.1f} s: {value}")
+        if proc.returncode not in (0, 1):
+            failures.append(f"{name}:{line}: `{value}` exited {proc.returncode}\n{proc.stderr[-1500:]}")
+    return failures, log
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("git") is None, reason="needs bash and git")
+@pytest.mark.parametrize("page", [p for p in PAGES if sh_commands(p.read_text(encoding="utf-8"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_page_sh_blocks_run_in_order(tmp_path, page):
+    repo = tmp_path / "nncli"
+    fresh_copy(repo)
+    failures, log = run_page(page, repo)
     print("\n".join(log))
     assert not failures, "\n\n".join(failures)

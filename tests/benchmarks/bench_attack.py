@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from record import Record  # this folder: the script's own
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +56,7 @@ def best_of(repeats, fns):
     return wall, cpu
 
 
-def main() -> None:
+def main(rec: Record) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--run", type=Path)
     parser.add_argument("--repeats", type=int, default=5)
@@ -105,10 +106,17 @@ def main() -> None:
     print(f"test examples {n}, PGD-{steps}, eps {eps}, torch threads {torch.get_num_threads()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, best of {args.repeats}; same examples: {same}")
     print(f"{'':10} {'wall s':>8} {'examples/s':>11} {'ratio to hand':>14} {'CPU s':>8} {'CPU ratio':>10}")
+    title = f"PGD-{steps}, eps {eps}, {n} test digits, {torch.get_num_threads()} torch thread, best of {args.repeats}"
+    rec.table(title, "a hand-written PGD loop vs nncli.attack.pgd (core) vs everything nncli attack does "
+              "(command); ratio = hand time / time (> 1: faster than the hand loop)")
+    rec.note(f"the hand loop and nncli's pgd gave the same adversarial examples: {same}")
     for i, name in enumerate(("hand", "core", "command")):
+        rec.row(title, side=name, wall_s=wall[i], examples_per_s=n / wall[i], wall_ratio=wall[0] / wall[i],
+                cpu_s=cpu[i], cpu_ratio=cpu[0] / cpu[i])
         print(f"{name:10} {wall[i]:8.3f} {n / wall[i]:11.0f} {wall[0] / wall[i]:14.3f} "
               f"{cpu[i]:8.3f} {cpu[0] / cpu[i]:10.3f}")
 
 
 if __name__ == "__main__":
-    main()
+    with Record("attack", __doc__) as record:
+        main(record)

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from record import Record  # this folder: the script's own
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
@@ -99,7 +101,7 @@ def hand_loop(spec, files, labels, mean, std, epochs: int, workers: int) -> floa
     return seen / (time.perf_counter() - t0)
 
 
-def main() -> None:
+def main(rec: Record) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=2)
@@ -123,18 +125,27 @@ def main() -> None:
         files, labels = ds.x_train.files, ds.y_train.numpy()
         print(f"{len(files)} training images of {args.size}x{args.size}, {args.epochs} epochs, "
               f"{args.threads} torch thread(s)")
+        title = (f"{len(files):,} training images of {args.size}x{args.size}, {args.epochs} epochs, "
+                 f"{args.threads} torch thread(s), training examples per second")
+        rec.table(title, "nncli train streaming an image folder vs a hand-written PIL + DataLoader loop; "
+                  "ratio = nncli / hand (> 1: nncli faster)")
         rows = []
         for workers in (0, 2):
             hand = hand_loop(spec, files, labels, ds.mean, ds.std, args.epochs, workers)
             result = run_training(Path(tmp) / "spec.yaml", {"data.stream": True, "data.workers": workers},
                                   Path(tmp) / f"run-{workers}", device="cpu")
             rows.append((workers, result.samples_per_s, hand))
+            rec.row(title, nncli_route=f"streamed, {workers} DataLoader workers", nncli=result.samples_per_s,
+                    hand=hand, ratio=result.samples_per_s / hand)
             print(f"workers {workers}: nncli streamed {result.samples_per_s:,.0f} examples/s, "
                   f"hand PIL+DataLoader {hand:,.0f} examples/s, ratio {result.samples_per_s / hand:.2f}", flush=True)
         memory = run_training(Path(tmp) / "spec.yaml", None, Path(tmp) / "run-memory", device="cpu")
+        rec.row(title, nncli_route="default for this folder: decoded once into memory (hand: 0 workers)",
+                nncli=memory.samples_per_s, hand=rows[0][2], ratio=memory.samples_per_s / rows[0][2])
         print(f"nncli default for this folder (decoded once into memory): {memory.samples_per_s:,.0f} examples/s, "
               f"{memory.samples_per_s / rows[0][2]:.1f}x the hand loop with 0 workers")
 
 
 if __name__ == "__main__":
-    main()
+    with Record("images", __doc__) as record:
+        main(record)

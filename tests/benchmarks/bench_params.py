@@ -18,7 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from timing import best_of, installed_env  # this folder: the script's own
+from record import Record  # this folder: the script's own
+from timing import best_of, installed_env
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -37,7 +38,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    with Record("params", __doc__) as rec:
+        measure(args, rec)
 
+
+def measure(args, rec: Record) -> None:
     import torch
     import torchinfo
 
@@ -51,6 +56,10 @@ def main() -> None:
     info = torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0)
     assert report.total == info.total_params == 25_557_032, (report.total, info.total_params)
 
+    resnet = f"ResNet-50, best of {args.repeats}"
+    rec.table(resnet, "nncli params (spec -> count) vs torchinfo.summary on the hand-written model; "
+              "ratio = torchinfo time / nncli time (> 1: nncli faster)")
+    rec.note(f"ResNet-50: {report.total:,} parameters, the same in nncli and torchinfo")
     print(f"ResNet-50 (best of {args.repeats}), params {report.total:,} both; "
           "ratio = torchinfo time / nncli time (> 1: nncli faster)")
     for batch in (1, 32):
@@ -59,6 +68,9 @@ def main() -> None:
         t_torchinfo = best_of(lambda: torchinfo.summary(model, input_size=shape, verbose=0), args.repeats)
         t_torchinfo_build = best_of(
             lambda: torchinfo.summary(ref.resnet50(), input_size=shape, verbose=0), args.repeats)
+        rec.row(resnet, batch=batch, nncli_ms=t_nncli * 1e3, torchinfo_built_ms=t_torchinfo * 1e3,
+                ratio_built=t_torchinfo / t_nncli, torchinfo_with_build_ms=t_torchinfo_build * 1e3,
+                ratio_with_build=t_torchinfo_build / t_nncli)
         print(f" batch {batch}:")
         print(f"  nncli params (spec -> meta build -> count)   {t_nncli * 1e3:8.1f} ms")
         print(f"  torchinfo.summary (model already built)       {t_torchinfo * 1e3:8.1f} ms   "
@@ -83,6 +95,10 @@ def main() -> None:
                               env=installed_env())
         stats = json.loads(proc.stderr.strip().splitlines()[-1])
         total = json.loads(proc.stdout)["total"]
+    huge = "100-billion-parameter spec (10 x Linear 100000 -> 100000)"
+    rec.table(huge, "nncli params --json in a fresh process, torch import included (torchinfo would need "
+              "the model's 400 GB of weights)")
+    rec.row(huge, parameters=total, seconds=stats["seconds"], peak_rss_mb=stats["maxrss_mb"])
     print(f"100-billion-parameter spec: {total:,} parameters counted in {stats['seconds']:.2f} s "
           f"(torch import included), peak RSS {stats['maxrss_mb']:.0f} MB")
 

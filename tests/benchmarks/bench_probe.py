@@ -29,7 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-from timing import installed_env  # this folder: the script's own
+from record import Record  # this folder: the script's own
+from timing import installed_env
 SPECS = ["deep-sigmoid", "deep-relu-normal", "deep-relu-he", "deep-tanh-xavier", "deep-residual-bn"]
 
 HAND = r'''
@@ -129,7 +130,7 @@ def best_of(cmd: list[str], repeats: int, ok: tuple[int, ...] = (0,)) -> tuple[f
     return best
 
 
-def main() -> None:
+def main(rec: Record) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seeds", default="0,1,2")
@@ -139,23 +140,34 @@ def main() -> None:
     floor = best_of([py, "-c", "import torch"], args.repeats)
     print(f"python -c 'import torch': {floor[0]:.2f} s wall, {floor[1]:.2f} s CPU (best of {args.repeats})")
     print(f"{'spec':<20} {'nncli wall':>10} {'hand wall':>10} {'ratio':>6} {'nncli CPU':>10} {'hand CPU':>9} {'ratio':>6}")
+    title = f"probe of the 20-layer nets, fresh processes, best of {args.repeats}, seeds {args.seeds}"
+    rec.table(title, "nncli probe vs a hand-written hook script; ratio = nncli / hand (the cost of the spec "
+              "build, the statistics and the report)")
+    rec.row(title, spec="python -c 'import torch' (the floor)", nncli_wall_s=floor[0], nncli_cpu_s=floor[1])
     worst = 0.0
     for name in SPECS:
         ours = best_of([py, "-m", "nncli", "probe", f"specs/{name}.yaml", "--seeds", args.seeds,
                         "--device", "cpu", "--json"], args.repeats, ok=(0, 1))  # 1: unhealthy verdict
         hand = best_of([py, "-c", HAND, name, args.seeds], args.repeats)
         worst = max(worst, ours[0])
+        rec.row(title, spec=name, nncli_wall_s=ours[0], hand_wall_s=hand[0], wall_ratio=ours[0] / hand[0],
+                nncli_cpu_s=ours[1], hand_cpu_s=hand[1], cpu_ratio=ours[1] / hand[1])
         print(f"{name:<20} {ours[0]:>10.2f} {hand[0]:>10.2f} {ours[0] / hand[0]:>6.2f} "
               f"{ours[1]:>10.2f} {hand[1]:>9.2f} {ours[1] / hand[1]:>6.2f}")
-    print(f"slowest nncli probe: {worst:.2f} s wall (target < 5 s, torch import included)")
+    print(f"slowest nncli probe: {worst:.2f} s wall (torch import included)")
+    inside = "CPU seconds inside one nncli probe process"
+    rec.table(inside, "where the time goes: importing torch, nncli's own imports, the probe")
     print("\nCPU seconds inside one `nncli probe` process (best of the repeats by total):")
     print(f"{'spec':<20} {'torch':>6} {'nncli imports':>14} {'probe':>6} {'total':>6} {'dynamo loaded':>14}")
     for name in SPECS:
         parts = min((breakdown(name, args.seeds) for _ in range(args.repeats)), key=lambda p: sum(p[:3]))
+        rec.row(inside, spec=name, torch_import_s=parts[0], nncli_imports_s=parts[1], probe_s=parts[2],
+                total_s=sum(parts[:3]), loads_torch_dynamo=bool(parts[3]))
         print(f"{name:<20} {parts[0]:>6.2f} {parts[1]:>14.2f} {parts[2]:>6.2f} {sum(parts[:3]):>6.2f} "
               f"{'yes' if parts[3] else 'no':>14}")
     print(f"load average at end: {os.getloadavg()[0]:.1f} (1 min)")
 
 
 if __name__ == "__main__":
-    main()
+    with Record("probe", __doc__) as record:
+        main(record)

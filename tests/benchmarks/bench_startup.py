@@ -29,7 +29,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from timing import best_of, best_within, installed_env  # this folder: the script's own
+from record import Record  # this folder: the script's own
+from timing import best_of, best_within, installed_env
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -104,6 +105,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9, help="round-robin passes over the depths")
     parser.add_argument("--skip-processes", action="store_true")
     args = parser.parse_args()
+    with Record("startup", __doc__) as rec:
+        measure(args, rec)
+
+
+def measure(args, rec: Record) -> None:
     nncli = [PY, "-m", "nncli"]
     with tempfile.TemporaryDirectory() as tmp:
         svg = str(Path(tmp) / "x.svg")
@@ -116,11 +122,16 @@ def main() -> None:
              [PY, "-c", HAND_VIEW]),
         ]
         if not args.skip_processes:
+            procs = f"Whole processes, median of {args.pairs} paired runs"
+            rec.table(procs, "an nncli command vs the script a user would run instead; "
+                      "ratio = nncli / alternative (< 1: nncli faster)")
             print(f"whole processes, median of {args.pairs} paired runs (ratio nncli / alternative):")
             for label, a, b in cases:
                 ta, tb = paired(a, b, args.pairs)
+                dynamo = loads_dynamo(a[3:])
+                rec.row(procs, case=label, nncli_s=ta, alternative_s=tb, ratio=ta / tb, loads_torch_dynamo=dynamo)
                 print(f"  {label:50s} {ta:6.2f} s  {tb:6.2f} s  ratio {ta / tb:.2f}  "
-                      f"torch._dynamo loaded: {loads_dynamo(a[3:])}")
+                      f"torch._dynamo loaded: {dynamo}")
 
     import torchinfo
     from torch import nn
@@ -134,6 +145,10 @@ def main() -> None:
     t_nncli = best_of(lambda: count(parse_spec(text)), args.repeats)
     t_info = best_of(lambda: torchinfo.summary(ref.deep_mlp(nn.ReLU, depth=500), input_size=(1, 64), verbose=0),
                      args.repeats)
+    deep = f"params of a 1,000-layer MLP, in-process, best of {args.repeats}"
+    rec.table(deep, "nncli (spec text -> count) vs torchinfo.summary including building the model; "
+              "ratio = nncli / torchinfo (< 1: nncli faster)")
+    rec.row(deep, nncli_ms=t_nncli * 1e3, torchinfo_ms=t_info * 1e3, ratio=t_nncli / t_info)
     print(f"\nparams, 1,000-layer MLP, in-process, best of {args.repeats}: nncli {t_nncli * 1e3:.0f} ms, "
           f"torchinfo incl. build {t_info * 1e3:.0f} ms, ratio nncli / torchinfo {t_nncli / t_info:.2f}")
     assert count(parse_spec(text)).total == torchinfo.summary(
@@ -167,12 +182,19 @@ def main() -> None:
                 times[d, tool].append((min(each), sum(each) / len(each)))
     print(f"  {'layers':>7s} | {'check: best':>11s} {'us/layer':>8s} {'median':>8s} {'us/layer':>8s} | "
           f"{'params: best':>12s} {'us/layer':>8s} {'median':>8s} {'us/layer':>8s}")
+    per_layer = f"Cost per layer by depth, {args.rounds} rounds"
+    rec.table(per_layer, "check and params of Repeat n/2 x [Linear 64, ReLU], in-process: the best call and "
+              "the median over rounds of the mean call; flat microseconds per layer = linear cost")
     for d in depths:
         n, row = d + 1, []
+        cells = {}
         for tool in calls:
             best = min(b for b, _ in times[d, tool])
             median = statistics.median(m for _, m in times[d, tool])
+            cells.update({f"{tool}_best_ms": best * 1e3, f"{tool}_best_us_per_layer": best / n * 1e6,
+                          f"{tool}_median_ms": median * 1e3, f"{tool}_median_us_per_layer": median / n * 1e6})
             row.append(f"{best * 1e3:9.1f}ms {best / n * 1e6:8.1f} {median * 1e3:6.1f}ms {median / n * 1e6:8.1f}")
+        rec.row(per_layer, layers=n, **cells)
         print(f"  {n:7,d} | {row[0]:>29s} | {row[1]:>30s}")
 
 if __name__ == "__main__":

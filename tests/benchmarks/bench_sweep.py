@@ -30,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from timing import installed_env  # this folder: the script's own
+from record import Record  # this folder: the script's own
+from timing import installed_env
 
 SWEEP = """\
 name: bench
@@ -60,7 +61,7 @@ def timed(cmd: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess
     return time.perf_counter() - start, proc
 
 
-def main() -> None:
+def main(rec: Record) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=10)
@@ -104,14 +105,21 @@ def main() -> None:
     print(f"{args.trials} trials (two-moons MLP, n={args.n}, {args.epochs} epochs), wall clock per way, "
           f"{os.cpu_count()} CPU cores")
     print(f"{'way':<28} {'seconds':>8} {'per trial':>10} {'ratio to loop':>14}")
+    title = f"{args.trials} trials, two-moons MLP, n={args.n}, {args.epochs} epochs, wall clock per way"
+    rec.table(title, "a shell loop of nncli train (one process per trial) vs nncli sweep with 1 and 2 workers; "
+              "ratio = time / loop time (< 1: faster than the loop)")
     for name, seconds in rows.items():
+        rec.row(title, way=name, seconds=seconds, per_trial_s=seconds / args.trials, ratio_to_loop=seconds / base)
         print(f"{name:<28} {seconds:8.1f} {seconds / args.trials:10.2f} {seconds / base:14.2f}")
     same = all(sweep_val[1][k]["accuracy"] == loop_val[k]["accuracy"]
                and abs(sweep_val[1][k]["loss"] - loop_val[k]["loss"]) < 1e-12 for k in loop_val)
     print(f"validation metrics of sweep --workers 1 identical to the loop's: {same}")
     close = all(abs(sweep_val[2][k]["loss"] - loop_val[k]["loss"]) < 1e-5 for k in loop_val)
     print(f"sweep --workers 2 within 1e-5 of the loop's validation loss (1 torch thread per worker): {close}")
+    rec.note(f"validation metrics of sweep --workers 1 identical to the loop's: {same}")
+    rec.note(f"sweep --workers 2 within 1e-5 of the loop's validation loss: {close}")
 
 
 if __name__ == "__main__":
-    main()
+    with Record("sweep", __doc__) as record:
+        main(record)

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from record import Record  # this folder: the script's own
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 
@@ -57,7 +59,7 @@ def run(sweep: Path, out: Path, args: list[str]) -> tuple[float, dict]:
     return wall, json.loads(proc.stdout)
 
 
-def main() -> None:
+def main(rec: Record) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=4)
     ap.add_argument("--cpus", type=int, default=2)
@@ -67,6 +69,8 @@ def main() -> None:
     sizes = {"tiny": (200, 1), "seconds": (2000, a.seconds_epochs)}
     print(f"{a.trials} trials per sweep, {a.cpus} at a time; OMP_NUM_THREADS=1")
     print(f"{'size':8} {'backend':8} {'wall s':>8} {'train s':>8} {'overhead/trial s':>17} {'ratio':>7}")
+    title = f"{a.trials} trials per sweep, {a.cpus} at a time, one torch thread each"
+    rec.table(title, "nncli sweep --backend ray vs the local pool; ratio = ray overhead per trial / local's")
     with tempfile.TemporaryDirectory() as tmp:
         for size, (n, epochs) in sizes.items():
             sweep = Path(tmp) / f"{size}.yaml"
@@ -79,12 +83,17 @@ def main() -> None:
                 overhead = (wall - train / a.cpus) / a.trials
                 results[backend] = (overhead, {t["id"]: t["val"] for t in doc["trials"]})
                 ratio = "" if backend == "local" else f"{overhead / results['local'][0]:7.1f}"
+                rec.row(title, size=f"{size} ({n} examples, {epochs} epochs)", backend=backend, wall_s=wall,
+                        train_s=train, overhead_per_trial_s=overhead,
+                        ratio=None if backend == "local" else overhead / results["local"][0])
                 print(f"{size:8} {backend:8} {wall:8.1f} {train:8.1f} {overhead:17.2f} {ratio:>7}")
             same = results["local"][1] == results["ray"][1]
             print(f"{size:8} validation metrics identical on both backends: {same}")
+            rec.note(f"{size}: validation metrics identical on both backends: {same}")
             if not same:
                 sys.exit("the backends disagree")
 
 
 if __name__ == "__main__":
-    main()
+    with Record("sweep_backends", __doc__) as record:
+        main(record)

@@ -5,12 +5,12 @@ Run: .venv/bin/python tests/benchmarks/bench_threads.py [--epochs 3] [--repeats 
 
 For each model (specs/digits-cnn.yaml, specs/moons-mlp.yaml) and each condition (the machine as
 it is; then with one busy-looping Python process per core, started here, as "other work"), it
-trains with ``nncli train --json`` in a fresh process: once with no thread setting (nncli's rule:
-README, Threads) and once with each fixed ``--threads 1..cores``, interleaved, ``--repeats``
+trains with ``nncli train --json`` in a fresh process: once with no thread setting (nncli's rule,
+described under Threads in docs/cli.md) and once with each fixed ``--threads 1..cores``, interleaved, ``--repeats``
 rounds, and reads the training-step throughput (``samples_per_s``) and the threads used from the
 JSON. OMP_NUM_THREADS and NNCLI_THREADS are removed from the children's environment, so
 "default" is what a user gets. Reported: the median samples/s of each setting and the ratio
-default / best fixed (the issue's target: >= 0.9 in both conditions), and torch's own default
+default / best fixed (1.0: the default found the best count), and torch's own default
 (``torch.get_num_threads()`` of a fresh process) for reference.
 
 ``--crossover`` measures the rule's threshold instead: hand-written Adam steps of MLPs 64-w-w-10
@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from record import Record  # this folder: the script's own
 
 ROOT = Path(__file__).resolve().parents[2]
 NNCLI = [sys.executable, "-m", "nncli"]
@@ -75,7 +77,7 @@ def measure(spec: str, settings: list, epochs: int, repeats: int, tmp: Path) -> 
     return {s: (statistics.median(v), sorted(used[s])) for s, v in rates.items()}
 
 
-def crossover(n_cores: int) -> None:
+def crossover(n_cores: int, rec: Record) -> None:
     """Samples/s of plain training steps with 1 thread and with ``n_cores``, by work per step."""
     import torch
     from torch import nn
@@ -94,6 +96,8 @@ def crossover(n_cores: int) -> None:
 
     print("| width | batch | multiply-adds per step (x3 for backward) | 1 thread | "
           f"{n_cores} threads | {n_cores} / 1 |\n|---|---|---|---|---|---|")
+    title = "hand-written Adam steps of MLPs 64-w-w-10, in-process, training examples per second"
+    rec.table(title, f"1 thread vs {n_cores} threads; ratio = {n_cores} threads / 1 (> 1: more threads pay)")
     for w in (64, 256, 512, 1024, 2048):
         model = nn.Sequential(nn.Linear(64, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, 10))
         for b in (64, 256):
@@ -101,10 +105,12 @@ def crossover(n_cores: int) -> None:
             macs = 3 * (64 * w + w * w + w * 10) * b
             one = max(rate(model, x, y, 1), rate(model, x, y, 1))  # A B A: drift hits both
             many = rate(model, x, y, n_cores)
+            rec.row(title, width=w, batch=b, multiply_adds_per_step=float(macs), one_thread=one,
+                    all_threads=many, ratio=many / one)
             print(f"| {w} | {b} | {macs:.1e} | {one:,.0f} | {many:,.0f} | {many / one:.2f} |", flush=True)
 
 
-def main() -> None:
+def main(rec: Record) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=2)
@@ -119,7 +125,7 @@ def main() -> None:
 
     if args.crossover:
         print(f"load {os.getloadavg()}")
-        crossover(cores())
+        crossover(cores(), rec)
         print(f"load after {os.getloadavg()}")
         return
 
@@ -149,10 +155,17 @@ def main() -> None:
                     p.wait()
     print("\n| model | condition | default: threads | default samples/s | fixed threads: samples/s | best | default / best |")
     print("|---|---|---|---|---|---|---|")
+    title = f"nncli train, {args.epochs} epochs, median of {args.repeats}, training-step samples/s"
+    rec.table(title, f"nncli's default thread count vs every fixed --threads 1..{n_cores}, on the machine as it "
+              f"is and under {n_cores} busy loops; ratio = default / best fixed (1.0: the default found the best)")
+    rec.note(f"torch's own default in a fresh process: {torch_default} threads on {n_cores} cores")
     for name, cond, used, rate, fixed, best, ratio in rows:
+        rec.row(title, model=name, condition=cond, default_threads=", ".join(map(str, used)),
+                default_samples_per_s=rate, fixed_samples_per_s=fixed, best_fixed=best, ratio=ratio)
         print(f"| {name} | {cond} | {', '.join(map(str, used))} | {rate:,.0f} | {fixed} | {best} | {ratio:.2f} |")
     print(f"\nload average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":
-    main()
+    with Record("threads_crossover" if "--crossover" in sys.argv else "threads", __doc__) as record:
+        main(record)

@@ -9,8 +9,8 @@ hand-written models of tests/zoo_models*.py, both in this process, batch 1. torc
 real model, so its time is given with and without constructing it. The three are timed in
 alternating rounds (A B C, then C B A, ...) and the best of each is kept, so a change of load
 during the run hits all of them; the load average is printed before and after. Both must agree
-on the parameter count, and it must be the published one. The figure issue 16 asks for is the
-"incl. building the model" ratio of DenseNet-121 (> 1: nncli faster).
+on the parameter count, and it must be the published one. A user without nncli builds the model
+and summarises it: the "incl. building the model" ratio is that comparison (> 1: nncli faster).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from record import Record  # this folder: the script's own
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -37,12 +39,12 @@ def _alternating(fns: list, repeats: int) -> list[float]:
     return best
 
 
-def main() -> None:
+def main(rec: Record) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     if os.environ.get("OMP_NUM_THREADS") != "1":
-        print("note: run with OMP_NUM_THREADS=1 for figures comparable to tests/benchmarks/README.md")
+        print("note: run with OMP_NUM_THREADS=1 for figures comparable to docs/benchmarks.md")
 
     import torch
 
@@ -64,6 +66,10 @@ def main() -> None:
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"best of {args.repeats}, alternating, batch 1; ratio = torchinfo time / nncli time "
           f"(> 1: nncli faster); torch._dynamo loaded by nncli's count: {'yes' if dynamo else 'no'}")
+    title = f"zoo specs at batch 1, best of {args.repeats}, alternating"
+    rec.table(title, "nncli params (spec -> count) vs torchinfo.summary on the hand-written model; "
+              "ratio = torchinfo time / nncli time (> 1: nncli faster)")
+    rec.note(f"torch._dynamo loaded by nncli's count: {dynamo}")
     for label, file, make, published in cases:
         path = ROOT / "specs" / "zoo" / file
         report = reports[label]
@@ -77,6 +83,10 @@ def main() -> None:
         ], args.repeats)
         print(f"{label}: {published:,} parameters (both agree); nncli FLOPs {report.flops:,}, "
               f"torchinfo mult-adds {info.total_mult_adds:,}")
+        rec.row(title, network=label, parameters=published, nncli_flops=report.flops,
+                torchinfo_mult_adds=info.total_mult_adds, nncli_ms=t_nncli * 1e3, torchinfo_built_ms=t_info * 1e3,
+                ratio_built=t_info / t_nncli, torchinfo_with_build_ms=t_info_build * 1e3,
+                ratio_with_build=t_info_build / t_nncli)
         print(f"  nncli params (spec -> meta build -> count)   {t_nncli * 1e3:8.1f} ms")
         print(f"  torchinfo.summary (model already built)       {t_info * 1e3:8.1f} ms   "
               f"ratio {t_info / t_nncli:.2f}")
@@ -86,4 +96,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with Record("zoo_params", __doc__) as record:
+        main(record)
