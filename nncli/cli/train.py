@@ -12,6 +12,7 @@ import typer
 from nncli.cli.app import (
     DEVICE_HELP, SPEC_HELP, Optimizer, app, fail_check, json_flag, render,
 )
+from nncli.cli.flags import FLAGS
 from nncli.cli.options import options_of
 from nncli.cli.run_options import (
     complete_run, complete_spec, load_spec_with_sets, set_option, threads_for_run,
@@ -156,7 +157,7 @@ def train(
         check_unlocked(out)
     # Only node 0 writes --out (a distributed run's rank 0); the other nodes leave it alone.
     replacing = replaced_run_folder(out, force and resume is None and node_rank == 0, (spec,),
-                                    names={"out": "--out", "force": "--force"})
+                                    names={p: FLAGS[p] for p in ("out", "force")})
     if nproc_per_node > 1 or nnodes > 1:
         with replacing:
             result = launch_distributed(
