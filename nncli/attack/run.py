@@ -147,9 +147,7 @@ def run_attack(run_dir: str | Path, *, eps=DEFAULT_EPS, methods=METHODS, steps: 
     dev = resolve_device(device)
     run, trained = _open_classifier(run_dir, checkpoint, dev, allow_custom)
     x, y, lo, hi = _attack_inputs(run, split, limit, value_range)
-    norm = trained.normalization
-    mean, std = norm.get("mean"), norm.get("std")
-    model = Normalized(trained.model, None if mean is None else mean.to(dev), None if std is None else std.to(dev)).eval()
+    model = _normalized(trained, dev)
     clean_pred = _predict(model, x, batch_size, dev)
     clean_correct = int((clean_pred == y).sum())
     result = AttackResult(
@@ -162,12 +160,7 @@ def run_attack(run_dir: str | Path, *, eps=DEFAULT_EPS, methods=METHODS, steps: 
             size = None if method == "fgsm" else (step_size if step_size is not None else STEP_FACTOR * e / steps)
             adv, pred = _attack_split(model, x, y, method, e, size, steps, (lo, hi), random_start, seed,
                                       batch_size, dev)
-            delta = (adv - x).flatten(1)
-            correct = int((pred == y).sum())
-            result.rows.append(AttackRow(
-                method=method, eps=e, step_size=size, n=len(x), correct=correct, accuracy=correct / len(x),
-                flipped=int((pred != clean_pred).sum()), linf_mean=float(delta.abs().amax(1).mean()),
-                l2_mean=float(delta.norm(dim=1).mean())))
+            result.rows.append(_row(method, e, size, x, y, clean_pred, adv, pred))
             if save is not None:
                 adversarial[(method, e_index)] = (adv, pred)
             if e_index == len(eps) - 1:
@@ -238,6 +231,13 @@ def _attack_inputs(run, split: str, limit: int | None, value_range) -> tuple:
     return x, y, *value_range
 
 
+def _normalized(trained: TrainedModel, dev):
+    """The attacked function: the run's normalisation, then its network (inputs stay in data units)."""
+    norm = trained.normalization
+    mean, std = norm.get("mean"), norm.get("std")
+    return Normalized(trained.model, None if mean is None else mean.to(dev), None if std is None else std.to(dev)).eval()
+
+
 def _predict(model, inputs, batch_size: int, dev):
     with torch.no_grad():
         return torch.cat([model(inputs[i:i + batch_size].to(dev)).argmax(1).cpu()
@@ -262,6 +262,15 @@ def _attack_split(model, x, y, method: str, e: float, size, steps: int, value_ra
             preds.append(model(adv).argmax(1).cpu())
         advs.append(adv.cpu())
     return torch.cat(advs), torch.cat(preds)
+
+
+def _row(method: str, e: float, size, x, y, clean_pred, adv, pred) -> AttackRow:
+    """One (method, eps) line of the report: robust accuracy, flips and the perturbations' norms."""
+    delta = (adv - x).flatten(1)
+    correct = int((pred == y).sum())
+    return AttackRow(method=method, eps=e, step_size=size, n=len(x), correct=correct, accuracy=correct / len(x),
+                     flipped=int((pred != clean_pred).sum()), linf_mean=float(delta.abs().amax(1).mean()),
+                     l2_mean=float(delta.norm(dim=1).mean()))
 
 
 def _examples(x, y, clean_pred, adv, pred, keep: int, method: str, e: float, value_range, classes) -> dict:

@@ -61,9 +61,7 @@ def sweep(
 
     resolve_device(device)  # a bad or absent device is one input error (exit 2), not N failed trials
     if plot is not None:
-        from nncli.render.plots import check_plot_path
-
-        check_plot_path(plot)
+        render.plots.check_plot_path(plot)
     plan = load_sweep(sweep_file, trials=trials, search_seed=seed, extra_set=_parse_set(set_),
                       metric=metric.value if metric else None, sampler=sampler.value if sampler else None,
                       pruner=pruner.value if pruner else None, allow_custom=options_of(ctx).allow_custom)

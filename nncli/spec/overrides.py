@@ -190,9 +190,7 @@ def set_path(root: dict, path: tuple, value: Any, where: Where, source: str) -> 
             if (depth == 0 and part in TOP_LEVEL_KEYS) or _open_mapping(path[:depth], part):
                 # optional sections (train, data, init) and a layer's arguments may gain keys; what
                 # the key means is checked later by the spec parser, the builder or the trainer
-                node[part] = copy.deepcopy(value) if last else {}
-                if last:
-                    return
+                node[part] = {}  # the value, when this is the last part, is set just below
             else:
                 keys = [str(k) for k in node]
                 raise where.error(f"no {part!r} at {here} of {source}",
