@@ -25,6 +25,7 @@ from nncli.errors import InputError
 from nncli.formatting import jsonable
 from nncli.runs import METRICS_FILE, SPEC_FILE, is_run_folder, read_meta, read_report
 from nncli.spec.source import format_path
+from nncli.status import RunStatus
 
 # run.yaml entries that differ between any two runs without saying anything about them
 _IGNORED = ("created", "resumed", "nncli", "spec.path", "spec.sha256", "spec.name", "sizes")
@@ -164,7 +165,7 @@ def _read(folder: Path) -> RunSummary:
     if report is not None:
         metrics = {s: {k: report[s][k] for k in ("loss", "accuracy") if isinstance(report.get(s), dict)
                        and report[s].get(k) is not None} for s in SPLITS}
-        status, epochs, best_epoch = report.get("status", "completed"), report.get("epochs"), report.get("best_epoch")
+        status, epochs, best_epoch = report.get("status", RunStatus.COMPLETED), report.get("epochs"), report.get("best_epoch")
         seconds = report.get("duration_s")
     else:  # killed or still running: the last epoch's figures, marked as such
         last = history[-1] if history else {}

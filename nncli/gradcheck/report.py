@@ -7,25 +7,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import TYPE_CHECKING, Iterator
 
 from nncli.gradcheck.options import DEFAULT_DIRECTIONS, DEFAULT_RTOL
+from nncli.status import GradcheckVerdict
 
 if TYPE_CHECKING:
     from nncli.build import Built
     from nncli.gradcheck.numeric import _Settings
 
 
-class Verdict(str, Enum):
-    """A tensor's, a layer's or the model's outcome."""
-
-    OK = "ok"
-    FAIL = "FAIL"
-    KINK = "kink"  # inconclusive: the function is not differentiable where it was checked
-    # a Custom layer's forward gives different outputs for one input under one seed (Python's or
-    # numpy's RNG, state kept between calls): finite differences of it mean nothing
-    NONDETERMINISTIC = "nondeterministic"
+Verdict = GradcheckVerdict  # a tensor's, a layer's or the model's outcome
 
 
 def miss_probability(rel_error: float, rtol: float = DEFAULT_RTOL, directions: int = DEFAULT_DIRECTIONS) -> float:

@@ -21,22 +21,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 from typing import Sequence
 
 from nncli.errors import InputError
 from nncli.layer_kinds import NORMS, RELU_FAMILY
 from nncli.probe.measure import Measurement, Point, all_points
 from nncli.probe.report import LayerStats, ProbeResult, SeedProbe
+from nncli.status import ProbeVerdict
 
 
-class Verdict(str, Enum):
-    """The probe's diagnosis; only ``healthy`` exits 0."""
-
-    healthy = "healthy"
-    vanishing = "vanishing"
-    exploding = "exploding"
-    non_finite = "non-finite"
+Verdict = ProbeVerdict  # the probe's diagnosis; only ``healthy`` exits 0
 
 
 @dataclass(frozen=True)

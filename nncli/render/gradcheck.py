@@ -9,12 +9,14 @@ from rich.console import Console
 
 from nncli.formatting import fmt_float, fmt_int
 from nncli.render.console import escape, table
+from nncli.status import GradcheckVerdict
 
 if TYPE_CHECKING:
     from nncli.gradcheck.report import GradcheckReport, LayerCheck, TensorCheck
 
 # -- gradcheck ---------------------------------------------------------------------------------
-_VERDICT_STYLE = {"ok": "green", "FAIL": "bold red", "kink": "yellow", "nondeterministic": "bold magenta"}
+_VERDICT_STYLE = {GradcheckVerdict.OK: "green", GradcheckVerdict.FAIL: "bold red", GradcheckVerdict.KINK: "yellow",
+                  GradcheckVerdict.NONDETERMINISTIC: "bold magenta"}
 
 
 def _error_cell(t: TensorCheck) -> str:

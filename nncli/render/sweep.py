@@ -8,6 +8,7 @@ from rich.console import Console
 
 from nncli.formatting import fmt_float, fmt_int, fmt_si, plain_value
 from nncli.render.console import escape, metric as metric_text, table
+from nncli.status import TrialStatus
 
 if TYPE_CHECKING:
     from nncli.sweep.results import SweepEvent, SweepResult
@@ -41,8 +42,8 @@ class SweepProgress:
             head = f"[{event.done:>{len(str(event.total))}}/{event.total}] {escape(event.trial)}{seed}:"
             secs = f" ({run.seconds:.1f} s)" if run.seconds is not None else ""
             metric = "accuracy" if "accuracy" in run.val else "loss"
-            if run.status in ("ok", "pruned"):  # a pruned run stopped early on purpose: not a failure
-                label = "[green]ok[/]" if run.status == "ok" else "[yellow]pruned[/]"
+            if run.status in (TrialStatus.OK, TrialStatus.PRUNED):  # a pruned run stopped early on purpose
+                label = "[green]ok[/]" if run.status == TrialStatus.OK else "[yellow]pruned[/]"
                 self.console.print(f"{head} {label} val {metric} {metric_text(metric, run.val.get(metric))}{secs}")
             else:
                 first = (run.error or "failed").splitlines()[0]
@@ -67,9 +68,9 @@ def show(console: Console, result: SweepResult) -> None:
     best_id = result.best["id"] if result.best else None
     for trial in result.trials:
         style = "bold green" if trial.id == best_id else None
-        status = {"ok": "[green]ok[/]", "failed": "[bold red]failed[/]", "partial": "[yellow]partial[/]"}.get(
-            trial.status, trial.status)
-        if trial.runs and all(r.cached for r in trial.runs if r.status == "ok") and any(r.cached for r in trial.runs):
+        status = {TrialStatus.OK: "[green]ok[/]", TrialStatus.FAILED: "[bold red]failed[/]",
+                  TrialStatus.PARTIAL: "[yellow]partial[/]"}.get(trial.status, str(trial.status))
+        if trial.runs and all(r.cached for r in trial.runs if r.status == TrialStatus.OK) and any(r.cached for r in trial.runs):
             status += " (cached)"
         t.add_row(str(trial.rank) if trial.rank else "-", escape(trial.id),
                   *[escape(_sweep_value(trial.overrides.get(a))) for a in result.axes],

@@ -8,6 +8,7 @@ from rich.console import Console
 
 from nncli.formatting import fmt_float, fmt_int
 from nncli.render.console import escape, pct, table
+from nncli.status import RunStatus
 
 if TYPE_CHECKING:
     from nncli.train.runs import TrainResult
@@ -99,7 +100,8 @@ class TrainProgress:
 
 def show(console: Console, result: TrainResult) -> None:
     """The final report of a training run: where, how fast, and the metrics per split."""
-    style = {"completed": "green", "early_stopped": "green", "interrupted": "yellow", "nonfinite": "bold red"}
+    style = {RunStatus.COMPLETED: "green", RunStatus.EARLY_STOPPED: "green", RunStatus.INTERRUPTED: "yellow",
+             RunStatus.NONFINITE: "bold red"}
     status = f"[{style.get(result.status, '')}]{result.status}[/]"
     best = f", best epoch {result.best_epoch}" if result.best_epoch else ""
     total = result.total_s if result.total_s is not None else result.duration_s

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nncli.files import write_atomic
+from nncli.status import TrialStatus
 from nncli.sweep.expansion import Config
 from nncli.sweep.options import METRICS
 from nncli.sweep.plan import SweepPlan
@@ -23,20 +24,20 @@ from nncli.sweep.trial_specs import spec_text, trial_spec_data
 
 def _summarise(plan: SweepPlan, out: Path, trials: list[TrialResult], ran: int, dry_run: bool) -> SweepResult:
     records = [r for t in trials for r in t.runs]
-    metric = plan.metric or ("accuracy" if any("accuracy" in r.val for r in records if r.status == "ok")
+    metric = plan.metric or ("accuracy" if any("accuracy" in r.val for r in records if r.status == TrialStatus.OK)
                              else "loss")
     goal = plan.goal or METRICS.get(metric, "max")
     for trial in trials:
-        ok = [r for r in trial.runs if r.status == "ok"]
-        failed = [r for r in trial.runs if r.status == "failed"]
-        if any(r.status == PRUNED for r in trial.runs) and trial.status != "failed":
+        ok = [r for r in trial.runs if r.status == TrialStatus.OK]
+        failed = [r for r in trial.runs if r.status == TrialStatus.FAILED]
+        if any(r.status == PRUNED for r in trial.runs) and trial.status != TrialStatus.FAILED:
             trial.status = PRUNED  # stopped by the pruner: listed with its last metrics, never ranked
-        elif trial.status != "failed":
-            trial.status = ("pending" if dry_run and len(ok) < len(trial.runs) else
-                            "ok" if len(ok) == len(trial.runs) else "partial" if ok else
-                            "failed" if failed else "pending")
+        elif trial.status != TrialStatus.FAILED:
+            trial.status = (TrialStatus.PENDING if dry_run and len(ok) < len(trial.runs) else
+                            TrialStatus.OK if len(ok) == len(trial.runs) else TrialStatus.PARTIAL if ok else
+                            TrialStatus.FAILED if failed else TrialStatus.PENDING)
         if trial.status == PRUNED:
-            ok = [r for r in trial.runs if r.status in ("ok", PRUNED)]
+            ok = [r for r in trial.runs if r.status in (TrialStatus.OK, PRUNED)]
         keys = sorted({k for r in ok for k in r.val}, key=["loss", "accuracy", "error"].index)
         for k in keys:
             values = [r.val[k] for r in ok if k in r.val]
@@ -58,7 +59,7 @@ def _summarise(plan: SweepPlan, out: Path, trials: list[TrialResult], ran: int, 
         other = (-other if second == "accuracy" else other) if _finite(other) else math.inf
         return (-value if goal == "max" else value, other, t.params if t.params is not None else math.inf)
 
-    rankable = [t for t in trials if t.status == "ok" and metric in t.val and _finite(t.val[metric])]
+    rankable = [t for t in trials if t.status == TrialStatus.OK and metric in t.val and _finite(t.val[metric])]
     ranked = sorted(rankable, key=key)
     for i, t in enumerate(ranked, 1):
         t.rank = i
@@ -66,7 +67,7 @@ def _summarise(plan: SweepPlan, out: Path, trials: list[TrialResult], ran: int, 
     best = None
     if ranked:
         w = ranked[0]
-        ok = [r for r in w.runs if r.status == "ok"]
+        ok = [r for r in w.runs if r.status == TrialStatus.OK]
         pick = (max if goal == "max" else min)(ok, key=lambda r: r.val.get(metric, math.nan))
         test_keys = sorted({k for r in ok for k in r.test}, key=["loss", "accuracy", "error"].index)
         test = {k: statistics.fmean([r.test[k] for r in ok if k in r.test]) for k in test_keys}
@@ -80,7 +81,7 @@ def _summarise(plan: SweepPlan, out: Path, trials: list[TrialResult], ran: int, 
         seeds=list(plan.seeds) if plan.seeds else None, trials=ranked + rest,
         search=(f"optuna-{plan.search.sampler}" if getattr(plan, "search", None) is not None
                 else "random" if plan.random_mode else "grid"), best=best, ran=ran,
-        cached=sum(r.cached for r in records), failed=sum(r.status == "failed" for r in records),
+        cached=sum(r.cached for r in records), failed=sum(r.status == TrialStatus.FAILED for r in records),
         dry_run=dry_run)
 
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nncli.formatting import jsonable
+from nncli.status import FINISHED, RunStatus, TrialStatus
 
 TRIAL_FILE = "trial.json"  # written into a trial's run folder when its training has finished
 RESULT_FILE = "sweep.json"
 BEST_SPEC = "best.yaml"
-FINISHED = ("completed", "early_stopped")  # train statuses whose metrics count
-PRUNED = "pruned"  # stopped early by the sweep's pruner: recorded, never ranked as finished
+PRUNED = TrialStatus.PRUNED  # stopped early by the sweep's pruner: recorded, never ranked as finished
 
 
 @dataclass
@@ -35,7 +35,8 @@ class RunRecord:
     def fill(self, report: dict, seconds: float | None) -> None:
         """Copy a train report (TrainResult.to_json()) into this record."""
         status = report.get("status")
-        self.status = "ok" if status in FINISHED else PRUNED if status == PRUNED else "failed"
+        self.status = (TrialStatus.OK if status in FINISHED else PRUNED if status == RunStatus.PRUNED
+                       else TrialStatus.FAILED)
         self.val = _metrics(report.get("val") or {})
         if self.status == PRUNED and report.get("history"):  # its last epoch: where the pruner stopped it
             last = report["history"][-1]
@@ -46,7 +47,7 @@ class RunRecord:
         # train's own clock (model, loop, evaluation): comparable across trials, unlike wall time,
         # which also holds each worker's one-off start-up (imports, first meta-tensor call)
         self.seconds = report.get("duration_s") if report.get("duration_s") is not None else seconds
-        if self.status == "failed":
+        if self.status == TrialStatus.FAILED:
             self.error = report.get("message") or f"training ended with status {status}"
 
     def to_json(self) -> dict:
@@ -73,7 +74,7 @@ class TrialResult:
     index: int = 0  # position in the plan (the grid's order), for plots and stable listings
     params: int | None = None
     flops: int | None = None  # forward FLOPs per example
-    status: str = "pending"  # ok (every seed finished), partial, failed, pruned, pending
+    status: str = TrialStatus.PENDING  # ok (every seed finished), partial, failed, pruned, pending
     val: dict = field(default_factory=dict)  # mean over the finished seeds
     val_std: dict = field(default_factory=dict)  # sample standard deviation over seeds (0 for one)
     seconds: float | None = None  # summed over seeds

@@ -13,9 +13,10 @@ from nncli.runs import (
     CHECKPOINT_DIR, METRICS_FILE, REPORT_FILE, RUN_FILE, SPEC_FILE, checkpoint_path, read_meta, read_report,
     spec_digest,
 )
-from nncli.sweep.results import FINISHED, PRUNED, TRIAL_FILE
+from nncli.status import FINISHED, RunStatus
+from nncli.sweep.results import TRIAL_FILE
 
-_DONE = FINISHED + ("nonfinite", PRUNED)  # statuses that end a trial for good: a rerun does not repeat them
+_DONE = FINISHED + (RunStatus.NONFINITE, RunStatus.PRUNED)  # statuses that end a trial for good: a rerun does not repeat them
 
 
 def _run_state(run_dir: Path, text: str, *, clear: bool = True) -> dict:

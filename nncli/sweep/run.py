@@ -14,6 +14,7 @@ from typing import Callable
 
 from nncli.errors import InputError, NncliError, SpecError
 from nncli.files import write_atomic
+from nncli.status import TrialStatus
 from nncli.sweep.backends import BackendOptions, execute, session
 from nncli.sweep.execute import _Run
 from nncli.sweep.expansion import Config, config_for, expand
@@ -97,7 +98,7 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: in
                 ran = execute(pending, backend, device, notify, done, total)
         elif dry_run:
             for run in pending:
-                run.record.status = "pending"
+                run.record.status = TrialStatus.PENDING
     result = _summarise(plan, out, trials, ran, dry_run)
     if not dry_run and result.best is not None:
         _write_best(plan, out, result, configs)
@@ -135,7 +136,7 @@ def _prepare(plan: SweepPlan, config: Config, seeds: list, out: Path, dry_run: b
             raise
         if trial is None:
             trial = TrialResult(config.id, dict(config.values), str(spec_file), [], index=index, spec=spec)
-        record = RunRecord(seed, str(out / name), "pending")
+        record = RunRecord(seed, str(out / name), TrialStatus.PENDING)
         trial.runs.append(record)
         runs.append(_Run(trial, record, spec_file, text))
     return trial, runs
@@ -145,8 +146,8 @@ def _pending(runs: list[_Run], dry_run: bool) -> list[_Run]:
     """The runs still to train: finished ones are read back from their folders (cached)."""
     pending: list[_Run] = []
     for run in runs:
-        if run.trial.status == "failed":
-            run.record.status = "failed"
+        if run.trial.status == TrialStatus.FAILED:
+            run.record.status = TrialStatus.FAILED
             run.record.error = run.trial.error
             continue
         state = _run_state(Path(run.record.run_dir), run.text, clear=not dry_run)
@@ -221,5 +222,5 @@ def _count(trials: list[TrialResult]) -> dict[str, NncliError]:
             report = count(trial.spec, batch_size=1)
             trial.params, trial.flops = report.total, report.flops_per_example
         except NncliError as err:
-            trial.status, trial.error, errors[trial.id] = "failed", str(err), err
+            trial.status, trial.error, errors[trial.id] = TrialStatus.FAILED, str(err), err
     return errors

@@ -32,6 +32,7 @@ from typing import Any
 from nncli.train.callbacks import Callback
 
 from nncli.errors import InputError
+from nncli.status import RunStatus
 from nncli.spec.parse import _found
 from nncli.sweep.options import METRICS
 
@@ -170,7 +171,7 @@ def tell(study, trial, reports: list[dict | None], metric: str | None) -> None:
             trial.report(value, record["epoch"])
     _asha_rungs(study, trial)
     statuses = [r.get("status") if r else None for r in reports]
-    if "pruned" in statuses:
+    if RunStatus.PRUNED in statuses:
         study.tell(trial, state=TrialState.PRUNED)
         return
     values = [objective(_val(r), metric) for r in reports if r]

@@ -21,6 +21,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from nncli.status import RunStatus
 from nncli.sweep.execute import record_outcome, task_of
 from nncli.sweep.extras import require
 from nncli.sweep.results import SweepEvent
@@ -69,8 +70,8 @@ def execute_ray(pending: list, options, device: str, notify, done: int, total: i
             shutil.rmtree(storage, ignore_errors=True)
     interrupted = False
     for run_dir, run in by_dir.items():  # in the plan's order, as the local backend reports them
-        outcome = outcomes.get(run_dir, {"status": "interrupted"})
-        if outcome.get("status") == "interrupted":
+        outcome = outcomes.get(run_dir, {"status": RunStatus.INTERRUPTED})
+        if outcome.get("status") == RunStatus.INTERRUPTED:
             interrupted = True  # the others are recorded first: their folders are complete
             continue
         record_outcome(run, outcome)
