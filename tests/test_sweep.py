@@ -418,9 +418,9 @@ def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path):
     out = tmp_path / "out"
     cmd = [PYTHON, "-m", "nncli", "sweep", str(path), "--out", str(out), "--json", "--device", "cpu"]
     # 300 moons -> 210 training examples -> 7 steps an epoch: step 10 is inside epoch 2
-    from nncli.train.signals import SIGNAL_ENV  # train's fault injection: this signal at that global step
+    from fault_injection import command as fault_command  # this signal after that global step of a run
 
-    killed = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(**{SIGNAL_ENV: "10:SIGKILL"}),
+    killed = subprocess.run(fault_command("10:SIGKILL", *cmd[3:]), cwd=ROOT, env=subprocess_env(),
                             capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL
     first = next(p for p in out.iterdir() if p.name.startswith("lr-0.05"))

@@ -9,6 +9,7 @@ not even through another nncli module, so that ``nncli --help`` stays fast.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -106,73 +107,14 @@ def resolve_train_config(spec_train: dict | None, overrides: dict | None = None,
     """
     section = Section(spec_train, overrides, fail or section_fail(None, "train"))
     merged, err = section.values, section.error
-
     for key in merged:
         if key not in TRAIN_KEYS:
             raise err(key, f"unknown key {key!r} in train",
                       did_you_mean(str(key), TRAIN_KEYS) or "allowed: " + ", ".join(TRAIN_KEYS))
     out: dict[str, Any] = {}
-
-    def number(key, **rule):
-        if key in merged:
-            out[key] = section.number(key, **rule)
-
-    def choice(key, options):
-        if key not in merged:
-            return
-        value = merged[key]
-        if hasattr(value, "value"):  # an Enum from the CLI
-            value = value.value
-        if not isinstance(value, str) or value.lower() not in options:
-            hint = did_you_mean(str(value), options) if isinstance(value, str) else None
-            raise err(key, f"expected one of {', '.join(options)}, found {_describe(value)}", hint)
-        out[key] = value.lower()
-
-    def boolean(key):
-        if key not in merged:
-            return
-        if not isinstance(merged[key], bool):
-            raise err(key, f"expected true or false, found {_describe(merged[key])}")
-        out[key] = merged[key]
-
-    choice("loss", LOSSES)
-    choice("optimizer", OPTIMIZERS)
-    choice("schedule", SCHEDULES)
-    choice("amp", AMP_MODES)
-    if merged.get("monitor") is not None:
-        choice("monitor", MONITORS)
-    number("lr", low=0, low_open=True)
-    number("batch_size", integer=True, low=1)
-    number("epochs", integer=True, low=1)
-    number("seed", integer=True, low=0)
-    number("momentum", low=0, high=1)
-    number("weight_decay", low=0)
-    number("step_size", integer=True, low=1)
-    number("gamma", low=0, low_open=True, high=1, optional=True)
-    number("min_lr", low=0)
-    number("warmup_steps", integer=True, low=0)
-    number("clip_grad_norm", low=0, low_open=True, optional=True)
-    number("patience", integer=True, low=1, optional=True)
-    number("min_delta", low=0)
-    number("checkpoint_every", integer=True, low=0)
-    number("checkpoint_seconds", low=0)
-    number("eval_batch_size", integer=True, low=1)
-    number("sync_every", integer=True, low=1, optional=True)
-    for key in ("nesterov", "compile", "skip_nonfinite"):
-        boolean(key)
-    if "channels_last" in merged:
-        value = merged["channels_last"]
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            value = value.lower() == "true"
-        if value not in (True, False, "auto"):
-            raise err("channels_last", f"expected true, false or auto, found {_describe(value)}")
-        out["channels_last"] = {True: "true", False: "false"}.get(value, value)
-    if "betas" in merged:
-        betas = merged["betas"]
-        if (not isinstance(betas, (list, tuple)) or len(betas) != 2
-                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
-            raise err("betas", f"expected two numbers in [0, 1) like [0.9, 0.999], found {_describe(betas)}")
-        out["betas"] = tuple(float(b) for b in betas)
+    _choices(section, out)
+    _numbers(section, out)
+    _switches_layout_betas(section, out)
     for key in ("gamma", "clip_grad_norm", "patience", "monitor", "sync_every"):
         if key in merged and merged[key] is None:
             out[key] = None
@@ -186,6 +128,71 @@ def resolve_train_config(spec_train: dict | None, overrides: dict | None = None,
     if cfg.monitor == "val_accuracy" and cfg.loss == "mse":
         raise err("monitor", "val_accuracy is not defined for an mse loss; use val_loss")
     return cfg
+
+
+def _choices(section: Section, out: dict) -> None:
+    """The keys with a list of choices, validated into ``out``."""
+    merged, err = section.values, section.error
+
+    def choice(key, options):
+        if key not in merged:
+            return
+        value = merged[key]
+        if isinstance(value, Enum):  # from the CLI
+            value = value.value
+        if not isinstance(value, str) or value.lower() not in options:
+            hint = did_you_mean(str(value), options) if isinstance(value, str) else None
+            raise err(key, f"expected one of {', '.join(options)}, found {_describe(value)}", hint)
+        out[key] = value.lower()
+
+    choice("loss", LOSSES)
+    choice("optimizer", OPTIMIZERS)
+    choice("schedule", SCHEDULES)
+    choice("amp", AMP_MODES)
+    if merged.get("monitor") is not None:
+        choice("monitor", MONITORS)
+
+
+def _numbers(section: Section, out: dict) -> None:
+    """The numeric keys, each checked against its range, into ``out``."""
+    rules = {
+        "lr": dict(low=0, low_open=True), "batch_size": dict(integer=True, low=1),
+        "epochs": dict(integer=True, low=1), "seed": dict(integer=True, low=0),
+        "momentum": dict(low=0, high=1), "weight_decay": dict(low=0), "step_size": dict(integer=True, low=1),
+        "gamma": dict(low=0, low_open=True, high=1, optional=True), "min_lr": dict(low=0),
+        "warmup_steps": dict(integer=True, low=0), "clip_grad_norm": dict(low=0, low_open=True, optional=True),
+        "patience": dict(integer=True, low=1, optional=True), "min_delta": dict(low=0),
+        "checkpoint_every": dict(integer=True, low=0), "checkpoint_seconds": dict(low=0),
+        "eval_batch_size": dict(integer=True, low=1), "sync_every": dict(integer=True, low=1, optional=True),
+    }
+    for key, rule in rules.items():
+        if key in section.values:
+            out[key] = section.number(key, **rule)
+
+
+def _switches_layout_betas(section: Section, out: dict) -> None:
+    """The booleans, ``channels_last`` (true, false or auto) and ``betas`` (two numbers in
+    [0, 1)), validated into ``out``."""
+    merged, err = section.values, section.error
+    for key in ("nesterov", "compile", "skip_nonfinite"):
+        if key not in merged:
+            continue
+        if not isinstance(merged[key], bool):
+            raise err(key, f"expected true or false, found {_describe(merged[key])}")
+        out[key] = merged[key]
+    if "channels_last" in merged:
+        value = merged["channels_last"]
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if value not in (True, False, "auto"):
+            raise err("channels_last", f"expected true, false or auto, found {_describe(value)}")
+        out["channels_last"] = {True: "true", False: "false"}.get(value, value)
+    if "betas" in merged:
+        betas = merged["betas"]
+        if (not isinstance(betas, (list, tuple)) or len(betas) != 2
+                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+            raise err("betas", f"expected two numbers in [0, 1) like [0.9, 0.999], found {_describe(betas)}")
+        out["betas"] = tuple(float(b) for b in betas)
 
 
 def split_overrides(overrides: dict | None) -> tuple[dict, dict]:

@@ -49,12 +49,9 @@ def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | 
     Returns:
         Rank 0's TrainResult on the node that ran rank 0; None on the other nodes.
     """
-    import uuid
-
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
     from nncli.device import resolve_device
+    from nncli.train.lock import FolderLock
+    from nncli.train.runs import claim_run_folder
 
     world = nproc_per_node * nnodes
     dev = resolve_device(device)
@@ -71,23 +68,37 @@ def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | 
         "callbacks_factory": callbacks_factory, "tensorboard": tensorboard,
         "device_index": first, "sync_batchnorm": sync_batchnorm,
     }
+    config = _launch_config(nproc_per_node, nnodes, node_rank, master_addr, master_port)
+    lock = FolderLock(setup.run_dir, "run").acquire()  # the launcher holds it for every rank
+    try:
+        claim_run_folder(setup)
+        results = _launch(config, request, nproc_per_node)
+    finally:
+        lock.release()
+    return _rank0_answer(results)
+
+
+def _launch_config(nproc_per_node: int, nnodes: int, node_rank: int, master_addr: str, master_port: int):
+    """torchrun's launch settings: a standalone rendezvous on one node, a static one across nodes."""
+    import uuid
+
+    from torch.distributed.launcher.api import LaunchConfig
+
     if nnodes == 1:
         rdzv = dict(rdzv_backend="c10d", rdzv_endpoint="localhost:0", run_id=str(uuid.uuid4()))
     else:
         rdzv = dict(rdzv_backend="static", rdzv_endpoint=f"{master_addr}:{master_port}", run_id="nncli",
                     rdzv_configs={"rank": node_rank, "timeout": 900})
-    config = LaunchConfig(min_nodes=nnodes, max_nodes=nnodes, nproc_per_node=nproc_per_node, max_restarts=0,
-                          monitor_interval=0.1, start_method="spawn", signals_to_handle="SIGTERM,SIGHUP,SIGQUIT",
-                          **rdzv)
-    from nncli.train.lock import FolderLock
-    from nncli.train.runs import claim_run_folder
+    return LaunchConfig(min_nodes=nnodes, max_nodes=nnodes, nproc_per_node=nproc_per_node, max_restarts=0,
+                        monitor_interval=0.1, start_method="spawn", signals_to_handle="SIGTERM,SIGHUP,SIGQUIT",
+                        **rdzv)
 
-    lock = FolderLock(setup.run_dir, "run").acquire()  # the launcher holds it for every rank
-    try:
-        claim_run_folder(setup)
-    except BaseException:
-        lock.release()
-        raise
+
+def _launch(config, request: dict, nproc_per_node: int) -> dict:
+    """Run the workers and wait for them: ``{rank: what _ddp_entry returned}`` (this node's)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import elastic_launch
+
     threads = max(1, (os.cpu_count() or 1) // nproc_per_node)
     old_omp = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -95,20 +106,23 @@ def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | 
     # The launcher must outlive them instead of killing them first.
     old_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if threading.current_thread() is threading.main_thread() else None
     try:
-        results = elastic_launch(config, _ddp_entry)(request)
+        return elastic_launch(config, _ddp_entry)(request)
     except ChildFailedError as exc:
         failures = "; ".join(f"rank {rank}: exit {f.exitcode}"
                              + (f" ({str(f.message)[:300]})" if getattr(f, "message", None) else "")
                              for rank, f in sorted(exc.failures.items()))
         raise CheckFailed(f"distributed training failed: {failures}") from None
     finally:
-        lock.release()
         if old_sigint is not None:
             signal.signal(signal.SIGINT, old_sigint)
         if old_omp is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = old_omp
+
+
+def _rank0_answer(results: dict) -> TrainResult | None:
+    """Rank 0's result, or its error raised here as the same kind; None on the other nodes."""
     answer = results.get(0)
     if answer is None:
         return None

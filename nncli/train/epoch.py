@@ -4,14 +4,17 @@ checkpoints, early stopping, ...) is a callback (:mod:`nncli.train.callbacks`).
 
 The step loop is the hot path: a tiny model's step takes a few hundred microseconds, so what it
 reads often is bound to attributes once, and nothing in it waits for the device except at sync
-points. The running loss and correct-count sums and the first non-finite step stay device
-tensors; the host reads them every ``sync_every`` steps (1 on the CPU, where reading costs
-nothing, so a non-finite loss is caught before it touches the weights), at the epoch's end and
-at checkpoint steps. One code path for every device: only the interval differs.
+points. Each step's loss and correct count stay on the device, queued, until a sync point:
+every ``sync_every`` steps (1 on the CPU, where reading costs nothing, so a non-finite loss is
+caught before it touches the weights; 25 on an accelerator, whose queue then stays full), the
+epoch's last step and checkpoint steps. There the host reads the queue in one transfer, looks
+for a non-finite loss and adds the values to the running sums, in step order. One code path for
+every device: only the interval differs.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -73,9 +76,9 @@ class EpochLoop:
         t, st = self.t, self.st
         self.perm = epoch_permutation(t.cfg.seed, st.epoch, len(self.y)).to(self.x.device)
         self.model.train()
-        self.sums = torch.tensor([st.acc[0], st.acc[1]], dtype=torch.float64, device=t.device)
-        self.count = st.acc[2]
-        self.bad_step = torch.full((), -1, dtype=torch.int64, device=t.device)  # first non-finite step
+        self.loss_sum, self.correct_sum, self.count = st.acc[0], st.acc[1], st.acc[2]
+        self.queued: list = []  # (global step, loss, examples, correct) of the steps since the last sync
+        self.first_bad = -1  # the first step whose loss was not finite, once a sync point saw one
         self.t0 = self.epoch_start = time.perf_counter()  # t0: start of the time not yet in train_time
         self.samples_at_start = st.train_samples
         # streamed data (data.stream, or a large image folder): the same batches from a DataLoader
@@ -121,10 +124,11 @@ class EpochLoop:
         out = self.strategy.forward(self.model, xb)
         loss_mean = _loss_mean(self.loss_name, out, yb)
         self.xb, self.loss_mean = xb, loss_mean
+        detached = loss_mean.detach()
+        self.queued.append((st.global_step, detached, n_local, _correct(self.loss_name, out.detach(), yb)))
         checkpoint = bool(self.ckpt_every and (st.global_step + 1) % self.ckpt_every == 0 and step + 1 < self.steps)
         # a checkpoint step is a sync point too: its weights are known good before they are saved
         sync = (step + 1) % self.sync_every == 0 or step + 1 == self.steps or checkpoint
-        self.bad_step = torch.where((self.bad_step < 0) & ~torch.isfinite(loss_mean), st.global_step, self.bad_step)
         # DDP ranks must meet at the same steps, so only sync points decide
         if sync and self.nonfinite_at_sync():
             self.skip_step()  # raises Diagnosed unless skip_nonfinite
@@ -135,32 +139,27 @@ class EpochLoop:
         self.strategy.backward_step(loss_mean if scale == 1.0 else loss_mean * scale, self.optimizer)
         if self.scheduler is not None:
             self.scheduler.step()
-        correct = _correct(self.loss_name, out.detach(), yb)
-        self.sums[0] += loss_mean.detach().double() * n_local
-        if correct is not None:
-            self.sums[1] += correct.double()
         self.count += n_local
         st.step_in_epoch += 1
         st.global_step += 1
         st.train_samples += global_count
         if checkpoint:
-            st.acc = self.t.partial(self.sums.tolist(), self.count)
+            st.acc = self.t.partial([self.loss_sum, self.correct_sum], self.count)
             self.flush_time()
         if self.batch_callbacks:
-            self.batch_end(loss_mean, sync, checkpoint)
+            self.batch_end(detached, sync, checkpoint)
 
-    def batch_end(self, loss_mean, synced: bool, checkpoint: bool) -> None:
+    def batch_end(self, loss, synced: bool, checkpoint: bool) -> None:
         st = self.st
         rate = (st.train_samples - self.samples_at_start) / max(time.perf_counter() - self.t0, 1e-9)
-        batch = BatchEnd(st.epoch, st.step_in_epoch, self.steps, st.global_step, loss_mean.detach(), synced, checkpoint,
+        batch = BatchEnd(st.epoch, st.step_in_epoch, self.steps, st.global_step, loss, synced, checkpoint,
                          self.running, rate)
         for cb in self.batch_callbacks:
             cb.on_batch_end(self.t, batch)
 
     def running(self) -> tuple:
-        """This rank's epoch so far: loss sum, correct count, examples (reads the device)."""
-        loss, correct = self.sums.tolist()
-        return loss, correct, self.count
+        """This rank's epoch so far, up to the last sync point: loss sum, correct count, examples."""
+        return self.loss_sum, self.correct_sum, self.count
 
     def flush_time(self) -> None:
         """Count the training time since ``t0`` into the state (before a checkpoint saves it)."""
@@ -170,35 +169,47 @@ class EpochLoop:
 
     # ---- non-finite losses and interrupts -------------------------------------------------
     def nonfinite_at_sync(self) -> bool:
-        """At a sync point: was any step's loss since the last one non-finite (on any rank)?
-        Under DDP the ranks also agree here on a pending interrupt."""
-        if self.world == 1:
-            return bool(self.bad_step >= 0)
-        bad, self.pending_stop = self.strategy.any_across(self.bad_step >= 0, self.interrupt.requested)
-        return bad
+        """At a sync point: read the queued steps (one transfer); was any loss non-finite (on any
+        rank)? If not, their values join the running sums. Under DDP the ranks also agree here on
+        a pending interrupt."""
+        queued = self.queued
+        losses = _to_host([q[1] for q in queued])
+        corrects = _to_host([q[3] for q in queued if q[3] is not None])
+        self.first_bad = next((q[0] for q, v in zip(queued, losses) if not math.isfinite(v)), -1)
+        bad = self.first_bad >= 0
+        if self.world > 1:
+            bad, self.pending_stop = self.strategy.any_across(bad, self.interrupt.requested)
+        if bad:
+            return True
+        for q, value in zip(queued, losses):
+            self.loss_sum += value * q[2]
+        for value in corrects:
+            self.correct_sum += value
+        queued.clear()
+        return False
 
     def skip_step(self) -> None:
         """The step's loss is not finite: skip it (``skip_nonfinite``: every step is a sync point,
         so it is this one) or stop with the diagnosis."""
         t, st = self.t, self.st
         if not t.cfg.skip_nonfinite:
-            raise Diagnosed(t.diagnose(int(self.bad_step.item()), self.xb, self.loss_mean))
+            raise Diagnosed(t.diagnose(self.first_bad, self.xb, self.loss_mean))
         st.skipped += 1
         st.step_in_epoch += 1
         st.global_step += 1
         if self.scheduler is not None:
             self.scheduler.step()
-        self.bad_step.fill_(-1)
+        self.queued.clear()
 
     def stop_interrupted(self) -> None:
         """Ctrl-C or SIGTERM between two steps: the callbacks save the run where it stands."""
         t, st = self.t, self.st
-        if self.world == 1 and bool(self.bad_step >= 0):
+        if self.world == 1 and self.nonfinite_at_sync():
             # a step since the last sync point was not finite: its weights must not become the
             # checkpoint (resume would start from NaN); stop as at a sync point
-            raise Diagnosed(t.diagnose(int(self.bad_step.item()), self.xb, self.loss_mean))
+            raise Diagnosed(t.diagnose(self.first_bad, self.xb, self.loss_mean))
         st.status = "interrupted"
-        st.acc = t.partial(self.sums.tolist(), self.count)
+        st.acc = t.partial([self.loss_sum, self.correct_sum], self.count)
         self.flush_time()
         for cb in self.callbacks:
             cb.on_interrupt(t)
@@ -208,7 +219,7 @@ class EpochLoop:
         """The epoch's record (one sync for the running sums, then validation), the best epoch,
         then the callbacks. Returns False when training stops."""
         t, st, cfg = self.t, self.st, self.t.cfg
-        loss_total, correct_total, count_total = self.strategy.sum_across([*self.sums.tolist(), self.count])
+        loss_total, correct_total, count_total = self.strategy.sum_across([self.loss_sum, self.correct_sum, self.count])
         self.flush_time()
         epoch_time = time.perf_counter() - self.epoch_start
         val = t.evaluate("val")
@@ -239,6 +250,13 @@ class EpochLoop:
         for cb in self.callbacks:
             cb.on_epoch_end(t, record, improved)
         return st.status == "running"
+
+
+def _to_host(tensors: list) -> list:
+    """Device scalars as Python numbers, in one transfer (one wait for the device)."""
+    if len(tensors) == 1:  # every step on the CPU: a stack would cost more than the read
+        return [tensors[0].item()]
+    return torch.stack(tensors).tolist() if tensors else []
 
 
 def _overrides_batch_end(callback) -> bool:
