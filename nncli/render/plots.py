@@ -37,6 +37,7 @@ def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6
         >>> len(axes)
         2
     """
+    require_matplotlib()
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize)
@@ -44,8 +45,29 @@ def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6
     return fig, [ax for row in axes for ax in row]
 
 
+PLOTS_HINT = "pip install 'nncli[plots]'"
+
+
+def require_matplotlib() -> None:
+    """Raise InputError (exit 2) when matplotlib, the optional ``plots`` extra, is not installed.
+
+    Looked up without importing it, so a command checks this before any work at no cost.
+    """
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):  # a broken or half-removed installation
+        found = False
+    if not found:
+        raise InputError("--plot needs matplotlib, which is not installed (it is the optional `plots` extra)",
+                         hint=PLOTS_HINT)
+
+
 def check_plot_path(path: str | Path) -> Path:
-    """Validate a ``--plot`` path before any work: known suffix, existing folder (InputError, exit 2)."""
+    """Validate a ``--plot`` path before any work: matplotlib installed, known suffix, existing
+    folder (InputError, exit 2)."""
+    require_matplotlib()
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise InputError(f"--plot: expected a file ending in {', '.join(FORMATS)}, found {path.name!r}",
