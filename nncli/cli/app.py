@@ -7,6 +7,7 @@ types several commands take.
 
 from __future__ import annotations
 
+import importlib.util
 from enum import Enum
 
 import typer
@@ -26,7 +27,9 @@ app = NncliTyper(
          "torch.nn.Sequential, then checks, counts, draws, gradchecks, probes and trains it.\n\n"
          "Exit codes: 0 ok; 1 a check found a problem; 2 bad input; 3 a bug in nncli; 130 interrupted.",
     no_args_is_help=True,
-    suggest_commands=False,  # click 8.5 suggests close commands itself: typer's would say it twice
+    # click 8.5 suggests a close command itself (typer's would say it twice); the click that
+    # typer >= 0.26 vendors does not, so there typer's suggestion is the one
+    suggest_commands=importlib.util.find_spec("typer._click") is not None,
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rich's markdown renderer costs ~0.15 s at start-up
