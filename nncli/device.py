@@ -9,7 +9,6 @@ import re
 
 from nncli.errors import InputError, did_you_mean
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 _CUDA = re.compile(r"^cuda(?::(\d+))?$")
 
 

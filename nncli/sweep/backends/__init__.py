@@ -15,8 +15,6 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-BACKENDS = ("local", "ray")
-
 
 @dataclass(frozen=True)
 class BackendOptions:
