@@ -20,7 +20,7 @@ from nncli import data as data_mod
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
-from nncli.runs import open_run, load_trained
+from nncli.runs import load_trained, open_run
 from nncli.train.task import evaluate_model, prepare_targets
 
 SPLITS = ("train", "val", "test")

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SPECS
 from torch import nn
 
 from nncli.attack import fgsm, pgd, run_attack
 from nncli.errors import InputError
-
-from conftest import SPECS
 
 EPS_LIST = [0.0, 0.01, 0.03, 0.1, 0.3]
 
@@ -154,7 +153,7 @@ def test_eps_zero_gives_clean_accuracy_and_accuracy_falls_with_eps(digits_run):
         assert [r.eps for r in rows] == EPS_LIST
         assert rows[0].accuracy == result.clean_accuracy and rows[0].flipped == 0 and rows[0].linf_mean == 0
         accs = [r.accuracy for r in rows]
-        assert all(a >= b for a, b in zip(accs, accs[1:])), (method, accs)
+        assert all(a >= b for a, b in zip(accs, accs[1:], strict=False)), (method, accs)
         assert accs[-1] < result.clean_accuracy - 0.3, (method, accs)  # the attack really bites
         for r in rows[1:]:
             assert 0 < r.linf_mean <= r.eps + 1e-6

@@ -11,7 +11,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import PYTHON, ROOT, SPECS, subprocess_env
 
 ANSI = re.compile(r"\x1b\[")

@@ -58,7 +58,7 @@ def test_only_the_settings_that_differ_are_listed(runs):
 
 def test_metrics_and_curves_are_the_runs_own(runs):
     result = compare_runs([runs["a"], runs["b"]])
-    for summary, folder in zip(result.runs, (runs["a"], runs["b"])):
+    for summary, folder in zip(result.runs, (runs["a"], runs["b"]), strict=True):
         report = json.loads((folder / "report.json").read_text())
         for split in ("train", "val", "test"):
             assert summary.metrics[split] == {k: report[split][k] for k in ("loss", "accuracy")}

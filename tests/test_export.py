@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SPECS
 
 import nncli
 from nncli.errors import InputError
 from nncli.export import load_safetensors
 from nncli.train import run_training
-
-from conftest import SPECS
 
 
 def _ready_specs() -> list[str]:
@@ -96,7 +95,7 @@ def _export_all(name: str, tmp_path: Path, run_cli) -> None:
         rebuilt = load_safetensors(tmp_path / "m.safetensors", allow_custom=True)
     else:
         rebuilt = nncli.load(tmp_path / "m.safetensors")
-    assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), reference.values()))
+    assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), reference.values(), strict=True))
     with torch.no_grad():
         assert np.array_equal(rebuilt(x).numpy(), expected)
 

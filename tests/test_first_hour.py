@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import PYTHON, ROOT, SPECS, subprocess_env
 
 SMALL_TRAIN = ["--set", "data.n=240", "--set", "train.epochs=2", "--set", "train.batch_size=32"]

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SPECS
 
 from nncli.build import build_model
 from nncli.errors import SpecError
 from nncli.spec import parse_spec
-
-from conftest import SPECS
 
 TRUNK = 11  # layers 0..10 of specs/digits-0-4.yaml: three conv blocks and two pools, up to `trunk`
 
@@ -201,14 +200,14 @@ def test_digits_class_subset_and_per_class_against_sklearn():
     from nncli.data import load_dataset, resolve_data_config
 
     digits = load_digits()
-    by_image = {(img / 16.0).astype(np.float32).tobytes(): int(t) for img, t in zip(digits.images, digits.target)}
+    by_image = {(img / 16.0).astype(np.float32).tobytes(): int(t) for img, t in zip(digits.images, digits.target, strict=True)}
     full = load_dataset(resolve_data_config({"name": "digits", "classes": [5, 6, 7, 8, 9], "normalize": False}))
     assert full.classes == ["5", "6", "7", "8", "9"]
     n = sum(int((digits.target == c).sum()) for c in range(5, 10))
     assert sum(full.sizes().values()) == n
     for split in ("train", "val", "test"):
         x, y = full.split(split)
-        for img, label in zip(x.numpy(), y.tolist()):
+        for img, label in zip(x.numpy(), y.tolist(), strict=True):
             assert by_image[img[0].tobytes()] == label + 5
     few = load_dataset(resolve_data_config({"name": "digits", "classes": [5, 6, 7, 8, 9], "per_class": 7,
                                             "normalize": False}))

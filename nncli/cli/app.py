@@ -17,7 +17,6 @@ from nncli.errors import CheckFailed
 from nncli.lazy import LazyModule
 from nncli.train.config import OPTIMIZERS
 
-
 render = LazyModule("nncli.render")
 
 app = NncliTyper(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -33,15 +32,15 @@ class Rankdir(str, Enum):
 def diagram(
     ctx: typer.Context,
     spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (replaced if it exists); its extension picks the format: .svg, .png, .pdf, .dot. Default: <spec file name>.svg (or the --format) in the working folder."),
-    fmt: Optional[DiagramFormat] = typer.Option(None, "--format", "-f", help="Output format, when the extension does not say (must agree with it when it does)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="File to write (replaced if it exists); its extension picks the format: .svg, .png, .pdf, .dot. Default: <spec file name>.svg (or the --format) in the working folder."),
+    fmt: DiagramFormat | None = typer.Option(None, "--format", "-f", help="Output format, when the extension does not say (must agree with it when it does)."),
     view: DiagramView = typer.Option(DiagramView.layers, "--view", help="layers: a node per layer, edges labelled with shapes. neurons: a node per unit and an edge per weight (small MLPs only)."),
     expand: bool = typer.Option(False, "--expand", help="Unroll every Repeat (by default one box marked xN)."),
-    depth: Optional[int] = typer.Option(None, "--depth", min=0, help="How many levels of nested blocks open: 0 draws each Residual/Repeat as one box. Default: all."),
-    rankdir: Optional[Rankdir] = typer.Option(None, "--rankdir", help="Layout direction: TB (top to bottom) or LR. Default TB for layers, LR for neurons."),
+    depth: int | None = typer.Option(None, "--depth", min=0, help="How many levels of nested blocks open: 0 draws each Residual/Repeat as one box. Default: all."),
+    rankdir: Rankdir | None = typer.Option(None, "--rankdir", help="Layout direction: TB (top to bottom) or LR. Default TB for layers, LR for neurons."),
     weights: bool = typer.Option(False, "--weights", help="Neuron view: colour (sign) and width (size) edges by the initial weights (seeded)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the initial weights shown with --weights."),
-    set_: List[str] = set_option(),
+    set_: list[str] = set_option(),
     json_out: bool = json_flag(),
 ) -> None:
     """Draw the network with graphviz: a diagram from which anyone can rebuild it.

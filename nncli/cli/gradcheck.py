@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 from nncli.cli.app import DEVICE_HELP, SPEC_HELP, app, fail_check, json_flag, render
 from nncli.cli.run_options import (
-    complete_spec, load_spec_with_sets, set_option, threads_for_spec, threads_option,
+    complete_spec,
+    load_spec_with_sets,
+    set_option,
+    threads_for_spec,
+    threads_option,
 )
 from nncli.gradcheck.options import (
-    DEFAULT_ATOL, DEFAULT_BATCH, DEFAULT_DIRECTIONS, DEFAULT_EPS, DEFAULT_RTOL, MODES, OBJECTIVES,
+    DEFAULT_ATOL,
+    DEFAULT_BATCH,
+    DEFAULT_DIRECTIONS,
+    DEFAULT_EPS,
+    DEFAULT_RTOL,
+    MODES,
+    OBJECTIVES,
 )
-
 
 GradObjective = Enum("GradObjective", {v: v for v in OBJECTIVES}, type=str)
 GradMode = Enum("GradMode", {v: v for v in MODES}, type=str)
@@ -26,7 +34,7 @@ def gradcheck(
     ctx: typer.Context,
     spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
     batch: int = typer.Option(DEFAULT_BATCH, "--batch", "-b", min=1, help="Examples in the fixed batch every evaluation uses."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Take the batch from this file (.npz/.npy with an `x` array, .pt, .csv) instead of N(0, 1) inputs."),
+    data: Path | None = typer.Option(None, "--data", help="Take the batch from this file (.npz/.npy with an `x` array, .pt, .csv) instead of N(0, 1) inputs."),
     objective: GradObjective = typer.Option(GradObjective.projection, "--objective", help="What the end-to-end check differentiates: a fixed random projection <R, f(x)> of the output, or cross-entropy with random targets (loss). Never a plain sum: its gradient through BatchNorm is zero."),
     mode: GradMode = typer.Option(GradMode.train, "--mode", help="Check in train mode (BatchNorm batch statistics, Dropout on, its mask replayed) or eval mode; the model's own modes are restored."),
     exhaustive: bool = typer.Option(False, "--exhaustive", help="Check every coordinate of every tensor (perturbations vectorised with torch.func.vmap) instead of random directions."),
@@ -36,8 +44,8 @@ def gradcheck(
     eps: float = typer.Option(DEFAULT_EPS, "--eps", help="Finite-difference step h (float64)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the weights, inputs, projection, directions and the replayed RNG."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    set_: List[str] = set_option(),
-    threads: Optional[int] = threads_option(),
+    set_: list[str] = set_option(),
+    threads: int | None = threads_option(),
     json_out: bool = json_flag(),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also say which implementation checked the numbers (the `path` field of --json)."),
 ) -> None:

@@ -11,7 +11,6 @@ reports, and never changes the exit code.
 from __future__ import annotations
 
 import sys
-from typing import List
 
 import typer
 
@@ -20,7 +19,7 @@ from nncli.cli.options import Options
 from nncli.errors import CheckFailed, ExitCode, NncliError
 
 
-def main(argv: List[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, map errors to exit codes.
 
     Each call builds its own :class:`~nncli.cli.options.Options`: a program (or a test) that

@@ -10,8 +10,8 @@ that calls ``main`` many times starts each call clean.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence
 
 TRACEBACK_ENV = "NNCLI_TRACEBACK"
 
@@ -39,14 +39,14 @@ class Options:
         return not self.no_custom
 
     @classmethod
-    def from_argv(cls, args: Sequence[str], environ: Mapping[str, str] | None = None) -> "Options":
+    def from_argv(cls, args: Sequence[str], environ: Mapping[str, str] | None = None) -> Options:
         """What can be known before click parses the words: a usage error must already know
         whether to print JSON (``--json`` before any ``--``) and whether to show a traceback."""
         environ = os.environ if environ is None else environ
         words = list(args[: list(args).index("--")]) if "--" in args else list(args)
         return cls(traceback="--traceback" in args or _env_on(environ, TRACEBACK_ENV), json="--json" in words)
 
-    def with_root_flags(self, *, traceback: bool, no_custom: bool) -> "Options":
+    def with_root_flags(self, *, traceback: bool, no_custom: bool) -> Options:
         return replace(self, traceback=self.traceback or traceback, no_custom=self.no_custom or no_custom)
 
 

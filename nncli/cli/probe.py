@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 from nncli.cli.app import SPEC_HELP, Optimizer, app, fail_check, json_flag, render
 from nncli.cli.run_options import (
-    complete_spec, load_spec_with_sets, set_option, threads_for_spec, threads_option,
+    complete_spec,
+    load_spec_with_sets,
+    set_option,
+    threads_for_spec,
+    threads_option,
 )
 from nncli.errors import InputError
 
@@ -33,20 +36,20 @@ def probe(
     spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds: one build (weights) and one random batch per seed; results are aggregated over them."),
     batch_size: int = typer.Option(128, "--batch-size", "-b", min=2, help="Examples in each probe batch (and in each training step of --steps)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Probe on inputs from this file (.npz, .npy, .csv, .pt; shaped like the spec's input) instead of N(0, 1) noise."),
+    data: Path | None = typer.Option(None, "--data", help="Probe on inputs from this file (.npz, .npy, .csv, .pt; shaped like the spec's input) instead of N(0, 1) noise."),
     steps: int = typer.Option(0, "--steps", min=0, help="Also train each seed's network N optimizer steps (the spec's train: section; default adam, lr 1e-3) on random targets, probe again and show both."),
-    optimizer: Optional[Optimizer] = typer.Option(None, "--optimizer", help="Optimizer for --steps (overrides the spec's train.optimizer)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate for --steps (overrides the spec's train.lr)."),
-    sweep_depth: Optional[str] = typer.Option(None, "--sweep-depth", help="Comma-separated copy counts for the spec's first Repeat, e.g. 2,4,8,16,32: R against depth, with the exponential law fitted."),
+    optimizer: Optimizer | None = typer.Option(None, "--optimizer", help="Optimizer for --steps (overrides the spec's train.optimizer)."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate for --steps (overrides the spec's train.lr)."),
+    sweep_depth: str | None = typer.Option(None, "--sweep-depth", help="Comma-separated copy counts for the spec's first Repeat, e.g. 2,4,8,16,32: R against depth, with the exponential law fitted."),
     min_ratio: float = typer.Option(1e-3, "--min-ratio", help="Vanishing when R (first/last activation-gradient norm) is below this."),
     max_ratio: float = typer.Option(1e3, "--max-ratio", help="Exploding when R is above this."),
     max_growth: float = typer.Option(1e3, "--max-growth", help="Exploding (vanishing) when the forward RMS grows (shrinks) by more than this from the first layer to the output."),
-    min_gamma: Optional[float] = typer.Option(None, "--min-gamma", help="Also vanishing when the per-layer factor gamma = R^(1/(L-1)) is below this (off by default)."),
-    max_gamma: Optional[float] = typer.Option(None, "--max-gamma", help="Also exploding when gamma is above this (off by default)."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a plot (.png, .svg, .pdf): ||dL/dh|| per layer on a log scale; with --sweep-depth also R against depth."),
+    min_gamma: float | None = typer.Option(None, "--min-gamma", help="Also vanishing when the per-layer factor gamma = R^(1/(L-1)) is below this (off by default)."),
+    max_gamma: float | None = typer.Option(None, "--max-gamma", help="Also exploding when gamma is above this (off by default)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a plot (.png, .svg, .pdf): ||dL/dh|| per layer on a log scale; with --sweep-depth also R against depth."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (auto picks CUDA when present)."),
-    set_: List[str] = set_option(),
-    threads: Optional[int] = threads_option(),
+    set_: list[str] = set_option(),
+    threads: int | None = threads_option(),
     json_out: bool = json_flag(),
 ) -> None:
     """Probe for vanishing and exploding gradients, layer by layer, at initialisation.
@@ -60,7 +63,8 @@ def probe(
     forward growth G; the formulas are in README, "nncli probe".
     Exit 0 when healthy, 1 when not (at init or after --steps), 2 on bad input.
     """
-    from nncli.probe import Thresholds, probe as run_probe
+    from nncli.probe import Thresholds
+    from nncli.probe import probe as run_probe
     from nncli.render.plots import check_plot_path, probe_plot
 
     if plot is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -31,7 +31,7 @@ def threads_option() -> Any:
     return typer.Option(None, "--threads", min=1, help=THREADS_HELP)
 
 
-def parse_sets(items: List[str]) -> dict:
+def parse_sets(items: list[str]) -> dict:
     """``["train.epochs=3"]`` -> ``{"train.epochs": 3}`` (each value read as YAML).
 
     Raises:
@@ -78,7 +78,7 @@ def name_the_set(err, applied: list) -> None:
             return
 
 
-def load_spec_with_sets(ctx, path: Path, items: Optional[List[str]] = None, *, detach: bool = False):
+def load_spec_with_sets(ctx, path: Path, items: list[str] | None = None, *, detach: bool = False):
     """The spec at ``path`` as this invocation asks: its ``--set`` items applied, Custom layers
     refused under ``--no-custom`` (:func:`nncli.spec.load_spec` does the work).
 
@@ -104,7 +104,7 @@ def load_spec_with_sets(ctx, path: Path, items: Optional[List[str]] = None, *, d
         raise
 
 
-def threads_for_spec(spec, batch_size: int, device: str = "auto", *, threads: Optional[int] = None,
+def threads_for_spec(spec, batch_size: int, device: str = "auto", *, threads: int | None = None,
                      backward: bool = True) -> None:
     """Set torch's threads for ``spec`` at ``batch_size`` on ``device`` (``threads``: --threads, wins)."""
     from nncli.device import resolve_device
@@ -114,7 +114,7 @@ def threads_for_spec(spec, batch_size: int, device: str = "auto", *, threads: Op
 
 
 def threads_for_run(run_dir: Path, device: str = "auto", batch_size: int = 256, *,
-                    threads: Optional[int] = None) -> None:
+                    threads: int | None = None) -> None:
     """Threads for inference with a run folder's spec; a folder that is not a run is left to the
     command, which says what is wrong with it."""
     from nncli.errors import NncliError
@@ -129,7 +129,7 @@ def threads_for_run(run_dir: Path, device: str = "auto", batch_size: int = 256, 
 
 
 @contextmanager
-def threads_for_workers(threads: Optional[int]):
+def threads_for_workers(threads: int | None):
     """``--threads`` in the environment for the block: spawned sweep workers inherit it."""
     import os
 
@@ -148,17 +148,17 @@ def threads_for_workers(threads: Optional[int]):
                 os.environ[ENV_THREADS] = old
 
 
-def complete_spec(incomplete: str) -> List[str]:
+def complete_spec(incomplete: str) -> list[str]:
     """Shell completion for a SPEC or SWEEP argument: .yaml/.yml files and folders."""
     return _complete_paths(incomplete, lambda p: p.suffix.lower() in (".yaml", ".yml"))
 
 
-def complete_run(incomplete: str) -> List[str]:
+def complete_run(incomplete: str) -> list[str]:
     """Shell completion for a RUN argument: folders (run folders first)."""
     return _complete_paths(incomplete, lambda p: False)
 
 
-def _complete_paths(incomplete: str, wanted) -> List[str]:
+def _complete_paths(incomplete: str, wanted) -> list[str]:
     head, sep, stem = incomplete.rpartition("/")
     prefix = head + sep
     try:

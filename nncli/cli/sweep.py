@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 from nncli.cli.app import DEVICE_HELP, app, fail_check, json_flag, render
 from nncli.cli.options import options_of
 from nncli.cli.run_options import (
-    complete_run, complete_spec, parse_sets as _parse_set, threads_for_workers,
+    complete_run,
+    complete_spec,
+    threads_for_workers,
+)
+from nncli.cli.run_options import (
+    parse_sets as _parse_set,
 )
 from nncli.errors import ExitCode, InputError
 from nncli.sweep.options import METRICS
-
 
 SweepMetric = Enum("SweepMetric", {v: v for v in METRICS}, type=str)
 # the choices of --backend, --sampler and --pruner (written out: nncli.sweep.search imports more)
@@ -28,22 +31,22 @@ SweepPruner = Enum("SweepPruner", {v: v for v in ("none", "asha", "median")}, ty
 def sweep(
     ctx: typer.Context,
     sweep_file: Path = typer.Argument(..., metavar="SWEEP", help="The sweep file (YAML): a base spec and the fields to vary.", autocompletion=complete_spec),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Sweep folder; default runs/sweep-<name>. Rerunning into the same folder resumes: finished trials are not run again."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Sweep folder; default runs/sweep-<name>. Rerunning into the same folder resumes: finished trials are not run again."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Trials trained in parallel, each in its own process (1: in this process)."),
-    trials: Optional[int] = typer.Option(None, "--trials", "-n", min=1, help="Random search: this many configurations drawn from the grid / distributions."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the random search (default: the file's search_seed, else 0)."),
-    metric: Optional[SweepMetric] = typer.Option(None, "--metric", help="Validation metric to rank by (default: the file's, else accuracy for classification, loss otherwise)."),
-    set_: List[str] = typer.Option([], "--set", help="PATH=VALUE applied to every trial, e.g. --set train.epochs=5 (repeatable)."),
+    trials: int | None = typer.Option(None, "--trials", "-n", min=1, help="Random search: this many configurations drawn from the grid / distributions."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the random search (default: the file's search_seed, else 0)."),
+    metric: SweepMetric | None = typer.Option(None, "--metric", help="Validation metric to rank by (default: the file's, else accuracy for classification, loss otherwise)."),
+    set_: list[str] = typer.Option([], "--set", help="PATH=VALUE applied to every trial, e.g. --set train.epochs=5 (repeatable)."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP + " Every trial uses it."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write validation metric against each swept value to this .png/.svg/.pdf."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write validation metric against each swept value to this .png/.svg/.pdf."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List and validate the trials (with parameters and FLOPs); train nothing."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per trial. Default: the rule of README's Threads section, within each worker's share of the cores (cores // workers)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads per trial. Default: the rule of README's Threads section, within each worker's share of the cores (cores // workers)."),
     backend: SweepBackend = typer.Option("local", "--backend", help="Where trials train: local (this machine: in this process or --workers processes) or ray (Ray Tune trials; needs nncli[ray])."),
-    address: Optional[str] = typer.Option(None, "--address", help="--backend ray: an existing Ray cluster (auto, or HOST:PORT of `ray start --head`); default: a local Ray instance started for the sweep."),
+    address: str | None = typer.Option(None, "--address", help="--backend ray: an existing Ray cluster (auto, or HOST:PORT of `ray start --head`); default: a local Ray instance started for the sweep."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.0, help="--backend ray: CPUs Ray reserves for each trial."),
     gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", min=0.0, help="--backend ray: GPUs Ray reserves for each trial (fractions share one GPU)."),
-    sampler: Optional[SweepSampler] = typer.Option(None, "--sampler", help="Optuna's sampler (needs nncli[optuna]): tpe, random or grid; seeded by --seed. Overrides the file's search.sampler."),
-    pruner: Optional[SweepPruner] = typer.Option(None, "--pruner", help="Stop clearly bad trials at an epoch's end from their validation metric (needs nncli[optuna]): asha, median or none."),
+    sampler: SweepSampler | None = typer.Option(None, "--sampler", help="Optuna's sampler (needs nncli[optuna]): tpe, random or grid; seeded by --seed. Overrides the file's search.sampler."),
+    pruner: SweepPruner | None = typer.Option(None, "--pruner", help="Stop clearly bad trials at an epoch's end from their validation metric (needs nncli[optuna]): asha, median or none."),
     json_out: bool = json_flag(),
 ) -> None:
     """Train variants of a spec and rank them by validation metric; the winner's spec is written.
@@ -89,8 +92,8 @@ def sweep(
 @app.command()
 def compare(
     ctx: typer.Context,
-    runs: List[Path] = typer.Argument(..., metavar="RUN...", help="Run folders (nncli train) or sweep folders (their trial runs).", autocompletion=complete_run),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the loss and accuracy curves of every run, in one figure, to this .png/.svg/.pdf."),
+    runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Run folders (nncli train) or sweep folders (their trial runs).", autocompletion=complete_run),
+    plot: Path | None = typer.Option(None, "--plot", help="Write the loss and accuracy curves of every run, in one figure, to this .png/.svg/.pdf."),
     json_out: bool = json_flag(),
 ) -> None:
     """Finished runs side by side: metrics per split, the settings that differ, curves in one plot.
