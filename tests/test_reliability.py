@@ -367,3 +367,31 @@ def test_force_does_not_replace_a_folder_another_process_is_writing(tmp_path, ru
     finally:
         holder.kill()
         holder.wait()
+
+
+# -- 6. one way to open a run folder ----------------------------------------------------------------
+def test_open_run_says_what_is_wrong_with_a_folder(tmp_path):
+    import hashlib
+
+    from nncli.errors import InputError
+    from nncli.runs import open_run, read_report, spec_digest
+
+    with pytest.raises(InputError, match="no such run folder"):
+        open_run(tmp_path / "none")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="not an nncli run folder: no run.yaml"):
+        open_run(tmp_path / "empty")
+    assert read_report(tmp_path / "empty") is None  # a killed run has no report: not an error
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "run.yaml").write_text("data: [\n")
+    with pytest.raises(InputError, match="cannot read the run folder"):
+        open_run(bad)
+    (bad / "run.yaml").write_text("- a list\n")
+    with pytest.raises(InputError, match="expected the mapping nncli writes"):
+        open_run(bad)
+    (bad / "report.json").write_text('{"status": "compl')
+    with pytest.raises(InputError, match="report.json: cannot read it"):
+        read_report(bad)
+    text = "input: [2]\nlayers:\n  - Linear: {out_features: 2}\n"
+    assert spec_digest(text) == hashlib.sha256(text.encode()).hexdigest()
