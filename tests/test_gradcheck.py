@@ -21,7 +21,7 @@ from torch import nn
 from nncli import gradcheck as gc
 from nncli.build import build_model
 from nncli.errors import InputError
-from nncli.gradcheck import state as gc_state
+from nncli.gradcheck import replay as gc_state
 from nncli.gradcheck.numeric import _check_directions, _classify, _Settings
 from nncli.gradcheck.unit import _Unit
 from nncli.spec import load_spec

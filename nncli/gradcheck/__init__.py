@@ -48,11 +48,11 @@ How it works (the docs and ``nncli gradcheck --help`` say the same):
   state and each module's train/eval mode are restored afterwards.
 
 The package, one module per concern: ``options`` (the choices and defaults of the command's
-options, no torch), ``check`` (:func:`gradcheck`, :func:`check_built`), ``memory`` (the guard),
+options, no torch), ``check`` (:func:`gradcheck`, :func:`check_built`), ``footprint`` (the memory a check needs),
 ``isolation`` (recorded inputs, per-layer and end-to-end checks), ``unit`` (the function that is
 checked), ``numeric`` (random directions, step halving, kinks), ``exhaustive`` (every
 coordinate), ``suffix`` (exhaustive mode's
-shared layer outputs), ``custom`` (structural checks), ``state`` (RNG replay, state restored) and
+shared layer outputs), ``custom`` (structural checks), ``replay`` (RNG replay, state restored) and
 ``report`` (results, verdicts, diagnosis).
 The names below are imported on first use, so that ``import nncli.gradcheck.options`` (the command
 line, at start-up) does not load torch.
@@ -75,7 +75,7 @@ _EXPORTS = {
     "StructuralCheck": "nncli.gradcheck.report", "TensorCheck": "nncli.gradcheck.report",
     "Verdict": "nncli.gradcheck.report", "miss_probability": "nncli.gradcheck.report",
     "check_built": "nncli.gradcheck.check", "gradcheck": "nncli.gradcheck.check",
-    "available_memory": "nncli.gradcheck.memory", "estimate_memory": "nncli.gradcheck.memory",
+    "available_memory": "nncli.memory", "estimate_memory": "nncli.gradcheck.footprint",
     "EXHAUSTIVE_CHUNK_BYTES": "nncli.gradcheck.numeric", "KINK_RETRIES": "nncli.gradcheck.numeric",
     "INPUT": "nncli.gradcheck.unit", "STRUCTURAL_RTOL": "nncli.gradcheck.custom",
 }
@@ -85,7 +85,8 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from nncli.gradcheck.check import check_built, gradcheck
     from nncli.gradcheck.custom import STRUCTURAL_RTOL
-    from nncli.gradcheck.memory import available_memory, estimate_memory
+    from nncli.gradcheck.footprint import estimate_memory
+    from nncli.memory import available_memory
     from nncli.gradcheck.numeric import EXHAUSTIVE_CHUNK_BYTES, KINK_RETRIES
     from nncli.gradcheck.options import (
         DEFAULT_ATOL, DEFAULT_BATCH, DEFAULT_DIRECTIONS, DEFAULT_EPS, DEFAULT_RTOL, MODES, OBJECTIVES, Mode,

@@ -15,17 +15,18 @@ from torch import nn
 
 from nncli.build import Built, build_model
 from nncli.errors import InputError
+from nncli.gradcheck.footprint import estimate_memory
 from nncli.gradcheck.isolation import (
     PER_LAYER, _check_exhaustive_plain, _check_layer, _check_model, _record_inputs,
 )
-from nncli.gradcheck.memory import available_memory, estimate_memory
 from nncli.gradcheck.numeric import _Draws, _Settings
 from nncli.gradcheck.options import (
     DEFAULT_ATOL, DEFAULT_BATCH, DEFAULT_DIRECTIONS, DEFAULT_EPS, DEFAULT_RTOL, Mode, Objective,
 )
 from nncli.gradcheck.report import GradcheckReport, _report
-from nncli.gradcheck.state import _preserved, _rng_devices, _seed
+from nncli.gradcheck.replay import _preserved, _rng_devices, _seed
 from nncli.gradcheck.suffix import _plain
+from nncli.memory import available_memory
 from nncli.spec import Spec
 
 

@@ -9,7 +9,7 @@ import torch
 from torch.func import functional_call
 
 from nncli.gradcheck.report import StructuralCheck
-from nncli.gradcheck import state
+from nncli.gradcheck import replay as rng
 from nncli.gradcheck.unit import INPUT, _Unit
 
 # Structural checks of custom backwards are exact up to float64 round-off.
@@ -21,7 +21,7 @@ def _structural(unit: _Unit, gen: torch.Generator) -> list[StructuralCheck]:
     base = unit.tensors()
     leaves = {n: t.detach().clone().requires_grad_(True) for n, t in base.items()}
     params = {n: t for n, t in leaves.items() if n != INPUT}
-    with torch.enable_grad(), state._replay(unit.seed, unit.device):
+    with torch.enable_grad(), rng._replay(unit.seed, unit.device):
         x = leaves.get(INPUT, unit.x)
         y = functional_call(unit.module, params, (x,))
     ts = list(leaves.values())
@@ -63,7 +63,7 @@ def _deterministic(module, x: torch.Tensor, seed: int) -> StructuralCheck:
     outs = []
     with torch.no_grad():
         for _ in range(3):
-            with state._replay(seed, x.device):
+            with rng._replay(seed, x.device):
                 outs.append(module(x))
     if not all(isinstance(o, torch.Tensor) for o in outs):
         return StructuralCheck("deterministic forward", True, "not a tensor output: checked later")

@@ -17,12 +17,12 @@ import torch
 
 from nncli.build import Built, LayerInfo
 from nncli.errors import InputError
-from nncli.gradcheck import state
 from nncli.gradcheck.custom import _deterministic, _structural
 from nncli.gradcheck.exhaustive import _check_exhaustive
 from nncli.gradcheck.numeric import _check_directions, _Draws, _evaluate_each, _key, _Settings
 from nncli.gradcheck.report import LayerCheck, StructuralCheck, TensorCheck, Verdict, _worst
-from nncli.gradcheck.state import _seed
+from nncli.gradcheck import replay as rng
+from nncli.gradcheck.replay import _seed
 from nncli.gradcheck.suffix import NotBatchable, _sweeps
 from nncli.gradcheck.unit import INPUT, _Unit
 
@@ -65,7 +65,7 @@ def _record_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.
                     nonfinite.append(info)
             hooks.append(info.module.register_forward_hook(out_hook))
     try:
-        with torch.no_grad(), state._replay(seed, x.device):
+        with torch.no_grad(), rng._replay(seed, x.device):
             built.model(x)
     finally:
         for h in hooks:
@@ -170,7 +170,7 @@ def _check_layer(info: LayerInfo, inputs: dict, settings: _Settings, gen: torch.
 
 def _upstream(info: LayerInfo, x: torch.Tensor, layer_seed: int, gen: torch.Generator) -> torch.Tensor:
     """The random upstream gradient ``G`` of a layer's isolated objective ``<G, layer(x)>``."""
-    with torch.no_grad(), state._replay(layer_seed, x.device):
+    with torch.no_grad(), rng._replay(layer_seed, x.device):
         y = info.module(x)
     return torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
 

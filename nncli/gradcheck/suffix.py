@@ -25,7 +25,7 @@ from torch.func import functional_call, vmap
 
 from nncli.build import Built
 from nncli.gradcheck.exhaustive import _chunk, _Coordinates
-from nncli.gradcheck.state import _vmap_ready
+from nncli.gradcheck.replay import _vmap_ready
 from nncli.gradcheck.unit import _DETERMINISTIC, INPUT, _Unit
 
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from nncli.gradcheck import state
-from nncli.gradcheck.state import _vmap_ready
+from nncli.gradcheck import replay as rng
+from nncli.gradcheck.replay import _vmap_ready
 
 INPUT = "input"  # the name of a layer's input among its checked tensors
 
@@ -58,7 +58,7 @@ class _Unit:
         x = overrides.get(INPUT, self.x)
         params = {n: t for n, t in overrides.items() if n != INPUT}
         if replay:
-            with state._replay(self.seed, self.device):
+            with rng._replay(self.seed, self.device):
                 return self._call(params, x)
         return self._call(params, x)
 
@@ -96,7 +96,7 @@ class _Unit:
             self._draws_random = False  # torch.nn layers known to draw nothing: no forward needed
         if self._draws_random is None:
             cuda = self.device.type == "cuda"
-            with torch.no_grad(), torch.random.fork_rng(devices=state._rng_devices(self.device)):
+            with torch.no_grad(), torch.random.fork_rng(devices=rng._rng_devices(self.device)):
                 cpu, gpu = torch.get_rng_state(), (torch.cuda.get_rng_state(self.device) if cuda else None)
                 self.value({}, replay=False)
                 self._draws_random = not torch.equal(cpu, torch.get_rng_state()) or (
@@ -123,7 +123,7 @@ class _Unit:
             try:
                 # randomness="same": one Dropout mask for the whole batch of perturbations,
                 # drawn exactly as the unvectorised forward draws it after the same seed.
-                with torch.no_grad(), _vmap_ready(self.module), state._replay(self.seed, self.device):
+                with torch.no_grad(), _vmap_ready(self.module), rng._replay(self.seed, self.device):
                     return vmap(one, randomness="same")(*values.values()).detach()
             except Exception as exc:  # an autograd.Function without a vmap rule, ...
                 self._vmap_ok = False

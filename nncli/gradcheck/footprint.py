@@ -1,5 +1,6 @@
-"""The memory guard: what a float64 gradcheck of a spec needs (from shapes alone), and what the
-device has free; a spec too big is refused before anything is allocated.
+"""What a float64 gradcheck of a spec needs in memory, from shapes alone; :func:`gradcheck`
+compares it with what the device has free (:func:`nncli.memory.available_memory`) and refuses a
+spec too big before anything is allocated.
 """
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ from __future__ import annotations
 import math
 
 from nncli.build import count_params, infer
-from nncli.memory import available_memory  # noqa: F401 - re-exported: nncli.gradcheck.available_memory
 from nncli.gradcheck.numeric import EXHAUSTIVE_CHUNK_BYTES
 from nncli.spec import Spec
 

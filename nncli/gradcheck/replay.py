@@ -40,7 +40,7 @@ def _replay(seed: int, device: torch.device):
     The seeded states are computed once and set directly: ``torch.manual_seed`` itself costs
     milliseconds (it records a traceback for lazily initialised backends), thousands of times.
     The caller's RNG state is put back on exit, as ``fork_rng`` does. Callers look it up as
-    ``state._replay`` at call time: one switch turns the replay off for every evaluation.
+    ``replay._replay`` at call time: one switch turns the replay off for every evaluation.
     """
     cuda = device.type == "cuda"
     if cuda and device.index is None:
