@@ -30,9 +30,9 @@ import time
 from dataclasses import dataclass
 
 # Work per training step (multiply-adds, batch included) below which one thread is used.
-# tests/benchmarks/README.md (issue 13): under load one thread won at every size measured (to
-# 3.3e9 per step, 3x faster there); the idle crossing could not be measured on the shared VM, so
-# 1e8 (LeNet-5 at batch 64 stays below, the digits CNN just above) is the estimate to re-measure.
+# Small steps lose more to waking OpenMP threads than they gain from them, most of all on a loaded
+# machine (bench_threads.py measures it); 1e8 (LeNet-5 at batch 64 stays below, the digits CNN
+# just above) is an estimate of the idle crossing, to re-measure with that benchmark.
 PARALLEL_MIN_MACS = 1e8
 
 ENV_THREADS = "NNCLI_THREADS"

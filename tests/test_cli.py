@@ -43,7 +43,7 @@ def test_help_is_fast(argv):
 
     Timed as an installed nncli runs: from cached bytecode (a warm-up run writes nncli's, as
     Python does by default). Where the environment sets PYTHONDONTWRITEBYTECODE, every nncli
-    module would otherwise be compiled from source in every run, ~0.1 s that says nothing
+    module would otherwise be compiled from source in every run, a cost that says nothing
     about nncli.
     """
     env = {k: v for k, v in subprocess_env().items() if k != "PYTHONDONTWRITEBYTECODE"}

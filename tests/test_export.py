@@ -29,7 +29,7 @@ def _ready_specs() -> list[str]:
     return sorted(p.stem for p in SPECS.glob("*.yaml") if getattr(load_spec(p), "transfer", None) is None)
 
 
-# The large ImageNet-sized ones are slow (10-80 s each); the rest export in about a second each.
+# The large ImageNet-sized ones are slow to export (marked slow); the rest are quick.
 LARGE = ["alexnet", "resnet18", "resnet50", "vgg16"]
 FAST = [name for name in _ready_specs() if name not in LARGE]
 
@@ -204,7 +204,7 @@ def test_load_refuses_a_foreign_safetensors_file(tmp_path):
 ZOO = sorted(p.stem for p in (SPECS / "zoo").glob("*.yaml")) if (SPECS / "zoo").is_dir() else []
 
 
-@pytest.mark.slow  # ~10 s: the search for the failing layer exports each of the GPT's layers
+@pytest.mark.slow  # the search for the failing layer exports each of the GPT's layers
 @pytest.mark.skipif("gpt-char" not in ZOO, reason="specs/zoo/gpt-char.yaml is not in this checkout")
 def test_a_zoo_spec_onnx_cannot_express_is_refused_naming_the_layer(tmp_path, run_cli):
     spec = SPECS / "zoo" / "gpt-char.yaml"

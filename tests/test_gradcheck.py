@@ -322,7 +322,7 @@ def _sweep(tmp_path, seeds, modes=("train", "eval"), exhaustive=False):
 
 
 def test_builtins_no_false_alarm_20_seeds(tmp_path):
-    # ~15 s on a loaded 2-core VM (80 checks), so it stays in the default run.
+    # 80 small checks: short enough, even on a loaded machine, to stay in the default run.
     _sweep(tmp_path, range(20))
 
 

@@ -36,7 +36,7 @@ BATCH = 128
 
 
 # One intra-op thread (conftest) for these 64-wide nets: they gain nothing from more, and on a
-# shared 2-core machine oversubscribed OpenMP threads made this file 3x slower.
+# shared 2-core machine oversubscribed OpenMP threads only slow this file down.
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -1,8 +1,8 @@
 """Speed where users wait, checked without timing anything (timings flake on a shared machine).
 
 - ``nncli check``, ``params`` and ``diagram`` on the ready specs never import ``torch._dynamo``,
-  nor sympy (which torch's Python meta references pull in, ~0.3 s):
-  shape inference runs shape rules or real CPU zeros, not meta kernels (1-2 s of imports), and
+  nor sympy (which torch's Python meta references pull in, a start-up cost every command would pay):
+  shape inference runs shape rules or real CPU zeros, not meta kernels (and their imports), and
   ``params`` counts by formula (every ready spec without a Custom layer). Run in a fresh
   interpreter, since this one may have loaded it.
 - The FLOP and memory formulas (``nncli.flops``) agree exactly with torch's own accounting

@@ -2,8 +2,8 @@
 
 Shape inference keeps every layer on *meta* tensors, so torch's own semantics decide each shape
 and nothing is allocated: a 100-billion-parameter spec is resolved in a fraction of a second.
-To learn a shape it runs no meta op where it can avoid one (their first use costs 1-2 s of
-imports): exact rules for Linear/ConvNd, else a run on CPU zeros (:mod:`nncli.build.inference`).
+To learn a shape it runs no meta op where it can avoid one (their first use imports torch's
+symbolic-shape machinery): exact rules for Linear/ConvNd, else a run on CPU zeros (:mod:`nncli.build.inference`).
 The sizes coming into a layer (``in_features``, ``in_channels``, ``num_features``,
 ``num_channels``, a missing ``normalized_shape``, ...) are inferred from the shape that reaches
 it; when the spec gives them they are checked against it.

@@ -145,7 +145,7 @@ class ArgResolver:
                     f"{shape_str(shape)} ({ndim} dims): expected {-ndim} to {ndim - 1}")
 
 
-@functools.lru_cache(maxsize=None)  # inspect.signature costs ~80 us; a deep spec asks per layer
+@functools.lru_cache(maxsize=None)  # inspect.signature is slow and a deep spec asks per layer
 def signature(cls: type) -> dict[str, inspect.Parameter]:
     """A class's constructor arguments (shared and cached: callers must not change the dict)."""
     if cls.__init__ is nn.Module.__init__:

@@ -1,9 +1,9 @@
 """How :func:`nncli.build.infer` learns a layer's output shape without torch's meta kernels.
 
-A layer built on the meta device allocates nothing, but the first meta *operation* costs 1 to 2 s
-of start-up: torch's Python meta kernels import sympy and, for many ops (``addmm``, BatchNorm,
-``normal_``), ``torch._dynamo``. ``nncli check`` of LeNet-5 spent 0.95 s there against 7 ms of
-actual work. So ``infer`` keeps its modules on meta (a 100-billion-parameter spec still costs
+A layer built on the meta device allocates nothing, but the first meta *operation* pays a large
+start-up: torch's Python meta kernels import sympy and, for many ops (``addmm``, BatchNorm,
+``normal_``), ``torch._dynamo``, which dwarfs the actual work of a ``check`` on a small
+network. So ``infer`` keeps its modules on meta (a 100-billion-parameter spec still costs
 nothing) and learns shapes in this order:
 
 1. exact shape rules for the layers whose weights can be large (``Linear``, ``ConvNd``), so
@@ -31,8 +31,8 @@ from nncli.errors import SpecError
 from nncli.spec import LayerSpec
 from torch.overrides import TorchFunctionMode
 
-# Largest layer (parameters + buffers, or the incoming batch) run for real: 16M elements, 64 MB
-# in float32, milliseconds to allocate; anything bigger stays on meta.
+# Largest layer (parameters + buffers, or the incoming batch) run for real: 16M elements (64 MB in
+# float32), cheap to allocate next to meta's imports; anything bigger stays on meta.
 REAL_ELEMENTS = 2**24
 
 # How a layer's output shape was learnt (LayerInfo.shape_method).
@@ -155,7 +155,7 @@ def on_cpu(module: nn.Module):
     assert) sees the same thing every run.
     """
     # Not ``module.to_empty``: its ``empty_like`` on a meta tensor goes through torch's Python
-    # references, whose first use imports sympy and symbolic shapes (~0.3 s of every `params`).
+    # references, whose first use imports sympy and symbolic shapes (every `params` would pay it).
     module._apply(lambda t: torch.zeros(t.shape, dtype=t.dtype))
     try:
         yield
@@ -201,8 +201,8 @@ class _SkipValueWrites(TorchFunctionMode):
 def skipped_init():
     """Context: constructing on meta writes no initial values (there are none to write).
 
-    A 10,000-layer spec spent 0.6 s initialising meta weights; an Embedding's or an RNN's init
-    (``normal_``) imported torch._dynamo. Shapes, dtypes and ``requires_grad`` are untouched.
+    Initialising meta weights is pure overhead that grows with depth, and an Embedding's or an
+    RNN's init (``normal_``) imports torch._dynamo. Shapes, dtypes and ``requires_grad`` are untouched.
     """
     return _SkipValueWrites()
 
@@ -276,7 +276,7 @@ class ShapeRunner:
     def _forward_batch(self, spec: LayerSpec, type_name: str, module: nn.Module, shape: tuple,
                        prev_label: str | None, batch: int, device: torch.device | None = None) -> tuple:
         # Eval mode: the same shapes, and BatchNorm's meta kernel skips the running-stat update
-        # (half the time on a ResNet-50).
+        # (a large share of a BatchNorm-heavy network's inference).
         training = module.training
         if device is None:
             device = self.device if self.real else self._run_device

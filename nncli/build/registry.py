@@ -33,7 +33,7 @@ _NNCLI_CLASSES = {"Step": Step, "Identity": nn.Identity, **{
         "ClassToken", "PositionEmbedding", "SelfAttention", "RNN", "LSTM", "GRU",
         "TransformerEncoderLayer")}}
 
-@functools.lru_cache(maxsize=1)  # scanning torch.nn takes ~10 ms, once per build otherwise
+@functools.lru_cache(maxsize=1)  # scanning torch.nn is not free; once per process rather than per build
 def layer_classes() -> dict[str, type]:
     """Every layer class a spec may name: torch.nn's modules plus nncli's own (shared: do not change it)."""
     out = {}

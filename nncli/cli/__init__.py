@@ -1,7 +1,7 @@
 """nncli's command line: parse -> call one library function -> render -> exit code.
 
 Thin on purpose. Each command lives in its own module here and imports its tool lazily (torch
-takes ~2 s to load and ``nncli --help`` must not pay it), calls one function returning a result
+is slow to load and ``nncli --help`` must not pay for it), calls one function returning a result
 object, and hands it to :mod:`nncli.render`. ``app.py`` holds the Typer app and what commands
 share; ``main.py`` the entry point that maps errors to exit codes.
 """

@@ -31,7 +31,7 @@ app = NncliTyper(
     suggest_commands=importlib.util.find_spec("typer._click") is not None,
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain help: rich's markdown renderer costs ~0.15 s at start-up
+    rich_markup_mode=None,  # plain help: rich's markdown renderer would load at every start-up
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -87,8 +87,8 @@ class _LayerGraph:
             return self.sequence(info.children, src, shape, level + 1, gid, kind)
         if info.type == "Repeat" and self.expand and self.opens(level):
             self.copies.update((c.fqn, info.args["times"]) for c in info.children)
-            # A cluster frames the copies; dot's cluster layout grows fast with its size (1,000
-            # layers: ~7x slower than without), so a huge Repeat goes unframed and each node
+            # A cluster frames the copies; dot's cluster layout grows fast with its size (a
+            # large framed Repeat dominates the layout), so a huge Repeat goes unframed and each node
             # keeps its "copy k" note instead.
             if sum(1 for _ in info.walk()) - 1 > REPEAT_CLUSTER_MAX:
                 return self.sequence(info.children, src, shape, level + 1, group, kind)

@@ -63,8 +63,8 @@ def check_output(output: Path, spec: Spec | None = None) -> None:
 
 
 # Most nodes a rendered (svg/png/pdf) diagram may have: graphviz's layout grows faster than
-# linearly; a chain of 10,002 nodes took 20 s and 300 MB here, one of 40,002 ran for minutes and
-# crashed `dot`. DOT output has no bound (it is only text).
+# linearly in time and memory, and far beyond this `dot` runs for minutes and can crash. DOT
+# output has no bound (it is only text).
 RENDER_NODE_LIMIT = 10_000
 
 

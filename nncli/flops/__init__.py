@@ -2,8 +2,8 @@
 
 The reference is torch's own accounting, which :func:`nncli.params.measure_forward` gets by
 running the model on meta tensors under ``FlopCounterMode`` and ``saved_tensors_hooks``. That
-costs a per-op Python dispatch (DenseNet-121's 121 train-mode BatchNorms: ~20 ms each) and 1 to
-2 s of start-up (``FlopCounterMode`` and the meta kernels import ``torch._dynamo``). The formulas
+costs a per-op Python dispatch (slow for train-mode BatchNorm, which DenseNet-121 has 121 of)
+and a large start-up (``FlopCounterMode`` and the meta kernels import ``torch._dynamo``). The formulas
 give the same two figures from the shapes the builder already knows:
 
 - **FLOPs**, as ``FlopCounterMode`` counts them: matrix products and convolutions only, 2 per

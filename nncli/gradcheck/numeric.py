@@ -22,7 +22,7 @@ from nncli.gradcheck.unit import INPUT, _Unit
 
 KINK_RETRIES = 6  # new directions drawn, per tensor, to replace directions that hit a kink
 # A unit's 2k perturbed copies up to this size are evaluated in one vectorised call; above it, one
-# evaluation at a time in reused buffers (fresh large copies cost page faults, ~0.5 ms a MB).
+# evaluation at a time in reused buffers (fresh large copies pay page faults on every allocation).
 BATCHED_BYTES = 4 * 2**20
 # Working memory for one vectorised chunk of exhaustive perturbations.
 EXHAUSTIVE_CHUNK_BYTES = 64 * 2**20  # smaller chunks: vmap call overhead; larger: no faster (measured)
@@ -112,7 +112,7 @@ class _Draws:
     directions are still ``N(0, I)`` and independent across directions, which is all its detection
     bound assumes, and drawing them (in float32, widened) was the largest cost at 1M parameters.
     Large perturbed copies are written into buffers kept for the run: fresh multi-megabyte
-    allocations cost page faults every time (~0.5 ms a MB), more than the arithmetic.
+    allocations pay page faults every time, which outweighs the arithmetic.
     """
 
     def __init__(self) -> None:
@@ -139,7 +139,8 @@ class _Draws:
 
 
 def _gaussian(shape: tuple, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    """N(0, 1) draws for directions, in float32 for a float64 tensor (3-5x faster; widened on use)."""
+    """N(0, 1) draws for directions, in float32 for a float64 tensor (torch's float32 sampler is
+    the faster one; widened on use)."""
     draw_dtype = torch.float32 if like.dtype == torch.float64 else like.dtype
     return torch.randn(shape, generator=gen, dtype=draw_dtype, device=like.device)
 
@@ -153,8 +154,8 @@ def _evaluate(unit: _Unit, names: list[str], base: dict, grads: dict, block: dic
               draws: _Draws) -> list[tuple]:
     """``(<g, v_i>, F(w + h v_i), F(w - h v_i))`` for the directions ``v_i = block[n][i]``.
 
-    Small units: the 2k evaluations as one vectorised call (their Python overhead was most of the
-    time below ~100k parameters). Large ones: one evaluation at a time, perturbed copies written
+    Small units: the 2k evaluations as one vectorised call (one call per evaluation would be
+    mostly Python overhead for them). Large ones: one evaluation at a time, perturbed copies written
     into the run's buffers (fresh copies cost more in page faults than the forward passes). A unit
     that draws random numbers gets ``None`` values: evaluated one by one, replayed, as judged.
     """

@@ -166,8 +166,8 @@ _C_LOADER = getattr(yaml, "CSafeLoader", None)  # PyYAML built without libyaml h
 def _compose_fast(text: str):
     """The node tree by libyaml's C parser, or ``_FAILED`` when it refuses the text or is missing.
 
-    The C parser composes a spec 10-20x faster than PyYAML's pure-Python one (1.2 ms of the 4 ms
-    a ten-layer ``check`` costs) and gives the same tags, values and positions. It words its
+    The C parser composes a spec much faster than PyYAML's pure-Python one (which would be a
+    large share of a small ``check``) and gives the same tags, values and positions. It words its
     errors differently, though, so a text it refuses is parsed again by the Python parser, whose
     messages the error tests pin. It stops at 1,000 nesting levels by itself (no deep recursion).
     The two differ on tabs, so a text with one is left to the Python parser.
