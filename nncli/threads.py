@@ -3,8 +3,8 @@
 torch's default is one thread per core. On a 2-core laptop that also runs other work this is the
 worst choice for the small models nncli is used for: each operation is split into pieces too
 small to pay for waking a second thread, and when the other core is busy every parallel region
-waits for a thread that is not scheduled (measured: digits CNN 124 samples/s with 2 threads vs
-4,349 with one; moons 600-900 vs 64-70k).
+waits for a thread that is not scheduled: training then runs many times slower than on one
+thread (tests/benchmarks/bench_threads.py measures it).
 
 The rule (:func:`decide`), in this order:
 
