@@ -117,22 +117,56 @@ def resolve_data_config(
         >>> resolve_data_config({"name": "moons", "n": 500}).params
         {'n': 500, 'noise': 0.1}
     """
-    if fail is None:
-        def fail(path, message, hint=None, from_override=False):
-            return InputError(message, spec_path=".".join(("data",) + tuple(map(str, path))), hint=hint)
-
+    fail = fail or _input_error
     spec_data = dict(spec_data or {})
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    source_keys = {"name", "path"}
-    if source_keys & set(overrides):
-        new_source = {k: overrides.get(k) for k in source_keys}
-        old_source = {k: spec_data.get(k) for k in source_keys}
-        if new_source != old_source:
-            # another data source: the spec's set parameters (n, noise, x_key, ...) no longer apply
-            spec_data = {k: v for k, v in spec_data.items() if k in COMMON_KEYS and k not in source_keys}
-    section = Section(spec_data, overrides, fail)
-    merged, origin, err, number = section.values, section.origin, section.error, section.number
+    section = Section(_without_replaced_source(spec_data, overrides), overrides, fail)
+    merged, err, number = section.values, section.error, section.number
+    name, resolved_path = _source(merged, section.origin, err, fail, base_dir)
+    _check_keys(merged, name, err)
+    params = _set_params(name, merged, err, number)
+    seed = number("seed", integer=True, low=0, default=0)
+    val = number("val", low=0, high=0.9, default=0.1)
+    test = number("test", low=0, high=0.9, default=0.2)
+    if val + test >= 1:
+        raise err("val", f"expected val + test < 1 to leave a training split, found {val} + {test}")
+    normalize = merged.get("normalize", True)
+    if not isinstance(normalize, bool):
+        raise err("normalize", f"expected true or false, found {_describe(normalize)}")
+    limit = None if merged.get("limit") is None else number("limit", integer=True, low=1)
+    crop, flip = _augment(merged.get("augment"), err, fail, section.origin.get("augment", False))
+    file_keys = _file_keys(merged, name, resolved_path, err)
+    stream = merged.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise err("stream", f"expected true or false, found {_describe(stream)}")
+    workers = number("workers", integer=True, low=0, default=0)
+    return DataConfig(name=name, path=resolved_path, params=params, seed=seed, val=val, test=test,
+                      normalize=normalize, crop=crop, flip=flip, limit=limit, **file_keys,
+                      stream=stream, workers=workers)
 
+
+def _input_error(path: tuple, message: str, hint: str | None = None, from_override: bool = False) -> Exception:
+    """The default ``fail``: a plain InputError naming the key under ``data``."""
+    return InputError(message, spec_path=".".join(("data",) + tuple(map(str, path))), hint=hint)
+
+
+_SOURCE_KEYS = {"name", "path"}
+
+
+def _without_replaced_source(spec_data: dict, overrides: dict) -> dict:
+    """The spec's section, less its set parameters (n, noise, x_key, ...) when the overrides name
+    another data source, to which they no longer apply."""
+    if _SOURCE_KEYS & set(overrides):
+        new_source = {k: overrides.get(k) for k in _SOURCE_KEYS}
+        old_source = {k: spec_data.get(k) for k in _SOURCE_KEYS}
+        if new_source != old_source:
+            return {k: v for k, v in spec_data.items() if k in COMMON_KEYS and k not in _SOURCE_KEYS}
+    return spec_data
+
+
+def _source(merged: dict, origin: dict, err, fail, base_dir: Path | None) -> tuple[str, Path | None]:
+    """The data source: the set's canonical name ("file" and "images" for user data) and its
+    path, resolved to an absolute one that exists."""
     name, path = merged.get("name"), merged.get("path")
     if name is not None and not isinstance(name, str):
         raise err("name", f"expected a data set name, found {_describe(name)}")
@@ -142,36 +176,54 @@ def resolve_data_config(
         raise fail((), "no data: expected `name` (a built-in set) or `path` (a .npz/.csv/.pt file)",
                    "e.g. `data: {name: digits}` in the spec, or --data moons", False)
     if name is not None:
-        name = name.strip().lower().replace("-", "").replace("_", "")
-        name = {"cifar": "cifar10", "twomoons": "moons"}.get(name, name)
-        if name not in SETS:
-            raise err("name", f"unknown data set {merged['name']!r}",
-                      did_you_mean(name, SETS) or "known: " + ", ".join(SETS))
+        name = _set_name(name, merged, err)
     resolved_path = None
     if path is not None:
         resolved_path = Path(path).expanduser()
         if not resolved_path.is_absolute() and not origin.get("path") and base_dir is not None:
             resolved_path = base_dir / resolved_path
-    if name is None and resolved_path.is_dir():
-        name = "images"  # one folder per class, or train/ val/ test/ with class folders
-    elif name is None:
-        if resolved_path.suffix.lower() not in FILE_SUFFIXES:
-            raise err("path", f"expected a .npz, .csv or .pt file, found {str(path)!r}",
-                      "MNIST and CIFAR-10 folders need `name: mnist` or `name: cifar10`")
-        name = "file"
-    elif name in FOLDER_SETS and resolved_path is None:
-        raise err("name", f"{name} is read from a local folder: expected `path` next to `name`",
-                  f"e.g. `data: {{name: {name}, path: data/{name}}}`; nncli never downloads")
-    elif name not in FOLDER_SETS + TEXT_SETS and resolved_path is not None:
-        raise err("path", f"`path` does not apply to the built-in set {name!r}",
-                  "drop `name` to read a user file, or drop `path`")
+    name = _name_for_path(name, path, resolved_path, err)
     if resolved_path is not None:
         resolved_path = resolved_path.resolve()  # run.yaml must point at it from any working directory
     if resolved_path is not None and not resolved_path.exists():
         raise err("path", f"no such {'folder' if name in FOLDER_SETS else 'data file'}: {resolved_path}")
     if name in TEXT_SETS and resolved_path is not None and not resolved_path.is_file():
         raise err("path", f"expected a text file, found a folder: {resolved_path}")
+    return name, resolved_path
 
+
+def _set_name(name: str, merged: dict, err) -> str:
+    """A built-in set's canonical name (case, dashes and aliases forgiven)."""
+    name = name.strip().lower().replace("-", "").replace("_", "")
+    name = {"cifar": "cifar10", "twomoons": "moons"}.get(name, name)
+    if name not in SETS:
+        raise err("name", f"unknown data set {merged['name']!r}",
+                  did_you_mean(name, SETS) or "known: " + ", ".join(SETS))
+    return name
+
+
+def _name_for_path(name: str | None, path, resolved_path: Path | None, err) -> str:
+    """The source's name given its path: a folder of images or a user file when no name is given;
+    a folder set needs a path, a generated set refuses one."""
+    if name is None and resolved_path.is_dir():
+        return "images"  # one folder per class, or train/ val/ test/ with class folders
+    if name is None:
+        if resolved_path.suffix.lower() not in FILE_SUFFIXES:
+            raise err("path", f"expected a .npz, .csv or .pt file, found {str(path)!r}",
+                      "MNIST and CIFAR-10 folders need `name: mnist` or `name: cifar10`")
+        return "file"
+    if name in FOLDER_SETS and resolved_path is None:
+        raise err("name", f"{name} is read from a local folder: expected `path` next to `name`",
+                  f"e.g. `data: {{name: {name}, path: data/{name}}}`; nncli never downloads")
+    if name not in FOLDER_SETS + TEXT_SETS and resolved_path is not None:
+        raise err("path", f"`path` does not apply to the built-in set {name!r}",
+                  "drop `name` to read a user file, or drop `path`")
+    return name
+
+
+def _check_keys(merged: dict, name: str, err) -> None:
+    """Every key applies to this source: an unknown one gets a did-you-mean, another source's
+    key says which keys this one takes."""
     allowed = dict(COMMON_KEYS)
     allowed.update(SETS.get(name, {}) if name != "file" else FILE_KEYS)
     if name == "images":
@@ -187,6 +239,9 @@ def resolve_data_config(
             raise err(key, f"unknown key {key!r} in data", did_you_mean(key, sorted(allowed))
                       or "allowed: " + ", ".join(sorted(allowed)))
 
+
+def _set_params(name: str, merged: dict, err, number) -> dict:
+    """The set's own parameters (n, noise, classes, ...) with their defaults, checked."""
     params = {}
     for key, default in (SETS.get(name, {}) if name != "file" else {}).items():
         if key in ("n", "classes", "features", "context"):
@@ -201,47 +256,41 @@ def resolve_data_config(
         raise err("turns", f"expected a number > 0, found {params['turns']}")
     if name == "circles" and not 0 < params["factor"] < 1:
         raise err("factor", f"expected the inner radius as a fraction in (0, 1), found {params['factor']}")
-    seed = number("seed", integer=True, low=0, default=0)
-    val = number("val", low=0, high=0.9, default=0.1)
-    test = number("test", low=0, high=0.9, default=0.2)
-    if val + test >= 1:
-        raise err("val", f"expected val + test < 1 to leave a training split, found {val} + {test}")
-    normalize = merged.get("normalize", True)
-    if not isinstance(normalize, bool):
-        raise err("normalize", f"expected true or false, found {_describe(normalize)}")
-    limit = None if merged.get("limit") is None else number("limit", integer=True, low=1)
-    crop, flip = 0, False
-    augment = merged.get("augment")
-    if augment is not None:
-        if not isinstance(augment, dict):
-            raise err("augment", f"expected a mapping like {{crop: 2, flip: true}}, found {_describe(augment)}")
-        for key in augment:
-            if key not in AUGMENT_KEYS:
-                raise fail(("augment", key), f"unknown key {key!r} in augment",
-                           did_you_mean(str(key), AUGMENT_KEYS) or "allowed: crop, flip", origin.get("augment", False))
-        crop = augment.get("crop", 0)
-        if isinstance(crop, bool) or not isinstance(crop, int) or crop < 0:
-            raise fail(("augment", "crop"), f"expected the padding in pixels (an integer >= 0), found {_describe(crop)}",
-                       None, origin.get("augment", False))
-        flip = augment.get("flip", False)
-        if not isinstance(flip, bool):
-            raise fail(("augment", "flip"), f"expected true or false, found {_describe(flip)}", None,
-                       origin.get("augment", False))
-    file_keys = {}
+    return params
+
+
+def _augment(augment, err, fail, from_override: bool) -> tuple[int, bool]:
+    """``augment: {crop, flip}`` -> (crop padding in pixels, flip)."""
+    if augment is None:
+        return 0, False
+    if not isinstance(augment, dict):
+        raise err("augment", f"expected a mapping like {{crop: 2, flip: true}}, found {_describe(augment)}")
+    for key in augment:
+        if key not in AUGMENT_KEYS:
+            raise fail(("augment", key), f"unknown key {key!r} in augment",
+                       did_you_mean(str(key), AUGMENT_KEYS) or "allowed: crop, flip", from_override)
+    crop = augment.get("crop", 0)
+    if isinstance(crop, bool) or not isinstance(crop, int) or crop < 0:
+        raise fail(("augment", "crop"), f"expected the padding in pixels (an integer >= 0), found {_describe(crop)}",
+                   None, from_override)
+    flip = augment.get("flip", False)
+    if not isinstance(flip, bool):
+        raise fail(("augment", "flip"), f"expected true or false, found {_describe(flip)}", None, from_override)
+    return crop, flip
+
+
+def _file_keys(merged: dict, name: str, resolved_path: Path | None, err) -> dict:
+    """A user file's ``x_key``, ``y_key`` (array names) and ``target`` (a CSV column)."""
+    keys = {}
     for key in ("x_key", "y_key"):
         value = merged.get(key)
         if value is not None and not isinstance(value, str):
             raise err(key, f"expected an array name, found {_describe(value)}")
-        file_keys[key] = value
+        keys[key] = value
     target = merged.get("target")
     if target is not None and (isinstance(target, bool) or not isinstance(target, (str, int))):
         raise err("target", f"expected a column name or index, found {_describe(target)}")
     if name == "file" and resolved_path.suffix.lower() != ".csv" and target is not None:
         raise err("target", "`target` applies to .csv files; use x_key / y_key for .npz and .pt")
-    stream = merged.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise err("stream", f"expected true or false, found {_describe(stream)}")
-    workers = number("workers", integer=True, low=0, default=0)
-    return DataConfig(name=name, path=resolved_path, params=params, seed=seed, val=val, test=test,
-                      normalize=normalize, crop=crop, flip=flip, limit=limit, target=target, **file_keys,
-                      stream=stream, workers=workers)
+    keys["target"] = target
+    return keys
