@@ -93,13 +93,30 @@ def load_dataset(config: DataConfig, integer_inputs: bool = False, input_shape=N
         >>> ds.sizes()
         {'train': 140, 'val': 20, 'test': 40}
     """
-    import torch
-
     if config.name == "images":
         from nncli.data.images import load_image_folder
 
         return load_image_folder(config, input_shape)
     x, y, x_test, y_test, x_val, y_val, classes = _read_source(config)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = _split(config, x, y, x_test, y_test, x_val, y_val)
+    tokens = integer_inputs or config.name in TEXT_SETS
+    ds = Dataset(
+        name=config.name if config.name != "file" else config.path.name,
+        x_train=_tensor_x(x_train, tokens, config), y_train=_tensor_y(y_train),
+        x_val=_tensor_x(x_val, tokens, config), y_val=_tensor_y(y_val),
+        x_test=_tensor_x(x_test, tokens, config), y_test=_tensor_y(y_test), classes=classes,
+    )
+    _check_splits(ds, config)
+    if config.normalize and ds.x_train.is_floating_point():  # token ids are never normalised
+        ds.mean, ds.std = normalization_stats(ds.x_train)
+        for split in ("train", "val", "test"):
+            setattr(ds, f"x_{split}", normalize(getattr(ds, f"x_{split}"), ds.mean, ds.std))
+    return ds
+
+
+def _split(config: DataConfig, x, y, x_test, y_test, x_val, y_val) -> tuple:
+    """``(train, val, test)`` pairs: one seeded permutation (test first, then validation, the rest
+    train); a split the source already has is kept, ``limit`` and ``per_class`` thin the data."""
     gen = np.random.default_rng(config.seed + 1_000_003)  # split stream apart from the generation stream
     if config.limit is not None:
         x, y = _subset(x, y, config.limit, gen)
@@ -120,30 +137,36 @@ def load_dataset(config: DataConfig, integer_inputs: bool = False, input_shape=N
     x_train, y_train = x[train_idx], y[train_idx]
     if config.params.get("per_class") is not None:  # thins the training split only
         x_train, y_train = per_class_subset(x_train, y_train, config.params["per_class"], gen)
+    return (x_train, y_train), (x_val, y_val), (x_test, y_test)
 
-    tokens = integer_inputs or config.name in TEXT_SETS
 
-    def tensor_x(a):
-        a = np.asarray(a)
-        if tokens:
-            if a.dtype.kind not in "iub" and len(a) and not np.array_equal(a, np.round(a)):
-                raise InputError("data: the network takes integer token ids, found fractional inputs "
-                                 f"(e.g. {a.flat[np.flatnonzero(a != np.round(a))[0]]:g})", file=config.path)
-            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+def _tensor_x(a, tokens: bool, config: DataConfig):
+    """Inputs as a tensor: int64 token ids (refusing fractional values) or float32."""
+    import torch
 
-    def tensor_y(a):
-        a = np.asarray(a)
-        if a.dtype.kind in "iub":
-            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    a = np.asarray(a)
+    if tokens:
+        if a.dtype.kind not in "iub" and len(a) and not np.array_equal(a, np.round(a)):
+            raise InputError("data: the network takes integer token ids, found fractional inputs "
+                             f"(e.g. {a.flat[np.flatnonzero(a != np.round(a))[0]]:g})", file=config.path)
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
-    ds = Dataset(
-        name=config.name if config.name != "file" else config.path.name,
-        x_train=tensor_x(x_train), y_train=tensor_y(y_train),
-        x_val=tensor_x(x_val), y_val=tensor_y(y_val),
-        x_test=tensor_x(x_test), y_test=tensor_y(y_test), classes=classes,
-    )
+
+def _tensor_y(a):
+    """Targets as a tensor: int64 class ids, float32 otherwise."""
+    import torch
+
+    a = np.asarray(a)
+    if a.dtype.kind in "iub":
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+
+def _check_splits(ds: Dataset, config: DataConfig) -> None:
+    """Every split has the training inputs' shape per example; the training inputs are finite."""
+    import torch
+
     for split in ("val", "test"):
         xs = getattr(ds, f"x_{split}")
         if len(xs) and xs.shape[1:] != ds.x_train.shape[1:]:
@@ -152,11 +175,6 @@ def load_dataset(config: DataConfig, integer_inputs: bool = False, input_shape=N
     if ds.x_train.is_floating_point() and not torch.isfinite(ds.x_train).all():
         raise InputError("data: the training inputs contain NaN or infinite values", file=config.path,
                          hint="clean the data first (drop or impute the missing values)")
-    if config.normalize and ds.x_train.is_floating_point():  # token ids are never normalised
-        ds.mean, ds.std = normalization_stats(ds.x_train)
-        for split in ("train", "val", "test"):
-            setattr(ds, f"x_{split}", normalize(getattr(ds, f"x_{split}"), ds.mean, ds.std))
-    return ds
 
 
 def _subset(x, y, limit, gen):
