@@ -29,12 +29,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from nncli.train.callbacks import Callback
-
 from nncli.errors import InputError
-from nncli.status import RunStatus
 from nncli.spec.parse import _found
+from nncli.status import RunStatus
 from nncli.sweep.options import METRICS
+from nncli.train.callbacks import Callback
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "asha", "median")
@@ -236,9 +235,9 @@ class TrialPruner(Callback):
         self.trial = self.study.ask()
 
     def on_validation_end(self, trainer, record: dict, improved: bool) -> str | None:
-        if trainer.world > 1 or trainer.state.status != "running":  # a run already ending is not pruned
+        if trainer.world > 1 or trainer.state.status != RunStatus.RUNNING:  # a run already ending is not pruned
             return None
-        return "pruned" if self.should_prune(record) else None
+        return RunStatus.PRUNED if self.should_prune(record) else None
 
     def should_prune(self, record: dict) -> bool:
         value = epoch_value(record, self.metric)

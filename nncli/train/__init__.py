@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING
 from nncli.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from nncli.train.distributed import launch_distributed
     from nncli.train.callbacks import Callback
+    from nncli.train.distributed import launch_distributed
     from nncli.train.loop import run_training
     from nncli.train.runs import TrainResult, check_tensorboard
 

@@ -52,9 +52,12 @@ Ctrl-C's (the interrupt flag), which the loop reads between steps.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
+
+from nncli.status import RunStatus
 
 if TYPE_CHECKING:
     from nncli.train.loop import Trainer
@@ -176,11 +179,11 @@ class EarlyStopping(Callback):
     def on_validation_end(self, trainer, record, improved):
         st = trainer.state
         self.stopped = bool(st.bad_epochs >= self.patience and st.epoch < trainer.cfg.epochs)
-        return "early_stopped" if self.stopped else None
+        return RunStatus.EARLY_STOPPED if self.stopped else None
 
     def on_epoch_end(self, trainer, record, improved):
         st = trainer.state
-        if self.stopped and st.status == "early_stopped":
+        if self.stopped and st.status == RunStatus.EARLY_STOPPED:
             trainer.message(f"early stopping: {trainer.monitor} did not improve for {self.patience} epochs "
                             f"(best epoch {st.best['epoch']})")
 
@@ -201,8 +204,8 @@ class Checkpointing(Callback):
         if improved:
             ckpt.remember_best()
         ckpt.metrics_dirty = True
-        save_now = st.status != "running" or ckpt.due(trainer.cfg.checkpoint_seconds)
-        if trainer.world > 1 and st.status == "running":  # each rank's clock differs; the save gathers all ranks
+        save_now = st.status != RunStatus.RUNNING or ckpt.due(trainer.cfg.checkpoint_seconds)
+        if trainer.world > 1 and st.status == RunStatus.RUNNING:  # each rank's clock differs; the save gathers all ranks
             save_now, = trainer.strategy.any_across(save_now)
         if save_now:
             ckpt.save()

@@ -22,6 +22,7 @@ import torch
 
 from nncli import data as data_mod
 from nncli.data.stream import batch_source
+from nncli.status import RunStatus
 from nncli.train.callbacks import BatchEnd
 from nncli.train.task import _correct, _loss_mean
 
@@ -175,13 +176,13 @@ class EpochLoop:
         queued = self.queued
         losses = _to_host([q[1] for q in queued])
         corrects = _to_host([q[3] for q in queued if q[3] is not None])
-        self.first_bad = next((q[0] for q, v in zip(queued, losses) if not math.isfinite(v)), -1)
+        self.first_bad = next((q[0] for q, v in zip(queued, losses, strict=True) if not math.isfinite(v)), -1)
         bad = self.first_bad >= 0
         if self.world > 1:
             bad, self.pending_stop = self.strategy.any_across(bad, self.interrupt.requested)
         if bad:
             return True
-        for q, value in zip(queued, losses):
+        for q, value in zip(queued, losses, strict=True):
             self.loss_sum += value * q[2]
         for value in corrects:
             self.correct_sum += value
@@ -208,7 +209,7 @@ class EpochLoop:
             # a step since the last sync point was not finite: its weights must not become the
             # checkpoint (resume would start from NaN); stop as at a sync point
             raise Diagnosed(t.diagnose(self.first_bad, self.xb, self.loss_mean))
-        st.status = "interrupted"
+        st.status = RunStatus.INTERRUPTED
         st.acc = t.partial([self.loss_sum, self.correct_sum], self.count)
         self.flush_time()
         for cb in self.callbacks:
@@ -242,14 +243,14 @@ class EpochLoop:
         st.step_in_epoch = 0
         st.acc = [0.0, 0.0, 0]
         if st.epoch >= cfg.epochs:
-            st.status = "completed"
+            st.status = RunStatus.COMPLETED
         for cb in self.callbacks:
             stop = cb.on_validation_end(t, record, improved)
-            if stop and st.status == "running":
+            if stop and st.status == RunStatus.RUNNING:
                 st.status = stop
         for cb in self.callbacks:
             cb.on_epoch_end(t, record, improved)
-        return st.status == "running"
+        return st.status == RunStatus.RUNNING
 
 
 def _to_host(tensors: list) -> list:

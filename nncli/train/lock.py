@@ -116,7 +116,7 @@ class FolderLock:
         self.path = self.folder / LOCK_NAME
         self.held = False
 
-    def acquire(self) -> "FolderLock":
+    def acquire(self) -> FolderLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
                              "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -156,7 +156,7 @@ class FolderLock:
             except OSError:
                 pass
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> bool:

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
+from nncli.status import FINISHED, RunStatus
 from nncli.train.callbacks import Callback, Checkpointing, EarlyStopping, MemoryGuard, Progress, TensorBoard
 from nncli.train.diagnostics import nonfinite_report
 from nncli.train.epoch import EpochLoop
@@ -182,11 +183,11 @@ class Trainer:
             self.message(f"dropping the last training batch of each epoch: it holds 1 example "
                          f"({s.dataset.sizes()['train']} = {self.steps_per_epoch} x {cfg.batch_size} + 1) "
                          "and BatchNorm cannot normalise one")
-        self.finished_before = (resumed and s.resume.get("status") in ("completed", "early_stopped")
+        self.finished_before = (resumed and s.resume.get("status") in FINISHED
                                 and cfg.epochs == s.planned_epochs)
         if self.finished_before:
             st.status = s.resume["status"]
-        elif resumed and s.resume.get("status") == "early_stopped":
+        elif resumed and s.resume.get("status") == RunStatus.EARLY_STOPPED:
             st.bad_epochs = 0  # more epochs were asked for: patience starts afresh
 
     # ---- for the loop and the callbacks -------------------------------------------------
@@ -222,7 +223,7 @@ class Trainer:
     def diagnose(self, first_step: int, xb, loss) -> dict:
         """Name the step and the first layer with a non-finite output; keep the last good checkpoint.
         With ``sync_every`` > 1 the loss was found some steps late (``weights_at_detection``)."""
-        self.state.status = "nonfinite"
+        self.state.status = RunStatus.NONFINITE
         self.files.wait()  # the last good checkpoint is complete before the message names it
         strategy = self.strategy
         return nonfinite_report(self.raw, self.built.layers, xb, loss, first_step=first_step,
@@ -238,7 +239,7 @@ def _has_batchnorm(model) -> bool:
 def _final_splits(t: Trainer) -> dict:
     """Train, val and test metrics with the best weights, in eval mode (None before an epoch ended)."""
     st, sizes = t.state, t.s.dataset.sizes()
-    if not (st.status in ("completed", "early_stopped") and st.history):
+    if not (st.status in FINISHED and st.history):
         return {split: {"loss": None, "accuracy": None, "n": sizes[split]} for split in ("train", "val", "test")}
     if t.ckpt.best_state is not None:
         t.raw.load_state_dict(t.ckpt.best_state)
@@ -256,17 +257,17 @@ def _result(t: Trainer, started: float, nonfinite: dict | None) -> TrainResult:
     """The run's :class:`TrainResult`, also written as ``report.json``."""
     cfg, st = t.cfg, t.state
     if nonfinite is not None:
-        st.status = "nonfinite"
-    if st.status == "running":
-        st.status = "completed"
+        st.status = RunStatus.NONFINITE
+    if st.status == RunStatus.RUNNING:
+        st.status = RunStatus.COMPLETED
     splits = _final_splits(t)
     message = None
-    if st.status == "interrupted":
+    if st.status == RunStatus.INTERRUPTED:
         message = (f"interrupted at epoch {st.epoch + 1}, step {st.step_in_epoch}; "
                    f"continue with: nncli train --resume {t.run_dir}")
-    elif st.status == "nonfinite":
+    elif st.status == RunStatus.NONFINITE:
         message = nonfinite["message"]
-    elif st.status == "early_stopped":
+    elif st.status == RunStatus.EARLY_STOPPED:
         message = f"stopped early after {st.epoch} epochs: {t.monitor} stopped improving"
     if t.finished_before:
         message = (f"nothing to do: the run had already finished ({st.status}, {len(st.history)} epochs); "

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
 
 from nncli.errors import InputError, NncliError
 
@@ -43,7 +43,7 @@ def _check_replaceable(out: Path, keep: tuple, names: dict) -> None:
 
 
 @contextmanager
-def replaced_run_folder(out: Optional[Path], force: bool, keep: tuple = (),
+def replaced_run_folder(out: Path | None, force: bool, keep: tuple = (),
                         names: dict = PARAMETER_NAMES) -> Iterator[None]:
     """Inside the block ``out`` is absent (its old run moved aside when ``force``).
 

@@ -22,7 +22,7 @@ import yaml
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
-from nncli.runs import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_report, spec_digest
+from nncli.runs import read_report, spec_digest
 from nncli.train.config import TrainConfig
 from nncli.train.writer import BackgroundFiles, snapshot
 

@@ -15,6 +15,7 @@ import torch
 
 from nncli.errors import InputError
 from nncli.runs import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+from nncli.status import RunStatus
 from nncli.train.runs import RunFiles
 
 
@@ -36,7 +37,7 @@ class TrainState:
     train_samples: int = 0
     skipped: int = 0  # steps skipped for a non-finite loss
     acc: list = field(default_factory=lambda: [0.0, 0.0, 0])  # loss sum, correct, count (host copy at sync points)
-    status: str = "running"
+    status: str = RunStatus.RUNNING
 
     def restore(self, ckpt: dict, rank: int) -> None:
         """The counters of a ``last.pt``. Only rank 0 takes the epoch's partial sums: the others
@@ -170,7 +171,7 @@ class Checkpointer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": rng, **self.state.to_checkpoint(),
             "normalization": self.normalization,
-            "status": self.state.status,
+            "status": str(self.state.status),  # a plain str: weights_only loading refuses classes
         }
         self.files.save_last(state)
 
