@@ -324,6 +324,18 @@ def test_interrupted_augmented_run_resumes_exactly(tmp_path, run_cli):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_library_errors_name_parameters_and_the_cli_its_flags(tmp_path, run_cli):
+    spec = spec_file(tmp_path)
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    with pytest.raises(InputError) as caught:
+        run_training(spec, None, taken, device="cpu")
+    assert caught.value.message.startswith("out_dir: ") and "--out" not in caught.value.message
+    res = run_cli(["train", spec, "--out", taken, "--device", "cpu"])
+    assert res.code == 2 and "--out: " in res.err and "out_dir" not in res.err
+    assert taken.read_text() == "mine"
+
+
 def test_tensorboard_is_optional(tmp_path, run_cli):
     spec = spec_file(tmp_path)
     res = run_cli(["train", spec, "--out", tmp_path / "run", "--epochs", "1", "--tensorboard", "--device", "cpu"])

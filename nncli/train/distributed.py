@@ -59,8 +59,8 @@ def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | 
         check_tensorboard()
     first = (dev.index or 0) if dev.type == "cuda" else 0  # the index a user gave is kept
     if dev.type == "cuda" and torch.cuda.device_count() < first + nproc_per_node:
-        raise InputError(f"--nproc-per-node {nproc_per_node} from {dev}: only {torch.cuda.device_count()} "
-                         "CUDA device(s) visible", hint="use one process per GPU, or --device cpu")
+        raise InputError(f"{nproc_per_node} processes from {dev}: only {torch.cuda.device_count()} "
+                         "CUDA device(s) visible", hint="use one process per GPU, or the CPU", param="nproc_per_node")
     setup = prepare(spec, overrides, out_dir, resume=resume, world_size=world, runs_root=runs_root)
     request = {
         "spec_text": None if resume else setup.spec_text, "spec_path": setup.spec_path, "overrides": overrides,

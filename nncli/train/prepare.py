@@ -98,14 +98,14 @@ def _resumed_part(spec, resume, data_over: dict, train_over: dict) -> dict:
     changed = sorted(set(k for k, v in train_over.items() if v is not None) - allowed)
     changed += sorted(f"data.{k}" for k, v in data_over.items() if v is not None)
     if changed:
-        raise InputError(f"--resume continues a run exactly; cannot change {', '.join(changed)}",
-                         hint="only --epochs (to train longer), --compile and the device may change")
+        raise InputError(f"continues a run exactly; cannot change {', '.join(changed)}", param="resume",
+                         hint="only epochs (to train longer), compile and the device may change")
     cfg = TrainConfig(**{**asdict(run.train), **{k: v for k, v in train_over.items() if v is not None}})
     cfg = resolve_train_config(cfg.to_dict())
     if cfg.epochs < run.train.epochs:
-        raise InputError(f"--epochs {cfg.epochs}: the run was started for {run.train.epochs} epochs; "
-                         "resuming can only keep or extend that (a shorter run would change its "
-                         "learning-rate schedule, so it would not be the same run)",
+        raise InputError(f"expected {run.train.epochs} or more, found {cfg.epochs}: the run was started for "
+                         f"{run.train.epochs} epochs, and resuming can only keep or extend that (a shorter run "
+                         "would change its learning-rate schedule, so it would not be the same run)", param="epochs",
                          hint=f"resume with --epochs {run.train.epochs} or more; to stop it where it is, "
                               f"use its last checkpoint: nncli evaluate {run.run_dir} --checkpoint last")
     run_dir = run.run_dir
@@ -134,8 +134,8 @@ def _new_part(spec, data_over: dict, train_over: dict, out_dir, runs_root) -> di
             raise InputError(f"{run_dir} already holds a run", hint=f"continue it with --resume {run_dir}, "
                                                                      "pick another --out, or add --force to replace it")
         if run_dir.exists() and (not run_dir.is_dir() or any(p.name != LOCK_NAME for p in run_dir.iterdir())):
-            raise InputError(f"--out {run_dir}: expected a new or empty folder, found "
-                             f"{'a file' if not run_dir.is_dir() else 'a folder with files in it'}")
+            raise InputError(f"{run_dir}: expected a new or empty folder, found "
+                             f"{'a file' if not run_dir.is_dir() else 'a folder with files in it'}", param="out_dir")
     else:
         run_dir = new_run_dir(Path(runs_root), spec.name)
     return {"spec": spec, "spec_text": spec_text,
