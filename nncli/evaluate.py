@@ -20,8 +20,8 @@ from nncli import data as data_mod
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
-from nncli.runs import load_trained, open_run
 from nncli.train.task import evaluate_model, prepare_targets
+from nncli.train.trained import load_trained, open_run
 
 SPLITS = ("train", "val", "test")
 

@@ -1,26 +1,27 @@
-"""Run folders, read back: one way to open what ``nncli train`` wrote.
+"""Run folders, read back: one way to read the files ``nncli train`` wrote.
 
 A run folder holds ``run.yaml`` (the resolved ``data:``/``train:`` sections and where the run came
 from), ``spec.yaml`` (the spec as trained), ``metrics.jsonl``/``metrics.csv``, ``checkpoints/``
 (``best.pt``, ``last.pt``) and, once the run ended, ``report.json``. Every command that reads a
-run (evaluate, predict, attack, export, compare, a spec's ``transfer:``, a sweep's resume) goes
-through here; the writing side is :mod:`nncli.train.runs`.
+run (evaluate, predict, attack, export, compare, a spec's ``transfer:``, a sweep's resume, train's
+resume) reads it through here; the writing side is :mod:`nncli.train.runs`.
 
-- :func:`open_run`: a validated run folder with its spec and resolved sections (exit 2 otherwise);
 - :func:`spec_digest`: the fingerprint ``run.yaml`` records for the spec text;
-- :func:`read_meta`, :func:`read_report`: ``run.yaml`` and ``report.json`` on their own;
-- :func:`load_checkpoint`, :func:`checkpoint_path`, :func:`load_trained`: the weights.
+- :func:`read_meta`, :func:`read_report`: ``run.yaml`` and ``report.json``;
+- :func:`checkpoint_path`, :func:`load_checkpoint`: the weights.
 
-Torch is imported only by the checkpoint readers.
+A run opened whole, its spec parsed, its sections resolved and its network rebuilt with a
+checkpoint's weights, is :func:`nncli.train.trained.open_run` and
+:func:`~nncli.train.trained.load_trained`: they need the trainer's configuration and the builder,
+and this module sits below both (the builder's ``transfer:`` reads a run through it). Torch is
+imported only by :func:`load_checkpoint`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from nncli.errors import InputError
 
@@ -83,65 +84,7 @@ def read_report(run_dir: str | Path) -> dict | None:
     return report
 
 
-@dataclass
-class RunInfo:
-    """A run folder opened: its spec and the resolved sections it was trained with."""
-
-    run_dir: Path
-    spec: Any  # nncli.spec.Spec
-    spec_text: str
-    data: Any  # nncli.data.DataConfig
-    train: Any  # nncli.train.config.TrainConfig
-    meta: dict  # run.yaml as written
-
-    @property
-    def spec_dir(self) -> Path | None:
-        """The folder of the spec file the run was trained from (its Custom layers' files)."""
-        origin = (self.meta.get("spec") or {}).get("path") if isinstance(self.meta.get("spec"), dict) else None
-        return Path(origin).parent if origin else None
-
-    @property
-    def classes(self) -> list | None:
-        return self.meta.get("classes")
-
-    def checkpoint(self, kind: str = "best") -> Path:
-        """The path of its ``best`` or ``last`` checkpoint (which need not exist)."""
-        return checkpoint_path(self.run_dir, kind)
-
-    def report(self) -> dict | None:
-        return read_report(self.run_dir)
-
-
-def open_run(run_dir: str | Path, *, allow_custom: bool = True) -> RunInfo:
-    """Open a run folder: ``run.yaml`` and ``spec.yaml`` read, the spec parsed, its sections resolved.
-
-    Args:
-        run_dir: a folder written by ``nncli train``.
-        allow_custom: False refuses a spec with Custom layers (``--no-custom``) before any is imported.
-
-    Raises:
-        InputError: not a run folder, or its files are damaged (exit 2).
-        SpecError: its spec.yaml does not parse, or holds a Custom layer that is refused.
-    """
-    from nncli import data as data_mod
-    from nncli.spec import parse_spec
-    from nncli.train.config import resolve_train_config
-
-    run_dir = Path(run_dir)
-    meta = read_meta(run_dir)
-    try:
-        spec_text = (run_dir / SPEC_FILE).read_text()
-    except OSError as exc:
-        raise InputError(f"cannot read the run folder {run_dir}: {exc}") from None
-    origin = (meta.get("spec") or {}).get("path") if isinstance(meta.get("spec"), dict) else None
-    base_dir = Path(origin).parent if origin and Path(origin).parent.is_dir() else run_dir
-    spec = parse_spec(spec_text, file=str(run_dir / SPEC_FILE), base_dir=base_dir, allow_custom=allow_custom)
-    return RunInfo(run_dir, spec, spec_text, data_mod.resolve_data_config(meta["data"]),
-                   resolve_train_config(meta["train"]), meta)
-
-
-# -- the weights: checkpoints read back with torch.load(weights_only=True), and the network rebuilt
-# from the run's spec with them (evaluate, predict, attack and export all start so).
+# -- the weights: checkpoints read back with torch.load(weights_only=True)
 
 CHECKPOINT_FORMAT = "nncli-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -182,44 +125,3 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise InputError(f"{path}: checkpoint version {ckpt.get('version')} is not supported "
                          f"(this nncli writes version {CHECKPOINT_VERSION})")
     return ckpt
-
-
-@dataclass
-class TrainedModel:
-    """A run's network with one checkpoint's weights loaded, in eval mode."""
-
-    path: Path  # the checkpoint file
-    checkpoint: dict  # as :func:`load_checkpoint` read it (normalisation, epoch, ...)
-    built: Any  # nncli.build.Built
-
-    @property
-    def model(self):
-        return self.built.model
-
-    @property
-    def normalization(self) -> dict:
-        """``{"mean": tensor, "std": tensor}`` of the run's training data, or ``{}``."""
-        return self.checkpoint.get("normalization") or {}
-
-
-def load_trained(run, kind: str = "best", device="cpu") -> TrainedModel:
-    """Rebuild ``run``'s network (an opened :class:`~nncli.runs.RunInfo`) on ``device`` and load
-    its ``kind`` checkpoint; the model is in eval mode.
-
-    The checkpoint holds every weight, so a ``transfer:`` source run need not exist any more.
-
-    Raises:
-        InputError: a bad ``kind``, a missing or damaged checkpoint, or one that does not fit the
-            run's spec (exit 2).
-    """
-    from nncli.build import build_model
-
-    path = checkpoint_path(run.run_dir, kind)
-    ckpt = load_checkpoint(path)
-    built = build_model(run.spec, device=device, seed=run.train.seed, transfer_weights=False)
-    try:
-        built.model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise InputError(f"{path} does not fit the run's spec: {str(exc).splitlines()[0][:300]}") from None
-    built.model.eval()
-    return TrainedModel(path, ckpt, built)

@@ -132,7 +132,8 @@ def clean_correct_by_hand(run_dir) -> int:
     """Correct predictions of the run's best checkpoint on its first 200 test examples, by plain torch."""
     from nncli import data as data_mod
     from nncli.build import build_model
-    from nncli.runs import load_checkpoint, open_run
+    from nncli.runs import load_checkpoint
+    from nncli.train.trained import open_run
 
     run = open_run(run_dir)
     ckpt = load_checkpoint(run.run_dir / "checkpoints" / "best.pt")

@@ -374,7 +374,8 @@ def test_open_run_says_what_is_wrong_with_a_folder(tmp_path):
     import hashlib
 
     from nncli.errors import InputError
-    from nncli.runs import open_run, read_report, spec_digest
+    from nncli.runs import read_report, spec_digest
+    from nncli.train.trained import open_run
 
     with pytest.raises(InputError, match="no such run folder"):
         open_run(tmp_path / "none")

@@ -23,7 +23,7 @@ from nncli.attack.methods import Normalized, fgsm, pgd
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
-from nncli.runs import TrainedModel, load_trained, open_run
+from nncli.train.trained import TrainedModel, load_trained, open_run
 
 METHODS = ("fgsm", "pgd")
 DEFAULT_EPS = (0.0, 0.01, 0.03, 0.1)

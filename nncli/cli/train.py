@@ -145,7 +145,7 @@ def train(
         raise InputError(f"--resume continues a run exactly; cannot apply --set {', '.join(sets)}",
                          hint="only --epochs (to train longer), --compile and the device may change")
     if resume is not None and not options_of(ctx).allow_custom:
-        from nncli.runs import open_run
+        from nncli.train.trained import open_run
 
         open_run(resume, allow_custom=False)  # --no-custom: the run's own spec is refused like a file's
     if nproc_per_node > 1 or nnodes > 1:

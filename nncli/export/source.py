@@ -51,7 +51,7 @@ def load_source(path, *, seed: int = 0, checkpoint: str = "best", allow_custom: 
 
 
 def _run_source(path: Path, checkpoint: str, allow_custom: bool) -> Source:
-    from nncli.runs import load_trained, open_run
+    from nncli.train.trained import load_trained, open_run
 
     run = open_run(path, allow_custom=allow_custom)
     trained = load_trained(run, checkpoint, "cpu")

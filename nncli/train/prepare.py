@@ -15,11 +15,12 @@ import yaml
 
 from nncli import data as data_mod
 from nncli.errors import InputError
+from nncli.runs import load_checkpoint
 from nncli.train.config import TrainConfig, resolve_train_config, section_fail, split_overrides
 from nncli.train.lock import LOCK_NAME, check_unlocked
-from nncli.runs import load_checkpoint, open_run
 from nncli.train.runs import new_run_dir
 from nncli.train.task import prepare_targets
+from nncli.train.trained import open_run
 
 
 @dataclass
