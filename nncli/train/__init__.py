@@ -21,8 +21,9 @@ The modules, from the outside in:
 - :mod:`~nncli.train.distributed`: the same under DDP (:func:`launch_distributed`);
 - :mod:`~nncli.train.task`: targets, losses, accuracy, evaluation; :mod:`~nncli.train.optim`:
   optimizers and schedules; :mod:`~nncli.train.diagnostics`: the non-finite layer search;
-- :mod:`~nncli.train.runs`: the run folder's files, written and read back
-  (:mod:`~nncli.train.writer` writes them in the background); :mod:`~nncli.train.replace`
+- :mod:`~nncli.train.runs`: the run folder's files, written (:mod:`~nncli.train.writer` writes
+  them in the background; :mod:`nncli.runs` reads them back); :mod:`~nncli.train.trained` opens
+  a finished run again, its network with a checkpoint's weights; :mod:`~nncli.train.replace`
   replaces a run folder (``train --force``).
 
 This package's own import is light: the names below load their modules (and torch) on first
