@@ -78,19 +78,23 @@ class ArgResolver:
         checks.check_returns(spec, cls.__name__, kwargs)
         if cls.__name__ in checks.TOKEN_LAYERS:
             self.token_vocabulary(spec, cls.__name__, kwargs, dtype, prev_label)
-        inferred = []
+        inferred = _batch_first(spec, cls, params, kwargs)
+        self.infer_sizes(spec, cls, params, kwargs, shape, prev_label, inferred)
+        missing = [n for n, p in params.items()
+                   if p.default is inspect.Parameter.empty and n not in kwargs
+                   and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if missing:
+            raise spec.where.error(f"{cls.__name__} needs {', '.join(f'`{m}`' for m in missing)}, found no value",
+                                   hint=f"e.g. `- {spec.type}: {{{missing[0]}: ...}}`")
+        self.check_dims(spec, cls, kwargs, shape)
+        checks.check_op_dims(spec, cls.__name__, kwargs, shape)
+        return kwargs, tuple(inferred)
+
+    def infer_sizes(self, spec: LayerSpec, cls: type, params: dict, kwargs: dict, shape: tuple,
+                    prev_label: str | None, inferred: list) -> None:
+        """The sizes read from the incoming shape (in_features, num_features, ...): filled in
+        where left out (named in ``inferred``), checked where given."""
         came_from = prev_label or "the input"
-        if "batch_first" in params:
-            # A spec's tensors are [N, ...]: with torch's default batch_first=False a
-            # TransformerEncoderLayer (or RNN) would read the batch as the sequence and mix
-            # examples, with every shape still right.
-            if kwargs.get("batch_first", True) is not True:
-                raise spec.arg_where.get("batch_first", spec.where).error(
-                    f"{cls.__name__}: batch_first=false would read dim 0 of [N, ...] as the sequence, "
-                    "mixing the examples of a batch", hint="leave batch_first out (nncli sets it true)")
-            if "batch_first" not in kwargs:
-                kwargs["batch_first"] = True
-                inferred.append("batch_first")
         for key, read in _INFERRED.items():
             if key not in params:
                 continue
@@ -114,15 +118,7 @@ class ArgResolver:
             elif params[key].default is inspect.Parameter.empty or key == "normalized_shape":
                 kwargs[key] = size
                 inferred.append(key)
-        missing = [n for n, p in params.items()
-                   if p.default is inspect.Parameter.empty and n not in kwargs
-                   and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-        if missing:
-            raise spec.where.error(f"{cls.__name__} needs {', '.join(f'`{m}`' for m in missing)}, found no value",
-                                   hint=f"e.g. `- {spec.type}: {{{missing[0]}: ...}}`")
-        self.check_dims(spec, cls, kwargs, shape)
-        checks.check_op_dims(spec, cls.__name__, kwargs, shape)
-        return kwargs, tuple(inferred)
+
 
     def check_dims(self, spec: LayerSpec, cls: type, kwargs: dict, shape: tuple) -> None:
         """Checks torch's meta kernels skip: tuple lengths of an Nd layer, `dim` in range."""
@@ -196,3 +192,22 @@ def _check_value(key: str, value: Any, where: Where, type_name: str,
     if key == "p" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
         raise where.error(f"{type_name}: expected `p` to be a probability in [0, 1], found {value!r}")
     return value
+
+
+def _batch_first(spec: LayerSpec, cls: type, params: dict, kwargs: dict) -> list:
+    """``batch_first`` set true where the layer takes it; returns the inferred names so far.
+
+    A spec's tensors are [N, ...]: with torch's default batch_first=False a
+    TransformerEncoderLayer (or RNN) would read the batch as the sequence and mix examples, with
+    every shape still right.
+    """
+    if "batch_first" not in params:
+        return []
+    if kwargs.get("batch_first", True) is not True:
+        raise spec.arg_where.get("batch_first", spec.where).error(
+            f"{cls.__name__}: batch_first=false would read dim 0 of [N, ...] as the sequence, "
+            "mixing the examples of a batch", hint="leave batch_first out (nncli sets it true)")
+    if "batch_first" in kwargs:
+        return []
+    kwargs["batch_first"] = True
+    return ["batch_first"]

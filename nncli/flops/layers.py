@@ -98,6 +98,9 @@ def linear_input(t: Tensor, saved: Saved) -> Tensor:
     return saved.reshape(t, (math.prod(t.shape[:-1]), t.shape[-1]))  # matmul folds the leading dims
 
 
+_NOT_MINE = object()  # a rule's answer for a layer type it does not cover
+
+
 def leaf(info: LayerInfo, t: Tensor, saved: Saved) -> Tensor | None:
     """Record what one leaf layer saves for backward; returns its output, None without a rule."""
     module = info.module
@@ -112,10 +115,23 @@ def leaf(info: LayerInfo, t: Tensor, saved: Saved) -> Tensor | None:
             return None  # (e.g. attention's eval-mode fast path lays out its output otherwise)
         return saved.new(out, False)  # frozen on an input without gradient: no graph at all
     graph = t.grad or bool(params)  # no graph, nothing saved
-    dropout = cls is nn.Dropout or cls is StochasticDepth
     if cls in _VIEWS:
         return _view(module, t, out, saved)
-    if dropout and (module.p == 0 or not module.training):
+    for rule in (_random_leaf, _pointwise_leaf, _token_leaf, _row_leaf):
+        y = rule(module, t, out, saved, graph)
+        if y is not _NOT_MINE:
+            return y
+    if not t.contiguous and t.dense:
+        return None  # a permuted layout: torch may keep it (channels-last) in the output
+    return _dense_leaf(module, t, out, saved, graph)
+
+
+def _random_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool):
+    """Dropout and StochasticDepth: the input itself when off, else a new tensor and the scaled mask."""
+    cls = type(module)
+    if cls is not nn.Dropout and cls is not StochasticDepth:
+        return _NOT_MINE
+    if module.p == 0 or not module.training:
         return t  # the input itself
     if cls is nn.Dropout:
         if module.p >= 1:
@@ -123,17 +139,27 @@ def leaf(info: LayerInfo, t: Tensor, saved: Saved) -> Tensor | None:
         if t.grad:
             saved.keep_new(t.shape)  # the scaled keep-mask
         return saved.like(t)
-    if cls is StochasticDepth:
-        if t.grad:  # the scaled survival noise, one value per example (row) or per batch
-            saved.keep_new((saved.batch if module.mode == "row" else 1,) + (1,) * (len(t.shape) - 1))
-        return saved.like(t)
-    if cls in _SAVE_OUTPUT or cls in _SAVE_INPUT or cls is Step:
-        if getattr(module, "inplace", False):
-            return None
-        y = saved.like(t)
-        if graph and cls is not Step:  # Step's own backward keeps nothing
-            saved.keep(y if cls in _SAVE_OUTPUT else t)
-        return y
+    if t.grad:  # the scaled survival noise, one value per example (row) or per batch
+        saved.keep_new((saved.batch if module.mode == "row" else 1,) + (1,) * (len(t.shape) - 1))
+    return saved.like(t)
+
+
+def _pointwise_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool):
+    """Elementwise activations: their output or their input kept (Step keeps nothing)."""
+    cls = type(module)
+    if not (cls in _SAVE_OUTPUT or cls in _SAVE_INPUT or cls is Step):
+        return _NOT_MINE
+    if getattr(module, "inplace", False):
+        return None
+    y = saved.like(t)
+    if graph and cls is not Step:  # Step's own backward keeps nothing
+        saved.keep(y if cls in _SAVE_OUTPUT else t)
+    return y
+
+
+def _token_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool):
+    """Embedding, PositionEmbedding and ClassToken."""
+    cls = type(module)
     if cls is PositionEmbedding:
         return saved.like(t, grad=True)  # x + weight keeps nothing
     if cls is nn.Embedding:
@@ -143,18 +169,28 @@ def leaf(info: LayerInfo, t: Tensor, saved: Saved) -> Tensor | None:
         return saved.new(out, True)
     if cls is ClassToken:
         return saved.new(out, True)  # a concatenation keeps nothing
+    return _NOT_MINE
+
+
+def _row_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool):
+    """Linear and LayerNorm, which take any layout and give a contiguous output."""
+    cls = type(module)
     if cls is nn.Linear:
         saved.keep(linear_input(t, saved))  # for the weight's gradient
         return saved.new(out, True)
-    if cls is nn.LayerNorm:  # its output is contiguous whatever the input's layout
+    if cls is nn.LayerNorm:
         if not module.elementwise_affine or module.bias is None:
             return None
         saved.keep(t)
         lead = t.shape[:len(t.shape) - len(module.normalized_shape)]
         saved.keep_new((2 * math.prod(lead),))  # mean and reciprocal std per row
         return saved.new(out, True)
-    if not t.contiguous and t.dense:
-        return None  # a permuted layout: torch may keep it (channels-last) in the output
+    return _NOT_MINE
+
+
+def _dense_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool) -> Tensor | None:
+    """Convolutions, batch and group norms, softmax and pools on a contiguous input."""
+    cls = type(module)
     if cls in _CONV or cls in _CONV_T:
         if module.padding_mode != "zeros" or (module.padding == "same" and any(
                 d * (k - 1) % 2 for d, k in zip(module.dilation, module.kernel_size))):
@@ -188,8 +224,6 @@ def leaf(info: LayerInfo, t: Tensor, saved: Saved) -> Tensor | None:
             return None
         if graph and out[2:] != (1, 1):  # (1, 1) is a mean: it saves no tensor
             saved.keep(t)
-    elif cls in (Mean, nn.ChannelShuffle):
-        pass  # keep nothing
-    else:
+    elif cls not in (Mean, nn.ChannelShuffle):  # those keep nothing
         return None
     return saved.new(out, graph)

@@ -140,32 +140,37 @@ def _check_layer(info: LayerInfo, inputs: dict, settings: _Settings, gen: torch.
         if info.target is not None:  # a Custom layer: its backward is hand-written, so probe it
             row.structural = _structural(unit, gen)
         row.tensors = _check_unit(unit, settings, gen, act, draws=draws, pre=pre)
-        kinked = [t for t in row.tensors if t.verdict is Verdict.KINK]
-        # A FAIL among directions that hit kinks is not conclusive either: many kinks crossed at
-        # once add slope jumps of random signs that can cancel below the kink test's threshold.
-        near_kinks = [t for t in row.tensors if t.verdict is Verdict.FAIL and t.kinks]
-        if (kinked or near_kinks) and x.is_floating_point():
-            # Kinks in every direction: the real input sits on ties or exact zeros (a max-pool
-            # window of ReLU zeros). Move off them and check again there; a wrong backward
-            # still fails there. Jittered ties are
-            # still close pairs (a birthday problem over all pairs), so the jitter is 1% of the
-            # input's spread and the step shrinks tenfold: a pair then needs to be within ~h/10
-            # to be crossed, while float64 round-off, ~1e-16 |F| / h, stays far below rtol.
-            scale = max(1e-2 * float(x.std()) if x.numel() > 1 else 0.0, 1e4 * settings.eps)
-            jitter = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device) * scale
-            unit = _Unit(info.module, x + jitter, unit.objective, layer_seed)
-            row.tensors = _check_unit(unit, dataclasses.replace(settings, eps=settings.eps / 10), gen, act,
-                                      draws=draws)
-            where = ("in every direction tried" if kinked else
-                     f"in {sum(t.kinks for t in near_kinks)} direction(s), where a difference then failed")
-            row.note = (f"the real input sits on a kink (ties or exact zeros) {where}; "
-                        f"checked at the input jittered by N(0, {scale:.1g}^2), step h/10")
+        _recheck_off_kinks(row, info, x, unit, settings, gen, act, draws, layer_seed)
     except Exception as exc:  # a custom forward/backward that raises is a failure of that layer
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         row.structural.append(StructuralCheck("runs", False, f"{type(exc).__name__}: {first}"))
     row.verdict = _worst([t.verdict for t in row.tensors]
                          + [Verdict.FAIL for s in row.structural if not s.ok])
     return row
+
+
+def _recheck_off_kinks(row: LayerCheck, info: LayerInfo, x: torch.Tensor, unit: _Unit, settings: _Settings,
+                       gen: torch.Generator, act: int, draws: _Draws | None, layer_seed: int) -> None:
+    """Check a layer again at a jittered input when its directions hit kinks; ``row`` updated."""
+    kinked = [t for t in row.tensors if t.verdict is Verdict.KINK]
+    # A FAIL among directions that hit kinks is not conclusive either: many kinks crossed at
+    # once add slope jumps of random signs that can cancel below the kink test's threshold.
+    near_kinks = [t for t in row.tensors if t.verdict is Verdict.FAIL and t.kinks]
+    if not (kinked or near_kinks) or not x.is_floating_point():
+        return
+    # Kinks in every direction: the real input sits on ties or exact zeros (a max-pool window of
+    # ReLU zeros). Move off them and check again there; a wrong backward still fails there.
+    # Jittered ties are still close pairs (a birthday problem over all pairs), so the jitter is
+    # 1% of the input's spread and the step shrinks tenfold: a pair then needs to be within
+    # ~h/10 to be crossed, while float64 round-off, ~1e-16 |F| / h, stays far below rtol.
+    scale = max(1e-2 * float(x.std()) if x.numel() > 1 else 0.0, 1e4 * settings.eps)
+    jitter = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device) * scale
+    unit = _Unit(info.module, x + jitter, unit.objective, layer_seed)
+    row.tensors = _check_unit(unit, dataclasses.replace(settings, eps=settings.eps / 10), gen, act, draws=draws)
+    where = ("in every direction tried" if kinked else
+             f"in {sum(t.kinks for t in near_kinks)} direction(s), where a difference then failed")
+    row.note = (f"the real input sits on a kink (ties or exact zeros) {where}; "
+                f"checked at the input jittered by N(0, {scale:.1g}^2), step h/10")
 
 
 def _upstream(info: LayerInfo, x: torch.Tensor, layer_seed: int, gen: torch.Generator) -> torch.Tensor:

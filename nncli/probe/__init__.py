@@ -103,20 +103,10 @@ def probe(spec: Spec, *, seeds: Sequence[int] = DEFAULT_SEEDS, batch_size: int =
     from nncli.device import resolve_device
 
     thresholds.check()
-    seeds = list(dict.fromkeys(int(s) for s in seeds))
-    if not seeds:
-        raise InputError("--seeds: expected at least one seed")
-    if batch_size < 2:
-        raise InputError(f"--batch-size: expected at least 2 (BatchNorm needs a batch), found {batch_size}")
-    if steps < 0:
-        raise InputError(f"--steps: expected an integer >= 0, found {steps}")
+    seeds = _checked(spec, seeds, batch_size, steps, sweep_depths)
     dev = resolve_device(device)
     x_data = read_data(data, tuple(spec.input), spec) if data is not None else None
     cfg = train_config(spec, optimizer, lr) if steps else None
-    if sweep_depths:  # fail on a bad sweep before spending time on the probe
-        if any(t < 1 for t in sweep_depths):
-            raise InputError(f"--sweep-depth: expected Repeat counts >= 1, found {list(sweep_depths)}")
-        with_repeat_times(spec, sweep_depths[0])
 
     # build_model seeds the global RNG; the caller's stream is given back untouched.
     cuda = [dev.index or 0] if dev.type == "cuda" else []
@@ -132,25 +122,61 @@ def probe(spec: Spec, *, seeds: Sequence[int] = DEFAULT_SEEDS, batch_size: int =
             x, r = probe_batch(built, seed, batch_size, x_data)
             init_runs.append(measure(built.model, points, x, r))
             if steps:
-                torch.manual_seed(seed)  # Dropout during the steps
-                kind = loss_kind(spec, cfg, built.output_shape)
-                losses.append(train_steps(built.model, cfg, kind, built.output_shape, steps, seed, batch_size,
-                                          built.input_shape, x_data, spec))
+                kind = _train_seed(spec, built, cfg, steps, seed, batch_size, x_data, losses)
                 after_runs.append(measure(built.model, points, x, r))
         init = aggregate(points, init_runs, seeds, thresholds, types, gain)
-        after = training = None
-        if steps:
-            after = aggregate(points, after_runs, seeds, thresholds, types, None)
-            training = Training(steps, cfg.optimizer, cfg.lr, STEP_LOSS_TEXT[kind],
-                                mean([f for f, _ in losses]), mean([l for _, l in losses]))
+        after, training = (_after_steps(points, after_runs, seeds, thresholds, types, steps, cfg, kind, losses)
+                           if steps else (None, None))
         sweep = (depth_sweep(spec, sweep_depths, seeds, batch_size, x_data, thresholds, dev)
                  if sweep_depths else None)
 
-    inputs = (f"{Path(data).name} ({len(x_data)} examples, {min(batch_size, len(x_data))} per seed)"
-              if x_data is not None else
-              f"random token ids in [0, {spec.input_high}), {batch_size} per seed" if getattr(spec, "integer_input", False)
-              else f"random N(0, 1), {batch_size} per seed")
     return ProbeReport(name=spec.name, file=str(spec.path) if spec.path else None, seeds=seeds,
-                       batch_size=batch_size, inputs=inputs, loss=LOSS_TEXT, device=str(dev),
-                       thresholds=thresholds, init=init, training=training, after=after, sweep=sweep)
+                       batch_size=batch_size, inputs=_inputs_text(spec, data, x_data, batch_size), loss=LOSS_TEXT,
+                       device=str(dev), thresholds=thresholds, init=init, training=training, after=after,
+                       sweep=sweep)
+
+
+def _checked(spec: Spec, seeds: Sequence[int], batch_size: int, steps: int,
+             sweep_depths: Sequence[int] | None) -> list[int]:
+    """The distinct seeds; every setting checked before any work (a bad sweep too)."""
+    seeds = list(dict.fromkeys(int(s) for s in seeds))
+    if not seeds:
+        raise InputError("--seeds: expected at least one seed")
+    if batch_size < 2:
+        raise InputError(f"--batch-size: expected at least 2 (BatchNorm needs a batch), found {batch_size}")
+    if steps < 0:
+        raise InputError(f"--steps: expected an integer >= 0, found {steps}")
+    if sweep_depths:
+        if any(t < 1 for t in sweep_depths):
+            raise InputError(f"--sweep-depth: expected Repeat counts >= 1, found {list(sweep_depths)}")
+        with_repeat_times(spec, sweep_depths[0])
+    return seeds
+
+
+def _train_seed(spec: Spec, built, cfg, steps: int, seed: int, batch_size: int, x_data, losses: list) -> str:
+    """Train one seed's network ``steps`` optimizer steps (its (first, last) loss appended to
+    ``losses``); returns the loss kind."""
+    torch.manual_seed(seed)  # Dropout during the steps
+    kind = loss_kind(spec, cfg, built.output_shape)
+    losses.append(train_steps(built.model, cfg, kind, built.output_shape, steps, seed, batch_size,
+                              built.input_shape, x_data, spec))
+    return kind
+
+
+def _after_steps(points, runs: list, seeds: list[int], thresholds: Thresholds, types, steps: int, cfg,
+                 kind: str, losses: list) -> tuple:
+    """The verdict after ``--steps`` and what the training did (mean first and last loss)."""
+    after = aggregate(points, runs, seeds, thresholds, types, None)
+    training = Training(steps, cfg.optimizer, cfg.lr, STEP_LOSS_TEXT[kind],
+                        mean([first for first, _ in losses]), mean([last for _, last in losses]))
+    return after, training
+
+
+def _inputs_text(spec: Spec, data, x_data, batch_size: int) -> str:
+    """What the probe fed the network, in words."""
+    if x_data is not None:
+        return f"{Path(data).name} ({len(x_data)} examples, {min(batch_size, len(x_data))} per seed)"
+    if getattr(spec, "integer_input", False):
+        return f"random token ids in [0, {spec.input_high}), {batch_size} per seed"
+    return f"random N(0, 1), {batch_size} per seed"
 

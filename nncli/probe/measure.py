@@ -123,24 +123,8 @@ def measure(model: nn.Module, points: Sequence[Point], x: torch.Tensor, directio
             # x needs a gradient so activations have one even when every weight is frozen
             # (token ids cannot have one: their Embedding's output is the first with a gradient).
             x = x.detach().clone().requires_grad_(x.is_floating_point())
-            y = model(x)
-            n = x.shape[0]
-            loss = (y * direction).sum() / n
-            missing = [flat[k].info.name for k in range(len(flat)) if k not in caught]
-            if missing:  # e.g. a Custom layer returning a tuple
-                raise InputError(f"probe could not catch the output of {', '.join(missing[:3])}",
-                                 hint="probed layers must return one tensor")
-            outs = [caught[k][1] for k in range(len(flat))]
-            weights = [[w for name, w in p.info.module.named_parameters()
-                        if name.rsplit(".", 1)[-1] == "weight" and w.requires_grad] for p in flat]
-            unique_w = list({id(w): w for ws in weights for w in ws}.values())
-            grads = torch.autograd.grad(loss, outs + unique_w, allow_unused=True)
-            act_grads = grads[:len(outs)]
-            w_grads = {id(w): g for w, g in zip(unique_w, grads[len(outs):])}
-            stats = []
-            for k, p in enumerate(flat):
-                inp, h = caught[k]
-                stats.append(_point_stats(p.info.type, inp, h.detach(), act_grads[k], weights[k], w_grads))
+            loss = (model(x) * direction).sum() / x.shape[0]
+            stats = _stats(flat, caught, loss)
             return Measurement(stats, float(loss.item()), *_first_nonfinite(flat, stats, loss.item()))
     finally:
         for h in handles:
@@ -150,6 +134,27 @@ def measure(model: nn.Module, points: Sequence[Point], x: torch.Tensor, directio
                 t.copy_(saved)
         for m, mode in modes:
             m.training = mode
+
+
+def _stats(flat: list[Point], caught: dict, loss: torch.Tensor) -> list[dict]:
+    """Every point's statistics from its caught input and output, the gradients of ``loss`` with
+    respect to the outputs and to the layers' trainable weights (one backward pass)."""
+    missing = [flat[k].info.name for k in range(len(flat)) if k not in caught]
+    if missing:  # e.g. a Custom layer returning a tuple
+        raise InputError(f"probe could not catch the output of {', '.join(missing[:3])}",
+                         hint="probed layers must return one tensor")
+    outs = [caught[k][1] for k in range(len(flat))]
+    weights = [[w for name, w in p.info.module.named_parameters()
+                if name.rsplit(".", 1)[-1] == "weight" and w.requires_grad] for p in flat]
+    unique_w = list({id(w): w for ws in weights for w in ws}.values())
+    grads = torch.autograd.grad(loss, outs + unique_w, allow_unused=True)
+    act_grads = grads[:len(outs)]
+    w_grads = {id(w): g for w, g in zip(unique_w, grads[len(outs):])}
+    stats = []
+    for k, p in enumerate(flat):
+        inp, h = caught[k]
+        stats.append(_point_stats(p.info.type, inp, h.detach(), act_grads[k], weights[k], w_grads))
+    return stats
 
 
 def _first_nonfinite(flat: list[Point], stats: list[dict], loss: float) -> tuple[bool, str | None]:

@@ -177,12 +177,7 @@ def sweep_plot(result: SweepResult, path: str | Path) -> str:
                            ys, yerr=errs if any(sds) else None,
                            marker="o", capsize=3, linestyle="none" if many else "-", alpha=0.7 if many else 1.0,
                            color="C0" if many else None, label=None if many or not label else label)
-        if result.best:
-            w = next((t for t in trials if t.id == result.best["id"]), None)
-            if w is not None:
-                panel.plot([xs_of[plain_value(w.overrides[axis])]], [w.val[result.metric]], marker="*",
-                           markersize=16, color="gold", markeredgecolor="black", linestyle="none", zorder=5,
-                           label="best")
+        _mark_best(panel, result, trials, axis, xs_of)
         panel.set_xlabel(axis)
         panel.set_ylabel(f"validation {result.metric}")
         panel.grid(True, alpha=0.3)
@@ -191,6 +186,15 @@ def sweep_plot(result: SweepResult, path: str | Path) -> str:
                  f"({'higher' if result.goal == 'max' else 'lower'} is better)")
     fig.tight_layout()
     return str(save_figure(fig, path))
+
+
+def _mark_best(panel, result: SweepResult, trials: list, axis: str, xs_of: dict) -> None:
+    """A gold star on the winning trial, where it lies on this axis."""
+    winner = next((t for t in trials if result.best and t.id == result.best["id"]), None)
+    if winner is not None:
+        panel.plot([xs_of[plain_value(winner.overrides[axis])]], [winner.val[result.metric]], marker="*",
+                   markersize=16, color="gold", markeredgecolor="black", linestyle="none", zorder=5,
+                   label="best")
 
 
 # -- compare -------------------------------------------------------------------------------------

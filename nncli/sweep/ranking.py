@@ -28,25 +28,7 @@ def _summarise(plan: SweepPlan, out: Path, trials: list[TrialResult], ran: int, 
                              else "loss")
     goal = plan.goal or METRICS.get(metric, "max")
     for trial in trials:
-        ok = [r for r in trial.runs if r.status == TrialStatus.OK]
-        failed = [r for r in trial.runs if r.status == TrialStatus.FAILED]
-        if any(r.status == PRUNED for r in trial.runs) and trial.status != TrialStatus.FAILED:
-            trial.status = PRUNED  # stopped by the pruner: listed with its last metrics, never ranked
-        elif trial.status != TrialStatus.FAILED:
-            trial.status = (TrialStatus.PENDING if dry_run and len(ok) < len(trial.runs) else
-                            TrialStatus.OK if len(ok) == len(trial.runs) else TrialStatus.PARTIAL if ok else
-                            TrialStatus.FAILED if failed else TrialStatus.PENDING)
-        if trial.status == PRUNED:
-            ok = [r for r in trial.runs if r.status in (TrialStatus.OK, PRUNED)]
-        keys = sorted({k for r in ok for k in r.val}, key=["loss", "accuracy", "error"].index)
-        for k in keys:
-            values = [r.val[k] for r in ok if k in r.val]
-            trial.val[k] = statistics.fmean(values)
-            trial.val_std[k] = statistics.stdev(values) if len(values) > 1 else 0.0
-        times = [r.seconds for r in trial.runs if r.seconds is not None]
-        trial.seconds = sum(times) if times else None
-        if failed and trial.error is None:
-            trial.error = failed[0].error + (f" (seed {failed[0].seed})" if failed[0].seed is not None else "")
+        _settle(trial, dry_run)
 
     # Ties on the metric (accuracy on a small validation split ties often) go to the lower
     # validation loss (the higher accuracy when ranking by loss), then to the smaller model,
@@ -83,6 +65,30 @@ def _summarise(plan: SweepPlan, out: Path, trials: list[TrialResult], ran: int, 
                 else "random" if plan.random_mode else "grid"), best=best, ran=ran,
         cached=sum(r.cached for r in records), failed=sum(r.status == TrialStatus.FAILED for r in records),
         dry_run=dry_run)
+
+
+def _settle(trial: TrialResult, dry_run: bool) -> None:
+    """A trial's status from its runs' (pruned, ok, partial, failed, pending), its mean and std
+    of each validation metric over the runs that count, its time and its first error."""
+    ok = [r for r in trial.runs if r.status == TrialStatus.OK]
+    failed = [r for r in trial.runs if r.status == TrialStatus.FAILED]
+    if any(r.status == PRUNED for r in trial.runs) and trial.status != TrialStatus.FAILED:
+        trial.status = PRUNED  # stopped by the pruner: listed with its last metrics, never ranked
+    elif trial.status != TrialStatus.FAILED:
+        trial.status = (TrialStatus.PENDING if dry_run and len(ok) < len(trial.runs) else
+                        TrialStatus.OK if len(ok) == len(trial.runs) else TrialStatus.PARTIAL if ok else
+                        TrialStatus.FAILED if failed else TrialStatus.PENDING)
+    if trial.status == PRUNED:
+        ok = [r for r in trial.runs if r.status in (TrialStatus.OK, PRUNED)]
+    keys = sorted({k for r in ok for k in r.val}, key=["loss", "accuracy", "error"].index)
+    for k in keys:
+        values = [r.val[k] for r in ok if k in r.val]
+        trial.val[k] = statistics.fmean(values)
+        trial.val_std[k] = statistics.stdev(values) if len(values) > 1 else 0.0
+    times = [r.seconds for r in trial.runs if r.seconds is not None]
+    trial.seconds = sum(times) if times else None
+    if failed and trial.error is None:
+        trial.error = failed[0].error + (f" (seed {failed[0].seed})" if failed[0].seed is not None else "")
 
 
 def _finite(x: Any) -> bool:

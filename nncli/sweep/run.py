@@ -59,13 +59,7 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: in
     started = time.perf_counter()
     backend = backend or BackendOptions(workers=workers)
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"sweep-{_slug(plan.name)}"
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: expected a folder, found a file")
-    if not dry_run:  # a missing extra is exit 2 before any file is written
-        if backend.name == "ray":
-            require("ray")
-        if plan.search is not None:
-            require("optuna")
+    _check_before_writing(plan, out, backend, dry_run)
     if not dry_run and not _lock_held:  # one writer per sweep folder, taken before any write
         from nncli.train.lock import FolderLock
 
@@ -78,27 +72,7 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: in
         with session(backend):
             trials, configs, ran = _run_guided(plan, out, seeds, backend, device, notify)
     else:
-        configs = expand(plan)
-        trials, runs = [], []
-        for config in configs:
-            trial, trial_runs = _prepare(plan, config, seeds, out, dry_run, len(trials))
-            trials.append(trial)
-            runs.extend(trial_runs)
-        errors = _count(trials)
-        if len(errors) == len(trials):
-            raise errors[trials[0].id]  # nothing can be built: a sweep-file mistake, not a result
-        pending = _pending(runs, dry_run)
-        total = len(runs)
-        done = total - len(pending)
-        notify(SweepEvent("plan", done, total, message=f"{len(trials)} configuration(s) x {len(seeds)} seed(s); "
-                                                         f"{done} run(s) already finished in {out}"))
-        ran = 0
-        if not dry_run and pending:
-            with session(backend):
-                ran = execute(pending, backend, device, notify, done, total)
-        elif dry_run:
-            for run in pending:
-                run.record.status = TrialStatus.PENDING
+        trials, configs, ran = _run_grid(plan, out, seeds, backend, device, notify, dry_run)
     result = _summarise(plan, out, trials, ran, dry_run)
     if not dry_run and result.best is not None:
         _write_best(plan, out, result, configs)
@@ -107,6 +81,45 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: in
         write_atomic(out / RESULT_FILE, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n",
                      durable=True)
     return result
+
+
+def _check_before_writing(plan: SweepPlan, out: Path, backend: BackendOptions, dry_run: bool) -> None:
+    """Exit 2 before any file is written: --out is a file, or the backend's or search's extra is missing."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: expected a folder, found a file")
+    if not dry_run:
+        if backend.name == "ray":
+            require("ray")
+        if plan.search is not None:
+            require("optuna")
+
+
+def _run_grid(plan: SweepPlan, out: Path, seeds: list, backend: BackendOptions, device: str, notify,
+              dry_run: bool) -> tuple[list[TrialResult], list[Config], int]:
+    """Every configuration of the grid (or random draws) prepared, counted, and its pending runs
+    trained; returns the trials, their configurations and how many runs trained now."""
+    configs = expand(plan)
+    trials, runs = [], []
+    for config in configs:
+        trial, trial_runs = _prepare(plan, config, seeds, out, dry_run, len(trials))
+        trials.append(trial)
+        runs.extend(trial_runs)
+    errors = _count(trials)
+    if len(errors) == len(trials):
+        raise errors[trials[0].id]  # nothing can be built: a sweep-file mistake, not a result
+    pending = _pending(runs, dry_run)
+    total = len(runs)
+    done = total - len(pending)
+    notify(SweepEvent("plan", done, total, message=f"{len(trials)} configuration(s) x {len(seeds)} seed(s); "
+                                                     f"{done} run(s) already finished in {out}"))
+    ran = 0
+    if not dry_run and pending:
+        with session(backend):
+            ran = execute(pending, backend, device, notify, done, total)
+    elif dry_run:
+        for run in pending:
+            run.record.status = TrialStatus.PENDING
+    return trials, configs, ran
 
 
 def _prepare(plan: SweepPlan, config: Config, seeds: list, out: Path, dry_run: bool,
