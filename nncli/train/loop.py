@@ -80,10 +80,12 @@ class Trainer:
             own.append(TensorBoard())
         self.callbacks = own + list(callbacks)
         self.finished_before = False
+        self.set_up = False
 
     def setup(self) -> None:
         """The callbacks' ``setup``: before anything is allocated on the device or written (the
         memory check refuses a run here)."""
+        self.set_up = True
         for cb in self.callbacks:
             cb.setup(self)
 
@@ -136,6 +138,8 @@ class Trainer:
         """Build, restore a resumed run, train and report (``report.json``)."""
         s, st = self.s, self.state
         started = time.perf_counter()
+        if not self.set_up:  # run_training calls it earlier, before taking the folder's lock
+            self.setup()
         self.build()
         self.ds = self.strategy.place_data(s.dataset)
         self.ckpt = Checkpointer(st, self.files, model=self.raw, optimizer=self.optimizer,
