@@ -126,6 +126,34 @@ def test_merge_keys_may_be_overridden():
     assert dict(spec.layers[1].args) == {"out_channels": 8, "kernel_size": 3, "padding": 0, "stride": 2}
 
 
+def test_an_anchor_holding_a_merge_can_be_aliased_again():
+    """flatten_mapping rewrites the shared node: a second alias of it is no "duplicate key".
+    The reference is PyYAML's own reading of the same text."""
+    import yaml
+
+    text = textwrap.dedent("""
+        input: [3, 8, 8]
+        layers:
+          - Conv2d: &c1 {out_channels: 4, kernel_size: 3}
+          - Conv2d: &c2 {<<: *c1, padding: 1}
+          - Conv2d: *c2
+          - Conv2d: {<<: *c2, out_channels: 8}
+    """)
+    spec = parse(text)
+    expected = [next(iter(layer.values())) for layer in yaml.safe_load(text)["layers"]]
+    assert [dict(layer.args) for layer in spec.layers] == expected
+    assert expected[2] == {"out_channels": 4, "kernel_size": 3, "padding": 1}
+
+
+def test_a_long_plain_spec_is_no_alias_bomb():
+    """The alias budget counts only values that aliases repeat: 30,000 written-out layers (about
+    90,000 YAML values) stay within the layer limit and parse."""
+    from nncli.spec import parse_spec
+
+    text = "input: [4]\nlayers:\n" + "  - Linear: {out_features: 4, bias: false}\n" * 30_000
+    assert len(parse_spec(text).layers) == 30_000
+
+
 def test_data_and_train_sections_are_kept_raw():
     spec = parse("""
         input: [2]

@@ -201,18 +201,21 @@ def _document(node, file: str | None) -> Document:
     return doc
 
 
-# A real spec has a few hundred values (ResNet-50: ~300; a flat 1000-layer one ~10,000).
-# Aliases can make a tiny file expand exponentially (the "billion laughs" pattern):
-# conversion stops past this many values.
+# Aliases can make a tiny file expand exponentially (the "billion laughs" pattern): conversion
+# stops once the values that aliases repeat pass this many. Values written out in the file are
+# not counted: the file-size limit bounds them, and a long plain spec is no bomb.
 MAX_VALUES = 100_000
 
 
 class _Budget:
-    """Counts converted values and the aliases being expanded (to refuse recursive ones)."""
+    """Counts the values aliases repeat, and the aliases being expanded (to refuse recursive ones)."""
 
     def __init__(self) -> None:
         self.values = 0
         self.open: set[int] = set()  # id() of the collection nodes being converted right now
+        self.seen: set[int] = set()  # id() of every node converted once (a second time is an alias)
+        self.replaying = 0  # > 0 while converting a node for the second time or more
+        self.merged: dict[int, int] = {}  # id() of a flattened mapping node -> its merged pairs
 
 
 def _line_col(text: str, position: int) -> tuple[int, int]:
@@ -225,7 +228,17 @@ def _mark(node) -> tuple[int, int]:
 
 
 def _convert(node, path: Path_, doc: Document, constructor, budget: _Budget) -> Any:
-    budget.values += 1
+    replay = id(node) in budget.seen
+    budget.seen.add(id(node))
+    budget.replaying += replay
+    try:
+        return _convert_node(node, path, doc, constructor, budget)
+    finally:
+        budget.replaying -= replay
+
+
+def _convert_node(node, path: Path_, doc: Document, constructor, budget: _Budget) -> Any:
+    budget.values += budget.replaying > 0
     if budget.values > MAX_VALUES:
         # Located at the top-level key being expanded: an expanded alias carries its anchor's
         # position, which says nothing about where the expansion blew up.
@@ -269,20 +282,32 @@ def _convert(node, path: Path_, doc: Document, constructor, budget: _Budget) -> 
 _FLATTENED_TAGS = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")  # what flatten_mapping rewrites
 
 
+def _flatten(node, path: Path_, doc: Document, constructor, budget: _Budget) -> int:
+    """Resolve a mapping's merge keys (<<) in place; returns how many of its pairs were merged in.
+
+    flatten_mapping puts the merged pairs first; YAML lets later pairs override them
+    (`{<<: *conv, stride: 2}`), so only a key written twice explicitly is a duplicate. It also
+    rewrites the node itself, which an alias shares: a second visit finds it flattened already,
+    so the count from the first visit is kept.
+    """
+    if id(node) in budget.merged:
+        return budget.merged[id(node)]
+    explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+    # only where a merge key (<<) or a value key (=) is there: most mappings have neither
+    if any(k.tag in _FLATTENED_TAGS for k, _ in node.value):
+        try:
+            constructor.flatten_mapping(node)
+        except yaml.MarkedYAMLError as exc:  # e.g. `<<: 5`, a merge of something not a mapping
+            mark = exc.problem_mark or node.start_mark
+            raise SpecError(f"invalid YAML merge: {exc.problem}", file=doc.file, line=mark.line + 1,
+                            column=mark.column + 1, spec_path=format_path(path) or None) from None
+    budget.merged[id(node)] = len(node.value) - explicit
+    return budget.merged[id(node)]
+
+
 def _convert_collection(node, path: Path_, doc: Document, constructor, budget: _Budget) -> Any:
     if isinstance(node, yaml.MappingNode):
-        explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
-        # only where a merge key (<<) or a value key (=) is there: most mappings have neither
-        if any(k.tag in _FLATTENED_TAGS for k, _ in node.value):
-            try:
-                constructor.flatten_mapping(node)  # resolves YAML merge keys (<<)
-            except yaml.MarkedYAMLError as exc:  # e.g. `<<: 5`, a merge of something not a mapping
-                mark = exc.problem_mark or node.start_mark
-                raise SpecError(f"invalid YAML merge: {exc.problem}", file=doc.file, line=mark.line + 1,
-                                column=mark.column + 1, spec_path=format_path(path) or None) from None
-        # flatten_mapping puts the merged pairs first; YAML lets later pairs override them
-        # (`{<<: *conv, stride: 2}`), so only a key written twice explicitly is a duplicate.
-        n_merged = len(node.value) - explicit
+        n_merged = _flatten(node, path, doc, constructor, budget)
         merged: set[str] = set()
         out: dict = {}
         for i, (key_node, value_node) in enumerate(node.value):
