@@ -324,6 +324,48 @@ def test_interrupted_augmented_run_resumes_exactly(tmp_path, run_cli):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_callbacks_see_the_documented_hooks_in_order_and_stop_a_run(tmp_path):
+    from nncli.train import Callback
+
+    seen = []
+
+    class Recorder(Callback):
+        def setup(self, trainer):
+            seen.append("setup")
+            assert not (tmp_path / "run" / "run.yaml").exists()  # nothing written yet
+
+        def on_fit_start(self, trainer, info):
+            seen.append(("start", info["steps_per_epoch"]))
+
+        def on_epoch_start(self, trainer, epoch):
+            seen.append(("epoch", epoch))
+
+        def on_batch_end(self, trainer, batch):
+            seen.append(("batch", batch.global_step, batch.synced))
+
+        def on_validation_end(self, trainer, record, improved):
+            seen.append(("validated", record["epoch"]))
+            return "pruned" if record["epoch"] == 2 else None
+
+        def on_epoch_end(self, trainer, record, improved):
+            seen.append(("ended", record["epoch"], trainer.state.status))
+
+        def on_fit_end(self, trainer, result):
+            seen.append(("fit_end", result.status))
+
+        def close(self):
+            seen.append("close")
+
+    # 600 moons -> 420 training examples in batches of 50: 9 steps an epoch; 3 epochs planned
+    result = run_training(spec_file(tmp_path), {"epochs": 3}, tmp_path / "run", device="cpu", callbacks=[Recorder()])
+    assert result.status == "pruned" and result.epochs == 2 and result.global_step == 18
+    steps = [("batch", g, True) for g in range(1, 19)]  # on the CPU every step is a sync point
+    assert seen == (["setup", ("start", 9), ("epoch", 0)] + steps[:9] + [("validated", 1), ("ended", 1, "running"),
+                    ("epoch", 1)] + steps[9:] + [("validated", 2), ("ended", 2, "pruned"),
+                    ("fit_end", "pruned"), "close"])
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["status"] == "pruned"
+
+
 def test_library_errors_name_parameters_and_the_cli_its_flags(tmp_path, run_cli):
     spec = spec_file(tmp_path)
     taken = tmp_path / "taken"

@@ -12,8 +12,10 @@ that writes or prints checks ``trainer.is_writer``, true on rank 0 only); collec
 a hook must happen on every rank alike. The hooks, in the order they fire:
 
 ``setup(trainer)``
-    The model, optimizer and data are built; nothing of the run folder is written yet. Raise an
-    :class:`~nncli.errors.NncliError` to refuse the run (the memory check does).
+    Before anything is allocated on the device or written: ``trainer.s`` is the prepared run
+    (:class:`~nncli.train.prepare.Setup`: spec, sections, data, and ``s.built``, the spec inferred
+    on the meta device). Raise an :class:`~nncli.errors.NncliError` to refuse the run (the memory
+    check does); the model, optimizer and data are built after it.
 ``on_fit_start(trainer, info)``
     The run folder's ``run.yaml`` is written and training is about to start. ``info``: run_dir,
     device, world_size, epochs, steps_per_epoch, epoch and step_in_epoch (where it starts: a
@@ -138,8 +140,10 @@ class Progress(Callback):
 
     def on_fit_start(self, trainer, info):
         if trainer.is_writer:
-            self.last = time.perf_counter()
             self.observer.on_start(info)
+
+    def on_epoch_start(self, trainer, epoch):
+        self.last = time.perf_counter()  # an epoch's first steps show the bar only after a moment
 
     def on_message(self, trainer, text):
         if trainer.is_writer:
