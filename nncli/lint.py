@@ -57,10 +57,12 @@ class LayerRow:
     type: str
     output_shape: tuple
     params: int
+    shape_method: str = ""  # how the builder learnt output_shape (nncli.build.inference); "" for a block
 
     def to_json(self) -> dict:
         return {"index": self.index, "name": self.name, "type": self.type,
-                "output_shape": list(self.output_shape), "params": self.params}
+                "output_shape": list(self.output_shape), "params": self.params,
+                "shape_method": self.shape_method}
 
 
 @dataclass
@@ -96,7 +98,7 @@ def check_spec(spec: Spec) -> CheckResult:
         SpecError: if the spec does not build (located, exit 2).
     """
     built = infer(spec)
-    rows = [LayerRow(info.index, info.name, info.type, info.out_shape, info.params)
+    rows = [LayerRow(info.index, info.name, info.type, info.out_shape, info.params, info.shape_method)
             for info in built.layers]
     total = sum(p.numel() for p in {id(p): p for p in built.model.parameters()}.values())
     result = CheckResult(spec.name, str(spec.path) if spec.path else None, built.input_shape,
@@ -112,6 +114,7 @@ def lint(built: Built) -> list[Finding]:
         out += _linear_collapse(stream)
         out += _before_norm(stream)
     out += _softmax_before_loss(built)
+    out += _softmax_over_batch(built)
     out += _vanishing_risk(built)
     out += _step_units(built)
     out += _attends_both_ways(built)
@@ -306,6 +309,27 @@ def _softmax_before_loss(built: Built) -> list[Finding]:
                          f"{last.path} Sigmoid is the last layer, but bce_with_logits takes logits "
                          "and applies the sigmoid itself", last, hint="remove the Sigmoid")]
     return []
+
+
+SOFTMAXES = ("Softmax", "LogSoftmax", "Softmin")
+
+
+def _softmax_over_batch(built: Built) -> list[Finding]:
+    """A softmax whose ``dim`` is the batch dimension mixes the examples of a batch: each output
+    then depends on the others, and on the batch size. torch's ``dim`` counts the batch (dim 0)."""
+    out = []
+    for info in built.walk():
+        if info.type not in SOFTMAXES:
+            continue
+        dim = info.args.get("dim")
+        if dim is None or dim not in (0, -(len(info.in_shape) + 1)):
+            continue
+        out.append(_finding(
+            "error", "softmax-over-batch",
+            f"{info.path} {info.type} dim {dim} is the batch dimension: it normalises across the "
+            "examples of a batch, so each prediction depends on the others", info,
+            hint=f"use dim: -1 (the last dimension of each example, here {list(info.in_shape)})"))
+    return out
 
 
 def _vanishing_risk(built: Built) -> list[Finding]:

@@ -379,3 +379,15 @@ def test_an_undocumented_error_in_a_shape_path_is_not_swallowed(monkeypatch, whe
     monkeypatch.setattr(inference, where, planted)
     with pytest.raises(IndexError, match="planted"):
         infer(spec_of(SHAPES.replace("shapes", f"shapes-{where}")))
+
+
+def test_check_json_carries_each_layers_shape_method(monkeypatch):
+    from nncli.build import inference
+    from nncli.lint import check_spec
+
+    rows = check_spec(spec_of(SHAPES)).to_json()["layers"]
+    assert [r["shape_method"] for r in rows] == ["rule", "rule", "cpu_zeros", "rule", "rule"]
+    monkeypatch.setattr(inference, "rule_shape", lambda *a: None)
+    rows = check_spec(spec_of(SHAPES.replace("shapes", "shapes-norule"))).to_json()["layers"]
+    assert [r["shape_method"] for r in rows] == ["cpu_zeros"] * 5
+    assert [tuple(r["output_shape"]) for r in rows] == SHAPES_EXPECTED
