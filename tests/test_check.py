@@ -248,3 +248,31 @@ def test_a_cheaper_factorisation_is_info_not_a_warning():
     """)
     assert (f.code, f.severity) == ("linear-factorisation", "info")
     assert "one Conv2d 8->16 with a 3x3 kernel, 1,168 parameters" in f.message and "into 224" in f.message
+
+
+# -- softmax over the batch ---------------------------------------------------------------------
+@pytest.mark.parametrize("kind, dim", [("Softmax", 0), ("LogSoftmax", 0), ("Softmin", -3), ("Softmax", -2)])
+def test_softmax_over_the_batch_is_an_error(kind, dim):
+    text = f"""
+        input: [{'4, 5' if dim == -3 else '4'}]
+        layers:
+          - Linear: {{out_features: 3}}
+          - {kind}: {{dim: {dim}}}
+          - Linear: {{out_features: 2}}
+    """
+    (f,) = [f for f in findings(text) if f.code == "softmax-over-batch"]
+    assert (f.severity, f.spec_path, f.line) == ("error", "layers[1]", 5)
+    assert "batch dimension" in f.message and "dim: -1" in f.hint
+    assert "softmax-over-batch" not in codes(text.replace(f"dim: {dim}}}", "dim: -1}"))
+
+
+def test_why_softmax_over_the_batch_is_wrong():
+    """The finding's claim, checked with torch itself: over dim 0 one example's output moves when
+    another example changes; over dim -1 it does not."""
+    import torch
+
+    x = torch.randn(2, 3)
+    y = x.clone()
+    y[1] += 1.0
+    assert not torch.allclose(torch.softmax(x, 0)[0], torch.softmax(y, 0)[0])
+    assert torch.equal(torch.softmax(x, -1)[0], torch.softmax(y, -1)[0])
