@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, subprocess_env
 
 BIN = Path(sys.executable).parent
@@ -107,14 +106,29 @@ def test_fences_are_found():
     assert len(with_commands) >= 10, with_commands
 
 
+def test_readme_stays_a_newcomers_page():
+    """README.md is read in ten minutes: at most 15 KB (everything else belongs in docs/), with no
+    dated measurement lines or issue numbers, and links to docs pages that exist."""
+    text = README.read_text(encoding="utf-8")
+    assert len(text.encode("utf-8")) <= 15 * 1024, len(text.encode("utf-8"))
+    assert not re.search(r"\b20\d\d-\d\d-\d\d\b|load average|\bissue \d+", text, re.IGNORECASE)
+    links = re.findall(r"\]\((docs/[^)#]+)", text)
+    assert len(links) >= 10 and all((ROOT / link).is_file() for link in links), links
+
+
 def test_docs_sh_blocks_name_no_missing_spec():
-    """Every ``specs/...`` or ``sweeps/...`` file a runnable example names exists (a fast guard;
-    the chain runs them)."""
+    """Every ``specs/...``, ``sweeps/...`` or ``examples/...`` file a runnable example names exists,
+    or the page writes it first (a titled block): a fast guard; the chains run them."""
     missing = []
     for page in PAGES:
-        for line, command in sh_commands(page.read_text(encoding="utf-8")):
-            for ref in re.findall(r"\b((?:specs|sweeps|examples)/[\w./-]+\.(?:yaml|sh|py))", command):
-                if not (ROOT / ref).is_file():
+        written = set()
+        for line, kind, value in fence_steps(page.read_text(encoding="utf-8")):
+            if kind == "file":
+                written.add(value)
+            if kind != "sh":
+                continue
+            for ref in re.findall(r"\b((?:specs|sweeps|examples)/[\w./-]+\.(?:yaml|sh|py))", value):
+                if ref not in written and not (ROOT / ref).is_file():
                     missing.append(f"{page.relative_to(ROOT)}:{line}: {ref}")
     assert not missing, missing
 

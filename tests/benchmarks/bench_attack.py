@@ -100,7 +100,7 @@ def main(rec: Record) -> None:
         return run_attack(run_dir, eps=[eps], methods=["pgd"], steps=steps, step_size=alpha, device="cpu")
 
     # the same adversarial examples: the comparison is of the same work
-    same = all(torch.allclose(a, b, atol=1e-6) for a, b in zip(hand(), core()))
+    same = all(torch.allclose(a, b, atol=1e-6) for a, b in zip(hand(), core(), strict=True))
     command()  # warm-up: first-call costs (data set import, allocator) out of the timings
     wall, cpu = best_of(args.repeats, [hand, core, command])
     n = len(x)

@@ -28,12 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from record import Record  # this folder: the script's own
+from timing import installed_env
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from record import Record  # this folder: the script's own
-from timing import installed_env
 
 MLP_1000 = """\
 name: mlp-1000
@@ -82,10 +83,10 @@ def main(rec: Record) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
+    import reference_models as ref
     import torch
     from torch import nn
 
-    import reference_models as ref
     from nncli.diagram import build_diagram
     from nncli.spec import load_spec
 
@@ -95,9 +96,9 @@ def main(rec: Record) -> None:
         torchview = None
 
     # Warm-up: the first build and the first draw_graph pay for lazy imports inside torch.
-    build_diagram(load_spec(ROOT / "specs" / "lecture-mlp.yaml")).source
+    _ = build_diagram(load_spec(ROOT / "specs" / "lecture-mlp.yaml")).source
     if torchview is not None:
-        torchview.draw_graph(ref.lecture_mlp(), input_size=(1, 2)).visual_graph.source
+        _ = torchview.draw_graph(ref.lecture_mlp(), input_size=(1, 2)).visual_graph.source
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-diagram-"))
     mlp_path = tmp / "mlp-1000.yaml"
@@ -110,25 +111,26 @@ def main(rec: Record) -> None:
     ]
     rows = []
     for label, path, expand, make, in_size in cases:
-        t_dot, source = best_of(lambda: build_diagram(load_spec(path), expand=expand).source, args.repeats)
+        t_dot, source = best_of(lambda path=path, expand=expand: build_diagram(load_spec(path), expand=expand).source,
+                                args.repeats)
         d = build_diagram(load_spec(path), expand=expand)
-        t_svg, _ = best_of(lambda: svg(source), args.repeats)
+        t_svg, _ = best_of(lambda source=source: svg(source), args.repeats)
         torch.manual_seed(0)
         model = make().eval()
-        h_dot, h_source = best_of(lambda: handwritten_digraph(model), args.repeats)
-        h_svg, _ = best_of(lambda: svg(h_source), args.repeats)
+        h_dot, h_source = best_of(lambda model=model: handwritten_digraph(model), args.repeats)
+        h_svg, _ = best_of(lambda h_source=h_source: svg(h_source), args.repeats)
         tv = None
         if torchview is not None:
             # torchview's default depth (3) hides nested blocks; for the expanded rows it opens all.
             depth = 100 if expand else 3
 
-            def tv_dot():
+            def tv_dot(model=model, in_size=in_size, depth=depth):
                 with torch.no_grad():
                     return torchview.draw_graph(model, input_size=in_size, depth=depth,
                                                 expand_nested=False).visual_graph.source
 
             tv_t_dot, tv_source = best_of(tv_dot, args.repeats)
-            tv_t_svg, _ = best_of(lambda: svg(tv_source), args.repeats)
+            tv_t_svg, _ = best_of(lambda tv_source=tv_source: svg(tv_source), args.repeats)
             tv_nodes = sum(1 for line in tv_source.splitlines() if line.strip().split(" ")[0].isdigit()
                            and "->" not in line)
             tv = (tv_t_dot, tv_t_svg, tv_nodes)

@@ -26,8 +26,8 @@ import os
 import time
 
 import torch
-from torch import nn
 from record import Record  # this folder: the script's own
+from torch import nn
 
 from nncli.gradcheck import gradcheck
 from nncli.spec import parse_spec
@@ -64,7 +64,7 @@ def torch_check(inp, hidden, out, fast: bool) -> tuple[float, bool]:
     params = [p.detach().clone().requires_grad_() for p in model.parameters()]
 
     def f(x, *ps):
-        return torch.func.functional_call(model, dict(zip(names, ps)), (x,))
+        return torch.func.functional_call(model, dict(zip(names, ps, strict=True)), (x,))
 
     ok = torch.autograd.gradcheck(f, (x, *params), fast_mode=fast, raise_exception=False)
     return time.perf_counter() - start, ok
@@ -123,16 +123,18 @@ def main(rec: Record) -> None:
         inp, hidden, out = NETS[size]
         spec = parse_spec(spec_text(inp, hidden, out))
         n = sum(p.numel() for p in hand_model(inp, hidden, out).parameters())
-        t_def, ok_def, t_fast, ok_fast = best_pair(lambda: nncli_check(spec, False),
-                                                   lambda: torch_check(inp, hidden, out, fast=True), args.repeats)
+        t_def, ok_def, t_fast, ok_fast = best_pair(
+            lambda spec=spec: nncli_check(spec, False),
+            lambda net=NETS[size]: torch_check(*net, fast=True), args.repeats)
         row = f"{n:>10,} | {t_def:>12.3f}s {t_fast:>9.3f}s {t_def / t_fast:>11.2f} | "
         verdicts = [ok_def, ok_fast]
         if args.no_slow or size >= 1000000:
             row += f"{'not run':>16} {'not run':>10} {'-':>11} | "
         else:
-            t_ex, ok_ex, t_slow, ok_slow = best_pair(lambda: nncli_check(spec, True),
-                                                     lambda: torch_check(inp, hidden, out, fast=False),
-                                                     args.repeats if size < 10000 else args.slow_repeats)
+            t_ex, ok_ex, t_slow, ok_slow = best_pair(
+                lambda spec=spec: nncli_check(spec, True),
+                lambda net=NETS[size]: torch_check(*net, fast=False),
+                args.repeats if size < 10000 else args.slow_repeats)
             row += f"{t_ex:>15.3f}s {t_slow:>9.3f}s {t_slow / t_ex:>11.2f} | "
             verdicts += [ok_ex, ok_slow]
         print(row + " ".join("pass" if v else "FAIL" for v in verdicts), flush=True)

@@ -51,7 +51,7 @@ def make_folder(root: Path, size: int) -> Path:
 
     digits = load_digits()
     scale = size // 8
-    for i, (image, label) in enumerate(zip(digits.images, digits.target)):
+    for i, (image, label) in enumerate(zip(digits.images, digits.target, strict=True)):
         pixels = np.round(np.kron(image, np.ones((scale, scale))) * 255 / 16).astype(np.uint8)
         (root / str(label)).mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels, "L").save(root / str(label) / f"{i:04d}.png")

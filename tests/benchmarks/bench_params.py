@@ -43,10 +43,9 @@ def main() -> None:
 
 
 def measure(args, rec: Record) -> None:
-    import torch
+    import reference_models as ref
     import torchinfo
 
-    import reference_models as ref
     from nncli.params import count
     from nncli.spec import load_spec
 
@@ -64,10 +63,10 @@ def measure(args, rec: Record) -> None:
           "ratio = torchinfo time / nncli time (> 1: nncli faster)")
     for batch in (1, 32):
         shape = (batch, 3, 224, 224)
-        t_nncli = best_of(lambda: count(load_spec(spec_path), batch_size=batch), args.repeats)
-        t_torchinfo = best_of(lambda: torchinfo.summary(model, input_size=shape, verbose=0), args.repeats)
+        t_nncli = best_of(lambda batch=batch: count(load_spec(spec_path), batch_size=batch), args.repeats)
+        t_torchinfo = best_of(lambda shape=shape: torchinfo.summary(model, input_size=shape, verbose=0), args.repeats)
         t_torchinfo_build = best_of(
-            lambda: torchinfo.summary(ref.resnet50(), input_size=shape, verbose=0), args.repeats)
+            lambda shape=shape: torchinfo.summary(ref.resnet50(), input_size=shape, verbose=0), args.repeats)
         rec.row(resnet, batch=batch, nncli_ms=t_nncli * 1e3, torchinfo_built_ms=t_torchinfo * 1e3,
                 ratio_built=t_torchinfo / t_nncli, torchinfo_with_build_ms=t_torchinfo_build * 1e3,
                 ratio_with_build=t_torchinfo_build / t_nncli)

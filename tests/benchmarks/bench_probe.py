@@ -27,10 +27,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
 from record import Record  # this folder: the script's own
 from timing import installed_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
 SPECS = ["deep-sigmoid", "deep-relu-normal", "deep-relu-he", "deep-tanh-xavier", "deep-residual-bn"]
 
 HAND = r'''

@@ -27,11 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from record import Record  # this folder: the script's own
+from timing import installed_env
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from record import Record  # this folder: the script's own
-from timing import installed_env
 
 SWEEP = """\
 name: bench

@@ -47,9 +47,9 @@ def main(rec: Record) -> None:
         print("note: run with OMP_NUM_THREADS=1 for figures comparable to docs/benchmarks.md")
 
     import torch
-
     import zoo_models
     import zoo_models_seq
+
     from nncli.params import count
     from nncli.spec import load_spec
 
@@ -77,9 +77,9 @@ def main(rec: Record) -> None:
         info = torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0)
         assert report.total == info.total_params == published, (report.total, info.total_params)
         t_nncli, t_info, t_info_build = _alternating([
-            lambda: count(load_spec(path)),
-            lambda: torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0),
-            lambda: torchinfo.summary(make(), input_size=(1, 3, 224, 224), verbose=0),
+            lambda path=path: count(load_spec(path)),
+            lambda model=model: torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0),
+            lambda make=make: torchinfo.summary(make(), input_size=(1, 3, 224, 224), verbose=0),
         ], args.repeats)
         print(f"{label}: {published:,} parameters (both agree); nncli FLOPs {report.flops:,}, "
               f"torchinfo mult-adds {info.total_mult_adds:,}")

@@ -94,7 +94,7 @@ class Record:
         self.tables: dict[str, dict] = {}
         self.notes: list[str] = []
 
-    def __enter__(self) -> "Record":
+    def __enter__(self) -> Record:
         self.started = _dt.datetime.now(_dt.timezone.utc)
         self.load_before = _load()
         self.t0 = time.perf_counter()

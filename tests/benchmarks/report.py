@@ -45,9 +45,9 @@ def fmt(value) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
+        if value != 0 and (abs(value) >= 1e9 or abs(value) < 1e-3):
             return f"{value:.3g}"
-        return f"{value:,.4g}" if abs(value) >= 1000 else f"{value:.4g}"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     if isinstance(value, list):
         return ", ".join(fmt(v) for v in value)
     return str(value).replace("|", "\\|").replace("\n", " ")
