@@ -19,6 +19,7 @@ from nncli.cli.run_options import (
     threads_option,
 )
 from nncli.errors import ExitCode, InputError
+from nncli.status import RunStatus
 from nncli.train.config import AMP_MODES, LOSSES, SCHEDULES
 
 
@@ -173,9 +174,9 @@ def train(
             result = run_training(loaded, overrides, out, device=device, resume=resume, observer=progress,
                                   callbacks=plot_callbacks(plot), tensorboard=tensorboard, threads=threads)
     render.emit(result, json_out, render.train.show)
-    if result.status == "nonfinite":
+    if result.status == RunStatus.NONFINITE:
         fail_check(result.message)
-    if result.status == "interrupted":
+    if result.status == RunStatus.INTERRUPTED:
         raise typer.Exit(int(ExitCode.INTERRUPTED))
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from nncli.errors import NncliError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
+from nncli.status import RunStatus, TrialStatus
 from nncli.sweep.results import TRIAL_FILE, RunRecord, TrialResult
 
 
@@ -37,14 +38,14 @@ class _Run:
 def record_outcome(run: _Run, outcome: dict) -> None:
     """Copy what a trial came back with into its record and its folder's ``trial.json``; every
     backend calls this for each finished run. An interrupted run raises KeyboardInterrupt."""
-    if outcome.get("status") == "interrupted":
+    if outcome.get("status") == RunStatus.INTERRUPTED:
         raise KeyboardInterrupt
     rec = run.record
     if "report" in outcome:
         run.report = outcome["report"]
         rec.fill(outcome["report"], outcome["seconds"])
     else:
-        rec.status, rec.error, rec.seconds = "failed", outcome["error"], outcome["seconds"]
+        rec.status, rec.error, rec.seconds = TrialStatus.FAILED, outcome["error"], outcome["seconds"]
     if Path(rec.run_dir).is_dir():
         write_atomic(Path(rec.run_dir) / TRIAL_FILE, json.dumps(jsonable(
             {"trial": run.trial.id, "seed": rec.seed, "overrides": run.trial.overrides,
@@ -84,9 +85,9 @@ class TrialWorker:
 
     def __call__(self, task: dict) -> dict:
         if self.stopping:
-            return {"status": "interrupted"}
+            return {"status": RunStatus.INTERRUPTED}
         outcome = run_trial(task)
-        if outcome.get("status") == "interrupted":
+        if outcome.get("status") == RunStatus.INTERRUPTED:
             self.stopping = True
         return outcome
 
@@ -140,6 +141,6 @@ def run_trial(task: dict) -> dict:
         return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - started}
     finally:
         _exit_if_orphaned(task)
-    if result.status == "interrupted":
-        return {"status": "interrupted"}
+    if result.status == RunStatus.INTERRUPTED:
+        return {"status": RunStatus.INTERRUPTED}
     return {"report": result.to_json(), "seconds": time.perf_counter() - started}
