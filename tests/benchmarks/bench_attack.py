@@ -68,8 +68,8 @@ def main(rec: Record) -> None:
     from nncli.attack import Normalized, pgd, run_attack
     from nncli.build import build_model
     from nncli.runs import load_checkpoint
-    from nncli.train.trained import open_run
     from nncli.train import run_training
+    from nncli.train.trained import open_run
 
     run_dir = args.run
     if run_dir is None:
