@@ -61,7 +61,7 @@ def test_interrupt_after_a_nan_step_under_lazy_sync_keeps_the_checkpoint_finite(
 
     from fault_injection import SignalAt
 
-    real = epoch_mod._loss_mean
+    real = epoch_mod.loss_mean
     calls = {"n": 0}
 
     def planted(name, out, yb):  # step 3's loss is NaN: its backward writes NaN into the weights
@@ -69,7 +69,7 @@ def test_interrupt_after_a_nan_step_under_lazy_sync_keeps_the_checkpoint_finite(
         loss = real(name, out, yb)
         return loss * float("nan") if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(epoch_mod, "_loss_mean", planted)
+    monkeypatch.setattr(epoch_mod, "loss_mean", planted)
     spec = write(tmp_path / "spec.yaml", MLP)
     out = tmp_path / "run"
     result = run_training(spec, {"train": {"sync_every": 10, "batch_size": 10, "epochs": 2}}, out, device="cpu",

@@ -55,14 +55,14 @@ def test_shipped_text_is_ascii_and_its_unigram_entropy():
 
 
 def test_token_cross_entropy_and_accuracy_against_a_loop():
-    from nncli.train.task import _correct, _loss_mean, _loss_sum
+    from nncli.train.task import _correct, _loss_sum, loss_mean
 
     gen = torch.Generator().manual_seed(0)
     out = torch.randn(3, 5, 7, generator=gen)
     y = torch.randint(7, (3, 5), generator=gen)
     by_hand = [[-torch.log_softmax(out[n, t], 0)[y[n, t]].item() for t in range(5)] for n in range(3)]
     assert _loss_sum("cross_entropy", out, y).item() == pytest.approx(sum(sum(r) / 5 for r in by_hand))
-    assert _loss_mean("cross_entropy", out, y).item() == pytest.approx(sum(map(sum, by_hand)) / 15)
+    assert loss_mean("cross_entropy", out, y).item() == pytest.approx(sum(map(sum, by_hand)) / 15)
     hits = sum(int(out[n, t].argmax() == y[n, t]) for n in range(3) for t in range(5))
     assert _correct("cross_entropy", out, y).item() == pytest.approx(hits / 5)  # per-token, summed per example
 

@@ -65,7 +65,7 @@ def train_steps(model: nn.Module, cfg, loss: str, output_shape: tuple, steps: in
     """
     from nncli.train.optim import build_optimizer
     # the training loop's own mean loss, so a probe step and a train step agree on the number
-    from nncli.train.task import _loss_mean
+    from nncli.train.task import loss_mean
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -89,7 +89,7 @@ def train_steps(model: nn.Module, cfg, loss: str, output_shape: tuple, steps: in
             y = torch.randint(2, out.shape, generator=gen).to(device=device, dtype=out.dtype)
         else:
             y = torch.randn(out.shape, generator=gen).to(device=device, dtype=out.dtype)
-        value = _loss_mean(loss, out, y)
+        value = loss_mean(loss, out, y)
         opt.zero_grad(set_to_none=True)
         value.backward()
         if cfg.clip_grad_norm is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nncli.errors import did_you_mean
-from nncli.spec.parse import TOP_LEVEL_KEYS, _found
+from nncli.spec.parse import TOP_LEVEL_KEYS, describe_found
 from nncli.spec.source import Where, format_path
 
 LAYER_LISTS = ("layers", "body", "shortcut")  # keys whose lists hold layer items
@@ -158,7 +158,7 @@ def set_path(root: dict, path: tuple, value: Any, where: Where, source: str) -> 
         last = depth == len(path) - 1
         if isinstance(part, int):
             if not isinstance(node, list):
-                raise where.error(f"{here} of {source} is {_found(node)}, not a list: cannot index [{part}]")
+                raise where.error(f"{here} of {source} is {describe_found(node)}, not a list: cannot index [{part}]")
             if not -len(node) <= part < len(node):
                 raise where.error(f"{here} of {source} has {len(node)} item(s) (indices 0..{len(node) - 1}), "
                                   f"found index {part}")
@@ -185,7 +185,7 @@ def set_path(root: dict, path: tuple, value: Any, where: Where, source: str) -> 
             node, layer_list = item, False
             continue
         if not isinstance(node, dict):
-            raise where.error(f"{here} of {source} is {_found(node)}, not a mapping: no key {part!r}")
+            raise where.error(f"{here} of {source} is {describe_found(node)}, not a mapping: no key {part!r}")
         if part not in node:
             if (depth == 0 and part in TOP_LEVEL_KEYS) or _open_mapping(path[:depth], part):
                 # optional sections (train, data, init) and a layer's arguments may gain keys; what

@@ -36,7 +36,9 @@ def _type_name(value: Any) -> str:
             list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
 
 
-def _found(value: Any) -> str:
+def describe_found(value: Any) -> str:
+    """What an error message says it found: the type, and the value itself when it is short
+    (a scalar); spec, sweep and override errors all word it this way."""
     if isinstance(value, (dict, list)) or value is None:
         return _type_name(value)
     return f"{_type_name(value)} ({value!r})"
@@ -141,12 +143,12 @@ class _Parser:
         if name is None:
             name = Path(self.doc.file).stem if self.doc.file else "network"
         elif not isinstance(name, str) or not name.strip():
-            raise self.fail(("name",), f"expected a non-empty string, found {_found(name)}")
+            raise self.fail(("name",), f"expected a non-empty string, found {describe_found(name)}")
         if "description" in data and not isinstance(data["description"], str):
-            raise self.fail(("description",), f"expected a string, found {_found(data['description'])}")
+            raise self.fail(("description",), f"expected a string, found {describe_found(data['description'])}")
         for section in ("data", "train"):
             if section in data and not isinstance(data[section], (dict, type(None))):
-                raise self.fail((section,), f"expected a mapping, found {_found(data[section])}")
+                raise self.fail((section,), f"expected a mapping, found {describe_found(data[section])}")
         input_shape, dtype, high = self.input(data["input"])
         top_vars, var_where = self.vars(data.get("vars"), ("vars",))
         self.names.append(set(top_vars or ()))
@@ -181,14 +183,14 @@ class _Parser:
         dtype = value.get("dtype", "float32")
         if dtype not in FLOAT_DTYPES + INT_DTYPES:
             raise self.fail(path + ("dtype",), f"expected `dtype` to be one of "
-                            f"{', '.join(FLOAT_DTYPES + INT_DTYPES)}, found {_found(dtype)}")
+                            f"{', '.join(FLOAT_DTYPES + INT_DTYPES)}, found {describe_found(dtype)}")
         high = value.get("high")
         if dtype in INT_DTYPES:
             if high is None:
                 raise self.fail(path, f"integer input ({dtype}) needs `high`: tokens are drawn from [0, high)",
                                 "e.g. input: {shape: [64], dtype: int64, high: 5000} (the vocabulary size)")
             if isinstance(high, bool) or not isinstance(high, int) or high < 1:
-                raise self.fail(path + ("high",), f"expected `high` to be a positive integer, found {_found(high)}")
+                raise self.fail(path + ("high",), f"expected `high` to be a positive integer, found {describe_found(high)}")
         elif high is not None:
             raise self.fail(path + ("high",), f"`high` applies to integer inputs, and dtype is {dtype}",
                             "add dtype: int64 for token ids, or remove `high`")
@@ -200,7 +202,7 @@ class _Parser:
             return None, {}
         if not isinstance(value, dict):
             raise self.fail(path, f"expected `vars` to be a mapping of name to number or expression, "
-                                  f"found {_found(value)}", "e.g. vars: {width: 64, expansion: 6}")
+                                  f"found {describe_found(value)}", "e.g. vars: {width: 64, expansion: 6}")
         out, where = {}, {}
         for key, item in value.items():
             vpath = path + (key,)
@@ -214,7 +216,7 @@ class _Parser:
                 except ExprError as err:
                     raise self.fail(vpath, f"bad expression {item!r}: {err.message}") from None
             elif isinstance(item, bool) or not isinstance(item, (int, float)):
-                raise self.fail(vpath, f"expected a var to be a number or an expression, found {_found(item)}")
+                raise self.fail(vpath, f"expected a var to be a number or an expression, found {describe_found(item)}")
             out[key] = item
             where[key] = self.doc.where(vpath)
         return out, where
@@ -224,10 +226,10 @@ class _Parser:
             value = [value]  # `input: 784` is unambiguous shorthand for [784]
         if not isinstance(value, list) or not value:
             raise self.fail(path, f"expected the shape of one example as a list of positive integers "
-                                  f"(e.g. [3, 32, 32]), found {_found(value)}")
+                                  f"(e.g. [3, 32, 32]), found {describe_found(value)}")
         for i, dim in enumerate(value):
             if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
-                raise self.fail(path + (i,), f"expected a positive integer size, found {_found(dim)}",
+                raise self.fail(path + (i,), f"expected a positive integer size, found {describe_found(dim)}",
                                 "`input` has no batch dimension: [3, 32, 32], not [N, 3, 32, 32]")
         numel = 1
         for dim in value:
@@ -240,7 +242,7 @@ class _Parser:
     # -- layers ---------------------------------------------------------------------------
     def layer_list(self, value: Any, path: tuple, what: str) -> tuple[LayerSpec, ...]:
         if not isinstance(value, list):
-            raise self.fail(path, f"expected `{what}` to be a list of layers, found {_found(value)}",
+            raise self.fail(path, f"expected `{what}` to be a list of layers, found {describe_found(value)}",
                             "write each layer on its own line starting with `- `")
         if not value:
             raise self.fail(path, f"expected at least one layer in `{what}`, found an empty list")
@@ -264,18 +266,18 @@ class _Parser:
             args_path = path + (kind,)
         else:
             raise self.fail(path, f"expected a layer: a class name (`ReLU`) or `{{ClassName: {{args}}}}`, "
-                                  f"found {_found(item)}")
+                                  f"found {describe_found(item)}")
         if not _IDENT.match(kind):
             raise self.fail(path, f"expected a layer class name (letters, digits, _), found {kind!r}")
         if args is None:
             args = {}
         if not isinstance(args, dict):
             raise self.fail(args_path, f"expected the arguments of {kind} as a mapping "
-                                       f"(`{kind}: {{name: value}}`), found {_found(args)}",
+                                       f"(`{kind}: {{name: value}}`), found {describe_found(args)}",
                             f"e.g. `- {kind}: {{...}}`; a bare `- {kind}` means no arguments")
         name = args.get("name")
         if "name" in args and (not isinstance(name, str) or not name.strip()):
-            raise self.fail(args_path + ("name",), f"expected `name` to be a non-empty string, found {_found(name)}")
+            raise self.fail(args_path + ("name",), f"expected `name` to be a non-empty string, found {describe_found(name)}")
         init = self.init(args["init"], args_path + ("init",)) if args.get("init") is not None else None
         block = kind in ("Residual", "Repeat", "Parallel", "Block")
         reserved = RESERVED + ("vars",) if block else RESERVED
@@ -295,10 +297,10 @@ class _Parser:
             target = rest.get("target")
             if not isinstance(target, str) or ":" not in target or target.rsplit(":", 1)[1] == "":
                 raise self.fail(args_path + ("target",),
-                                f"expected `target` as \"file.py:Class\" or \"package.module:Class\", found {_found(target)}")
+                                f"expected `target` as \"file.py:Class\" or \"package.module:Class\", found {describe_found(target)}")
             cargs = rest.get("args") or {}
             if not isinstance(cargs, dict):
-                raise self.fail(args_path + ("args",), f"expected `args` to be a mapping of keyword arguments, found {_found(cargs)}")
+                raise self.fail(args_path + ("args",), f"expected `args` to be a mapping of keyword arguments, found {describe_found(cargs)}")
             cwhere = {k: self.doc.where(args_path + ("args", k), key=True) for k in cargs}
             return CustomSpec(type=kind, args=cargs, arg_where=cwhere, **common,
                               target=target, base_dir=self.base_dir)
@@ -318,7 +320,7 @@ class _Parser:
                                 "Parallel: {branches: [[], [Conv2d...]], merge: concat}")
             if not isinstance(branches, list) or len(branches) < 2:
                 raise self.fail(bpath, f"expected `branches` to be a list of two or more layer lists, "
-                                       f"found {_found(branches) if not isinstance(branches, list) else f'{len(branches)} branch(es)'}",
+                                       f"found {describe_found(branches) if not isinstance(branches, list) else f'{len(branches)} branch(es)'}",
                                 "`[]` is the identity branch: branches: [[], [ReLU]]")
             parsed = []
             for i, branch in enumerate(branches):
@@ -326,18 +328,18 @@ class _Parser:
                     parsed.append(())
                 elif not isinstance(branch, list):
                     raise self.fail(bpath + (i,), f"expected branch {i} to be a list of layers ([] for "
-                                                  f"the identity), found {_found(branch)}",
+                                                  f"the identity), found {describe_found(branch)}",
                                     "each branch is a list: branches: [[ReLU], [Conv2d: {...}]]")
                 else:
                     parsed.append(self.layer_list(branch, bpath + (i,), f"branches[{i}]"))
             merge = rest.get("merge", "concat")
             if merge not in MERGES:
                 raise self.fail(args_path + ("merge",), f"expected `merge` to be one of {', '.join(MERGES)}, "
-                                                        f"found {_found(merge)}",
+                                                        f"found {describe_found(merge)}",
                                 did_you_mean(str(merge), MERGES))
             dim = rest.get("dim", 1)
             if isinstance(dim, bool) or not isinstance(dim, int):
-                raise self.fail(args_path + ("dim",), f"expected `dim` to be an integer, found {_found(dim)}")
+                raise self.fail(args_path + ("dim",), f"expected `dim` to be an integer, found {describe_found(dim)}")
             if dim == 0:
                 raise self.fail(args_path + ("dim",), "Parallel: dim 0 is the batch: branches may not be "
                                                       "concatenated along it", "dim: 1 joins channels (the default)")
@@ -372,7 +374,7 @@ class _Parser:
                 pass  # an expression: evaluated by the builder, with the Repeat's input in scope
             elif isinstance(times, bool) or not isinstance(times, int) or times < 1:
                 raise self.fail(args_path + ("times",), f"expected `times` to be an integer >= 1 or an "
-                                                        f"expression, found {_found(times)}")
+                                                        f"expression, found {describe_found(times)}")
             return RepeatSpec(type=kind, args={}, arg_where=arg_where, **common, times=times,
                               layers=self.layer_list(rest["layers"], args_path + ("layers",), "layers"))
         raise AssertionError(kind)  # every block kind is handled above
@@ -381,7 +383,7 @@ class _Parser:
     def init(self, value: Any, path: tuple) -> dict[str, InitScheme]:
         if not isinstance(value, dict) or not value:
             raise self.fail(path, f"expected `init` as a mapping of parameter name to scheme "
-                                  f"(e.g. {{weight: kaiming_normal, bias: zeros}}), found {_found(value)}")
+                                  f"(e.g. {{weight: kaiming_normal, bias: zeros}}), found {describe_found(value)}")
         out = {}
         for param, scheme in value.items():
             spath = path + (param,)
@@ -392,9 +394,9 @@ class _Parser:
                 ((scheme, kwargs),) = scheme.items()
                 kwargs = kwargs or {}
                 if not isinstance(kwargs, dict):
-                    raise self.fail(spath + (scheme,), f"expected the arguments of {scheme} as a mapping, found {_found(kwargs)}")
+                    raise self.fail(spath + (scheme,), f"expected the arguments of {scheme} as a mapping, found {describe_found(kwargs)}")
             if not isinstance(scheme, str):
-                raise self.fail(spath, f"expected an init scheme name, found {_found(scheme)}")
+                raise self.fail(spath, f"expected an init scheme name, found {describe_found(scheme)}")
             if scheme.endswith("_") and scheme[:-1] in INIT_SCHEMES:
                 scheme = scheme[:-1]  # torch's in-place spelling, normal_ -> normal
             if scheme not in INIT_SCHEMES:

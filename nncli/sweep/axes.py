@@ -12,7 +12,7 @@ from typing import Any
 
 from nncli.errors import SpecError, did_you_mean
 from nncli.spec.overrides import parse_path
-from nncli.spec.parse import _found
+from nncli.spec.parse import describe_found
 from nncli.spec.source import Document, Where, format_path
 from nncli.sweep.plan import DISTRIBUTIONS, Axis, Target
 
@@ -25,7 +25,7 @@ def read_axes(doc: Document, section: Any, kind: str) -> list[Axis]:
     """The axes of one section (``kind``: "grid" or "random") of the sweep file ``doc``."""
     if not isinstance(section, dict) or not section:
         raise _fail(doc, (kind,), f"expected `{kind}` to be a mapping of spec path (or axis name) to "
-                                  f"{'values' if kind == 'grid' else 'a distribution'}, found {_found(section)}",
+                                  f"{'values' if kind == 'grid' else 'a distribution'}, found {describe_found(section)}",
                     "e.g. train.lr: [0.001, 0.01]" if kind == "grid" else "e.g. train.lr: {loguniform: [1e-4, 1e-1]}")
     out = []
     for key, spec in section.items():
@@ -63,12 +63,12 @@ def _named_axis(doc: Document, key: Any, spec: dict, kind: str, where: Where) ->
     if "path" in spec:
         paths = spec["path"] if isinstance(spec["path"], list) else [spec["path"]]
         if not paths or not all(isinstance(p, str) for p in paths):
-            raise _fail(doc, vpath + ("path",), f"expected a spec path or a list of them, found {_found(spec['path'])}")
+            raise _fail(doc, vpath + ("path",), f"expected a spec path or a list of them, found {describe_found(spec['path'])}")
         pwhere = doc.where(vpath + ("path",))
         targets = tuple(Target(path=parse_path(p, pwhere)) for p in paths)
     else:
         if not isinstance(spec["replace"], str):
-            raise _fail(doc, vpath + ("replace",), f"expected a layer type name, found {_found(spec['replace'])}")
+            raise _fail(doc, vpath + ("replace",), f"expected a layer type name, found {describe_found(spec['replace'])}")
         targets = (Target(replace=spec["replace"].strip()),)
     rest = {k: v for k, v in spec.items() if k not in ("path", "replace")}
     if len(rest) != 1:
@@ -83,7 +83,7 @@ def _values(doc: Document, name: str, targets: tuple[Target, ...], dist: str | N
     """An axis from its values (a list, or a `choice`) or its distribution's bounds."""
     if dist is None or dist == "choice":
         if not isinstance(value, list) or not value:
-            raise _fail(doc, vpath, f"expected a non-empty list of values for {name!r}, found {_found(value)}",
+            raise _fail(doc, vpath, f"expected a non-empty list of values for {name!r}, found {describe_found(value)}",
                         "a grid axis lists its values: [1, 2, 4]"
                         + ("; a random axis may also be {uniform: [lo, hi]}" if kind == "random" else ""))
         seen = []
@@ -95,13 +95,13 @@ def _values(doc: Document, name: str, targets: tuple[Target, ...], dist: str | N
             for i, v in enumerate(value):
                 if not _is_layer_item(v):
                     raise _fail(doc, vpath + (i,), f"expected a layer (a class name like `Tanh` or "
-                                                   f"`{{LeakyReLU: {{negative_slope: 0.1}}}}`), found {_found(v)}")
+                                                   f"`{{LeakyReLU: {{negative_slope: 0.1}}}}`), found {describe_found(v)}")
         return Axis(name, targets, tuple(value), "choice", where=where)
     if kind != "random":
         raise _fail(doc, vpath, f"distributions belong in `random:`; a grid axis lists its values")
     if (not isinstance(value, list) or len(value) != 2
             or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)):
-        raise _fail(doc, vpath, f"expected [low, high] for {dist}, found {_found(value)}")
+        raise _fail(doc, vpath, f"expected [low, high] for {dist}, found {describe_found(value)}")
     low, high = value
     if low > high:
         raise _fail(doc, vpath, f"expected low <= high, found [{low}, {high}]")

@@ -14,7 +14,7 @@ import yaml
 
 from nncli.errors import InputError, SpecError, did_you_mean
 from nncli.spec.overrides import parse_path
-from nncli.spec.parse import _found
+from nncli.spec.parse import describe_found
 from nncli.spec.source import Document, Where, parse_yaml, read_text
 from nncli.sweep.axes import _check_overlaps, read_axes
 from nncli.sweep.options import METRICS
@@ -84,7 +84,7 @@ class _SweepParser:
         data = self.data
         if not isinstance(data, dict):
             raise SpecError(f"expected a sweep file: a mapping with `base` (or `spec`/`specs`) and `grid` "
-                            f"or `random`, found {_found(data)}", file=self.doc.file, line=1,
+                            f"or `random`, found {describe_found(data)}", file=self.doc.file, line=1,
                             hint="e.g.\nbase: specs/moons-mlp.yaml\ngrid:\n  train.lr: [0.001, 0.01]")
         for key in data:
             if key not in SWEEP_KEYS:
@@ -98,7 +98,7 @@ class _SweepParser:
                             key=bool(sources))
         name = data.get("name") or (self.file.stem if self.file else "sweep")
         if not isinstance(name, str):
-            raise self.fail(("name",), f"expected a string, found {_found(name)}")
+            raise self.fail(("name",), f"expected a string, found {describe_found(name)}")
         base, base_file, spec_files, axes = self.sources()
         for section in ("grid", "random"):
             if section in data:
@@ -117,7 +117,7 @@ class _SweepParser:
         metric = self.metric(metric)
         goal = data.get("goal")
         if goal is not None and goal not in ("max", "min"):
-            raise self.fail(("goal",), f"expected `max` or `min`, found {_found(goal)}")
+            raise self.fail(("goal",), f"expected `max` or `min`, found {describe_found(goal)}")
         return SweepPlan(
             name=name, file=self.file, base=base, base_file=base_file, spec_files=spec_files, axes=axes,
             fixed=fixed, fixed_where=fixed_where, seeds=seeds, trials=n_trials, search_seed=s_seed,
@@ -134,13 +134,13 @@ class _SweepParser:
         elif "spec" in data:
             if not isinstance(data["spec"], dict):
                 raise self.fail(("spec",), f"expected an inline spec (a mapping with `input` and `layers`), "
-                                           f"found {_found(data['spec'])}")
+                                           f"found {describe_found(data['spec'])}")
             base = data["spec"]
             self.check_inline(base)
         else:
             files = data["specs"]
             if not isinstance(files, list) or not files:
-                raise self.fail(("specs",), f"expected a list of spec files, found {_found(files)}")
+                raise self.fail(("specs",), f"expected a list of spec files, found {describe_found(files)}")
             for i, item in enumerate(files):
                 f, _ = self.spec_file(item, ("specs", i))
                 label = _unique(_slug(f.stem), spec_files)
@@ -154,7 +154,7 @@ class _SweepParser:
         fixed, fixed_where = {}, {}
         if "set" in self.data:
             if not isinstance(self.data["set"], dict):
-                raise self.fail(("set",), f"expected a mapping of spec path to value, found {_found(self.data['set'])}",
+                raise self.fail(("set",), f"expected a mapping of spec path to value, found {describe_found(self.data['set'])}",
                                 "e.g. set: {train.epochs: 10, data.n: 500}")
             for k, v in self.data["set"].items():
                 fixed[k], fixed_where[k] = v, self.doc.where(("set", k), key=True)
@@ -170,7 +170,7 @@ class _SweepParser:
             seeds = list(range(seeds)) if seeds > 0 else seeds  # `seeds: 3` = [0, 1, 2]
         if (not isinstance(seeds, list) or not seeds
                 or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
-            raise self.fail(("seeds",), f"expected a list of seeds (integers >= 0) or a count, found {_found(seeds)}")
+            raise self.fail(("seeds",), f"expected a list of seeds (integers >= 0) or a count, found {describe_found(seeds)}")
         if len(set(seeds)) != len(seeds):
             raise self.fail(("seeds",), f"expected distinct seeds, found {seeds}")
         return tuple(seeds)
@@ -181,7 +181,7 @@ class _SweepParser:
         n_trials = trials if trials is not None else data.get("trials")
         if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
             where = ("trials",) if trials is None else ()
-            raise (self.fail(where, f"expected `trials` to be an integer >= 1, found {_found(n_trials)}")
+            raise (self.fail(where, f"expected `trials` to be an integer >= 1, found {describe_found(n_trials)}")
                    if trials is None else InputError(f"--trials: expected an integer >= 1, found {n_trials}"))
         # a `random:` section, `trials:` in the file or --trials: sample instead of the full grid
         random_mode = "random" in data or n_trials is not None
@@ -193,7 +193,7 @@ class _SweepParser:
             n_trials = _grid_size(axes)
         s_seed = search_seed if search_seed is not None else data.get("search_seed", 0)
         if isinstance(s_seed, bool) or not isinstance(s_seed, int):
-            raise self.fail(("search_seed",), f"expected an integer, found {_found(s_seed)}")
+            raise self.fail(("search_seed",), f"expected an integer, found {describe_found(s_seed)}")
         return n_trials, random_mode, s_seed
 
     def metric(self, metric: str | None) -> str | None:
@@ -201,7 +201,7 @@ class _SweepParser:
         data = self.data
         metric = metric if metric is not None else data.get("metric")
         if metric is not None and (not isinstance(metric, str) or not metric.strip()):
-            raise self.fail(("metric",), f"expected a metric name (accuracy, loss), found {_found(metric)}")
+            raise self.fail(("metric",), f"expected a metric name (accuracy, loss), found {describe_found(metric)}")
         if metric is not None:
             metric = metric.strip()
             if metric.startswith("val."):
@@ -215,7 +215,7 @@ class _SweepParser:
 
     def spec_file(self, value: Any, path: tuple) -> tuple[Path, dict]:
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(path, f"expected the path of a spec file, found {_found(value)}")
+            raise self.fail(path, f"expected the path of a spec file, found {describe_found(value)}")
         f = Path(value).expanduser()
         if not f.is_absolute():
             f = self.base_dir / f

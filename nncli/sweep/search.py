@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nncli.errors import InputError
-from nncli.spec.parse import _found
+from nncli.spec.parse import describe_found
 from nncli.status import RunStatus
 from nncli.sweep.options import METRICS
 from nncli.train.callbacks import Callback
@@ -59,7 +59,7 @@ def read_search(doc, section: Any, sampler: str | None, pruner: str | None, seed
     data = {}
     if section is not None:
         if not isinstance(section, dict):
-            raise doc.where(("search",)).error(f"expected a mapping, found {_found(section)}",
+            raise doc.where(("search",)).error(f"expected a mapping, found {describe_found(section)}",
                                                "e.g. search: {sampler: tpe, pruner: asha, seed: 0}")
         for key in section:
             if key not in SEARCH_KEYS:
@@ -68,11 +68,11 @@ def read_search(doc, section: Any, sampler: str | None, pruner: str | None, seed
         data = dict(section)
     for key, choices in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
         if key in data and data[key] not in choices:
-            raise doc.where(("search", key)).error(f"expected one of {', '.join(choices)}, found {_found(data[key])}")
+            raise doc.where(("search", key)).error(f"expected one of {', '.join(choices)}, found {describe_found(data[key])}")
     for key in ("seed", "startup_trials"):
         v = data.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-            raise doc.where(("search", key)).error(f"expected an integer >= 0, found {_found(v)}")
+            raise doc.where(("search", key)).error(f"expected an integer >= 0, found {describe_found(v)}")
     discrete = all(a.dist == "choice" for a in axes)
     # no sampler named: the file's own kind of search (a grid stays a grid, a random sample random)
     chosen = sampler or data.get("sampler") or ("grid" if grid_plan and discrete else "random")

@@ -24,7 +24,7 @@ from nncli import data as data_mod
 from nncli.data.stream import batch_source
 from nncli.status import RunStatus
 from nncli.train.callbacks import BatchEnd
-from nncli.train.task import _correct, _loss_mean
+from nncli.train.task import _correct, loss_mean
 
 if TYPE_CHECKING:
     from nncli.train.loop import Trainer
@@ -123,9 +123,9 @@ class EpochLoop:
         st, step = self.st, self.st.step_in_epoch
         xb, yb, n_local, global_count = self.fetch_batch(step)
         out = self.strategy.forward(self.model, xb)
-        loss_mean = _loss_mean(self.loss_name, out, yb)
-        self.xb, self.loss_mean = xb, loss_mean
-        detached = loss_mean.detach()
+        batch_loss = loss_mean(self.loss_name, out, yb)
+        self.xb, self.loss_mean = xb, batch_loss
+        detached = batch_loss.detach()
         self.queued.append((st.global_step, detached, n_local, _correct(self.loss_name, out.detach(), yb)))
         checkpoint = bool(self.ckpt_every and (st.global_step + 1) % self.ckpt_every == 0 and step + 1 < self.steps)
         # a checkpoint step is a sync point too: its weights are known good before they are saved
@@ -137,7 +137,7 @@ class EpochLoop:
         # the mean over the *global* batch: this rank's share of it, times world because DDP
         # averages the ranks' gradients (1.0 for one process)
         scale = self.world * n_local / global_count
-        self.strategy.backward_step(loss_mean if scale == 1.0 else loss_mean * scale, self.optimizer)
+        self.strategy.backward_step(batch_loss if scale == 1.0 else batch_loss * scale, self.optimizer)
         if self.scheduler is not None:
             self.scheduler.step()
         self.count += n_local

@@ -107,7 +107,7 @@ def _loss_sum(loss: str, out, y):
     return F.binary_cross_entropy_with_logits(out, y, reduction="sum") / per_example
 
 
-def _loss_mean(loss: str, out, y):
+def loss_mean(loss: str, out, y):
     """Mean loss over the batch (per-element losses averaged within an example first): the same
     number as ``_loss_sum / len(y)``, computed the way a hand-written loop does."""
     if loss == "cross_entropy" and out.dim() > 2:
