@@ -213,14 +213,36 @@ def test_random_search_is_seeded_and_draws_distinct_grid_points(tmp_path):
     assert {v["layers[0].Repeat.times"] for v in values} == {1, 2, 3}
 
 
-def test_trial_specs_make_relative_paths_absolute(tmp_path):
+def test_trial_specs_make_the_data_path_absolute_and_keep_custom_targets(tmp_path):
+    """A relative data path is made absolute (the trial's file lives in the sweep folder); a
+    Custom file target stays as written, since the trust rule refuses absolute targets."""
     path = tmp_path / "s.yaml"
-    path.write_text(f"base: {SPECS / 'custom-swish.yaml'}\ngrid:\n  train.lr: [0.1]\n")
+    path.write_text(f"base: {SPECS / 'custom-swish.yaml'}\ngrid:\n  train.lr: [0.1]\n"
+                    "set: {data: {path: rows.csv}}\n")
     (config,) = expand(load_sweep(path))
     data = trial_spec_data(config, seed=3)
     targets = [item["Custom"]["target"] for item in data["layers"] if isinstance(item, dict) and "Custom" in item]
-    assert targets and all(t.startswith(str(SPECS.resolve())) for t in targets)
+    assert targets == ["swish_layers.py:Swish", "swish_layers.py:Swish"]
+    assert data["data"]["path"] == str(SPECS.resolve() / "rows.csv")
     assert data["train"]["seed"] == 3
+
+
+def test_a_sweep_over_a_spec_with_custom_file_layers_trains_every_trial(tmp_path, run_cli):
+    """The repo's custom-swish spec: every trial trains (each failed before: its Custom targets were
+    made absolute, which the trust rule refuses), and a trial's run opens again for evaluate."""
+    path = tmp_path / "s.yaml"
+    path.write_text(f"base: {SPECS / 'custom-swish.yaml'}\ngrid:\n  train.lr: [0.01, 0.1]\n"
+                    "set: {train.epochs: 1, data.n: 200}\n")
+    out = tmp_path / "out"
+    res = run_cli(["sweep", path, "--out", out, "--json"])
+    assert res.code == 0, res.text
+    runs = [r for t in json.loads(res.out)["trials"] for r in t["runs"]]
+    assert len(runs) == 2 and {r["status"] for r in runs} == {"ok"}, runs
+    meta = yaml.safe_load((Path(runs[0]["run_dir"]) / "run.yaml").read_text())
+    assert meta["spec"]["custom_dir"] == str(SPECS.resolve())
+    evaluated = run_cli(["evaluate", runs[0]["run_dir"], "--json"])
+    assert evaluated.code == 0, evaluated.text
+    assert "Custom layer files are relative to the base spec's folder" in (out / "best.yaml").read_text()
 
 
 # -- dry run: counts against hand-written figures ------------------------------------------------

@@ -226,12 +226,17 @@ def _open_mapping(parent: tuple, key: str) -> bool:
 def make_paths_absolute(data: dict, base_dir: Path) -> None:
     """In place: the relative ``data.path`` and Custom file targets of spec ``data``, made absolute
     against ``base_dir`` (a spec written elsewhere, a run's or a sweep trial's, still finds them)."""
+    make_data_path_absolute(data, base_dir)
+    _absolute_custom(data.get("layers"), base_dir)
+
+
+def make_data_path_absolute(data: dict, base_dir: Path) -> None:
+    """In place: a relative ``data.path`` of spec ``data``, made absolute against ``base_dir``."""
     section = data.get("data")
     if isinstance(section, dict) and isinstance(section.get("path"), str):
         p = Path(section["path"]).expanduser()
         if not p.is_absolute():
             section["path"] = str(base_dir / p)
-    _absolute_custom(data.get("layers"), base_dir)
 
 
 def _absolute_custom(layers: Any, base_dir: Path) -> None:

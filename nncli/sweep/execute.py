@@ -32,6 +32,7 @@ class _Run:
     text: str  # the trial spec's YAML; its sha256 is what run.yaml records
     resume: bool = False
     prune: dict | None = None  # the pruner and the finished trials it compares with (nncli.sweep.search)
+    base_dir: Path | None = None  # the base spec's folder: what the trial's Custom file targets are relative to
     report: dict | None = None  # the train report it came back with (its per-epoch history)
 
 
@@ -56,7 +57,17 @@ def record_outcome(run: _Run, outcome: dict) -> None:
 def task_of(run: _Run, device: str) -> dict:
     """The picklable description of a run that :func:`run_trial` trains (in any process or node)."""
     return {"spec": str(run.spec_file), "run_dir": run.record.run_dir, "resume": run.resume,
-            "device": device, "prune": run.prune}
+            "device": device, "prune": run.prune, "base_dir": str(run.base_dir) if run.base_dir else None}
+
+
+def _trial_spec(task: dict):
+    """The trial's spec file, parsed with the base spec's folder for its Custom file targets."""
+    from nncli.spec import parse_spec
+    from nncli.spec.source import read_text
+
+    spec_file = Path(task["spec"])
+    base_dir = Path(task["base_dir"]) if task.get("base_dir") else spec_file.resolve().parent
+    return parse_spec(read_text(spec_file), file=str(spec_file), base_dir=base_dir)
 
 
 def task_in_worker(task: dict, *, sweep_pid: int | None = None, thread_cap: int | None = None) -> dict:
@@ -134,7 +145,7 @@ def run_trial(task: dict) -> dict:
         if task["resume"]:
             result = run_training(None, None, None, resume=task["run_dir"], **common)
         else:
-            result = run_training(task["spec"], None, task["run_dir"], **common)
+            result = run_training(_trial_spec(task), None, task["run_dir"], **common)
     except NncliError as err:
         return {"status": "error", "error": str(err), "seconds": time.perf_counter() - started}
     except Exception as exc:  # a bug or a library failure in one trial must not end the sweep

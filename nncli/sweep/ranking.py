@@ -95,6 +95,13 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def result_spec(result: SweepResult) -> list:
+    """Every layer spec of the winner's parsed spec (empty when it was not kept)."""
+    trial = next((t for t in result.trials if t.id == result.best["id"]), None)
+    spec = getattr(trial, "spec", None)
+    return list(spec.walk()) if spec is not None else []
+
+
 def _write_best(plan: SweepPlan, out: Path, result: SweepResult, configs: list[Config]) -> None:
     """``<out>/best.yaml``: the winning configuration as a spec a user can train or build on."""
     best = result.best
@@ -107,4 +114,7 @@ def _write_best(plan: SweepPlan, out: Path, result: SweepResult, configs: list[C
               f"validation {result.metric}: {best['val'][result.metric]:.4g}{spread}.\n"
               f"overrides: {json.dumps(best['overrides'], default=str)}\n"
               f"test (reported for the winner only): {test or '-'}")
+    if any(layer.type == "Custom" and ".py:" in getattr(layer, "target", "") for layer in result_spec(result)):
+        header += (f"\nCustom layer files are relative to the base spec's folder, {config.base_dir}: "
+                   "copy them beside this file to train it from here.")
     write_atomic(out / BEST_SPEC, spec_text(trial_spec_data(config, seed), header), durable=True)

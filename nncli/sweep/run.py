@@ -151,7 +151,7 @@ def _prepare(plan: SweepPlan, config: Config, seeds: list, out: Path, dry_run: b
             trial = TrialResult(config.id, dict(config.values), str(spec_file), [], index=index, spec=spec)
         record = RunRecord(seed, str(out / name), TrialStatus.PENDING)
         trial.runs.append(record)
-        runs.append(_Run(trial, record, spec_file, text))
+        runs.append(_Run(trial, record, spec_file, text, base_dir=config.base_dir))
     return trial, runs
 
 

@@ -1,6 +1,10 @@
-"""The spec file each trial trains: a configuration's data with its seed set and relative paths
-made absolute (the file lives in the sweep folder, not next to the base spec), written as YAML in
-the spec contract's key order. Pure Python.
+"""The spec file each trial trains: a configuration's data with its seed set and a relative
+``data.path`` made absolute (the file lives in the sweep folder, not next to the base spec),
+written as YAML in the spec contract's key order. Pure Python.
+
+A Custom file target stays as written: the trust rule refuses absolute targets, so a trial's spec
+is parsed with the base spec's folder as the one its Custom files resolve against (the run
+records that folder in ``run.yaml``, so evaluate and resume find them again).
 """
 
 from __future__ import annotations
@@ -9,21 +13,21 @@ import copy
 
 import yaml
 
-from nncli.spec.overrides import make_paths_absolute
+from nncli.spec.overrides import make_data_path_absolute
 from nncli.spec.parse import TOP_LEVEL_KEYS
 from nncli.sweep.expansion import Config
 
 
 def trial_spec_data(config: Config, seed: int | None) -> dict:
-    """The spec a trial trains: the config's data with ``train.seed`` set and relative paths made
-    absolute (the trial's spec file lives in the sweep folder, not next to the base spec)."""
+    """The spec a trial trains: the config's data with ``train.seed`` set and a relative data path
+    made absolute (the trial's spec file lives in the sweep folder, not next to the base spec)."""
     data = copy.deepcopy(config.spec_data)
     if seed is not None:
         train = data.get("train")
         if not isinstance(train, dict):
             train = data["train"] = {}
         train["seed"] = seed
-    make_paths_absolute(data, config.base_dir)
+    make_data_path_absolute(data, config.base_dir)
     return data
 
 

@@ -136,6 +136,18 @@ def _package_version() -> str | None:
         return None
 
 
+def _custom_dir(spec) -> dict:
+    """``{"custom_dir": folder}`` where the spec's Custom file targets resolve against another
+    folder than the spec file's own (a sweep trial's); else nothing."""
+    from nncli.spec.model import CustomSpec
+
+    own = Path(spec.path).resolve().parent if spec.path is not None else None
+    for layer in spec.walk():
+        if isinstance(layer, CustomSpec) and layer.base_dir is not None and Path(layer.base_dir).resolve() != own:
+            return {"custom_dir": str(Path(layer.base_dir).resolve())}
+    return {}
+
+
 class RunFiles:
     """The files of one run folder, as the process that owns them writes them.
 
@@ -167,7 +179,7 @@ class RunFiles:
                 "nncli": getattr(nncli, "__version__", None) or _package_version(),
                 "created": _dt.datetime.now().isoformat(timespec="seconds"),
                 "spec": {"name": setup.spec.name, "path": setup.spec_path,
-                         "sha256": spec_digest(setup.spec_text)},
+                         "sha256": spec_digest(setup.spec_text), **_custom_dir(setup.spec)},
                 "data": setup.data_cfg.to_dict(),
                 "train": cfg.to_dict(),
                 "device": str(device), "world_size": world,

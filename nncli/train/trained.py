@@ -13,6 +13,13 @@ from nncli.errors import InputError
 from nncli.runs import SPEC_FILE, checkpoint_path, load_checkpoint, read_meta, read_report
 
 
+def custom_dir(meta: dict) -> Path | None:
+    """From ``run.yaml``: the folder the spec's Custom file targets resolve against."""
+    spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
+    folder = spec.get("custom_dir") or (str(Path(spec["path"]).parent) if spec.get("path") else None)
+    return Path(folder) if isinstance(folder, str) else None
+
+
 @dataclass
 class RunInfo:
     """A run folder opened: its spec and the resolved sections it was trained with."""
@@ -26,9 +33,9 @@ class RunInfo:
 
     @property
     def spec_dir(self) -> Path | None:
-        """The folder of the spec file the run was trained from (its Custom layers' files)."""
-        origin = (self.meta.get("spec") or {}).get("path") if isinstance(self.meta.get("spec"), dict) else None
-        return Path(origin).parent if origin else None
+        """The folder its Custom layers' files are relative to: the spec file's own, or the one
+        ``run.yaml`` records where they differ (a sweep trial's spec lives in the sweep folder)."""
+        return custom_dir(self.meta)
 
     @property
     def classes(self) -> list | None:
@@ -63,8 +70,8 @@ def open_run(run_dir: str | Path, *, allow_custom: bool = True) -> RunInfo:
         spec_text = (run_dir / SPEC_FILE).read_text()
     except OSError as exc:
         raise InputError(f"cannot read the run folder {run_dir}: {exc}") from None
-    origin = (meta.get("spec") or {}).get("path") if isinstance(meta.get("spec"), dict) else None
-    base_dir = Path(origin).parent if origin and Path(origin).parent.is_dir() else run_dir
+    base_dir = custom_dir(meta)
+    base_dir = base_dir if base_dir is not None and base_dir.is_dir() else run_dir
     spec = parse_spec(spec_text, file=str(run_dir / SPEC_FILE), base_dir=base_dir, allow_custom=allow_custom)
     return RunInfo(run_dir, spec, spec_text, data_mod.resolve_data_config(meta["data"]),
                    resolve_train_config(meta["train"]), meta)
