@@ -5,6 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
+DOCS_VENV ?= .venv-docs
 PY := $(VENV)/bin/python
 NNCLI := $(VENV)/bin/nncli
 OUT ?= demo-out
@@ -15,7 +16,7 @@ BENCH_RESULTS ?= bench-results
 
 .PHONY: setup dot demo docs test test-slow test-cuda bench bench-report clean
 
-setup: $(VENV)/.nncli-installed dot
+setup: $(VENV)/.nncli-installed $(DOCS_VENV)/.docs-installed dot
 
 # optuna and ray: tests/test_sweep_backends.py runs Optuna's search and one small real-Ray sweep
 # by default (the other Ray tests are slow-marked); users install them only as extras.
@@ -24,7 +25,14 @@ setup: $(VENV)/.nncli-installed dot
 $(VENV)/.nncli-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,attack-ref,export,images,optuna,ray,plots,tensorboard,docs]" "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,attack-ref,export,images,optuna,ray,plots,tensorboard]" "torch==$(TORCH_VERSION)"
+	touch $@
+
+# The documentation site's tools live in a venv of their own: mkdocs-material needs a newer
+# `requests` than torchattacks (the attack tests' reference) allows in one environment.
+$(DOCS_VENV)/.docs-installed: docs/requirements.txt
+	test -x $(DOCS_VENV)/bin/python || $(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r docs/requirements.txt
 	touch $@
 
 # graphviz's `dot` renders diagrams (the Python package only writes DOT source).
@@ -53,7 +61,7 @@ demo: setup
 # --quiet: mkdocs then stops counting warnings, and --strict passes whatever happens. The log is
 # shown only when the build fails.
 docs: setup
-	@log=$$(mktemp); if NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir $(SITE) >$$log 2>&1; \
+	@log=$$(mktemp); if NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict --site-dir $(SITE) >$$log 2>&1; \
 	then rm -f $$log; echo "docs built in $(SITE)/"; else cat $$log; rm -f $$log; exit 1; fi
 
 test: setup docs
