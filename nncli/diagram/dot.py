@@ -25,8 +25,17 @@ DOT_SIGNATURE = "// nncli diagram"
 
 def to_digraph(d: Diagram) -> graphviz.Digraph:
     """The diagram as a ``graphviz.Digraph``: clusters nested, nodes in data order, then the legend."""
+    g = _new_digraph(d)
+    _emit_nodes(g, d)
+    _emit_edges(g, d)
+    _emit_legend(g, d)
+    return g
+
+
+def _new_digraph(d: Diagram) -> graphviz.Digraph:
+    """An empty digraph with the view's graph, node and edge attributes and the title."""
     neurons = d.view == "neurons"
-    g = graphviz.Digraph(
+    return graphviz.Digraph(
         # escape(): a backslash in a user's name stays a backslash (not a DOT \n or \l), and a
         # name like "<x>" is not taken for an HTML label.
         name=graphviz.escape(d.name), comment=f"nncli diagram: {' '.join(d.name.splitlines())} ({d.view} view)",
@@ -41,6 +50,11 @@ def to_digraph(d: Diagram) -> graphviz.Digraph:
         edge_attr={"fontname": "Helvetica", "fontsize": "8", "fontcolor": "#444444",
                    "arrowsize": "0.4" if neurons else "0.6", "color": "#444444"},
     )
+
+
+def _emit_nodes(g: graphviz.Digraph, d: Diagram) -> None:
+    """Every node, each inside its (nested) clusters."""
+    neurons = d.view == "neurons"
     children: dict[str | None, list[Group]] = {}
     for grp in d.groups:
         children.setdefault(grp.parent, []).append(grp)
@@ -76,6 +90,9 @@ def to_digraph(d: Diagram) -> graphviz.Digraph:
             done.add(top)
             emit_group(g, top_of[top])
 
+
+def _emit_edges(g: graphviz.Digraph, d: Diagram) -> None:
+    """Every edge: weights coloured and widened by sign and size, skips and shortcuts set apart."""
     scales = {grp.id: grp.scale for grp in d.groups}
     group_of = {n.id: n.group for n in d.nodes}
     for e in d.edges:
@@ -95,8 +112,6 @@ def to_digraph(d: Diagram) -> graphviz.Digraph:
             if e.kind == "skip":
                 attrs["class"] = "skip"
         g.edge(e.src, e.dst, **attrs)
-    _emit_legend(g, d)
-    return g
 
 
 def _emit_node(g: graphviz.Digraph, node: Node, neurons: bool) -> None:

@@ -311,73 +311,83 @@ class _Parser:
 
     def block(self, kind: str, rest: dict, args_path: tuple, arg_where: dict, common: dict) -> LayerSpec:
         """Residual, Repeat, Parallel or Block (their vars already in scope)."""
-        if kind == "Parallel":
-            self.check_keys(rest, args_path, ("branches", "merge", "dim"), "Parallel")
-            branches = rest.get("branches")
-            bpath = args_path + ("branches",)
-            if "branches" not in rest:
-                raise self.fail(args_path, "Parallel needs `branches` (a list of layer lists)",
-                                "Parallel: {branches: [[], [Conv2d...]], merge: concat}")
-            if not isinstance(branches, list) or len(branches) < 2:
-                raise self.fail(bpath, f"expected `branches` to be a list of two or more layer lists, "
-                                       f"found {describe_found(branches) if not isinstance(branches, list) else f'{len(branches)} branch(es)'}",
-                                "`[]` is the identity branch: branches: [[], [ReLU]]")
-            parsed = []
-            for i, branch in enumerate(branches):
-                if branch in (None, []):
-                    parsed.append(())
-                elif not isinstance(branch, list):
-                    raise self.fail(bpath + (i,), f"expected branch {i} to be a list of layers ([] for "
-                                                  f"the identity), found {describe_found(branch)}",
-                                    "each branch is a list: branches: [[ReLU], [Conv2d: {...}]]")
-                else:
-                    parsed.append(self.layer_list(branch, bpath + (i,), f"branches[{i}]"))
-            merge = rest.get("merge", "concat")
-            if merge not in MERGES:
-                raise self.fail(args_path + ("merge",), f"expected `merge` to be one of {', '.join(MERGES)}, "
-                                                        f"found {describe_found(merge)}",
-                                did_you_mean(str(merge), MERGES))
-            dim = rest.get("dim", 1)
-            if isinstance(dim, bool) or not isinstance(dim, int):
-                raise self.fail(args_path + ("dim",), f"expected `dim` to be an integer, found {describe_found(dim)}")
-            if dim == 0:
-                raise self.fail(args_path + ("dim",), "Parallel: dim 0 is the batch: branches may not be "
-                                                      "concatenated along it", "dim: 1 joins channels (the default)")
-            return ParallelSpec(type=kind, args={}, arg_where=arg_where, **common,
-                                branches=tuple(parsed), merge=merge, dim=dim)
-        if kind == "Block":
-            self.check_keys(rest, args_path, ("layers",), "Block")
-            if "layers" not in rest:
-                raise self.fail(args_path, "Block needs `layers`", "Block: {name: stem, layers: [...]}")
-            return BlockSpec(type=kind, args={}, arg_where=arg_where, **common,
-                             layers=self.layer_list(rest["layers"], args_path + ("layers",), "layers"))
-        if kind == "Residual":
-            self.check_keys(rest, args_path, ("body", "shortcut"), "Residual")
-            if "body" not in rest:
-                raise self.fail(args_path, "Residual needs a `body` (a list of layers)",
-                                "Residual: {body: [...], shortcut: [...]} computes body(x) + shortcut(x)")
-            shortcut = rest.get("shortcut")
-            return ResidualSpec(
-                type=kind, args={}, arg_where=arg_where, **common,
-                body=self.layer_list(rest["body"], args_path + ("body",), "body"),
-                shortcut=(() if shortcut in (None, [])
-                          else self.layer_list(shortcut, args_path + ("shortcut",), "shortcut")),
-            )
-        if kind == "Repeat":
-            self.check_keys(rest, args_path, ("times", "layers"), "Repeat")
-            for required in ("times", "layers"):
-                if required not in rest:
-                    raise self.fail(args_path, f"Repeat needs `{required}`",
-                                    "Repeat: {times: 3, layers: [...]} stacks 3 fresh copies")
-            times = rest["times"]
-            if isinstance(times, str) and looks_like_expression(times, self.known_names()):
-                pass  # an expression: evaluated by the builder, with the Repeat's input in scope
-            elif isinstance(times, bool) or not isinstance(times, int) or times < 1:
-                raise self.fail(args_path + ("times",), f"expected `times` to be an integer >= 1 or an "
-                                                        f"expression, found {describe_found(times)}")
-            return RepeatSpec(type=kind, args={}, arg_where=arg_where, **common, times=times,
-                              layers=self.layer_list(rest["layers"], args_path + ("layers",), "layers"))
-        raise AssertionError(kind)  # every block kind is handled above
+        parse = {"Parallel": self.parallel, "Block": self.plain_block, "Residual": self.residual,
+                 "Repeat": self.repeat}[kind]
+        return parse(kind, rest, args_path, arg_where, common)
+
+    def parallel(self, kind: str, rest: dict, args_path: tuple, arg_where: dict, common: dict) -> ParallelSpec:
+        """A Parallel: two or more branches, their merge and its dim."""
+        self.check_keys(rest, args_path, ("branches", "merge", "dim"), "Parallel")
+        branches = rest.get("branches")
+        bpath = args_path + ("branches",)
+        if "branches" not in rest:
+            raise self.fail(args_path, "Parallel needs `branches` (a list of layer lists)",
+                            "Parallel: {branches: [[], [Conv2d...]], merge: concat}")
+        if not isinstance(branches, list) or len(branches) < 2:
+            raise self.fail(bpath, f"expected `branches` to be a list of two or more layer lists, "
+                                   f"found {describe_found(branches) if not isinstance(branches, list) else f'{len(branches)} branch(es)'}",
+                            "`[]` is the identity branch: branches: [[], [ReLU]]")
+        parsed = []
+        for i, branch in enumerate(branches):
+            if branch in (None, []):
+                parsed.append(())
+            elif not isinstance(branch, list):
+                raise self.fail(bpath + (i,), f"expected branch {i} to be a list of layers ([] for "
+                                              f"the identity), found {describe_found(branch)}",
+                                "each branch is a list: branches: [[ReLU], [Conv2d: {...}]]")
+            else:
+                parsed.append(self.layer_list(branch, bpath + (i,), f"branches[{i}]"))
+        merge = rest.get("merge", "concat")
+        if merge not in MERGES:
+            raise self.fail(args_path + ("merge",), f"expected `merge` to be one of {', '.join(MERGES)}, "
+                                                    f"found {describe_found(merge)}",
+                            did_you_mean(str(merge), MERGES))
+        dim = rest.get("dim", 1)
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise self.fail(args_path + ("dim",), f"expected `dim` to be an integer, found {describe_found(dim)}")
+        if dim == 0:
+            raise self.fail(args_path + ("dim",), "Parallel: dim 0 is the batch: branches may not be "
+                                                  "concatenated along it", "dim: 1 joins channels (the default)")
+        return ParallelSpec(type=kind, args={}, arg_where=arg_where, **common,
+                            branches=tuple(parsed), merge=merge, dim=dim)
+
+    def plain_block(self, kind: str, rest: dict, args_path: tuple, arg_where: dict, common: dict) -> BlockSpec:
+        """A Block: a named list of layers."""
+        self.check_keys(rest, args_path, ("layers",), "Block")
+        if "layers" not in rest:
+            raise self.fail(args_path, "Block needs `layers`", "Block: {name: stem, layers: [...]}")
+        return BlockSpec(type=kind, args={}, arg_where=arg_where, **common,
+                         layers=self.layer_list(rest["layers"], args_path + ("layers",), "layers"))
+
+    def residual(self, kind: str, rest: dict, args_path: tuple, arg_where: dict, common: dict) -> ResidualSpec:
+        """A Residual: a body and an optional shortcut (the identity when absent)."""
+        self.check_keys(rest, args_path, ("body", "shortcut"), "Residual")
+        if "body" not in rest:
+            raise self.fail(args_path, "Residual needs a `body` (a list of layers)",
+                            "Residual: {body: [...], shortcut: [...]} computes body(x) + shortcut(x)")
+        shortcut = rest.get("shortcut")
+        return ResidualSpec(
+            type=kind, args={}, arg_where=arg_where, **common,
+            body=self.layer_list(rest["body"], args_path + ("body",), "body"),
+            shortcut=(() if shortcut in (None, [])
+                      else self.layer_list(shortcut, args_path + ("shortcut",), "shortcut")),
+        )
+
+    def repeat(self, kind: str, rest: dict, args_path: tuple, arg_where: dict, common: dict) -> RepeatSpec:
+        """A Repeat: ``times`` fresh copies of its layers."""
+        self.check_keys(rest, args_path, ("times", "layers"), "Repeat")
+        for required in ("times", "layers"):
+            if required not in rest:
+                raise self.fail(args_path, f"Repeat needs `{required}`",
+                                "Repeat: {times: 3, layers: [...]} stacks 3 fresh copies")
+        times = rest["times"]
+        if isinstance(times, str) and looks_like_expression(times, self.known_names()):
+            pass  # an expression: evaluated by the builder, with the Repeat's input in scope
+        elif isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise self.fail(args_path + ("times",), f"expected `times` to be an integer >= 1 or an "
+                                                    f"expression, found {describe_found(times)}")
+        return RepeatSpec(type=kind, args={}, arg_where=arg_where, **common, times=times,
+                          layers=self.layer_list(rest["layers"], args_path + ("layers",), "layers"))
 
     # -- init -----------------------------------------------------------------------------
     def init(self, value: Any, path: tuple) -> dict[str, InitScheme]:
