@@ -1,4 +1,4 @@
-"""nncli's one exception family. Each kind carries its exit code (README's exit-code table).
+"""nncli's one exception family. Each kind carries its exit code (the exit-code table of docs/cli.md).
 
 A user mistake is raised as an :class:`NncliError` subclass that knows *where* (file, line, column,
 the path inside the spec) and *what* (expected versus found). ``nncli.cli.main`` catches it once, prints

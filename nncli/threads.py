@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 # Work per training step (multiply-adds, batch included) below which one thread is used.
 # Small steps lose more to waking OpenMP threads than they gain from them, most of all on a loaded
-# machine (bench_threads.py measures it); 1e8 (LeNet-5 at batch 64 stays below, the digits CNN
-# just above) is an estimate of the idle crossing, to re-measure with that benchmark.
+# machine; 1e8 (LeNet-5 at batch 64 stays below, the digits CNN just above) estimates where
+# threads start to pay on an idle machine: tests/benchmarks/bench_threads.py re-measures it.
 PARALLEL_MIN_MACS = 1e8
 
 ENV_THREADS = "NNCLI_THREADS"

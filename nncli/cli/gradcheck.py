@@ -59,7 +59,7 @@ def gradcheck(
     relative error |<g, v> - D| / |g|; a tensor fails when |<g, v> - D| > atol + rtol |g|.
 
     With the defaults (rtol 1e-5, k 3) a gradient error of 0.1% of |g| escapes with probability
-    5.1e-7, 0.01% with 5.1e-4, 2% with 6.3e-11; the bound is derived in README, "Gradient checks".
+    5.1e-7, 0.01% with 5.1e-4, 2% with 6.3e-11; the bound is derived in the docs (commands/gradcheck).
 
     Kinks (ReLU at 0, max-pool ties, Step, abs) are told apart from errors by halving the step and
     comparing one-sided slopes; they are retried along new directions (then at a slightly jittered

@@ -60,7 +60,7 @@ def probe(
     random projection of the output, so dL/dh measures the backward Jacobians alone.
     Verdict (healthy, vanishing, exploding or non-finite, with the reason and a hint) from the
     ratio R of the first and last activation-gradient norms, the per-layer factor gamma and the
-    forward growth G; the formulas are in README, "nncli probe".
+    forward growth G; the formulas are in the docs (commands/probe).
     Exit 0 when healthy, 1 when not (at init or after --steps), 2 on bad input.
     """
     from nncli.probe import Thresholds

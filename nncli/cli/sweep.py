@@ -40,7 +40,7 @@ def sweep(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP + " Every trial uses it."),
     plot: Path | None = typer.Option(None, "--plot", help="Write validation metric against each swept value to this .png/.svg/.pdf."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List and validate the trials (with parameters and FLOPs); train nothing."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads per trial. Default: the rule of README's Threads section, within each worker's share of the cores (cores // workers)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads per trial. Default: the threads rule of the docs' command-line conventions, within each worker's share of the cores (cores // workers)."),
     backend: SweepBackend = typer.Option("local", "--backend", help="Where trials train: local (this machine: in this process or --workers processes) or ray (Ray Tune trials; needs nncli[ray])."),
     address: str | None = typer.Option(None, "--address", help="--backend ray: an existing Ray cluster (auto, or HOST:PORT of `ray start --head`); default: a local Ray instance started for the sweep."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.0, help="--backend ray: CPUs Ray reserves for each trial."),

@@ -126,7 +126,7 @@ class CustomSpec(LayerSpec):
 
 @dataclass(frozen=True)
 class Spec:
-    """A whole validated spec: the public spec contract that README documents."""
+    """A whole validated spec: the public spec contract (documented in docs/spec.md)."""
 
     input: tuple[int, ...]  # the shape of ONE example, no batch dimension
     layers: tuple[LayerSpec, ...]

@@ -49,7 +49,7 @@ def load_spec(path: str | Path, overrides: dict | None = None, *, allow_custom: 
     """Read and validate a spec file, with ``overrides`` written into its data first.
 
     Args:
-        path: a YAML file following the spec contract (README, "The spec").
+        path: a YAML file following the spec contract (docs/spec.md).
         overrides: ``{"train.lr": 0.01, "layers[0].Linear.out_features": 32, "replace:ReLU": "Tanh"}``
             (:mod:`nncli.spec.overrides`' paths); errors still point at the file's lines.
         allow_custom: False refuses every Custom layer (exit 2) before any is imported.
