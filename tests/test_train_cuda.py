@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from nncli.train import run_training
-from nncli.train.runs import load_checkpoint
+from nncli.runs import load_checkpoint
 
 from conftest import SPECS
 
