@@ -20,7 +20,7 @@ SET_HELP = ("Override a spec field before validation: PATH=VALUE, the sweep's pa
             "(train.lr=0.01, data.noise=0.3, layers[0].Linear.out_features=32, replace:ReLU=Tanh); "
             "VALUE is read as YAML. Repeatable.")
 THREADS_HELP = ("CPU threads for torch. Default: 1 for small models (a step under 1e8 multiply-adds), "
-                "else the cores other work leaves free (see the docs, "Command-line conventions": Threads).")
+                "else the cores other work leaves free (see the docs, 'Command-line conventions': Threads).")
 
 
 def set_option() -> Any:
