@@ -306,6 +306,95 @@ def test_structural_checks_catch_improper_backwards(tmp_path, kind, broken):
     assert all(name in report.diagnosis for name in broken)
 
 
+# -- what raises: a Custom layer's finding, or nncli's bug --------------------------------------
+RAISING = '''
+import torch
+from torch import nn
+
+
+class _Fn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        raise ValueError("planted in a custom backward")
+
+
+class RaisesInBackward(nn.Module):
+    def forward(self, x):
+        return _Fn.apply(x)
+'''
+
+RAISING_NET = """
+    input: [4]
+    layers:
+      - Linear: {out_features: 5}
+      - Custom: {target: "raising.py:RaisesInBackward"}
+      - Linear: {out_features: 2}
+    """
+
+
+def test_a_custom_layer_that_raises_fails_with_the_exception(tmp_path, run_cli):
+    (tmp_path / "raising.py").write_text(RAISING)
+    path = write(tmp_path, RAISING_NET)
+    report = gc.gradcheck(load_spec(path))
+    assert not report.ok and failing_ids(report) == ["1"]
+    runs = [s for s in report.layers[1].structural if s.name == "runs"]
+    assert len(runs) == 1 and not runs[0].ok
+    assert "ValueError: planted in a custom backward" in runs[0].detail
+    # the end-to-end check runs the same backward: a finding there too, not a crash
+    assert report.end_to_end.verdict is gc.Verdict.FAIL
+    r = run_cli(["gradcheck", path, "--json"])
+    assert r.code == 1, r.err
+
+
+@pytest.mark.parametrize("where", ["layer", "model"])
+def test_an_exception_in_nncli_itself_is_not_a_verdict(tmp_path, monkeypatch, run_cli, where):
+    from nncli.gradcheck import isolation
+
+    def planted(*a, **k):
+        raise IndexError("planted in nncli")
+
+    # a bug in nncli's own checking code, on a net with Custom layers too: the exception surfaces
+    if where == "layer":
+        monkeypatch.setattr(isolation, "_recheck_off_kinks", planted)
+    else:
+        real = isolation._check_unit
+        monkeypatch.setattr(isolation, "_check_unit", lambda *a, joint=False, **k:
+                            planted() if joint else real(*a, joint=joint, **k))
+    path = net(tmp_path)
+    with pytest.raises(IndexError, match="planted in nncli"):
+        gc.gradcheck(load_spec(path))
+    r = run_cli(["gradcheck", path, "--json"])
+    assert r.code == 3 and "bug in nncli" in r.out + r.err
+
+
+def test_a_builtin_layer_that_raises_is_a_bug_not_a_fail(monkeypatch, run_cli, tmp_path):
+    # torch's own layer raising inside its isolated check (nothing of the user's in the
+    # traceback): the gradient pass, after the no-grad forwards of the build and the recording
+    real = nn.Tanh.forward
+
+    def broken(self, x):
+        if x.dtype == torch.float64 and torch.is_grad_enabled() and x.requires_grad:
+            raise RuntimeError("planted in a built-in forward")
+        return real(self, x)
+
+    path = write(tmp_path, """
+        input: [4]
+        layers:
+          - Linear: {out_features: 5}
+          - Tanh
+          - Linear: {out_features: 2}
+        """)
+    spec = load_spec(path)
+    monkeypatch.setattr(nn.Tanh, "forward", broken)
+    with pytest.raises(RuntimeError, match="planted in a built-in forward"):
+        gc.gradcheck(spec)
+    assert run_cli(["gradcheck", path, "--json"]).code == 3
+
+
 # -- no false alarms -------------------------------------------------------------------------
 def _sweep(tmp_path, seeds, modes=("train", "eval"), exhaustive=False):
     inconclusive = 0

@@ -9,7 +9,9 @@ layer; the checks, verdicts and notes are the same.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -141,12 +143,47 @@ def _check_layer(info: LayerInfo, inputs: dict, settings: _Settings, gen: torch.
             row.structural = _structural(unit, gen)
         row.tensors = _check_unit(unit, settings, gen, act, draws=draws, pre=pre)
         _recheck_off_kinks(row, info, x, unit, settings, gen, act, draws, layer_seed)
-    except Exception as exc:  # a custom forward/backward that raises is a failure of that layer
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        row.structural.append(StructuralCheck("runs", False, f"{type(exc).__name__}: {first}"))
+    except Exception as exc:
+        if not _raised_by_custom(exc, [info]):  # a built-in layer that raises is nncli's own bug
+            raise
+        row.structural.append(_runs_failed(exc))
     row.verdict = _worst([t.verdict for t in row.tensors]
                          + [Verdict.FAIL for s in row.structural if not s.ok])
     return row
+
+
+def _raised_by_custom(exc: BaseException, infos: list[LayerInfo]) -> bool:
+    """Whether ``exc`` was raised in the code of one of ``infos``' Custom layers.
+
+    A Custom layer's forward or backward that raises is a finding about that layer (a FAIL
+    verdict); anything else raised while checking is a bug in nncli and must surface as one. The
+    traceback tells them apart: it passes through a frame of the Custom class's own file (its
+    forward, an autograd Function's backward beside it) or a method of the Custom module itself
+    (a ``package.module:Class`` target whose file is a library's).
+    """
+    modules = [info.module for info in infos if info.target is not None and not info.children]
+    if not modules:
+        return False
+    files = set()
+    for module in modules:
+        try:
+            files.add(os.path.realpath(inspect.getfile(type(module))))
+        except (TypeError, OSError):  # a class without a source file: only its frames can tell
+            pass
+    ids = {id(m) for m in modules}
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if os.path.realpath(frame.f_code.co_filename) in files or id(frame.f_locals.get("self")) in ids:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _runs_failed(exc: BaseException) -> StructuralCheck:
+    """The failed "runs" check of a layer whose code raised: the exception and its first line."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return StructuralCheck("runs", False, f"{type(exc).__name__}: {first}")
 
 
 def _recheck_off_kinks(row: LayerCheck, info: LayerInfo, x: torch.Tensor, unit: _Unit, settings: _Settings,
@@ -234,7 +271,8 @@ def _check_model(built: Built, x: torch.Tensor, objective: Callable, settings: _
             row.note = (f"a difference failed where {near_kinks[0].kinks} direction(s) hit kinks; "
                         "checked again along new directions, step h/10")
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        row.structural.append(StructuralCheck("runs", False, f"{type(exc).__name__}: {first}"))
+        if not _raised_by_custom(exc, list(built.walk())):
+            raise
+        row.structural.append(_runs_failed(exc))
     row.verdict = _worst([t.verdict for t in row.tensors] + [Verdict.FAIL for s in row.structural if not s.ok])
     return row
