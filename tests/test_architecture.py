@@ -279,20 +279,20 @@ def function_lengths(root: Path) -> dict[str, int]:
         rel = path.relative_to(root).as_posix()
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
-        def visit(node: ast.AST, prefix: str) -> None:
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    start = child.body[0].lineno if rel.startswith("cli/") and _is_typer_command(child) \
-                        else child.lineno
-                    lengths[f"{rel}:{prefix}{child.name}"] = child.end_lineno - start + 1
-                    visit(child, f"{prefix}{child.name}.")
-                elif isinstance(child, ast.ClassDef):
-                    visit(child, f"{prefix}{child.name}.")
-                else:
-                    visit(child, prefix)
-
-        visit(tree, "")
+        _visit_functions(tree, rel, "", lengths)
     return lengths
+
+
+def _visit_functions(node: ast.AST, rel: str, prefix: str, lengths: dict[str, int]) -> None:
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            start = child.body[0].lineno if rel.startswith("cli/") and _is_typer_command(child) else child.lineno
+            lengths[f"{rel}:{prefix}{child.name}"] = child.end_lineno - start + 1
+            _visit_functions(child, rel, f"{prefix}{child.name}.", lengths)
+        elif isinstance(child, ast.ClassDef):
+            _visit_functions(child, rel, f"{prefix}{child.name}.", lengths)
+        else:
+            _visit_functions(child, rel, prefix, lengths)
 
 
 def long_functions(root: Path, under: str = "") -> list[str]:

@@ -96,7 +96,7 @@ def _stages(built: Built) -> list[list[Any]]:
 def _check_size(spec: Spec, stages: list[list[Any]]) -> None:
     """Refuse a picture past NEURON_MAX_NODES units or NEURON_MAX_EDGES weights."""
     n_nodes = sum(s[1] for s in stages)
-    n_edges = sum(a[1] * b[1] for a, b in zip(stages, stages[1:]))
+    n_edges = sum(a[1] * b[1] for a, b in zip(stages, stages[1:], strict=False))
     if n_nodes > NEURON_MAX_NODES or n_edges > NEURON_MAX_EDGES:
         raise InputError(
             f"the neuron view of {spec.name} would draw {n_nodes:,} nodes and {n_edges:,} edges; "
