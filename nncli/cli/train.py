@@ -122,36 +122,21 @@ def train(
     non-finite, keeps the last good checkpoint and exits 1 (or --skip-nonfinite).
     """
     from nncli.train import launch_distributed, run_training
-
     from nncli.train.replace import replaced_run_folder
-    from nncli.train.runs import remembered_plot
 
-    if plot is None and resume is not None:
-        plot = remembered_plot(resume)  # redrawn over the whole history, not left stale
-    if plot is not None:
-        from nncli.render.plots import check_plot_path
-
-        check_plot_path(plot)
-    values = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer, "loss": loss,
-              "schedule": schedule, "warmup_steps": warmup_steps, "momentum": momentum, "nesterov": nesterov,
-              "weight_decay": weight_decay, "clip_grad_norm": clip_grad_norm, "patience": patience,
-              "seed": seed, "amp": amp, "compile": compile_model, "checkpoint_every": checkpoint_every,
-              "skip_nonfinite": skip_nonfinite}
-    overrides = {"train": {k: (v.value if isinstance(v, Enum) else v) for k, v in values.items() if v is not None}}
-    if data is not None:
-        overrides["data"] = data
+    plot = _checked_plot(plot, resume)
+    overrides = _train_overrides({
+        "epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer, "loss": loss,
+        "schedule": schedule, "warmup_steps": warmup_steps, "momentum": momentum, "nesterov": nesterov,
+        "weight_decay": weight_decay, "clip_grad_norm": clip_grad_norm, "patience": patience,
+        "seed": seed, "amp": amp, "compile": compile_model, "checkpoint_every": checkpoint_every,
+        "skip_nonfinite": skip_nonfinite}, data)
     sets = parse_train_sets(set_, overrides)
     loaded = load_spec_with_sets(ctx, spec, sets, detach=True) if spec is not None else None
-    if resume is not None and sets:
-        raise InputError(f"--resume continues a run exactly; cannot apply --set {', '.join(sets)}",
-                         hint="only --epochs (to train longer), --compile and the device may change")
-    if resume is not None and not options_of(ctx).allow_custom:
-        from nncli.train.trained import open_run
-
-        open_run(resume, allow_custom=False)  # --no-custom: the run's own spec is refused like a file's
-    if nproc_per_node > 1 or nnodes > 1:
-        if node_rank >= nnodes:
-            raise InputError(f"--node-rank {node_rank}: expected a rank below --nnodes {nnodes}")
+    _check_resume(ctx, resume, sets)
+    distributed = nproc_per_node > 1 or nnodes > 1
+    if distributed and node_rank >= nnodes:
+        raise InputError(f"--node-rank {node_rank}: expected a rank below --nnodes {nnodes}")
     if force and out is not None and node_rank == 0:  # --force never moves a folder another process is writing
         from nncli.train.lock import check_unlocked
 
@@ -159,7 +144,7 @@ def train(
     # Only node 0 writes --out (a distributed run's rank 0); the other nodes leave it alone.
     replacing = replaced_run_folder(out, force and resume is None and node_rank == 0, (spec,),
                                     names={p: FLAGS[p] for p in ("out", "force")})
-    if nproc_per_node > 1 or nnodes > 1:
+    if distributed:
         with replacing:
             result = launch_distributed(
                 loaded, overrides, out, nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank,
@@ -178,6 +163,42 @@ def train(
         fail_check(result.message)
     if result.status == RunStatus.INTERRUPTED:
         raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+def _checked_plot(plot: Optional[Path], resume: Optional[Path]) -> Optional[Path]:
+    """``--plot``, or the figure a resumed run was drawn to (redrawn over the whole history, not
+    left stale); refused before any work when it cannot be written."""
+    from nncli.train.runs import remembered_plot
+
+    if plot is None and resume is not None:
+        plot = remembered_plot(resume)
+    if plot is not None:
+        from nncli.render.plots import check_plot_path
+
+        check_plot_path(plot)
+    return plot
+
+
+def _train_overrides(values: dict, data: Optional[str]) -> dict:
+    """The flags given, as overrides of the spec's train: and data: sections."""
+    overrides = {"train": {k: (v.value if isinstance(v, Enum) else v) for k, v in values.items() if v is not None}}
+    if data is not None:
+        overrides["data"] = data
+    return overrides
+
+
+def _check_resume(ctx: typer.Context, resume: Optional[Path], sets: list) -> None:
+    """``--resume`` continues a run exactly: no --set; under --no-custom its own spec is refused
+    like a file's."""
+    if resume is None:
+        return
+    if sets:
+        raise InputError(f"--resume continues a run exactly; cannot apply --set {', '.join(sets)}",
+                         hint="only --epochs (to train longer), --compile and the device may change")
+    if not options_of(ctx).allow_custom:
+        from nncli.train.trained import open_run
+
+        open_run(resume, allow_custom=False)
 
 
 @app.command()
