@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["load"]
 
 
-def load(path_or_text: str | Path, seed: int | None = 0) -> "nn.Sequential":
+def load(path_or_text: str | Path, seed: int | None = 0) -> nn.Sequential:
     """Build a spec into an initialised ``torch.nn.Sequential``.
 
     Args:
@@ -49,8 +49,9 @@ def load(path_or_text: str | Path, seed: int | None = 0) -> "nn.Sequential":
     from nncli.spec import load_spec, parse_spec
 
     one_line = "\n" not in path_or_text if isinstance(path_or_text, str) else False
-    if isinstance(path_or_text, Path) or (one_line and (
-            Path(path_or_text).exists() or path_or_text.strip().endswith((".yaml", ".yml")))):
+    if isinstance(path_or_text, Path) or (
+        one_line and (Path(path_or_text).exists() or path_or_text.strip().endswith((".yaml", ".yml")))
+    ):
         spec = load_spec(path_or_text)
     else:
         spec = parse_spec(path_or_text)

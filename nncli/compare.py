@@ -48,11 +48,20 @@ class RunSummary:
     config: dict[str, Any] = field(default_factory=dict)  # flattened path -> value
 
     def to_json(self) -> dict:
-        return {"run_dir": self.run_dir, "label": self.label, "name": self.name, "status": self.status,
-                "epochs": self.epochs, "best_epoch": self.best_epoch,
-                "metrics": self.metrics, "seconds": self.seconds,
-                "curves": {k: [r.get(k) for r in self.history]
-                           for k in ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy")}}
+        return {
+            "run_dir": self.run_dir,
+            "label": self.label,
+            "name": self.name,
+            "status": self.status,
+            "epochs": self.epochs,
+            "best_epoch": self.best_epoch,
+            "metrics": self.metrics,
+            "seconds": self.seconds,
+            "curves": {
+                k: [r.get(k) for r in self.history]
+                for k in ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy")
+            },
+        }
 
 
 @dataclass
@@ -66,8 +75,15 @@ class CompareResult:
     plot: str | None = None
 
     def to_json(self) -> dict:
-        return jsonable({"runs": [r.to_json() for r in self.runs], "differences": self.differences,
-                          "same": self.same, "best": self.best, "plot": self.plot})
+        return jsonable(
+            {
+                "runs": [r.to_json() for r in self.runs],
+                "differences": self.differences,
+                "same": self.same,
+                "best": self.best,
+                "plot": self.plot,
+            }
+        )
 
 
 def compare_runs(paths: list[str | Path]) -> CompareResult:
@@ -129,8 +145,9 @@ def _equal(a, b) -> bool:
 def _expand(path: Path) -> list[Path]:
     """A run folder -> itself; a sweep folder -> its trial runs; anything else -> InputError."""
     if not path.is_dir():
-        raise InputError(f"no such run folder: {path}" if not path.exists()
-                         else f"expected a run folder, found a file: {path}")
+        raise InputError(
+            f"no such run folder: {path}" if not path.exists() else f"expected a run folder, found a file: {path}"
+        )
     if is_run_folder(path):
         return [path]
     sweep_json = path / "sweep.json"
@@ -147,8 +164,10 @@ def _expand(path: Path) -> list[Path]:
     found = sorted(d for d in path.iterdir() if d.is_dir() and is_run_folder(d))
     if found:
         return found
-    raise InputError(f"{path} is not an nncli run folder: no run.yaml in it",
-                     hint="pass folders written by nncli train (or a sweep folder)")
+    raise InputError(
+        f"{path} is not an nncli run folder: no run.yaml in it",
+        hint="pass folders written by nncli train (or a sweep folder)",
+    )
 
 
 def _read(folder: Path) -> RunSummary:
@@ -163,19 +182,32 @@ def _read(folder: Path) -> RunSummary:
         _flatten({k: v for k, v in spec.items() if k not in ("data", "train", "name", "description")}, (), config)
     config = {k: v for k, v in config.items() if not any(k == i or k.startswith(i + ".") for i in _IGNORED)}
     if report is not None:
-        metrics = {s: {k: report[s][k] for k in ("loss", "accuracy") if isinstance(report.get(s), dict)
-                       and report[s].get(k) is not None} for s in SPLITS}
-        status, epochs, best_epoch = report.get("status", RunStatus.COMPLETED), report.get("epochs"), report.get("best_epoch")
+        metrics = {
+            s: {
+                k: report[s][k]
+                for k in ("loss", "accuracy")
+                if isinstance(report.get(s), dict) and report[s].get(k) is not None
+            }
+            for s in SPLITS
+        }
+        status, epochs, best_epoch = (
+            report.get("status", RunStatus.COMPLETED),
+            report.get("epochs"),
+            report.get("best_epoch"),
+        )
         seconds = report.get("duration_s")
     else:  # killed or still running: the last epoch's figures, marked as such
         last = history[-1] if history else {}
-        metrics = {s: {k: last[f"{s}_{k}"] for k in ("loss", "accuracy") if last.get(f"{s}_{k}") is not None}
-                   for s in ("train", "val")}
+        metrics = {
+            s: {k: last[f"{s}_{k}"] for k in ("loss", "accuracy") if last.get(f"{s}_{k}") is not None}
+            for s in ("train", "val")
+        }
         metrics["test"] = {}
         status, epochs, best_epoch, seconds = "unfinished", len(history) or None, None, None
     name = (meta.get("spec") or {}).get("name") if isinstance(meta.get("spec"), dict) else None
-    return RunSummary(str(folder), folder.name, name or folder.name, status, epochs, best_epoch, metrics,
-                      seconds, history, config)
+    return RunSummary(
+        str(folder), folder.name, name or folder.name, status, epochs, best_epoch, metrics, seconds, history, config
+    )
 
 
 def _load_yaml(path: Path) -> Any:

@@ -7,7 +7,8 @@ a sweep), errors located where the value came from, and the number check with it
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # fail(path, message, hint, from_override) -> Exception; path is relative to the section.
 Fail = Callable[[tuple, str, "str | None", bool], Exception]
@@ -15,8 +16,15 @@ Fail = Callable[[tuple, str, "str | None", bool], Exception]
 
 def describe(value: Any) -> str:
     """How an error message names a found value: ``an integer (-5)``, ``a list``, ``nothing (null)``."""
-    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "a mapping", type(None): "nothing (null)"}.get(type(value), type(value).__name__)
+    kind = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "nothing (null)",
+    }.get(type(value), type(value).__name__)
     return kind if isinstance(value, (dict, list, type(None))) else f"{kind} ({value!r})"
 
 
@@ -48,8 +56,17 @@ class Section:
         """The located error for ``key`` (raise it)."""
         return self.fail((key,), message, hint, self.origin.get(key, False))
 
-    def number(self, key: str, *, integer: bool = False, low: float | None = None, high: float | None = None,
-               low_open: bool = False, default: Any = None, optional: bool = False):
+    def number(
+        self,
+        key: str,
+        *,
+        integer: bool = False,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+        default: Any = None,
+        optional: bool = False,
+    ):
         """The value at ``key`` as a finite int/float within the bounds.
 
         Args:
@@ -69,8 +86,7 @@ class Section:
             return None
         # isfinite: YAML's .inf / .nan are floats; they would pass the bounds and fail much later.
         # (only floats: math.isfinite(10**400) would raise OverflowError)
-        ok = isinstance(value, int) and not isinstance(value, bool) or \
-            isinstance(value, float) and math.isfinite(value)
+        ok = isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and math.isfinite(value)
         if ok and integer:
             ok = isinstance(value, int) or value.is_integer()
         if ok and low is not None:
@@ -78,8 +94,12 @@ class Section:
         if ok and high is not None:
             ok = value <= high
         if not ok:
-            bounds = ([f"{'>' if low_open else '>='} {low}"] if low is not None else []) + \
-                     ([f"<= {high}"] if high is not None else [])
-            raise self.error(key, f"expected {'an integer' if integer else 'a number'}"
-                                  f"{' ' + ' and '.join(bounds) if bounds else ''}, found {describe(value)}")
+            bounds = ([f"{'>' if low_open else '>='} {low}"] if low is not None else []) + (
+                [f"<= {high}"] if high is not None else []
+            )
+            raise self.error(
+                key,
+                f"expected {'an integer' if integer else 'a number'}"
+                f"{' ' + ' and '.join(bounds) if bounds else ''}, found {describe(value)}",
+            )
         return int(value) if integer else float(value)

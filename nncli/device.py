@@ -48,8 +48,11 @@ def resolve_device(name: str = "auto"):
             hint=did_you_mean(text, ("auto", "cpu", "cuda")),
         )
     if not torch.cuda.is_available():
-        why = ("this torch build has no CUDA support" if torch.version.cuda is None
-               else "no NVIDIA GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)")
+        why = (
+            "this torch build has no CUDA support"
+            if torch.version.cuda is None
+            else "no NVIDIA GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)"
+        )
         raise InputError(
             f"--device {text}: CUDA is not available: {why}",
             hint="use --device cpu, or --device auto to pick CUDA only when present",

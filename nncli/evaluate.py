@@ -72,8 +72,15 @@ def _open_run(run_dir, checkpoint: str, device: str, allow_custom: bool):
     return run, load_trained(run, checkpoint, dev), dev
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "best",
-                 device: str = "auto", batch_size: int = 512, allow_custom: bool = True) -> EvalResult:
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "test",
+    *,
+    checkpoint: str = "best",
+    device: str = "auto",
+    batch_size: int = 512,
+    allow_custom: bool = True,
+) -> EvalResult:
     """Loss and accuracy of a run's checkpoint on its data splits.
 
     The data is reloaded from the run's resolved ``data:`` section (same seed, same split) and
@@ -98,30 +105,54 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = 
         raise InputError(f"expected one of train, val, test, all, found {split!r}", param="split")
     run, trained, dev = _open_run(run_dir, checkpoint, device, allow_custom)
     built, ckpt = trained.built, trained.checkpoint
-    ds = data_mod.load_dataset(run.data, input_shape=tuple(run.spec.input),
-                               integer_inputs=getattr(run.spec, "integer_input", False))
+    ds = data_mod.load_dataset(
+        run.data, input_shape=tuple(run.spec.input), integer_inputs=getattr(run.spec, "integer_input", False)
+    )
     stored = ckpt.get("normalization") or {}
     if (stored.get("mean") is None) != (ds.mean is None) or (
-            ds.mean is not None and not (torch.allclose(stored["mean"], ds.mean) and torch.allclose(stored["std"], ds.std))):
-        raise InputError(f"the data of {run.run_dir} changed since training: its normalisation statistics differ "
-                         "from the checkpoint's", hint="evaluate on the data the run was trained with")
+        ds.mean is not None and not (torch.allclose(stored["mean"], ds.mean) and torch.allclose(stored["std"], ds.std))
+    ):
+        raise InputError(
+            f"the data of {run.run_dir} changed since training: its normalisation statistics differ "
+            "from the checkpoint's",
+            hint="evaluate on the data the run was trained with",
+        )
     for name in SPLITS:
         setattr(ds, f"x_{name}", data_mod.fit_input_shape(getattr(ds, f"x_{name}"), run.spec.input))
     data_mod.check_dataset_inputs(ds, run.spec)
-    prepare_targets(ds, run.train.loss, tuple(built.output_shape),
-                    lambda message, hint=None: InputError(f"data {ds.name}: {message}", hint=hint))
+    prepare_targets(
+        ds,
+        run.train.loss,
+        tuple(built.output_shape),
+        lambda message, hint=None: InputError(f"data {ds.name}: {message}", hint=hint),
+    )
     results = {}
-    for name in (SPLITS if split == "all" else (split,)):
+    for name in SPLITS if split == "all" else (split,):
         x, y = ds.split(name)
         results[name] = evaluate_model(built.model, x, y, run.train.loss, batch_size=batch_size, device=dev)
-    return EvalResult(run_dir=str(run.run_dir), checkpoint=str(trained.path), kind=checkpoint,
-                      epoch=ckpt.get("epoch"), device=str(dev), loss=run.train.loss, splits=results,
-                      classes=run.classes)
+    return EvalResult(
+        run_dir=str(run.run_dir),
+        checkpoint=str(trained.path),
+        kind=checkpoint,
+        epoch=ckpt.get("epoch"),
+        device=str(dev),
+        loss=run.train.loss,
+        splits=results,
+        classes=run.classes,
+    )
 
 
-def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | None = None,
-            checkpoint: str = "best", device: str = "auto", batch_size: int = 512,
-            force: bool = False, allow_custom: bool = True) -> PredictResult:
+def predict(
+    run_dir: str | Path,
+    input_path: str | Path,
+    *,
+    out: str | Path | None = None,
+    checkpoint: str = "best",
+    device: str = "auto",
+    batch_size: int = 512,
+    force: bool = False,
+    allow_custom: bool = True,
+) -> PredictResult:
     """Predict the rows of an ``.npz``/``.npy``/``.csv``/``.pt`` file with a run's network.
 
     Inputs are reshaped to the spec's input where that is a plain flatten/unflatten and
@@ -148,14 +179,22 @@ def predict(run_dir: str | Path, input_path: str | Path, *, out: str | Path | No
     outputs = []
     with torch.no_grad():
         for lo in range(0, len(x), batch_size):
-            outputs.append(trained.model(x[lo:lo + batch_size].to(dev)).float().cpu())
+            outputs.append(trained.model(x[lo : lo + batch_size].to(dev)).float().cpu())
     output_shape = tuple(trained.built.output_shape)
     logits = torch.cat(outputs) if outputs else torch.zeros((0,) + output_shape)
     classes = run.classes
     task, predictions, labels, probabilities = _interpret(logits, run.train.loss, classes, output_shape)
-    result = PredictResult(run_dir=str(run.run_dir), checkpoint=str(trained.path), input=str(input_path), n=len(x),
-                           task=task, predictions=predictions, labels=labels, probabilities=probabilities,
-                           classes=classes)
+    result = PredictResult(
+        run_dir=str(run.run_dir),
+        checkpoint=str(trained.path),
+        input=str(input_path),
+        n=len(x),
+        task=task,
+        predictions=predictions,
+        labels=labels,
+        probabilities=probabilities,
+        classes=classes,
+    )
     result.files = files
     if out is not None:
         _write_predictions(Path(out), result)
@@ -246,8 +285,11 @@ def _write_predictions(path: Path, result: PredictResult) -> None:
     writer = csv.writer(text, lineterminator="\n")
     first = result.predictions[0] if result.predictions else None
     width = len(first) if isinstance(first, list) else 1
-    header = ["index"] + (["file"] if result.files is not None else []) + (
-        ["prediction"] if width == 1 else [f"prediction_{j}" for j in range(width)])
+    header = (
+        ["index"]
+        + (["file"] if result.files is not None else [])
+        + (["prediction"] if width == 1 else [f"prediction_{j}" for j in range(width)])
+    )
     if result.labels is not None:
         header.append("predicted_label")
     probs = result.probabilities
@@ -258,8 +300,9 @@ def _write_predictions(path: Path, result: PredictResult) -> None:
         header.append("probability")
     writer.writerow(header)
     for i, pred in enumerate(result.predictions):
-        row = [i] + ([result.files[i]] if result.files is not None else []) + (
-            pred if isinstance(pred, list) else [pred])
+        row = (
+            [i] + ([result.files[i]] if result.files is not None else []) + (pred if isinstance(pred, list) else [pred])
+        )
         if result.labels is not None:
             row.append(result.labels[i])
         if probs is not None:

@@ -46,8 +46,15 @@ class Finding:
         return " ".join(p for p in (loc, self.spec_path) if p)
 
     def to_json(self) -> dict:
-        return {"severity": self.severity, "code": self.code, "message": self.message,
-                "spec_path": self.spec_path, "file": self.file, "line": self.line, "hint": self.hint}
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "spec_path": self.spec_path,
+            "file": self.file,
+            "line": self.line,
+            "hint": self.hint,
+        }
 
 
 @dataclass
@@ -60,9 +67,14 @@ class LayerRow:
     shape_method: str = ""  # how the builder learnt output_shape (nncli.build.inference); "" for a block
 
     def to_json(self) -> dict:
-        return {"index": self.index, "name": self.name, "type": self.type,
-                "output_shape": list(self.output_shape), "params": self.params,
-                "shape_method": self.shape_method}
+        return {
+            "index": self.index,
+            "name": self.name,
+            "type": self.type,
+            "output_shape": list(self.output_shape),
+            "params": self.params,
+            "shape_method": self.shape_method,
+        }
 
 
 @dataclass
@@ -84,10 +96,16 @@ class CheckResult:
         return out
 
     def to_json(self) -> dict:
-        return {"name": self.name, "file": self.file, "input_shape": list(self.input_shape),
-                "output_shape": list(self.output_shape), "total_params": self.total_params,
-                "layers": [r.to_json() for r in self.layers],
-                "findings": [f.to_json() for f in self.findings], "counts": self.counts()}
+        return {
+            "name": self.name,
+            "file": self.file,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "total_params": self.total_params,
+            "layers": [r.to_json() for r in self.layers],
+            "findings": [f.to_json() for f in self.findings],
+            "counts": self.counts(),
+        }
 
 
 @collector_paused()
@@ -98,11 +116,14 @@ def check_spec(spec: Spec) -> CheckResult:
         SpecError: if the spec does not build (located, exit 2).
     """
     built = infer(spec)
-    rows = [LayerRow(info.index, info.name, info.type, info.out_shape, info.params, info.shape_method)
-            for info in built.layers]
+    rows = [
+        LayerRow(info.index, info.name, info.type, info.out_shape, info.params, info.shape_method)
+        for info in built.layers
+    ]
     total = sum(p.numel() for p in {id(p): p for p in built.model.parameters()}.values())
-    result = CheckResult(spec.name, str(spec.path) if spec.path else None, built.input_shape,
-                         built.output_shape, total, rows)
+    result = CheckResult(
+        spec.name, str(spec.path) if spec.path else None, built.input_shape, built.output_shape, total, rows
+    )
     result.findings = lint(built)
     return result
 
@@ -198,16 +219,30 @@ def _collapse_finding(span: list[LayerInfo], weights: list[LayerInfo]) -> Findin
     if own < equiv:
         # Cheaper than the one layer it composes to: a deliberate factorisation (a depthwise-
         # separable convolution, MobileNetV2's linear bottleneck, a low-rank Linear pair).
-        message = (f"{names}: no nonlinearity between these {len(weights)} weight layers, so they compose "
-                   f"to one affine map ({what}, {equiv:,} parameters), factored here into {own:,} "
-                   "parameters: a restricted linear map, fine when deliberate")
-        return _finding("info", "linear-factorisation", message, first,
-                        hint=f"if it is not deliberate, put a nonlinearity after {first.path} {first.type}")
-    message = (f"{names}: no nonlinearity between these {len(weights)} weight layers, so they compose to "
-               f"one affine map (\"Oops, this is just a linear predictor\"): {what} with {equiv:,} "
-               f"parameters can express every function these {own:,} parameters can")
-    return _finding("warning", "linear-collapse", message, first,
-                    hint=f"put a nonlinearity (e.g. ReLU) after {first.path} {first.type}, or merge the layers")
+        message = (
+            f"{names}: no nonlinearity between these {len(weights)} weight layers, so they compose "
+            f"to one affine map ({what}, {equiv:,} parameters), factored here into {own:,} "
+            "parameters: a restricted linear map, fine when deliberate"
+        )
+        return _finding(
+            "info",
+            "linear-factorisation",
+            message,
+            first,
+            hint=f"if it is not deliberate, put a nonlinearity after {first.path} {first.type}",
+        )
+    message = (
+        f"{names}: no nonlinearity between these {len(weights)} weight layers, so they compose to "
+        f'one affine map ("Oops, this is just a linear predictor"): {what} with {equiv:,} '
+        f"parameters can express every function these {own:,} parameters can"
+    )
+    return _finding(
+        "warning",
+        "linear-collapse",
+        message,
+        first,
+        hint=f"put a nonlinearity (e.g. ReLU) after {first.path} {first.type}, or merge the layers",
+    )
 
 
 def _label(info: LayerInfo) -> str:
@@ -220,8 +255,10 @@ def _equivalent(span: list[LayerInfo]) -> tuple[int, str]:
     first, last = span[0], span[-1]
     # Convolutions (with padding, BatchNorm, average pooling between) stay one convolution;
     # anything that flattens or adapts the spatial size makes the equivalent a dense layer.
-    spatial = all(c.type.startswith(("Conv", "BatchNorm", "AvgPool", "Dropout", "ZeroPad", "ConstantPad", "Identity"))
-                  for c in span)
+    spatial = all(
+        c.type.startswith(("Conv", "BatchNorm", "AvgPool", "Dropout", "ZeroPad", "ConstantPad", "Identity"))
+        for c in span
+    )
     if spatial and first.type.startswith("Conv") and len(first.in_shape) == len(last.out_shape) >= 2:
         # One convolution whose kernel is the chain's receptive field: r += (k - 1) * d * jump.
         ndim = len(first.in_shape) - 1
@@ -257,18 +294,28 @@ def _before_norm(stream: list[LayerInfo]) -> list[Finding]:
             continue
         bias = getattr(prev.module, "bias", None)
         if prev.type in WEIGHT_LAYERS and bias is not None:
-            findings.append(_finding(
-                "warning", "bias-before-norm",
-                f"{prev.path} {prev.type} has a bias ({bias.numel():,} parameters) that {nxt.path} "
-                f"{nxt.type} cancels by subtracting the batch mean: wasted parameters", prev,
-                hint=f"set `bias: false` on {prev.path} {prev.type}"))
+            findings.append(
+                _finding(
+                    "warning",
+                    "bias-before-norm",
+                    f"{prev.path} {prev.type} has a bias ({bias.numel():,} parameters) that {nxt.path} "
+                    f"{nxt.type} cancels by subtracting the batch mean: wasted parameters",
+                    prev,
+                    hint=f"set `bias: false` on {prev.path} {prev.type}",
+                )
+            )
         if prev.type in DROPOUTS:
-            findings.append(_finding(
-                "warning", "dropout-before-norm",
-                f"{prev.path} {prev.type} right before {nxt.path} {nxt.type}: BatchNorm's running "
-                "variance is learned under dropout's train-time scaling and is wrong at eval time "
-                "(the variance shift of Li et al., 2019)", prev,
-                hint="move Dropout after the BatchNorm and its activation"))
+            findings.append(
+                _finding(
+                    "warning",
+                    "dropout-before-norm",
+                    f"{prev.path} {prev.type} right before {nxt.path} {nxt.type}: BatchNorm's running "
+                    "variance is learned under dropout's train-time scaling and is wrong at eval time "
+                    "(the variance shift of Li et al., 2019)",
+                    prev,
+                    hint="move Dropout after the BatchNorm and its activation",
+                )
+            )
     return findings
 
 
@@ -294,20 +341,39 @@ def _softmax_before_loss(built: Built) -> list[Finding]:
         return []
     loss, explicit = _loss(built)
     if last.type == "Softmax" and loss == "cross_entropy":
-        return [_finding(
-            "error" if explicit else "warning", "softmax-before-loss",
-            f"{last.path} Softmax is the last layer, but cross_entropy takes logits and applies "
-            "log-softmax itself: the network is trained on softmax(softmax(z)), whose gradients "
-            "are squashed", last, hint="remove the Softmax; apply it at prediction time if you need probabilities")]
+        return [
+            _finding(
+                "error" if explicit else "warning",
+                "softmax-before-loss",
+                f"{last.path} Softmax is the last layer, but cross_entropy takes logits and applies "
+                "log-softmax itself: the network is trained on softmax(softmax(z)), whose gradients "
+                "are squashed",
+                last,
+                hint="remove the Softmax; apply it at prediction time if you need probabilities",
+            )
+        ]
     if last.type == "LogSoftmax" and loss == "cross_entropy":
-        return [_finding("info", "softmax-before-loss",
-                         f"{last.path} LogSoftmax is redundant before cross_entropy, which applies "
-                         "log-softmax itself (harmless: log-softmax is idempotent)", last,
-                         hint="remove it, or use loss: nll")]
+        return [
+            _finding(
+                "info",
+                "softmax-before-loss",
+                f"{last.path} LogSoftmax is redundant before cross_entropy, which applies "
+                "log-softmax itself (harmless: log-softmax is idempotent)",
+                last,
+                hint="remove it, or use loss: nll",
+            )
+        ]
     if last.type == "Sigmoid" and loss == "bce_with_logits":
-        return [_finding("error", "softmax-before-loss",
-                         f"{last.path} Sigmoid is the last layer, but bce_with_logits takes logits "
-                         "and applies the sigmoid itself", last, hint="remove the Sigmoid")]
+        return [
+            _finding(
+                "error",
+                "softmax-before-loss",
+                f"{last.path} Sigmoid is the last layer, but bce_with_logits takes logits "
+                "and applies the sigmoid itself",
+                last,
+                hint="remove the Sigmoid",
+            )
+        ]
     return []
 
 
@@ -324,11 +390,16 @@ def _softmax_over_batch(built: Built) -> list[Finding]:
         dim = info.args.get("dim")
         if dim is None or dim not in (0, -(len(info.in_shape) + 1)):
             continue
-        out.append(_finding(
-            "error", "softmax-over-batch",
-            f"{info.path} {info.type} dim {dim} is the batch dimension: it normalises across the "
-            "examples of a batch, so each prediction depends on the others", info,
-            hint=f"use dim: -1 (the last dimension of each example, here {list(info.in_shape)})"))
+        out.append(
+            _finding(
+                "error",
+                "softmax-over-batch",
+                f"{info.path} {info.type} dim {dim} is the batch dimension: it normalises across the "
+                "examples of a batch, so each prediction depends on the others",
+                info,
+                hint=f"use dim: -1 (the last dimension of each example, here {list(info.in_shape)})",
+            )
+        )
     return out
 
 
@@ -341,22 +412,32 @@ def _vanishing_risk(built: Built) -> list[Finding]:
         return []
     first = saturating[0]
     kinds = "/".join(sorted({i.type for i in saturating}))
-    return [_finding(
-        "warning", "vanishing-risk",
-        f"{len(saturating)} {kinds} layers with no normalisation or skip connections: each multiplies "
-        f"the backward signal by at most {('1/4' if kinds == 'Sigmoid' else '1')} times a weight "
-        "matrix, so gradients reaching the first layers can vanish (run `nncli probe` to measure it)",
-        first, hint="use ReLU with He init, add BatchNorm/LayerNorm, or add skip connections (Residual)")]
+    return [
+        _finding(
+            "warning",
+            "vanishing-risk",
+            f"{len(saturating)} {kinds} layers with no normalisation or skip connections: each multiplies "
+            f"the backward signal by at most {('1/4' if kinds == 'Sigmoid' else '1')} times a weight "
+            "matrix, so gradients reaching the first layers can vanish (run `nncli probe` to measure it)",
+            first,
+            hint="use ReLU with He init, add BatchNorm/LayerNorm, or add skip connections (Residual)",
+        )
+    ]
 
 
 def _step_units(built: Built) -> list[Finding]:
     steps = [i for i in built.walk() if i.type == "Step"]
     if not steps or not built.spec.train:
         return []
-    return [_finding("warning", "step-no-gradient",
-                     f"{steps[0].path} Step has zero gradient everywhere: no layer before it can be "
-                     "trained by gradient descent", steps[0],
-                     hint="use Sigmoid or ReLU to train; keep Step for hand-set weights")]
+    return [
+        _finding(
+            "warning",
+            "step-no-gradient",
+            f"{steps[0].path} Step has zero gradient everywhere: no layer before it can be trained by gradient descent",
+            steps[0],
+            hint="use Sigmoid or ReLU to train; keep Step for hand-set weights",
+        )
+    ]
 
 
 ATTENTION = ("SelfAttention", "TransformerEncoderLayer")
@@ -369,9 +450,14 @@ def _attends_both_ways(built: Built) -> list[Finding]:
     if not attention or any(getattr(i.module, "causal", False) for i in attention):
         return []
     first = attention[0]
-    return [_finding(
-        "info", "attends-both-ways",
-        f"token inputs and {len(attention)} attention layer(s), none with `causal: true`: "
-        f"{first.path} {first.type} attends both ways, every position seeing the whole sequence "
-        "(right for a classifier or an encoder; a next-token model would read the token it predicts)",
-        first, hint=f"for a GPT-style model set `causal: true` on {first.path} {first.type}")]
+    return [
+        _finding(
+            "info",
+            "attends-both-ways",
+            f"token inputs and {len(attention)} attention layer(s), none with `causal: true`: "
+            f"{first.path} {first.type} attends both ways, every position seeing the whole sequence "
+            "(right for a classifier or an encoder; a next-token model would read the token it predicts)",
+            first,
+            hint=f"for a GPT-style model set `causal: true` on {first.path} {first.type}",
+        )
+    ]

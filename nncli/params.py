@@ -36,14 +36,23 @@ from nncli.flops import formula_forward
 from nncli.flops.dispatch import attention_flop_mapping
 from nncli.spec import Spec
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-          "bfloat16": torch.bfloat16}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Optimizer state per trainable parameter, in parameter-sized tensors.
 OPTIMIZER_STATE = {"sgd": 1, "adam": 2, "adamw": 2, "none": 0}  # sgd: the momentum buffer
 
 _SI = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "B": 1e9, "T": 1e12}
-_BYTES = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_BYTES = {
+    "": 1,
+    "B": 1,
+    "KB": 1e3,
+    "MB": 1e6,
+    "GB": 1e9,
+    "TB": 1e12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 
 
 def parse_quantity(text: str, flag: str, *, memory: bool = False) -> float:
@@ -68,8 +77,9 @@ class Budget:
     max_memory: float | None = None
 
     @classmethod
-    def parse(cls, max_params: str | None = None, max_flops: str | None = None,
-              max_memory: str | None = None) -> "Budget":
+    def parse(
+        cls, max_params: str | None = None, max_flops: str | None = None, max_memory: str | None = None
+    ) -> Budget:
         return cls(
             parse_quantity(max_params, "--max-params") if max_params is not None else None,
             parse_quantity(max_flops, "--max-flops") if max_flops is not None else None,
@@ -86,8 +96,7 @@ class Gate:
     message: str
 
     def to_json(self) -> dict:
-        return {"name": self.name, "limit": self.limit, "value": self.value, "ok": self.ok,
-                "message": self.message}
+        return {"name": self.name, "limit": self.limit, "value": self.value, "ok": self.ok, "message": self.message}
 
 
 @dataclass
@@ -108,9 +117,17 @@ class Memory:
         return self.weights + self.buffers + self.activations + self.gradients + self.optimizer_state
 
     def to_json(self) -> dict:
-        return {"batch_size": self.batch_size, "dtype": self.dtype, "optimizer": self.optimizer,
-                "weights": self.weights, "buffers": self.buffers, "activations": self.activations,
-                "gradients": self.gradients, "optimizer_state": self.optimizer_state, "total": self.total}
+        return {
+            "batch_size": self.batch_size,
+            "dtype": self.dtype,
+            "optimizer": self.optimizer,
+            "weights": self.weights,
+            "buffers": self.buffers,
+            "activations": self.activations,
+            "gradients": self.gradients,
+            "optimizer_state": self.optimizer_state,
+            "total": self.total,
+        }
 
 
 @dataclass
@@ -130,10 +147,20 @@ class ParamRow:
     shape_method: str = ""  # how the builder learnt output_shape (nncli.build.inference); "" for a block
 
     def to_json(self) -> dict:
-        return {"index": self.index, "id": self.index_label, "depth": self.depth, "name": self.name,
-                "type": self.type, "output_shape": list(self.output_shape), "params": self.params,
-                "trainable": self.trainable, "frozen": self.frozen, "buffers": self.buffers,
-                "flops": self.flops, "shape_method": self.shape_method}
+        return {
+            "index": self.index,
+            "id": self.index_label,
+            "depth": self.depth,
+            "name": self.name,
+            "type": self.type,
+            "output_shape": list(self.output_shape),
+            "params": self.params,
+            "trainable": self.trainable,
+            "frozen": self.frozen,
+            "buffers": self.buffers,
+            "flops": self.flops,
+            "shape_method": self.shape_method,
+        }
 
     @property
     def frozen(self) -> int:
@@ -163,18 +190,34 @@ class ParamsReport:
         return self.total - self.trainable
 
     def to_json(self) -> dict:
-        return {"name": self.name, "input_shape": list(self.input_shape),
-                "output_shape": list(self.output_shape), "total": self.total,
-                "trainable": self.trainable, "non_trainable": self.non_trainable,
-                "buffers": self.buffers, "flops": self.flops, "flops_per_example": self.flops_per_example,
-                "batch_size": self.memory.batch_size, "memory": self.memory.to_json(),
-                "layers": [r.to_json() for r in self.layers], "gates": [g.to_json() for g in self.gates],
-                "flops_method": self.flops_method}
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "total": self.total,
+            "trainable": self.trainable,
+            "non_trainable": self.non_trainable,
+            "buffers": self.buffers,
+            "flops": self.flops,
+            "flops_per_example": self.flops_per_example,
+            "batch_size": self.memory.batch_size,
+            "memory": self.memory.to_json(),
+            "layers": [r.to_json() for r in self.layers],
+            "gates": [g.to_json() for g in self.gates],
+            "flops_method": self.flops_method,
+        }
 
 
 @collector_paused()
-def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: str = "adam",
-          depth: int = 0, budget: Budget | None = None, built=None) -> ParamsReport:
+def count(
+    spec: Spec,
+    batch_size: int = 1,
+    dtype: str = "float32",
+    optimizer: str = "adam",
+    depth: int = 0,
+    budget: Budget | None = None,
+    built=None,
+) -> ParamsReport:
     """Count a spec without allocating its weights.
 
     Args:
@@ -214,16 +257,28 @@ def count(spec: Spec, batch_size: int = 1, dtype: str = "float32", optimizer: st
     per_example = per_batch // batch_size if batch_size else 0
 
     memory = Memory(
-        batch_size=batch_size, dtype=dtype, optimizer=optimizer,
+        batch_size=batch_size,
+        dtype=dtype,
+        optimizer=optimizer,
         weights=total * itemsize,
         buffers=sum(b.numel() * (itemsize if b.is_floating_point() else b.element_size()) for b in buffers),
         activations=activations,
         gradients=trainable * itemsize,
         optimizer_state=OPTIMIZER_STATE[optimizer] * trainable * itemsize,
     )
-    report = ParamsReport(spec.name, built.input_shape, built.output_shape, total, trainable,
-                          sum(b.numel() for b in buffers), per_batch, per_example, rows, memory,
-                          flops_method=method)
+    report = ParamsReport(
+        spec.name,
+        built.input_shape,
+        built.output_shape,
+        total,
+        trainable,
+        sum(b.numel() for b in buffers),
+        per_batch,
+        per_example,
+        rows,
+        memory,
+        flops_method=method,
+    )
     report.gates = _gates(report, budget) if budget else []
     return report
 
@@ -239,14 +294,15 @@ def _forward_counts(built, batch_size: int, itemsize: int, input_dtype: torch.dt
     """FLOPs per module, saved bytes and the method that counted them (one of the names above).
 
     The formulas (and layers without one run alone) give the same figures as torch's count of the
-    whole model (tests/test_speed.py) without a per-op dispatch of every layer or the imports that
+    whole model (tests/cli/test_speed.py) without a per-op dispatch of every layer or the imports that
     dispatch needs; the whole model is counted only where the formulas decline (they return None,
     never raise). That pass may raise: a RuntimeError for a tensor too large to index (worded
     here), a ValueError from BatchNorm at one value per channel (then extrapolated).
     """
     dispatched: list[str] = []
-    counted = formula_forward(built, batch_size, itemsize, integer_input=not input_dtype.is_floating_point,
-                              dispatched=dispatched)
+    counted = formula_forward(
+        built, batch_size, itemsize, integer_input=not input_dtype.is_floating_point, dispatched=dispatched
+    )
     if counted is not None:
         return (*counted, FORMULA_AND_LAYER_DISPATCH if dispatched else FORMULA)
     model = built.model
@@ -256,8 +312,10 @@ def _forward_counts(built, batch_size: int, itemsize: int, input_dtype: torch.dt
         if "overflow" not in str(exc):
             raise
         # The spec built at a batch of 2; a huge --batch-size makes some tensor's size overflow.
-        raise InputError(f"--batch-size: {batch_size:,} examples make a tensor too large for torch "
-                         f"to index (more than 2**63 elements): {str(exc).splitlines()[0]}") from None
+        raise InputError(
+            f"--batch-size: {batch_size:,} examples make a tensor too large for torch "
+            f"to index (more than 2**63 elements): {str(exc).splitlines()[0]}"
+        ) from None
     except ValueError as exc:
         if batch_size != 1 or "value per channel" not in str(exc):
             raise
@@ -270,15 +328,29 @@ def _forward_counts(built, batch_size: int, itemsize: int, input_dtype: torch.dt
 
 
 def _rows(info: LayerInfo, top: int, level: int, depth: int, flops: dict, rows: list) -> None:
-    rows.append(ParamRow(top, info.fqn, level, info.name, info.type, info.out_shape, info.params,
-                         info.trainable, info.buffers, flops.get(info.fqn, 0), info.shape_method))
+    rows.append(
+        ParamRow(
+            top,
+            info.fqn,
+            level,
+            info.name,
+            info.type,
+            info.out_shape,
+            info.params,
+            info.trainable,
+            info.buffers,
+            flops.get(info.fqn, 0),
+            info.shape_method,
+        )
+    )
     if level < depth:
         for child in info.children:
             _rows(child, top, level + 1, depth, flops, rows)
 
 
-def measure_forward(model: nn.Module, input_shape: tuple, batch_size: int,
-                    itemsize: int, input_dtype: torch.dtype = torch.float32) -> tuple[dict[str, int], int]:
+def measure_forward(
+    model: nn.Module, input_shape: tuple, batch_size: int, itemsize: int, input_dtype: torch.dtype = torch.float32
+) -> tuple[dict[str, int], int]:
     """One forward pass of a meta model: FLOPs per module and bytes saved for backward.
 
     Returns:
@@ -304,11 +376,17 @@ def measure_forward(model: nn.Module, input_shape: tuple, batch_size: int,
 
     device = next((p.device for p in model.parameters()), torch.device("meta"))
     # Token ids for an integer input (an Embedding indexes with them; on meta their values never matter).
-    x = (torch.zeros((batch_size, *input_shape), dtype=input_dtype, device=device) if not input_dtype.is_floating_point
-         else torch.empty((batch_size, *input_shape), device=device) if device.type == "meta"
-         else torch.randn((batch_size, *input_shape), device=device))
-    with FlopCounterMode(display=False, custom_mapping=attention_flop_mapping()) as counter, \
-            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    x = (
+        torch.zeros((batch_size, *input_shape), dtype=input_dtype, device=device)
+        if not input_dtype.is_floating_point
+        else torch.empty((batch_size, *input_shape), device=device)
+        if device.type == "meta"
+        else torch.randn((batch_size, *input_shape), device=device)
+    )
+    with (
+        FlopCounterMode(display=False, custom_mapping=attention_flop_mapping()) as counter,
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+    ):
         model(x)
     # FlopCounterMode names modules "<RootClass>.<fqn>"; the root itself is "<RootClass>".
     root = type(model).__name__
@@ -317,7 +395,7 @@ def measure_forward(model: nn.Module, input_shape: tuple, batch_size: int,
         if name == root:
             flops[""] = int(sum(by_op.values()))
         elif name.startswith(root + "."):
-            flops[name[len(root) + 1:]] = int(sum(by_op.values()))
+            flops[name[len(root) + 1 :]] = int(sum(by_op.values()))
     flops.setdefault("", int(counter.get_total_flops()))
     return flops, sum(saved.values())
 

@@ -117,11 +117,15 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # zip/pickle/EOF errors of a truncated or foreign file
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"corrupt checkpoint {path}: {first[:200]}",
-                         hint="the file is truncated or not a checkpoint; the run's other files are untouched") from None
+        raise InputError(
+            f"corrupt checkpoint {path}: {first[:200]}",
+            hint="the file is truncated or not a checkpoint; the run's other files are untouched",
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "model" not in ckpt:
         raise InputError(f"{path} is not an nncli checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise InputError(f"{path}: checkpoint version {ckpt.get('version')} is not supported "
-                         f"(this nncli writes version {CHECKPOINT_VERSION})")
+        raise InputError(
+            f"{path}: checkpoint version {ckpt.get('version')} is not supported "
+            f"(this nncli writes version {CHECKPOINT_VERSION})"
+        )
     return ckpt

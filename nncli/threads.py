@@ -72,6 +72,7 @@ def busy_cores(sample_s: float = 0.1) -> float:
 
     Falls back to the 1-minute load average where ``/proc/stat`` is missing (macOS), and to 0.
     """
+
     def read():
         with open("/proc/stat", encoding="ascii") as f:
             vals = [int(v) for v in f.readline().split()[1:]]
@@ -141,8 +142,16 @@ def macs_per_example(built) -> float:
     return total
 
 
-def for_spec(spec, batch_size: int, *, threads: int | None = None, cap: int | None = None, device=None,
-             backward: bool = True, built=None) -> ThreadChoice:
+def for_spec(
+    spec,
+    batch_size: int,
+    *,
+    threads: int | None = None,
+    cap: int | None = None,
+    device=None,
+    backward: bool = True,
+    built=None,
+) -> ThreadChoice:
     """Decide and apply the threads for ``spec`` at ``batch_size`` (training: x3 for backward).
 
     On a CUDA device only a requested count is applied (the CPU just feeds the GPU). ``built``

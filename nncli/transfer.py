@@ -77,8 +77,10 @@ def _read_source(t) -> tuple[dict, list]:
 
     run = Path(t.source)
     if not is_run_folder(run):
-        raise t.from_where.error(f"transfer: {run} is not a run folder written by nncli train (no run.yaml)",
-                                 "train the source network first; a relative `from` is read from the spec's folder")
+        raise t.from_where.error(
+            f"transfer: {run} is not a run folder written by nncli train (no run.yaml)",
+            "train the source network first; a relative `from` is read from the spec's folder",
+        )
     path = checkpoint_path(run, t.checkpoint)
     if not path.is_file():
         raise t.from_where.error(f"transfer: the run has no checkpoint {path}")
@@ -98,31 +100,37 @@ def _copy_weights(built: Built, t) -> None:
     if t.stop > len(source_layers):
         raise t.layers_where.error(
             f"transfer: layers {t.start}:{t.stop} asked for, the run {t.source.name} has "
-            f"{len(source_layers)} top-level layers", f"use at most \"{t.start}:{len(source_layers)}\"")
+            f"{len(source_layers)} top-level layers",
+            f'use at most "{t.start}:{len(source_layers)}"',
+        )
     target = built.model.state_dict()
     copies = []
     for i in t.indices:
         mine, theirs = built.layers[i], source_layers[i]
         where = mine.spec.where
         if theirs.type != mine.spec.type:
-            raise where.error(f"transfer: this layer is a {mine.spec.type}, the run's layers[{i}] is a {theirs.type}",
-                              "the transferred layers must be the same as the run's, in the same order")
+            raise where.error(
+                f"transfer: this layer is a {mine.spec.type}, the run's layers[{i}] is a {theirs.type}",
+                "the transferred layers must be the same as the run's, in the same order",
+            )
         prefix = f"{i}."
         own = {k for k in target if k.startswith(prefix)}
         src = {k for k in state if k.startswith(prefix)}
         if own != src:
             missing = sorted(src - own) or sorted(own - src)
-            raise where.error(f"transfer: {mine.spec.type} here and in the run hold different tensors "
-                              f"({', '.join(k[len(prefix):] for k in missing[:4])} in one only)")
+            raise where.error(
+                f"transfer: {mine.spec.type} here and in the run hold different tensors "
+                f"({', '.join(k[len(prefix) :] for k in missing[:4])} in one only)"
+            )
         for key in sorted(own):
             have, want = tuple(target[key].shape), tuple(state[key].shape)
             if have != want:
                 raise where.error(
-                    f"transfer: {key[len(prefix):]} of this {mine.spec.type} has shape {list(have)}, the run's "
+                    f"transfer: {key[len(prefix) :]} of this {mine.spec.type} has shape {list(have)}, the run's "
                     f"layers[{i}] has {list(want)}",
-                    "the layers up to the joint must be built as in the run (same arguments, same input shape)")
+                    "the layers up to the joint must be built as in the run (same arguments, same input shape)",
+                )
             copies.append((target[key], state[key]))
     with torch.no_grad():
         for dst, src in copies:
             dst.copy_(src)
-

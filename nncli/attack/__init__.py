@@ -5,15 +5,17 @@ rebuilds a run, reloads its data split and reports clean and robust accuracy per
 """
 
 from nncli.attack.methods import Normalized, fgsm, pgd
-from nncli.attack.run import (
-    DEFAULT_EPS,
-    METHODS,
-    AttackResult,
-    AttackRow,
-    parse_eps,
-    parse_range,
-    run_attack,
-)
+from nncli.attack.run import DEFAULT_EPS, METHODS, AttackResult, AttackRow, parse_eps, parse_range, run_attack
 
-__all__ = ["DEFAULT_EPS", "METHODS", "AttackResult", "AttackRow", "Normalized", "fgsm", "parse_eps",
-           "parse_range", "pgd", "run_attack"]
+__all__ = [
+    "DEFAULT_EPS",
+    "METHODS",
+    "AttackResult",
+    "AttackRow",
+    "Normalized",
+    "fgsm",
+    "parse_eps",
+    "parse_range",
+    "pgd",
+    "run_attack",
+]

@@ -60,9 +60,19 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, lo: flo
     return torch.clamp(x.detach() + eps * grad.sign(), lo, hi)
 
 
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps: int, step_size: float,
-        lo: float, hi: float, random_start: bool = True,
-        generator: torch.Generator | None = None) -> torch.Tensor:
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    steps: int,
+    step_size: float,
+    lo: float,
+    hi: float,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Projected gradient descent on the loss, L-infinity ball (Madry et al., 2018).
 
     Start at ``x`` (or a uniform random point of the eps-ball, clamped to the range), then
@@ -80,8 +90,9 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps
         return x.clone()
     adv = x.clone()
     if random_start:
-        noise = torch.empty(x.shape, dtype=x.dtype, device="cpu" if generator is None or
-                            generator.device.type == "cpu" else x.device)
+        noise = torch.empty(
+            x.shape, dtype=x.dtype, device="cpu" if generator is None or generator.device.type == "cpu" else x.device
+        )
         noise.uniform_(-eps, eps, generator=generator)
         adv = torch.clamp(adv + noise.to(x.device), lo, hi)
     for _ in range(steps):

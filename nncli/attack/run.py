@@ -89,7 +89,9 @@ def parse_eps(text: str) -> list[float]:
         try:
             value = float(part)
         except ValueError:
-            raise InputError(f"expected comma-separated numbers like 0,0.01,0.03, found {part!r}", param="eps") from None
+            raise InputError(
+                f"expected comma-separated numbers like 0,0.01,0.03, found {part!r}", param="eps"
+            ) from None
         if not math.isfinite(value) or value < 0:
             raise InputError(f"expected numbers >= 0, found {part!r}", param="eps")
         values.append(value)
@@ -110,12 +112,26 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
-def run_attack(run_dir: str | Path, *, eps=DEFAULT_EPS, methods=METHODS, steps: int = 10,
-               step_size: float | None = None, random_start: bool = True, seed: int = 0,
-               split: str = "test", checkpoint: str = "best", device: str = "auto",
-               batch_size: int = 256, limit: int | None = None,
-               value_range: tuple[float, float] | None = None, save: str | Path | None = None,
-               force: bool = False, keep_examples: int = 8, allow_custom: bool = True) -> AttackResult:
+def run_attack(
+    run_dir: str | Path,
+    *,
+    eps=DEFAULT_EPS,
+    methods=METHODS,
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = True,
+    seed: int = 0,
+    split: str = "test",
+    checkpoint: str = "best",
+    device: str = "auto",
+    batch_size: int = 256,
+    limit: int | None = None,
+    value_range: tuple[float, float] | None = None,
+    save: str | Path | None = None,
+    force: bool = False,
+    keep_examples: int = 8,
+    allow_custom: bool = True,
+) -> AttackResult:
     """Attack a trained classifier with FGSM and PGD (L-inf) at each eps, on one split.
 
     Args:
@@ -151,21 +167,35 @@ def run_attack(run_dir: str | Path, *, eps=DEFAULT_EPS, methods=METHODS, steps: 
     clean_pred = _predict(model, x, batch_size, dev)
     clean_correct = int((clean_pred == y).sum())
     result = AttackResult(
-        run_dir=str(run.run_dir), checkpoint=str(trained.path), split=split, device=str(dev), n=len(x),
-        clean_accuracy=clean_correct / len(x), clean_correct=clean_correct, value_range=[lo, hi],
-        steps=steps, random_start=random_start, seed=seed, eps=eps, methods=methods, classes=run.classes)
+        run_dir=str(run.run_dir),
+        checkpoint=str(trained.path),
+        split=split,
+        device=str(dev),
+        n=len(x),
+        clean_accuracy=clean_correct / len(x),
+        clean_correct=clean_correct,
+        value_range=[lo, hi],
+        steps=steps,
+        random_start=random_start,
+        seed=seed,
+        eps=eps,
+        methods=methods,
+        classes=run.classes,
+    )
     adversarial = {}  # (method, eps index) -> the whole adversarial split, only when saved
     for method in methods:
         for e_index, e in enumerate(eps):
             size = None if method == "fgsm" else (step_size if step_size is not None else STEP_FACTOR * e / steps)
-            adv, pred = _attack_split(model, x, y, method, e, size, steps, (lo, hi), random_start, seed,
-                                      batch_size, dev)
+            adv, pred = _attack_split(
+                model, x, y, method, e, size, steps, (lo, hi), random_start, seed, batch_size, dev
+            )
             result.rows.append(_row(method, e, size, x, y, clean_pred, adv, pred))
             if save is not None:
                 adversarial[(method, e_index)] = (adv, pred)
             if e_index == len(eps) - 1:
-                result.examples = _examples(x, y, clean_pred, adv, pred, keep_examples, method, e, (lo, hi),
-                                            result.classes)
+                result.examples = _examples(
+                    x, y, clean_pred, adv, pred, keep_examples, method, e, (lo, hi), result.classes
+                )
     if save is not None:
         _save_npz(save, x, y, clean_pred, eps, methods, adversarial)
         result.saved = str(save)
@@ -207,8 +237,9 @@ def _open_classifier(run_dir, checkpoint: str, dev, allow_custom: bool) -> tuple
     """The run and its checkpoint's network, weights frozen (only the input's gradient is wanted)."""
     run = open_run(run_dir, allow_custom=allow_custom)
     if run.train.loss != "cross_entropy":
-        raise InputError(f"{run.run_dir}: attacks need a classifier trained with cross_entropy, "
-                         f"this run used {run.train.loss}")
+        raise InputError(
+            f"{run.run_dir}: attacks need a classifier trained with cross_entropy, this run used {run.train.loss}"
+        )
     trained: TrainedModel = load_trained(run, checkpoint, dev)
     for p in trained.model.parameters():
         p.requires_grad_(False)
@@ -235,29 +266,54 @@ def _normalized(trained: TrainedModel, dev):
     """The attacked function: the run's normalisation, then its network (inputs stay in data units)."""
     norm = trained.normalization
     mean, std = norm.get("mean"), norm.get("std")
-    return Normalized(trained.model, None if mean is None else mean.to(dev), None if std is None else std.to(dev)).eval()
+    return Normalized(
+        trained.model, None if mean is None else mean.to(dev), None if std is None else std.to(dev)
+    ).eval()
 
 
 def _predict(model, inputs, batch_size: int, dev):
     with torch.no_grad():
-        return torch.cat([model(inputs[i:i + batch_size].to(dev)).argmax(1).cpu()
-                          for i in range(0, len(inputs), batch_size)])
+        return torch.cat(
+            [model(inputs[i : i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(inputs), batch_size)]
+        )
 
 
-def _attack_split(model, x, y, method: str, e: float, size, steps: int, value_range, random_start: bool,
-                  seed: int, batch_size: int, dev) -> tuple:
+def _attack_split(
+    model,
+    x,
+    y,
+    method: str,
+    e: float,
+    size,
+    steps: int,
+    value_range,
+    random_start: bool,
+    seed: int,
+    batch_size: int,
+    dev,
+) -> tuple:
     """The adversarial split for one (method, eps) and the model's predictions on it (on the CPU)."""
     lo, hi = value_range
     # One stream per eps: a budget's numbers do not depend on which others are in the list.
     gen = torch.Generator(device="cpu").manual_seed(seed)
     advs, preds = [], []
     for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
+        xb, yb = x[i : i + batch_size].to(dev), y[i : i + batch_size].to(dev)
         if method == "fgsm":
             adv = fgsm(model, xb, yb, e, lo, hi)
         else:
-            adv = pgd(model, xb, yb, e, steps=steps, step_size=size or 0.0, lo=lo, hi=hi,
-                      random_start=random_start, generator=gen)
+            adv = pgd(
+                model,
+                xb,
+                yb,
+                e,
+                steps=steps,
+                step_size=size or 0.0,
+                lo=lo,
+                hi=hi,
+                random_start=random_start,
+                generator=gen,
+            )
         with torch.no_grad():
             preds.append(model(adv).argmax(1).cpu())
         advs.append(adv.cpu())
@@ -268,19 +324,35 @@ def _row(method: str, e: float, size, x, y, clean_pred, adv, pred) -> AttackRow:
     """One (method, eps) line of the report: robust accuracy, flips and the perturbations' norms."""
     delta = (adv - x).flatten(1)
     correct = int((pred == y).sum())
-    return AttackRow(method=method, eps=e, step_size=size, n=len(x), correct=correct, accuracy=correct / len(x),
-                     flipped=int((pred != clean_pred).sum()), linf_mean=float(delta.abs().amax(1).mean()),
-                     l2_mean=float(delta.norm(dim=1).mean()))
+    return AttackRow(
+        method=method,
+        eps=e,
+        step_size=size,
+        n=len(x),
+        correct=correct,
+        accuracy=correct / len(x),
+        flipped=int((pred != clean_pred).sum()),
+        linf_mean=float(delta.abs().amax(1).mean()),
+        l2_mean=float(delta.norm(dim=1).mean()),
+    )
 
 
 def _examples(x, y, clean_pred, adv, pred, keep: int, method: str, e: float, value_range, classes) -> dict:
     """The image grid's examples: the ones the attack flipped first (that is what the grid is
     for), then others, in split order."""
     changed = pred != clean_pred
-    pick = torch.cat([changed.nonzero().flatten(), (~changed).nonzero().flatten()])[:min(keep, len(x))]
-    return {"x": x[pick].numpy(), "x_adv": adv[pick].numpy(), "y": y[pick].numpy(),
-            "pred_clean": clean_pred[pick].numpy(), "pred_adv": pred[pick].numpy(),
-            "method": method, "eps": e, "value_range": value_range, "classes": classes}
+    pick = torch.cat([changed.nonzero().flatten(), (~changed).nonzero().flatten()])[: min(keep, len(x))]
+    return {
+        "x": x[pick].numpy(),
+        "x_adv": adv[pick].numpy(),
+        "y": y[pick].numpy(),
+        "pred_clean": clean_pred[pick].numpy(),
+        "pred_adv": pred[pick].numpy(),
+        "method": method,
+        "eps": e,
+        "value_range": value_range,
+        "classes": classes,
+    }
 
 
 def _save_npz(path: Path, x, y, clean_pred, eps, methods, adversarial) -> None:
@@ -289,6 +361,14 @@ def _save_npz(path: Path, x, y, clean_pred, eps, methods, adversarial) -> None:
     x_adv = np.stack([np.stack([adversarial[(m, i)][0].numpy() for i in range(len(eps))]) for m in methods])
     pred_adv = np.stack([np.stack([adversarial[(m, i)][1].numpy() for i in range(len(eps))]) for m in methods])
     buffer = io.BytesIO()
-    np.savez(buffer, x=x.numpy(), y=y.numpy(), pred_clean=clean_pred.numpy(), eps=np.asarray(eps, dtype=np.float64),
-             methods=np.asarray(methods, dtype=str), x_adv=x_adv.astype(np.float32), pred_adv=pred_adv)
+    np.savez(
+        buffer,
+        x=x.numpy(),
+        y=y.numpy(),
+        pred_clean=clean_pred.numpy(),
+        eps=np.asarray(eps, dtype=np.float64),
+        methods=np.asarray(methods, dtype=str),
+        x_adv=x_adv.astype(np.float32),
+        pred_adv=pred_adv,
+    )
     write_atomic(path, buffer.getvalue(), durable=True)

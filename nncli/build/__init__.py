@@ -18,6 +18,17 @@ from nncli.build.init import init_tensor
 from nncli.build.registry import layer_classes, load_custom
 from nncli.build.results import Built, LayerInfo
 
-__all__ = ["Built", "INFER_BATCH", "LayerInfo", "build_model", "collector_paused", "count_params", "infer",
-           "init_tensor",
-           "layer_classes", "load_custom", "random_input", "shape_str"]
+__all__ = [
+    "Built",
+    "INFER_BATCH",
+    "LayerInfo",
+    "build_model",
+    "collector_paused",
+    "count_params",
+    "infer",
+    "init_tensor",
+    "layer_classes",
+    "load_custom",
+    "random_input",
+    "shape_str",
+]

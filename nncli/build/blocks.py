@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nncli.build import checks
 from nncli import modules as nm
+from nncli.build import checks
 from nncli.build.inference import tensors_device
 from nncli.spec import BlockSpec, LayerSpec, ParallelSpec, RepeatSpec, ResidualSpec
 
@@ -22,23 +22,33 @@ class GraphBlocks:
     ``device``/``real``, ``block_info`` and ``count``.
     """
 
-    def residual(self, spec: ResidualSpec, index: int, shape: tuple, name: str, fqn: str,
-                 prev_label: str | None = None, dtype: str = "float32"):
+    def residual(
+        self,
+        spec: ResidualSpec,
+        index: int,
+        shape: tuple,
+        name: str,
+        fqn: str,
+        prev_label: str | None = None,
+        dtype: str = "float32",
+    ):
         info = self.block_info(spec, index, shape, name, fqn, "Residual", {})
         # Both branches receive what the layer before the Residual gives.
         with self.scoped_init(spec):
-            body, body_shape = self.sequence(spec.body, shape, f"{name}.body", "body", prev_label,
-                                             fqn=f"{fqn}.body.", dtype=dtype)
-            shortcut, short_shape = self.sequence(spec.shortcut, shape, f"{name}.shortcut",
-                                                  "shortcut", prev_label, fqn=f"{fqn}.shortcut.",
-                                                  dtype=dtype)
+            body, body_shape = self.sequence(
+                spec.body, shape, f"{name}.body", "body", prev_label, fqn=f"{fqn}.body.", dtype=dtype
+            )
+            shortcut, short_shape = self.sequence(
+                spec.shortcut, shape, f"{name}.shortcut", "shortcut", prev_label, fqn=f"{fqn}.shortcut.", dtype=dtype
+            )
         if body_shape != short_shape:
             what = "its shortcut" if spec.shortcut else "the identity shortcut"
             raise spec.where.error(
                 f"Residual: the body gives {checks.shape_str(body_shape)} but {what} gives "
                 f"{checks.shape_str(short_shape)}; body(x) + shortcut(x) needs equal shapes",
-                hint=projection_hint(shape, body_shape) if not spec.shortcut else
-                "make the shortcut end in the body's shape",
+                hint=projection_hint(shape, body_shape)
+                if not spec.shortcut
+                else "make the shortcut end in the body's shape",
             )
         body_mod = nn.Sequential(*[c.module for c in body])
         short_mod = nn.Sequential(*[c.module for c in shortcut]) if shortcut else nn.Identity()
@@ -49,8 +59,16 @@ class GraphBlocks:
         info.params, info.trainable, info.buffers = self.count(info.module)
         return info
 
-    def repeat(self, spec: RepeatSpec, index: int, shape: tuple, name: str, fqn: str,
-               prev_label: str | None = None, dtype: str = "float32"):
+    def repeat(
+        self,
+        spec: RepeatSpec,
+        index: int,
+        shape: tuple,
+        name: str,
+        fqn: str,
+        prev_label: str | None = None,
+        dtype: str = "float32",
+    ):
         times = self.repeat_times(spec, shape)
         info = self.block_info(spec, index, shape, name, fqn, "Repeat", {"times": times})
         copies = []
@@ -59,8 +77,15 @@ class GraphBlocks:
         try:
             for copy in range(times):
                 with self.scoped_init(spec):
-                    layers, shape = self.sequence(spec.layers, shape, f"{name}.{copy}", f"copy {copy + 1}",
-                                                  prev_label, fqn=f"{fqn}.{copy}.", dtype=dtype)
+                    layers, shape = self.sequence(
+                        spec.layers,
+                        shape,
+                        f"{name}.{copy}",
+                        f"copy {copy + 1}",
+                        prev_label,
+                        fqn=f"{fqn}.{copy}.",
+                        dtype=dtype,
+                    )
                 prev_label = f"{layers[-1].path} {layers[-1].type} (copy {copy + 1})"
                 dtype = layers[-1].out_dtype
                 copies.append(layers)
@@ -90,15 +115,37 @@ class GraphBlocks:
         check_copies(times, spec.layers, where, enclosing=self.repeat_factor)
         return times
 
-    def parallel(self, spec: ParallelSpec, index: int, shape: tuple, name: str, fqn: str,
-                 prev_label: str | None = None, dtype: str = "float32"):
-        info = self.block_info(spec, index, shape, name, fqn, "Parallel",
-                               {"merge": spec.merge, "dim": spec.dim, "branches": len(spec.branches)})
+    def parallel(
+        self,
+        spec: ParallelSpec,
+        index: int,
+        shape: tuple,
+        name: str,
+        fqn: str,
+        prev_label: str | None = None,
+        dtype: str = "float32",
+    ):
+        info = self.block_info(
+            spec,
+            index,
+            shape,
+            name,
+            fqn,
+            "Parallel",
+            {"merge": spec.merge, "dim": spec.dim, "branches": len(spec.branches)},
+        )
         modules, shapes, dtypes = [], [], []
         with self.scoped_init(spec):
             for b, branch in enumerate(spec.branches):  # each branch gets the Parallel's input
-                layers, out = self.sequence(branch, shape, f"{name}.branches.{b}", f"branch {b}",
-                                            prev_label, fqn=f"{fqn}.branches.{b}.", dtype=dtype)
+                layers, out = self.sequence(
+                    branch,
+                    shape,
+                    f"{name}.branches.{b}",
+                    f"branch {b}",
+                    prev_label,
+                    fqn=f"{fqn}.branches.{b}.",
+                    dtype=dtype,
+                )
                 modules.append(nn.Sequential(*[c.module for c in layers]))
                 shapes.append(out)
                 dtypes.append(out_dtype(layers, dtype))
@@ -110,41 +157,57 @@ class GraphBlocks:
         info.params, info.trainable, info.buffers = self.count(info.module)
         return info
 
-    def block(self, spec: BlockSpec, index: int, shape: tuple, name: str, fqn: str,
-              prev_label: str | None = None, dtype: str = "float32"):
+    def block(
+        self,
+        spec: BlockSpec,
+        index: int,
+        shape: tuple,
+        name: str,
+        fqn: str,
+        prev_label: str | None = None,
+        dtype: str = "float32",
+    ):
         info = self.block_info(spec, index, shape, name, fqn, "Block", {})
         with self.scoped_init(spec):
-            layers, info.out_shape = self.sequence(spec.layers, shape, name, "block", prev_label,
-                                                   fqn=f"{fqn}.", dtype=dtype)
+            layers, info.out_shape = self.sequence(
+                spec.layers, shape, name, "block", prev_label, fqn=f"{fqn}.", dtype=dtype
+            )
         info.children = layers
         info.out_dtype = out_dtype(layers, dtype)
         info.module = nm.Block(*[c.module for c in layers])
         info.params, info.trainable, info.buffers = self.count(info.module)
         return info
 
-    def token_vocabulary(self, spec: LayerSpec, type_name: str, kwargs: dict, dtype: str,
-                         prev_label: str | None) -> None:
+    def token_vocabulary(
+        self, spec: LayerSpec, type_name: str, kwargs: dict, dtype: str, prev_label: str | None
+    ) -> None:
         """An Embedding's ``num_embeddings``: the input's ``high`` when left out; never below it."""
         high = self.spec.input_high if dtype.startswith("int") else None
         if "num_embeddings" not in kwargs:
             if high is None:
                 raise spec.where.error(
                     f"{type_name} needs `num_embeddings`: {prev_label or 'the input'} does not give token ids",
-                    hint="declare token inputs as input: {shape: [L], dtype: int64, high: V}, or give num_embeddings")
+                    hint="declare token inputs as input: {shape: [L], dtype: int64, high: V}, or give num_embeddings",
+                )
             kwargs["num_embeddings"] = high
         elif high is not None and kwargs["num_embeddings"] < high:
             raise spec.arg_where.get("num_embeddings", spec.where).error(
                 f"{type_name}: num_embeddings={kwargs['num_embeddings']}, but the input's tokens go up to "
-                f"{high - 1} (high: {high})", hint="leave num_embeddings out: nncli takes it from `high`")
+                f"{high - 1} (high: {high})",
+                hint="leave num_embeddings out: nncli takes it from `high`",
+            )
 
 
 def projection_hint(shape: tuple, out: tuple) -> str:
     if len(shape) >= 2 and len(out) == len(shape):
         stride = shape[1] // out[1] if out[1] and shape[1] % out[1] == 0 else 1
-        return (f"add a projection shortcut: shortcut: [{{Conv2d: {{out_channels: {out[0]}, kernel_size: 1, "
-                f"stride: {stride}, bias: false}}}}, BatchNorm2d]" if len(shape) == 3 else
-                f"add a projection shortcut: shortcut: [{{Conv1d: {{out_channels: {out[0]}, kernel_size: 1, "
-                f"stride: {stride}}}}}]")
+        return (
+            f"add a projection shortcut: shortcut: [{{Conv2d: {{out_channels: {out[0]}, kernel_size: 1, "
+            f"stride: {stride}, bias: false}}}}, BatchNorm2d]"
+            if len(shape) == 3
+            else f"add a projection shortcut: shortcut: [{{Conv1d: {{out_channels: {out[0]}, kernel_size: 1, "
+            f"stride: {stride}}}}}]"
+        )
     return f"add a projection shortcut: shortcut: [{{Linear: {{out_features: {out[-1]}}}}}]"
 
 

@@ -44,8 +44,13 @@ def infer(spec: Spec) -> Built:
     return built
 
 
-def build_model(spec: Spec, device: str | torch.device = "cpu", seed: int | None = 0,
-                dtype: torch.dtype | None = None, transfer_weights: bool = True) -> Built:
+def build_model(
+    spec: Spec,
+    device: str | torch.device = "cpu",
+    seed: int | None = 0,
+    dtype: torch.dtype | None = None,
+    transfer_weights: bool = True,
+) -> Built:
     """Build a spec into a real, initialised ``nn.Sequential``.
 
     Args:
@@ -76,15 +81,21 @@ def build_model(spec: Spec, device: str | torch.device = "cpu", seed: int | None
     return built
 
 
-def random_input(spec: Spec, batch: int, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_input(
+    spec: Spec,
+    batch: int,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """A random batch for ``spec``: token ids in ``[0, high)`` for integer inputs, else normal
     values (in ``dtype``, default float32).
     """
     shape = (batch, *spec.input)
     if spec.integer_input:
-        return torch.randint(0, spec.input_high, shape, device=device, generator=generator,
-                             dtype=getattr(torch, spec.input_dtype))
+        return torch.randint(
+            0, spec.input_high, shape, device=device, generator=generator, dtype=getattr(torch, spec.input_dtype)
+        )
     if dtype is None:
         dtype = getattr(torch, spec.input_dtype)
     return torch.randn(shape, device=device, dtype=dtype, generator=generator)
@@ -140,12 +151,23 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
         fallback = Where(str(self.spec.path) if self.spec.path else None, 1, 1, "vars")
         with self.scope.entered(self.spec.vars, self.spec.var_where, shape, fallback):
             # float inputs flow as float32 (the modules' dtype); token ids keep theirs
-            infos, shape = self.sequence(self.spec.layers, shape, prefix=None,
-                                         dtype=self.spec.input_dtype if self.spec.integer_input
-                                         else "float32")
+            infos, shape = self.sequence(
+                self.spec.layers,
+                shape,
+                prefix=None,
+                dtype=self.spec.input_dtype if self.spec.integer_input else "float32",
+            )
         model = nn.Sequential(*[info.module for info in infos])
-        return Built(self.spec, model, infos, tuple(self.spec.input), shape, self.device,
-                     self.spec.input_dtype, self.spec.input_high)
+        return Built(
+            self.spec,
+            model,
+            infos,
+            tuple(self.spec.input),
+            shape,
+            self.device,
+            self.spec.input_dtype,
+            self.spec.input_high,
+        )
 
     # -- sequences and composites -----------------------------------------------------------
     @contextmanager
@@ -157,8 +179,16 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
         finally:
             self._default_init.pop()
 
-    def sequence(self, layers, shape: tuple, prefix: str | None, role: str | None = None,
-                 prev_label: str | None = None, fqn: str = "", dtype: str = "float32"):
+    def sequence(
+        self,
+        layers,
+        shape: tuple,
+        prefix: str | None,
+        role: str | None = None,
+        prev_label: str | None = None,
+        fqn: str = "",
+        dtype: str = "float32",
+    ):
         """Build layers in order; nested ones are named ``<prefix>.<i>`` unless the spec names them."""
         infos = []
         for i, layer in enumerate(layers):
@@ -169,13 +199,25 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
             prev_label = f"{info.path} {info.type}"
         return infos, shape
 
-    def layer(self, spec: LayerSpec, index: int, shape: tuple, prev_label: str | None,
-              prefix: str | None, fqn: str, dtype: str = "float32") -> LayerInfo:
+    def layer(
+        self,
+        spec: LayerSpec,
+        index: int,
+        shape: tuple,
+        prev_label: str | None,
+        prefix: str | None,
+        fqn: str,
+        dtype: str = "float32",
+    ) -> LayerInfo:
         default_name = f"{spec.type.lower()}_{index}" if prefix is None else f"{prefix}.{index}"
         if isinstance(spec, (ResidualSpec, RepeatSpec, ParallelSpec, BlockSpec)):
             with self.scope.entered(spec.vars, spec.var_where, shape, spec.where):
-                make = {ResidualSpec: self.residual, RepeatSpec: self.repeat,
-                        ParallelSpec: self.parallel, BlockSpec: self.block}[type(spec)]
+                make = {
+                    ResidualSpec: self.residual,
+                    RepeatSpec: self.repeat,
+                    ParallelSpec: self.parallel,
+                    BlockSpec: self.block,
+                }[type(spec)]
                 info = make(spec, index, shape, spec.name or default_name, fqn, prev_label, dtype)
             info.in_dtype = dtype
             return info
@@ -187,27 +229,33 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
         # weights are being allocated anyway, and torch's Python meta kernels import
         # torch._dynamo on first use (start-up probe/gradcheck need not pay). `infer` stays on meta.
         module = self.construct(spec, cls, kwargs, self.device if self.real else torch.device("meta"))
-        if dtype.startswith("int") and cls.__name__ not in checks.TOKEN_LAYERS and any(
-                True for _ in module.parameters()):
+        if (
+            dtype.startswith("int")
+            and cls.__name__ not in checks.TOKEN_LAYERS
+            and any(True for _ in module.parameters())
+        ):
             raise checks.integer_input_error(spec, cls.__name__, dtype, prev_label or "the input")
         # torch.nn's layers are pure functions of (args, input shape) for shapes: repeated blocks
         # (a ResNet's many BatchNorms) are run once. Custom layers always run.
-        key = ((cls, repr(sorted(kwargs.items())), shape, dtype) if not isinstance(spec, CustomSpec)
-               else None)
+        key = (cls, repr(sorted(kwargs.items())), shape, dtype) if not isinstance(spec, CustomSpec) else None
         out = self._shapes.get(key) if key else None
         if out is None:
             # token ids (int) until an Embedding; every other layer gives floats
             self._x_dtype = getattr(torch, dtype) if dtype.startswith("int") else None
             try:
-                out = (self.forward_shape(spec, cls.__name__, module, shape, prev_label),
-                       "float32" if cls.__name__ in checks.TOKEN_LAYERS or not dtype.startswith("int")
-                       else dtype, self.shape_method)
+                out = (
+                    self.forward_shape(spec, cls.__name__, module, shape, prev_label),
+                    "float32" if cls.__name__ in checks.TOKEN_LAYERS or not dtype.startswith("int") else dtype,
+                    self.shape_method,
+                )
             except SpecError as err:
                 if dtype.startswith("int") and err.hint is None:
                     err.hint = "the input is integer token ids: put an Embedding first"
                 if prev_label is None and err.hint is None and self.fits_without_first_dim(spec, cls, shape):
-                    err.hint = ("`input` is the shape of ONE example, without the batch dimension: "
-                                f"did you mean input: {list(shape[1:])}?")
+                    err.hint = (
+                        "`input` is the shape of ONE example, without the batch dimension: "
+                        f"did you mean input: {list(shape[1:])}?"
+                    )
                 raise
             if key:
                 self._shapes[key] = out
@@ -215,10 +263,24 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
         self.apply_init(spec, module)
         total, trainable, buffers = count_params(module)
         return LayerInfo(
-            index=index, path=spec.path, name=spec.name or default_name, type=cls.__name__,
-            args=kwargs, in_shape=shape, out_shape=out_shape, params=total, trainable=trainable,
-            buffers=buffers, module=module, spec=spec, inferred=inferred, target=target, fqn=fqn,
-            in_dtype=dtype, out_dtype=out_dtype, shape_method=shape_method,
+            index=index,
+            path=spec.path,
+            name=spec.name or default_name,
+            type=cls.__name__,
+            args=kwargs,
+            in_shape=shape,
+            out_shape=out_shape,
+            params=total,
+            trainable=trainable,
+            buffers=buffers,
+            module=module,
+            spec=spec,
+            inferred=inferred,
+            target=target,
+            fqn=fqn,
+            in_dtype=dtype,
+            out_dtype=out_dtype,
+            shape_method=shape_method,
         )
 
     def fits_without_first_dim(self, spec: LayerSpec, cls: type, shape: tuple) -> bool:
@@ -228,18 +290,30 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
         try:
             kwargs, _ = self.resolve_args(spec, cls, shape[1:], None, self.spec.input_dtype)
             module = self.construct(spec, cls, kwargs, torch.device("meta"))
-            self._forward_batch(spec, cls.__name__, module, shape[1:], None, INFER_BATCH,
-                                device=torch.device("meta"))
+            self._forward_batch(spec, cls.__name__, module, shape[1:], None, INFER_BATCH, device=torch.device("meta"))
         except SpecError:
             return False
         return True
 
-    def block_info(self, spec: LayerSpec, index: int, shape: tuple, name: str, fqn: str,
-                   type_name: str, args: dict) -> LayerInfo:
+    def block_info(
+        self, spec: LayerSpec, index: int, shape: tuple, name: str, fqn: str, type_name: str, args: dict
+    ) -> LayerInfo:
         """A block's LayerInfo before its contents are built (module and counts filled in later)."""
-        return LayerInfo(index=index, path=spec.path, name=name, type=type_name, args=args,
-                         in_shape=shape, out_shape=shape, params=0, trainable=0, buffers=0,
-                         module=None, spec=spec, fqn=fqn)  # type: ignore[arg-type]
+        return LayerInfo(
+            index=index,
+            path=spec.path,
+            name=name,
+            type=type_name,
+            args=args,
+            in_shape=shape,
+            out_shape=shape,
+            params=0,
+            trainable=0,
+            buffers=0,
+            module=None,
+            spec=spec,
+            fqn=fqn,
+        )  # type: ignore[arg-type]
 
     @staticmethod
     def count(module: nn.Module) -> tuple[int, int, int]:
@@ -247,7 +321,7 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
 
     def construct(self, spec: LayerSpec, cls: type, kwargs: dict, device: torch.device) -> nn.Module:
         try:
-            with device, (skipped_init() if device.type == "meta" else nullcontext()):
+            with device, skipped_init() if device.type == "meta" else nullcontext():
                 return cls(**kwargs)
         except Exception as exc:  # torch's own argument checks: report them at the layer
             raise spec.where.error(f"{cls.__name__}({kwargs_str(kwargs)}) failed: {first_line(exc)}") from None

@@ -56,9 +56,11 @@ def check_op_dims(spec: LayerSpec, type_name: str, kwargs: dict, shape: tuple) -
         raise spec.where.error(
             f"{type_name} takes sequences [N, L, D], but its input is {shape_str(shape)}",
             hint="Reshape or Unflatten to [L, D] per example first (a vector is a sequence of one: "
-                 "Unflatten: {dim: 1, unflattened_size: [1, D]})" if len(shape) == 1 else
-                 "Flatten the extra dims first, e.g. an image [C, H, W] -> Flatten: {start_dim: 2} "
-                 "then Transpose: {dim0: 1, dim1: 2}")
+            "Unflatten: {dim: 1, unflattened_size: [1, D]})"
+            if len(shape) == 1
+            else "Flatten the extra dims first, e.g. an image [C, H, W] -> Flatten: {start_dim: 2} "
+            "then Transpose: {dim0: 1, dim1: 2}",
+        )
     if type_name == "Permute":
         dims = kwargs.get("dims")
         where = spec.arg_where.get("dims", spec.where)
@@ -66,11 +68,15 @@ def check_op_dims(spec: LayerSpec, type_name: str, kwargs: dict, shape: tuple) -
             raise where.error(f"Permute: expected `dims` to be a list of integers, found {dims!r}")
         norm = [d % ndim if -ndim <= d < ndim else None for d in dims]
         if len(dims) != ndim or None in norm or sorted(norm) != list(range(ndim)):
-            raise where.error(f"Permute: expected `dims` to order all {ndim} dims of the incoming "
-                              f"{shape_str(shape)} (e.g. {[0, *range(ndim - 1, 0, -1)]}), found {list(dims)}")
+            raise where.error(
+                f"Permute: expected `dims` to order all {ndim} dims of the incoming "
+                f"{shape_str(shape)} (e.g. {[0, *range(ndim - 1, 0, -1)]}), found {list(dims)}"
+            )
         if norm[0] != 0:
-            raise where.error(f"Permute: dims {list(dims)} move dim 0, the batch; it may not move",
-                              hint=f"start dims with 0: e.g. {[0, *range(ndim - 1, 0, -1)]}")
+            raise where.error(
+                f"Permute: dims {list(dims)} move dim 0, the batch; it may not move",
+                hint=f"start dims with 0: e.g. {[0, *range(ndim - 1, 0, -1)]}",
+            )
         return
     if type_name not in TENSOR_OPS:
         return
@@ -79,11 +85,15 @@ def check_op_dims(spec: LayerSpec, type_name: str, kwargs: dict, shape: tuple) -
         if isinstance(value, bool) or not isinstance(value, int):
             raise where.error(f"{type_name}: expected `{key}` to be an integer, found {value!r}")
         if not -ndim <= value < ndim:
-            raise where.error(f"{type_name}: {key}={value} is out of range for the incoming "
-                              f"{shape_str(shape)} ({ndim} dims): expected {-ndim} to {ndim - 1}")
+            raise where.error(
+                f"{type_name}: {key}={value} is out of range for the incoming "
+                f"{shape_str(shape)} ({ndim} dims): expected {-ndim} to {ndim - 1}"
+            )
         if value % ndim == 0:
-            raise where.error(f"{type_name}: {key}={value} is dim 0, the batch; {type_name} may not "
-                              "act on it", hint="dims count on the batched tensor: 1 is the first dim of an example")
+            raise where.error(
+                f"{type_name}: {key}={value} is dim 0, the batch; {type_name} may not act on it",
+                hint="dims count on the batched tensor: 1 is the first dim of an example",
+            )
 
 
 def check_returns(spec: LayerSpec, type_name: str, kwargs: dict) -> None:
@@ -91,7 +101,8 @@ def check_returns(spec: LayerSpec, type_name: str, kwargs: dict) -> None:
     if "returns" in kwargs and kwargs["returns"] not in ("sequence", "last"):
         raise spec.arg_where.get("returns", spec.where).error(
             f"{type_name}: expected `returns` to be sequence or last, found {kwargs['returns']!r}",
-            hint="sequence: the output [N, L, D*H]; last: the last layer's final hidden state [N, D*H]")
+            hint="sequence: the output [N, L, D*H]; last: the last layer's final hidden state [N, D*H]",
+        )
 
 
 def unknown_argument_hint(type_name: str, key: str) -> str | None:
@@ -109,11 +120,11 @@ def integer_input_error(spec: LayerSpec, type_name: str, dtype: str, came_from: 
     """The error for token ids reaching a layer that computes with floats."""
     return spec.where.error(
         f"{type_name} expects float input, but {came_from} gives {dtype} tokens",
-        hint="put an Embedding first: it turns token ids into vectors")
+        hint="put an Embedding first: it turns token ids into vectors",
+    )
 
 
-def merge_shape(spec: ParallelSpec, shapes: list[tuple], dtypes: list[torch.dtype],
-                device: torch.device) -> tuple:
+def merge_shape(spec: ParallelSpec, shapes: list[tuple], dtypes: list[torch.dtype], device: torch.device) -> tuple:
     """The shape a Parallel's merge gives, or a located error showing every branch's shape."""
     from nncli.modules.blocks import merge
 
@@ -122,18 +133,24 @@ def merge_shape(spec: ParallelSpec, shapes: list[tuple], dtypes: list[torch.dtyp
         if len({len(s) for s in shapes}) > 1:
             raise _branch_error(spec, shapes, "concat needs branches with the same number of dims")
         if not -ndim <= spec.dim < ndim:
-            raise _branch_error(spec, shapes, f"dim {spec.dim} is out of range for {ndim} dims "
-                                              f"(expected {-ndim} to {ndim - 1})")
+            raise _branch_error(
+                spec, shapes, f"dim {spec.dim} is out of range for {ndim} dims (expected {-ndim} to {ndim - 1})"
+            )
         if spec.dim % ndim == 0:
-            raise _branch_error(spec, shapes, f"dim {spec.dim} is dim 0, the batch: branches may not "
-                                              "be concatenated along it")
+            raise _branch_error(
+                spec, shapes, f"dim {spec.dim} is dim 0, the batch: branches may not be concatenated along it"
+            )
     try:
         with torch.no_grad():
-            out = merge([torch.zeros((2, *s), dtype=d, device=device) for s, d in zip(shapes, dtypes)],
-                        spec.merge, spec.dim)
+            out = merge(
+                [torch.zeros((2, *s), dtype=d, device=device) for s, d in zip(shapes, dtypes)], spec.merge, spec.dim
+            )
     except Exception:  # torch's cat/broadcast refusal: the branch shapes say it better
-        need = (f"concat along dim {spec.dim} needs equal shapes except at dim {spec.dim}"
-                if spec.merge == "concat" else f"{spec.merge} needs shapes that broadcast")
+        need = (
+            f"concat along dim {spec.dim} needs equal shapes except at dim {spec.dim}"
+            if spec.merge == "concat"
+            else f"{spec.merge} needs shapes that broadcast"
+        )
         raise _branch_error(spec, shapes, need) from None
     if out.shape[0] != 2:
         raise _branch_error(spec, shapes, f"{spec.merge} would broadcast over the batch")
@@ -143,8 +160,9 @@ def merge_shape(spec: ParallelSpec, shapes: list[tuple], dtypes: list[torch.dtyp
 def _branch_error(spec: ParallelSpec, shapes: list[tuple], need: str):
     listed = "; ".join(f"branch {i} gives {shape_str(s)}" for i, s in enumerate(shapes))
     where: Where = spec.where
-    return where.error(f"Parallel ({spec.merge}): {listed}: {need}",
-                       hint="make every branch end in a shape the merge takes")
+    return where.error(
+        f"Parallel ({spec.merge}): {listed}: {need}", hint="make every branch end in a shape the merge takes"
+    )
 
 
 def kwargs_str(kwargs: dict) -> str:

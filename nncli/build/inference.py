@@ -25,11 +25,11 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from nncli.build.checks import first_line, shape_str
 from nncli.errors import SpecError
 from nncli.spec import LayerSpec
-from torch.overrides import TorchFunctionMode
 
 # Largest layer (parameters + buffers, or the incoming batch) run for real: 16M elements (64 MB in
 # float32), cheap to allocate next to meta's imports; anything bigger stays on meta.
@@ -74,8 +74,10 @@ def rule_shape(module: nn.Module, shape: tuple) -> tuple | None:
         out = tuple(spatial)
     else:
         pad = (0,) * n if module.padding == "valid" else module.padding
-        out = tuple((size + 2 * p - d * (k - 1) - 1) // s + 1 for size, p, d, k, s in
-                    zip(spatial, pad, module.dilation, module.kernel_size, module.stride))
+        out = tuple(
+            (size + 2 * p - d * (k - 1) - 1) // s + 1
+            for size, p, d, k, s in zip(spatial, pad, module.dilation, module.kernel_size, module.stride)
+        )
     if any(d < 1 for d in out):
         return None
     return (module.out_channels, *out)
@@ -99,7 +101,7 @@ def _keeps_shape(module: nn.Module, shape: tuple) -> bool:
         smallest = (channels, *(1,) * (len(shape) - 1)) if fits and shape[0] == channels else None
     elif cls is nn.LayerNorm:
         normalized = tuple(module.normalized_shape)
-        fits = 0 < len(normalized) <= len(shape) and tuple(shape[-len(normalized):]) == normalized
+        fits = 0 < len(normalized) <= len(shape) and tuple(shape[-len(normalized) :]) == normalized
         smallest = (*(1,) * (len(shape) - len(normalized)), *normalized) if fits else None
     else:
         smallest = None
@@ -127,7 +129,7 @@ def _arguments_work(module: nn.Module, smallest: tuple) -> bool:
         on_meta = any(t.device.type == "meta" for t in (*module.parameters(), *module.buffers()))
         training = module.training
         try:
-            with (on_cpu(module) if on_meta else nullcontext()), torch.no_grad():
+            with on_cpu(module) if on_meta else nullcontext(), torch.no_grad():
                 y = module.eval()(torch.zeros((INFER_BATCH, *smallest)))
             works = tuple(y.shape) == (INFER_BATCH, *smallest)
         except (TypeError, ValueError, RuntimeError):  # how torch's layers refuse an argument
@@ -176,15 +178,56 @@ def tensors_device(shapes: list[tuple], batch: int) -> torch.device:
 
 # In-place ops that only write values (what weight init does): on a meta tensor they have nothing
 # to write, and some (``normal_``) import torch._dynamo on first use.
-_VALUE_WRITES = frozenset({
-    "normal_", "uniform_", "zero_", "fill_", "copy_", "exponential_", "bernoulli_", "random_",
-    "log_normal_", "cauchy_", "geometric_", "erfinv_", "mul_", "div_", "add_", "sub_", "clamp_",
-    "clamp_min_", "clamp_max_", "addcmul_", "addcdiv_", "sqrt_", "neg_", "abs_", "sign_", "fmod_",
-    "remainder_", "exp_", "log_", "tanh_", "sigmoid_", "masked_fill_", "index_fill_",
-    # torch.nn.init's schemes, skipped whole rather than op by op inside them
-    "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "trunc_normal_",
-    "orthogonal_", "sparse_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
-})
+_VALUE_WRITES = frozenset(
+    {
+        "normal_",
+        "uniform_",
+        "zero_",
+        "fill_",
+        "copy_",
+        "exponential_",
+        "bernoulli_",
+        "random_",
+        "log_normal_",
+        "cauchy_",
+        "geometric_",
+        "erfinv_",
+        "mul_",
+        "div_",
+        "add_",
+        "sub_",
+        "clamp_",
+        "clamp_min_",
+        "clamp_max_",
+        "addcmul_",
+        "addcdiv_",
+        "sqrt_",
+        "neg_",
+        "abs_",
+        "sign_",
+        "fmod_",
+        "remainder_",
+        "exp_",
+        "log_",
+        "tanh_",
+        "sigmoid_",
+        "masked_fill_",
+        "index_fill_",
+        # torch.nn.init's schemes, skipped whole rather than op by op inside them
+        "kaiming_uniform_",
+        "kaiming_normal_",
+        "xavier_uniform_",
+        "xavier_normal_",
+        "trunc_normal_",
+        "orthogonal_",
+        "sparse_",
+        "constant_",
+        "ones_",
+        "zeros_",
+        "eye_",
+        "dirac_",
+    }
+)
 
 
 class _SkipValueWrites(TorchFunctionMode):
@@ -226,8 +269,9 @@ INFER_BATCH = 2
 class ShapeRunner:
     """The builder's part that learns a layer's output shape by running it (or by a rule)."""
 
-    def forward_shape(self, spec: LayerSpec, type_name: str, module: nn.Module, shape: tuple,
-                      prev_label: str | None) -> tuple:
+    def forward_shape(
+        self, spec: LayerSpec, type_name: str, module: nn.Module, shape: tuple, prev_label: str | None
+    ) -> tuple:
         """The layer's per-example output shape; ``self.shape_method`` says how it was learnt."""
         self.shape_method = DEVICE if self.real else META
         if not self.real and self._run_device.type == "meta":
@@ -252,8 +296,9 @@ class ShapeRunner:
             self.shape_method = META
         return self._two_batches(spec, type_name, module, shape, prev_label)
 
-    def _two_batches(self, spec: LayerSpec, type_name: str, module: nn.Module, shape: tuple,
-                     prev_label: str | None) -> tuple:
+    def _two_batches(
+        self, spec: LayerSpec, type_name: str, module: nn.Module, shape: tuple, prev_label: str | None
+    ) -> tuple:
         # Two batch sizes: many torch layers also take *unbatched* input, and with one batch
         # size N a layer can read [N, 2, 16] as one unbatched [C=2, H, W] example whose output
         # happens to start with N (Conv2d with out_channels = N). A second N exposes that.
@@ -270,11 +315,20 @@ class ShapeRunner:
                 f"{type_name} reads the batch dimension as part of an example: the incoming "
                 f"{shape_str(shape)} gives {shape_str(first)} for N={INFER_BATCH} but {found} "
                 f"for N={INFER_BATCH + 1}",
-                hint=f"{type_name} probably needs one more dimension per example than {list(shape)}")
+                hint=f"{type_name} probably needs one more dimension per example than {list(shape)}",
+            )
         return first
 
-    def _forward_batch(self, spec: LayerSpec, type_name: str, module: nn.Module, shape: tuple,
-                       prev_label: str | None, batch: int, device: torch.device | None = None) -> tuple:
+    def _forward_batch(
+        self,
+        spec: LayerSpec,
+        type_name: str,
+        module: nn.Module,
+        shape: tuple,
+        prev_label: str | None,
+        batch: int,
+        device: torch.device | None = None,
+    ) -> tuple:
         # Eval mode: the same shapes, and BatchNorm's meta kernel skips the running-stat update
         # (a large share of a BatchNorm-heavy network's inference).
         training = module.training
@@ -288,29 +342,44 @@ class ShapeRunner:
         except Exception as exc:
             came_from = prev_label or "the input"
             raise spec.where.error(
-                f"{type_name} cannot take the shape {shape_str(shape)} that {came_from} gives: "
-                f"{first_line(exc)}") from None
+                f"{type_name} cannot take the shape {shape_str(shape)} that {came_from} gives: {first_line(exc)}"
+            ) from None
         finally:
             module.train(training)
         if not isinstance(y, torch.Tensor):
-            raise spec.where.error(f"{type_name} returns {type(y).__name__}, not a tensor; a spec is a "
-                                   "sequence of layers with one tensor in and one out",
-                                   hint="wrap it in a Custom layer that returns one tensor")
+            raise spec.where.error(
+                f"{type_name} returns {type(y).__name__}, not a tensor; a spec is a "
+                "sequence of layers with one tensor in and one out",
+                hint="wrap it in a Custom layer that returns one tensor",
+            )
         if y.dim() == 0 or y.shape[0] != batch:
-            raise spec.where.error(f"{type_name} does not keep the batch dimension: [N={batch}, ...] "
-                                   f"in, {list(y.shape)} out")
+            raise spec.where.error(
+                f"{type_name} does not keep the batch dimension: [N={batch}, ...] in, {list(y.shape)} out"
+            )
         if any(d == 0 for d in y.shape[1:]):
-            raise spec.where.error(f"{type_name} turns {shape_str(shape)} into the empty shape "
-                                   f"{shape_str(tuple(y.shape[1:]))}",
-                                   hint="the input is too small for this kernel/stride/padding")
+            raise spec.where.error(
+                f"{type_name} turns {shape_str(shape)} into the empty shape {shape_str(tuple(y.shape[1:]))}",
+                hint="the input is too small for this kernel/stride/padding",
+            )
         return tuple(y.shape[1:])
 
 
 # Layers that always read dim 0 as the batch (no unbatched form): one meta pass is enough.
-_BATCH_FIRST = {"Linear", "Identity", "Flatten", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
-                "LayerNorm", "RMSNorm", "GroupNorm", "Dropout", "AlphaDropout", "Step"}
-_NOT_ELEMENTWISE = {"Softmax", "Softmin", "LogSoftmax", "Softmax2d", "GLU", "MultiheadAttention",
-                    "PReLU"}
+_BATCH_FIRST = {
+    "Linear",
+    "Identity",
+    "Flatten",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "LayerNorm",
+    "RMSNorm",
+    "GroupNorm",
+    "Dropout",
+    "AlphaDropout",
+    "Step",
+}
+_NOT_ELEMENTWISE = {"Softmax", "Softmin", "LogSoftmax", "Softmax2d", "GLU", "MultiheadAttention", "PReLU"}
 
 
 def _keeps_batch(module: nn.Module) -> bool:

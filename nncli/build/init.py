@@ -43,8 +43,9 @@ class InitMixin:
                 if pname in own:
                     raise scheme.where.error(
                         f"{type(module).__name__} has no parameter {pname!r} to initialise",
-                        hint=did_you_mean(pname, named) or ("its parameters: " + ", ".join(named)
-                                                            if named else "it has no parameters"))
+                        hint=did_you_mean(pname, named)
+                        or ("its parameters: " + ", ".join(named) if named else "it has no parameters"),
+                    )
                 continue
             # on meta, checked on a CPU stand-in: meta's normal_ imports torch._dynamo
             init_tensor(named[pname] if self.real else init_stand_in(named[pname]), scheme)
@@ -60,12 +61,13 @@ def init_tensor(tensor: torch.Tensor, scheme: InitScheme) -> None:
                 if tensor.dim() < 2:
                     raise ValueError("fan_in cannot be computed for a tensor with fewer than 2 dimensions")
                 fan_in = tensor[0].numel()  # (out, in, *kernel): in * prod(kernel)
-                tensor.normal_(0.0, fan_in ** -0.5, **scheme.kwargs)
+                tensor.normal_(0.0, fan_in**-0.5, **scheme.kwargs)
             else:
                 getattr(tinit, scheme.scheme + "_")(tensor, **scheme.kwargs)
     except NotImplementedError:
         if tensor.device.type != "meta":  # some schemes (orthogonal's QR) have no meta kernel
             raise
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise scheme.where.error(f"init {scheme.scheme} on a tensor of shape {list(tensor.shape)} "
-                                 f"failed: {first_line(exc)}") from None
+        raise scheme.where.error(
+            f"init {scheme.scheme} on a tensor of shape {list(tensor.shape)} failed: {first_line(exc)}"
+        ) from None

@@ -33,7 +33,7 @@ class LayerInfo:
     buffers: int
     module: nn.Module
     spec: LayerSpec = field(repr=False)
-    children: list["LayerInfo"] = field(default_factory=list)
+    children: list[LayerInfo] = field(default_factory=list)
     role: str | None = None
     inferred: tuple = ()  # names of the args nncli inferred
     target: str | None = None  # a Custom layer's target

@@ -10,8 +10,9 @@ Pure Python (no torch): shapes come in as tuples of ints.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from contextlib import contextmanager
-from typing import Any, Mapping
+from typing import Any
 
 from nncli.errors import did_you_mean
 from nncli.spec.expr import MAX_VALUE, SHAPE_NAMES, ExprError, evaluate, is_identifier, looks_like_expression
@@ -39,8 +40,7 @@ class Scope:
         return out
 
     @contextmanager
-    def entered(self, values: Mapping[str, Any] | None, where: Mapping[str, Where], shape: tuple,
-                fallback: Where):
+    def entered(self, values: Mapping[str, Any] | None, where: Mapping[str, Where], shape: tuple, fallback: Where):
         """Context: a block's ``vars``, evaluated in order against its incoming ``shape``."""
         frame: dict[str, Any] = {}
         self.frames.append(frame)
@@ -61,8 +61,9 @@ class Scope:
             value = _whole(value, where, what, source=None)
         return value
 
-    def argument(self, key: str, value: Any, where: Where, shape: tuple, type_name: str, *,
-                 integer: bool, keep_strings: bool) -> Any:
+    def argument(
+        self, key: str, value: Any, where: Where, shape: tuple, type_name: str, *, integer: bool, keep_strings: bool
+    ) -> Any:
         """The value of a layer argument, with expressions (also inside lists) evaluated.
 
         Args:
@@ -70,8 +71,10 @@ class Scope:
             keep_strings: the argument takes words (``mode: nearest-exact``): strings stay strings.
         """
         if isinstance(value, list):
-            return [self.argument(key, v, where, shape, type_name, integer=integer,
-                                  keep_strings=keep_strings) for v in value]
+            return [
+                self.argument(key, v, where, shape, type_name, integer=integer, keep_strings=keep_strings)
+                for v in value
+            ]
         if not isinstance(value, str) or keep_strings:
             return value
         names = self.names(shape)
@@ -92,9 +95,10 @@ class Scope:
             return evaluate(text, names)
         except ExprError as err:
             sizes = ", ".join(f"{k}={v}" for k, v in shape_names(shape).items())
-            raise where.error(f"{what}: bad expression {text!r}: {err.message}",
-                              hint=f"names here: {', '.join(sorted(names))}"
-                                   + (f" ({sizes})" if sizes else "")) from None
+            raise where.error(
+                f"{what}: bad expression {text!r}: {err.message}",
+                hint=f"names here: {', '.join(sorted(names))}" + (f" ({sizes})" if sizes else ""),
+            ) from None
 
 
 def _check_bounded(value: Any, where: Where, what: str) -> None:
@@ -112,6 +116,7 @@ def _whole(value: Any, where: Where, what: str, source: str | None) -> Any:
     _check_bounded(value, where, what)
     if isinstance(value, float) and value != int(value):
         shown = f"{source!r} is {value:g}" if source else f"{value:g}"
-        raise where.error(f"{what}: {shown}, a fraction where an integer is needed",
-                          hint="use // for whole-number division")
+        raise where.error(
+            f"{what}: {shown}, a fraction where an integer is needed", hint="use // for whole-number division"
+        )
     return int(value) if isinstance(value, float) else value

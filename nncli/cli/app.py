@@ -22,9 +22,9 @@ render = LazyModule("nncli.render")
 app = NncliTyper(
     name="nncli",
     help="Network diagrams, checks and experiments from YAML specs.\n\n"
-         "A spec lists layers (torch.nn names, Residual, Repeat, Custom, Step); nncli builds it as a "
-         "torch.nn.Sequential, then checks, counts, draws, gradchecks, probes and trains it.\n\n"
-         "Exit codes: 0 ok; 1 a check found a problem; 2 bad input; 3 a bug in nncli; 130 interrupted.",
+    "A spec lists layers (torch.nn names, Residual, Repeat, Custom, Step); nncli builds it as a "
+    "torch.nn.Sequential, then checks, counts, draws, gradchecks, probes and trains it.\n\n"
+    "Exit codes: 0 ok; 1 a check found a problem; 2 bad input; 3 a bug in nncli; 130 interrupted.",
     no_args_is_help=True,
     # click 8.5 suggests a close command itself (typer's would say it twice); the click that
     # typer >= 0.26 vendors does not, so there typer's suggestion is the one
@@ -69,13 +69,18 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    traceback: bool = typer.Option(False, "--traceback", help="Show the Python traceback of an error (for bug reports)."),
-    version: bool = typer.Option(False, "--version", help="Print nncli's version and exit.", is_eager=True,
-                                 callback=_print_version),
+    traceback: bool = typer.Option(
+        False, "--traceback", help="Show the Python traceback of an error (for bug reports)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", help="Print nncli's version and exit.", is_eager=True, callback=_print_version
+    ),
     no_custom: bool = typer.Option(
-        False, "--no-custom",
+        False,
+        "--no-custom",
         help="Refuse every Custom layer (exit 2) before importing anything. A Custom layer runs "
-             "Python code: check an untrusted spec with --no-custom (or NNCLI_NO_CUSTOM=1)."),
+        "Python code: check an untrusted spec with --no-custom (or NNCLI_NO_CUSTOM=1).",
+    ),
 ) -> None:
     from nncli.cli.options import options_of
 

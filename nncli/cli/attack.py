@@ -14,21 +14,31 @@ from nncli.cli.options import options_of
 def attack(
     ctx: typer.Context,
     run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by nncli train (a classifier)."),
-    eps: str = typer.Option("0,0.01,0.03,0.1", "--eps", help="L-inf budgets in data units (pixels in [0, 1] for images), comma-separated."),
+    eps: str = typer.Option(
+        "0,0.01,0.03,0.1", "--eps", help="L-inf budgets in data units (pixels in [0, 1] for images), comma-separated."
+    ),
     method: str = typer.Option("fgsm,pgd", "--method", help="fgsm, pgd or both, comma-separated."),
     steps: int = typer.Option(10, "--steps", min=1, help="PGD iterations."),
     step_size: float | None = typer.Option(None, "--step-size", help="PGD step (default 2.5 * eps / steps)."),
-    random_start: bool = typer.Option(True, "--random-start/--no-random-start", help="PGD starts at a random point of the eps-ball."),
+    random_start: bool = typer.Option(
+        True, "--random-start/--no-random-start", help="PGD starts at a random point of the eps-ball."
+    ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of PGD's random start."),
     split: str = typer.Option("test", "--split", help="train, val or test."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best (by validation) or last."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Attack only the first N examples of the split."),
-    value_range: str | None = typer.Option(None, "--range", help="The valid input range LO,HI to clamp to (default: min and max of the training inputs)."),
+    value_range: str | None = typer.Option(
+        None, "--range", help="The valid input range LO,HI to clamp to (default: min and max of the training inputs)."
+    ),
     batch_size: int = typer.Option(256, "--batch-size", "-b", min=1, help="Examples per attack batch."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    save: Path | None = typer.Option(None, "--save", help="Write the adversarial inputs (every method and eps) to this .npz."),
+    save: Path | None = typer.Option(
+        None, "--save", help="Write the adversarial inputs (every method and eps) to this .npz."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace --save if it exists."),
-    plot: Path | None = typer.Option(None, "--plot", help="Accuracy against eps to this .png/.svg/.pdf; for images also <name>-examples<suffix>."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Accuracy against eps to this .png/.svg/.pdf; for images also <name>-examples<suffix>."
+    ),
     json_out: bool = json_flag(),
 ) -> None:
     """Clean and robust accuracy of a run under FGSM and PGD (L-inf) per eps, the mean perturbation
@@ -38,11 +48,24 @@ def attack(
 
     if plot is not None:
         render.plots.check_plot_path(plot)
-    result = run_attack(run_dir, eps=parse_eps(eps), methods=[m.strip().lower() for m in method.split(",") if m.strip()],
-                        steps=steps, step_size=step_size, random_start=random_start, seed=seed, split=split,
-                        checkpoint=checkpoint, device=device, batch_size=batch_size, limit=limit,
-                        value_range=parse_range(value_range), save=save, force=force,
-                        allow_custom=options_of(ctx).allow_custom)
+    result = run_attack(
+        run_dir,
+        eps=parse_eps(eps),
+        methods=[m.strip().lower() for m in method.split(",") if m.strip()],
+        steps=steps,
+        step_size=step_size,
+        random_start=random_start,
+        seed=seed,
+        split=split,
+        checkpoint=checkpoint,
+        device=device,
+        batch_size=batch_size,
+        limit=limit,
+        value_range=parse_range(value_range),
+        save=save,
+        force=force,
+        allow_custom=options_of(ctx).allow_custom,
+    )
     if plot is not None:
         result.plot = render_attack.plot(result, plot)
     render.emit(result, json_out, render_attack.show)

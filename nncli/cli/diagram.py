@@ -32,13 +32,33 @@ class Rankdir(str, Enum):
 def diagram(
     ctx: typer.Context,
     spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
-    output: Path | None = typer.Option(None, "--output", "-o", help="File to write (replaced if it exists); its extension picks the format: .svg, .png, .pdf, .dot. Default: <spec file name>.svg (or the --format) in the working folder."),
-    fmt: DiagramFormat | None = typer.Option(None, "--format", "-f", help="Output format, when the extension does not say (must agree with it when it does)."),
-    view: DiagramView = typer.Option(DiagramView.layers, "--view", help="layers: a node per layer, edges labelled with shapes. neurons: a node per unit and an edge per weight (small MLPs only)."),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="File to write (replaced if it exists); its extension picks the format: .svg, .png, .pdf, .dot. Default: <spec file name>.svg (or the --format) in the working folder.",
+    ),
+    fmt: DiagramFormat | None = typer.Option(
+        None, "--format", "-f", help="Output format, when the extension does not say (must agree with it when it does)."
+    ),
+    view: DiagramView = typer.Option(
+        DiagramView.layers,
+        "--view",
+        help="layers: a node per layer, edges labelled with shapes. neurons: a node per unit and an edge per weight (small MLPs only).",
+    ),
     expand: bool = typer.Option(False, "--expand", help="Unroll every Repeat (by default one box marked xN)."),
-    depth: int | None = typer.Option(None, "--depth", min=0, help="How many levels of nested blocks open: 0 draws each Residual/Repeat as one box. Default: all."),
-    rankdir: Rankdir | None = typer.Option(None, "--rankdir", help="Layout direction: TB (top to bottom) or LR. Default TB for layers, LR for neurons."),
-    weights: bool = typer.Option(False, "--weights", help="Neuron view: colour (sign) and width (size) edges by the initial weights (seeded)."),
+    depth: int | None = typer.Option(
+        None,
+        "--depth",
+        min=0,
+        help="How many levels of nested blocks open: 0 draws each Residual/Repeat as one box. Default: all.",
+    ),
+    rankdir: Rankdir | None = typer.Option(
+        None, "--rankdir", help="Layout direction: TB (top to bottom) or LR. Default TB for layers, LR for neurons."
+    ),
+    weights: bool = typer.Option(
+        False, "--weights", help="Neuron view: colour (sign) and width (size) edges by the initial weights (seeded)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for the initial weights shown with --weights."),
     set_: list[str] = set_option(),
     json_out: bool = json_flag(),
@@ -57,6 +77,15 @@ def diagram(
 
     if output is None:  # as Keras' plot_model writes model.png: a picture without naming one
         output = Path(f"{spec.stem}.{fmt.value if fmt else 'svg'}")
-    result = draw(load_spec_with_sets(ctx, spec, set_), output, fmt=fmt.value if fmt else None, view=view.value, expand=expand,
-                  depth=depth, rankdir=rankdir.value if rankdir else None, weights=weights, seed=seed)
+    result = draw(
+        load_spec_with_sets(ctx, spec, set_),
+        output,
+        fmt=fmt.value if fmt else None,
+        view=view.value,
+        expand=expand,
+        depth=depth,
+        rankdir=rankdir.value if rankdir else None,
+        weights=weights,
+        seed=seed,
+    )
     render.emit(result, json_out, render.diagram.show)

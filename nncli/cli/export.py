@@ -45,8 +45,16 @@ def export(
     """
     from nncli.export import export_model
 
-    result = export_model(source, fmt.value, out, seed=seed, checkpoint=checkpoint, method=method.value, force=force,
-                          allow_custom=options_of(ctx).allow_custom)
+    result = export_model(
+        source,
+        fmt.value,
+        out,
+        seed=seed,
+        checkpoint=checkpoint,
+        method=method.value,
+        force=force,
+        allow_custom=options_of(ctx).allow_custom,
+    )
     render.emit(result, json_out, render.export.show)
     if not result.passed:
         fail_check(f"the exported {result.format} model differs from the torch model (see the check above)")

@@ -33,9 +33,10 @@ def environment_error(exc: BaseException) -> InputError | None:
     """The exit-2 error that ``exc`` means, or None when it is not the environment's fault."""
     if is_out_of_memory(exc):
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        return InputError(f"out of memory: {first}",
-                          hint="use a smaller --batch-size, a smaller model, --amp bf16/fp16, or a "
-                               "machine with more memory")
+        return InputError(
+            f"out of memory: {first}",
+            hint="use a smaller --batch-size, a smaller model, --amp bf16/fp16, or a machine with more memory",
+        )
     if isinstance(exc, OSError) and exc.errno in _DISK_ADVICE:
         what, advice = _DISK_ADVICE[exc.errno]
         path = exc.filename if exc.filename is not None else None
@@ -46,12 +47,27 @@ def environment_error(exc: BaseException) -> InputError | None:
 
 def internal_error_json(exc: BaseException) -> dict:
     """The ``--json`` error document of a bug in nncli (the same keys as NncliError.to_json)."""
-    return {"error": "InternalError", "message": f"{type(exc).__name__}: {exc}", "file": None,
-            "line": None, "column": None, "spec_path": None,
-            "hint": "this is a bug in nncli; run again with --traceback and report it", "exit_code": 3}
+    return {
+        "error": "InternalError",
+        "message": f"{type(exc).__name__}: {exc}",
+        "file": None,
+        "line": None,
+        "column": None,
+        "spec_path": None,
+        "hint": "this is a bug in nncli; run again with --traceback and report it",
+        "exit_code": 3,
+    }
 
 
 def usage_error_json(message: str) -> dict:
     """The ``--json`` error document of a bad flag or argument (click's usage errors)."""
-    return {"error": "UsageError", "message": message, "file": None, "line": None, "column": None,
-            "spec_path": None, "hint": "see --help", "exit_code": 2}
+    return {
+        "error": "UsageError",
+        "message": message,
+        "file": None,
+        "line": None,
+        "column": None,
+        "spec_path": None,
+        "hint": "see --help",
+        "exit_code": 2,
+    }

@@ -36,4 +36,4 @@ def flag_names(err) -> None:
     param = getattr(err, "param", None)
     flag = FLAGS.get(param) if param else None
     if flag and err.message.startswith(f"{param}:"):
-        err.message = flag + err.message[len(param):]
+        err.message = flag + err.message[len(param) :]

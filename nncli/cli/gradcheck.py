@@ -8,13 +8,7 @@ from pathlib import Path
 import typer
 
 from nncli.cli.app import DEVICE_HELP, SPEC_HELP, app, fail_check, json_flag, render
-from nncli.cli.run_options import (
-    complete_spec,
-    load_spec_with_sets,
-    set_option,
-    threads_for_spec,
-    threads_option,
-)
+from nncli.cli.run_options import complete_spec, load_spec_with_sets, set_option, threads_for_spec, threads_option
 from nncli.gradcheck.options import (
     DEFAULT_ATOL,
     DEFAULT_BATCH,
@@ -33,21 +27,47 @@ GradMode = Enum("GradMode", {v: v for v in MODES}, type=str)
 def gradcheck(
     ctx: typer.Context,
     spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
-    batch: int = typer.Option(DEFAULT_BATCH, "--batch", "-b", min=1, help="Examples in the fixed batch every evaluation uses."),
-    data: Path | None = typer.Option(None, "--data", help="Take the batch from this file (.npz/.npy with an `x` array, .pt, .csv) instead of N(0, 1) inputs."),
-    objective: GradObjective = typer.Option(GradObjective.projection, "--objective", help="What the end-to-end check differentiates: a fixed random projection <R, f(x)> of the output, or cross-entropy with random targets (loss). Never a plain sum: its gradient through BatchNorm is zero."),
-    mode: GradMode = typer.Option(GradMode.train, "--mode", help="Check in train mode (BatchNorm batch statistics, Dropout on, its mask replayed) or eval mode; the model's own modes are restored."),
-    exhaustive: bool = typer.Option(False, "--exhaustive", help="Check every coordinate of every tensor (perturbations vectorised with torch.func.vmap) instead of random directions."),
-    directions: int = typer.Option(DEFAULT_DIRECTIONS, "--directions", "-k", min=1, help="Random Gaussian directions per tensor (default mode)."),
-    rtol: float = typer.Option(DEFAULT_RTOL, "--rtol", help="Relative tolerance: fail when |<g,v> - D| > atol + rtol |g|."),
+    batch: int = typer.Option(
+        DEFAULT_BATCH, "--batch", "-b", min=1, help="Examples in the fixed batch every evaluation uses."
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Take the batch from this file (.npz/.npy with an `x` array, .pt, .csv) instead of N(0, 1) inputs.",
+    ),
+    objective: GradObjective = typer.Option(
+        GradObjective.projection,
+        "--objective",
+        help="What the end-to-end check differentiates: a fixed random projection <R, f(x)> of the output, or cross-entropy with random targets (loss). Never a plain sum: its gradient through BatchNorm is zero.",
+    ),
+    mode: GradMode = typer.Option(
+        GradMode.train,
+        "--mode",
+        help="Check in train mode (BatchNorm batch statistics, Dropout on, its mask replayed) or eval mode; the model's own modes are restored.",
+    ),
+    exhaustive: bool = typer.Option(
+        False,
+        "--exhaustive",
+        help="Check every coordinate of every tensor (perturbations vectorised with torch.func.vmap) instead of random directions.",
+    ),
+    directions: int = typer.Option(
+        DEFAULT_DIRECTIONS, "--directions", "-k", min=1, help="Random Gaussian directions per tensor (default mode)."
+    ),
+    rtol: float = typer.Option(
+        DEFAULT_RTOL, "--rtol", help="Relative tolerance: fail when |<g,v> - D| > atol + rtol |g|."
+    ),
     atol: float = typer.Option(DEFAULT_ATOL, "--atol", help="Absolute tolerance (matters where the gradient is ~0)."),
     eps: float = typer.Option(DEFAULT_EPS, "--eps", help="Finite-difference step h (float64)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the weights, inputs, projection, directions and the replayed RNG."),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed for the weights, inputs, projection, directions and the replayed RNG."
+    ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     set_: list[str] = set_option(),
     threads: int | None = threads_option(),
     json_out: bool = json_flag(),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also say which implementation checked the numbers (the `path` field of --json)."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also say which implementation checked the numbers (the `path` field of --json)."
+    ),
 ) -> None:
     """Check every layer's gradients against finite differences and name the broken layer.
 
@@ -74,9 +94,20 @@ def gradcheck(
 
     loaded = load_spec_with_sets(ctx, spec, set_)
     threads_for_spec(loaded, batch, device=device, threads=threads)
-    report = run_gradcheck(loaded, batch=batch, data=data, objective=objective.value, mode=mode.value,
-                           exhaustive=exhaustive, directions=directions, rtol=rtol, atol=atol, eps=eps,
-                           seed=seed, device=resolve_device(device))
+    report = run_gradcheck(
+        loaded,
+        batch=batch,
+        data=data,
+        objective=objective.value,
+        mode=mode.value,
+        exhaustive=exhaustive,
+        directions=directions,
+        rtol=rtol,
+        atol=atol,
+        eps=eps,
+        seed=seed,
+        device=resolve_device(device),
+    )
     render.emit(report, json_out, render.gradcheck.show)
     if verbose and not json_out:
         typer.echo(f"path: {report.path}")

@@ -78,7 +78,8 @@ def _exit_code(exc: BaseException, options: Options) -> int:
     # a bug in nncli, not a user mistake: say so briefly
     render.stderr_console().print(
         f"[bold red]internal error:[/] {type(exc).__name__}: {render.escape(str(exc))}\n"
-        "  this is a bug in nncli; run again with --traceback and report it")
+        "  this is a bug in nncli; run again with --traceback and report it"
+    )
     if options.json:
         render.print_json(faults.internal_error_json(exc))
     return int(ExitCode.INTERNAL)

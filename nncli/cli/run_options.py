@@ -16,11 +16,15 @@ import typer
 
 from nncli.errors import InputError
 
-SET_HELP = ("Override a spec field before validation: PATH=VALUE, the sweep's paths "
-            "(train.lr=0.01, data.noise=0.3, layers[0].Linear.out_features=32, replace:ReLU=Tanh); "
-            "VALUE is read as YAML. Repeatable.")
-THREADS_HELP = ("CPU threads for torch. Default: 1 for small models (a step under 1e8 multiply-adds), "
-                "else the cores other work leaves free (see the docs, 'Command-line conventions': Threads).")
+SET_HELP = (
+    "Override a spec field before validation: PATH=VALUE, the sweep's paths "
+    "(train.lr=0.01, data.noise=0.3, layers[0].Linear.out_features=32, replace:ReLU=Tanh); "
+    "VALUE is read as YAML. Repeatable."
+)
+THREADS_HELP = (
+    "CPU threads for torch. Default: 1 for small models (a step under 1e8 multiply-adds), "
+    "else the cores other work leaves free (see the docs, 'Command-line conventions': Threads)."
+)
 
 
 def set_option() -> Any:
@@ -47,8 +51,10 @@ def parse_sets(items: list[str]) -> dict:
         try:
             out[path.strip()] = yaml.safe_load(text)
         except yaml.YAMLError:
-            raise InputError(f"--set {item!r}: the value is not valid YAML",
-                             hint="quote a string with spaces or colons: --set 'data.name=\"a b\"'") from None
+            raise InputError(
+                f"--set {item!r}: the value is not valid YAML",
+                hint="quote a string with spaces or colons: --set 'data.name=\"a b\"'",
+            ) from None
     return out
 
 
@@ -73,7 +79,7 @@ def name_the_set(err, applied: list) -> None:
         if err.file is not None and str(err.file) != file:
             continue  # an error in another file (a transfer's source run) with a similar path
         # the field the --set wrote, something inside it, or the layer/section holding it
-        if field[:len(path)] == path or path[:len(field)] == field:
+        if field[: len(path)] == path or path[: len(field)] == field:
             err.message += f" (set by --set {text})"
             return
 
@@ -97,15 +103,17 @@ def load_spec_with_sets(ctx, path: Path, items: list[str] | None = None, *, deta
     opts = options_of(ctx)
     overrides = parse_sets(items) if items else None
     try:
-        return load_spec(path, overrides, allow_custom=opts.allow_custom, detach=detach, origin="--set",
-                         applied=opts.applied_sets)
+        return load_spec(
+            path, overrides, allow_custom=opts.allow_custom, detach=detach, origin="--set", applied=opts.applied_sets
+        )
     except NncliError as err:
         name_the_set(err, opts.applied_sets)
         raise
 
 
-def threads_for_spec(spec, batch_size: int, device: str = "auto", *, threads: int | None = None,
-                     backward: bool = True) -> None:
+def threads_for_spec(
+    spec, batch_size: int, device: str = "auto", *, threads: int | None = None, backward: bool = True
+) -> None:
     """Set torch's threads for ``spec`` at ``batch_size`` on ``device`` (``threads``: --threads, wins)."""
     from nncli.device import resolve_device
     from nncli.threads import for_spec
@@ -113,8 +121,7 @@ def threads_for_spec(spec, batch_size: int, device: str = "auto", *, threads: in
     for_spec(spec, batch_size, threads=threads, device=resolve_device(device), backward=backward)
 
 
-def threads_for_run(run_dir: Path, device: str = "auto", batch_size: int = 256, *,
-                    threads: int | None = None) -> None:
+def threads_for_run(run_dir: Path, device: str = "auto", batch_size: int = 256, *, threads: int | None = None) -> None:
     """Threads for inference with a run folder's spec; a folder that is not a run is left to the
     command, which says what is wrong with it."""
     from nncli.errors import NncliError

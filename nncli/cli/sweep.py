@@ -9,14 +9,8 @@ import typer
 
 from nncli.cli.app import DEVICE_HELP, app, fail_check, json_flag, render
 from nncli.cli.options import options_of
-from nncli.cli.run_options import (
-    complete_run,
-    complete_spec,
-    threads_for_workers,
-)
-from nncli.cli.run_options import (
-    parse_sets as _parse_set,
-)
+from nncli.cli.run_options import complete_run, complete_spec, threads_for_workers
+from nncli.cli.run_options import parse_sets as _parse_set
 from nncli.errors import ExitCode, InputError
 from nncli.sweep.options import METRICS
 
@@ -30,23 +24,81 @@ SweepPruner = Enum("SweepPruner", {v: v for v in ("none", "asha", "median")}, ty
 @app.command()
 def sweep(
     ctx: typer.Context,
-    sweep_file: Path = typer.Argument(..., metavar="SWEEP", help="The sweep file (YAML): a base spec and the fields to vary.", autocompletion=complete_spec),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Sweep folder; default runs/sweep-<name>. Rerunning into the same folder resumes: finished trials are not run again."),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Trials trained in parallel, each in its own process (1: in this process)."),
-    trials: int | None = typer.Option(None, "--trials", "-n", min=1, help="Random search: this many configurations drawn from the grid / distributions."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of the random search (default: the file's search_seed, else 0)."),
-    metric: SweepMetric | None = typer.Option(None, "--metric", help="Validation metric to rank by (default: the file's, else accuracy for classification, loss otherwise)."),
-    set_: list[str] = typer.Option([], "--set", help="PATH=VALUE applied to every trial, e.g. --set train.epochs=5 (repeatable)."),
+    sweep_file: Path = typer.Argument(
+        ...,
+        metavar="SWEEP",
+        help="The sweep file (YAML): a base spec and the fields to vary.",
+        autocompletion=complete_spec,
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Sweep folder; default runs/sweep-<name>. Rerunning into the same folder resumes: finished trials are not run again.",
+    ),
+    workers: int = typer.Option(
+        1, "--workers", "-w", min=1, help="Trials trained in parallel, each in its own process (1: in this process)."
+    ),
+    trials: int | None = typer.Option(
+        None,
+        "--trials",
+        "-n",
+        min=1,
+        help="Random search: this many configurations drawn from the grid / distributions.",
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Seed of the random search (default: the file's search_seed, else 0)."
+    ),
+    metric: SweepMetric | None = typer.Option(
+        None,
+        "--metric",
+        help="Validation metric to rank by (default: the file's, else accuracy for classification, loss otherwise).",
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="PATH=VALUE applied to every trial, e.g. --set train.epochs=5 (repeatable)."
+    ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP + " Every trial uses it."),
-    plot: Path | None = typer.Option(None, "--plot", help="Write validation metric against each swept value to this .png/.svg/.pdf."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List and validate the trials (with parameters and FLOPs); train nothing."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads per trial. Default: the threads rule of the docs' command-line conventions, within each worker's share of the cores (cores // workers)."),
-    backend: SweepBackend = typer.Option("local", "--backend", help="Where trials train: local (this machine: in this process or --workers processes) or ray (Ray Tune trials; needs nncli[ray])."),
-    address: str | None = typer.Option(None, "--address", help="--backend ray: an existing Ray cluster (auto, or HOST:PORT of `ray start --head`); default: a local Ray instance started for the sweep."),
-    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.0, help="--backend ray: CPUs Ray reserves for each trial."),
-    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", min=0.0, help="--backend ray: GPUs Ray reserves for each trial (fractions share one GPU)."),
-    sampler: SweepSampler | None = typer.Option(None, "--sampler", help="Optuna's sampler (needs nncli[optuna]): tpe, random or grid; seeded by --seed. Overrides the file's search.sampler."),
-    pruner: SweepPruner | None = typer.Option(None, "--pruner", help="Stop clearly bad trials at an epoch's end from their validation metric (needs nncli[optuna]): asha, median or none."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write validation metric against each swept value to this .png/.svg/.pdf."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="List and validate the trials (with parameters and FLOPs); train nothing."
+    ),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        help="CPU threads per trial. Default: the threads rule of the docs' command-line conventions, within each worker's share of the cores (cores // workers).",
+    ),
+    backend: SweepBackend = typer.Option(
+        "local",
+        "--backend",
+        help="Where trials train: local (this machine: in this process or --workers processes) or ray (Ray Tune trials; needs nncli[ray]).",
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="--backend ray: an existing Ray cluster (auto, or HOST:PORT of `ray start --head`); default: a local Ray instance started for the sweep.",
+    ),
+    cpus_per_trial: float = typer.Option(
+        1.0, "--cpus-per-trial", min=0.0, help="--backend ray: CPUs Ray reserves for each trial."
+    ),
+    gpus_per_trial: float = typer.Option(
+        0.0,
+        "--gpus-per-trial",
+        min=0.0,
+        help="--backend ray: GPUs Ray reserves for each trial (fractions share one GPU).",
+    ),
+    sampler: SweepSampler | None = typer.Option(
+        None,
+        "--sampler",
+        help="Optuna's sampler (needs nncli[optuna]): tpe, random or grid; seeded by --seed. Overrides the file's search.sampler.",
+    ),
+    pruner: SweepPruner | None = typer.Option(
+        None,
+        "--pruner",
+        help="Stop clearly bad trials at an epoch's end from their validation metric (needs nncli[optuna]): asha, median or none.",
+    ),
     json_out: bool = json_flag(),
 ) -> None:
     """Train variants of a spec and rank them by validation metric; the winner's spec is written.
@@ -65,22 +117,39 @@ def sweep(
     resolve_device(device)  # a bad or absent device is one input error (exit 2), not N failed trials
     if plot is not None:
         render.plots.check_plot_path(plot)
-    plan = load_sweep(sweep_file, trials=trials, search_seed=seed, extra_set=_parse_set(set_),
-                      metric=metric.value if metric else None, sampler=sampler.value if sampler else None,
-                      pruner=pruner.value if pruner else None, allow_custom=options_of(ctx).allow_custom)
+    plan = load_sweep(
+        sweep_file,
+        trials=trials,
+        search_seed=seed,
+        extra_set=_parse_set(set_),
+        metric=metric.value if metric else None,
+        sampler=sampler.value if sampler else None,
+        pruner=pruner.value if pruner else None,
+        allow_custom=options_of(ctx).allow_custom,
+    )
     from nncli.sweep.backends import BackendOptions
 
     if backend.value == "local" and address is not None:
         raise InputError("--address: only --backend ray joins a cluster", hint="add --backend ray")
-    options = BackendOptions(backend.value, workers=workers, address=address, cpus_per_trial=cpus_per_trial,
-                             gpus_per_trial=gpus_per_trial)
+    options = BackendOptions(
+        backend.value, workers=workers, address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial
+    )
     try:
         with threads_for_workers(threads):  # worker processes read --threads from the environment
-            result = run_sweep(plan, out, workers=workers, device=device, dry_run=dry_run,
-                               progress=render.sweep.SweepProgress(), backend=options)
+            result = run_sweep(
+                plan,
+                out,
+                workers=workers,
+                device=device,
+                dry_run=dry_run,
+                progress=render.sweep.SweepProgress(),
+                backend=options,
+            )
     except KeyboardInterrupt:
-        render.stderr_console().print("interrupted: finished runs are kept and a run in progress saved a "
-                                      "checkpoint; rerun the same command to resume")
+        render.stderr_console().print(
+            "interrupted: finished runs are kept and a run in progress saved a "
+            "checkpoint; rerun the same command to resume"
+        )
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     if plot is not None and result.best is not None:
         result.plot = render.plots.sweep_plot(result, plot)
@@ -92,8 +161,15 @@ def sweep(
 @app.command()
 def compare(
     ctx: typer.Context,
-    runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Run folders (nncli train) or sweep folders (their trial runs).", autocompletion=complete_run),
-    plot: Path | None = typer.Option(None, "--plot", help="Write the loss and accuracy curves of every run, in one figure, to this .png/.svg/.pdf."),
+    runs: list[Path] = typer.Argument(
+        ...,
+        metavar="RUN...",
+        help="Run folders (nncli train) or sweep folders (their trial runs).",
+        autocompletion=complete_run,
+    ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write the loss and accuracy curves of every run, in one figure, to this .png/.svg/.pdf."
+    ),
     json_out: bool = json_flag(),
 ) -> None:
     """Finished runs side by side: metrics per split, the settings that differ, curves in one plot.

@@ -5,23 +5,23 @@ from __future__ import annotations
 from enum import Enum
 from functools import partial
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
-from nncli.cli.app import (
-    DEVICE_HELP, SPEC_HELP, Optimizer, app, fail_check, json_flag, render,
-)
+from nncli.cli.app import DEVICE_HELP, SPEC_HELP, Optimizer, app, fail_check, json_flag, render
 from nncli.cli.flags import FLAGS
 from nncli.cli.options import options_of
 from nncli.cli.run_options import (
-    complete_run, complete_spec, load_spec_with_sets, set_option, threads_for_run,
+    complete_run,
+    complete_spec,
+    load_spec_with_sets,
+    set_option,
+    threads_for_run,
     threads_option,
 )
 from nncli.errors import ExitCode, InputError
 from nncli.status import RunStatus
 from nncli.train.config import AMP_MODES, LOSSES, SCHEDULES
-
 
 Loss = Enum("Loss", {v: v for v in LOSSES}, type=str)
 Schedule = Enum("Schedule", {v: v for v in SCHEDULES}, type=str)
@@ -40,7 +40,7 @@ class CheckpointKind(str, Enum):
     last = "last"
 
 
-def parse_train_sets(items: List[str], overrides: dict) -> List[str]:
+def parse_train_sets(items: list[str], overrides: dict) -> list[str]:
     """``--set train.X=V`` / ``data.X=V`` go into ``overrides`` (as --lr does: the run's spec.yaml
     stays the file's text, run.yaml records them); the others (layers, ...) are returned, for the
     spec itself."""
@@ -48,7 +48,7 @@ def parse_train_sets(items: List[str], overrides: dict) -> List[str]:
 
     rest = []
     for item in items:
-        (key, value), = parse_sets([item]).items()
+        ((key, value),) = parse_sets([item]).items()
         section, dot, field = key.partition(".")
         if section in ("train", "data") and dot and field.isidentifier():
             current = overrides.setdefault(section, {})
@@ -60,14 +60,14 @@ def parse_train_sets(items: List[str], overrides: dict) -> List[str]:
     return rest
 
 
-def plot_callbacks(plot: Optional[Path]) -> list:
+def plot_callbacks(plot: Path | None) -> list:
     """``--plot``: the curves drawn when the run ends (and remembered for a resume)."""
     from nncli.train.callbacks import Plot
 
     return [Plot(plot)] if plot is not None else []
 
 
-def rank_callbacks(plot: Optional[Path]) -> list:
+def rank_callbacks(plot: Path | None) -> list:
     """A DDP worker's callbacks (picklable through ``functools.partial``): progress and ``--plot``;
     both act on rank 0 only."""
     from nncli.train.callbacks import Progress
@@ -78,39 +78,71 @@ def rank_callbacks(plot: Optional[Path]) -> list:
 @app.command()
 def train(
     ctx: typer.Context,
-    spec: Optional[Path] = typer.Argument(None, help=SPEC_HELP + " Optional with --resume.", autocompletion=complete_spec),
-    data: Optional[str] = typer.Option(None, "--data", help="Data set (moons, circles, spirals, xor, blobs, regression, digits, text) or a .npz/.csv/.pt file or an image folder; overrides the spec's data:."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs to train (with --resume: train longer)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (the peak for onecycle)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", min=1, help="Global batch size (split across DDP processes)."),
-    optimizer: Optional[Optimizer] = typer.Option(None, "--optimizer", help="sgd (with --momentum, --nesterov), adam or adamw."),
-    loss: Optional[Loss] = typer.Option(None, "--loss", help="cross_entropy (on logits), mse or bce_with_logits."),
-    schedule: Optional[Schedule] = typer.Option(None, "--schedule", help="Learning-rate schedule, stepped every batch."),
-    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0, help="Linear warmup steps before the schedule."),
-    momentum: Optional[float] = typer.Option(None, "--momentum", help="SGD momentum."),
-    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum (sgd)."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay (decoupled for adamw)."),
-    clip_grad_norm: Optional[float] = typer.Option(None, "--clip-grad-norm", help="Clip the global gradient norm to this."),
-    patience: Optional[int] = typer.Option(None, "--patience", min=1, help="Early stopping: epochs without validation improvement."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed for weights, dropout, data order, augmentation."),
+    spec: Path | None = typer.Argument(None, help=SPEC_HELP + " Optional with --resume.", autocompletion=complete_spec),
+    data: str | None = typer.Option(
+        None,
+        "--data",
+        help="Data set (moons, circles, spirals, xor, blobs, regression, digits, text) or a .npz/.csv/.pt file or an image folder; overrides the spec's data:.",
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs to train (with --resume: train longer)."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate (the peak for onecycle)."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", "-b", min=1, help="Global batch size (split across DDP processes)."
+    ),
+    optimizer: Optimizer | None = typer.Option(
+        None, "--optimizer", help="sgd (with --momentum, --nesterov), adam or adamw."
+    ),
+    loss: Loss | None = typer.Option(None, "--loss", help="cross_entropy (on logits), mse or bce_with_logits."),
+    schedule: Schedule | None = typer.Option(None, "--schedule", help="Learning-rate schedule, stepped every batch."),
+    warmup_steps: int | None = typer.Option(
+        None, "--warmup-steps", min=0, help="Linear warmup steps before the schedule."
+    ),
+    momentum: float | None = typer.Option(None, "--momentum", help="SGD momentum."),
+    nesterov: bool | None = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum (sgd)."),
+    weight_decay: float | None = typer.Option(None, "--weight-decay", help="Weight decay (decoupled for adamw)."),
+    clip_grad_norm: float | None = typer.Option(
+        None, "--clip-grad-norm", help="Clip the global gradient norm to this."
+    ),
+    patience: int | None = typer.Option(
+        None, "--patience", min=1, help="Early stopping: epochs without validation improvement."
+    ),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="Seed for weights, dropout, data order, augmentation."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    amp: Optional[Amp] = typer.Option(None, "--amp", help="Mixed precision: bf16, or fp16 with a gradient scaler."),
-    compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=0, help="Also checkpoint every N steps inside an epoch."),
-    skip_nonfinite: Optional[bool] = typer.Option(None, "--skip-nonfinite/--stop-nonfinite", help="Skip batches with a non-finite loss instead of stopping."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (new or empty); default runs/<spec>-<time>."),
-    force: bool = typer.Option(False, "--force", help="Replace the run already in --out (deleted once the new run starts; kept if the new one is refused)."),
-    set_: List[str] = set_option(),
-    threads: Optional[int] = threads_option(),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder exactly where it stopped."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write loss and accuracy curves to this .png/.svg/.pdf."),
-    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to <run>/tensorboard (needs the tensorboard package)."),
-    nproc_per_node: int = typer.Option(1, "--nproc-per-node", min=1, help="Processes per node for DDP (gloo on CPU, nccl on CUDA, one GPU each)."),
+    amp: Amp | None = typer.Option(None, "--amp", help="Mixed precision: bf16, or fp16 with a gradient scaler."),
+    compile_model: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
+    checkpoint_every: int | None = typer.Option(
+        None, "--checkpoint-every", min=0, help="Also checkpoint every N steps inside an epoch."
+    ),
+    skip_nonfinite: bool | None = typer.Option(
+        None, "--skip-nonfinite/--stop-nonfinite", help="Skip batches with a non-finite loss instead of stopping."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder (new or empty); default runs/<spec>-<time>."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Replace the run already in --out (deleted once the new run starts; kept if the new one is refused).",
+    ),
+    set_: list[str] = set_option(),
+    threads: int | None = threads_option(),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue the run in this folder exactly where it stopped."
+    ),
+    plot: Path | None = typer.Option(None, "--plot", help="Write loss and accuracy curves to this .png/.svg/.pdf."),
+    tensorboard: bool = typer.Option(
+        False, "--tensorboard", help="Also log to <run>/tensorboard (needs the tensorboard package)."
+    ),
+    nproc_per_node: int = typer.Option(
+        1, "--nproc-per-node", min=1, help="Processes per node for DDP (gloo on CPU, nccl on CUDA, one GPU each)."
+    ),
     nnodes: int = typer.Option(1, "--nnodes", min=1, help="Nodes taking part (multi-node DDP)."),
     node_rank: int = typer.Option(0, "--node-rank", min=0, help="This node's rank, 0..nnodes-1."),
     master_addr: str = typer.Option("127.0.0.1", "--master-addr", help="Address of the node with rank 0 (multi-node)."),
     master_port: int = typer.Option(29500, "--master-port", help="Port for the rendezvous on the master node."),
-    sync_batchnorm: bool = typer.Option(True, "--sync-batchnorm/--no-sync-batchnorm", help="DDP on CUDA: BatchNorm as SyncBatchNorm (statistics over the global batch), or per rank."),
+    sync_batchnorm: bool = typer.Option(
+        True,
+        "--sync-batchnorm/--no-sync-batchnorm",
+        help="DDP on CUDA: BatchNorm as SyncBatchNorm (statistics over the global batch), or per rank.",
+    ),
     json_out: bool = json_flag(),
 ) -> None:
     """Train a spec: data, loss, optimizer and schedule from its data:/train: sections and flags.
@@ -125,12 +157,28 @@ def train(
     from nncli.train.replace import replaced_run_folder
 
     plot = _checked_plot(plot, resume)
-    overrides = _train_overrides({
-        "epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer, "loss": loss,
-        "schedule": schedule, "warmup_steps": warmup_steps, "momentum": momentum, "nesterov": nesterov,
-        "weight_decay": weight_decay, "clip_grad_norm": clip_grad_norm, "patience": patience,
-        "seed": seed, "amp": amp, "compile": compile_model, "checkpoint_every": checkpoint_every,
-        "skip_nonfinite": skip_nonfinite}, data)
+    overrides = _train_overrides(
+        {
+            "epochs": epochs,
+            "lr": lr,
+            "batch_size": batch_size,
+            "optimizer": optimizer,
+            "loss": loss,
+            "schedule": schedule,
+            "warmup_steps": warmup_steps,
+            "momentum": momentum,
+            "nesterov": nesterov,
+            "weight_decay": weight_decay,
+            "clip_grad_norm": clip_grad_norm,
+            "patience": patience,
+            "seed": seed,
+            "amp": amp,
+            "compile": compile_model,
+            "checkpoint_every": checkpoint_every,
+            "skip_nonfinite": skip_nonfinite,
+        },
+        data,
+    )
     sets = parse_train_sets(set_, overrides)
     loaded = load_spec_with_sets(ctx, spec, sets, detach=True) if spec is not None else None
     _check_resume(ctx, resume, sets)
@@ -142,22 +190,42 @@ def train(
 
         check_unlocked(out)
     # Only node 0 writes --out (a distributed run's rank 0); the other nodes leave it alone.
-    replacing = replaced_run_folder(out, force and resume is None and node_rank == 0, (spec,),
-                                    names={p: FLAGS[p] for p in ("out", "force")})
+    replacing = replaced_run_folder(
+        out, force and resume is None and node_rank == 0, (spec,), names={p: FLAGS[p] for p in ("out", "force")}
+    )
     if distributed:
         with replacing:
             result = launch_distributed(
-                loaded, overrides, out, nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank,
-                master_addr=master_addr, master_port=master_port, device=device, resume=resume,
-                callbacks_factory=partial(rank_callbacks, plot), tensorboard=tensorboard,
-                sync_batchnorm=sync_batchnorm)
+                loaded,
+                overrides,
+                out,
+                nproc_per_node=nproc_per_node,
+                nnodes=nnodes,
+                node_rank=node_rank,
+                master_addr=master_addr,
+                master_port=master_port,
+                device=device,
+                resume=resume,
+                callbacks_factory=partial(rank_callbacks, plot),
+                tensorboard=tensorboard,
+                sync_batchnorm=sync_batchnorm,
+            )
         if result is None:
             render.stderr_console().print(f"node {node_rank}: workers finished; rank 0 writes the run and its report")
             return
     else:
         with render.train.TrainProgress() as progress, replacing:
-            result = run_training(loaded, overrides, out, device=device, resume=resume, observer=progress,
-                                  callbacks=plot_callbacks(plot), tensorboard=tensorboard, threads=threads)
+            result = run_training(
+                loaded,
+                overrides,
+                out,
+                device=device,
+                resume=resume,
+                observer=progress,
+                callbacks=plot_callbacks(plot),
+                tensorboard=tensorboard,
+                threads=threads,
+            )
     render.emit(result, json_out, render.train.show)
     if result.status == RunStatus.NONFINITE:
         fail_check(result.message)
@@ -165,7 +233,7 @@ def train(
         raise typer.Exit(int(ExitCode.INTERRUPTED))
 
 
-def _checked_plot(plot: Optional[Path], resume: Optional[Path]) -> Optional[Path]:
+def _checked_plot(plot: Path | None, resume: Path | None) -> Path | None:
     """``--plot``, or the figure a resumed run was drawn to (redrawn over the whole history, not
     left stale); refused before any work when it cannot be written."""
     from nncli.train.runs import remembered_plot
@@ -179,7 +247,7 @@ def _checked_plot(plot: Optional[Path], resume: Optional[Path]) -> Optional[Path
     return plot
 
 
-def _train_overrides(values: dict, data: Optional[str]) -> dict:
+def _train_overrides(values: dict, data: str | None) -> dict:
     """The flags given, as overrides of the spec's train: and data: sections."""
     overrides = {"train": {k: (v.value if isinstance(v, Enum) else v) for k, v in values.items() if v is not None}}
     if data is not None:
@@ -187,14 +255,16 @@ def _train_overrides(values: dict, data: Optional[str]) -> dict:
     return overrides
 
 
-def _check_resume(ctx: typer.Context, resume: Optional[Path], sets: list) -> None:
+def _check_resume(ctx: typer.Context, resume: Path | None, sets: list) -> None:
     """``--resume`` continues a run exactly: no --set; under --no-custom its own spec is refused
     like a file's."""
     if resume is None:
         return
     if sets:
-        raise InputError(f"--resume continues a run exactly; cannot apply --set {', '.join(sets)}",
-                         hint="only --epochs (to train longer), --compile and the device may change")
+        raise InputError(
+            f"--resume continues a run exactly; cannot apply --set {', '.join(sets)}",
+            hint="only --epochs (to train longer), --compile and the device may change",
+        )
     if not options_of(ctx).allow_custom:
         from nncli.train.trained import open_run
 
@@ -204,38 +274,56 @@ def _check_resume(ctx: typer.Context, resume: Optional[Path], sets: list) -> Non
 @app.command()
 def evaluate(
     ctx: typer.Context,
-    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by nncli train.", autocompletion=complete_run),
+    run_dir: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder written by nncli train.", autocompletion=complete_run
+    ),
     split: Split = typer.Option(Split.test, "--split", help="Which split to evaluate (all: train, val and test)."),
-    checkpoint: CheckpointKind = typer.Option(CheckpointKind.best, "--checkpoint", help="best (by validation) or last."),
+    checkpoint: CheckpointKind = typer.Option(
+        CheckpointKind.best, "--checkpoint", help="best (by validation) or last."
+    ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    threads: Optional[int] = threads_option(),
+    threads: int | None = threads_option(),
     json_out: bool = json_flag(),
 ) -> None:
     """Loss and accuracy of a run's checkpoint on a data split (same data, split and normalisation)."""
     threads_for_run(run_dir, device, threads=threads)
     from nncli.evaluate import evaluate_run
 
-    result = evaluate_run(run_dir, split.value, checkpoint=checkpoint.value, device=device,
-                          allow_custom=options_of(ctx).allow_custom)
+    result = evaluate_run(
+        run_dir, split.value, checkpoint=checkpoint.value, device=device, allow_custom=options_of(ctx).allow_custom
+    )
     render.emit(result, json_out, render.evaluate.show)
 
 
 @app.command()
 def predict(
     ctx: typer.Context,
-    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by nncli train.", autocompletion=complete_run),
-    input_path: Path = typer.Argument(..., metavar="INPUT", help="Inputs, one example per row: .npz, .npy, .csv (features only) or .pt."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the predictions to this .csv or .npz."),
-    checkpoint: CheckpointKind = typer.Option(CheckpointKind.best, "--checkpoint", help="best (by validation) or last."),
+    run_dir: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder written by nncli train.", autocompletion=complete_run
+    ),
+    input_path: Path = typer.Argument(
+        ..., metavar="INPUT", help="Inputs, one example per row: .npz, .npy, .csv (features only) or .pt."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Also write the predictions to this .csv or .npz."),
+    checkpoint: CheckpointKind = typer.Option(
+        CheckpointKind.best, "--checkpoint", help="best (by validation) or last."
+    ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists (never the input file)."),
-    threads: Optional[int] = threads_option(),
+    threads: int | None = threads_option(),
     json_out: bool = json_flag(),
 ) -> None:
     """Predict with a trained run: classes and probabilities, or regression outputs."""
     threads_for_run(run_dir, device, threads=threads)
     from nncli.evaluate import predict as run_predict
 
-    result = run_predict(run_dir, input_path, out=out, checkpoint=checkpoint.value, device=device,
-                         force=force, allow_custom=options_of(ctx).allow_custom)
+    result = run_predict(
+        run_dir,
+        input_path,
+        out=out,
+        checkpoint=checkpoint.value,
+        device=device,
+        force=force,
+        allow_custom=options_of(ctx).allow_custom,
+    )
     render.emit(result, json_out, render.evaluate.predictions)

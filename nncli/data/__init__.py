@@ -25,22 +25,63 @@ package loads no torch: the functions that need it import it when called.
 
 from nncli.data.augment import augment_batch
 from nncli.data.config import (
-    AUGMENT_KEYS, COMMON_KEYS, FILE_KEYS, FILE_SUFFIXES, FOLDER_SETS, SETS, DataConfig, resolve_data_config,
+    AUGMENT_KEYS,
+    COMMON_KEYS,
+    FILE_KEYS,
+    FILE_SUFFIXES,
+    FOLDER_SETS,
+    SETS,
+    DataConfig,
+    resolve_data_config,
 )
 from nncli.data.dataset import Dataset, load_dataset, normalization_stats, normalize
 from nncli.data.image_sets import CIFAR10_CLASSES, read_cifar10, read_idx, read_mnist
 from nncli.data.inputs import check_dataset_inputs, check_token_ids, fit_input_shape, read_inputs
 from nncli.data.synthetic import (
-    SYNTHETIC, make_blobs, make_circles, make_moons, make_regression, make_spirals, make_xor,
+    SYNTHETIC,
+    make_blobs,
+    make_circles,
+    make_moons,
+    make_regression,
+    make_spirals,
+    make_xor,
 )
 from nncli.data.text import encode_windows, read_text, shipped_corpus
 from nncli.data.user_files import X_KEYS, Y_KEYS, read_csv
 
 __all__ = [
-    "AUGMENT_KEYS", "CIFAR10_CLASSES", "COMMON_KEYS", "FILE_KEYS", "FILE_SUFFIXES", "FOLDER_SETS",
-    "SETS", "SYNTHETIC", "X_KEYS", "Y_KEYS", "DataConfig", "Dataset", "augment_batch",
-    "check_dataset_inputs", "check_token_ids", "fit_input_shape", "load_dataset", "make_blobs", "make_circles", "make_moons", "make_regression",
-    "make_spirals", "make_xor", "normalization_stats", "normalize", "read_cifar10", "read_csv",
-    "read_idx", "read_inputs", "read_mnist", "read_text", "resolve_data_config", "encode_windows",
+    "AUGMENT_KEYS",
+    "CIFAR10_CLASSES",
+    "COMMON_KEYS",
+    "FILE_KEYS",
+    "FILE_SUFFIXES",
+    "FOLDER_SETS",
+    "SETS",
+    "SYNTHETIC",
+    "X_KEYS",
+    "Y_KEYS",
+    "DataConfig",
+    "Dataset",
+    "augment_batch",
+    "check_dataset_inputs",
+    "check_token_ids",
+    "fit_input_shape",
+    "load_dataset",
+    "make_blobs",
+    "make_circles",
+    "make_moons",
+    "make_regression",
+    "make_spirals",
+    "make_xor",
+    "normalization_stats",
+    "normalize",
+    "read_cifar10",
+    "read_csv",
+    "read_idx",
+    "read_inputs",
+    "read_mnist",
+    "read_text",
+    "resolve_data_config",
+    "encode_windows",
     "shipped_corpus",
 ]

@@ -29,8 +29,10 @@ def augment_batch(x, *, crop: int = 0, flip: bool = False, generator=None):
     import torch.nn.functional as F
 
     if x.dim() != 4:
-        raise InputError(f"augment: expected image batches (B, C, H, W), found shape {tuple(x.shape)}",
-                         hint="crop and flip apply to images; remove `augment` for vector data")
+        raise InputError(
+            f"augment: expected image batches (B, C, H, W), found shape {tuple(x.shape)}",
+            hint="crop and flip apply to images; remove `augment` for vector data",
+        )
     batch, _, height, width = x.shape
     if crop:
         padded = F.pad(x, (crop, crop, crop, crop))  # (B, C, H+2p, W+2p)

@@ -6,9 +6,10 @@ Torch-free and numpy-free: a spec's data section is checked without loading any 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from nncli.config_section import Section
 from nncli.config_section import describe as _describe
@@ -140,9 +141,21 @@ def resolve_data_config(
     if stream is not None and not isinstance(stream, bool):
         raise err("stream", f"expected true or false, found {_describe(stream)}")
     workers = number("workers", integer=True, low=0, default=0)
-    return DataConfig(name=name, path=resolved_path, params=params, seed=seed, val=val, test=test,
-                      normalize=normalize, crop=crop, flip=flip, limit=limit, **file_keys,
-                      stream=stream, workers=workers)
+    return DataConfig(
+        name=name,
+        path=resolved_path,
+        params=params,
+        seed=seed,
+        val=val,
+        test=test,
+        normalize=normalize,
+        crop=crop,
+        flip=flip,
+        limit=limit,
+        **file_keys,
+        stream=stream,
+        workers=workers,
+    )
 
 
 def _input_error(path: tuple, message: str, hint: str | None = None, from_override: bool = False) -> Exception:
@@ -173,8 +186,12 @@ def _source(merged: dict, origin: dict, err, fail, base_dir: Path | None) -> tup
     if path is not None and not isinstance(path, (str, Path)):
         raise err("path", f"expected a file or folder path, found {_describe(path)}")
     if name is None and path is None:
-        raise fail((), "no data: expected `name` (a built-in set) or `path` (a .npz/.csv/.pt file)",
-                   "e.g. `data: {name: digits}` in the spec, or --data moons", False)
+        raise fail(
+            (),
+            "no data: expected `name` (a built-in set) or `path` (a .npz/.csv/.pt file)",
+            "e.g. `data: {name: digits}` in the spec, or --data moons",
+            False,
+        )
     if name is not None:
         name = _set_name(name, merged, err)
     resolved_path = None
@@ -197,8 +214,9 @@ def _set_name(name: str, merged: dict, err) -> str:
     name = name.strip().lower().replace("-", "").replace("_", "")
     name = {"cifar": "cifar10", "twomoons": "moons"}.get(name, name)
     if name not in SETS:
-        raise err("name", f"unknown data set {merged['name']!r}",
-                  did_you_mean(name, SETS) or "known: " + ", ".join(SETS))
+        raise err(
+            "name", f"unknown data set {merged['name']!r}", did_you_mean(name, SETS) or "known: " + ", ".join(SETS)
+        )
     return name
 
 
@@ -209,15 +227,24 @@ def _name_for_path(name: str | None, path, resolved_path: Path | None, err) -> s
         return "images"  # one folder per class, or train/ val/ test/ with class folders
     if name is None:
         if resolved_path.suffix.lower() not in FILE_SUFFIXES:
-            raise err("path", f"expected a .npz, .csv or .pt file, found {str(path)!r}",
-                      "MNIST and CIFAR-10 folders need `name: mnist` or `name: cifar10`")
+            raise err(
+                "path",
+                f"expected a .npz, .csv or .pt file, found {str(path)!r}",
+                "MNIST and CIFAR-10 folders need `name: mnist` or `name: cifar10`",
+            )
         return "file"
     if name in FOLDER_SETS and resolved_path is None:
-        raise err("name", f"{name} is read from a local folder: expected `path` next to `name`",
-                  f"e.g. `data: {{name: {name}, path: data/{name}}}`; nncli never downloads")
+        raise err(
+            "name",
+            f"{name} is read from a local folder: expected `path` next to `name`",
+            f"e.g. `data: {{name: {name}, path: data/{name}}}`; nncli never downloads",
+        )
     if name not in FOLDER_SETS + TEXT_SETS and resolved_path is not None:
-        raise err("path", f"`path` does not apply to the built-in set {name!r}",
-                  "drop `name` to read a user file, or drop `path`")
+        raise err(
+            "path",
+            f"`path` does not apply to the built-in set {name!r}",
+            "drop `name` to read a user file, or drop `path`",
+        )
     return name
 
 
@@ -234,10 +261,16 @@ def _check_keys(merged: dict, name: str, err) -> None:
         if key not in allowed:
             every = set(COMMON_KEYS) | set(FILE_KEYS) | set(IMAGE_KEYS) | {k for p in SETS.values() for k in p}
             if key in every:
-                raise err(key, f"`{key}` does not apply to {'a user file' if name == 'file' else name}",
-                          "keys for this source: " + ", ".join(sorted(allowed)))
-            raise err(key, f"unknown key {key!r} in data", did_you_mean(key, sorted(allowed))
-                      or "allowed: " + ", ".join(sorted(allowed)))
+                raise err(
+                    key,
+                    f"`{key}` does not apply to {'a user file' if name == 'file' else name}",
+                    "keys for this source: " + ", ".join(sorted(allowed)),
+                )
+            raise err(
+                key,
+                f"unknown key {key!r} in data",
+                did_you_mean(key, sorted(allowed)) or "allowed: " + ", ".join(sorted(allowed)),
+            )
 
 
 def _set_params(name: str, merged: dict, err, number) -> dict:
@@ -267,12 +300,20 @@ def _augment(augment, err, fail, from_override: bool) -> tuple[int, bool]:
         raise err("augment", f"expected a mapping like {{crop: 2, flip: true}}, found {_describe(augment)}")
     for key in augment:
         if key not in AUGMENT_KEYS:
-            raise fail(("augment", key), f"unknown key {key!r} in augment",
-                       did_you_mean(str(key), AUGMENT_KEYS) or "allowed: crop, flip", from_override)
+            raise fail(
+                ("augment", key),
+                f"unknown key {key!r} in augment",
+                did_you_mean(str(key), AUGMENT_KEYS) or "allowed: crop, flip",
+                from_override,
+            )
     crop = augment.get("crop", 0)
     if isinstance(crop, bool) or not isinstance(crop, int) or crop < 0:
-        raise fail(("augment", "crop"), f"expected the padding in pixels (an integer >= 0), found {_describe(crop)}",
-                   None, from_override)
+        raise fail(
+            ("augment", "crop"),
+            f"expected the padding in pixels (an integer >= 0), found {_describe(crop)}",
+            None,
+            from_override,
+        )
     flip = augment.get("flip", False)
     if not isinstance(flip, bool):
         raise fail(("augment", "flip"), f"expected true or false, found {_describe(flip)}", None, from_override)

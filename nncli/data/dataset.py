@@ -64,7 +64,7 @@ class Dataset:
     def sizes(self) -> dict[str, int]:
         return {s: int(len(getattr(self, f"y_{s}"))) for s in ("train", "val", "test")}
 
-    def to(self, device) -> "Dataset":
+    def to(self, device) -> Dataset:
         """The same data on ``device`` (a new object; statistics move too)."""
         moved = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in self.__dict__.items()}
         return Dataset(**moved)
@@ -102,9 +102,13 @@ def load_dataset(config: DataConfig, integer_inputs: bool = False, input_shape=N
     tokens = integer_inputs or config.name in TEXT_SETS
     ds = Dataset(
         name=config.name if config.name != "file" else config.path.name,
-        x_train=_tensor_x(x_train, tokens, config), y_train=_tensor_y(y_train),
-        x_val=_tensor_x(x_val, tokens, config), y_val=_tensor_y(y_val),
-        x_test=_tensor_x(x_test, tokens, config), y_test=_tensor_y(y_test), classes=classes,
+        x_train=_tensor_x(x_train, tokens, config),
+        y_train=_tensor_y(y_train),
+        x_val=_tensor_x(x_val, tokens, config),
+        y_val=_tensor_y(y_val),
+        x_test=_tensor_x(x_test, tokens, config),
+        y_test=_tensor_y(y_test),
+        classes=classes,
     )
     _check_splits(ds, config)
     if config.normalize and ds.x_train.is_floating_point():  # token ids are never normalised
@@ -127,9 +131,11 @@ def _split(config: DataConfig, x, y, x_test, y_test, x_val, y_val) -> tuple:
     n_test = 0 if x_test is not None else int(round(n * config.test))
     n_val = 0 if x_val is not None else int(round(n * config.val))
     if n - n_test - n_val < 1:
-        raise InputError(f"data: {n} examples are too few to split off {n_test} test and {n_val} validation examples",
-                         hint="lower `val`/`test` or use more data")
-    test_idx, val_idx, train_idx = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+        raise InputError(
+            f"data: {n} examples are too few to split off {n_test} test and {n_val} validation examples",
+            hint="lower `val`/`test` or use more data",
+        )
+    test_idx, val_idx, train_idx = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
     if x_test is None:
         x_test, y_test = x[test_idx], y[test_idx]
     if x_val is None:
@@ -147,8 +153,11 @@ def _tensor_x(a, tokens: bool, config: DataConfig):
     a = np.asarray(a)
     if tokens:
         if a.dtype.kind not in "iub" and len(a) and not np.array_equal(a, np.round(a)):
-            raise InputError("data: the network takes integer token ids, found fractional inputs "
-                             f"(e.g. {a.flat[np.flatnonzero(a != np.round(a))[0]]:g})", file=config.path)
+            raise InputError(
+                "data: the network takes integer token ids, found fractional inputs "
+                f"(e.g. {a.flat[np.flatnonzero(a != np.round(a))[0]]:g})",
+                file=config.path,
+            )
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
@@ -170,11 +179,17 @@ def _check_splits(ds: Dataset, config: DataConfig) -> None:
     for split in ("val", "test"):
         xs = getattr(ds, f"x_{split}")
         if len(xs) and xs.shape[1:] != ds.x_train.shape[1:]:
-            raise InputError(f"data: {split} inputs have shape {tuple(xs.shape[1:])} per example, "
-                             f"train inputs {tuple(ds.x_train.shape[1:])}", file=config.path)
+            raise InputError(
+                f"data: {split} inputs have shape {tuple(xs.shape[1:])} per example, "
+                f"train inputs {tuple(ds.x_train.shape[1:])}",
+                file=config.path,
+            )
     if ds.x_train.is_floating_point() and not torch.isfinite(ds.x_train).all():
-        raise InputError("data: the training inputs contain NaN or infinite values", file=config.path,
-                         hint="clean the data first (drop or impute the missing values)")
+        raise InputError(
+            "data: the training inputs contain NaN or infinite values",
+            file=config.path,
+            hint="clean the data first (drop or impute the missing values)",
+        )
 
 
 def _subset(x, y, limit, gen):

@@ -91,23 +91,29 @@ class ImageFiles:
     def element_size(self) -> int:
         return 4
 
-    def _copy(self, **changes) -> "ImageFiles":
-        kw = dict(files=self.files, decoder=self.decoder, mean=self.mean, std=self.std,
-                  shape=self.example_shape, device=self._device)
+    def _copy(self, **changes) -> ImageFiles:
+        kw = dict(
+            files=self.files,
+            decoder=self.decoder,
+            mean=self.mean,
+            std=self.std,
+            shape=self.example_shape,
+            device=self._device,
+        )
         kw.update(changes)
         return ImageFiles(**kw)
 
-    def reshape(self, shape) -> "ImageFiles":
+    def reshape(self, shape) -> ImageFiles:
         """The same files viewed as ``shape`` (``(N, *example)``), e.g. flat for an MLP."""
         return self._copy(shape=tuple(shape)[1:])
 
-    def to(self, device, **_) -> "ImageFiles":
+    def to(self, device, **_) -> ImageFiles:
         return self._copy(device=str(device))
 
-    def pin_memory(self) -> "ImageFiles":
+    def pin_memory(self) -> ImageFiles:
         return self
 
-    def contiguous(self, **_) -> "ImageFiles":
+    def contiguous(self, **_) -> ImageFiles:
         return self
 
     def batch(self, indices):

@@ -31,8 +31,11 @@ def read_idx(path: Path) -> np.ndarray:
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(f"cannot read idx file: {exc}", file=path) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
-        raise InputError("not an idx file: expected the magic bytes 00 00 <type> <ndim>, "
-                         f"found {raw[:4].hex(' ') or 'an empty file'}", file=path)
+        raise InputError(
+            "not an idx file: expected the magic bytes 00 00 <type> <ndim>, "
+            f"found {raw[:4].hex(' ') or 'an empty file'}",
+            file=path,
+        )
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -41,8 +44,11 @@ def read_idx(path: Path) -> np.ndarray:
     dtype = np.dtype(_IDX_TYPES[raw[2]])
     expected = math.prod(dims) * dtype.itemsize
     if len(raw) - header != expected:
-        raise InputError(f"corrupt idx file: the header promises {dims} ({expected} bytes of values), "
-                         f"found {len(raw) - header} bytes", file=path)
+        raise InputError(
+            f"corrupt idx file: the header promises {dims} ({expected} bytes of values), "
+            f"found {len(raw) - header} bytes",
+            file=path,
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
 
 
@@ -53,9 +59,11 @@ def _find(folder: Path, stems: list[str]) -> Path:
             for candidate in (place / stem, place / (stem + ".gz")):
                 if candidate.is_file():
                     return candidate
-    raise InputError(f"MNIST: no file {stems[0]}[.gz] in {folder}",
-                     hint="expected the four idx files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                          "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte)")
+    raise InputError(
+        f"MNIST: no file {stems[0]}[.gz] in {folder}",
+        hint="expected the four idx files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+        "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte)",
+    )
 
 
 def read_mnist(folder: Path):
@@ -70,8 +78,10 @@ def read_mnist(folder: Path):
         images = read_idx(_find(folder, [f"{part}-images-idx3-ubyte", f"{part}-images.idx3-ubyte"]))
         labels = read_idx(_find(folder, [f"{part}-labels-idx1-ubyte", f"{part}-labels.idx1-ubyte"]))
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise InputError(f"MNIST {part}: expected images (N, H, W) and N labels, found {images.shape} "
-                             f"and {labels.shape}", file=folder)
+            raise InputError(
+                f"MNIST {part}: expected images (N, H, W) and N labels, found {images.shape} and {labels.shape}",
+                file=folder,
+            )
         out += [images.astype(np.float32)[:, None] / 255.0, labels.astype(np.int64)]
     return tuple(out)
 
@@ -95,18 +105,21 @@ def read_cifar10(folder: Path):
     missing = [p.name for p in train_files + [test_file] if not p.is_file()]
     if missing:
         pickled = (folder / "data_batch_1").exists() or (folder / "cifar-10-batches-py").exists()
-        raise InputError(f"CIFAR-10: missing {', '.join(missing)} in {folder}",
-                         hint="nncli reads the binary version (cifar-10-binary.tar.gz), never the pickled "
-                              "python one" if pickled else "expected the binary batches data_batch_1.bin .. "
-                              "data_batch_5.bin and test_batch.bin")
+        raise InputError(
+            f"CIFAR-10: missing {', '.join(missing)} in {folder}",
+            hint="nncli reads the binary version (cifar-10-binary.tar.gz), never the pickled python one"
+            if pickled
+            else "expected the binary batches data_batch_1.bin .. data_batch_5.bin and test_batch.bin",
+        )
 
     def read(paths):
         chunks = []
         for path in paths:
             raw = path.read_bytes()
             if len(raw) == 0 or len(raw) % _CIFAR_RECORD:
-                raise InputError(f"corrupt CIFAR-10 batch: expected a multiple of {_CIFAR_RECORD} bytes, "
-                                 f"found {len(raw)}", file=path)
+                raise InputError(
+                    f"corrupt CIFAR-10 batch: expected a multiple of {_CIFAR_RECORD} bytes, found {len(raw)}", file=path
+                )
             chunks.append(np.frombuffer(raw, dtype=np.uint8).reshape(-1, _CIFAR_RECORD))
         records = np.concatenate(chunks)
         labels = records[:, 0].astype(np.int64)

@@ -48,8 +48,11 @@ def resolve_image_params(merged: dict, err) -> dict:
             continue
         if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
             out[key] = value
-        elif (isinstance(value, list) and len(value) == 2
-              and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+        elif (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+        ):
             out[key] = list(value)
         else:
             what = "true, " if key == "crop" else ""
@@ -64,13 +67,16 @@ def resolve_image_params(merged: dict, err) -> dict:
 
 # ---- the folder ------------------------------------------------------------------------------
 
+
 def require_pillow() -> None:
     """Exit 2 with the install line when Pillow is missing."""
     try:
         import PIL  # noqa: F401
     except ImportError:
-        raise InputError("image folders and image inputs are read with Pillow, which is not installed",
-                         hint="pip install 'nncli[images]'") from None
+        raise InputError(
+            "image folders and image inputs are read with Pillow, which is not installed",
+            hint="pip install 'nncli[images]'",
+        ) from None
 
 
 def image_suffixes() -> set[str]:
@@ -84,8 +90,9 @@ def image_suffixes() -> set[str]:
 def _class_files(folder: Path, suffixes: set[str]) -> dict[str, list[Path]]:
     classes = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(f for f in sub.rglob("*") if f.is_file() and not f.name.startswith(".")
-                       and f.suffix.lower() in suffixes)
+        files = sorted(
+            f for f in sub.rglob("*") if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in suffixes
+        )
         classes[sub.name] = files
     return classes
 
@@ -103,26 +110,41 @@ def scan_folder(root: Path) -> tuple[dict[str, tuple[list, list]], list[str]]:
         raise InputError(f"no such image folder: {root}")
     split_dirs = {s: root / s for s in SPLIT_FOLDERS if (root / s).is_dir()}
     if split_dirs and "train" not in split_dirs:
-        raise InputError(f"{root}: has {', '.join(f'{s}/' for s in split_dirs)} but no train/ folder", file=root,
-                         hint="an image folder holds one folder per class, or train/ (and val/, test/) "
-                              "each with one folder per class")
-    per_split = {s: _class_files(d, suffixes) for s, d in split_dirs.items()} if split_dirs \
+        raise InputError(
+            f"{root}: has {', '.join(f'{s}/' for s in split_dirs)} but no train/ folder",
+            file=root,
+            hint="an image folder holds one folder per class, or train/ (and val/, test/) "
+            "each with one folder per class",
+        )
+    per_split = (
+        {s: _class_files(d, suffixes) for s, d in split_dirs.items()}
+        if split_dirs
         else {"pool": _class_files(root, suffixes)}
+    )
     first = "train" if split_dirs else "pool"
     classes = sorted(per_split[first])
     if not classes:
-        raise InputError(f"{root}: expected one folder per class with images in it, found no folders",
-                         file=root, hint="MNIST and CIFAR-10 folders need `name: mnist` or `name: cifar10`")
+        raise InputError(
+            f"{root}: expected one folder per class with images in it, found no folders",
+            file=root,
+            hint="MNIST and CIFAR-10 folders need `name: mnist` or `name: cifar10`",
+        )
     empty = [c for c in classes if not per_split[first][c]]
     if len(empty) == len(classes):
-        raise InputError(f"{root}: no image files in its class folders ({', '.join(classes[:5])})", file=root,
-                         hint="images are read by Pillow: .png, .jpg, .bmp, .gif, .webp, ...")
+        raise InputError(
+            f"{root}: no image files in its class folders ({', '.join(classes[:5])})",
+            file=root,
+            hint="images are read by Pillow: .png, .jpg, .bmp, .gif, .webp, ...",
+        )
     out = {}
     for split, found in per_split.items():
         extra = sorted(set(found) - set(classes))
         if extra:
-            raise InputError(f"{root / split}: class folder(s) {', '.join(extra)} are not in {root / first}",
-                             file=root / split, hint="every split needs the same class folders as train/")
+            raise InputError(
+                f"{root / split}: class folder(s) {', '.join(extra)} are not in {root / first}",
+                file=root / split,
+                hint="every split needs the same class folders as train/",
+            )
         files, labels = [], []
         for label, name in enumerate(classes):
             files += found.get(name, [])
@@ -144,24 +166,34 @@ def target_layout(input_shape, params: dict) -> tuple[int, tuple[int, int], Any,
     else:
         known = crop if crop not in (None, True) else resize if not isinstance(resize, int) else crop
         if known in (None, True):
-            raise InputError(f"data: an image folder for the flat input {list(shape)} needs the image size",
-                             spec_path="data.resize", hint="e.g. `resize: [16, 16]` in data, or `input: [1, 16, 16]`")
+            raise InputError(
+                f"data: an image folder for the flat input {list(shape)} needs the image size",
+                spec_path="data.resize",
+                hint="e.g. `resize: [16, 16]` in data, or `input: [1, 16, 16]`",
+            )
         size = as_pair(known)
         channels = shape[0] // (size[0] * size[1]) if len(shape) == 1 else 0
         if len(shape) != 1 or channels * size[0] * size[1] != shape[0]:
-            raise InputError(f"data: {size[0]}x{size[1]} images do not fill the input {list(shape)}",
-                             spec_path="data.resize")
+            raise InputError(
+                f"data: {size[0]}x{size[1]} images do not fill the input {list(shape)}", spec_path="data.resize"
+            )
     if channels not in (1, 3):
-        raise InputError(f"data: image folders give 1 (grayscale) or 3 (RGB) channels; the spec's input "
-                         f"{list(shape)} asks for {channels}", spec_path="input")
+        raise InputError(
+            f"data: image folders give 1 (grayscale) or 3 (RGB) channels; the spec's input "
+            f"{list(shape)} asks for {channels}",
+            spec_path="input",
+        )
     size = tuple(size)
     if crop is True:
         crop = size
     elif crop is not None:
         crop = as_pair(crop)
         if crop != size:
-            raise InputError(f"data.crop {list(crop)} differs from the spec's input size {list(size)}",
-                             spec_path="data.crop", hint="crop to the input size (`crop: true`), or change `input:`")
+            raise InputError(
+                f"data.crop {list(crop)} differs from the spec's input size {list(size)}",
+                spec_path="data.crop",
+                hint="crop to the input size (`crop: true`), or change `input:`",
+            )
     if resize is None and crop is None:
         resize = list(size)  # the default: stretch every image to the input size
     return channels, size, resize, (list(crop) if crop is not None else None)
@@ -232,8 +264,9 @@ def load_image_folder(config, input_shape):
     example_bytes = 4 * channels * size[0] * size[1]
     limit = config.limit or float("inf")
     expected = sum(min(len(f), limit) if split != "val" else len(f) for split, (f, _) in splits.items())
-    stream = config.stream if getattr(config, "stream", None) is not None \
-        else expected * example_bytes > STREAM_ABOVE_BYTES
+    stream = (
+        config.stream if getattr(config, "stream", None) is not None else expected * example_bytes > STREAM_ABOVE_BYTES
+    )
     # decode (and so check) everything first: bad files are found before a run folder exists;
     # a streamed folder keeps only each file's pixel sums (for the statistics), not its pixels
     decoded, bad = {}, []
@@ -241,15 +274,22 @@ def load_image_folder(config, input_shape):
         arrays, sums, bad_here = _decode_all(files, decoder, workers, keep=not stream)
         bad += bad_here
         ok = [i for i, s in enumerate(sums) if s is not None]
-        decoded[split] = ([files[i] for i in ok], np.asarray([labels[i] for i in ok], dtype=np.int64),
-                          [arrays[i] for i in ok], [sums[i] for i in ok])
+        decoded[split] = (
+            [files[i] for i in ok],
+            np.asarray([labels[i] for i in ok], dtype=np.int64),
+            [arrays[i] for i in ok],
+            [sums[i] for i in ok],
+        )
     if bad and not params.get("skip_bad"):
         root = Path(config.path)
         shown = "; ".join(f"{_rel(f, root)}: {why}" for f, why in bad[:BAD_SHOWN])
         more = f" (and {len(bad) - BAD_SHOWN} more)" if len(bad) > BAD_SHOWN else ""
-        raise InputError(f"{len(bad)} unreadable image file{'s' if len(bad) != 1 else ''} in {root}: {shown}{more}",
-                         file=root, spec_path="data.path",
-                         hint="fix or remove them, or set `skip_bad: true` in data to train without them")
+        raise InputError(
+            f"{len(bad)} unreadable image file{'s' if len(bad) != 1 else ''} in {root}: {shown}{more}",
+            file=root,
+            spec_path="data.path",
+            hint="fix or remove them, or set `skip_bad: true` in data to train without them",
+        )
     parts = _split(decoded, config)
     mean, std = _stats(parts["train"][3], size[0] * size[1]) if config.normalize else (None, None)
     xs = {}
@@ -260,9 +300,18 @@ def load_image_folder(config, input_shape):
             x = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros((0, channels, *size))
             xs[split] = (x - mean) / std if mean is not None else x
         parts[split] = (files, parts[split][1], None, None)  # drop the decoded arrays once used
-    return Dataset(name=Path(config.path).name, x_train=xs["train"], y_train=torch.from_numpy(parts["train"][1]),
-                   x_val=xs["val"], y_val=torch.from_numpy(parts["val"][1]), x_test=xs["test"],
-                   y_test=torch.from_numpy(parts["test"][1]), classes=classes, mean=mean, std=std)
+    return Dataset(
+        name=Path(config.path).name,
+        x_train=xs["train"],
+        y_train=torch.from_numpy(parts["train"][1]),
+        x_val=xs["val"],
+        y_val=torch.from_numpy(parts["val"][1]),
+        x_test=xs["test"],
+        y_test=torch.from_numpy(parts["test"][1]),
+        classes=classes,
+        mean=mean,
+        std=std,
+    )
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -292,12 +341,16 @@ def _split(decoded: dict, config) -> dict:
     n_test = 0 if test is not None else int(round(n * config.test))
     n_val = 0 if decoded.get("val") is not None else int(round(n * config.val))
     if n - n_test - n_val < 1:
-        raise InputError(f"data: {n} images are too few to split off {n_test} test and {n_val} validation examples",
-                         hint="lower `val`/`test` or add images")
+        raise InputError(
+            f"data: {n} images are too few to split off {n_test} test and {n_val} validation examples",
+            hint="lower `val`/`test` or add images",
+        )
 
-    return {"test": test if test is not None else take(pool, order[:n_test]),
-            "val": decoded.get("val") or take(pool, order[n_test:n_test + n_val]),
-            "train": take(pool, order[n_test + n_val:])}
+    return {
+        "test": test if test is not None else take(pool, order[:n_test]),
+        "val": decoded.get("val") or take(pool, order[n_test : n_test + n_val]),
+        "train": take(pool, order[n_test + n_val :]),
+    }
 
 
 def read_image_inputs(path: Path, input_shape, params: dict):
@@ -318,8 +371,9 @@ def read_image_inputs(path: Path, input_shape, params: dict):
     path = Path(path)
     if path.is_dir():
         suffixes = image_suffixes()
-        files = sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith(".")
-                       and f.suffix.lower() in suffixes)
+        files = sorted(
+            f for f in path.rglob("*") if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in suffixes
+        )
         if not files:
             raise InputError(f"{path}: no image files in this folder", file=path)
     else:

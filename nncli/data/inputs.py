@@ -29,7 +29,7 @@ def fit_input_shape(x, shape: tuple[int, ...], what: str = "data"):
     if have == shape:
         return x
     numel = math.prod(have)
-    strip = lambda s: tuple(s[next((i for i, d in enumerate(s) if d != 1), len(s)):])  # noqa: E731
+    strip = lambda s: tuple(s[next((i for i, d in enumerate(s) if d != 1), len(s)) :])  # noqa: E731
     if numel == math.prod(shape) and (len(have) == 1 or len(shape) == 1 or strip(have) == strip(shape)):
         return x.reshape((x.shape[0],) + shape)
     raise InputError(
@@ -65,8 +65,9 @@ def read_inputs(path: Path):
             try:
                 values.append([float(c) for c in row])
             except ValueError:
-                raise InputError(f"{path.name}: expected numbers only (features, no label column)",
-                                 file=path, line=i) from None
+                raise InputError(
+                    f"{path.name}: expected numbers only (features, no label column)", file=path, line=i
+                ) from None
         if not values:
             raise InputError(f"{path.name}: no data rows", file=path)
         if len({len(v) for v in values}) > 1:
@@ -95,8 +96,10 @@ def check_token_ids(x, high: int | None, what: str = "data", vocabulary: list | 
 
     if x.is_floating_point():
         if len(x) and not (torch.isfinite(x).all() and torch.equal(x, x.round())):
-            raise InputError(f"{what}: the network takes integer token ids, found fractional or non-finite inputs",
-                             hint="token ids are whole numbers in [0, high)")
+            raise InputError(
+                f"{what}: the network takes integer token ids, found fractional or non-finite inputs",
+                hint="token ids are whole numbers in [0, high)",
+            )
         x = x.long()
     elif x.dtype != torch.int64:
         x = x.long()
@@ -104,10 +107,13 @@ def check_token_ids(x, high: int | None, what: str = "data", vocabulary: list | 
         found = f"ids from {int(x.min())} to {int(x.max())}"
         if vocabulary is not None:
             found = f"{len(vocabulary)} distinct tokens ({found})"
-        raise InputError(f"{what}: the spec's input takes token ids in [0, {high}) (`input.high`), "
-                         f"the data has {found}",
-                         hint=f"set `high: {max(int(x.max()) + 1, len(vocabulary or ()))}` (or more) in the "
-                              "spec's input, and as many outputs" if int(x.min()) >= 0 else None)
+        raise InputError(
+            f"{what}: the spec's input takes token ids in [0, {high}) (`input.high`), the data has {found}",
+            hint=f"set `high: {max(int(x.max()) + 1, len(vocabulary or ()))}` (or more) in the "
+            "spec's input, and as many outputs"
+            if int(x.min()) >= 0
+            else None,
+        )
     return x
 
 
@@ -118,12 +124,18 @@ def check_dataset_inputs(ds, spec) -> None:
         vocabulary = ds.classes  # the text set's characters, for the message
         for split in ("train", "val", "test"):
             x = getattr(ds, f"x_{split}")
-            setattr(ds, f"x_{split}", check_token_ids(x, spec.input_high, f"data {ds.name} ({split})",
-                                                      vocabulary if split == "train" else None))
+            setattr(
+                ds,
+                f"x_{split}",
+                check_token_ids(
+                    x, spec.input_high, f"data {ds.name} ({split})", vocabulary if split == "train" else None
+                ),
+            )
     elif not ds.x_train.is_floating_point():
         length = list(ds.x_train.shape[1:])
         high = ds.num_classes or int(ds.x_train.max()) + 1
-        raise InputError(f"data {ds.name}: gives integer token ids of shape {length} per example, but the "
-                         "spec's input is float",
-                         hint=f"declare the input as tokens: `input: {{shape: {length}, dtype: int64, high: {high}}}` "
-                              "and start the network with an Embedding")
+        raise InputError(
+            f"data {ds.name}: gives integer token ids of shape {length} per example, but the spec's input is float",
+            hint=f"declare the input as tokens: `input: {{shape: {length}, dtype: int64, high: {high}}}` "
+            "and start the network with an Embedding",
+        )

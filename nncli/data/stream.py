@@ -48,14 +48,26 @@ def batch_keys(perm, start_step: int, batch_size: int, steps: int, rank: int = 0
     global batch ``perm[step*bs:(step+1)*bs]``, as the in-memory trainer cuts it."""
     keys = []
     for step in range(start_step, steps):
-        idx = perm[step * batch_size:(step + 1) * batch_size]
+        idx = perm[step * batch_size : (step + 1) * batch_size]
         local = idx[rank::world] if world > 1 else idx
         keys.append(local.cpu().tolist())
     return keys
 
 
-def batch_source(x_train, y_train, data_cfg, perm, start_step: int, *, batch_size: int, steps: int,
-                 device, rank: int = 0, world: int = 1, channels_last: bool = False):
+def batch_source(
+    x_train,
+    y_train,
+    data_cfg,
+    perm,
+    start_step: int,
+    *,
+    batch_size: int,
+    steps: int,
+    device,
+    rank: int = 0,
+    world: int = 1,
+    channels_last: bool = False,
+):
     """An iterator over this epoch's remaining training batches ``(xb, yb)`` on ``device``, or
     None when the data does not stream (the trainer then indexes its tensors).
 
@@ -84,9 +96,15 @@ def batch_source(x_train, y_train, data_cfg, perm, start_step: int, *, batch_siz
     cuda = torch.device(device).type == "cuda"
     # generator: a DataLoader draws its workers' base seed from the global RNG otherwise, which
     # would shift dropout's random numbers away from the in-memory route (and from a resume)
-    loader = DataLoader(BatchesOf(x_train, y_train), sampler=keys, batch_size=None, num_workers=workers,
-                        pin_memory=cuda, prefetch_factor=4 if workers else None,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        BatchesOf(x_train, y_train),
+        sampler=keys,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=cuda,
+        prefetch_factor=4 if workers else None,
+        generator=torch.Generator().manual_seed(0),
+    )
 
     def generate():
         for xb, yb in loader:

@@ -10,7 +10,8 @@ Validation is torch-free (:func:`resolve_subset_params`); the selection works on
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +23,14 @@ def resolve_subset_params(merged: dict, err: Callable[..., Exception], n_labels:
     out: dict[str, Any] = {}
     classes = merged.get("classes")
     if classes is not None:
-        if (not isinstance(classes, list) or len(classes) < 2
-                or any(isinstance(c, bool) or not isinstance(c, int) for c in classes)):
-            raise err("classes", f"expected a list of at least two class labels like [5, 6, 7, 8, 9], found {classes!r}")
+        if (
+            not isinstance(classes, list)
+            or len(classes) < 2
+            or any(isinstance(c, bool) or not isinstance(c, int) for c in classes)
+        ):
+            raise err(
+                "classes", f"expected a list of at least two class labels like [5, 6, 7, 8, 9], found {classes!r}"
+            )
         bad = [c for c in classes if not 0 <= c < n_labels]
         if bad:
             raise err("classes", f"expected labels from 0 to {n_labels - 1}, found {bad[0]}")

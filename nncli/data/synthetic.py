@@ -68,5 +68,11 @@ def make_regression(rng, n: int, noise: float, features: int):
     return x.astype(np.float32), y.astype(np.float32)
 
 
-SYNTHETIC = {"moons": make_moons, "circles": make_circles, "spirals": make_spirals, "xor": make_xor,
-             "blobs": make_blobs, "regression": make_regression}
+SYNTHETIC = {
+    "moons": make_moons,
+    "circles": make_circles,
+    "spirals": make_spirals,
+    "xor": make_xor,
+    "blobs": make_blobs,
+    "regression": make_regression,
+}

@@ -32,8 +32,11 @@ def read_text(path: Path) -> str:
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"cannot read {Path(path).name} as UTF-8 text: {exc.reason} at byte {exc.start}",
-                         file=path, hint="the text data set reads UTF-8 text files") from None
+        raise InputError(
+            f"cannot read {Path(path).name} as UTF-8 text: {exc.reason} at byte {exc.start}",
+            file=path,
+            hint="the text data set reads UTF-8 text files",
+        ) from None
     except OSError as exc:
         raise InputError(f"cannot read {Path(path).name}: {exc.strerror or exc}", file=path) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
@@ -52,13 +55,16 @@ def encode_windows(text: str, context: int, path: Path | None = None):
     vocabulary = sorted(set(text))
     n = (len(text) - 1) // context
     if n < 1:
-        raise InputError(f"data: the text has {len(text)} characters, too few for one window of "
-                         f"context {context} plus its next character", file=path,
-                         hint="lower `context` or use a longer text")
+        raise InputError(
+            f"data: the text has {len(text)} characters, too few for one window of "
+            f"context {context} plus its next character",
+            file=path,
+            hint="lower `context` or use a longer text",
+        )
     index = {c: i for i, c in enumerate(vocabulary)}
     ids = np.fromiter((index[c] for c in text), dtype=np.int64, count=len(text))
     x = ids[: n * context].reshape(n, context)
-    y = ids[1: n * context + 1].reshape(n, context)
+    y = ids[1 : n * context + 1].reshape(n, context)
     return x, y, vocabulary
 
 

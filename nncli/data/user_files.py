@@ -24,16 +24,22 @@ def pick_array(arrays: dict, key: str | None, defaults, what: str, path: Path, s
             return arrays[key + suffix]
         if suffix:
             return None
-        raise InputError(f"no array {key!r} in {path.name}; found {', '.join(map(str, arrays)) or 'none'}",
-                         file=path, hint=did_you_mean(key, map(str, arrays)))
+        raise InputError(
+            f"no array {key!r} in {path.name}; found {', '.join(map(str, arrays)) or 'none'}",
+            file=path,
+            hint=did_you_mean(key, map(str, arrays)),
+        )
     for name in defaults:
         if name + suffix in arrays:
             return arrays[name + suffix]
     if suffix:
         return None
-    raise InputError(f"no {what} array in {path.name}: expected one named {' / '.join(defaults)}; "
-                     f"found {', '.join(map(str, arrays)) or 'none'}", file=path,
-                     hint=f"name the array with `{'x_key' if what == 'input' else 'y_key'}:` in data")
+    raise InputError(
+        f"no {what} array in {path.name}: expected one named {' / '.join(defaults)}; "
+        f"found {', '.join(map(str, arrays)) or 'none'}",
+        file=path,
+        hint=f"name the array with `{'x_key' if what == 'input' else 'y_key'}:` in data",
+    )
 
 
 def _as_numpy(value: np.ndarray, path: Path, key: str) -> np.ndarray:
@@ -62,8 +68,9 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
             with loaded as npz:
                 return {k: npz[k] for k in npz.files}
         except ValueError as exc:
-            raise InputError(f"cannot read {path.name}: {exc} (object arrays are refused: no unpickling)",
-                             file=path) from None
+            raise InputError(
+                f"cannot read {path.name}: {exc} (object arrays are refused: no unpickling)", file=path
+            ) from None
         except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError: a corrupt or foreign file
             raise InputError(f"cannot read {path.name} as {suffix}: {exc}", file=path) from None
     import torch
@@ -72,16 +79,21 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle.UnpicklingError for anything but tensors/containers
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot read {path.name} with torch.load(weights_only=True): {first}", file=path,
-                         hint="save a dict {'x': tensor, 'y': tensor} or a tuple (x, y) of tensors") from None
+        raise InputError(
+            f"cannot read {path.name} with torch.load(weights_only=True): {first}",
+            file=path,
+            hint="save a dict {'x': tensor, 'y': tensor} or a tuple (x, y) of tensors",
+        ) from None
     if isinstance(loaded, torch.Tensor):
         loaded = {"x": loaded}
     elif isinstance(loaded, (tuple, list)) and len(loaded) in (1, 2):
         loaded = dict(zip(("x", "y"), loaded))
     if not isinstance(loaded, dict):
         size = f" of {len(loaded)}" if isinstance(loaded, (tuple, list)) else ""
-        raise InputError(f"{path.name}: expected a dict of tensors, a tensor or a pair (x, y), "
-                         f"found {type(loaded).__name__}{size}", file=path)
+        raise InputError(
+            f"{path.name}: expected a dict of tensors, a tensor or a pair (x, y), found {type(loaded).__name__}{size}",
+            file=path,
+        )
     return {str(k): _to_numpy(v) for k, v in loaded.items()}
 
 
@@ -91,8 +103,11 @@ def _to_numpy(value) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
         # numpy has no bfloat16 (or other low-precision floats): widen them, exactly.
-        return (value.float() if value.is_floating_point() and value.dtype not in
-                (torch.float16, torch.float32, torch.float64) else value).numpy()
+        return (
+            value.float()
+            if value.is_floating_point() and value.dtype not in (torch.float16, torch.float32, torch.float64)
+            else value
+        ).numpy()
     try:
         return np.asarray(value)
     except ValueError:  # ragged lists
@@ -111,21 +126,31 @@ def read_file(config: DataConfig):
         y_train = pick_array(arrays, config.y_key, Y_KEYS, "target", path, "_train")
         parts = [x_train, y_train]
         for split in ("_test", "_val"):
-            parts += [pick_array(arrays, config.x_key, X_KEYS, "input", path, split),
-                      pick_array(arrays, config.y_key, Y_KEYS, "target", path, split)]
+            parts += [
+                pick_array(arrays, config.x_key, X_KEYS, "input", path, split),
+                pick_array(arrays, config.y_key, Y_KEYS, "target", path, split),
+            ]
     else:
-        parts = [pick_array(arrays, config.x_key, X_KEYS, "input", path),
-                 pick_array(arrays, config.y_key, Y_KEYS, "target", path), None, None, None, None]
+        parts = [
+            pick_array(arrays, config.x_key, X_KEYS, "input", path),
+            pick_array(arrays, config.y_key, Y_KEYS, "target", path),
+            None,
+            None,
+            None,
+            None,
+        ]
     names = ["x", "y", "x_test", "y_test", "x_val", "y_val"]
     parts = [None if p is None else _as_numpy(p, path, k) for p, k in zip(parts, names)]
     for i in range(0, 6, 2):
         xs, ys = parts[i], parts[i + 1]
         if (xs is None) != (ys is None):
-            raise InputError(f"{path.name}: {names[i] if xs is not None else names[i + 1]} has no partner array",
-                             file=path)
+            raise InputError(
+                f"{path.name}: {names[i] if xs is not None else names[i + 1]} has no partner array", file=path
+            )
         if xs is not None and len(xs) != len(ys):
-            raise InputError(f"{path.name}: {len(xs)} inputs but {len(ys)} targets in {names[i]}/{names[i + 1]}",
-                             file=path)
+            raise InputError(
+                f"{path.name}: {len(xs)} inputs but {len(ys)} targets in {names[i]}/{names[i + 1]}", file=path
+            )
         if xs is not None and xs.dtype.kind not in "biuf":
             raise InputError(f"{path.name}: inputs must be numbers, found dtype {xs.dtype}", file=path)
         if ys is not None:
@@ -164,12 +189,16 @@ def read_csv(path: Path, target: str | int | None = None):
     first_line = 2 if header else 1
     width = len(rows[0])
     if width < 2:
-        raise InputError(f"{path.name}: expected at least one feature column and one target column, "
-                         f"found {width} column", file=path)
+        raise InputError(
+            f"{path.name}: expected at least one feature column and one target column, found {width} column", file=path
+        )
     if isinstance(target, str):
         if header is None or target not in header:
-            raise InputError(f"{path.name}: no column named {target!r}", file=path,
-                             hint=did_you_mean(target, header or []) if header else "the file has no header row")
+            raise InputError(
+                f"{path.name}: no column named {target!r}",
+                file=path,
+                hint=did_you_mean(target, header or []) if header else "the file has no header row",
+            )
         col = header.index(target)
     elif isinstance(target, int):
         if not -width <= target < width:
@@ -187,8 +216,9 @@ def read_csv(path: Path, target: str | int | None = None):
             features.append([float(c) for j, c in enumerate(row) if j != col])
         except ValueError:
             bad = next(j for j, c in enumerate(row) if j != col and not is_number(c))
-            raise InputError(f"{path.name}: expected a number in column {bad + 1}, found {row[bad]!r}",
-                             file=path, line=line) from None
+            raise InputError(
+                f"{path.name}: expected a number in column {bad + 1}, found {row[bad]!r}", file=path, line=line
+            ) from None
         labels.append(row[col].strip())
     if not features:
         raise InputError(f"{path.name}: no data rows", file=path)

@@ -14,9 +14,17 @@ from nncli.errors import InputError
 from nncli.spec import Spec
 
 
-def draw(spec: Spec, output: str | Path, fmt: str | None = None, view: str = "layers",
-         expand: bool = False, depth: int | None = None, rankdir: str | None = None,
-         weights: bool = False, seed: int = 0) -> DiagramResult:
+def draw(
+    spec: Spec,
+    output: str | Path,
+    fmt: str | None = None,
+    view: str = "layers",
+    expand: bool = False,
+    depth: int | None = None,
+    rankdir: str | None = None,
+    weights: bool = False,
+    seed: int = 0,
+) -> DiagramResult:
     """Build a spec's diagram and write it to ``output``.
 
     Args:
@@ -39,14 +47,20 @@ def draw(spec: Spec, output: str | Path, fmt: str | None = None, view: str = "la
     output = Path(output)
     check_output(output, spec)
     fmt = resolve_format(output, fmt)
-    diagram = build_diagram(spec, view=view, expand=expand, depth=depth, rankdir=rankdir,
-                            weights=weights, seed=seed)
+    diagram = build_diagram(spec, view=view, expand=expand, depth=depth, rankdir=rankdir, weights=weights, seed=seed)
     size = write_diagram(diagram, output, fmt)
     return DiagramResult(output, fmt, size, diagram)
 
 
-def build_diagram(spec: Spec, view: str = "layers", expand: bool = False, depth: int | None = None,
-                  rankdir: str | None = None, weights: bool = False, seed: int = 0) -> Diagram:
+def build_diagram(
+    spec: Spec,
+    view: str = "layers",
+    expand: bool = False,
+    depth: int | None = None,
+    rankdir: str | None = None,
+    weights: bool = False,
+    seed: int = 0,
+) -> Diagram:
     """A spec's graph, without drawing it.
 
     Args:

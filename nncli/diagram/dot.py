@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING
 import graphviz
 
 from nncli.diagram.styles import (
-    ADD, FORK, GROUP_STYLES, MERGE_SYMBOL, MERGE_WORD, NEGATIVE, POSITIVE, SKIP_COLOR, STYLES,
+    ADD,
+    FORK,
+    GROUP_STYLES,
+    MERGE_SYMBOL,
+    MERGE_WORD,
+    NEGATIVE,
+    POSITIVE,
+    SKIP_COLOR,
+    STYLES,
 )
 
 if TYPE_CHECKING:
@@ -38,17 +46,31 @@ def _new_digraph(d: Diagram) -> graphviz.Digraph:
     return graphviz.Digraph(
         # escape(): a backslash in a user's name stays a backslash (not a DOT \n or \l), and a
         # name like "<x>" is not taken for an HTML label.
-        name=graphviz.escape(d.name), comment=f"nncli diagram: {' '.join(d.name.splitlines())} ({d.view} view)",
-        graph_attr={"rankdir": d.rankdir, "fontname": "Helvetica", "labelloc": "t",
-                    "labeljust": "c", "label": _html_title(d), "fontsize": "12",
-                    "nodesep": "0.12" if neurons else "0.25", "ranksep": "1.2" if neurons else "0.3",
-                    "splines": "line" if neurons else "spline", "outputorder": "edgesfirst",
-                    # neurons: every order of a dense layer crosses about as much, and dot's
-                    # crossing minimisation only rotated units (h3, h4, h1, h2): keep data order
-                    **({"ordering": "out", "mclimit": "0.01"} if neurons else {})},
+        name=graphviz.escape(d.name),
+        comment=f"nncli diagram: {' '.join(d.name.splitlines())} ({d.view} view)",
+        graph_attr={
+            "rankdir": d.rankdir,
+            "fontname": "Helvetica",
+            "labelloc": "t",
+            "labeljust": "c",
+            "label": _html_title(d),
+            "fontsize": "12",
+            "nodesep": "0.12" if neurons else "0.25",
+            "ranksep": "1.2" if neurons else "0.3",
+            "splines": "line" if neurons else "spline",
+            "outputorder": "edgesfirst",
+            # neurons: every order of a dense layer crosses about as much, and dot's
+            # crossing minimisation only rotated units (h3, h4, h1, h2): keep data order
+            **({"ordering": "out", "mclimit": "0.01"} if neurons else {}),
+        },
         node_attr={"fontname": "Helvetica", "fontsize": "10", "margin": "0.08,0.03"},
-        edge_attr={"fontname": "Helvetica", "fontsize": "8", "fontcolor": "#444444",
-                   "arrowsize": "0.4" if neurons else "0.6", "color": "#444444"},
+        edge_attr={
+            "fontname": "Helvetica",
+            "fontsize": "8",
+            "fontcolor": "#444444",
+            "arrowsize": "0.4" if neurons else "0.6",
+            "color": "#444444",
+        },
     )
 
 
@@ -71,8 +93,15 @@ def _emit_nodes(g: graphviz.Digraph, d: Diagram) -> None:
     def emit_group(parent: graphviz.Digraph, grp: Group) -> None:
         with parent.subgraph(name=f"cluster_{grp.id}") as sub:
             style = GROUP_STYLES[grp.kind]
-            sub.attr(label=graphviz.escape(grp.label), style=style[0], color=style[1], fontsize="10",
-                     labeljust="l", fontcolor="#333333", **{"class": grp.kind})
+            sub.attr(
+                label=graphviz.escape(grp.label),
+                style=style[0],
+                color=style[1],
+                fontsize="10",
+                labeljust="l",
+                fontcolor="#333333",
+                **{"class": grp.kind},
+            )
             for node in members.get(grp.id, []):
                 _emit_node(sub, node, neurons)
             for child in children.get(grp.id, []):
@@ -100,9 +129,11 @@ def _emit_edges(g: graphviz.Digraph, d: Diagram) -> None:
         if e.kind == "weight":
             if e.weight is not None:
                 scale = scales.get(group_of[e.dst] or "", 0.0) or 1.0
-                attrs = {"color": POSITIVE if e.weight >= 0 else NEGATIVE,
-                         "penwidth": f"{0.3 + 2.7 * abs(e.weight) / scale:.2f}",
-                         "tooltip": f"w = {e.weight:.4g}"}
+                attrs = {
+                    "color": POSITIVE if e.weight >= 0 else NEGATIVE,
+                    "penwidth": f"{0.3 + 2.7 * abs(e.weight) / scale:.2f}",
+                    "tooltip": f"w = {e.weight:.4g}",
+                }
             else:
                 attrs = {"color": "#777777", "penwidth": "0.6"}
         else:
@@ -117,8 +148,11 @@ def _emit_edges(g: graphviz.Digraph, d: Diagram) -> None:
 def _emit_node(g: graphviz.Digraph, node: Node, neurons: bool) -> None:
     if node.kind == "fork":
         attrs = dict(FORK)
-        attrs["tooltip"] = (f"{node.path}: fork (x goes to every branch)" if node.type == "Parallel"
-                            else f"{node.path}: fork (x goes to the body and the shortcut)")
+        attrs["tooltip"] = (
+            f"{node.path}: fork (x goes to every branch)"
+            if node.type == "Parallel"
+            else f"{node.path}: fork (x goes to the body and the shortcut)"
+        )
     elif node.kind == "merge":
         symbol = node.lines[0][1]
         attrs = dict(MERGE_SYMBOL if len(symbol) == 1 else MERGE_WORD)
@@ -152,8 +186,10 @@ def _html_label(lines: list[tuple[str, str]]) -> str:
 
 def _html_title(d: Diagram) -> str:
     view = "neuron view" if d.view == "neurons" else "layer view"
-    return (f'<<FONT POINT-SIZE="16"><B>{html.escape(d.name, quote=False)}</B></FONT>'
-            f'<BR/>{html.escape(d.title, quote=False)} · {view}<BR/> >')
+    return (
+        f'<<FONT POINT-SIZE="16"><B>{html.escape(d.name, quote=False)}</B></FONT>'
+        f"<BR/>{html.escape(d.title, quote=False)} · {view}<BR/> >"
+    )
 
 
 def _emit_legend(g: graphviz.Digraph, d: Diagram) -> None:
@@ -162,20 +198,22 @@ def _emit_legend(g: graphviz.Digraph, d: Diagram) -> None:
         for cat in d.categories():
             text, attrs = STYLES[cat]
             fill = attrs.get("fillcolor", "#ffffff") if "filled" in attrs.get("style", "") else "#ffffff"
-            rows.append(f'<TR><TD BGCOLOR="{fill}" COLOR="{attrs.get("color", "#000000")}">'
-                        f"{html.escape(text, quote=False)}</TD></TR>")
+            rows.append(
+                f'<TR><TD BGCOLOR="{fill}" COLOR="{attrs.get("color", "#000000")}">'
+                f"{html.escape(text, quote=False)}</TD></TR>"
+            )
         if any(e.kind in ("skip", "shortcut") for e in d.edges):
-            rows.append(f'<TR><TD BORDER="0"><FONT COLOR="{SKIP_COLOR}">red edges: skip connection '
-                        f"(shortcut, identity branch); ● fork, ⊕ add</FONT></TD></TR>")
+            rows.append(
+                f'<TR><TD BORDER="0"><FONT COLOR="{SKIP_COLOR}">red edges: skip connection '
+                f"(shortcut, identity branch); ● fork, ⊕ add</FONT></TD></TR>"
+            )
         if any(n.kind == "merge" for n in d.nodes):
-            rows.append('<TR><TD BORDER="0">Parallel: branches side by side, merged by concat, +, ×, '
-                        "mean or max</TD></TR>")
+            rows.append(
+                '<TR><TD BORDER="0">Parallel: branches side by side, merged by concat, +, ×, mean or max</TD></TR>'
+            )
         rows.append('<TR><TD BORDER="0">edge label: tensor shape, N = batch</TD></TR>')
     else:
         rows += [f'<TR><TD BORDER="0">{html.escape(note, quote=False)}</TD></TR>' for note in d.notes]
         rows.append('<TR><TD BORDER="0">x: inputs, h: hidden units, y: outputs</TD></TR>')
-    label = ('<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="2" CELLPADDING="3">'
-             + "".join(rows) + "</TABLE>>")
-    g.node("legend", label=label, shape="plaintext", fontsize="9", margin="0",
-           **{"class": "legend"})
-
+    label = '<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="2" CELLPADDING="3">' + "".join(rows) + "</TABLE>>"
+    g.node("legend", label=label, shape="plaintext", fontsize="9", margin="0", **{"class": "legend"})

@@ -20,26 +20,61 @@ REPEAT_CLUSTER_MAX = 200
 
 # torch.nn's own source files say what a layer is; checked on the class's module path.
 _CATEGORY_BY_MODULE = {
-    "activation": "activation", "batchnorm": "norm", "normalization": "norm", "instancenorm": "norm",
-    "pooling": "pool", "flatten": "pool", "pixelshuffle": "pool", "upsampling": "pool",
-    "padding": "pool", "channelshuffle": "pool", "fold": "pool", "dropout": "dropout",
-    "conv": "weight", "sparse": "weight", "rnn": "weight",
+    "activation": "activation",
+    "batchnorm": "norm",
+    "normalization": "norm",
+    "instancenorm": "norm",
+    "pooling": "pool",
+    "flatten": "pool",
+    "pixelshuffle": "pool",
+    "upsampling": "pool",
+    "padding": "pool",
+    "channelshuffle": "pool",
+    "fold": "pool",
+    "dropout": "dropout",
+    "conv": "weight",
+    "sparse": "weight",
+    "rnn": "weight",
 }
 
 
-def layer_graph(built: Built, expand: bool = False, depth: int | None = None,
-                rankdir: str = "TB") -> Diagram:
+def layer_graph(built: Built, expand: bool = False, depth: int | None = None, rankdir: str = "TB") -> Diagram:
     """The layer view of a built (or inferred) network. See :func:`build_diagram`."""
     maker = _LayerGraph(expand, depth)
-    inp = maker.add(Node("input", "input", "io", type="input", lines=[
-        ("title", "input"), ("args", shape_str(built.input_shape))], out_shape=built.input_shape))
+    inp = maker.add(
+        Node(
+            "input",
+            "input",
+            "io",
+            type="input",
+            lines=[("title", "input"), ("args", shape_str(built.input_shape))],
+            out_shape=built.input_shape,
+        )
+    )
     last, shape = maker.sequence(built.layers, inp.id, built.input_shape, 0, None, "data")
-    out = maker.add(Node("output", "output", "io", type="output", lines=[
-        ("title", "output"), ("args", shape_str(built.output_shape))], in_shape=built.output_shape))
+    out = maker.add(
+        Node(
+            "output",
+            "output",
+            "io",
+            type="output",
+            lines=[("title", "output"), ("args", shape_str(built.output_shape))],
+            in_shape=built.output_shape,
+        )
+    )
     maker.edge(last, out.id, shape, "data")
     total = count_params(built.model)[0]
-    return Diagram(built.spec.name, "layers", rankdir, built.input_shape, built.output_shape, total,
-                   maker.nodes, maker.edges, maker.groups)
+    return Diagram(
+        built.spec.name,
+        "layers",
+        rankdir,
+        built.input_shape,
+        built.output_shape,
+        total,
+        maker.nodes,
+        maker.edges,
+        maker.groups,
+    )
 
 
 class _LayerGraph:
@@ -63,15 +98,17 @@ class _LayerGraph:
     def opens(self, level: int) -> bool:
         return self.depth is None or level < self.depth
 
-    def sequence(self, infos: list[LayerInfo], src: str, shape: tuple, level: int,
-                 group: str | None, kind: str) -> tuple[str, tuple]:
+    def sequence(
+        self, infos: list[LayerInfo], src: str, shape: tuple, level: int, group: str | None, kind: str
+    ) -> tuple[str, tuple]:
         """Chain ``infos`` after node ``src``; returns the last node and the shape it gives."""
         for info in infos:
             src, shape = self.layer(info, src, shape, level, group, kind)
         return src, shape
 
-    def layer(self, info: LayerInfo, src: str, shape: tuple, level: int, group: str | None,
-              kind: str) -> tuple[str, tuple]:
+    def layer(
+        self, info: LayerInfo, src: str, shape: tuple, level: int, group: str | None, kind: str
+    ) -> tuple[str, tuple]:
         # The builder chains shapes the same way; a mismatch here is a bug in this walk.
         assert tuple(shape) == tuple(info.in_shape), (info.path, shape, info.in_shape)
         key = info.fqn.replace(".", "_")
@@ -95,27 +132,46 @@ class _LayerGraph:
             gid = f"repeat_{key}"
             self.groups.append(Group(gid, "repeat", block_title(info) + f" · {info.params:,} params", group))
             return self.sequence(info.children, src, shape, level + 1, gid, kind)
-        node = self.add(_block_node(info, key, group, copy) if info.type in BLOCK_TYPES
-                        else _leaf_node(info, key, group, copy))
+        node = self.add(
+            _block_node(info, key, group, copy) if info.type in BLOCK_TYPES else _leaf_node(info, key, group, copy)
+        )
         self.edge(src, node.id, shape, kind)
         return node.id, info.out_shape
 
-    def fork(self, info: LayerInfo, category: str, key: str, src: str, shape: tuple, group: str | None,
-             kind: str, copy: str | None) -> tuple[str, Node, dict]:
+    def fork(
+        self,
+        info: LayerInfo,
+        category: str,
+        key: str,
+        src: str,
+        shape: tuple,
+        group: str | None,
+        kind: str,
+        copy: str | None,
+    ) -> tuple[str, Node, dict]:
         """A Residual's or Parallel's frame and its fork node, fed from ``src``: (group id, fork,
         the node fields the block's own nodes share)."""
         gid = f"{category}_{key}"
         title = block_title(info) + (f" ({copy})" if copy else "")
         self.groups.append(Group(gid, category, f"{title} · {info.params:,} params", group))
-        common = dict(type=info.type, name=info.spec.name, path=info.path, module=info.fqn,
-                      group=gid, params=0)
-        fork = self.add(Node(f"fork_{key}", "fork", "fork", in_shape=shape, out_shape=shape,
-                             lines=[("title", "fork")], **common))
+        common = dict(type=info.type, name=info.spec.name, path=info.path, module=info.fqn, group=gid, params=0)
+        fork = self.add(
+            Node(f"fork_{key}", "fork", "fork", in_shape=shape, out_shape=shape, lines=[("title", "fork")], **common)
+        )
         self.edge(src, fork.id, shape, kind)
         return gid, fork, common
 
-    def residual(self, info: LayerInfo, key: str, src: str, shape: tuple, level: int,
-                 group: str | None, kind: str, copy: str | None) -> tuple[str, tuple]:
+    def residual(
+        self,
+        info: LayerInfo,
+        key: str,
+        src: str,
+        shape: tuple,
+        level: int,
+        group: str | None,
+        kind: str,
+        copy: str | None,
+    ) -> tuple[str, tuple]:
         gid, fork, common = self.fork(info, "residual", key, src, shape, group, kind, copy)
         body = [c for c in info.children if c.role == "body"]
         shortcut = [c for c in info.children if c.role == "shortcut"]
@@ -124,14 +180,32 @@ class _LayerGraph:
             short_end, short_shape = self.sequence(shortcut, fork.id, shape, level + 1, gid, "shortcut")
         else:
             short_end, short_shape = fork.id, shape
-        add = self.add(Node(f"add_{key}", "add", "add", in_shape=body_shape, out_shape=info.out_shape,
-                            lines=[("title", "+")], **common))
+        add = self.add(
+            Node(
+                f"add_{key}",
+                "add",
+                "add",
+                in_shape=body_shape,
+                out_shape=info.out_shape,
+                lines=[("title", "+")],
+                **common,
+            )
+        )
         self.edge(body_end, add.id, body_shape, "data")
         self.edge(short_end, add.id, short_shape, "shortcut" if shortcut else "skip")
         return add.id, info.out_shape
 
-    def parallel(self, info: LayerInfo, key: str, src: str, shape: tuple, level: int,
-                 group: str | None, kind: str, copy: str | None) -> tuple[str, tuple]:
+    def parallel(
+        self,
+        info: LayerInfo,
+        key: str,
+        src: str,
+        shape: tuple,
+        level: int,
+        group: str | None,
+        kind: str,
+        copy: str | None,
+    ) -> tuple[str, tuple]:
         """A fork, each branch from it side by side (identity: a skip edge), and the merge node."""
         gid, fork, common = self.fork(info, "parallel", key, src, shape, group, kind, copy)
         ends = []
@@ -141,8 +215,18 @@ class _LayerGraph:
                 ends.append((*self.sequence(layers, fork.id, shape, level + 1, gid, "data"), "data"))
             else:
                 ends.append((fork.id, shape, "skip"))
-        merge = self.add(Node(f"merge_{key}", "merge", "merge", in_shape=shape, out_shape=info.out_shape,
-                              lines=[("title", merge_text(info))], args=dict(info.args), **common))
+        merge = self.add(
+            Node(
+                f"merge_{key}",
+                "merge",
+                "merge",
+                in_shape=shape,
+                out_shape=info.out_shape,
+                lines=[("title", merge_text(info))],
+                args=dict(info.args),
+                **common,
+            )
+        )
         for end, end_shape, edge_kind in ends:
             self.edge(end, merge.id, end_shape, edge_kind)
         return merge.id, info.out_shape
@@ -193,11 +277,23 @@ def _leaf_node(info: LayerInfo, key: str, group: str | None, copy: str | None = 
         note.append(copy)
     if note:
         lines.append(("note", " · ".join(note)))
-    return Node(f"n{key}", "layer", category(info), type=info.type, name=info.spec.name, lines=lines,
-                args=dict(info.args), params=info.params, in_shape=info.in_shape,
-                out_shape=info.out_shape, path=info.path, module=info.fqn, group=group,
-                attrs={"tooltip": f"{info.path} (module {info.fqn})"},
-                extra={"target": info.target} if info.target else {})
+    return Node(
+        f"n{key}",
+        "layer",
+        category(info),
+        type=info.type,
+        name=info.spec.name,
+        lines=lines,
+        args=dict(info.args),
+        params=info.params,
+        in_shape=info.in_shape,
+        out_shape=info.out_shape,
+        path=info.path,
+        module=info.fqn,
+        group=group,
+        attrs={"tooltip": f"{info.path} (module {info.fqn})"},
+        extra={"target": info.target} if info.target else {},
+    )
 
 
 def _block_node(info: LayerInfo, key: str, group: str | None, copy: str | None = None) -> Node:
@@ -216,8 +312,10 @@ def _block_node(info: LayerInfo, key: str, group: str | None, copy: str | None =
         for b in range(info.args.get("branches", 0)):
             layers = [c for c in info.children if c.role == f"branch {b}"]
             head = f"branch {b}: "
-            lines += [("args", head + one_line(c) if i == 0 else " " * len(head) + one_line(c))
-                      for i, c in enumerate(layers[:6])] or [("args", head + "identity")]
+            lines += [
+                ("args", head + one_line(c) if i == 0 else " " * len(head) + one_line(c))
+                for i, c in enumerate(layers[:6])
+            ] or [("args", head + "identity")]
             if len(layers) > 6:
                 lines.append(("args", " " * len(head) + f"... {len(layers) - 6} more"))
         lines.append(("args", "merge: " + merge_text(info)))
@@ -228,18 +326,32 @@ def _block_node(info: LayerInfo, key: str, group: str | None, copy: str | None =
     else:
         body = [c for c in info.children if c.role == "body"]
         shortcut = [c for c in info.children if c.role == "shortcut"]
-        lines += [("args", "body: " + one_line(c) if i == 0 else "      " + one_line(c))
-                  for i, c in enumerate(body[:8])]
+        lines += [
+            ("args", "body: " + one_line(c) if i == 0 else "      " + one_line(c)) for i, c in enumerate(body[:8])
+        ]
         if len(body) > 8:
             lines.append(("args", f"      ... {len(body) - 8} more"))
-        lines += [("args", "shortcut: " + one_line(c) if i == 0 else "      " + one_line(c))
-                  for i, c in enumerate(shortcut)] or [("args", "shortcut: identity")]
+        lines += [
+            ("args", "shortcut: " + one_line(c) if i == 0 else "      " + one_line(c)) for i, c in enumerate(shortcut)
+        ] or [("args", "shortcut: identity")]
     note = [count(info.params, "param")] if info.params else []
     if copy:
         note.append(copy)
     if note:
         lines.append(("note", " · ".join(note)))
-    return Node(f"n{key}", "block", "block", type=info.type, name=info.spec.name, lines=lines,
-                args=dict(info.args), params=info.params, in_shape=info.in_shape,
-                out_shape=info.out_shape, path=info.path, module=info.fqn, group=group,
-                attrs={"tooltip": f"{info.path} (module {info.fqn})"})
+    return Node(
+        f"n{key}",
+        "block",
+        "block",
+        type=info.type,
+        name=info.spec.name,
+        lines=lines,
+        args=dict(info.args),
+        params=info.params,
+        in_shape=info.in_shape,
+        out_shape=info.out_shape,
+        path=info.path,
+        module=info.fqn,
+        group=group,
+        attrs={"tooltip": f"{info.path} (module {info.fqn})"},
+    )

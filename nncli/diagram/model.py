@@ -43,12 +43,21 @@ class Node:
         return "\n".join(text for _, text in self.lines)
 
     def to_json(self) -> dict:
-        doc = {"id": self.id, "kind": self.kind, "category": self.category, "type": self.type,
-               "name": self.name, "label": self.text, "args": jsonable(self.args),
-               "params": self.params,
-               "in_shape": list(self.in_shape) if self.in_shape is not None else None,
-               "out_shape": list(self.out_shape) if self.out_shape is not None else None,
-               "path": self.path, "module": self.module, "group": self.group}
+        doc = {
+            "id": self.id,
+            "kind": self.kind,
+            "category": self.category,
+            "type": self.type,
+            "name": self.name,
+            "label": self.text,
+            "args": jsonable(self.args),
+            "params": self.params,
+            "in_shape": list(self.in_shape) if self.in_shape is not None else None,
+            "out_shape": list(self.out_shape) if self.out_shape is not None else None,
+            "path": self.path,
+            "module": self.module,
+            "group": self.group,
+        }
         doc.update(self.extra)
         return doc
 
@@ -68,8 +77,12 @@ class Edge:
         return shape_str(self.shape) if self.shape is not None else ""
 
     def to_json(self) -> dict:
-        doc: dict[str, Any] = {"from": self.src, "to": self.dst, "kind": self.kind,
-                               "shape": list(self.shape) if self.shape is not None else None}
+        doc: dict[str, Any] = {
+            "from": self.src,
+            "to": self.dst,
+            "kind": self.kind,
+            "shape": list(self.shape) if self.shape is not None else None,
+        }
         if self.kind == "weight":
             doc["weight"] = self.weight
         return doc
@@ -115,8 +128,10 @@ class Diagram:
 
     @property
     def title(self) -> str:
-        return (f"{self.total_params:,} parameters · input {shape_str(self.input_shape)} "
-                f"→ output {shape_str(self.output_shape)}")
+        return (
+            f"{self.total_params:,} parameters · input {shape_str(self.input_shape)} "
+            f"→ output {shape_str(self.output_shape)}"
+        )
 
     def categories(self) -> list[str]:
         """The node styles used, in STYLES order (what the legend lists)."""
@@ -133,12 +148,17 @@ class Diagram:
         return self.digraph().source
 
     def to_json(self) -> dict:
-        return {"name": self.name, "view": self.view, "rankdir": self.rankdir,
-                "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
-                "total_params": self.total_params,
-                "nodes": [n.to_json() for n in self.nodes],
-                "edges": [e.to_json() for e in self.edges],
-                "groups": [g.to_json() for g in self.groups]}
+        return {
+            "name": self.name,
+            "view": self.view,
+            "rankdir": self.rankdir,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "total_params": self.total_params,
+            "nodes": [n.to_json() for n in self.nodes],
+            "edges": [e.to_json() for e in self.edges],
+            "groups": [g.to_json() for g in self.groups],
+        }
 
 
 @dataclass
@@ -159,7 +179,12 @@ class DiagramResult:
         return len(self.diagram.edges)
 
     def to_json(self) -> dict:
-        return {"output": str(self.output), "format": self.format, "bytes": self.bytes,
-                "view": self.diagram.view, "nodes": self.node_count, "edges": self.edge_count,
-                "graph": self.diagram.to_json()}
-
+        return {
+            "output": str(self.output),
+            "format": self.format,
+            "bytes": self.bytes,
+            "view": self.diagram.view,
+            "nodes": self.node_count,
+            "edges": self.edge_count,
+            "graph": self.diagram.to_json(),
+        }

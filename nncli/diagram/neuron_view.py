@@ -46,13 +46,25 @@ def neuron_graph(built: Built, weights: bool = False, seed: int = 0, rankdir: st
     for k, stage in enumerate(stages):
         prev_ids = _draw_stage(k, stage, len(stages) - 1, modules, prev_ids, nodes, edges, groups)
     if weights:
-        notes = [f"edge colour: sign of the initial weight (seed {seed}): blue +, red −",
-                 "edge width: |weight| / largest |weight| of its layer",
-                 "biases: on each unit's tooltip and in --json"]
+        notes = [
+            f"edge colour: sign of the initial weight (seed {seed}): blue +, red −",
+            "edge width: |weight| / largest |weight| of its layer",
+            "biases: on each unit's tooltip and in --json",
+        ]
     else:
         notes = ["one edge per weight; biases not drawn (one per unit)"]
-    return Diagram(spec.name, "neurons", rankdir, built.input_shape, built.output_shape,
-                   count_params(built.model)[0], nodes, edges, groups, notes)
+    return Diagram(
+        spec.name,
+        "neurons",
+        rankdir,
+        built.input_shape,
+        built.output_shape,
+        count_params(built.model)[0],
+        nodes,
+        edges,
+        groups,
+        notes,
+    )
 
 
 def _stages(built: Built) -> list[list[Any]]:
@@ -64,21 +76,31 @@ def _stages(built: Built) -> list[list[Any]]:
     """
     spec = built.spec
     if len(built.input_shape) != 1:
-        raise InputError(f"the neuron view draws MLPs on vector inputs; {spec.name}'s input is "
-                         f"{shape_str(built.input_shape)}", file=_file(spec), spec_path="input",
-                         hint="draw it with the layer view (the default)")
+        raise InputError(
+            f"the neuron view draws MLPs on vector inputs; {spec.name}'s input is {shape_str(built.input_shape)}",
+            file=_file(spec),
+            spec_path="input",
+            hint="draw it with the layer view (the default)",
+        )
     stages: list[list[Any]] = [[None, built.input_shape[0], []]]
     for info in _leaves(built.layers):
         if info.type in ("Parallel", "Residual"):
             # Branches that merge give a unit several incoming paths; the one-edge-per-weight
             # picture of a chain of layers cannot show them.
-            what = "branches merged by " + info.args.get("merge", "concat") if info.type == "Parallel" \
+            what = (
+                "branches merged by " + info.args.get("merge", "concat")
+                if info.type == "Parallel"
                 else "body(x) + shortcut(x)"
+            )
             raise InputError(
                 f"the neuron view draws a chain of Linear layers; {info.path} is a {info.type} ({what}), "
-                "which it cannot draw", file=info.spec.where.file, line=info.spec.where.line,
-                column=info.spec.where.column, spec_path=info.path,
-                hint="draw it with the layer view (the default): the branches side by side")
+                "which it cannot draw",
+                file=info.spec.where.file,
+                line=info.spec.where.line,
+                column=info.spec.where.column,
+                spec_path=info.path,
+                hint="draw it with the layer view (the default): the branches side by side",
+            )
         if info.type == "Linear":
             stages.append([info, info.args["out_features"], []])
         elif info.params == 0 and tuple(info.in_shape) == tuple(info.out_shape):
@@ -88,8 +110,12 @@ def _stages(built: Built) -> list[list[Any]]:
                 f"the neuron view draws MLPs: Linear layers with parameter-free, shape-keeping layers "
                 f"(activations, Dropout) between them; {info.path} is {info.type} "
                 f"({shape_str(info.in_shape)} -> {shape_str(info.out_shape)}, {info.params:,} params)",
-                file=info.spec.where.file, line=info.spec.where.line, column=info.spec.where.column,
-                spec_path=info.path, hint="draw it with the layer view (the default)")
+                file=info.spec.where.file,
+                line=info.spec.where.line,
+                column=info.spec.where.column,
+                spec_path=info.path,
+                hint="draw it with the layer view (the default)",
+            )
     return stages
 
 
@@ -101,7 +127,9 @@ def _check_size(spec: Spec, stages: list[list[Any]]) -> None:
         raise InputError(
             f"the neuron view of {spec.name} would draw {n_nodes:,} nodes and {n_edges:,} edges; "
             f"the limit is {NEURON_MAX_NODES:,} nodes and {NEURON_MAX_EDGES:,} edges",
-            file=_file(spec), hint="draw it with the layer view (the default): one node per layer")
+            file=_file(spec),
+            hint="draw it with the layer view (the default): one node per layer",
+        )
 
 
 def _stage_label(k: int, last: int, linear: LayerInfo | None, units: int, markers: list) -> str:
@@ -114,8 +142,16 @@ def _stage_label(k: int, last: int, linear: LayerInfo | None, units: int, marker
     return f"{role}: {what} {linear.args['in_features']} → {units} · {marks or 'no activation'}"
 
 
-def _draw_stage(k: int, stage: list[Any], last: int, modules: dict | None, prev_ids: list[str],
-                nodes: list[Node], edges: list[Edge], groups: list[Group]) -> list[str]:
+def _draw_stage(
+    k: int,
+    stage: list[Any],
+    last: int,
+    modules: dict | None,
+    prev_ids: list[str],
+    nodes: list[Node],
+    edges: list[Edge],
+    groups: list[Group],
+) -> list[str]:
     """Append stage ``k``'s group, its units and the weights into it; returns the units' ids."""
     linear, units, markers = stage
     letter = "x" if k == 0 else ("y" if k == last else "h")
@@ -133,13 +169,19 @@ def _draw_stage(k: int, stage: list[Any], last: int, modules: dict | None, prev_
         extra = {"layer": k, "unit": j}
         if b is not None:
             extra["bias"] = float(b[j])
-        node = Node(f"u{k}_{j}", "unit", cat, type=linear.type if linear else "input",
-                    name=linear.spec.name if linear else None,
-                    lines=[("title", letter + _subscript(j + 1))],
-                    path=linear.path if linear else "input",
-                    module=linear.fqn if linear else None, group=gid, extra=extra,
-                    attrs={"tooltip": f"{label}, unit {j + 1}" +
-                           (f", bias {float(b[j]):.3g}" if b is not None else "")})
+        node = Node(
+            f"u{k}_{j}",
+            "unit",
+            cat,
+            type=linear.type if linear else "input",
+            name=linear.spec.name if linear else None,
+            lines=[("title", letter + _subscript(j + 1))],
+            path=linear.path if linear else "input",
+            module=linear.fqn if linear else None,
+            group=gid,
+            extra=extra,
+            attrs={"tooltip": f"{label}, unit {j + 1}" + (f", bias {float(b[j]):.3g}" if b is not None else "")},
+        )
         nodes.append(node)
         ids.append(node.id)
     if k > 0:

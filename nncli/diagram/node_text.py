@@ -6,7 +6,6 @@ from typing import Any
 
 from nncli.build import LayerInfo
 
-
 # The merge node of a Parallel shows its operation: a symbol for the arithmetic ones.
 MERGE_SYMBOLS = {"concat": "concat", "add": "+", "mul": "×", "mean": "mean", "max": "max"}
 

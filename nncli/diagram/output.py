@@ -37,13 +37,17 @@ def resolve_format(output: Path, fmt: str | None) -> str:
         if fmt not in FORMATS:
             raise InputError(f"--format: expected one of {', '.join(FORMATS)}, found {fmt!r}")
         if by_ext is not None and by_ext != fmt:
-            raise InputError(f"--format {fmt} but the output {output} ends in {ext} ({by_ext})",
-                             hint=f"name the file {output.with_suffix('.' + fmt)} or drop --format")
+            raise InputError(
+                f"--format {fmt} but the output {output} ends in {ext} ({by_ext})",
+                hint=f"name the file {output.with_suffix('.' + fmt)} or drop --format",
+            )
         return fmt
     if by_ext is None:
-        raise InputError(f"cannot tell the format of {output} from its extension "
-                         f"({ext or 'none'}); expected .svg, .png, .pdf or .dot",
-                         hint="use one of those extensions or give --format svg|png|pdf|dot")
+        raise InputError(
+            f"cannot tell the format of {output} from its extension "
+            f"({ext or 'none'}); expected .svg, .png, .pdf or .dot",
+            hint="use one of those extensions or give --format svg|png|pdf|dot",
+        )
     return by_ext
 
 
@@ -56,10 +60,16 @@ def check_output(output: Path, spec: Spec | None = None) -> None:
         raise InputError(f"cannot write {output}: the folder {parent} does not exist")
     if output.exists() and not output.is_file():
         raise InputError(f"cannot write {output}: it exists and is not a regular file")
-    if spec is not None and spec.path is not None and output.exists() and Path(spec.path).exists() \
-            and os.path.samefile(output, spec.path):
-        raise InputError(f"refusing to overwrite the spec file {spec.path} with the diagram",
-                         hint="give another output path with -o")
+    if (
+        spec is not None
+        and spec.path is not None
+        and output.exists()
+        and Path(spec.path).exists()
+        and os.path.samefile(output, spec.path)
+    ):
+        raise InputError(
+            f"refusing to overwrite the spec file {spec.path} with the diagram", hint="give another output path with -o"
+        )
 
 
 # Most nodes a rendered (svg/png/pdf) diagram may have: graphviz's layout grows faster than
@@ -87,21 +97,24 @@ def write_diagram(diagram: Diagram, output: str | Path, fmt: str) -> int:
             f"refused above {RENDER_NODE_LIMIT:,} (a 10,000-node chain takes ~20 s, 40,000 ran for "
             "minutes and crashed dot)",
             hint="draw it without --expand, or with --depth N; or write the DOT source (-o net.dot) "
-                 "and render it yourself")
+            "and render it yourself",
+        )
     try:
         data = graphviz.pipe("dot", fmt, source.encode("utf-8"), quiet=True)  # its stderr goes into our error
     except graphviz.CalledProcessError as exc:
         detail = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
-        raise InputError(f"graphviz's `dot` failed rendering {fmt} (exit {exc.returncode})"
-                         + (f": {detail[-1]}" if detail else ""),
-                         hint="write the DOT source instead (-o net.dot) to see or render it") from None
+        raise InputError(
+            f"graphviz's `dot` failed rendering {fmt} (exit {exc.returncode})" + (f": {detail[-1]}" if detail else ""),
+            hint="write the DOT source instead (-o net.dot) to see or render it",
+        ) from None
     except graphviz.ExecutableNotFound:
         dot_path = output.with_suffix(".dot")
         if dot_path.exists() and not _is_ours(dot_path):
             raise InputError(
                 f"rendering {fmt} needs graphviz's `dot` program, which is not on PATH; and "
                 f"{dot_path} exists and was not written by nncli, so the DOT source was not saved",
-                hint=INSTALL_GRAPHVIZ + "; or write the source elsewhere: -o other.dot") from None
+                hint=INSTALL_GRAPHVIZ + "; or write the source elsewhere: -o other.dot",
+            ) from None
         write_atomic(dot_path, source.encode("utf-8"))
         raise InputError(
             f"rendering {fmt} needs graphviz's `dot` program, which is not on PATH; "

@@ -10,8 +10,11 @@ from nncli.formatting import jsonable
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 # format -> (modules it needs, what to install)
-NEEDS = {"onnx": (("onnx", "onnxruntime"), "nncli[export]"), "safetensors": (("safetensors",), "nncli[export]"),
-         "torchscript": ((), None)}
+NEEDS = {
+    "onnx": (("onnx", "onnxruntime"), "nncli[export]"),
+    "safetensors": (("safetensors",), "nncli[export]"),
+    "torchscript": ((), None),
+}
 
 
 @dataclass
@@ -41,12 +44,24 @@ def require_extra(fmt: str) -> None:
     modules, extra = NEEDS[fmt]
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise InputError(f"{fmt} needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
-                         "not installed", hint=f"pip install '{extra}'", param="format")
+        raise InputError(
+            f"{fmt} needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed",
+            hint=f"pip install '{extra}'",
+            param="format",
+        )
 
 
-def export_model(source, fmt: str, out, *, seed: int = 0, checkpoint: str = "best", method: str = "trace",
-                 force: bool = False, allow_custom: bool = True) -> ExportResult:
+def export_model(
+    source,
+    fmt: str,
+    out,
+    *,
+    seed: int = 0,
+    checkpoint: str = "best",
+    method: str = "trace",
+    force: bool = False,
+    allow_custom: bool = True,
+) -> ExportResult:
     """Export a run's checkpoint (or a spec's initial weights) and check the file.
 
     Args:
@@ -92,7 +107,16 @@ def export_model(source, fmt: str, out, *, seed: int = 0, checkpoint: str = "bes
         from nncli.export.safetensors_file import export_safetensors
 
         done = export_safetensors(src, out)
-    return ExportResult(source=src.path, source_kind=src.kind, checkpoint=src.checkpoint, format=fmt, out=str(out),
-                        bytes=out.stat().st_size, params=sum(p.numel() for p in src.model.parameters()),
-                        input_shape=list(src.built.input_shape), method=done["method"], check=done["check"],
-                        passed=bool(done["check"]["passed"]))
+    return ExportResult(
+        source=src.path,
+        source_kind=src.kind,
+        checkpoint=src.checkpoint,
+        format=fmt,
+        out=str(out),
+        bytes=out.stat().st_size,
+        params=sum(p.numel() for p in src.model.parameters()),
+        input_shape=list(src.built.input_shape),
+        method=done["method"],
+        check=done["check"],
+        passed=bool(done["check"]["passed"]),
+    )

@@ -21,8 +21,17 @@ def _export(model, x, target, dynamic: bool = True) -> None:
         # the TorchScript-based exporter is deprecated in favour of the dynamo one, which needs
         # onnxscript; this one needs nothing more and gives the same graph for nn.Sequential
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), target, dynamo=False, opset_version=OPSET, input_names=["input"],
-                          output_names=["output"], do_constant_folding=True, **kwargs)
+        torch.onnx.export(
+            model,
+            (x,),
+            target,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["input"],
+            output_names=["output"],
+            do_constant_folding=True,
+            **kwargs,
+        )
 
 
 def export_onnx(source, out: Path) -> dict:
@@ -48,9 +57,10 @@ def export_onnx(source, out: Path) -> dict:
     except Exception as exc:
         where = first_failing_layer(model, x, lambda layer, xi: _export(layer, xi, io.BytesIO(), dynamic=False))
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise InputError(f"ONNX export cannot express {where or 'this network'}"
-                         + ("" if where else f": {first}"),
-                         hint="export it as torchscript or safetensors instead") from None
+        raise InputError(
+            f"ONNX export cannot express {where or 'this network'}" + ("" if where else f": {first}"),
+            hint="export it as torchscript or safetensors instead",
+        ) from None
     proto = onnx.load_from_string(buffer.getvalue())
     meta = {"nncli.spec": source.spec_text}
     if source.normalization is not None:
@@ -67,6 +77,7 @@ def export_onnx(source, out: Path) -> dict:
     write_atomic(out, data, durable=True)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    check = compare_on_batch(model, built, lambda x: session.run(None, {name: x.numpy()})[0],
-                             f"onnxruntime {onnxruntime.__version__}")
+    check = compare_on_batch(
+        model, built, lambda x: session.run(None, {name: x.numpy()})[0], f"onnxruntime {onnxruntime.__version__}"
+    )
     return {"method": f"torch.onnx (TorchScript exporter), opset {OPSET}, dynamic batch", "check": check}

@@ -15,8 +15,7 @@ def _require():
     try:
         import safetensors.torch  # noqa: F401
     except ImportError:
-        raise InputError("safetensors files need the safetensors package",
-                         hint="pip install 'nncli[export]'") from None
+        raise InputError("safetensors files need the safetensors package", hint="pip install 'nncli[export]'") from None
 
 
 def export_safetensors(source, out: Path) -> dict:
@@ -43,11 +42,17 @@ def export_safetensors(source, out: Path) -> dict:
     write_atomic(out, save(state, metadata=meta), durable=True)
     back = load_file(str(out))
     same = set(back) == set(state) and all(
-        back[k].dtype == v.dtype and back[k].shape == v.shape and torch.equal(back[k], v) for k, v in state.items())
+        back[k].dtype == v.dtype and back[k].shape == v.shape and torch.equal(back[k], v) for k, v in state.items()
+    )
     rebuilt = load_safetensors(out, allow_custom=True)  # the spec was just built here: trusted
     rebuilt_same = all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), state.values(), strict=False))
-    check = {"tensors": len(state), "bit_exact": bool(same), "rebuilt": bool(rebuilt_same),
-             "passed": bool(same and rebuilt_same), "runtime": "safetensors.torch.load_file + nncli.export.load_safetensors"}
+    check = {
+        "tensors": len(state),
+        "bit_exact": bool(same),
+        "rebuilt": bool(rebuilt_same),
+        "passed": bool(same and rebuilt_same),
+        "runtime": "safetensors.torch.load_file + nncli.export.load_safetensors",
+    }
     return {"method": "safetensors (weights) + spec text in the metadata", "check": check}
 
 
@@ -94,25 +99,32 @@ def load_safetensors(path, device: str = "cpu", *, allow_custom: bool = False):
         raise InputError(f"no such file: {path}")
     meta = read_metadata(path)
     if meta.get("nncli.format") != FORMAT or "nncli.spec" not in meta:
-        raise InputError(f"{path} was not written by `nncli export --format safetensors`: no nncli spec in its metadata",
-                         file=path)
+        raise InputError(
+            f"{path} was not written by `nncli export --format safetensors`: no nncli spec in its metadata", file=path
+        )
     spec_dir = meta.get("nncli.spec_dir")
     base = Path(spec_dir) if spec_dir and Path(spec_dir).is_dir() else path.resolve().parent
     spec = parse_spec(meta["nncli.spec"], file=f"{path} (metadata nncli.spec)", base_dir=base)
     custom = [layer for layer in spec.walk() if layer.type == "Custom"]
     if custom and not allow_custom:
-        raise InputError(f"{path}: its spec has Custom layers ({getattr(custom[0], 'target', 'Custom')}), which import "
-                         "and run Python code; refused by default", file=path,
-                         hint="if you trust the file: nncli.export.load_safetensors(path, allow_custom=True)")
+        raise InputError(
+            f"{path}: its spec has Custom layers ({getattr(custom[0], 'target', 'Custom')}), which import "
+            "and run Python code; refused by default",
+            file=path,
+            hint="if you trust the file: nncli.export.load_safetensors(path, allow_custom=True)",
+        )
     built = build_model(spec, device=device, seed=0, transfer_weights=False)
     state = load_file(str(path), device=str(device))
     try:
         built.model.load_state_dict(state)
     except RuntimeError as exc:
-        raise InputError(f"{path}: the weights do not fit the spec in its metadata: {str(exc).splitlines()[0][:300]}",
-                         file=path) from None
+        raise InputError(
+            f"{path}: the weights do not fit the spec in its metadata: {str(exc).splitlines()[0][:300]}", file=path
+        ) from None
     built.model.eval()
-    built.model.nncli_meta = {"spec": meta["nncli.spec"],
-                              "normalization": json.loads(meta["nncli.normalization"]) if "nncli.normalization" in meta else None,
-                              "classes": json.loads(meta["nncli.classes"]) if "nncli.classes" in meta else None}
+    built.model.nncli_meta = {
+        "spec": meta["nncli.spec"],
+        "normalization": json.loads(meta["nncli.normalization"]) if "nncli.normalization" in meta else None,
+        "classes": json.loads(meta["nncli.classes"]) if "nncli.classes" in meta else None,
+    }
     return built.model

@@ -60,5 +60,14 @@ def _run_source(path: Path, checkpoint: str, allow_custom: bool) -> Source:
     if norm.get("mean") is not None:
         normalization = {"mean": norm["mean"].flatten().tolist(), "std": norm["std"].flatten().tolist()}
     spec_dir = run.spec_dir
-    return Source("run", str(run.run_dir), trained.built, run.spec_text, str(spec_dir) if spec_dir else None,
-                  str(trained.path), trained.checkpoint.get("epoch"), normalization, run.classes)
+    return Source(
+        "run",
+        str(run.run_dir),
+        trained.built,
+        run.spec_text,
+        str(spec_dir) if spec_dir else None,
+        str(trained.path),
+        trained.checkpoint.get("epoch"),
+        normalization,
+        run.classes,
+    )

@@ -40,9 +40,10 @@ def export_torchscript(source, out: Path, method: str = "trace") -> dict:
     except Exception as exc:
         where = first_failing_layer(model, x, lambda layer, xi: _script(layer, xi, method))
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise InputError(f"TorchScript ({method}) cannot compile {where or 'this network'}"
-                         + ("" if where else f": {first}"),
-                         hint="try --method trace" if method == "script" else "try --method script") from None
+        raise InputError(
+            f"TorchScript ({method}) cannot compile {where or 'this network'}" + ("" if where else f": {first}"),
+            hint="try --method trace" if method == "script" else "try --method script",
+        ) from None
     buffer = io.BytesIO()
     extra = {"nncli.spec": source.spec_text}
     torch.jit.save(scripted, buffer, _extra_files=extra)

@@ -33,12 +33,21 @@ def max_difference(expected, found) -> dict:
     expected = np.asarray(expected, dtype=np.float64)
     found = np.asarray(found, dtype=np.float64)
     if expected.shape != found.shape:
-        return {"max_abs_diff": None, "scale": None, "tolerance": TOLERANCE, "passed": False,
-                "problem": f"output shape {list(found.shape)}, expected {list(expected.shape)}"}
+        return {
+            "max_abs_diff": None,
+            "scale": None,
+            "tolerance": TOLERANCE,
+            "passed": False,
+            "problem": f"output shape {list(found.shape)}, expected {list(expected.shape)}",
+        }
     diff = float(np.max(np.abs(expected - found))) if expected.size else 0.0
     scale = max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
-    return {"max_abs_diff": diff, "scale": scale, "tolerance": TOLERANCE,
-            "passed": bool(np.isfinite(diff) and diff <= TOLERANCE * scale)}
+    return {
+        "max_abs_diff": diff,
+        "scale": scale,
+        "tolerance": TOLERANCE,
+        "passed": bool(np.isfinite(diff) and diff <= TOLERANCE * scale),
+    }
 
 
 def first_failing_layer(model, x, attempt) -> str | None:
@@ -133,8 +142,13 @@ def compare_on_batch(model, built, run_exported, runtime: str) -> dict:
         found = run_exported(x)
     except Exception as exc:  # onnxruntime / TorchScript runtime errors
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        check = {"max_abs_diff": None, "scale": None, "tolerance": TOLERANCE, "passed": False,
-                 "problem": f"it fails on a batch of {CHECK_BATCH}: {first}"}
+        check = {
+            "max_abs_diff": None,
+            "scale": None,
+            "tolerance": TOLERANCE,
+            "passed": False,
+            "problem": f"it fails on a batch of {CHECK_BATCH}: {first}",
+        }
     else:
         check = max_difference(expected, found)
     check.update(batch=CHECK_BATCH, runtime=runtime)

@@ -24,7 +24,7 @@ ClassToken, PositionEmbedding, StochasticDepth, Step, ChannelShuffle, layers fro
 A leaf layer without an exact rule (a Custom layer, 1-d/3-d pooling, an Upsample,
 an in-place activation, weights frozen with a gradient flowing through them, ...) is run alone
 by torch's dispatch (:mod:`nncli.flops.dispatch`) and the rest of the model keeps its formulas;
-only such a spec imports ``torch._dynamo``. ``tests/test_speed.py`` checks the result against
+only such a spec imports ``torch._dynamo``. ``tests/cli/test_speed.py`` checks the result against
 the whole model's dispatch on every ready spec.
 """
 
@@ -69,8 +69,12 @@ def _merge(how: str, outs: list[Tensor], shape: tuple, saved: Saved) -> Tensor |
         elif how == "max" and (out.grad or y.grad):
             saved.keep(out)
             saved.keep(y)
-        out = _binary(out, y, shape if out.shape == shape or y.shape == shape else
-                      tuple(max(p, q) for p, q in zip(out.shape, y.shape)), saved)
+        out = _binary(
+            out,
+            y,
+            shape if out.shape == shape or y.shape == shape else tuple(max(p, q) for p, q in zip(out.shape, y.shape)),
+            saved,
+        )
         if out is None:
             return None
     if how == "mean":  # divided by the count: a new tensor, nothing kept
@@ -78,8 +82,9 @@ def _merge(how: str, outs: list[Tensor], shape: tuple, saved: Saved) -> Tensor |
     return out if out.shape == shape else None
 
 
-def _walk(infos: list[LayerInfo], t: Tensor, saved: Saved, flops: dict[str, int],
-          dispatch: bool | list) -> tuple[Tensor, int] | None:
+def _walk(
+    infos: list[LayerInfo], t: Tensor, saved: Saved, flops: dict[str, int], dispatch: bool | list
+) -> tuple[Tensor, int] | None:
     """Run the formulas over a sequence; returns (output tensor, FLOPs) or None."""
     total = 0
     for info in infos:
@@ -131,8 +136,14 @@ def _walk(infos: list[LayerInfo], t: Tensor, saved: Saved, flops: dict[str, int]
     return t, total
 
 
-def formula_forward(built: Built, batch_size: int, itemsize: int, integer_input: bool = False,
-                    dispatch: bool = True, dispatched: list | None = None) -> tuple[dict[str, int], int] | None:
+def formula_forward(
+    built: Built,
+    batch_size: int,
+    itemsize: int,
+    integer_input: bool = False,
+    dispatch: bool = True,
+    dispatched: list | None = None,
+) -> tuple[dict[str, int], int] | None:
     """FLOPs per module and bytes saved for backward, by formula; None where that fails.
 
     Returns the same as :func:`nncli.params.measure_forward`: ``({fqn: flops}, activation_bytes)``

@@ -64,8 +64,10 @@ def dispatch_layer(module: torch.nn.Module, t: Tensor, saved: Saved) -> tuple[Te
         return s
 
     try:
-        with FlopCounterMode(display=False, custom_mapping=attention_flop_mapping()) as counter, \
-                torch.autograd.graph.saved_tensors_hooks(pack, lambda s: s):
+        with (
+            FlopCounterMode(display=False, custom_mapping=attention_flop_mapping()) as counter,
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda s: s),
+        ):
             y = module(x)
     except RuntimeError:  # NotImplementedError included
         return None

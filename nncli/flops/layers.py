@@ -16,8 +16,17 @@ from torch import nn
 
 from nncli.build import LayerInfo
 from nncli.modules import (
-    Chunk, ClassToken, Mean, Narrow, Permute, PositionEmbedding, Reshape, Select, Step,
-    StochasticDepth, Transpose,
+    Chunk,
+    ClassToken,
+    Mean,
+    Narrow,
+    Permute,
+    PositionEmbedding,
+    Reshape,
+    Select,
+    Step,
+    StochasticDepth,
+    Transpose,
 )
 
 from .storage import Saved, Tensor
@@ -26,8 +35,7 @@ from .storage import Saved, Tensor
 _SAVE_OUTPUT = {nn.ReLU, nn.Tanh, nn.Sigmoid}
 _SOFTMAX = {nn.Softmax, nn.LogSoftmax}  # also save their output, but are not elementwise
 # Elementwise layers that save their input.
-_SAVE_INPUT = {nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Hardtanh, nn.ReLU6, nn.Mish,
-               nn.Hardswish}
+_SAVE_INPUT = {nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Hardtanh, nn.ReLU6, nn.Mish, nn.Hardswish}
 # 2-d pooling only: its saved tensors were checked against the hooks; 1-d/3-d fall back.
 _POOL = {nn.MaxPool2d, nn.AvgPool2d}
 _CONV = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
@@ -35,9 +43,27 @@ _CONV_T = {nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2, nn.ConvTranspose3d: 3}
 _BATCH_NORM = {nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d}
 _VIEWS = {nn.Identity, nn.Flatten, Permute, Transpose, Select, Narrow, Chunk, Reshape}
 # Layers that run no matrix product or convolution (0 FLOPs for FlopCounterMode).
-_ZERO_FLOPS = (_SAVE_OUTPUT | _SOFTMAX | _SAVE_INPUT | _POOL | _BATCH_NORM | _VIEWS
-               | {nn.Dropout, nn.LayerNorm, nn.GroupNorm, nn.AdaptiveAvgPool2d, nn.Embedding,
-                  nn.ChannelShuffle, Mean, StochasticDepth, ClassToken, PositionEmbedding, Step})
+_ZERO_FLOPS = (
+    _SAVE_OUTPUT
+    | _SOFTMAX
+    | _SAVE_INPUT
+    | _POOL
+    | _BATCH_NORM
+    | _VIEWS
+    | {
+        nn.Dropout,
+        nn.LayerNorm,
+        nn.GroupNorm,
+        nn.AdaptiveAvgPool2d,
+        nn.Embedding,
+        nn.ChannelShuffle,
+        Mean,
+        StochasticDepth,
+        ClassToken,
+        PositionEmbedding,
+        Step,
+    }
+)
 
 # Layers whose frozen form (a `transfer:` section's) is counted: on an input without gradient
 # they build no graph, keep nothing and give a new contiguous tensor.
@@ -82,7 +108,7 @@ def _view(module: nn.Module, t: Tensor, out: tuple, saved: Saved) -> Tensor | No
         return t.view(tuple(t.shape[d] for d in dims), tuple(t.strides[d] for d in dims))
     if cls is Select:
         d = module.dim % len(t.shape)
-        return t.view(out, t.strides[:d] + t.strides[d + 1:])
+        return t.view(out, t.strides[:d] + t.strides[d + 1 :])
     if cls in (Narrow, Chunk):
         return t.view(out, t.strides)  # the offset moves; the strides stay
     if cls is nn.Flatten and out == t.shape:
@@ -182,7 +208,7 @@ def _row_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool):
         if not module.elementwise_affine or module.bias is None:
             return None
         saved.keep(t)
-        lead = t.shape[:len(t.shape) - len(module.normalized_shape)]
+        lead = t.shape[: len(t.shape) - len(module.normalized_shape)]
         saved.keep_new((2 * math.prod(lead),))  # mean and reciprocal std per row
         return saved.new(out, True)
     return _NOT_MINE
@@ -192,8 +218,9 @@ def _dense_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool) -> Ten
     """Convolutions, batch and group norms, softmax and pools on a contiguous input."""
     cls = type(module)
     if cls in _CONV or cls in _CONV_T:
-        if module.padding_mode != "zeros" or (module.padding == "same" and any(
-                d * (k - 1) % 2 for d, k in zip(module.dilation, module.kernel_size))):
+        if module.padding_mode != "zeros" or (
+            module.padding == "same" and any(d * (k - 1) % 2 for d, k in zip(module.dilation, module.kernel_size))
+        ):
             return None  # the input is padded into a copy first, and the copy is what is kept
         saved.keep(t)  # the input, for the weight's gradient
     elif cls in _BATCH_NORM:

@@ -5,7 +5,7 @@ They follow the same contract as :mod:`nncli.flops.layers` (``leaf`` and ``layer
 what backward keeps, by storage, and the output tensor; None where no rule is exact. Each was
 derived from torch's code path on meta tensors (``nn.MultiheadAttention``'s Python path with
 SDPA in its math form; the C++ RNN cells, one step at a time) and is checked against the
-autograd hooks in ``tests/test_speed.py``.
+autograd hooks in ``tests/cli/test_speed.py``.
 """
 
 from __future__ import annotations
@@ -117,8 +117,12 @@ def _recurrent(module: nn.Module, t: Tensor, saved: Saved) -> Tensor | None:
     in-place products keep and ``tanh``'s result, then ``h_t``; RNN ``h_t``, which ``tanh``
     keeps and the next step reuses.
     """
-    if (len(t.shape) != 3 or not module.batch_first or getattr(module, "proj_size", 0)
-            or getattr(module, "nonlinearity", "tanh") not in ("tanh", "relu")):
+    if (
+        len(t.shape) != 3
+        or not module.batch_first
+        or getattr(module, "proj_size", 0)
+        or getattr(module, "nonlinearity", "tanh") not in ("tanh", "relu")
+    ):
         return None
     n, length, _ = t.shape
     hidden, dirs = module.hidden_size, 2 if module.bidirectional else 1
@@ -139,8 +143,9 @@ def _recurrent(module: nn.Module, t: Tensor, saved: Saved) -> Tensor | None:
             output = saved.new(output.shape, True)
         layer_input = output
     if module.returns == "sequence":  # [L, N, H] transposed back to batch first
-        return Tensor(layer_input.storage, True, (n, length, hidden * dirs),
-                      (layer_input.strides[1], layer_input.strides[0], 1))
+        return Tensor(
+            layer_input.storage, True, (n, length, hidden * dirs), (layer_input.strides[1], layer_input.strides[0], 1)
+        )
     if dirs == 2:
         return saved.new((n, 2 * hidden), True)  # the two final states concatenated
     final = saved.new((module.num_layers, n, hidden), True)  # the final states, stacked
@@ -157,4 +162,3 @@ def sequence_leaf(module: nn.Module, t: Tensor, saved: Saved) -> Tensor | None:
     if cls is TransformerEncoderLayer:
         return _encoder_layer(module, t, saved)
     return _recurrent(module, t, saved)
-

@@ -53,7 +53,7 @@ class Tensor(NamedTuple):
             expected *= size
         return True
 
-    def view(self, shape: tuple, strides: tuple | None = None) -> "Tensor":
+    def view(self, shape: tuple, strides: tuple | None = None) -> Tensor:
         return Tensor(self.storage, self.grad, shape, strides or contiguous_strides(shape))
 
     def view_strides(self, shape: tuple) -> tuple | None:

@@ -66,18 +66,29 @@ from nncli.lazy import lazy_exports
 
 # exported name -> the module that defines it
 _EXPORTS = {
-    "DEFAULT_ATOL": "nncli.gradcheck.options", "DEFAULT_BATCH": "nncli.gradcheck.options",
-    "DEFAULT_DIRECTIONS": "nncli.gradcheck.options", "DEFAULT_EPS": "nncli.gradcheck.options",
-    "DEFAULT_RTOL": "nncli.gradcheck.options", "MODES": "nncli.gradcheck.options",
-    "Mode": "nncli.gradcheck.options", "OBJECTIVES": "nncli.gradcheck.options",
+    "DEFAULT_ATOL": "nncli.gradcheck.options",
+    "DEFAULT_BATCH": "nncli.gradcheck.options",
+    "DEFAULT_DIRECTIONS": "nncli.gradcheck.options",
+    "DEFAULT_EPS": "nncli.gradcheck.options",
+    "DEFAULT_RTOL": "nncli.gradcheck.options",
+    "MODES": "nncli.gradcheck.options",
+    "Mode": "nncli.gradcheck.options",
+    "OBJECTIVES": "nncli.gradcheck.options",
     "Objective": "nncli.gradcheck.options",
-    "GradcheckReport": "nncli.gradcheck.report", "LayerCheck": "nncli.gradcheck.report",
-    "StructuralCheck": "nncli.gradcheck.report", "TensorCheck": "nncli.gradcheck.report",
-    "Verdict": "nncli.gradcheck.report", "miss_probability": "nncli.gradcheck.report",
-    "check_built": "nncli.gradcheck.check", "gradcheck": "nncli.gradcheck.check",
-    "available_memory": "nncli.memory", "estimate_memory": "nncli.gradcheck.footprint",
-    "EXHAUSTIVE_CHUNK_BYTES": "nncli.gradcheck.numeric", "KINK_RETRIES": "nncli.gradcheck.numeric",
-    "INPUT": "nncli.gradcheck.unit", "STRUCTURAL_RTOL": "nncli.gradcheck.custom",
+    "GradcheckReport": "nncli.gradcheck.report",
+    "LayerCheck": "nncli.gradcheck.report",
+    "StructuralCheck": "nncli.gradcheck.report",
+    "TensorCheck": "nncli.gradcheck.report",
+    "Verdict": "nncli.gradcheck.report",
+    "miss_probability": "nncli.gradcheck.report",
+    "check_built": "nncli.gradcheck.check",
+    "gradcheck": "nncli.gradcheck.check",
+    "available_memory": "nncli.memory",
+    "estimate_memory": "nncli.gradcheck.footprint",
+    "EXHAUSTIVE_CHUNK_BYTES": "nncli.gradcheck.numeric",
+    "KINK_RETRIES": "nncli.gradcheck.numeric",
+    "INPUT": "nncli.gradcheck.unit",
+    "STRUCTURAL_RTOL": "nncli.gradcheck.custom",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -86,15 +97,27 @@ if TYPE_CHECKING:
     from nncli.gradcheck.check import check_built, gradcheck
     from nncli.gradcheck.custom import STRUCTURAL_RTOL
     from nncli.gradcheck.footprint import estimate_memory
-    from nncli.memory import available_memory
     from nncli.gradcheck.numeric import EXHAUSTIVE_CHUNK_BYTES, KINK_RETRIES
     from nncli.gradcheck.options import (
-        DEFAULT_ATOL, DEFAULT_BATCH, DEFAULT_DIRECTIONS, DEFAULT_EPS, DEFAULT_RTOL, MODES, OBJECTIVES, Mode,
+        DEFAULT_ATOL,
+        DEFAULT_BATCH,
+        DEFAULT_DIRECTIONS,
+        DEFAULT_EPS,
+        DEFAULT_RTOL,
+        MODES,
+        OBJECTIVES,
+        Mode,
         Objective,
     )
     from nncli.gradcheck.report import (
-        GradcheckReport, LayerCheck, StructuralCheck, TensorCheck, Verdict, miss_probability,
+        GradcheckReport,
+        LayerCheck,
+        StructuralCheck,
+        TensorCheck,
+        Verdict,
+        miss_probability,
     )
     from nncli.gradcheck.unit import INPUT
+    from nncli.memory import available_memory
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -16,25 +16,40 @@ from torch import nn
 from nncli.build import Built, build_model
 from nncli.errors import InputError
 from nncli.gradcheck.footprint import estimate_memory
-from nncli.gradcheck.isolation import (
-    PER_LAYER, _check_exhaustive_plain, _check_layer, _check_model, _record_inputs,
-)
+from nncli.gradcheck.isolation import PER_LAYER, _check_exhaustive_plain, _check_layer, _check_model, _record_inputs
 from nncli.gradcheck.numeric import _Draws, _Settings
 from nncli.gradcheck.options import (
-    DEFAULT_ATOL, DEFAULT_BATCH, DEFAULT_DIRECTIONS, DEFAULT_EPS, DEFAULT_RTOL, Mode, Objective,
+    DEFAULT_ATOL,
+    DEFAULT_BATCH,
+    DEFAULT_DIRECTIONS,
+    DEFAULT_EPS,
+    DEFAULT_RTOL,
+    Mode,
+    Objective,
 )
-from nncli.gradcheck.report import GradcheckReport, _report
 from nncli.gradcheck.replay import _preserved, _rng_devices, _seed
+from nncli.gradcheck.report import GradcheckReport, _report
 from nncli.gradcheck.suffix import _plain
 from nncli.memory import available_memory
 from nncli.spec import Spec
 
 
-def gradcheck(spec: Spec, *, batch: int = DEFAULT_BATCH, data: str | Path | None = None,
-              objective: str = "projection", mode: str = "train", exhaustive: bool = False,
-              directions: int = DEFAULT_DIRECTIONS, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-              eps: float = DEFAULT_EPS, seed: int = 0, device: str | torch.device = "cpu",
-              memory_limit: int | None = None) -> GradcheckReport:
+def gradcheck(
+    spec: Spec,
+    *,
+    batch: int = DEFAULT_BATCH,
+    data: str | Path | None = None,
+    objective: str = "projection",
+    mode: str = "train",
+    exhaustive: bool = False,
+    directions: int = DEFAULT_DIRECTIONS,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    eps: float = DEFAULT_EPS,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    memory_limit: int | None = None,
+) -> GradcheckReport:
     """Build ``spec`` in float64 and check every layer's gradients against finite differences.
 
     Args:
@@ -76,22 +91,46 @@ def gradcheck(spec: Spec, *, batch: int = DEFAULT_BATCH, data: str | Path | None
             f"{fmt_bytes(estimate)} (weights, gradients, a saved copy, directions and activations for "
             f"batch {batch}), "
             f"and {fmt_bytes(available)} is available",
-            hint="check a smaller variant of the network, a smaller --batch, or a machine with more memory")
+            hint="check a smaller variant of the network, a smaller --batch, or a machine with more memory",
+        )
     # build_model seeds the global RNG: fork it so the caller's RNG stream is left as found.
     with torch.random.fork_rng(devices=_rng_devices(device)):
         built = build_model(spec, device=device, seed=seed, dtype=torch.float64)
         x = _inputs(built, batch, data, seed, device)
     # The model was built here and is dropped afterwards: no saved copy of its weights to restore.
-    return check_built(built, x, objective=objective, mode=mode, exhaustive=exhaustive,
-                       directions=directions, rtol=rtol, atol=atol, eps=eps, seed=seed,
-                       data=str(data) if data is not None else None, memory_estimate=estimate,
-                       _restore=False)
+    return check_built(
+        built,
+        x,
+        objective=objective,
+        mode=mode,
+        exhaustive=exhaustive,
+        directions=directions,
+        rtol=rtol,
+        atol=atol,
+        eps=eps,
+        seed=seed,
+        data=str(data) if data is not None else None,
+        memory_estimate=estimate,
+        _restore=False,
+    )
 
 
-def check_built(built: Built, x: torch.Tensor, *, objective: str = "projection", mode: str = "train",
-                exhaustive: bool = False, directions: int = DEFAULT_DIRECTIONS, rtol: float = DEFAULT_RTOL,
-                atol: float = DEFAULT_ATOL, eps: float = DEFAULT_EPS, seed: int = 0, data: str | None = None,
-                memory_estimate: int = 0, _restore: bool = True) -> GradcheckReport:
+def check_built(
+    built: Built,
+    x: torch.Tensor,
+    *,
+    objective: str = "projection",
+    mode: str = "train",
+    exhaustive: bool = False,
+    directions: int = DEFAULT_DIRECTIONS,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    eps: float = DEFAULT_EPS,
+    seed: int = 0,
+    data: str | None = None,
+    memory_estimate: int = 0,
+    _restore: bool = True,
+) -> GradcheckReport:
     """Check an already built float64 model on the batch ``x``; leaves the model and RNG as found.
 
     Args:
@@ -114,8 +153,9 @@ def check_built(built: Built, x: torch.Tensor, *, objective: str = "projection",
     with _preserved(model, device, tensors=_restore), warnings.catch_warnings():
         # vmap has no batching rule for the fused CPU attention kernel and says so once per
         # process; it falls back to a loop, which gives the same numbers.
-        warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet "
-                                "implemented the batching rule")
+        warnings.filterwarnings(
+            "ignore", message="There is a performance drop because we have not yet implemented the batching rule"
+        )
         model.train(mode == "train")
         objective_fn = _objective(objective, built, x, gen)
         try:
@@ -123,20 +163,36 @@ def check_built(built: Built, x: torch.Tensor, *, objective: str = "projection",
         except ValueError as exc:  # BatchNorm in train mode on one value per channel
             if "more than 1 value per channel" not in str(exc):
                 raise
-            raise InputError(f"--batch {x.shape[0]}: BatchNorm in train mode needs more than one value per "
-                             f"channel to normalise ({str(exc).strip()})",
-                             hint="use --batch 2 or more, or --mode eval") from None
+            raise InputError(
+                f"--batch {x.shape[0]}: BatchNorm in train mode needs more than one value per "
+                f"channel to normalise ({str(exc).strip()})",
+                hint="use --batch 2 or more, or --mode eval",
+            ) from None
         if exhaustive and _plain(built, inputs):
             layers, e2e, path = _check_exhaustive_plain(built, x, inputs, objective_fn, settings, gen, seed)
         else:
             draws = _Draws()  # directions drawn by the layers' checks, reused end to end
-            layers = [_check_layer(info, inputs, settings, gen, seed, depth=0, top=info.index, draws=draws)
-                      for info in built.layers]
+            layers = [
+                _check_layer(info, inputs, settings, gen, seed, depth=0, top=info.index, draws=draws)
+                for info in built.layers
+            ]
             e2e = _check_model(built, x, objective_fn, settings, gen, seed, draws)
             path = PER_LAYER
-    report = _report(built, layers, e2e, settings, batch=x.shape[0], mode=mode, objective=objective,
-                     seed=seed, device=str(device), data=data, memory_estimate=memory_estimate,
-                     seconds=time.perf_counter() - start, path=path)
+    report = _report(
+        built,
+        layers,
+        e2e,
+        settings,
+        batch=x.shape[0],
+        mode=mode,
+        objective=objective,
+        seed=seed,
+        device=str(device),
+        data=data,
+        memory_estimate=memory_estimate,
+        seconds=time.perf_counter() - start,
+        path=path,
+    )
     return report
 
 
@@ -154,8 +210,10 @@ def _validate(*, batch: int, directions: int, rtol: float, atol: float, eps: flo
     if not (EPS_RANGE[0] <= eps <= EPS_RANGE[1]):
         # Outside this range float64 central differences measure round-off (too small) or the
         # curvature (too large), and a correct backward would be blamed.
-        raise InputError(f"--eps: expected a step between {EPS_RANGE[0]:g} and {EPS_RANGE[1]:g}, found {eps:g}",
-                         hint=f"the default {DEFAULT_EPS:g} suits float64")
+        raise InputError(
+            f"--eps: expected a step between {EPS_RANGE[0]:g} and {EPS_RANGE[1]:g}, found {eps:g}",
+            hint=f"the default {DEFAULT_EPS:g} suits float64",
+        )
 
 
 def _inputs(built: Built, batch: int, data, seed: int, device: torch.device) -> torch.Tensor:
@@ -187,9 +245,11 @@ def _objective(kind: str, built: Built, x: torch.Tensor, gen: torch.Generator) -
         r = torch.randn(out_shape, generator=gen, dtype=torch.float64, device=x.device)
         return lambda y: (r * y).sum()
     if len(out_shape) < 2 or out_shape[1] < 2:
-        raise InputError(f"--objective loss: cross-entropy needs an output of [N, classes, ...] with at least "
-                         f"2 classes; this network gives {list(('N',) + tuple(built.output_shape))}",
-                         hint="use --objective projection")
+        raise InputError(
+            f"--objective loss: cross-entropy needs an output of [N, classes, ...] with at least "
+            f"2 classes; this network gives {list(('N',) + tuple(built.output_shape))}",
+            hint="use --objective projection",
+        )
     if getattr(built.spec, "integer_input", False) and len(out_shape) >= 3:
         # a token model's [N, L, V] scores: cross-entropy over the last dimension, as training takes it
         target = torch.randint(0, out_shape[-1], out_shape[:-1], generator=gen, device=x.device)

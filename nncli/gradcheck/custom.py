@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call
 
-from nncli.gradcheck.report import StructuralCheck
 from nncli.gradcheck import replay as rng
+from nncli.gradcheck.report import StructuralCheck
 from nncli.gradcheck.unit import INPUT, _Unit
 
 # Structural checks of custom backwards are exact up to float64 round-off.
@@ -43,13 +43,22 @@ def _structural(unit: _Unit, gen: torch.Generator) -> list[StructuralCheck]:
     zero = float(v0.norm())
     linear = float((v12 - (a * v1 + b * v2)).norm())
     return [
-        StructuralCheck("backward twice", twice <= STRUCTURAL_RTOL * scale,
-                        f"two backward passes of one forward differ by {twice:.3g} (|grad| {scale:.3g})"),
-        StructuralCheck("zero upstream", zero <= STRUCTURAL_RTOL * scale,
-                        f"a zero upstream gradient gives a gradient of norm {zero:.3g}"),
-        StructuralCheck("linear in upstream", linear <= STRUCTURAL_RTOL * scale,
-                        f"backward({a} G1 {b:+} G2) differs from {a} backward(G1) {b:+} backward(G2) "
-                        f"by {linear:.3g} (|grad| {scale:.3g})"),
+        StructuralCheck(
+            "backward twice",
+            twice <= STRUCTURAL_RTOL * scale,
+            f"two backward passes of one forward differ by {twice:.3g} (|grad| {scale:.3g})",
+        ),
+        StructuralCheck(
+            "zero upstream",
+            zero <= STRUCTURAL_RTOL * scale,
+            f"a zero upstream gradient gives a gradient of norm {zero:.3g}",
+        ),
+        StructuralCheck(
+            "linear in upstream",
+            linear <= STRUCTURAL_RTOL * scale,
+            f"backward({a} G1 {b:+} G2) differs from {a} backward(G1) {b:+} backward(G2) "
+            f"by {linear:.3g} (|grad| {scale:.3g})",
+        ),
     ]
 
 
@@ -68,8 +77,14 @@ def _deterministic(module, x: torch.Tensor, seed: int) -> StructuralCheck:
     if not all(isinstance(o, torch.Tensor) for o in outs):
         return StructuralCheck("deterministic forward", True, "not a tensor output: checked later")
     scale = float(outs[0].abs().max()) if outs[0].numel() else 0.0
-    diff = max(float((o - outs[0]).abs().max()) if o.shape == outs[0].shape else float("inf") for o in outs[1:]) \
-        if outs[0].numel() else 0.0
+    diff = (
+        max(float((o - outs[0]).abs().max()) if o.shape == outs[0].shape else float("inf") for o in outs[1:])
+        if outs[0].numel()
+        else 0.0
+    )
     ok = diff <= STRUCTURAL_RTOL * max(scale, 1e-300) or diff == 0.0
-    return StructuralCheck("deterministic forward", ok,
-                           f"three calls on one input under one seed differ by up to {diff:.3g} (|y| {scale:.3g})")
+    return StructuralCheck(
+        "deterministic forward",
+        ok,
+        f"three calls on one input under one seed differ by up to {diff:.3g} (|y| {scale:.3g})",
+    )

@@ -49,8 +49,9 @@ class _Coordinates:
             batch[rows, idx] = self.flat[idx]
 
 
-def _check_exhaustive(unit: _Unit, name: str, grad: torch.Tensor, settings: _Settings,
-                      act_elements: int, sweep: tuple | None = None) -> TensorCheck:
+def _check_exhaustive(
+    unit: _Unit, name: str, grad: torch.Tensor, settings: _Settings, act_elements: int, sweep: tuple | None = None
+) -> TensorCheck:
     """Every coordinate of one tensor, perturbations batched (vmap over one-hot steps).
 
     ``sweep``: ``(F(w + h e_j), F(w - h e_j))`` for every j, already evaluated by the caller
@@ -87,11 +88,17 @@ def _check_exhaustive(unit: _Unit, name: str, grad: torch.Tensor, settings: _Set
             f0 = float(unit.value({}))
             noisy = _noisy(f0, float(unit.value({})), h, tol / math.sqrt(n))  # see _judge
         for start in range(0, suspects.numel(), chunk):
-            idx = suspects[start:start + chunk]
+            idx = suspects[start : start + chunk]
             fp2, fm2 = values(idx, h / 2), values(idx, -h / 2)
             fp, fm = fp_all[idx], fm_all[idx]
-            e_c, is_kink = _classify(g[idx], d1[idx], (fp2 - fm2) / h, (4 * (fp2 - f0) - (fp - f0)) / h,
-                                     (4 * (f0 - fm2) - (f0 - fm)) / h, tol / math.sqrt(n))
+            e_c, is_kink = _classify(
+                g[idx],
+                d1[idx],
+                (fp2 - fm2) / h,
+                (4 * (fp2 - f0) - (fp - f0)) / h,
+                (4 * (f0 - fm2) - (f0 - fm)) / h,
+                tol / math.sqrt(n),
+            )
             err[idx] = e_c
             kink[idx] = is_kink & (not noisy)
     conclusive = err[~kink]
@@ -103,6 +110,14 @@ def _check_exhaustive(unit: _Unit, name: str, grad: torch.Tensor, settings: _Set
         verdict = Verdict.KINK
     else:
         verdict = Verdict.OK
-    return TensorCheck(name=name, numel=n, verdict=verdict,
-                       max_rel_error=(total / g_norm if g_norm > settings.atol else None), max_abs_error=total,
-                       grad_norm=g_norm, checked=n - kinks, kinks=kinks, note=unit.vmap_note)
+    return TensorCheck(
+        name=name,
+        numel=n,
+        verdict=verdict,
+        max_rel_error=(total / g_norm if g_norm > settings.atol else None),
+        max_abs_error=total,
+        grad_norm=g_norm,
+        checked=n - kinks,
+        kinks=kinks,
+        note=unit.vmap_note,
+    )

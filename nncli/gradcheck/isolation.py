@@ -12,19 +12,19 @@ import dataclasses
 import inspect
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from nncli.build import Built, LayerInfo
 from nncli.errors import InputError
+from nncli.gradcheck import replay as rng
 from nncli.gradcheck.custom import _deterministic, _structural
 from nncli.gradcheck.exhaustive import _check_exhaustive
 from nncli.gradcheck.numeric import _check_directions, _Draws, _evaluate_each, _key, _Settings
-from nncli.gradcheck.report import LayerCheck, StructuralCheck, TensorCheck, Verdict, _worst
-from nncli.gradcheck import replay as rng
 from nncli.gradcheck.replay import _seed
+from nncli.gradcheck.report import LayerCheck, StructuralCheck, TensorCheck, Verdict, _worst
 from nncli.gradcheck.suffix import NotBatchable, _sweeps
 from nncli.gradcheck.unit import INPUT, _Unit
 
@@ -58,13 +58,17 @@ def _record_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.
     nonfinite: list = []
     hooks = []
     for info in built.walk():
+
         def hook(module, args, key=id(info)):
             seen[key] = args[0].detach().clone()
+
         hooks.append(info.module.register_forward_pre_hook(hook))
         if not info.children:
+
             def out_hook(module, args, output, info=info):
                 if not nonfinite and isinstance(output, torch.Tensor) and not torch.isfinite(output).all():
                     nonfinite.append(info)
+
             hooks.append(info.module.register_forward_hook(out_hook))
     try:
         with torch.no_grad(), rng._replay(seed, x.device):
@@ -74,17 +78,25 @@ def _record_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.
             h.remove()
     if nonfinite:
         info = nonfinite[0]
-        came = "its input is already not finite" if not torch.isfinite(seen[id(info)]).all() else \
-            "its input is finite"
+        came = "its input is already not finite" if not torch.isfinite(seen[id(info)]).all() else "its input is finite"
         raise info.spec.where.error(
             f"the forward pass is not finite: {info.type} ({info.name}) gives inf or NaN in float64 "
             f"on the gradcheck batch ({came}), so no gradient can be checked",
-            hint="look at that layer's init scale (spec `init`) or at the --data values", kind=InputError)
+            hint="look at that layer's init scale (spec `init`) or at the --data values",
+            kind=InputError,
+        )
     return seen
 
 
-def _check_unit(unit: _Unit, settings: _Settings, gen: torch.Generator, act_elements: int,
-                joint: bool = False, draws: _Draws | None = None, pre: _Pre | None = None) -> list[TensorCheck]:
+def _check_unit(
+    unit: _Unit,
+    settings: _Settings,
+    gen: torch.Generator,
+    act_elements: int,
+    joint: bool = False,
+    draws: _Draws | None = None,
+    pre: _Pre | None = None,
+) -> list[TensorCheck]:
     """All tensors of a unit: per tensor, or (end to end, default mode) all jointly.
 
     ``pre``: exhaustive mode's evaluations made beforehand (:mod:`~nncli.gradcheck.suffix`);
@@ -103,21 +115,34 @@ def _check_unit(unit: _Unit, settings: _Settings, gen: torch.Generator, act_elem
     base = unit.tensors()
     blocks = {n: draws.block(_key(unit, n), settings.directions, gen, base[n]) for n in names}
     triples = _evaluate_each(unit, names, base, grads, blocks, settings.eps, draws)
-    return [_check_directions(unit, [n], grads, settings, gen, n, drawn=({n: blocks[n]}, triples[n]), draws=draws)
-            for n in names]
+    return [
+        _check_directions(unit, [n], grads, settings, gen, n, drawn=({n: blocks[n]}, triples[n]), draws=draws)
+        for n in names
+    ]
 
 
-def _check_layer(info: LayerInfo, inputs: dict, settings: _Settings, gen: torch.Generator, seed: int,
-                 depth: int, top: int, draws: _Draws | None = None, pres: dict | None = None) -> LayerCheck:
+def _check_layer(
+    info: LayerInfo,
+    inputs: dict,
+    settings: _Settings,
+    gen: torch.Generator,
+    seed: int,
+    depth: int,
+    top: int,
+    draws: _Draws | None = None,
+    pres: dict | None = None,
+) -> LayerCheck:
     """Check one layer in isolation; a composite recurses so the guilty leaf is named.
 
     ``pres``: ``id(info)`` -> what the caller drew and evaluated for that layer (a :class:`_Pre`).
     """
-    row = LayerCheck(index=top, id=info.fqn, path=info.path, name=info.name, type=info.type, depth=depth,
-                     verdict=Verdict.OK)
+    row = LayerCheck(
+        index=top, id=info.fqn, path=info.path, name=info.name, type=info.type, depth=depth, verdict=Verdict.OK
+    )
     if info.children:
-        row.children = [_check_layer(c, inputs, settings, gen, seed, depth + 1, top, draws, pres)
-                        for c in info.children]
+        row.children = [
+            _check_layer(c, inputs, settings, gen, seed, depth + 1, top, draws, pres) for c in info.children
+        ]
         row.verdict = _worst(c.verdict for c in row.children)
         return row
     x = inputs.get(id(info))
@@ -147,8 +172,7 @@ def _check_layer(info: LayerInfo, inputs: dict, settings: _Settings, gen: torch.
         if not _raised_by_custom(exc, [info]):  # a built-in layer that raises is nncli's own bug
             raise
         row.structural.append(_runs_failed(exc))
-    row.verdict = _worst([t.verdict for t in row.tensors]
-                         + [Verdict.FAIL for s in row.structural if not s.ok])
+    row.verdict = _worst([t.verdict for t in row.tensors] + [Verdict.FAIL for s in row.structural if not s.ok])
     return row
 
 
@@ -186,8 +210,17 @@ def _runs_failed(exc: BaseException) -> StructuralCheck:
     return StructuralCheck("runs", False, f"{type(exc).__name__}: {first}")
 
 
-def _recheck_off_kinks(row: LayerCheck, info: LayerInfo, x: torch.Tensor, unit: _Unit, settings: _Settings,
-                       gen: torch.Generator, act: int, draws: _Draws | None, layer_seed: int) -> None:
+def _recheck_off_kinks(
+    row: LayerCheck,
+    info: LayerInfo,
+    x: torch.Tensor,
+    unit: _Unit,
+    settings: _Settings,
+    gen: torch.Generator,
+    act: int,
+    draws: _Draws | None,
+    layer_seed: int,
+) -> None:
     """Check a layer again at a jittered input when its directions hit kinks; ``row`` updated."""
     kinked = [t for t in row.tensors if t.verdict is Verdict.KINK]
     # A FAIL among directions that hit kinks is not conclusive either: many kinks crossed at
@@ -204,10 +237,15 @@ def _recheck_off_kinks(row: LayerCheck, info: LayerInfo, x: torch.Tensor, unit: 
     jitter = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device) * scale
     unit = _Unit(info.module, x + jitter, unit.objective, layer_seed)
     row.tensors = _check_unit(unit, dataclasses.replace(settings, eps=settings.eps / 10), gen, act, draws=draws)
-    where = ("in every direction tried" if kinked else
-             f"in {sum(t.kinks for t in near_kinks)} direction(s), where a difference then failed")
-    row.note = (f"the real input sits on a kink (ties or exact zeros) {where}; "
-                f"checked at the input jittered by N(0, {scale:.1g}^2), step h/10")
+    where = (
+        "in every direction tried"
+        if kinked
+        else f"in {sum(t.kinks for t in near_kinks)} direction(s), where a difference then failed"
+    )
+    row.note = (
+        f"the real input sits on a kink (ties or exact zeros) {where}; "
+        f"checked at the input jittered by N(0, {scale:.1g}^2), step h/10"
+    )
 
 
 def _upstream(info: LayerInfo, x: torch.Tensor, layer_seed: int, gen: torch.Generator) -> torch.Tensor:
@@ -221,8 +259,15 @@ def _model_act(built: Built, x: torch.Tensor) -> int:
     return x.numel() + x.shape[0] * sum(math.prod(i.out_shape) for i in built.walk() if not i.children)
 
 
-def _check_exhaustive_plain(built: Built, x: torch.Tensor, inputs: dict, objective: Callable,
-                            settings: _Settings, gen: torch.Generator, seed: int) -> tuple[list, LayerCheck, str]:
+def _check_exhaustive_plain(
+    built: Built,
+    x: torch.Tensor,
+    inputs: dict,
+    objective: Callable,
+    settings: _Settings,
+    gen: torch.Generator,
+    seed: int,
+) -> tuple[list, LayerCheck, str]:
     """Exhaustive mode on a plain Sequential: every layer's perturbations evaluated once for its own
     check and the end-to-end one (:mod:`nncli.gradcheck.suffix`); the same checks and verdicts.
 
@@ -233,31 +278,46 @@ def _check_exhaustive_plain(built: Built, x: torch.Tensor, inputs: dict, objecti
     for info in built.layers:  # the upstream gradients, drawn in the order the general path draws them
         layer_seed = _seed(seed, "layer " + info.fqn)
         upstreams.append(_upstream(info, inputs[id(info)], layer_seed, gen))
-        units.append(_Unit(info.module, inputs[id(info)], _projection(upstreams[-1]), layer_seed,
-                           prefix=info.fqn + "."))
+        units.append(
+            _Unit(info.module, inputs[id(info)], _projection(upstreams[-1]), layer_seed, prefix=info.fqn + ".")
+        )
     model_unit = _Unit(built.model, x, objective, _seed(seed, "model"), prefix="")
     path = EXHAUSTIVE_SUFFIX
     try:
         per_layer, end_to_end = _sweeps(built, units, model_unit, upstreams, settings.eps, _model_act(built, x))
     except NotBatchable:  # each check evaluates its own coordinates, and reports what raises
         per_layer, end_to_end, path = [None] * len(units), None, PER_LAYER
-    pres = {id(info): _Pre(up, unit, sweeps=sweeps)
-            for info, up, unit, sweeps in zip(built.layers, upstreams, units, per_layer)}
-    layers = [_check_layer(info, inputs, settings, gen, seed, depth=0, top=info.index, pres=pres)
-              for info in built.layers]
+    pres = {
+        id(info): _Pre(up, unit, sweeps=sweeps)
+        for info, up, unit, sweeps in zip(built.layers, upstreams, units, per_layer)
+    }
+    layers = [
+        _check_layer(info, inputs, settings, gen, seed, depth=0, top=info.index, pres=pres) for info in built.layers
+    ]
     e2e = _check_model(built, x, objective, settings, gen, seed, pre=_Pre(None, model_unit, sweeps=end_to_end))
     return layers, e2e, path
 
 
-def _check_model(built: Built, x: torch.Tensor, objective: Callable, settings: _Settings,
-                 gen: torch.Generator, seed: int, draws: _Draws | None = None,
-                 pre: _Pre | None = None) -> LayerCheck:
+def _check_model(
+    built: Built,
+    x: torch.Tensor,
+    objective: Callable,
+    settings: _Settings,
+    gen: torch.Generator,
+    seed: int,
+    draws: _Draws | None = None,
+    pre: _Pre | None = None,
+) -> LayerCheck:
     """The end-to-end check: the whole model under the objective."""
-    unit = pre.unit if pre is not None and pre.unit is not None else \
-        _Unit(built.model, x, objective, _seed(seed, "model"), prefix="")
+    unit = (
+        pre.unit
+        if pre is not None and pre.unit is not None
+        else _Unit(built.model, x, objective, _seed(seed, "model"), prefix="")
+    )
     act = _model_act(built, x)
-    row = LayerCheck(index=None, id="model", path="layers", name="end-to-end", type="model", depth=0,
-                     verdict=Verdict.OK)
+    row = LayerCheck(
+        index=None, id="model", path="layers", name="end-to-end", type="model", depth=0, verdict=Verdict.OK
+    )
     try:
         row.tensors = _check_unit(unit, settings, gen, act, joint=True, draws=draws, pre=pre)
         near_kinks = [t for t in row.tensors if t.verdict is Verdict.FAIL and t.kinks]
@@ -266,10 +326,11 @@ def _check_model(built: Built, x: torch.Tensor, objective: Callable, settings: _
             # crossed at once, jumps of both signs, can pass the kink test; seen on ResNets whose
             # batch norm runs over 2 values). A tenth of the step crosses a tenth of them; a
             # wrong gradient fails there just the same. (Kinks alone stay inconclusive: kink.)
-            row.tensors = _check_unit(unit, dataclasses.replace(settings, eps=settings.eps / 10), gen, act,
-                                      joint=True)
-            row.note = (f"a difference failed where {near_kinks[0].kinks} direction(s) hit kinks; "
-                        "checked again along new directions, step h/10")
+            row.tensors = _check_unit(unit, dataclasses.replace(settings, eps=settings.eps / 10), gen, act, joint=True)
+            row.note = (
+                f"a difference failed where {near_kinks[0].kinks} direction(s) hit kinks; "
+                "checked again along new directions, step h/10"
+            )
     except Exception as exc:
         if not _raised_by_custom(exc, list(built.walk())):
             raise

@@ -9,11 +9,12 @@ in reused buffers for large ones (:func:`_evaluate`); units that draw random num
 evaluated one at a time, replayed. A run's directions and buffers live in :class:`_Draws`.
 Every coordinate instead (``--exhaustive``): :mod:`nncli.gradcheck.exhaustive`.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -93,8 +94,14 @@ def _judge(gv: float, f: Callable[[float], float], fp: float, fm: float, h: floa
     f0, fp2, fm2 = f(0.0), f(h / 2), f(-h / 2)
     t = lambda *vals: torch.tensor(vals, dtype=torch.float64)  # noqa: E731
     fp_, fm_, f0_, fp2_, fm2_ = t(fp), t(fm), t(f0), t(fp2), t(fm2)
-    err_t, kink = _classify(t(gv), (fp_ - fm_) / (2 * h), (fp2_ - fm2_) / h,
-                            (4 * (fp2_ - f0_) - (fp_ - f0_)) / h, (4 * (f0_ - fm2_) - (f0_ - fm_)) / h, tol)
+    err_t, kink = _classify(
+        t(gv),
+        (fp_ - fm_) / (2 * h),
+        (fp2_ - fm2_) / h,
+        (4 * (fp2_ - f0_) - (fp_ - f0_)) / h,
+        (4 * (f0_ - fm2_) - (f0_ - fm_)) / h,
+        tol,
+    )
     # A kink is a property of a function; a forward that does not repeat itself (an RNG that is
     # not replayed, state kept between calls) fakes slope jumps of |F(w) - F(w)'| / h: noise, not
     # a kink, so the direction is judged on its error instead.
@@ -135,7 +142,7 @@ class _Draws:
         if flat is None or flat.numel() < like.numel() or flat.dtype != like.dtype or flat.device != like.device:
             flat = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
             self._buffers[key] = flat
-        return flat[:like.numel()].view(like.shape)
+        return flat[: like.numel()].view(like.shape)
 
 
 def _gaussian(shape: tuple, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
@@ -150,8 +157,9 @@ def _key(unit: _Unit, name: str) -> str | None:
     return None if name == INPUT or unit.prefix is None else unit.prefix + name
 
 
-def _evaluate(unit: _Unit, names: list[str], base: dict, grads: dict, block: dict, h: float,
-              draws: _Draws) -> list[tuple]:
+def _evaluate(
+    unit: _Unit, names: list[str], base: dict, grads: dict, block: dict, h: float, draws: _Draws
+) -> list[tuple]:
     """``(<g, v_i>, F(w + h v_i), F(w - h v_i))`` for the directions ``v_i = block[n][i]``.
 
     Small units: the 2k evaluations as one vectorised call (one call per evaluation would be
@@ -186,14 +194,18 @@ def _evaluate(unit: _Unit, names: list[str], base: dict, grads: dict, block: dic
     return results
 
 
-def _evaluate_each(unit: _Unit, names: list[str], base: dict, grads: dict, blocks: dict, h: float,
-                   draws: _Draws) -> dict[str, list]:
+def _evaluate_each(
+    unit: _Unit, names: list[str], base: dict, grads: dict, blocks: dict, h: float, draws: _Draws
+) -> dict[str, list]:
     """:func:`_evaluate` for each tensor on its own (the others at their base values); for a small
     unit, every tensor's 2k evaluations in one vectorised call."""
     k = next(iter(blocks.values())).shape[0]
     rows = 2 * k * len(names)
-    if (len(names) < 2 or unit.draws_random()
-            or rows * sum(base[n].numel() * base[n].element_size() for n in names) > BATCHED_BYTES):
+    if (
+        len(names) < 2
+        or unit.draws_random()
+        or rows * sum(base[n].numel() * base[n].element_size() for n in names) > BATCHED_BYTES
+    ):
         return {n: _evaluate(unit, [n], base, grads, {n: blocks[n]}, h, draws) for n in names}
     values, gvs = {}, {}
     for j, n in enumerate(names):
@@ -201,16 +213,25 @@ def _evaluate_each(unit: _Unit, names: list[str], base: dict, grads: dict, block
         gvs[n] = (wide.reshape(k, -1) @ grads[n].reshape(-1)).tolist()
         rows_n = base[n].unsqueeze(0).expand(rows, *base[n].shape).clone()
         signs = torch.tensor([h, -h], dtype=base[n].dtype, device=base[n].device).view(1, 2, *([1] * base[n].dim()))
-        rows_n[2 * k * j:2 * k * (j + 1)] += (signs * wide.unsqueeze(1)).reshape(2 * k, *base[n].shape)
+        rows_n[2 * k * j : 2 * k * (j + 1)] += (signs * wide.unsqueeze(1)).reshape(2 * k, *base[n].shape)
         values[n] = rows_n
     out = unit.batch_many(values).tolist()
-    return {n: [(gvs[n][i], out[2 * k * j + 2 * i], out[2 * k * j + 2 * i + 1]) for i in range(k)]
-            for j, n in enumerate(names)}
+    return {
+        n: [(gvs[n][i], out[2 * k * j + 2 * i], out[2 * k * j + 2 * i + 1]) for i in range(k)]
+        for j, n in enumerate(names)
+    }
 
 
-def _check_directions(unit: _Unit, names: list[str], grads: dict[str, torch.Tensor], settings: _Settings,
-                      gen: torch.Generator, label: str, drawn: tuple | None = None,
-                      draws: _Draws | None = None) -> TensorCheck:
+def _check_directions(
+    unit: _Unit,
+    names: list[str],
+    grads: dict[str, torch.Tensor],
+    settings: _Settings,
+    gen: torch.Generator,
+    label: str,
+    drawn: tuple | None = None,
+    draws: _Draws | None = None,
+) -> TensorCheck:
     """Random-direction check of the tensors ``names`` jointly (one tensor, or all of them end to end).
 
     ``drawn``: (directions block, their ``(<g, v>, F(w + h v), F(w - h v))`` triples, or None)
@@ -265,6 +286,13 @@ def _check_directions(unit: _Unit, names: list[str], grads: dict[str, torch.Tens
     else:
         verdict = Verdict.OK
     worst = max(errs) if errs else None
-    return TensorCheck(name=label, numel=numel, verdict=verdict,
-                       max_rel_error=(worst / g_norm if worst is not None and g_norm > settings.atol else None),
-                       max_abs_error=worst, grad_norm=g_norm, checked=len(errs), kinks=kinks)
+    return TensorCheck(
+        name=label,
+        numel=numel,
+        verdict=verdict,
+        max_rel_error=(worst / g_norm if worst is not None and g_norm > settings.atol else None),
+        max_abs_error=worst,
+        grad_norm=g_norm,
+        checked=len(errs),
+        kinks=kinks,
+    )

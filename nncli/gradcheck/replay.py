@@ -21,8 +21,7 @@ def _seed(seed: int, what: str) -> int:
 
 
 def _rng_devices(device: torch.device) -> list:
-    return [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
+    return [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
 
 
 @functools.lru_cache(maxsize=512)

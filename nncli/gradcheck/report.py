@@ -6,8 +6,9 @@ names the suspect layer. No torch.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from nncli.gradcheck.options import DEFAULT_DIRECTIONS, DEFAULT_RTOL
 from nncli.status import GradcheckVerdict
@@ -53,9 +54,17 @@ class TensorCheck:
     note: str | None = None
 
     def to_json(self) -> dict:
-        return {"name": self.name, "numel": self.numel, "max_rel_error": self.max_rel_error,
-                "max_abs_error": self.max_abs_error, "grad_norm": self.grad_norm,
-                "verdict": self.verdict.value, "checked": self.checked, "kinks": self.kinks, "note": self.note}
+        return {
+            "name": self.name,
+            "numel": self.numel,
+            "max_rel_error": self.max_rel_error,
+            "max_abs_error": self.max_abs_error,
+            "grad_norm": self.grad_norm,
+            "verdict": self.verdict.value,
+            "checked": self.checked,
+            "kinks": self.kinks,
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -83,20 +92,28 @@ class LayerCheck:
     verdict: Verdict
     tensors: list[TensorCheck] = field(default_factory=list)
     structural: list[StructuralCheck] = field(default_factory=list)
-    children: list["LayerCheck"] = field(default_factory=list)
+    children: list[LayerCheck] = field(default_factory=list)
     note: str | None = None
 
-    def walk(self) -> Iterator["LayerCheck"]:
+    def walk(self) -> Iterator[LayerCheck]:
         yield self
         for child in self.children:
             yield from child.walk()
 
     def to_json(self) -> dict:
-        return {"index": self.index, "id": self.id, "path": self.path, "name": self.name, "type": self.type,
-                "depth": self.depth, "verdict": self.verdict.value,
-                "tensors": [t.to_json() for t in self.tensors],
-                "structural": [s.to_json() for s in self.structural],
-                "children": [c.to_json() for c in self.children], "note": self.note}
+        return {
+            "index": self.index,
+            "id": self.id,
+            "path": self.path,
+            "name": self.name,
+            "type": self.type,
+            "depth": self.depth,
+            "verdict": self.verdict.value,
+            "tensors": [t.to_json() for t in self.tensors],
+            "structural": [s.to_json() for s in self.structural],
+            "children": [c.to_json() for c in self.children],
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -142,17 +159,33 @@ class GradcheckReport:
 
     def to_json(self) -> dict:
         return {
-            "name": self.name, "ok": self.ok, "suspect": self.suspect, "suspect_id": self.suspect_id,
-            "suspect_name": self.suspect_name, "diagnosis": self.diagnosis, "counts": self.counts(),
-            "settings": {"batch": self.batch, "mode": self.mode, "objective": self.objective,
-                         "exhaustive": self.exhaustive, "directions": self.directions, "rtol": self.rtol,
-                         "atol": self.atol, "eps": self.eps, "seed": self.seed, "device": self.device,
-                         "data": self.data},
-            "detection": None if self.exhaustive else
-            [{"rel_error": r, "miss_probability": p} for r, p in self.detection()],
+            "name": self.name,
+            "ok": self.ok,
+            "suspect": self.suspect,
+            "suspect_id": self.suspect_id,
+            "suspect_name": self.suspect_name,
+            "diagnosis": self.diagnosis,
+            "counts": self.counts(),
+            "settings": {
+                "batch": self.batch,
+                "mode": self.mode,
+                "objective": self.objective,
+                "exhaustive": self.exhaustive,
+                "directions": self.directions,
+                "rtol": self.rtol,
+                "atol": self.atol,
+                "eps": self.eps,
+                "seed": self.seed,
+                "device": self.device,
+                "data": self.data,
+            },
+            "detection": None
+            if self.exhaustive
+            else [{"rel_error": r, "miss_probability": p} for r, p in self.detection()],
             "layers": [layer.to_json() for layer in self.layers],
             "end_to_end": self.end_to_end.to_json(),
-            "memory_estimate_bytes": self.memory_estimate, "seconds": round(self.seconds, 3),
+            "memory_estimate_bytes": self.memory_estimate,
+            "seconds": round(self.seconds, 3),
             "path": self.path,
         }
 
@@ -182,10 +215,17 @@ def _diagnose_layer(layer: LayerCheck) -> str:
         worst = max(failed, key=lambda t: t.max_rel_error or 0.0)
         names = ", ".join(f"`{t.name}`" for t in failed)
         others = [t for t in layer.tensors if t.verdict is not Verdict.FAIL]
-        size = (f"relative error up to {_fmt(worst.max_rel_error)}" if worst.max_rel_error is not None
-                else f"error {_fmt(worst.max_abs_error)} where the gradient should be ~0")
-        rest = (f"; its {', '.join(f'`{t.name}`' for t in others)} gradient{'s' if len(others) > 1 else ''} "
-                f"agree{'' if len(others) > 1 else 's'}" if others else "")
+        size = (
+            f"relative error up to {_fmt(worst.max_rel_error)}"
+            if worst.max_rel_error is not None
+            else f"error {_fmt(worst.max_abs_error)} where the gradient should be ~0"
+        )
+        rest = (
+            f"; its {', '.join(f'`{t.name}`' for t in others)} gradient{'s' if len(others) > 1 else ''} "
+            f"agree{'' if len(others) > 1 else 's'}"
+            if others
+            else ""
+        )
         text = f"{who} computes a wrong gradient for {names} ({size}{rest}): its backward is the suspect"
     else:
         text = f"{who} has a backward that is not a proper vector-Jacobian product"
@@ -204,34 +244,53 @@ def _report(built: Built, layers: list[LayerCheck], e2e: LayerCheck, settings: _
     if unrepeatable and not failing:
         first = unrepeatable[0]
         detail = next((s.detail for s in first.structural if not s.ok), "")
-        diagnosis = (f"layer {first.id} `{first.name}` ({first.type}) has a forward that is not deterministic "
-                     f"under a fixed seed ({detail}): its gradient cannot be checked. Draw random numbers "
-                     "from torch (seeded) rather than Python's `random` or numpy, and keep no state "
-                     "between calls.")
+        diagnosis = (
+            f"layer {first.id} `{first.name}` ({first.type}) has a forward that is not deterministic "
+            f"under a fixed seed ({detail}): its gradient cannot be checked. Draw random numbers "
+            "from torch (seeded) rather than Python's `random` or numpy, and keep no state "
+            "between calls."
+        )
         if len(unrepeatable) > 1:
             diagnosis += " Also: " + ", ".join(c.id for c in unrepeatable[1:]) + "."
     elif suspect is not None:
         diagnosis = _diagnose_layer(suspect)
         if len(failing) > 1:
-            diagnosis = diagnosis[:-1] + (f"; {len(failing) - 1} more layer(s) fail too: "
-                                          + ", ".join(c.id for c in failing[1:]) + ".")
+            diagnosis = diagnosis[:-1] + (
+                f"; {len(failing) - 1} more layer(s) fail too: " + ", ".join(c.id for c in failing[1:]) + "."
+            )
     elif e2e.verdict is Verdict.FAIL:
         worst = max((t.max_rel_error or 0.0) for t in e2e.tensors) if e2e.tensors else None
-        diagnosis = ("every layer passes on its own but the whole model's gradient does not (relative error "
-                     f"{_fmt(worst)}): look for state shared between layers or a forward that changes "
-                     "from one call to the next.")
+        diagnosis = (
+            "every layer passes on its own but the whole model's gradient does not (relative error "
+            f"{_fmt(worst)}): look for state shared between layers or a forward that changes "
+            "from one call to the next."
+        )
         if any(not s.ok for s in e2e.structural):
             diagnosis = f"the whole model raises while being checked: {e2e.structural[0].detail}."
     elif kinked:
-        diagnosis = (f"no gradient error found; {len(kinked)} check(s) sit on kinks (ReLU at 0, max-pool ties, "
-                     "Step, abs), inconclusive there: " + ", ".join(c.id for c in kinked) + ".")
+        diagnosis = (
+            f"no gradient error found; {len(kinked)} check(s) sit on kinks (ReLU at 0, max-pool ties, "
+            "Step, abs), inconclusive there: " + ", ".join(c.id for c in kinked) + "."
+        )
     else:
         errors = [t.max_rel_error for c in leaves + [e2e] for t in c.tensors if t.max_rel_error is not None]
-        diagnosis = (f"all {len(leaves)} layers and the end-to-end check agree with central differences "
-                     f"(largest relative error {_fmt(max(errors) if errors else None)}).")
+        diagnosis = (
+            f"all {len(leaves)} layers and the end-to-end check agree with central differences "
+            f"(largest relative error {_fmt(max(errors) if errors else None)})."
+        )
     return GradcheckReport(
-        name=built.spec.name or (built.spec.path.stem if built.spec.path else "model"), ok=ok,
-        suspect=suspect.index if suspect else None, suspect_id=suspect.id if suspect else None,
-        suspect_name=suspect.name if suspect else None, diagnosis=diagnosis, layers=layers, end_to_end=e2e,
-        exhaustive=settings.exhaustive, directions=settings.directions, rtol=settings.rtol, atol=settings.atol,
-        eps=settings.eps, **kw)
+        name=built.spec.name or (built.spec.path.stem if built.spec.path else "model"),
+        ok=ok,
+        suspect=suspect.index if suspect else None,
+        suspect_id=suspect.id if suspect else None,
+        suspect_name=suspect.name if suspect else None,
+        diagnosis=diagnosis,
+        layers=layers,
+        end_to_end=e2e,
+        exhaustive=settings.exhaustive,
+        directions=settings.directions,
+        rtol=settings.rtol,
+        atol=settings.atol,
+        eps=settings.eps,
+        **kw,
+    )

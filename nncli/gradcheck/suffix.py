@@ -46,16 +46,22 @@ def _plain(built: Built, inputs: dict) -> bool:
     if not isinstance(model, nn.Sequential) or len(built.layers) != len(model):
         return False
     for info, module in zip(built.layers, model):
-        if (info.children or info.target is not None or info.module is not module
-                or type(module) not in _DETERMINISTIC or type(module) is nn.Sequential
-                or id(info) not in inputs):
+        if (
+            info.children
+            or info.target is not None
+            or info.module is not module
+            or type(module) not in _DETERMINISTIC
+            or type(module) is nn.Sequential
+            or id(info) not in inputs
+        ):
             return False
     params = [p for m in model for p in m.parameters()]
     return len({id(p) for p in params}) == len(params)
 
 
-def _sweeps(built: Built, units: list[_Unit], model_unit: _Unit, upstreams: list[torch.Tensor],
-            h: float, act_elements: int) -> tuple[list[dict], dict]:
+def _sweeps(
+    built: Built, units: list[_Unit], model_unit: _Unit, upstreams: list[torch.Tensor], h: float, act_elements: int
+) -> tuple[list[dict], dict]:
     """``(F(w + h e_j), F(w - h e_j))`` for every coordinate j of every tensor: per layer (its
     isolated objective) and end to end (the model's objective), from one evaluation of each layer.
 
@@ -73,15 +79,16 @@ def _sweeps(built: Built, units: list[_Unit], model_unit: _Unit, upstreams: list
         raise
 
 
-def _sweep_all(built: Built, units: list[_Unit], model_unit: _Unit, upstreams: list[torch.Tensor],
-               h: float, act_elements: int) -> tuple[list[dict], dict]:
+def _sweep_all(
+    built: Built, units: list[_Unit], model_unit: _Unit, upstreams: list[torch.Tensor], h: float, act_elements: int
+) -> tuple[list[dict], dict]:
     model = built.model
     per_layer: list[dict] = []
     end_to_end: dict = {}
     model_names = set(model_unit.tensors())
     with torch.no_grad(), _vmap_ready(model):
         for k, (unit, upstream) in enumerate(zip(units, upstreams)):
-            suffix = list(model)[k + 1:]
+            suffix = list(model)[k + 1 :]
 
             def tail(y, suffix=suffix):
                 for module in suffix:

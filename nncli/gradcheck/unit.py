@@ -5,7 +5,7 @@ through ``torch.func.vmap``) and its analytic gradient, every evaluation under t
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -18,18 +18,45 @@ INPUT = "input"  # the name of a layer's input among its checked tensors
 
 # torch.nn layers whose forward draws no random numbers (Dropout, RReLU and Custom layers are not here).
 _DETERMINISTIC = {
-    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm, nn.Identity, nn.Flatten,
-    nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Softmax,
-    nn.LogSoftmax, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Sequential,
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.Identity,
+    nn.Flatten,
+    nn.ReLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.GELU,
+    nn.SiLU,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.Softplus,
+    nn.Softmax,
+    nn.LogSoftmax,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Sequential,
 }
 
 
 class _Unit:
     """A function F(input, parameters) -> scalar that is checked: a layer, or the whole model."""
 
-    def __init__(self, module: nn.Module, x: torch.Tensor, objective: Callable, seed: int,
-                 prefix: str | None = None) -> None:
+    def __init__(
+        self, module: nn.Module, x: torch.Tensor, objective: Callable, seed: int, prefix: str | None = None
+    ) -> None:
         self.module = module
         self.x = x
         self.objective = objective
@@ -41,8 +68,7 @@ class _Unit:
         self.params = {n: p.detach() for n, p in module.named_parameters() if p.is_floating_point()}
         # functional_call's untying of shared weights costs more than a small layer's forward: only
         # asked for where a parameter is registered under two names
-        self._tied = (len(list(module.named_parameters(remove_duplicate=False)))
-                      != len(list(module.named_parameters())))
+        self._tied = len(list(module.named_parameters(remove_duplicate=False))) != len(list(module.named_parameters()))
         self.vmap_note: str | None = None
         self._vmap_ok = True
         self._draws_random: bool | None = None
@@ -83,8 +109,7 @@ class _Unit:
         with torch.enable_grad():
             out = self.value(leaves)
             grads = torch.autograd.grad(out, list(leaves.values()), allow_unused=True)
-        return {n: (g.detach() if g is not None else torch.zeros_like(base[n]))
-                for n, g in zip(leaves, grads)}
+        return {n: (g.detach() if g is not None else torch.zeros_like(base[n])) for n, g in zip(leaves, grads)}
 
     def draws_random(self) -> bool:
         """Whether a forward of the unit consumes the RNG (Dropout, RReLU, a Custom layer's noise).
@@ -100,7 +125,8 @@ class _Unit:
                 cpu, gpu = torch.get_rng_state(), (torch.cuda.get_rng_state(self.device) if cuda else None)
                 self.value({}, replay=False)
                 self._draws_random = not torch.equal(cpu, torch.get_rng_state()) or (
-                    cuda and not torch.equal(gpu, torch.cuda.get_rng_state(self.device)))
+                    cuda and not torch.equal(gpu, torch.cuda.get_rng_state(self.device))
+                )
         return self._draws_random
 
     def batch_values(self, name: str, values: torch.Tensor) -> torch.Tensor:
@@ -117,6 +143,7 @@ class _Unit:
         """
         names = list(values)
         if self._vmap_ok:
+
             def one(*ws):
                 return self.value(dict(zip(names, ws)), replay=False)
 

@@ -9,13 +9,28 @@ saved model needs nothing but nncli importable to load.
 from nncli.modules.blocks import Block, Parallel, Repeat, Residual
 from nncli.modules.sequence import GRU, LSTM, RNN, SelfAttention, TransformerEncoderLayer
 from nncli.modules.step import Step
-from nncli.modules.tensor_ops import (
-    Chunk, Mean, Narrow, Permute, Reshape, Select, StochasticDepth, Transpose,
-)
+from nncli.modules.tensor_ops import Chunk, Mean, Narrow, Permute, Reshape, Select, StochasticDepth, Transpose
 from nncli.modules.tokens import ClassToken, PositionEmbedding
 
 __all__ = [
-    "Block", "Chunk", "ClassToken", "GRU", "LSTM", "Mean", "Narrow", "Parallel", "Permute",
-    "PositionEmbedding", "RNN", "Repeat", "Reshape", "Residual", "Select", "SelfAttention", "Step",
-    "StochasticDepth", "TransformerEncoderLayer", "Transpose",
+    "Block",
+    "Chunk",
+    "ClassToken",
+    "GRU",
+    "LSTM",
+    "Mean",
+    "Narrow",
+    "Parallel",
+    "Permute",
+    "PositionEmbedding",
+    "RNN",
+    "Repeat",
+    "Reshape",
+    "Residual",
+    "Select",
+    "SelfAttention",
+    "Step",
+    "StochasticDepth",
+    "TransformerEncoderLayer",
+    "Transpose",
 ]

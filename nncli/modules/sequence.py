@@ -73,8 +73,9 @@ class SelfAttention(nn.MultiheadAttention):
     never depends on inputs after ``t``.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, causal: bool = False, dropout: float = 0.0,
-                 bias: bool = True) -> None:
+    def __init__(
+        self, embed_dim: int, num_heads: int, causal: bool = False, dropout: float = 0.0, bias: bool = True
+    ) -> None:
         super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, batch_first=True)
         self.causal = causal
 
@@ -95,9 +96,13 @@ class TransformerEncoderLayer(nn.TransformerEncoderLayer):
         super().__init__(*args, **kwargs)
         self.causal = causal
 
-    def forward(self, src: torch.Tensor, src_mask=None, src_key_padding_mask=None,  # type: ignore[override]
-                is_causal: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        src: torch.Tensor,
+        src_mask=None,
+        src_key_padding_mask=None,  # type: ignore[override]
+        is_causal: bool = False,
+    ) -> torch.Tensor:
         if self.causal:
             src_mask, is_causal = causal_mask(src.shape[1], src.device), True
-        return super().forward(src, src_mask=src_mask, src_key_padding_mask=src_key_padding_mask,
-                               is_causal=is_causal)
+        return super().forward(src, src_mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=is_causal)

@@ -50,8 +50,8 @@ objects in :mod:`~nncli.probe.report`; :func:`probe` here runs them in order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -64,21 +64,51 @@ from nncli.probe.steps import STEP_LOSS_TEXT, loss_kind, train_config, train_ste
 from nncli.probe.verdict import Thresholds, Verdict, aggregate, classify, explain, mean
 from nncli.spec import Spec
 
-__all__ = ["probe", "DEFAULT_SEEDS", "DEFAULT_BATCH", "LOSS_TEXT", "Thresholds", "Verdict", "classify",
-           "explain", "measure", "probe_points", "read_data", "with_repeat_times", "fit_sweep", "ProbeReport",
-           "ProbeResult", "LayerStats", "SeedProbe", "Training", "Sweep", "SweepPoint"]
+__all__ = [
+    "probe",
+    "DEFAULT_SEEDS",
+    "DEFAULT_BATCH",
+    "LOSS_TEXT",
+    "Thresholds",
+    "Verdict",
+    "classify",
+    "explain",
+    "measure",
+    "probe_points",
+    "read_data",
+    "with_repeat_times",
+    "fit_sweep",
+    "ProbeReport",
+    "ProbeResult",
+    "LayerStats",
+    "SeedProbe",
+    "Training",
+    "Sweep",
+    "SweepPoint",
+]
 
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_BATCH = 128
 
-LOSS_TEXT = ("random projection L = mean_n <r_n, f(x_n)>, r_n ~ N(0, I): dL/d(output) = r/N whatever "
-             "the network outputs, so activation gradients measure the backward Jacobians alone")
+LOSS_TEXT = (
+    "random projection L = mean_n <r_n, f(x_n)>, r_n ~ N(0, I): dL/d(output) = r/N whatever "
+    "the network outputs, so activation gradients measure the backward Jacobians alone"
+)
 
 
-def probe(spec: Spec, *, seeds: Sequence[int] = DEFAULT_SEEDS, batch_size: int = DEFAULT_BATCH,
-          data: str | Path | None = None, steps: int = 0, sweep_depths: Sequence[int] | None = None,
-          thresholds: Thresholds = Thresholds(), device: str = "auto", optimizer: str | None = None,
-          lr: float | None = None) -> ProbeReport:
+def probe(
+    spec: Spec,
+    *,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    batch_size: int = DEFAULT_BATCH,
+    data: str | Path | None = None,
+    steps: int = 0,
+    sweep_depths: Sequence[int] | None = None,
+    thresholds: Thresholds = Thresholds(),
+    device: str = "auto",
+    optimizer: str | None = None,
+    lr: float | None = None,
+) -> ProbeReport:
     """Probe a spec for vanishing and exploding gradients at init, over seeds.
 
     Args:
@@ -125,19 +155,32 @@ def probe(spec: Spec, *, seeds: Sequence[int] = DEFAULT_SEEDS, batch_size: int =
                 kind = _train_seed(spec, built, cfg, steps, seed, batch_size, x_data, losses)
                 after_runs.append(measure(built.model, points, x, r))
         init = aggregate(points, init_runs, seeds, thresholds, types, gain)
-        after, training = (_after_steps(points, after_runs, seeds, thresholds, types, steps, cfg, kind, losses)
-                           if steps else (None, None))
-        sweep = (depth_sweep(spec, sweep_depths, seeds, batch_size, x_data, thresholds, dev)
-                 if sweep_depths else None)
+        after, training = (
+            _after_steps(points, after_runs, seeds, thresholds, types, steps, cfg, kind, losses)
+            if steps
+            else (None, None)
+        )
+        sweep = depth_sweep(spec, sweep_depths, seeds, batch_size, x_data, thresholds, dev) if sweep_depths else None
 
-    return ProbeReport(name=spec.name, file=str(spec.path) if spec.path else None, seeds=seeds,
-                       batch_size=batch_size, inputs=_inputs_text(spec, data, x_data, batch_size), loss=LOSS_TEXT,
-                       device=str(dev), thresholds=thresholds, init=init, training=training, after=after,
-                       sweep=sweep)
+    return ProbeReport(
+        name=spec.name,
+        file=str(spec.path) if spec.path else None,
+        seeds=seeds,
+        batch_size=batch_size,
+        inputs=_inputs_text(spec, data, x_data, batch_size),
+        loss=LOSS_TEXT,
+        device=str(dev),
+        thresholds=thresholds,
+        init=init,
+        training=training,
+        after=after,
+        sweep=sweep,
+    )
 
 
-def _checked(spec: Spec, seeds: Sequence[int], batch_size: int, steps: int,
-             sweep_depths: Sequence[int] | None) -> list[int]:
+def _checked(
+    spec: Spec, seeds: Sequence[int], batch_size: int, steps: int, sweep_depths: Sequence[int] | None
+) -> list[int]:
     """The distinct seeds; every setting checked before any work (a bad sweep too)."""
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     if not seeds:
@@ -158,17 +201,27 @@ def _train_seed(spec: Spec, built, cfg, steps: int, seed: int, batch_size: int, 
     ``losses``); returns the loss kind."""
     torch.manual_seed(seed)  # Dropout during the steps
     kind = loss_kind(spec, cfg, built.output_shape)
-    losses.append(train_steps(built.model, cfg, kind, built.output_shape, steps, seed, batch_size,
-                              built.input_shape, x_data, spec))
+    losses.append(
+        train_steps(
+            built.model, cfg, kind, built.output_shape, steps, seed, batch_size, built.input_shape, x_data, spec
+        )
+    )
     return kind
 
 
-def _after_steps(points, runs: list, seeds: list[int], thresholds: Thresholds, types, steps: int, cfg,
-                 kind: str, losses: list) -> tuple:
+def _after_steps(
+    points, runs: list, seeds: list[int], thresholds: Thresholds, types, steps: int, cfg, kind: str, losses: list
+) -> tuple:
     """The verdict after ``--steps`` and what the training did (mean first and last loss)."""
     after = aggregate(points, runs, seeds, thresholds, types, None)
-    training = Training(steps, cfg.optimizer, cfg.lr, STEP_LOSS_TEXT[kind],
-                        mean([first for first, _ in losses]), mean([last for _, last in losses]))
+    training = Training(
+        steps,
+        cfg.optimizer,
+        cfg.lr,
+        STEP_LOSS_TEXT[kind],
+        mean([first for first, _ in losses]),
+        mean([last for _, last in losses]),
+    )
     return after, training
 
 
@@ -179,4 +232,3 @@ def _inputs_text(spec: Spec, data, x_data, batch_size: int) -> str:
     if getattr(spec, "integer_input", False):
         return f"random token ids in [0, {spec.input_high}), {batch_size} per seed"
     return f"random N(0, 1), {batch_size} per seed"
-

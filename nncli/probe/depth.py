@@ -9,8 +9,8 @@ the line, or R under/overflowing the dtype, are reported as where it breaks.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import torch
 
@@ -50,9 +50,11 @@ def with_repeat_times(spec: Spec, times: int) -> tuple[Spec, str]:
 
     layers = swap(spec.layers)
     if not found:
-        raise InputError(f"--sweep-depth needs a spec with a Repeat block; {spec.name} has none",
-                         file=spec.path,
-                         hint="wrap the repeating layers in `- Repeat: {times: N, layers: [...]}`")
+        raise InputError(
+            f"--sweep-depth needs a spec with a Repeat block; {spec.name} has none",
+            file=spec.path,
+            hint="wrap the repeating layers in `- Repeat: {times: N, layers: [...]}`",
+        )
     return replace(spec, layers=layers), found[0]
 
 
@@ -80,13 +82,22 @@ def fit_sweep(points: list[SweepPoint]) -> tuple[float | None, float | None, flo
     for p, x, y in zip(usable, xs, ys):
         p.residual = y - (a + b * x)
         if abs(p.residual) > 1.0:
-            breaks.append(f"times={p.times}: R = {p.ratio:.2e} is {abs(p.residual):.1f} decades "
-                          f"{'above' if p.residual > 0 else 'below'} the exponential fit")
+            breaks.append(
+                f"times={p.times}: R = {p.ratio:.2e} is {abs(p.residual):.1f} decades "
+                f"{'above' if p.residual > 0 else 'below'} the exponential fit"
+            )
     return a, b, r2, breaks
 
 
-def depth_sweep(spec: Spec, depths: Sequence[int], seeds: list[int], batch_size: int,
-                x_data: torch.Tensor | None, th: Thresholds, dev: torch.device) -> Sweep:
+def depth_sweep(
+    spec: Spec,
+    depths: Sequence[int],
+    seeds: list[int],
+    batch_size: int,
+    x_data: torch.Tensor | None,
+    th: Thresholds,
+    dev: torch.device,
+) -> Sweep:
     """Probe ``spec`` with its first Repeat at each of ``depths`` copies and fit the law."""
     points_out = []
     repeat_path = ""
@@ -101,5 +112,4 @@ def depth_sweep(spec: Spec, depths: Sequence[int], seeds: list[int], batch_size:
         res = aggregate(points, runs, seeds, th, set(), None)
         points_out.append(SweepPoint(times, res.depth, res.ratio, res.gamma, res.growth, res.verdict))
     a, b, r2, breaks = fit_sweep(points_out)
-    return Sweep(repeat_path, points_out, b, a, None if b is None else 10 ** b, r2, breaks)
-
+    return Sweep(repeat_path, points_out, b, a, None if b is None else 10**b, r2, breaks)

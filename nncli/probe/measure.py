@@ -10,9 +10,10 @@ gradients with ``torch.autograd.grad`` and leaves the model exactly as it found 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +31,7 @@ class Point:
 
     info: LayerInfo
     index: int | None
-    inner: list["Point"] = field(default_factory=list)
+    inner: list[Point] = field(default_factory=list)
 
 
 def probe_points(built: Built) -> list[Point]:
@@ -111,6 +112,7 @@ def measure(model: nn.Module, points: Sequence[Point], x: torch.Tensor, directio
                 return None
             caught[k] = (args[0] if args and isinstance(args[0], torch.Tensor) else None, output)
             return output.clone() if inplace else None
+
         return hook
 
     devices = [x.device.index or 0] if x.device.type == "cuda" else []
@@ -141,15 +143,18 @@ def _stats(flat: list[Point], caught: dict, loss: torch.Tensor) -> list[dict]:
     respect to the outputs and to the layers' trainable weights (one backward pass)."""
     missing = [flat[k].info.name for k in range(len(flat)) if k not in caught]
     if missing:  # e.g. a Custom layer returning a tuple
-        raise InputError(f"probe could not catch the output of {', '.join(missing[:3])}",
-                         hint="probed layers must return one tensor")
+        raise InputError(
+            f"probe could not catch the output of {', '.join(missing[:3])}", hint="probed layers must return one tensor"
+        )
     outs = [caught[k][1] for k in range(len(flat))]
-    weights = [[w for name, w in p.info.module.named_parameters()
-                if name.rsplit(".", 1)[-1] == "weight" and w.requires_grad] for p in flat]
+    weights = [
+        [w for name, w in p.info.module.named_parameters() if name.rsplit(".", 1)[-1] == "weight" and w.requires_grad]
+        for p in flat
+    ]
     unique_w = list({id(w): w for ws in weights for w in ws}.values())
     grads = torch.autograd.grad(loss, outs + unique_w, allow_unused=True)
-    act_grads = grads[:len(outs)]
-    w_grads = {id(w): g for w, g in zip(unique_w, grads[len(outs):])}
+    act_grads = grads[: len(outs)]
+    w_grads = {id(w): g for w, g in zip(unique_w, grads[len(outs) :])}
     stats = []
     for k, p in enumerate(flat):
         inp, h = caught[k]
@@ -160,6 +165,7 @@ def _stats(flat: list[Point], caught: dict, loss: torch.Tensor) -> list[dict]:
 def _first_nonfinite(flat: list[Point], stats: list[dict], loss: float) -> tuple[bool, str | None]:
     """(all finite?, where NaN/inf first shows): forward in layer order, then the loss, then
     backward from the output towards the input (the order the numbers are computed in)."""
+
     def bad(s, keys):
         return any(s[k] is not None and not math.isfinite(s[k]) for k in keys)
 
@@ -213,8 +219,9 @@ def _point_stats(type_name: str, inp, h: torch.Tensor, grad, weights, w_grads) -
         stats["saturated_frac"] = (h.abs() >= h.abs().max()).double().mean().item() if h.numel() else 0.0
     if weights:
         wn = math.sqrt(sum(w.detach().double().square().sum().item() for w in weights))
-        gn = math.sqrt(sum(0.0 if w_grads[id(w)] is None else w_grads[id(w)].double().square().sum().item()
-                           for w in weights))
+        gn = math.sqrt(
+            sum(0.0 if w_grads[id(w)] is None else w_grads[id(w)].double().square().sum().item() for w in weights)
+        )
         stats["weight_norm"] = wn
         stats["weight_grad_norm"] = gn
         stats["weight_grad_ratio"] = gn / wn if wn > 0 else None
@@ -277,4 +284,3 @@ def probe_batch(built: Built, seed: int, batch_size: int, data: torch.Tensor | N
         x = data[pick]
     r = torch.randn((len(x), *built.output_shape), generator=gen)
     return x.to(built.device), r.to(built.device)
-

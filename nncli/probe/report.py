@@ -33,16 +33,25 @@ class LayerStats:
     weight_norm: float | None  # ||W|| over its `weight` parameters (None: it has none)
     weight_grad_norm: float | None  # ||dL/dW||
     weight_grad_ratio: float | None  # ||dL/dW|| / ||W||
-    inner: list["LayerStats"] = field(default_factory=list)  # a Residual's body and shortcut layers
+    inner: list[LayerStats] = field(default_factory=list)  # a Residual's body and shortcut layers
 
     def to_json(self) -> dict:
-        return {"index": self.index, "name": self.name, "type": self.type, "path": self.path,
-                "act_mean": _num(self.act_mean), "act_std": _num(self.act_std), "act_rms": _num(self.act_rms),
-                "dead_frac": _num(self.dead_frac), "saturated_frac": _num(self.saturated_frac),
-                "grad_norm": _num(self.grad_norm), "weight_norm": _num(self.weight_norm),
-                "weight_grad_norm": _num(self.weight_grad_norm),
-                "weight_grad_ratio": _num(self.weight_grad_ratio),
-                "inner": [r.to_json() for r in self.inner]}
+        return {
+            "index": self.index,
+            "name": self.name,
+            "type": self.type,
+            "path": self.path,
+            "act_mean": _num(self.act_mean),
+            "act_std": _num(self.act_std),
+            "act_rms": _num(self.act_rms),
+            "dead_frac": _num(self.dead_frac),
+            "saturated_frac": _num(self.saturated_frac),
+            "grad_norm": _num(self.grad_norm),
+            "weight_norm": _num(self.weight_norm),
+            "weight_grad_norm": _num(self.weight_grad_norm),
+            "weight_grad_ratio": _num(self.weight_grad_ratio),
+            "inner": [r.to_json() for r in self.inner],
+        }
 
 
 @dataclass
@@ -56,8 +65,13 @@ class SeedProbe:
     verdict: Verdict
 
     def to_json(self) -> dict:
-        return {"seed": self.seed, "ratio": _num(self.ratio), "gamma": _num(self.gamma),
-                "growth": _num(self.growth), "verdict": self.verdict.value}
+        return {
+            "seed": self.seed,
+            "ratio": _num(self.ratio),
+            "gamma": _num(self.gamma),
+            "growth": _num(self.growth),
+            "verdict": self.verdict.value,
+        }
 
 
 @dataclass
@@ -82,11 +96,18 @@ class ProbeResult:
         return self.verdict.value == "healthy"
 
     def to_json(self) -> dict:
-        return {"verdict": self.verdict.value, "ratio": _num(self.ratio), "gamma": _num(self.gamma),
-                "growth": _num(self.growth), "depth": self.depth, "explanation": self.explanation,
-                "hint": self.hint, "nonfinite_at": self.nonfinite_at,
-                "per_seed": [s.to_json() for s in self.seeds],
-                "layers": [r.to_json() for r in self.layers]}
+        return {
+            "verdict": self.verdict.value,
+            "ratio": _num(self.ratio),
+            "gamma": _num(self.gamma),
+            "growth": _num(self.growth),
+            "depth": self.depth,
+            "explanation": self.explanation,
+            "hint": self.hint,
+            "nonfinite_at": self.nonfinite_at,
+            "per_seed": [s.to_json() for s in self.seeds],
+            "layers": [r.to_json() for r in self.layers],
+        }
 
 
 @dataclass
@@ -101,8 +122,14 @@ class Training:
     loss_last: float  # ... and of the last step's
 
     def to_json(self) -> dict:
-        return {"steps": self.steps, "optimizer": self.optimizer, "lr": self.lr, "loss": self.loss,
-                "loss_first": _num(self.loss_first), "loss_last": _num(self.loss_last)}
+        return {
+            "steps": self.steps,
+            "optimizer": self.optimizer,
+            "lr": self.lr,
+            "loss": self.loss,
+            "loss_first": _num(self.loss_first),
+            "loss_last": _num(self.loss_last),
+        }
 
 
 @dataclass
@@ -118,8 +145,15 @@ class SweepPoint:
     residual: float | None = None  # log10 R minus the exponential fit's value (None: not fitted)
 
     def to_json(self) -> dict:
-        return {"times": self.times, "depth": self.depth, "ratio": _num(self.ratio), "gamma": _num(self.gamma),
-                "growth": _num(self.growth), "verdict": self.verdict.value, "residual": _num(self.residual)}
+        return {
+            "times": self.times,
+            "depth": self.depth,
+            "ratio": _num(self.ratio),
+            "gamma": _num(self.gamma),
+            "growth": _num(self.growth),
+            "verdict": self.verdict.value,
+            "residual": _num(self.residual),
+        }
 
 
 @dataclass
@@ -135,10 +169,17 @@ class Sweep:
     breaks: list[str]  # where the law breaks: deviations > 1 decade, float under/overflow
 
     def to_json(self) -> dict:
-        return {"repeat": self.repeat, "points": [p.to_json() for p in self.points],
-                "fit": {"log10_ratio_per_copy": _num(self.log10_ratio_per_copy), "intercept": _num(self.intercept),
-                        "gamma_per_copy": _num(self.gamma_per_copy), "r2": _num(self.r2)},
-                "breaks": self.breaks}
+        return {
+            "repeat": self.repeat,
+            "points": [p.to_json() for p in self.points],
+            "fit": {
+                "log10_ratio_per_copy": _num(self.log10_ratio_per_copy),
+                "intercept": _num(self.intercept),
+                "gamma_per_copy": _num(self.gamma_per_copy),
+                "r2": _num(self.r2),
+            },
+            "breaks": self.breaks,
+        }
 
 
 @dataclass
@@ -169,9 +210,17 @@ class ProbeReport:
         return self.init.healthy and (self.after is None or self.after.healthy)
 
     def to_json(self) -> dict:
-        doc = {"name": self.name, "file": self.file, "seeds": self.seeds, "batch_size": self.batch_size,
-               "inputs": self.inputs, "loss": self.loss, "device": self.device,
-               "thresholds": self.thresholds.to_json(), "ok": self.ok}
+        doc = {
+            "name": self.name,
+            "file": self.file,
+            "seeds": self.seeds,
+            "batch_size": self.batch_size,
+            "inputs": self.inputs,
+            "loss": self.loss,
+            "device": self.device,
+            "thresholds": self.thresholds.to_json(),
+            "ok": self.ok,
+        }
         doc.update(self.init.to_json())
         doc["after_steps"] = None if self.after is None else {**self.training.to_json(), **self.after.to_json()}
         doc["sweep"] = None if self.sweep is None else self.sweep.to_json()
@@ -187,4 +236,3 @@ def _num(x: float | None):
     if math.isfinite(x):
         return x
     return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-

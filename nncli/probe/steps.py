@@ -49,12 +49,25 @@ def loss_kind(spec: Spec, cfg, output_shape: tuple) -> str:
 
 
 # what the report says was trained on, per loss
-STEP_LOSS_TEXT = {"cross_entropy": "cross_entropy on random labels", "mse": "mse on random N(0, 1) targets",
-                  "bce_with_logits": "bce_with_logits on random 0/1 targets"}
+STEP_LOSS_TEXT = {
+    "cross_entropy": "cross_entropy on random labels",
+    "mse": "mse on random N(0, 1) targets",
+    "bce_with_logits": "bce_with_logits on random 0/1 targets",
+}
 
 
-def train_steps(model: nn.Module, cfg, loss: str, output_shape: tuple, steps: int, seed: int,
-                batch_size: int, input_shape: tuple, data: torch.Tensor | None, spec=None) -> tuple[float, float]:
+def train_steps(
+    model: nn.Module,
+    cfg,
+    loss: str,
+    output_shape: tuple,
+    steps: int,
+    seed: int,
+    batch_size: int,
+    input_shape: tuple,
+    data: torch.Tensor | None,
+    spec=None,
+) -> tuple[float, float]:
     """``steps`` optimizer steps on fresh random batches with random targets; returns (first, last) loss.
 
     The optimizer is :func:`nncli.train.optim.build_optimizer` of the spec's ``train:`` section (lr,
@@ -64,6 +77,7 @@ def train_steps(model: nn.Module, cfg, loss: str, output_shape: tuple, steps: in
     not whether anything is learnt.
     """
     from nncli.train.optim import build_optimizer
+
     # the training loop's own mean loss, so a probe step and a train step agree on the number
     from nncli.train.task import loss_mean
 
@@ -100,4 +114,3 @@ def train_steps(model: nn.Module, cfg, loss: str, output_shape: tuple, steps: in
             first = last
     opt.zero_grad(set_to_none=True)
     return first, last
-

@@ -20,15 +20,14 @@ any non-finite seed makes the whole verdict non-finite.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from nncli.errors import InputError
 from nncli.layer_kinds import NORMS, RELU_FAMILY
 from nncli.probe.measure import Measurement, Point, all_points
 from nncli.probe.report import LayerStats, ProbeResult, SeedProbe
 from nncli.status import ProbeVerdict
-
 
 Verdict = ProbeVerdict  # the probe's diagnosis; only ``healthy`` exits 0
 
@@ -44,10 +43,15 @@ class Thresholds:
     max_gamma: float | None = None
 
     def to_json(self) -> dict:
-        return {"min_ratio": self.min_ratio, "max_ratio": self.max_ratio, "max_growth": self.max_growth,
-                "min_gamma": self.min_gamma, "max_gamma": self.max_gamma}
+        return {
+            "min_ratio": self.min_ratio,
+            "max_ratio": self.max_ratio,
+            "max_growth": self.max_growth,
+            "min_gamma": self.min_gamma,
+            "max_gamma": self.max_gamma,
+        }
 
-    def check(self) -> "Thresholds":
+    def check(self) -> Thresholds:
         """Raise InputError on thresholds that cannot be met (exit 2)."""
         for name in ("min_ratio", "max_ratio", "max_growth", "min_gamma", "max_gamma"):
             value = getattr(self, name)
@@ -78,8 +82,9 @@ def mean(values: Sequence[float | None]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def headline(grad_first: float, grad_last: float, rms_first: float, rms_last: float,
-             depth: int) -> tuple[float, float, float]:
+def headline(
+    grad_first: float, grad_last: float, rms_first: float, rms_last: float, depth: int
+) -> tuple[float, float, float]:
     """(R, gamma, G) from the first and last points' gradient norms and RMS, over ``depth`` points."""
     ratio = grad_first / grad_last if grad_last > 0 else math.nan
     if math.isnan(ratio):
@@ -102,14 +107,19 @@ def classify(ratio: float, gamma: float, growth: float, finite: bool, th: Thresh
         return Verdict.non_finite
     if ratio > th.max_ratio or growth > th.max_growth or (th.max_gamma is not None and gamma > th.max_gamma):
         return Verdict.exploding
-    if (ratio < th.min_ratio or growth < 1.0 / th.max_growth
-            or (th.min_gamma is not None and gamma < th.min_gamma)):
+    if ratio < th.min_ratio or growth < 1.0 / th.max_growth or (th.min_gamma is not None and gamma < th.min_gamma):
         return Verdict.vanishing
     return Verdict.healthy
 
 
-def aggregate(points: Sequence[Point], runs: list[Measurement], seeds: Sequence[int], th: Thresholds,
-              model_types: set[str], weight_gain: float | None) -> ProbeResult:
+def aggregate(
+    points: Sequence[Point],
+    runs: list[Measurement],
+    seeds: Sequence[int],
+    th: Thresholds,
+    model_types: set[str],
+    weight_gain: float | None,
+) -> ProbeResult:
     """One :class:`ProbeResult` from one measurement per seed: the per-layer table averaged over
     seeds, each seed's headline numbers and verdict, and the verdict on their geometric means."""
     flat = list(all_points(points))
@@ -124,12 +134,21 @@ def aggregate(points: Sequence[Point], runs: list[Measurement], seeds: Sequence[
             return None if any(v is None for v in vals) else gmean(vals)
 
         return LayerStats(
-            index=p.index, name=p.info.name, type=p.info.type, path=p.info.path, fqn=p.info.fqn,
-            act_mean=mean([s["act_mean"] for s in per]), act_std=mean([s["act_std"] for s in per]),
+            index=p.index,
+            name=p.info.name,
+            type=p.info.type,
+            path=p.info.path,
+            fqn=p.info.fqn,
+            act_mean=mean([s["act_mean"] for s in per]),
+            act_std=mean([s["act_std"] for s in per]),
             act_rms=mean([s["act_rms"] for s in per]),
-            dead_frac=mean([s["dead_frac"] for s in per]), saturated_frac=mean([s["saturated_frac"] for s in per]),
-            grad_norm=gm("grad_norm"), weight_norm=gm("weight_norm"), weight_grad_norm=gm("weight_grad_norm"),
-            weight_grad_ratio=gm("weight_grad_ratio"), inner=[row(c) for c in p.inner],
+            dead_frac=mean([s["dead_frac"] for s in per]),
+            saturated_frac=mean([s["saturated_frac"] for s in per]),
+            grad_norm=gm("grad_norm"),
+            weight_norm=gm("weight_norm"),
+            weight_grad_norm=gm("weight_grad_norm"),
+            weight_grad_ratio=gm("weight_grad_ratio"),
+            inner=[row(c) for c in p.inner],
         )
 
     layers = [row(p) for p in points]
@@ -137,8 +156,13 @@ def aggregate(points: Sequence[Point], runs: list[Measurement], seeds: Sequence[
     first, last = index[id(points[0])], index[id(points[-1])]
     per_seed = []
     for seed, run in zip(seeds, runs):
-        r, g, gr = headline(run.stats[first]["grad_norm"], run.stats[last]["grad_norm"],
-                             run.stats[first]["act_rms"], run.stats[last]["act_rms"], depth)
+        r, g, gr = headline(
+            run.stats[first]["grad_norm"],
+            run.stats[last]["grad_norm"],
+            run.stats[first]["act_rms"],
+            run.stats[last]["act_rms"],
+            depth,
+        )
         per_seed.append(SeedProbe(seed, r, g, gr, classify(r, g, gr, run.finite, th)))
     ratio = gmean([s.ratio for s in per_seed])
     growth = gmean([s.growth for s in per_seed])
@@ -146,14 +170,24 @@ def aggregate(points: Sequence[Point], runs: list[Measurement], seeds: Sequence[
     finite = all(r.finite for r in runs)
     verdict = classify(ratio, gamma, growth, finite, th)
     nonfinite_at = next((r.nonfinite_at for r in runs if r.nonfinite_at), None)
-    explanation, hint = explain(verdict, ratio, gamma, growth, depth, th, layers, model_types, weight_gain,
-                                nonfinite_at)
+    explanation, hint = explain(
+        verdict, ratio, gamma, growth, depth, th, layers, model_types, weight_gain, nonfinite_at
+    )
     return ProbeResult(verdict, ratio, gamma, growth, depth, layers, per_seed, explanation, hint, nonfinite_at)
 
 
-def explain(verdict: Verdict, ratio: float, gamma: float, growth: float, depth: int, th: Thresholds,
-            layers: list[LayerStats], types: set[str], weight_gain: float | None,
-            nonfinite_at: str | None) -> tuple[str, str | None]:
+def explain(
+    verdict: Verdict,
+    ratio: float,
+    gamma: float,
+    growth: float,
+    depth: int,
+    th: Thresholds,
+    layers: list[LayerStats],
+    types: set[str],
+    weight_gain: float | None,
+    nonfinite_at: str | None,
+) -> tuple[str, str | None]:
     """A one-line explanation and a hint (None when healthy)."""
     relu = bool(types & RELU_FAMILY)
     sigmoid = "Sigmoid" in types or "Hardsigmoid" in types
@@ -161,44 +195,59 @@ def explain(verdict: Verdict, ratio: float, gamma: float, growth: float, depth: 
     normed = bool(types & NORMS)
     skips = "Residual" in types or "Parallel" in types
     rate = f"each of the {depth - 1} steps back multiplies it by gamma = {gamma:.3g} on average"
-    gain = (f"; your weights have std*sqrt(fan_in) = {weight_gain:.2f}" if weight_gain is not None else "")
+    gain = f"; your weights have std*sqrt(fan_in) = {weight_gain:.2f}" if weight_gain is not None else ""
     if verdict is Verdict.non_finite:
         where = f", first in {nonfinite_at}" if nonfinite_at else ""
-        return (f"NaN or inf in the activations or gradients{where}: the numbers overflowed or a layer "
-                "divided by zero",
-                "scale the init down (std ~ 1/sqrt(fan_in)) or lower the learning rate; check Custom layers "
-                "for log(0) and 0/0")
+        return (
+            f"NaN or inf in the activations or gradients{where}: the numbers overflowed or a layer divided by zero",
+            "scale the init down (std ~ 1/sqrt(fan_in)) or lower the learning rate; check Custom layers "
+            "for log(0) and 0/0",
+        )
     if verdict is Verdict.exploding:
-        text = (f"the first layer's activation gradient is {ratio:.2e} times the output's and the forward "
-                f"scale grows x{growth:.2e}: {rate}")
+        text = (
+            f"the first layer's activation gradient is {ratio:.2e} times the output's and the forward "
+            f"scale grows x{growth:.2e}: {rate}"
+        )
         if relu:
-            hint = (f"He init for ReLU: init: {{weight: {{kaiming_normal: {{nonlinearity: relu}}}}}} "
-                    f"(std*sqrt(fan_in) = sqrt(2) = 1.41{gain}), or add BatchNorm")
+            hint = (
+                f"He init for ReLU: init: {{weight: {{kaiming_normal: {{nonlinearity: relu}}}}}} "
+                f"(std*sqrt(fan_in) = sqrt(2) = 1.41{gain}), or add BatchNorm"
+            )
         elif tanh or sigmoid:
             hint = f"Xavier init for tanh/sigmoid: init: {{weight: xavier_normal}}{gain}; or add BatchNorm"
         else:
             hint = f"scale the init down to std ~ 1/sqrt(fan_in){gain}; or add BatchNorm/LayerNorm"
         return text, hint
     if verdict is Verdict.vanishing:
-        text = (f"the first layer's activation gradient is only {ratio:.2e} of the output's "
-                f"(forward scale x{growth:.2g}): {rate}, so the first layers barely learn")
+        text = (
+            f"the first layer's activation gradient is only {ratio:.2e} of the output's "
+            f"(forward scale x{growth:.2g}): {rate}, so the first layers barely learn"
+        )
         dead = max((r.dead_frac for r in layers if r.dead_frac is not None), default=0.0)
         if sigmoid:
-            hint = ("sigmoid'(z) <= 1/4 shrinks the gradient at every layer: use ReLU with He init, "
-                    "or add BatchNorm or skip connections (Residual)")
+            hint = (
+                "sigmoid'(z) <= 1/4 shrinks the gradient at every layer: use ReLU with He init, "
+                "or add BatchNorm or skip connections (Residual)"
+            )
         elif tanh:
-            hint = (f"Xavier init for tanh (init: {{weight: xavier_normal}}: std*sqrt(fan_in) ~ 1{gain}), "
-                    "or add BatchNorm or skip connections")
+            hint = (
+                f"Xavier init for tanh (init: {{weight: xavier_normal}}: std*sqrt(fan_in) ~ 1{gain}), "
+                "or add BatchNorm or skip connections"
+            )
         elif relu:
-            hint = (f"He init for ReLU (init: {{weight: {{kaiming_normal: {{nonlinearity: relu}}}}}}: "
-                    f"std*sqrt(fan_in) = 1.41{gain})"
-                    + (f"; up to {dead:.0%} of a layer's units are dead" if dead > 0.05 else "")
-                    + ", or add BatchNorm or skip connections")
+            hint = (
+                f"He init for ReLU (init: {{weight: {{kaiming_normal: {{nonlinearity: relu}}}}}}: "
+                f"std*sqrt(fan_in) = 1.41{gain})"
+                + (f"; up to {dead:.0%} of a layer's units are dead" if dead > 0.05 else "")
+                + ", or add BatchNorm or skip connections"
+            )
         else:
             hint = "add BatchNorm or skip connections (Residual), or scale the init up to std ~ 1/sqrt(fan_in)"
         return text, hint
-    text = (f"R = {ratio:.3g}: the first layer gets {ratio:.3g}x the output's activation gradient "
-            f"(gamma = {gamma:.3g} per layer), forward scale x{growth:.3g}")
+    text = (
+        f"R = {ratio:.3g}: the first layer gets {ratio:.3g}x the output's activation gradient "
+        f"(gamma = {gamma:.3g} per layer), forward scale x{growth:.3g}"
+    )
     if gamma < 1 and depth > 1 and gamma > 0:
         more = math.log(th.min_ratio) / math.log(gamma) + 1
         text += f"; at this gamma R would fall below {th.min_ratio:g} at ~{more:.0f} layers"
@@ -206,7 +255,9 @@ def explain(verdict: Verdict, ratio: float, gamma: float, growth: float, depth: 
         more = math.log(th.max_ratio) / math.log(gamma) + 1
         text += f"; at this gamma R would exceed {th.max_ratio:g} at ~{more:.0f} layers"
     if skips or normed:
-        text += " (" + " and ".join(w for w, on in (("skip connections", skips), ("normalisation", normed)) if on) \
-                + " in the path)"
+        text += (
+            " ("
+            + " and ".join(w for w, on in (("skip connections", skips), ("normalisation", normed)) if on)
+            + " in the path)"
+        )
     return text, None
-

@@ -12,12 +12,39 @@ tool's logic. Importing this package loads rich, not torch or matplotlib.
 
 from __future__ import annotations
 
-from nncli.render import (check, compare, diagram, evaluate, gradcheck, params, plots, probe, sweep,
-                          train)
-from nncli.render import export  # noqa: E402  (nncli export)
-from nncli.render.console import (emit, error, escape, findings, pct, print_json, stderr_console,
-                                  stdout_console, table)
+from nncli.render import (
+    check,
+    compare,
+    diagram,
+    evaluate,
+    export,  # noqa: E402  (nncli export)
+    gradcheck,
+    params,
+    plots,
+    probe,
+    sweep,
+    train,
+)
+from nncli.render.console import emit, error, escape, findings, pct, print_json, stderr_console, stdout_console, table
 
-__all__ = ["check", "compare", "diagram", "evaluate", "gradcheck", "params", "plots", "probe", "sweep",
-           "train", "emit", "error", "escape", "findings", "pct", "print_json", "stderr_console",
-           "stdout_console", "table"]
+__all__ = [
+    "check",
+    "compare",
+    "diagram",
+    "evaluate",
+    "gradcheck",
+    "params",
+    "plots",
+    "probe",
+    "sweep",
+    "train",
+    "emit",
+    "error",
+    "escape",
+    "findings",
+    "pct",
+    "print_json",
+    "stderr_console",
+    "stdout_console",
+    "table",
+]

@@ -17,16 +17,32 @@ if TYPE_CHECKING:
 def show(console: Console, result: AttackResult) -> None:
     """Clean accuracy, then one row per (method, eps)."""
     lo, hi = result.value_range
-    console.print(f"{escape(result.checkpoint)} on {result.split} ({fmt_int(result.n)} examples, {result.device}); "
-                  f"inputs clamped to [{lo:g}, {hi:g}]")
+    console.print(
+        f"{escape(result.checkpoint)} on {result.split} ({fmt_int(result.n)} examples, {result.device}); "
+        f"inputs clamped to [{lo:g}, {hi:g}]"
+    )
     console.print(f"clean accuracy {pct(result.clean_accuracy)} ({fmt_int(result.clean_correct)}/{fmt_int(result.n)})")
     t = table(f"L-inf attacks (PGD: {result.steps} steps, {'random' if result.random_start else 'no random'} start)")
-    for col, just in (("method", "left"), ("eps", "right"), ("step", "right"), ("robust accuracy", "right"),
-                      ("flipped", "right"), ("mean L-inf", "right"), ("mean L2", "right")):
+    for col, just in (
+        ("method", "left"),
+        ("eps", "right"),
+        ("step", "right"),
+        ("robust accuracy", "right"),
+        ("flipped", "right"),
+        ("mean L-inf", "right"),
+        ("mean L2", "right"),
+    ):
         t.add_column(col, justify=just)
     for row in result.rows:
-        t.add_row(row.method, f"{row.eps:g}", "" if row.step_size is None else f"{row.step_size:.4g}",
-                  pct(row.accuracy), fmt_int(row.flipped), f"{row.linf_mean:.4f}", f"{row.l2_mean:.4f}")
+        t.add_row(
+            row.method,
+            f"{row.eps:g}",
+            "" if row.step_size is None else f"{row.step_size:.4g}",
+            pct(row.accuracy),
+            fmt_int(row.flipped),
+            f"{row.linf_mean:.4f}",
+            f"{row.l2_mean:.4f}",
+        )
     console.print(t)
     if result.saved:
         console.print(f"wrote {escape(result.saved)}")

@@ -17,8 +17,12 @@ def show(console: Console, result: CompareResult) -> None:
     t = table(f"{len(result.runs)} run(s)")
     for col, just in (("run", "left"), ("spec", "left"), ("status", "left"), ("epochs", "right")):
         t.add_column(col, justify=just)
-    cols = [(s, m) for s in ("train", "val", "test") for m in ("loss", "accuracy")
-            if any(m in r.metrics.get(s, {}) for r in result.runs)]
+    cols = [
+        (s, m)
+        for s in ("train", "val", "test")
+        for m in ("loss", "accuracy")
+        if any(m in r.metrics.get(s, {}) for r in result.runs)
+    ]
     for s, m in cols:
         t.add_column(f"{s} {'acc' if m == 'accuracy' else m}", justify="right")
     t.add_column("time", justify="right")
@@ -29,8 +33,14 @@ def show(console: Console, result: CompareResult) -> None:
             text = metric(m, v)
             cells.append(f"[bold]{text}[/]" if result.best.get(f"{s}_{m}") == r.label else text)
         epochs = "-" if r.epochs is None else f"{r.epochs}" + (f" (best {r.best_epoch})" if r.best_epoch else "")
-        t.add_row(escape(r.label), escape(r.name), r.status, epochs, *cells,
-                  "-" if r.seconds is None else f"{r.seconds:.1f} s")
+        t.add_row(
+            escape(r.label),
+            escape(r.name),
+            r.status,
+            epochs,
+            *cells,
+            "-" if r.seconds is None else f"{r.seconds:.1f} s",
+        )
     console.print(t)
     if not result.differences:
         console.print(f"settings: the runs agree on all {result.same} entries (spec, data, train)")
@@ -44,4 +54,3 @@ def show(console: Console, result: CompareResult) -> None:
     console.print(d)
     if result.plot:
         console.print(f"curves: {escape(result.plot)}")
-

@@ -11,7 +11,8 @@ import json
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -73,8 +74,9 @@ def stdout_console() -> Console:
     if not _plain(sys.stdout):
         return Console(highlight=False, soft_wrap=False, color_system=_color_system())
     width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else PIPE_WIDTH
-    return Console(file=_RstripLines(sys.stdout), highlight=False, soft_wrap=True, width=width,
-                   color_system=_color_system())
+    return Console(
+        file=_RstripLines(sys.stdout), highlight=False, soft_wrap=True, width=width, color_system=_color_system()
+    )
 
 
 def stderr_console() -> Console:
@@ -85,8 +87,7 @@ def stderr_console() -> Console:
     return Console(file=_RstripLines(sys.stderr), highlight=False, soft_wrap=True, color_system=_color_system())
 
 
-def emit(result: Any, as_json: bool, human: Callable[[Console, Any], None],
-         console: Console | None = None) -> None:
+def emit(result: Any, as_json: bool, human: Callable[[Console, Any], None], console: Console | None = None) -> None:
     """Print ``result``: one JSON document on stdout, or the human view."""
     if as_json:
         print_json(result.to_json())

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 def show(console: Console, result: DiagramResult) -> None:
     """One line: the file written, its format and the size of the graph."""
     d = result.diagram
-    console.print(f"wrote {escape(str(result.output))} ({result.format}, {d.view} view of {escape(d.name)}): "
-                  f"{result.node_count:,} nodes, {result.edge_count:,} edges")
-
+    console.print(
+        f"wrote {escape(str(result.output))} ({result.format}, {d.view} view of {escape(d.name)}): "
+        f"{result.node_count:,} nodes, {result.edge_count:,} edges"
+    )

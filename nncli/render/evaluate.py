@@ -26,7 +26,9 @@ def show(console: Console, result: EvalResult) -> None:
     # worth a line only where names say more than the labels (image folders: "cat", "dog")
     if classes and [str(c) for c in classes] != [str(i) for i in range(len(classes))]:
         shown = ", ".join(f"{i}: {name}" for i, name in enumerate(classes[:20]))
-        console.print(f"classes (label: name): {escape(shown)}" + (f", ... ({len(classes)} in all)" if len(classes) > 20 else ""))
+        console.print(
+            f"classes (label: name): {escape(shown)}" + (f", ... ({len(classes)} in all)" if len(classes) > 20 else "")
+        )
 
 
 def predictions(console: Console, result: PredictResult, limit: int = 20) -> None:
@@ -46,8 +48,15 @@ def predictions(console: Console, result: PredictResult, limit: int = 20) -> Non
     for i, pred in enumerate(result.predictions[:limit]):
         row = [str(i)] + ([escape(_short(result.files[i]))] if getattr(result, "files", None) else [])
         if ids:
-            row += [escape(str([round(v, 4) for v in pred] if isinstance(pred, list) else
-                               (round(pred, 4) if isinstance(pred, float) else pred)))]
+            row += [
+                escape(
+                    str(
+                        [round(v, 4) for v in pred]
+                        if isinstance(pred, list)
+                        else (round(pred, 4) if isinstance(pred, float) else pred)
+                    )
+                )
+            ]
         if result.labels is not None:
             row.append(escape(str(result.labels[i])))
         if result.probabilities is not None:
@@ -56,7 +65,9 @@ def predictions(console: Console, result: PredictResult, limit: int = 20) -> Non
         t.add_row(*row)
     console.print(t)
     if result.n > limit:
-        console.print(f"... {result.n - limit:,} more rows" + ("" if result.out else " (write them all with --out FILE)"))
+        console.print(
+            f"... {result.n - limit:,} more rows" + ("" if result.out else " (write them all with --out FILE)")
+        )
     if result.out:
         console.print(f"wrote {escape(result.out)}")
 

@@ -15,8 +15,12 @@ if TYPE_CHECKING:
     from nncli.gradcheck.report import GradcheckReport, LayerCheck, TensorCheck
 
 # -- gradcheck ---------------------------------------------------------------------------------
-_VERDICT_STYLE = {GradcheckVerdict.OK: "green", GradcheckVerdict.FAIL: "bold red", GradcheckVerdict.KINK: "yellow",
-                  GradcheckVerdict.NONDETERMINISTIC: "bold magenta"}
+_VERDICT_STYLE = {
+    GradcheckVerdict.OK: "green",
+    GradcheckVerdict.FAIL: "bold red",
+    GradcheckVerdict.KINK: "yellow",
+    GradcheckVerdict.NONDETERMINISTIC: "bold magenta",
+}
 
 
 def _error_cell(t: TensorCheck) -> str:
@@ -30,12 +34,24 @@ def _error_cell(t: TensorCheck) -> str:
 
 def show(console: Console, report: GradcheckReport) -> None:
     """Per layer and tensor: numel, max relative error, verdict; the suspect in bold red."""
-    how = ("every coordinate" if report.exhaustive else
-           f"{report.directions} random direction{'s' if report.directions != 1 else ''} per tensor")
-    t = table(f"{escape(report.name)}: gradient check, float64, batch {report.batch}, {report.mode} mode, "
-              f"{report.objective} objective, {how}")
-    for col, just in (("#", "right"), ("layer", "left"), ("type", "left"), ("tensor", "left"),
-                      ("numel", "right"), ("max rel. error", "right"), ("verdict", "left")):
+    how = (
+        "every coordinate"
+        if report.exhaustive
+        else f"{report.directions} random direction{'s' if report.directions != 1 else ''} per tensor"
+    )
+    t = table(
+        f"{escape(report.name)}: gradient check, float64, batch {report.batch}, {report.mode} mode, "
+        f"{report.objective} objective, {how}"
+    )
+    for col, just in (
+        ("#", "right"),
+        ("layer", "left"),
+        ("type", "left"),
+        ("tensor", "left"),
+        ("numel", "right"),
+        ("max rel. error", "right"),
+        ("verdict", "left"),
+    ):
         t.add_column(col, justify=just)
 
     def rows(layer: LayerCheck) -> None:
@@ -47,14 +63,28 @@ def show(console: Console, report: GradcheckReport) -> None:
         if not layer.tensors:
             t.add_row(layer.id, name, escape(layer.type), "-", "-", "-", verdict, style=style)
         for i, tc in enumerate(layer.tensors):
-            t.add_row(layer.id if i == 0 else "", name if i == 0 else "", escape(layer.type) if i == 0 else "",
-                      escape(tc.name), fmt_int(tc.numel), _error_cell(tc),
-                      f"[{_VERDICT_STYLE[tc.verdict.value]}]{tc.verdict.value}[/]"
-                      + (f" ({tc.kinks} kinked)" if tc.kinks and tc.verdict.value != "kink" else ""),
-                      style=style)
+            t.add_row(
+                layer.id if i == 0 else "",
+                name if i == 0 else "",
+                escape(layer.type) if i == 0 else "",
+                escape(tc.name),
+                fmt_int(tc.numel),
+                _error_cell(tc),
+                f"[{_VERDICT_STYLE[tc.verdict.value]}]{tc.verdict.value}[/]"
+                + (f" ({tc.kinks} kinked)" if tc.kinks and tc.verdict.value != "kink" else ""),
+                style=style,
+            )
         for s in broken:
-            t.add_row("", "" if layer.tensors else name, "", f"structural: {escape(s.name)}", "", "",
-                      "[bold red]FAIL[/]", style=style)
+            t.add_row(
+                "",
+                "" if layer.tensors else name,
+                "",
+                f"structural: {escape(s.name)}",
+                "",
+                "",
+                "[bold red]FAIL[/]",
+                style=style,
+            )
         for child in layer.children:
             rows(child)
 
@@ -66,18 +96,24 @@ def show(console: Console, report: GradcheckReport) -> None:
     for layer in [*report.leaves(), report.end_to_end]:
         for s in layer.structural:
             if not s.ok:
-                console.print(f"[bold red]{escape(layer.id)} {escape(layer.name)}: {escape(s.name)}[/]: "
-                              f"{escape(s.detail)}")
+                console.print(
+                    f"[bold red]{escape(layer.id)} {escape(layer.name)}: {escape(s.name)}[/]: {escape(s.detail)}"
+                )
         notes = [layer.note] + [f"{tc.name}: {tc.note}" for tc in layer.tensors if tc.note]
         for note in filter(None, notes):
             console.print(f"note: {escape(layer.id)} {escape(layer.name)}: {escape(note)}")
     counts = report.counts()
     status = "[green]ok[/]" if report.ok else "[bold red]FAIL[/]"
     console.print(f"{status}: {escape(report.diagnosis)}")
-    console.print(f"{counts['ok']} ok, {counts['FAIL']} FAIL, {counts['kink']} kink (inconclusive); "
-                  f"rtol {report.rtol:g}, atol {report.atol:g}, eps {report.eps:g}; {report.seconds:.2f} s")
+    console.print(
+        f"{counts['ok']} ok, {counts['FAIL']} FAIL, {counts['kink']} kink (inconclusive); "
+        f"rtol {report.rtol:g}, atol {report.atol:g}, eps {report.eps:g}; {report.seconds:.2f} s"
+    )
     if not report.exhaustive:
         pairs = report.detection()
-        console.print(f"detection ({report.directions} directions, rtol {report.rtol:g}): an error of "
-                      + " / ".join(f"{r:.2%}" for r, _ in pairs) + " of |g| escapes with probability "
-                      + " / ".join(f"{p:.1e}" for _, p in pairs))
+        console.print(
+            f"detection ({report.directions} directions, rtol {report.rtol:g}): an error of "
+            + " / ".join(f"{r:.2%}" for r, _ in pairs)
+            + " of |g| escapes with probability "
+            + " / ".join(f"{p:.1e}" for _, p in pairs)
+        )

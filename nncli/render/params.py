@@ -17,16 +17,33 @@ def show(console: Console, report: ParamsReport) -> None:
     """The per-layer table, the totals and memory estimate, then each budget gate."""
     t = table(f"{report.name}: input {fmt_shape(report.input_shape)} -> output {fmt_shape(report.output_shape)}")
     frozen = any(row.frozen for row in report.layers)  # the column only where a layer is frozen
-    for col, just in (("#", "right"), ("name", "left"), ("type", "left"), ("output shape", "left"),
-                      ("params", "right"), ("trainable", "right"), ("frozen", "right"), ("buffers", "right"),
-                      ("FLOPs", "right")):
+    for col, just in (
+        ("#", "right"),
+        ("name", "left"),
+        ("type", "left"),
+        ("output shape", "left"),
+        ("params", "right"),
+        ("trainable", "right"),
+        ("frozen", "right"),
+        ("buffers", "right"),
+        ("FLOPs", "right"),
+    ):
         if col != "frozen" or frozen:
             t.add_column(col, justify=just)
     for row in report.layers:
         indent = "  " * row.depth
-        cells = [row.index_label, indent + escape(row.name), escape(row.type), fmt_shape(row.output_shape),
-                 fmt_int(row.params), fmt_int(row.trainable)] + ([fmt_int(row.frozen)] if frozen else []) + [
-                 fmt_int(row.buffers), fmt_si(row.flops)]
+        cells = (
+            [
+                row.index_label,
+                indent + escape(row.name),
+                escape(row.type),
+                fmt_shape(row.output_shape),
+                fmt_int(row.params),
+                fmt_int(row.trainable),
+            ]
+            + ([fmt_int(row.frozen)] if frozen else [])
+            + [fmt_int(row.buffers), fmt_si(row.flops)]
+        )
         t.add_row(*cells)
     console.print(t)
     m = report.memory
@@ -52,4 +69,3 @@ def show(console: Console, report: ParamsReport) -> None:
     for gate in report.gates:
         status = "[green]ok[/]" if gate.ok else "[bold red]EXCEEDED[/]"
         console.print(f"gate {gate.name}: {status} ({escape(gate.message)})")
-

@@ -60,8 +60,9 @@ def require_matplotlib() -> None:
     except (ImportError, ValueError):  # a broken or half-removed installation
         found = False
     if not found:
-        raise InputError("--plot needs matplotlib, which is not installed (it is the optional `plots` extra)",
-                         hint=PLOTS_HINT)
+        raise InputError(
+            "--plot needs matplotlib, which is not installed (it is the optional `plots` extra)", hint=PLOTS_HINT
+        )
 
 
 def check_plot_path(path: str | Path) -> Path:
@@ -70,8 +71,9 @@ def check_plot_path(path: str | Path) -> Path:
     require_matplotlib()
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
-        raise InputError(f"--plot: expected a file ending in {', '.join(FORMATS)}, found {path.name!r}",
-                         hint="e.g. --plot grads.png")
+        raise InputError(
+            f"--plot: expected a file ending in {', '.join(FORMATS)}, found {path.name!r}", hint="e.g. --plot grads.png"
+        )
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"--plot: the folder {parent} does not exist")
@@ -112,8 +114,14 @@ def train_plot(result: TrainResult, path: str | Path) -> None:
         for split, style in (("train", "-"), ("val", "--")):
             values = [r.get(f"{split}_{metric}") for r in history]
             if any(v is not None for v in values):
-                ax.plot(epochs, [float("nan") if v is None else v for v in values], style, marker="o",
-                        markersize=3, label=split)
+                ax.plot(
+                    epochs,
+                    [float("nan") if v is None else v for v in values],
+                    style,
+                    marker="o",
+                    markersize=3,
+                    label=split,
+                )
         if result.best_epoch:
             ax.axvline(result.best_epoch, color="grey", linewidth=0.8, linestyle=":", label="best")
         ax.xaxis.set_major_locator(_integer_ticks())  # epochs are whole: no 2.5 tick
@@ -123,8 +131,11 @@ def train_plot(result: TrainResult, path: str | Path) -> None:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"{result.spec}: {result.status}, test accuracy {pct(result.test.get('accuracy'))}"
-                 if result.test.get("accuracy") is not None else f"{result.spec}: {result.status}")
+    fig.suptitle(
+        f"{result.spec}: {result.status}, test accuracy {pct(result.test.get('accuracy'))}"
+        if result.test.get("accuracy") is not None
+        else f"{result.spec}: {result.status}"
+    )
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -173,17 +184,25 @@ def sweep_plot(result: SweepResult, path: str | Path) -> str:
             errs = sds
             if "accuracy" in result.metric:  # mean ± sd, but an accuracy never passes 1 (or 0)
                 errs = [[min(e, y) for e, y in zip(sds, ys)], [min(e, 1.0 - y) for e, y in zip(sds, ys)]]
-            panel.errorbar([xs_of[plain_value(t.overrides[axis])] for t in members],
-                           ys, yerr=errs if any(sds) else None,
-                           marker="o", capsize=3, linestyle="none" if many else "-", alpha=0.7 if many else 1.0,
-                           color="C0" if many else None, label=None if many or not label else label)
+            panel.errorbar(
+                [xs_of[plain_value(t.overrides[axis])] for t in members],
+                ys,
+                yerr=errs if any(sds) else None,
+                marker="o",
+                capsize=3,
+                linestyle="none" if many else "-",
+                alpha=0.7 if many else 1.0,
+                color="C0" if many else None,
+                label=None if many or not label else label,
+            )
         _mark_best(panel, result, trials, axis, xs_of)
         panel.set_xlabel(axis)
         panel.set_ylabel(f"validation {result.metric}")
         panel.grid(True, alpha=0.3)
         panel.legend(fontsize=7)
-    fig.suptitle(f"sweep {result.name}: validation {result.metric} "
-                 f"({'higher' if result.goal == 'max' else 'lower'} is better)")
+    fig.suptitle(
+        f"sweep {result.name}: validation {result.metric} ({'higher' if result.goal == 'max' else 'lower'} is better)"
+    )
     fig.tight_layout()
     return str(save_figure(fig, path))
 
@@ -192,27 +211,47 @@ def _mark_best(panel, result: SweepResult, trials: list, axis: str, xs_of: dict)
     """A gold star on the winning trial, where it lies on this axis."""
     winner = next((t for t in trials if result.best and t.id == result.best["id"]), None)
     if winner is not None:
-        panel.plot([xs_of[plain_value(winner.overrides[axis])]], [winner.val[result.metric]], marker="*",
-                   markersize=16, color="gold", markeredgecolor="black", linestyle="none", zorder=5,
-                   label="best")
+        panel.plot(
+            [xs_of[plain_value(winner.overrides[axis])]],
+            [winner.val[result.metric]],
+            marker="*",
+            markersize=16,
+            color="gold",
+            markeredgecolor="black",
+            linestyle="none",
+            zorder=5,
+            label="best",
+        )
 
 
 # -- compare -------------------------------------------------------------------------------------
 def compare_plot(result: CompareResult, path: str | Path) -> str:
     """Loss and accuracy per epoch of every run in one figure (train dashed, validation solid)."""
-    has_acc = any(row.get("val_accuracy") is not None or row.get("train_accuracy") is not None
-                  for r in result.runs for row in r.history)
+    has_acc = any(
+        row.get("val_accuracy") is not None or row.get("train_accuracy") is not None
+        for r in result.runs
+        for row in r.history
+    )
     fig, panels = new_figure(1, 2 if has_acc else 1, figsize=(11.0 if has_acc else 6.4, 4.2))
     keys = [("loss", panels[0])] + ([("accuracy", panels[1])] if has_acc else [])
     colors = [f"C{i % 10}" for i in range(len(result.runs))]
     for metric, panel in keys:
         for color, r in zip(colors, result.runs):
             for split, style in (("val", "-"), ("train", "--")):
-                pts = [(row["epoch"], row[f"{split}_{metric}"]) for row in r.history
-                       if row.get("epoch") is not None and row.get(f"{split}_{metric}") is not None]
+                pts = [
+                    (row["epoch"], row[f"{split}_{metric}"])
+                    for row in r.history
+                    if row.get("epoch") is not None and row.get(f"{split}_{metric}") is not None
+                ]
                 if pts:  # one legend entry per run: the colour names it, the style the split
-                    panel.plot(*zip(*pts), style, color=color, marker="o" if len(pts) < 30 else None,
-                               markersize=3, label=r.label if split == "val" else None)
+                    panel.plot(
+                        *zip(*pts),
+                        style,
+                        color=color,
+                        marker="o" if len(pts) < 30 else None,
+                        markersize=3,
+                        label=r.label if split == "val" else None,
+                    )
         panel.xaxis.set_major_locator(_integer_ticks())
         # the line styles get legend entries of their own: a title alone is missed
         panel.plot([], [], "-", color="black", label="validation")
@@ -248,8 +287,10 @@ def probe_figure(report: ProbeReport):
     ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_xlabel("layer (main path, input -> output)")
     ax.set_ylabel("||dL/dh||")
-    ax.set_title(f"{report.name}: {report.init.verdict.value}, R = {report.init.ratio:.2e}, "
-                 f"gamma = {report.init.gamma:.3g}", fontsize=10)
+    ax.set_title(
+        f"{report.name}: {report.init.verdict.value}, R = {report.init.ratio:.2e}, gamma = {report.init.gamma:.3g}",
+        fontsize=10,
+    )
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     if report.sweep:
@@ -258,8 +299,13 @@ def probe_figure(report: ProbeReport):
         ax2.plot(xs, [_plottable(p.ratio) for p in report.sweep.points], marker="o", label="R")
         if report.sweep.log10_ratio_per_copy is not None:
             a, b = report.sweep.intercept, report.sweep.log10_ratio_per_copy
-            ax2.plot(xs, [10 ** (a + b * t) for t in xs], linestyle="--", linewidth=1,
-                     label=f"fit: R ~ {report.sweep.gamma_per_copy:.3g}^copies")
+            ax2.plot(
+                xs,
+                [10 ** (a + b * t) for t in xs],
+                linestyle="--",
+                linewidth=1,
+                label=f"fit: R ~ {report.sweep.gamma_per_copy:.3g}^copies",
+            )
         ax2.set_yscale("log")
         ax2.xaxis.set_major_locator(_integer_ticks())
         ax2.set_xlabel(f"copies of {report.sweep.repeat}")

@@ -16,8 +16,12 @@ if TYPE_CHECKING:
     from nncli.probe.report import LayerStats, ProbeReport, ProbeResult, Sweep
 
 
-_VERDICT_STYLE = {"healthy": "bold green", "vanishing": "bold yellow", "exploding": "bold red",
-                  "non-finite": "bold red"}
+_VERDICT_STYLE = {
+    "healthy": "bold green",
+    "vanishing": "bold yellow",
+    "exploding": "bold red",
+    "non-finite": "bold red",
+}
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
@@ -50,8 +54,7 @@ def log_bars(values, width: int = 40, min_decades: int = 4) -> tuple[list[str], 
 def bar_chart(console: Console, rows: list[LayerStats], title: str, width: int = 40) -> None:
     """Terminal bar chart of ||dL/dh|| per main-path layer, log scale."""
     bars, low, high = log_bars([r.grad_norm for r in rows], width=width)
-    t = table(f"{title}: ||dL/dh|| per layer, log scale 1e{low:.0f} .. 1e{high:.0f}", box=None,
-              pad_edge=False)
+    t = table(f"{title}: ||dL/dh|| per layer, log scale 1e{low:.0f} .. 1e{high:.0f}", box=None, pad_edge=False)
     t.add_column("#", justify="right")
     t.add_column("layer", justify="left")
     t.add_column("", justify="left", no_wrap=True, min_width=width)
@@ -63,9 +66,18 @@ def bar_chart(console: Console, rows: list[LayerStats], title: str, width: int =
 
 def _layer_table(result: ProbeResult, title: str) -> Table:
     t = table(title)
-    for col, just in (("#", "right"), ("name", "left"), ("type", "left"), ("act mean", "right"),
-                      ("act std", "right"), ("dead", "right"), ("saturated", "right"),
-                      ("||dL/dh||", "right"), ("||dL/dW||", "right"), ("||dL/dW||/||W||", "right")):
+    for col, just in (
+        ("#", "right"),
+        ("name", "left"),
+        ("type", "left"),
+        ("act mean", "right"),
+        ("act std", "right"),
+        ("dead", "right"),
+        ("saturated", "right"),
+        ("||dL/dh||", "right"),
+        ("||dL/dW||", "right"),
+        ("||dL/dW||/||W||", "right"),
+    ):
         t.add_column(col, justify=just)
 
     def pct(x):
@@ -73,10 +85,19 @@ def _layer_table(result: ProbeResult, title: str) -> Table:
 
     def add(r, depth):
         style = "dim" if depth else None
-        t.add_row("" if r.index is None else str(r.index), "  " * depth + escape(r.name), escape(r.type),
-                  fmt_float(r.act_mean), fmt_float(r.act_std), pct(r.dead_frac), pct(r.saturated_frac),
-                  fmt_float(r.grad_norm), fmt_float(r.weight_grad_norm), fmt_float(r.weight_grad_ratio),
-                  style=style)
+        t.add_row(
+            "" if r.index is None else str(r.index),
+            "  " * depth + escape(r.name),
+            escape(r.type),
+            fmt_float(r.act_mean),
+            fmt_float(r.act_std),
+            pct(r.dead_frac),
+            pct(r.saturated_frac),
+            fmt_float(r.grad_norm),
+            fmt_float(r.weight_grad_norm),
+            fmt_float(r.weight_grad_ratio),
+            style=style,
+        )
         for c in r.inner:
             add(c, depth + 1)
 
@@ -87,11 +108,14 @@ def _layer_table(result: ProbeResult, title: str) -> Table:
 
 def _verdict(console: Console, result: ProbeResult, label: str) -> None:
     v = result.verdict.value
-    console.print(f"verdict {label}: [{_VERDICT_STYLE.get(v, '')}]{v.upper()}[/]  "
-                  f"R = {fmt_float(result.ratio)}  gamma = {fmt_float(result.gamma)} per layer "
-                  f"(L = {result.depth})  forward growth G = {fmt_float(result.growth)}")
-    console.print("  per seed R: " + ", ".join(f"{s.seed}: {fmt_float(s.ratio)} ({s.verdict.value})"
-                                                for s in result.seeds))
+    console.print(
+        f"verdict {label}: [{_VERDICT_STYLE.get(v, '')}]{v.upper()}[/]  "
+        f"R = {fmt_float(result.ratio)}  gamma = {fmt_float(result.gamma)} per layer "
+        f"(L = {result.depth})  forward growth G = {fmt_float(result.growth)}"
+    )
+    console.print(
+        "  per seed R: " + ", ".join(f"{s.seed}: {fmt_float(s.ratio)} ({s.verdict.value})" for s in result.seeds)
+    )
     console.print(f"  why: {escape(result.explanation)}")
     if result.hint:
         console.print(f"  hint: {escape(result.hint)}")
@@ -100,26 +124,31 @@ def _verdict(console: Console, result: ProbeResult, label: str) -> None:
 def show(console: Console, report: ProbeReport) -> None:
     """``nncli probe``: per-layer table, bar chart, verdict; after --steps and a sweep when run."""
     th = report.thresholds
-    console.print(f"[bold]{escape(report.name)}[/]: seeds {', '.join(map(str, report.seeds))}; inputs "
-                  f"{escape(report.inputs)}; device {report.device}")
+    console.print(
+        f"[bold]{escape(report.name)}[/]: seeds {', '.join(map(str, report.seeds))}; inputs "
+        f"{escape(report.inputs)}; device {report.device}"
+    )
     console.print(f"loss: {escape(report.loss)}")
     console.print(_layer_table(report.init, "at initialisation (mean over seeds; gradient norms: geometric mean)"))
     bar_chart(console, report.init.layers, "at initialisation")
     _verdict(console, report.init, "at init")
     if report.after is not None:
         tr = report.training
-        console.print(f"\n[bold]after {tr.steps} training steps[/] ({tr.optimizer}, lr {tr.lr:g}, "
-                      f"{escape(tr.loss)}; loss {fmt_float(tr.loss_first)} -> {fmt_float(tr.loss_last)})")
+        console.print(
+            f"\n[bold]after {tr.steps} training steps[/] ({tr.optimizer}, lr {tr.lr:g}, "
+            f"{escape(tr.loss)}; loss {fmt_float(tr.loss_first)} -> {fmt_float(tr.loss_last)})"
+        )
         console.print(_layer_table(report.after, f"after {tr.steps} steps"))
         bar_chart(console, report.after.layers, f"after {tr.steps} steps")
         _verdict(console, report.after, f"after {tr.steps} steps")
     if report.sweep is not None:
         depth_sweep(console, report.sweep)
-    gates = (f"healthy when {th.min_ratio:g} <= R <= {th.max_ratio:g} and 1/{th.max_growth:g} <= G <= "
-             f"{th.max_growth:g}")
+    gates = f"healthy when {th.min_ratio:g} <= R <= {th.max_ratio:g} and 1/{th.max_growth:g} <= G <= {th.max_growth:g}"
     if th.min_gamma is not None or th.max_gamma is not None:
-        gates += (f" and {th.min_gamma if th.min_gamma is not None else 0:g} <= gamma <= "
-                  f"{th.max_gamma if th.max_gamma is not None else math.inf:g}")
+        gates += (
+            f" and {th.min_gamma if th.min_gamma is not None else 0:g} <= gamma <= "
+            f"{th.max_gamma if th.max_gamma is not None else math.inf:g}"
+        )
     console.print(f"[dim]{gates} (--min-ratio, --max-ratio, --max-growth, --min-gamma, --max-gamma)[/]")
 
 
@@ -127,19 +156,34 @@ def depth_sweep(console: Console, sweep: Sweep) -> None:
     """R against depth, with the fitted exponential law and where it breaks."""
     bars, low, high = log_bars([p.ratio for p in sweep.points], width=30)
     t = table(f"\nR against depth (copies of {sweep.repeat}); bars: log scale 1e{low:.0f} .. 1e{high:.0f}")
-    for col, just in (("copies", "right"), ("layers L", "right"), ("R", "right"), ("gamma", "right"),
-                      ("growth G", "right"), ("verdict", "left"), ("off fit (decades)", "right"),
-                      ("", "left")):
+    for col, just in (
+        ("copies", "right"),
+        ("layers L", "right"),
+        ("R", "right"),
+        ("gamma", "right"),
+        ("growth G", "right"),
+        ("verdict", "left"),
+        ("off fit (decades)", "right"),
+        ("", "left"),
+    ):
         t.add_column(col, justify=just)
     for p, bar in zip(sweep.points, bars):
-        t.add_row(str(p.times), str(p.depth), fmt_float(p.ratio), fmt_float(p.gamma), fmt_float(p.growth),
-                  f"[{_VERDICT_STYLE.get(p.verdict.value, '')}]{p.verdict.value}[/]",
-                  "-" if p.residual is None else f"{p.residual:+.2f}", bar)
+        t.add_row(
+            str(p.times),
+            str(p.depth),
+            fmt_float(p.ratio),
+            fmt_float(p.gamma),
+            fmt_float(p.growth),
+            f"[{_VERDICT_STYLE.get(p.verdict.value, '')}]{p.verdict.value}[/]",
+            "-" if p.residual is None else f"{p.residual:+.2f}",
+            bar,
+        )
     console.print(t)
     if sweep.log10_ratio_per_copy is not None:
         r2 = "" if sweep.r2 is None else f", r^2 = {sweep.r2:.3f}"
-        console.print(f"exponential law: R ~ 10^({sweep.intercept:.2f}) * {fmt_float(sweep.gamma_per_copy)}^copies "
-                      f"(log10 R changes by {sweep.log10_ratio_per_copy:+.2f} per copy{r2})")
+        console.print(
+            f"exponential law: R ~ 10^({sweep.intercept:.2f}) * {fmt_float(sweep.gamma_per_copy)}^copies "
+            f"(log10 R changes by {sweep.log10_ratio_per_copy:+.2f} per copy{r2})"
+        )
     for b in sweep.breaks:
         console.print(f"  law breaks: {escape(b)}")
-

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from nncli.formatting import fmt_float, fmt_int, fmt_si, plain_value
-from nncli.render.console import escape, metric as metric_text, table
+from nncli.render.console import escape, table
+from nncli.render.console import metric as metric_text
 from nncli.status import TrialStatus
 
 if TYPE_CHECKING:
@@ -54,8 +55,10 @@ def show(console: Console, result: SweepResult) -> None:
     """The ranked trial table, the failures, and the winner with its test metric."""
     better = "higher" if result.goal == "max" else "lower"
     n_seeds = len(result.seeds) if result.seeds else 1
-    t = table(f"sweep {result.name}: {len(result.trials)} configuration(s) x {n_seeds} seed(s), "
-              f"ranked by validation {result.metric} ({better} is better)")
+    t = table(
+        f"sweep {result.name}: {len(result.trials)} configuration(s) x {n_seeds} seed(s), "
+        f"ranked by validation {result.metric} ({better} is better)"
+    )
     t.add_column("rank", justify="right")
     t.add_column("trial")
     for axis in result.axes:
@@ -68,33 +71,52 @@ def show(console: Console, result: SweepResult) -> None:
     best_id = result.best["id"] if result.best else None
     for trial in result.trials:
         style = "bold green" if trial.id == best_id else None
-        status = {TrialStatus.OK: "[green]ok[/]", TrialStatus.FAILED: "[bold red]failed[/]",
-                  TrialStatus.PARTIAL: "[yellow]partial[/]"}.get(trial.status, str(trial.status))
-        if trial.runs and all(r.cached for r in trial.runs if r.status == TrialStatus.OK) and any(r.cached for r in trial.runs):
+        status = {
+            TrialStatus.OK: "[green]ok[/]",
+            TrialStatus.FAILED: "[bold red]failed[/]",
+            TrialStatus.PARTIAL: "[yellow]partial[/]",
+        }.get(trial.status, str(trial.status))
+        if (
+            trial.runs
+            and all(r.cached for r in trial.runs if r.status == TrialStatus.OK)
+            and any(r.cached for r in trial.runs)
+        ):
             status += " (cached)"
-        t.add_row(str(trial.rank) if trial.rank else "-", escape(trial.id),
-                  *[escape(_sweep_value(trial.overrides.get(a))) for a in result.axes],
-                  _mean_std(trial.val, trial.val_std, result.metric), _mean_std(trial.val, trial.val_std, other),
-                  fmt_int(trial.params), fmt_si(trial.flops), "-" if trial.seconds is None else f"{trial.seconds:.1f} s",
-                  status, style=style)
+        t.add_row(
+            str(trial.rank) if trial.rank else "-",
+            escape(trial.id),
+            *[escape(_sweep_value(trial.overrides.get(a))) for a in result.axes],
+            _mean_std(trial.val, trial.val_std, result.metric),
+            _mean_std(trial.val, trial.val_std, other),
+            fmt_int(trial.params),
+            fmt_si(trial.flops),
+            "-" if trial.seconds is None else f"{trial.seconds:.1f} s",
+            status,
+            style=style,
+        )
     console.print(t)
     for trial in result.trials:
         if trial.error:
             console.print(f"[bold red]{escape(trial.id)}[/]: {escape(trial.error)}")
     if result.dry_run:
-        console.print(f"dry run: nothing trained; {sum(len(t.runs) for t in result.trials)} run(s) planned "
-                      f"in {escape(result.out_dir)}")
+        console.print(
+            f"dry run: nothing trained; {sum(len(t.runs) for t in result.trials)} run(s) planned "
+            f"in {escape(result.out_dir)}"
+        )
         return
     if result.best:
         b = result.best
         spread = b["val_std"].get(result.metric) if b["seeds"] > 1 else None
         test = ", ".join(f"{k} {metric_text(k, v)}" for k, v in b["test"].items() if k != "error") or "-"
-        console.print(f"best: [bold]{escape(b['id'])}[/] val {result.metric} {metric_text(result.metric, b['val'][result.metric], spread)}"
-                      f"; test {test} (winner only{', mean of ' + str(b['seeds']) + ' seeds' if b['seeds'] > 1 else ''})")
+        console.print(
+            f"best: [bold]{escape(b['id'])}[/] val {result.metric} {metric_text(result.metric, b['val'][result.metric], spread)}"
+            f"; test {test} (winner only{', mean of ' + str(b['seeds']) + ' seeds' if b['seeds'] > 1 else ''})"
+        )
         console.print(f"winner's spec: {escape(b['spec_path'])}; run: {escape(b['run_dir'])}")
     else:
         console.print("[bold red]no trial finished[/]: nothing to rank")
-    console.print(f"{result.ran} run(s) trained now, {result.cached} read back from earlier, {result.failed} failed; "
-                  f"{result.seconds:.1f} s; results: {escape(result.out_dir)}/sweep.json"
-                  + (f"; plot: {escape(result.plot)}" if result.plot else ""))
-
+    console.print(
+        f"{result.ran} run(s) trained now, {result.cached} read back from earlier, {result.failed} failed; "
+        f"{result.seconds:.1f} s; results: {escape(result.out_dir)}/sweep.json"
+        + (f"; plot: {escape(result.plot)}" if result.plot else "")
+    )

@@ -25,7 +25,7 @@ class TrainProgress:
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.progress = None
 
-    def __enter__(self) -> "TrainProgress":
+    def __enter__(self) -> TrainProgress:
         return self
 
     def __exit__(self, *exc) -> bool:
@@ -42,29 +42,46 @@ class TrainProgress:
 
         sizes = info["sizes"]
         what = "resuming" if info["resumed"] else "training"
-        extras = [x for x in (f"amp {info['amp']}" if info["amp"] != "none" else "",
-                              "compiled" if info["compile"] else "",
-                              f"{info['world_size']} processes" if info["world_size"] > 1 else "") if x]
+        extras = [
+            x
+            for x in (
+                f"amp {info['amp']}" if info["amp"] != "none" else "",
+                "compiled" if info["compile"] else "",
+                f"{info['world_size']} processes" if info["world_size"] > 1 else "",
+            )
+            if x
+        ]
         self.console.print(
             f"{what} {escape(info['spec'])} ({fmt_int(info['params'])} parameters) on {info['device']}"
             + (f" [{', '.join(extras)}]" if extras else "")
             + f": {sizes['train']:,} train / {sizes['val']:,} val / {sizes['test']:,} test examples"
-            + f"\n  run folder: {escape(info['run_dir'])}")
+            + f"\n  run folder: {escape(info['run_dir'])}"
+        )
         if info["resumed"] and info["epoch"] >= info["epochs"]:
             self.console.print(f"  nothing to do: all {info['epochs']} epochs are done")
         elif info["resumed"]:
             self.console.print(f"  continuing at epoch {info['epoch'] + 1}, step {info['step_in_epoch']}")
         self.epochs = info["epochs"]
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
-                                 console=self.console, transient=True, auto_refresh=False)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+            auto_refresh=False,
+        )
         # no refresh thread: the trainer calls on_step a few times a second at most, and a
         # background thread would compete with torch's own threads for the CPU and the GIL
         self.progress.start()
         self.epoch_task = self.progress.add_task("epochs", total=info["epochs"], completed=info["epoch"], stats="")
-        self.step_task = self.progress.add_task(f"epoch {info['epoch'] + 1}/{info['epochs']}",
-                                                total=info["steps_per_epoch"], completed=info["step_in_epoch"],
-                                                stats="")
+        self.step_task = self.progress.add_task(
+            f"epoch {info['epoch'] + 1}/{info['epochs']}",
+            total=info["steps_per_epoch"],
+            completed=info["step_in_epoch"],
+            stats="",
+        )
 
     def on_step(self, info: dict) -> None:
         if self.progress is None:
@@ -74,13 +91,15 @@ class TrainProgress:
             stats += f"  acc {pct(info['accuracy'])}"
         if info.get("samples_per_s"):
             stats += f"  {info['samples_per_s']:,.0f} samples/s"
-        self.progress.update(self.step_task, completed=info["step"], stats=stats,
-                             description=f"epoch {info['epoch']}/{info['epochs']}")
+        self.progress.update(
+            self.step_task, completed=info["step"], stats=stats, description=f"epoch {info['epoch']}/{info['epochs']}"
+        )
         self.progress.refresh()
 
     def on_epoch(self, record: dict) -> None:
-        line = (f"epoch {record['epoch']:>3}/{record['epochs']}  train loss {fmt_float(record['train_loss'], 4)}"
-                + (f" acc {pct(record['train_accuracy'])}" if record.get("train_accuracy") is not None else ""))
+        line = f"epoch {record['epoch']:>3}/{record['epochs']}  train loss {fmt_float(record['train_loss'], 4)}" + (
+            f" acc {pct(record['train_accuracy'])}" if record.get("train_accuracy") is not None else ""
+        )
         if record.get("val_loss") is not None:
             line += f"  val loss {fmt_float(record['val_loss'], 4)}"
             if record.get("val_accuracy") is not None:
@@ -100,15 +119,24 @@ class TrainProgress:
 
 def show(console: Console, result: TrainResult) -> None:
     """The final report of a training run: where, how fast, and the metrics per split."""
-    style = {RunStatus.COMPLETED: "green", RunStatus.EARLY_STOPPED: "green", RunStatus.INTERRUPTED: "yellow",
-             RunStatus.NONFINITE: "bold red"}
+    style = {
+        RunStatus.COMPLETED: "green",
+        RunStatus.EARLY_STOPPED: "green",
+        RunStatus.INTERRUPTED: "yellow",
+        RunStatus.NONFINITE: "bold red",
+    }
     status = f"[{style.get(result.status, '')}]{result.status}[/]"
     best = f", best epoch {result.best_epoch}" if result.best_epoch else ""
     total = result.total_s if result.total_s is not None else result.duration_s
-    took = (f"{total:.1f} s in all, {result.duration_s:.1f} s of it now" if total - result.duration_s > 0.05
-            else f"{result.duration_s:.1f} s")  # a resumed run: the whole run's time, then this part's
-    console.print(f"{escape(result.spec)}: {status} after {result.epochs}/{result.planned_epochs} epochs{best} "
-                  f"({result.global_step:,} steps, {took})")
+    took = (
+        f"{total:.1f} s in all, {result.duration_s:.1f} s of it now"
+        if total - result.duration_s > 0.05
+        else f"{result.duration_s:.1f} s"
+    )  # a resumed run: the whole run's time, then this part's
+    console.print(
+        f"{escape(result.spec)}: {status} after {result.epochs}/{result.planned_epochs} epochs{best} "
+        f"({result.global_step:,} steps, {took})"
+    )
     procs = f", {result.world_size} processes" if result.world_size > 1 else ""
     console.print(f"device {result.device}{procs}; {result.samples_per_s:,.0f} samples/s")
     if any(result.__dict__[s]["loss"] is not None for s in ("train", "val", "test")):
@@ -124,4 +152,3 @@ def show(console: Console, result: TrainResult) -> None:
     console.print(f"run folder: {escape(result.run_dir)}")
     if result.plot:
         console.print(f"plot: {escape(result.plot)}")
-

@@ -20,7 +20,22 @@ from nncli.spec.parse import load_spec, parse_spec
 from nncli.spec.source import Where, format_path
 
 __all__ = [
-    "BLOCKS", "INIT_SCHEMES", "INT_DTYPES", "MERGES", "NNCLI_LAYERS", "BlockSpec", "CustomSpec",
-    "InitScheme", "LayerSpec", "ParallelSpec", "RepeatSpec", "ResidualSpec", "Spec", "Where",
-    "children", "format_path", "load_spec", "parse_spec",
+    "BLOCKS",
+    "INIT_SCHEMES",
+    "INT_DTYPES",
+    "MERGES",
+    "NNCLI_LAYERS",
+    "BlockSpec",
+    "CustomSpec",
+    "InitScheme",
+    "LayerSpec",
+    "ParallelSpec",
+    "RepeatSpec",
+    "ResidualSpec",
+    "Spec",
+    "Where",
+    "children",
+    "format_path",
+    "load_spec",
+    "parse_spec",
 ]

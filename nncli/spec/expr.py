@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 # The names every layer may use besides the vars in scope: sizes of its incoming tensor.
 SHAPE_NAMES = ("in_channels", "in_features")
@@ -37,8 +37,10 @@ MAX_EXPONENT = 64
 # recursion limit, which a hostile expression would otherwise reach (RecursionError).
 MAX_NESTING = 100
 _OPERATOR_CHARS = set("+-*/%()")
-_TOKEN = re.compile(r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-                    r"|(?P<op>//|\*\*|[-+*/%(),]))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<op>//|\*\*|[-+*/%(),]))"
+)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -206,8 +208,9 @@ class _Parser:
         if isinstance(exponent, float) and exponent == int(exponent):
             exponent = int(exponent)
         if not isinstance(exponent, int) or abs(exponent) > MAX_EXPONENT:
-            raise ExprError(f"an exponent must be a whole number from -{MAX_EXPONENT} to {MAX_EXPONENT}, "
-                            f"found {exponent:g}", tok[2])
+            raise ExprError(
+                f"an exponent must be a whole number from -{MAX_EXPONENT} to {MAX_EXPONENT}, found {exponent:g}", tok[2]
+            )
         if base == 0 and exponent < 0:
             raise ExprError("division by zero (0 to a negative power)", tok[2])
         if abs(base) > 1 and exponent > 0 and exponent * math.log2(abs(base)) > 64:
@@ -227,8 +230,9 @@ class _Parser:
 
                 known = sorted(self.scope)
                 hint = did_you_mean(tok, known)
-                raise ExprError(f"unknown name {tok!r}" + (f" ({hint})" if hint else
-                                f"; known here: {', '.join(known)}"), pos)
+                raise ExprError(
+                    f"unknown name {tok!r}" + (f" ({hint})" if hint else f"; known here: {', '.join(known)}"), pos
+                )
             value = self.scope[tok]
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return self.bounded(value, pos)

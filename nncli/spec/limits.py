@@ -36,8 +36,10 @@ class Limit:
                 return number
             from nncli.errors import InputError
 
-            raise InputError(f"{self.env}={os.environ[self.env]!r}: expected a positive integer "
-                             f"({self.what}; default {self.default:,})")
+            raise InputError(
+                f"{self.env}={os.environ[self.env]!r}: expected a positive integer "
+                f"({self.what}; default {self.default:,})"
+            )
         return self.default
 
     def hint(self) -> str:
@@ -56,8 +58,13 @@ def check_text_size(size: int, file=None) -> None:
     """Refuse spec text of ``size`` bytes over :data:`MAX_SPEC_BYTES`, before PyYAML sees it."""
     limit = MAX_SPEC_BYTES.value()
     if size > limit:
-        raise SpecError(f"the spec is {size:,} bytes; the limit is {limit:,} bytes "
-                        f"({limit / 2**20:.0f} MiB)", file=file, line=1, column=1, hint=MAX_SPEC_BYTES.hint())
+        raise SpecError(
+            f"the spec is {size:,} bytes; the limit is {limit:,} bytes ({limit / 2**20:.0f} MiB)",
+            file=file,
+            line=1,
+            column=1,
+            hint=MAX_SPEC_BYTES.hint(),
+        )
 
 
 def _times(layer) -> int | None:
@@ -121,16 +128,16 @@ def check_spec(spec) -> None:
     limit = MAX_DEPTH.value()
     found = _depth_or_none(spec.layers, limit)
     if found is not None:
-        raise found.where.error(f"layers nest more than {limit} levels deep (Residual/Repeat inside "
-                                "each other)", MAX_DEPTH.hint())
+        raise found.where.error(
+            f"layers nest more than {limit} levels deep (Residual/Repeat inside each other)", MAX_DEPTH.hint()
+        )
     limit = MAX_LAYERS.value()
     total = expanded_count(spec.layers)
     if total > limit:
         _, layer = _largest_repeat(spec.layers)
         message = f"the spec expands to {total:,} layers; the limit is {limit:,}"
         if layer is None:
-            raise SpecError(message, file=spec.document.file if spec.document else None, line=1,
-                            hint=MAX_LAYERS.hint())
+            raise SpecError(message, file=spec.document.file if spec.document else None, line=1, hint=MAX_LAYERS.hint())
         where = layer.arg_where.get("times", layer.where)
         raise where.error(f"{message} (Repeat times {layer.times:,} here)", MAX_LAYERS.hint())
 
@@ -160,5 +167,6 @@ def check_copies(times: int, body, where, enclosing: int = 1) -> None:
     total = enclosing * times * expanded_count(body)
     if total > limit:
         around = f" inside Repeats making {enclosing:,} copies" if enclosing > 1 else ""
-        raise where.error(f"Repeat times {times:,}{around} expands to {total:,} layers; the limit is {limit:,}",
-                          MAX_LAYERS.hint())
+        raise where.error(
+            f"Repeat times {times:,}{around} expands to {total:,} layers; the limit is {limit:,}", MAX_LAYERS.hint()
+        )

@@ -7,25 +7,55 @@ fast. Layer *names* and *arguments* are checked against torch later, by the buil
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from nncli.spec.source import Document, Where
 
 # torch.nn.init function names without the trailing underscore, plus the lecture's lecun_normal
 # (N(0, 1/fan_in)). Static on purpose: this module must not import torch to list them.
 INIT_SCHEMES = (
-    "normal", "uniform", "constant", "ones", "zeros", "eye", "dirac", "xavier_uniform",
-    "xavier_normal", "kaiming_uniform", "kaiming_normal", "trunc_normal", "orthogonal", "sparse",
+    "normal",
+    "uniform",
+    "constant",
+    "ones",
+    "zeros",
+    "eye",
+    "dirac",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "trunc_normal",
+    "orthogonal",
+    "sparse",
     "lecun_normal",
 )
 
 # Layer types nncli itself provides; every other name is looked up in torch.nn by the builder.
-NNCLI_LAYERS = ("Residual", "Repeat", "Parallel", "Block", "Custom", "Step", "Identity", "Permute",
-                "Transpose", "Reshape", "Chunk", "Select", "Narrow", "Mean", "StochasticDepth",
-                "ClassToken", "PositionEmbedding", "SelfAttention")
+NNCLI_LAYERS = (
+    "Residual",
+    "Repeat",
+    "Parallel",
+    "Block",
+    "Custom",
+    "Step",
+    "Identity",
+    "Permute",
+    "Transpose",
+    "Reshape",
+    "Chunk",
+    "Select",
+    "Narrow",
+    "Mean",
+    "StochasticDepth",
+    "ClassToken",
+    "PositionEmbedding",
+    "SelfAttention",
+)
 # The blocks: layers holding layer lists. They take the reserved keys name, init and vars.
 BLOCKS = ("Residual", "Repeat", "Parallel", "Block")
 MERGES = ("concat", "add", "mul", "mean", "max")
@@ -142,6 +172,7 @@ class Spec:
         if self.vars is not None:
             object.__setattr__(self, "vars", _frozen(self.vars))
         object.__setattr__(self, "var_where", _frozen(self.var_where))
+
     init: Mapping[str, InitScheme] | None = None  # default for every affine layer
     data: Mapping[str, Any] | None = None  # raw `data:` section, validated by nncli.data
     train: Mapping[str, Any] | None = None  # raw `train:` section, validated by nncli.train

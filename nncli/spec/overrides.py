@@ -36,22 +36,32 @@ def parse_path(text: str, where: Where | None = None) -> tuple:
     where = where or Where(None, None, None, "")
     m = _PATH_HEAD.match(text)
     if not m:
-        raise where.error(f"expected a spec path starting with a key (`layers`, `train`, `data`, ...), "
-                          f"found {text!r}", "e.g. layers[2].Repeat.times, train.lr, data.noise")
+        raise where.error(
+            f"expected a spec path starting with a key (`layers`, `train`, `data`, ...), found {text!r}",
+            "e.g. layers[2].Repeat.times, train.lr, data.noise",
+        )
     out: list = [m.group(0)]
     pos = m.end()
     while pos < len(text):
         m = _PATH_STEP.match(text, pos)
         if not m:
-            raise where.error(f"expected a spec path like `layers[2].Repeat.times`, found {text!r} "
-                              f"(cannot read {text[pos:]!r})")
+            raise where.error(
+                f"expected a spec path like `layers[2].Repeat.times`, found {text!r} (cannot read {text[pos:]!r})"
+            )
         out.append(int(m.group(1)) if m.group(1) is not None else m.group(2))
         pos = m.end()
     return tuple(out)
 
 
-def apply_override(spec_data: dict, path: str | tuple, value: Any, *, where: Where | None = None,
-                   source: str = "the spec", written: list | None = None) -> dict:
+def apply_override(
+    spec_data: dict,
+    path: str | tuple,
+    value: Any,
+    *,
+    where: Where | None = None,
+    source: str = "the spec",
+    written: list | None = None,
+) -> dict:
     """Set one field of a spec (as plain YAML data) in place, before validation.
 
     Args:
@@ -78,7 +88,7 @@ def apply_override(spec_data: dict, path: str | tuple, value: Any, *, where: Whe
     """
     where = where or Where(None, None, None, str(path))
     if isinstance(path, str) and path.startswith("replace:"):
-        replace_layers(spec_data, path[len("replace:"):].strip(), value, where, source, written)
+        replace_layers(spec_data, path[len("replace:") :].strip(), value, where, source, written)
     else:
         parsed = parse_path(path, where) if isinstance(path, str) else tuple(path)
         set_path(spec_data, parsed, value, where, source)
@@ -87,8 +97,9 @@ def apply_override(spec_data: dict, path: str | tuple, value: Any, *, where: Whe
     return spec_data
 
 
-def replace_layers(spec_data: dict, layer_type: str, value: Any, where: Where, source: str,
-                   written: list | None = None) -> int:
+def replace_layers(
+    spec_data: dict, layer_type: str, value: Any, where: Where, source: str, written: list | None = None
+) -> int:
     """Swap every layer of type ``layer_type`` for ``value`` (recursively); returns how many.
 
     ``written``, if given, gets the path of every replaced layer (``("layers", 1)``, ...).
@@ -97,12 +108,15 @@ def replace_layers(spec_data: dict, layer_type: str, value: Any, where: Where, s
         SpecError: located at ``where``, when ``source`` has no such layer (with the types it has).
     """
     found: list[str] = []
-    n = _replace_layers(spec_data.get("layers"), layer_type, value, found, ("layers",),
-                        [] if written is None else written)
+    n = _replace_layers(
+        spec_data.get("layers"), layer_type, value, found, ("layers",), [] if written is None else written
+    )
     if n == 0:
         hint = did_you_mean(layer_type, sorted(set(found)))
-        raise where.error(f"no {layer_type} layer in {source} to replace",
-                          hint or ("layer types there: " + ", ".join(sorted(set(found))) if found else None))
+        raise where.error(
+            f"no {layer_type} layer in {source} to replace",
+            hint or ("layer types there: " + ", ".join(sorted(set(found))) if found else None),
+        )
     return n
 
 
@@ -160,8 +174,9 @@ def set_path(root: dict, path: tuple, value: Any, where: Where, source: str) -> 
             if not isinstance(node, list):
                 raise where.error(f"{here} of {source} is {describe_found(node)}, not a list: cannot index [{part}]")
             if not -len(node) <= part < len(node):
-                raise where.error(f"{here} of {source} has {len(node)} item(s) (indices 0..{len(node) - 1}), "
-                                  f"found index {part}")
+                raise where.error(
+                    f"{here} of {source} has {len(node)} item(s) (indices 0..{len(node) - 1}), found index {part}"
+                )
             if last:
                 node[part] = copy.deepcopy(value)
                 return
@@ -176,10 +191,10 @@ def set_path(root: dict, path: tuple, value: Any, where: Where, source: str) -> 
                 kind = next(iter(item))
                 nxt = path[depth + 1]
                 if nxt != kind:
-                    raise where.error(f"{format_path(path[:depth + 1])} of {source} is a {kind} layer, "
-                                      f"found {nxt!r} in the path",
-                                      f"write the layer's type: {format_path(path[:depth + 1] + (kind,))}."
-                                      "<argument>")
+                    raise where.error(
+                        f"{format_path(path[: depth + 1])} of {source} is a {kind} layer, found {nxt!r} in the path",
+                        f"write the layer's type: {format_path(path[: depth + 1] + (kind,))}.<argument>",
+                    )
                 if item[kind] is None:
                     item[kind] = {}
             node, layer_list = item, False
@@ -193,8 +208,10 @@ def set_path(root: dict, path: tuple, value: Any, where: Where, source: str) -> 
                 node[part] = {}  # the value, when this is the last part, is set just below
             else:
                 keys = [str(k) for k in node]
-                raise where.error(f"no {part!r} at {here} of {source}",
-                                  did_you_mean(str(part), keys) or ("keys there: " + ", ".join(keys) if keys else None))
+                raise where.error(
+                    f"no {part!r} at {here} of {source}",
+                    did_you_mean(str(part), keys) or ("keys there: " + ", ".join(keys) if keys else None),
+                )
         if last:
             node[part] = copy.deepcopy(value)
             return
@@ -259,8 +276,15 @@ def _absolute_custom(layers: Any, base_dir: Path) -> None:
                 _absolute_custom(branch, base_dir)
 
 
-def load_with_overrides(path: Path, overrides: dict, *, allow_custom: bool = True, detach: bool = False,
-                        origin: str = "override", applied: list | None = None):
+def load_with_overrides(
+    path: Path,
+    overrides: dict,
+    *,
+    allow_custom: bool = True,
+    detach: bool = False,
+    origin: str = "override",
+    applied: list | None = None,
+):
     """:func:`nncli.spec.load_spec` with ``overrides``: each written into the file's YAML data,
     then the result validated with the file's positions (a later error, from the builder or the
     train: and data: sections, still points at the field's line in the user's file).
@@ -281,13 +305,15 @@ def load_with_overrides(path: Path, overrides: dict, *, allow_custom: bool = Tru
     record = applied if applied is not None else []
     for key, value in overrides.items():
         written: list[tuple] = []
-        apply_override(doc.data, key, value, where=Where(None, None, None, f"{origin} {key}"), source=str(path),
-                       written=written)
+        apply_override(
+            doc.data, key, value, where=Where(None, None, None, f"{origin} {key}"), source=str(path), written=written
+        )
         record.extend((field, f"{key}={value!r}", str(path)) for field in written)
     data = doc.data
     if detach:
         data = copy.deepcopy(doc.data)
         make_paths_absolute(data, path.resolve().parent)
-    spec = spec_from_document(dataclasses.replace(doc, data=data), base_dir=path.resolve().parent,
-                              allow_custom=allow_custom)
+    spec = spec_from_document(
+        dataclasses.replace(doc, data=data), base_dir=path.resolve().parent, allow_custom=allow_custom
+    )
     return dataclasses.replace(spec, path=None) if detach else spec

@@ -14,8 +14,18 @@ from typing import Any
 from nncli.errors import SpecError, did_you_mean
 from nncli.spec.expr import FUNCTIONS, SHAPE_NAMES, ExprError, looks_like_expression, tokenize
 from nncli.spec.model import (
-    FLOAT_DTYPES, INIT_SCHEMES, INT_DTYPES, MERGES, BlockSpec, CustomSpec, InitScheme, LayerSpec,
-    ParallelSpec, RepeatSpec, ResidualSpec, Spec,
+    FLOAT_DTYPES,
+    INIT_SCHEMES,
+    INT_DTYPES,
+    MERGES,
+    BlockSpec,
+    CustomSpec,
+    InitScheme,
+    LayerSpec,
+    ParallelSpec,
+    RepeatSpec,
+    ResidualSpec,
+    Spec,
 )
 from nncli.spec.source import Document, parse_yaml, read_text
 from nncli.spec.transfer import parse_transfer
@@ -32,8 +42,14 @@ EXAMPLE = "input: [3, 32, 32]\nlayers:\n  - Conv2d: {out_channels: 16, kernel_si
 def _type_name(value: Any) -> str:
     if value is None:
         return "nothing (null)"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)
 
 
 def describe_found(value: Any) -> str:
@@ -44,8 +60,15 @@ def describe_found(value: Any) -> str:
     return f"{_type_name(value)} ({value!r})"
 
 
-def load_spec(path: str | Path, overrides: dict | None = None, *, allow_custom: bool = True,
-              detach: bool = False, origin: str = "override", applied: list | None = None) -> Spec:
+def load_spec(
+    path: str | Path,
+    overrides: dict | None = None,
+    *,
+    allow_custom: bool = True,
+    detach: bool = False,
+    origin: str = "override",
+    applied: list | None = None,
+) -> Spec:
     """Read and validate a spec file, with ``overrides`` written into its data first.
 
     Args:
@@ -74,14 +97,14 @@ def load_spec(path: str | Path, overrides: dict | None = None, *, allow_custom: 
     if overrides:
         from nncli.spec.overrides import load_with_overrides
 
-        return load_with_overrides(path, overrides, allow_custom=allow_custom, detach=detach, origin=origin,
-                                   applied=applied)
+        return load_with_overrides(
+            path, overrides, allow_custom=allow_custom, detach=detach, origin=origin, applied=applied
+        )
     text = read_text(path)
     return parse_spec(text, file=str(path), base_dir=path.resolve().parent, allow_custom=allow_custom)
 
 
-def parse_spec(text: str, file: str | None = None, base_dir: Path | None = None, *,
-               allow_custom: bool = True) -> Spec:
+def parse_spec(text: str, file: str | None = None, base_dir: Path | None = None, *, allow_custom: bool = True) -> Spec:
     """Validate a spec given as YAML text (see :func:`load_spec`)."""
     return spec_from_document(parse_yaml(text, file), base_dir, allow_custom=allow_custom)
 
@@ -95,8 +118,7 @@ def spec_from_document(doc: Document, base_dir: Path | None = None, *, allow_cus
     try:
         spec = _Parser(doc, base_dir or Path.cwd()).spec()
     except RecursionError:  # Residuals nested hundreds deep
-        raise SpecError("the spec is nested too deeply to be a network spec", file=doc.file,
-                        line=1, column=1) from None
+        raise SpecError("the spec is nested too deeply to be a network spec", file=doc.file, line=1, column=1) from None
     from nncli.spec.limits import check_spec
     from nncli.spec.trust import refuse_custom_layers
 
@@ -128,17 +150,22 @@ class _Parser:
         if data is None:
             raise SpecError(
                 "empty spec: expected a mapping with `input` and `layers`",
-                file=self.doc.file, line=1, column=1, hint="a minimal spec:\n" + EXAMPLE,
+                file=self.doc.file,
+                line=1,
+                column=1,
+                hint="a minimal spec:\n" + EXAMPLE,
             )
         if not isinstance(data, dict):
-            raise self.fail((), f"expected a mapping with `input` and `layers` at the top level, found {_type_name(data)}",
-                            "a minimal spec:\n" + EXAMPLE)
+            raise self.fail(
+                (),
+                f"expected a mapping with `input` and `layers` at the top level, found {_type_name(data)}",
+                "a minimal spec:\n" + EXAMPLE,
+            )
         self.check_keys(data, (), TOP_LEVEL_KEYS, "the spec's top level")
         for required in ("input", "layers"):
             if required not in data:
                 # Located at the top-level mapping, named by the missing key's spec path.
-                raise self.fail((required,), f"missing required key `{required}`",
-                                "a minimal spec:\n" + EXAMPLE)
+                raise self.fail((required,), f"missing required key `{required}`", "a minimal spec:\n" + EXAMPLE)
         name = data.get("name", None)
         if name is None:
             name = Path(self.doc.file).stem if self.doc.file else "network"
@@ -164,8 +191,11 @@ class _Parser:
             init=self.init(data["init"], ("init",)) if data.get("init") is not None else None,
             data=data.get("data") or None,
             train=data.get("train") or None,
-            transfer=(parse_transfer(data["transfer"], self.doc, layers, self.base_dir)
-                      if data.get("transfer") is not None else None),
+            transfer=(
+                parse_transfer(data["transfer"], self.doc, layers, self.base_dir)
+                if data.get("transfer") is not None
+                else None
+            ),
             path=Path(self.doc.file) if self.doc.file else None,
             document=self.doc,
         )
@@ -177,23 +207,34 @@ class _Parser:
         path = ("input",)
         self.check_keys(value, path, ("shape", "dtype", "high"), "input")
         if "shape" not in value:
-            raise self.fail(path, "`input` as a mapping needs `shape`",
-                            "e.g. input: {shape: [64], dtype: int64, high: 5000}")
+            raise self.fail(
+                path, "`input` as a mapping needs `shape`", "e.g. input: {shape: [64], dtype: int64, high: 5000}"
+            )
         shape = self.input_shape(value["shape"], path + ("shape",))
         dtype = value.get("dtype", "float32")
         if dtype not in FLOAT_DTYPES + INT_DTYPES:
-            raise self.fail(path + ("dtype",), f"expected `dtype` to be one of "
-                            f"{', '.join(FLOAT_DTYPES + INT_DTYPES)}, found {describe_found(dtype)}")
+            raise self.fail(
+                path + ("dtype",),
+                f"expected `dtype` to be one of {', '.join(FLOAT_DTYPES + INT_DTYPES)}, found {describe_found(dtype)}",
+            )
         high = value.get("high")
         if dtype in INT_DTYPES:
             if high is None:
-                raise self.fail(path, f"integer input ({dtype}) needs `high`: tokens are drawn from [0, high)",
-                                "e.g. input: {shape: [64], dtype: int64, high: 5000} (the vocabulary size)")
+                raise self.fail(
+                    path,
+                    f"integer input ({dtype}) needs `high`: tokens are drawn from [0, high)",
+                    "e.g. input: {shape: [64], dtype: int64, high: 5000} (the vocabulary size)",
+                )
             if isinstance(high, bool) or not isinstance(high, int) or high < 1:
-                raise self.fail(path + ("high",), f"expected `high` to be a positive integer, found {describe_found(high)}")
+                raise self.fail(
+                    path + ("high",), f"expected `high` to be a positive integer, found {describe_found(high)}"
+                )
         elif high is not None:
-            raise self.fail(path + ("high",), f"`high` applies to integer inputs, and dtype is {dtype}",
-                            "add dtype: int64 for token ids, or remove `high`")
+            raise self.fail(
+                path + ("high",),
+                f"`high` applies to integer inputs, and dtype is {dtype}",
+                "add dtype: int64 for token ids, or remove `high`",
+            )
         return shape, dtype, high
 
     def vars(self, value: Any, path: tuple) -> tuple[dict | None, dict]:
@@ -201,14 +242,22 @@ class _Parser:
         if value is None:
             return None, {}
         if not isinstance(value, dict):
-            raise self.fail(path, f"expected `vars` to be a mapping of name to number or expression, "
-                                  f"found {describe_found(value)}", "e.g. vars: {width: 64, expansion: 6}")
+            raise self.fail(
+                path,
+                f"expected `vars` to be a mapping of name to number or expression, found {describe_found(value)}",
+                "e.g. vars: {width: 64, expansion: 6}",
+            )
         out, where = {}, {}
         for key, item in value.items():
             vpath = path + (key,)
             if not _IDENT.match(key) or key in SHAPE_NAMES or key in FUNCTIONS:
-                why = ("is the incoming tensor's size, set by nncli" if key in SHAPE_NAMES else
-                       "is a function name" if key in FUNCTIONS else "is not a name (letters, digits, _)")
+                why = (
+                    "is the incoming tensor's size, set by nncli"
+                    if key in SHAPE_NAMES
+                    else "is a function name"
+                    if key in FUNCTIONS
+                    else "is not a name (letters, digits, _)"
+                )
                 raise self.fail(vpath, f"a var may not be called {key!r}: it {why}", key=True)
             if isinstance(item, str):
                 try:
@@ -225,25 +274,35 @@ class _Parser:
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]  # `input: 784` is unambiguous shorthand for [784]
         if not isinstance(value, list) or not value:
-            raise self.fail(path, f"expected the shape of one example as a list of positive integers "
-                                  f"(e.g. [3, 32, 32]), found {describe_found(value)}")
+            raise self.fail(
+                path,
+                f"expected the shape of one example as a list of positive integers "
+                f"(e.g. [3, 32, 32]), found {describe_found(value)}",
+            )
         for i, dim in enumerate(value):
             if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
-                raise self.fail(path + (i,), f"expected a positive integer size, found {describe_found(dim)}",
-                                "`input` has no batch dimension: [3, 32, 32], not [N, 3, 32, 32]")
+                raise self.fail(
+                    path + (i,),
+                    f"expected a positive integer size, found {describe_found(dim)}",
+                    "`input` has no batch dimension: [3, 32, 32], not [N, 3, 32, 32]",
+                )
         numel = 1
         for dim in value:
             numel *= dim
         if numel >= MAX_INPUT_NUMEL:  # torch indexes with int64: a batch of these cannot exist
-            raise self.fail(path, f"expected at most 2**48 values per example, found {numel:,} "
-                                  f"({' x '.join(map(str, value))})")
+            raise self.fail(
+                path, f"expected at most 2**48 values per example, found {numel:,} ({' x '.join(map(str, value))})"
+            )
         return tuple(value)
 
     # -- layers ---------------------------------------------------------------------------
     def layer_list(self, value: Any, path: tuple, what: str) -> tuple[LayerSpec, ...]:
         if not isinstance(value, list):
-            raise self.fail(path, f"expected `{what}` to be a list of layers, found {describe_found(value)}",
-                            "write each layer on its own line starting with `- `")
+            raise self.fail(
+                path,
+                f"expected `{what}` to be a list of layers, found {describe_found(value)}",
+                "write each layer on its own line starting with `- `",
+            )
         if not value:
             raise self.fail(path, f"expected at least one layer in `{what}`, found an empty list")
         return tuple(self.layer(item, path + (i,)) for i, item in enumerate(value))
@@ -258,26 +317,35 @@ class _Parser:
         elif isinstance(item, dict):
             if len(item) != 1:
                 keys = ", ".join(map(str, item))
-                hint = ("indent the arguments under the class name: `- Linear: {out_features: 10}`"
-                        if any(v is None for v in item.values()) else
-                        "write one layer per list item: `- Conv2d: {...}` then `- ReLU`")
+                hint = (
+                    "indent the arguments under the class name: `- Linear: {out_features: 10}`"
+                    if any(v is None for v in item.values())
+                    else "write one layer per list item: `- Conv2d: {...}` then `- ReLU`"
+                )
                 raise self.fail(path, f"expected a one-key mapping {{ClassName: {{args}}}}, found keys {keys}", hint)
             ((kind, args),) = item.items()
             args_path = path + (kind,)
         else:
-            raise self.fail(path, f"expected a layer: a class name (`ReLU`) or `{{ClassName: {{args}}}}`, "
-                                  f"found {describe_found(item)}")
+            raise self.fail(
+                path,
+                f"expected a layer: a class name (`ReLU`) or `{{ClassName: {{args}}}}`, found {describe_found(item)}",
+            )
         if not _IDENT.match(kind):
             raise self.fail(path, f"expected a layer class name (letters, digits, _), found {kind!r}")
         if args is None:
             args = {}
         if not isinstance(args, dict):
-            raise self.fail(args_path, f"expected the arguments of {kind} as a mapping "
-                                       f"(`{kind}: {{name: value}}`), found {describe_found(args)}",
-                            f"e.g. `- {kind}: {{...}}`; a bare `- {kind}` means no arguments")
+            raise self.fail(
+                args_path,
+                f"expected the arguments of {kind} as a mapping "
+                f"(`{kind}: {{name: value}}`), found {describe_found(args)}",
+                f"e.g. `- {kind}: {{...}}`; a bare `- {kind}` means no arguments",
+            )
         name = args.get("name")
         if "name" in args and (not isinstance(name, str) or not name.strip()):
-            raise self.fail(args_path + ("name",), f"expected `name` to be a non-empty string, found {describe_found(name)}")
+            raise self.fail(
+                args_path + ("name",), f"expected `name` to be a non-empty string, found {describe_found(name)}"
+            )
         init = self.init(args["init"], args_path + ("init",)) if args.get("init") is not None else None
         block = kind in ("Residual", "Repeat", "Parallel", "Block")
         reserved = RESERVED + ("vars",) if block else RESERVED
@@ -296,14 +364,18 @@ class _Parser:
             self.check_keys(rest, args_path, ("target", "args"), "Custom")
             target = rest.get("target")
             if not isinstance(target, str) or ":" not in target or target.rsplit(":", 1)[1] == "":
-                raise self.fail(args_path + ("target",),
-                                f"expected `target` as \"file.py:Class\" or \"package.module:Class\", found {describe_found(target)}")
+                raise self.fail(
+                    args_path + ("target",),
+                    f'expected `target` as "file.py:Class" or "package.module:Class", found {describe_found(target)}',
+                )
             cargs = rest.get("args") or {}
             if not isinstance(cargs, dict):
-                raise self.fail(args_path + ("args",), f"expected `args` to be a mapping of keyword arguments, found {describe_found(cargs)}")
+                raise self.fail(
+                    args_path + ("args",),
+                    f"expected `args` to be a mapping of keyword arguments, found {describe_found(cargs)}",
+                )
             cwhere = {k: self.doc.where(args_path + ("args", k), key=True) for k in cargs}
-            return CustomSpec(type=kind, args=cargs, arg_where=cwhere, **common,
-                              target=target, base_dir=self.base_dir)
+            return CustomSpec(type=kind, args=cargs, arg_where=cwhere, **common, target=target, base_dir=self.base_dir)
         return LayerSpec(type=kind, args=rest, arg_where=arg_where, **common)
 
     def known_names(self) -> set[str]:
@@ -311,8 +383,12 @@ class _Parser:
 
     def block(self, kind: str, rest: dict, args_path: tuple, arg_where: dict, common: dict) -> LayerSpec:
         """Residual, Repeat, Parallel or Block (their vars already in scope)."""
-        parse = {"Parallel": self.parallel, "Block": self.plain_block, "Residual": self.residual,
-                 "Repeat": self.repeat}[kind]
+        parse = {
+            "Parallel": self.parallel,
+            "Block": self.plain_block,
+            "Residual": self.residual,
+            "Repeat": self.repeat,
+        }[kind]
         return parse(kind, rest, args_path, arg_where, common)
 
     def parallel(self, kind: str, rest: dict, args_path: tuple, arg_where: dict, common: dict) -> ParallelSpec:
@@ -321,56 +397,82 @@ class _Parser:
         branches = rest.get("branches")
         bpath = args_path + ("branches",)
         if "branches" not in rest:
-            raise self.fail(args_path, "Parallel needs `branches` (a list of layer lists)",
-                            "Parallel: {branches: [[], [Conv2d...]], merge: concat}")
+            raise self.fail(
+                args_path,
+                "Parallel needs `branches` (a list of layer lists)",
+                "Parallel: {branches: [[], [Conv2d...]], merge: concat}",
+            )
         if not isinstance(branches, list) or len(branches) < 2:
-            raise self.fail(bpath, f"expected `branches` to be a list of two or more layer lists, "
-                                   f"found {describe_found(branches) if not isinstance(branches, list) else f'{len(branches)} branch(es)'}",
-                            "`[]` is the identity branch: branches: [[], [ReLU]]")
+            raise self.fail(
+                bpath,
+                f"expected `branches` to be a list of two or more layer lists, "
+                f"found {describe_found(branches) if not isinstance(branches, list) else f'{len(branches)} branch(es)'}",
+                "`[]` is the identity branch: branches: [[], [ReLU]]",
+            )
         parsed = []
         for i, branch in enumerate(branches):
             if branch in (None, []):
                 parsed.append(())
             elif not isinstance(branch, list):
-                raise self.fail(bpath + (i,), f"expected branch {i} to be a list of layers ([] for "
-                                              f"the identity), found {describe_found(branch)}",
-                                "each branch is a list: branches: [[ReLU], [Conv2d: {...}]]")
+                raise self.fail(
+                    bpath + (i,),
+                    f"expected branch {i} to be a list of layers ([] for the identity), found {describe_found(branch)}",
+                    "each branch is a list: branches: [[ReLU], [Conv2d: {...}]]",
+                )
             else:
                 parsed.append(self.layer_list(branch, bpath + (i,), f"branches[{i}]"))
         merge = rest.get("merge", "concat")
         if merge not in MERGES:
-            raise self.fail(args_path + ("merge",), f"expected `merge` to be one of {', '.join(MERGES)}, "
-                                                    f"found {describe_found(merge)}",
-                            did_you_mean(str(merge), MERGES))
+            raise self.fail(
+                args_path + ("merge",),
+                f"expected `merge` to be one of {', '.join(MERGES)}, found {describe_found(merge)}",
+                did_you_mean(str(merge), MERGES),
+            )
         dim = rest.get("dim", 1)
         if isinstance(dim, bool) or not isinstance(dim, int):
             raise self.fail(args_path + ("dim",), f"expected `dim` to be an integer, found {describe_found(dim)}")
         if dim == 0:
-            raise self.fail(args_path + ("dim",), "Parallel: dim 0 is the batch: branches may not be "
-                                                  "concatenated along it", "dim: 1 joins channels (the default)")
-        return ParallelSpec(type=kind, args={}, arg_where=arg_where, **common,
-                            branches=tuple(parsed), merge=merge, dim=dim)
+            raise self.fail(
+                args_path + ("dim",),
+                "Parallel: dim 0 is the batch: branches may not be concatenated along it",
+                "dim: 1 joins channels (the default)",
+            )
+        return ParallelSpec(
+            type=kind, args={}, arg_where=arg_where, **common, branches=tuple(parsed), merge=merge, dim=dim
+        )
 
     def plain_block(self, kind: str, rest: dict, args_path: tuple, arg_where: dict, common: dict) -> BlockSpec:
         """A Block: a named list of layers."""
         self.check_keys(rest, args_path, ("layers",), "Block")
         if "layers" not in rest:
             raise self.fail(args_path, "Block needs `layers`", "Block: {name: stem, layers: [...]}")
-        return BlockSpec(type=kind, args={}, arg_where=arg_where, **common,
-                         layers=self.layer_list(rest["layers"], args_path + ("layers",), "layers"))
+        return BlockSpec(
+            type=kind,
+            args={},
+            arg_where=arg_where,
+            **common,
+            layers=self.layer_list(rest["layers"], args_path + ("layers",), "layers"),
+        )
 
     def residual(self, kind: str, rest: dict, args_path: tuple, arg_where: dict, common: dict) -> ResidualSpec:
         """A Residual: a body and an optional shortcut (the identity when absent)."""
         self.check_keys(rest, args_path, ("body", "shortcut"), "Residual")
         if "body" not in rest:
-            raise self.fail(args_path, "Residual needs a `body` (a list of layers)",
-                            "Residual: {body: [...], shortcut: [...]} computes body(x) + shortcut(x)")
+            raise self.fail(
+                args_path,
+                "Residual needs a `body` (a list of layers)",
+                "Residual: {body: [...], shortcut: [...]} computes body(x) + shortcut(x)",
+            )
         shortcut = rest.get("shortcut")
         return ResidualSpec(
-            type=kind, args={}, arg_where=arg_where, **common,
+            type=kind,
+            args={},
+            arg_where=arg_where,
+            **common,
             body=self.layer_list(rest["body"], args_path + ("body",), "body"),
-            shortcut=(() if shortcut in (None, [])
-                      else self.layer_list(shortcut, args_path + ("shortcut",), "shortcut")),
+            shortcut=(
+                () if shortcut in (None, []) else self.layer_list(shortcut, args_path + ("shortcut",), "shortcut")
+            ),
         )
 
     def repeat(self, kind: str, rest: dict, args_path: tuple, arg_where: dict, common: dict) -> RepeatSpec:
@@ -378,39 +480,59 @@ class _Parser:
         self.check_keys(rest, args_path, ("times", "layers"), "Repeat")
         for required in ("times", "layers"):
             if required not in rest:
-                raise self.fail(args_path, f"Repeat needs `{required}`",
-                                "Repeat: {times: 3, layers: [...]} stacks 3 fresh copies")
+                raise self.fail(
+                    args_path, f"Repeat needs `{required}`", "Repeat: {times: 3, layers: [...]} stacks 3 fresh copies"
+                )
         times = rest["times"]
         if isinstance(times, str) and looks_like_expression(times, self.known_names()):
             pass  # an expression: evaluated by the builder, with the Repeat's input in scope
         elif isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise self.fail(args_path + ("times",), f"expected `times` to be an integer >= 1 or an "
-                                                    f"expression, found {describe_found(times)}")
-        return RepeatSpec(type=kind, args={}, arg_where=arg_where, **common, times=times,
-                          layers=self.layer_list(rest["layers"], args_path + ("layers",), "layers"))
+            raise self.fail(
+                args_path + ("times",),
+                f"expected `times` to be an integer >= 1 or an expression, found {describe_found(times)}",
+            )
+        return RepeatSpec(
+            type=kind,
+            args={},
+            arg_where=arg_where,
+            **common,
+            times=times,
+            layers=self.layer_list(rest["layers"], args_path + ("layers",), "layers"),
+        )
 
     # -- init -----------------------------------------------------------------------------
     def init(self, value: Any, path: tuple) -> dict[str, InitScheme]:
         if not isinstance(value, dict) or not value:
-            raise self.fail(path, f"expected `init` as a mapping of parameter name to scheme "
-                                  f"(e.g. {{weight: kaiming_normal, bias: zeros}}), found {describe_found(value)}")
+            raise self.fail(
+                path,
+                f"expected `init` as a mapping of parameter name to scheme "
+                f"(e.g. {{weight: kaiming_normal, bias: zeros}}), found {describe_found(value)}",
+            )
         out = {}
         for param, scheme in value.items():
             spath = path + (param,)
             kwargs: Any = {}
             if isinstance(scheme, dict):
                 if len(scheme) != 1:
-                    raise self.fail(spath, f"expected one scheme as `{{scheme: {{args}}}}`, found keys {', '.join(scheme)}")
+                    raise self.fail(
+                        spath, f"expected one scheme as `{{scheme: {{args}}}}`, found keys {', '.join(scheme)}"
+                    )
                 ((scheme, kwargs),) = scheme.items()
                 kwargs = kwargs or {}
                 if not isinstance(kwargs, dict):
-                    raise self.fail(spath + (scheme,), f"expected the arguments of {scheme} as a mapping, found {describe_found(kwargs)}")
+                    raise self.fail(
+                        spath + (scheme,),
+                        f"expected the arguments of {scheme} as a mapping, found {describe_found(kwargs)}",
+                    )
             if not isinstance(scheme, str):
                 raise self.fail(spath, f"expected an init scheme name, found {describe_found(scheme)}")
             if scheme.endswith("_") and scheme[:-1] in INIT_SCHEMES:
                 scheme = scheme[:-1]  # torch's in-place spelling, normal_ -> normal
             if scheme not in INIT_SCHEMES:
-                raise self.fail(spath, f"unknown init scheme {scheme!r}",
-                                did_you_mean(scheme, INIT_SCHEMES) or "known: " + ", ".join(INIT_SCHEMES))
+                raise self.fail(
+                    spath,
+                    f"unknown init scheme {scheme!r}",
+                    did_you_mean(scheme, INIT_SCHEMES) or "known: " + ", ".join(INIT_SCHEMES),
+                )
             out[param] = InitScheme(scheme=scheme, kwargs=dict(kwargs), where=self.doc.where(spath))
         return out

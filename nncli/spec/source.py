@@ -19,8 +19,7 @@ from nncli.errors import SpecError
 Path_ = tuple  # a path inside the document: ("layers", 3, "Conv2d", "kernel_size")
 
 _STANDARD_TAGS = {
-    "tag:yaml.org,2002:" + t
-    for t in ("str", "int", "float", "bool", "null", "seq", "map", "binary", "timestamp")
+    "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "binary", "timestamp")
 }
 
 
@@ -47,8 +46,7 @@ class Where:
     def error(self, message: str, hint: str | None = None, kind=SpecError):
         """Make (not raise) an error located here."""
         return kind(
-            message, file=self.file, line=self.line, column=self.column,
-            spec_path=self.spec_path or None, hint=hint,
+            message, file=self.file, line=self.line, column=self.column, spec_path=self.spec_path or None, hint=hint
         )
 
 
@@ -97,12 +95,19 @@ def read_text(path: Path) -> str:
     except OSError as exc:
         raise InputError(f"cannot read spec file: {exc.strerror}", file=path) from None
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # PowerShell's `>` writes UTF-16 with a BOM
-        raise SpecError("expected UTF-8 text, found UTF-16 (a byte-order mark)", file=path, line=1,
-                        column=1, hint="save the spec as UTF-8")
+        raise SpecError(
+            "expected UTF-8 text, found UTF-16 (a byte-order mark)",
+            file=path,
+            line=1,
+            column=1,
+            hint="save the spec as UTF-8",
+        )
     if b"\x00" in raw:
         line = raw[: raw.index(b"\x00")].count(b"\n") + 1
         raise SpecError(
-            "expected a YAML text file, found binary data (a NUL byte)", file=path, line=line,
+            "expected a YAML text file, found binary data (a NUL byte)",
+            file=path,
+            line=line,
             hint="pass the .yaml spec, not a checkpoint or data file",
         )
     try:
@@ -112,7 +117,9 @@ def read_text(path: Path) -> str:
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise SpecError(
             f"expected UTF-8 text, found byte 0x{raw[exc.start]:02x} that is not valid UTF-8",
-            file=path, line=line, column=col,
+            file=path,
+            line=line,
+            column=col,
         ) from None
 
 
@@ -140,19 +147,24 @@ def parse_yaml(text: str, file: str | None = None) -> Document:
             problem = f"{exc.context}, {problem}"
         hint = "indent with spaces; YAML does not allow tabs for indentation" if "'\\t'" in problem else None
         raise SpecError(
-            f"invalid YAML: {problem}", file=file,
-            line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None, hint=hint,
+            f"invalid YAML: {problem}",
+            file=file,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+            hint=hint,
         ) from None
     except yaml.reader.ReaderError as exc:  # a control character (e.g. \x07) in the text
         line, col = _line_col(text, exc.position)
         char = chr(exc.character) if isinstance(exc.character, int) else exc.character
-        raise SpecError(f"invalid YAML: character {char!r} is not allowed ({exc.reason})",
-                        file=file, line=line, column=col) from None
+        raise SpecError(
+            f"invalid YAML: character {char!r} is not allowed ({exc.reason})", file=file, line=line, column=col
+        ) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", file=file, line=1) from None
     except RecursionError:  # the composer recurses once per nesting level
-        raise SpecError("invalid YAML: nested more than Python's recursion limit allows",
-                        file=file, line=1, column=1) from None
+        raise SpecError(
+            "invalid YAML: nested more than Python's recursion limit allows", file=file, line=1, column=1
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -196,8 +208,9 @@ def _document(node, file: str | None) -> Document:
         doc.data = _convert(node, (), doc, yaml.SafeLoader(""), _Budget())
     except RecursionError:
         line, col = _mark(node)
-        raise SpecError("the spec is nested too deeply to be a network spec", file=file,
-                        line=line, column=col) from None
+        raise SpecError(
+            "the spec is nested too deeply to be a network spec", file=file, line=line, column=col
+        ) from None
     return doc
 
 
@@ -243,22 +256,34 @@ def _convert_node(node, path: Path_, doc: Document, constructor, budget: _Budget
         # Located at the top-level key being expanded: an expanded alias carries its anchor's
         # position, which says nothing about where the expansion blew up.
         line, col = doc.values.get(path[:1], _mark(node))
-        raise SpecError(f"the spec expands to more than {MAX_VALUES:,} values (aliases expanding "
-                        "into aliases?)", file=doc.file, line=line, column=col,
-                        spec_path=format_path(path[:1]) or None)
+        raise SpecError(
+            f"the spec expands to more than {MAX_VALUES:,} values (aliases expanding into aliases?)",
+            file=doc.file,
+            line=line,
+            column=col,
+            spec_path=format_path(path[:1]) or None,
+        )
     doc.values[path] = _mark(node)
     if node.tag not in _STANDARD_TAGS:
         line, col = _mark(node)
         raise SpecError(
             f"refused YAML tag {node.tag!r}: specs are plain data; only YAML's standard tags are allowed",
-            file=doc.file, line=line, column=col, spec_path=format_path(path) or None,
-            hint="remove the tag; Custom layers are named with `Custom: {target: \"file.py:Class\"}`",
+            file=doc.file,
+            line=line,
+            column=col,
+            spec_path=format_path(path) or None,
+            hint='remove the tag; Custom layers are named with `Custom: {target: "file.py:Class"}`',
         )
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
         if id(node) in budget.open:  # `a: &a [*a]`: an alias inside its own anchor
             line, col = _mark(node)
-            raise SpecError("recursive YAML alias: a value that contains itself", file=doc.file,
-                            line=line, column=col, spec_path=format_path(path) or None)
+            raise SpecError(
+                "recursive YAML alias: a value that contains itself",
+                file=doc.file,
+                line=line,
+                column=col,
+                spec_path=format_path(path) or None,
+            )
         budget.open.add(id(node))
         try:
             return _convert_collection(node, path, doc, constructor, budget)
@@ -268,13 +293,21 @@ def _convert_node(node, path: Path_, doc: Document, constructor, budget: _Budget
         return constructor.construct_object(node, deep=True)
     except ValueError as exc:  # Python's own int(): more than sys.get_int_max_str_digits() digits
         line, col = _mark(node)
-        raise SpecError(f"invalid number: {exc}".split(";")[0], file=doc.file, line=line, column=col,
-                        spec_path=format_path(path) or None,
-                        hint="sizes and counts are int64: at most 19 digits") from None
+        raise SpecError(
+            f"invalid number: {exc}".split(";")[0],
+            file=doc.file,
+            line=line,
+            column=col,
+            spec_path=format_path(path) or None,
+            hint="sizes and counts are int64: at most 19 digits",
+        ) from None
     except yaml.YAMLError as exc:
         line, col = _mark(node)
         raise SpecError(
-            f"invalid value: {getattr(exc, 'problem', exc)}", file=doc.file, line=line, column=col,
+            f"invalid value: {getattr(exc, 'problem', exc)}",
+            file=doc.file,
+            line=line,
+            column=col,
             spec_path=format_path(path) or None,
         ) from None
 
@@ -299,8 +332,13 @@ def _flatten(node, path: Path_, doc: Document, constructor, budget: _Budget) -> 
             constructor.flatten_mapping(node)
         except yaml.MarkedYAMLError as exc:  # e.g. `<<: 5`, a merge of something not a mapping
             mark = exc.problem_mark or node.start_mark
-            raise SpecError(f"invalid YAML merge: {exc.problem}", file=doc.file, line=mark.line + 1,
-                            column=mark.column + 1, spec_path=format_path(path) or None) from None
+            raise SpecError(
+                f"invalid YAML merge: {exc.problem}",
+                file=doc.file,
+                line=mark.line + 1,
+                column=mark.column + 1,
+                spec_path=format_path(path) or None,
+            ) from None
     budget.merged[id(node)] = len(node.value) - explicit
     return budget.merged[id(node)]
 
@@ -317,7 +355,10 @@ def _convert_collection(node, path: Path_, doc: Document, constructor, budget: _
                 line, col = _mark(key_node)
                 raise SpecError(
                     f"expected a plain mapping key, found {type(key).__name__}",
-                    file=doc.file, line=line, column=col, spec_path=format_path(path) or None,
+                    file=doc.file,
+                    line=line,
+                    column=col,
+                    spec_path=format_path(path) or None,
                 )
             key = str(key) if not isinstance(key, str) else key
             if key in out and key in merged:
@@ -327,7 +368,10 @@ def _convert_collection(node, path: Path_, doc: Document, constructor, budget: _
                 first = doc.keys[path + (key,)][0]
                 raise SpecError(
                     f"duplicate key {key!r} (first given on line {first})",
-                    file=doc.file, line=line, column=col, spec_path=format_path(path + (key,)),
+                    file=doc.file,
+                    line=line,
+                    column=col,
+                    spec_path=format_path(path + (key,)),
                 )
             if i < n_merged:
                 merged.add(key)

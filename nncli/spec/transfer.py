@@ -51,8 +51,14 @@ class TransferSpec:
 def _describe(value: Any) -> str:
     if value is None:
         return "nothing (null)"
-    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "a mapping"}.get(type(value), type(value).__name__)
+    kind = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)
     return kind if isinstance(value, (dict, list)) else f"{kind} ({value!r})"
 
 
@@ -71,8 +77,12 @@ def parse_transfer(value: Any, doc: Document, layers: tuple, base_dir: Path) -> 
         raise fail((), f"expected a mapping with `from` and `layers`, found {_describe(value)}", EXAMPLE)
     for key in value:
         if key not in TRANSFER_KEYS:
-            raise fail((key,), f"unknown key {key!r} in transfer",
-                       did_you_mean(str(key), TRANSFER_KEYS) or "allowed: " + ", ".join(TRANSFER_KEYS), key=True)
+            raise fail(
+                (key,),
+                f"unknown key {key!r} in transfer",
+                did_you_mean(str(key), TRANSFER_KEYS) or "allowed: " + ", ".join(TRANSFER_KEYS),
+                key=True,
+            )
     for required in ("from", "layers"):
         if required not in value:
             raise fail((), f"transfer needs `{required}`", EXAMPLE)
@@ -89,9 +99,16 @@ def parse_transfer(value: Any, doc: Document, layers: tuple, base_dir: Path) -> 
     checkpoint = value.get("checkpoint", "best")
     if checkpoint not in CHECKPOINTS:
         raise fail(("checkpoint",), f"expected best or last, found {_describe(checkpoint)}")
-    return TransferSpec(source=resolved.resolve(), start=start, stop=stop, freeze=freeze, checkpoint=checkpoint,
-                        where=doc.where(path), from_where=doc.where(path + ("from",)),
-                        layers_where=doc.where(path + ("layers",)))
+    return TransferSpec(
+        source=resolved.resolve(),
+        start=start,
+        stop=stop,
+        freeze=freeze,
+        checkpoint=checkpoint,
+        where=doc.where(path),
+        from_where=doc.where(path + ("from",)),
+        layers_where=doc.where(path + ("layers",)),
+    )
 
 
 def _layer_range(value: Any, layers: tuple, fail) -> tuple[int, int]:
@@ -103,8 +120,11 @@ def _layer_range(value: Any, layers: tuple, fail) -> tuple[int, int]:
         raise fail(("layers",), f"expected {form}, found {_describe(value)}")
     if isinstance(value, int):
         start, stop = 0, value
-    elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
-                                                              for v in value):
+    elif (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         start, stop = value
     elif isinstance(value, str) and _SLICE.match(value):
         a, b = _SLICE.match(value).groups()
@@ -112,13 +132,23 @@ def _layer_range(value: Any, layers: tuple, fail) -> tuple[int, int]:
     elif isinstance(value, str) and value.strip():
         matches = [i for i, layer in enumerate(layers) if layer.name == value]
         if not matches:
-            raise fail(("layers",), f"no top-level layer is named {value!r}",
-                       did_you_mean(value, names) or ("named layers: " + ", ".join(names) if names else
-                                                      "name a layer with `name: trunk` in its arguments, or write \"0:N\""))
+            raise fail(
+                ("layers",),
+                f"no top-level layer is named {value!r}",
+                did_you_mean(value, names)
+                or (
+                    "named layers: " + ", ".join(names)
+                    if names
+                    else 'name a layer with `name: trunk` in its arguments, or write "0:N"'
+                ),
+            )
         start, stop = 0, matches[0] + 1
     else:
         raise fail(("layers",), f"expected {form}, found {_describe(value)}")
     if not 0 <= start < stop <= count:
-        raise fail(("layers",), f"expected a non-empty range of the spec's {count} top-level layers "
-                                f"(0 <= a < b <= {count}), found {start}:{stop}")
+        raise fail(
+            ("layers",),
+            f"expected a non-empty range of the spec's {count} top-level layers "
+            f"(0 <= a < b <= {count}), found {start}:{stop}",
+        )
     return start, stop

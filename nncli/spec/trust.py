@@ -38,7 +38,8 @@ def refuse_custom_layers(spec, *, allow_custom: bool = True) -> None:
             raise layer.where.error(
                 f"Custom layer {target!r} refused: --no-custom (or {NO_CUSTOM_ENV}) forbids running "
                 "a spec's Python code",
-                "a Custom layer imports and runs Python code; drop --no-custom only for specs you trust")
+                "a Custom layer imports and runs Python code; drop --no-custom only for specs you trust",
+            )
 
 
 def resolve_file_target(base_dir: Path | None, relative: str, where) -> Path:
@@ -53,12 +54,13 @@ def resolve_file_target(base_dir: Path | None, relative: str, where) -> Path:
         SpecError: an absolute path, or one that leaves the spec's folder (``..``, a symlink).
     """
     base = (base_dir or Path.cwd()).resolve()
-    hint = ("a Custom file target is relative to the spec's folder and must stay inside it; "
-            "copy the file beside the spec, or install it as a package and write \"package.module:Class\"")
+    hint = (
+        "a Custom file target is relative to the spec's folder and must stay inside it; "
+        'copy the file beside the spec, or install it as a package and write "package.module:Class"'
+    )
     if Path(relative).is_absolute() or relative.startswith("~"):
         raise where.error(f"Custom target file {relative!r} is an absolute path", hint, kind=SpecError)
     file = (base / relative).resolve()
     if file != base and base not in file.parents:
-        raise where.error(f"Custom target file {relative!r} is outside the spec's folder {base}", hint,
-                          kind=SpecError)
+        raise where.error(f"Custom target file {relative!r} is outside the spec's folder {base}", hint, kind=SpecError)
     return file

@@ -51,16 +51,26 @@ from nncli.lazy import lazy_exports
 # exported name -> the module that defines it
 _EXPORTS = {
     "METRICS": "nncli.sweep.options",
-    "DISTRIBUTIONS": "nncli.sweep.plan", "SWEEP_KEYS": "nncli.sweep.plan", "Axis": "nncli.sweep.plan",
-    "SweepPlan": "nncli.sweep.plan", "Target": "nncli.sweep.plan",
+    "DISTRIBUTIONS": "nncli.sweep.plan",
+    "SWEEP_KEYS": "nncli.sweep.plan",
+    "Axis": "nncli.sweep.plan",
+    "SweepPlan": "nncli.sweep.plan",
+    "Target": "nncli.sweep.plan",
     "load_sweep": "nncli.sweep.parse",
-    "apply_override": "nncli.spec.overrides", "parse_path": "nncli.spec.overrides",
-    "Config": "nncli.sweep.expansion", "expand": "nncli.sweep.expansion",
+    "apply_override": "nncli.spec.overrides",
+    "parse_path": "nncli.spec.overrides",
+    "Config": "nncli.sweep.expansion",
+    "expand": "nncli.sweep.expansion",
     "spec_text": "nncli.sweep.trial_specs",
     "trial_spec_data": "nncli.sweep.trial_specs",
-    "BEST_SPEC": "nncli.sweep.results", "FINISHED": "nncli.sweep.results", "RESULT_FILE": "nncli.sweep.results",
-    "TRIAL_FILE": "nncli.sweep.results", "RunRecord": "nncli.sweep.results", "SweepEvent": "nncli.sweep.results",
-    "SweepResult": "nncli.sweep.results", "TrialResult": "nncli.sweep.results",
+    "BEST_SPEC": "nncli.sweep.results",
+    "FINISHED": "nncli.sweep.results",
+    "RESULT_FILE": "nncli.sweep.results",
+    "TRIAL_FILE": "nncli.sweep.results",
+    "RunRecord": "nncli.sweep.results",
+    "SweepEvent": "nncli.sweep.results",
+    "SweepResult": "nncli.sweep.results",
+    "TrialResult": "nncli.sweep.results",
     "run_sweep": "nncli.sweep.run",
     "run_trial": "nncli.sweep.execute",
 }
@@ -75,7 +85,14 @@ if TYPE_CHECKING:
     from nncli.sweep.parse import load_sweep
     from nncli.sweep.plan import DISTRIBUTIONS, SWEEP_KEYS, Axis, SweepPlan, Target
     from nncli.sweep.results import (
-        BEST_SPEC, FINISHED, RESULT_FILE, TRIAL_FILE, RunRecord, SweepEvent, SweepResult, TrialResult,
+        BEST_SPEC,
+        FINISHED,
+        RESULT_FILE,
+        TRIAL_FILE,
+        RunRecord,
+        SweepEvent,
+        SweepResult,
+        TrialResult,
     )
     from nncli.sweep.run import run_sweep
     from nncli.sweep.trial_specs import spec_text, trial_spec_data

@@ -24,9 +24,13 @@ def _fail(doc: Document, path: tuple, message: str, hint: str | None = None, *, 
 def read_axes(doc: Document, section: Any, kind: str) -> list[Axis]:
     """The axes of one section (``kind``: "grid" or "random") of the sweep file ``doc``."""
     if not isinstance(section, dict) or not section:
-        raise _fail(doc, (kind,), f"expected `{kind}` to be a mapping of spec path (or axis name) to "
-                                  f"{'values' if kind == 'grid' else 'a distribution'}, found {describe_found(section)}",
-                    "e.g. train.lr: [0.001, 0.01]" if kind == "grid" else "e.g. train.lr: {loguniform: [1e-4, 1e-1]}")
+        raise _fail(
+            doc,
+            (kind,),
+            f"expected `{kind}` to be a mapping of spec path (or axis name) to "
+            f"{'values' if kind == 'grid' else 'a distribution'}, found {describe_found(section)}",
+            "e.g. train.lr: [0.001, 0.01]" if kind == "grid" else "e.g. train.lr: {loguniform: [1e-4, 1e-1]}",
+        )
     out = []
     for key, spec in section.items():
         where = doc.where((kind, key), key=True)
@@ -36,7 +40,7 @@ def read_axes(doc: Document, section: Any, kind: str) -> list[Axis]:
             continue
         key_s = str(key)
         if key_s.startswith("replace:"):
-            layer_type = key_s[len("replace:"):].strip()
+            layer_type = key_s[len("replace:") :].strip()
             if not layer_type:
                 raise _fail(doc, vpath, "expected `replace:<LayerType>`, e.g. `replace:ReLU`", key=True)
             targets = (Target(replace=layer_type),)
@@ -56,36 +60,61 @@ def _named_axis(doc: Document, key: Any, spec: dict, kind: str, where: Where) ->
     allowed = ("path", "replace", "values") + (DISTRIBUTIONS if kind == "random" else ())
     for k in spec:
         if k not in allowed:
-            raise _fail(doc, vpath + (k,), f"unknown key {k!r} in axis {key!r}",
-                        did_you_mean(str(k), allowed) or "allowed: " + ", ".join(allowed), key=True)
+            raise _fail(
+                doc,
+                vpath + (k,),
+                f"unknown key {k!r} in axis {key!r}",
+                did_you_mean(str(k), allowed) or "allowed: " + ", ".join(allowed),
+                key=True,
+            )
     if "path" in spec and "replace" in spec:
         raise _fail(doc, vpath, "expected `path` or `replace` in an axis, not both")
     if "path" in spec:
         paths = spec["path"] if isinstance(spec["path"], list) else [spec["path"]]
         if not paths or not all(isinstance(p, str) for p in paths):
-            raise _fail(doc, vpath + ("path",), f"expected a spec path or a list of them, found {describe_found(spec['path'])}")
+            raise _fail(
+                doc, vpath + ("path",), f"expected a spec path or a list of them, found {describe_found(spec['path'])}"
+            )
         pwhere = doc.where(vpath + ("path",))
         targets = tuple(Target(path=parse_path(p, pwhere)) for p in paths)
     else:
         if not isinstance(spec["replace"], str):
-            raise _fail(doc, vpath + ("replace",), f"expected a layer type name, found {describe_found(spec['replace'])}")
+            raise _fail(
+                doc, vpath + ("replace",), f"expected a layer type name, found {describe_found(spec['replace'])}"
+            )
         targets = (Target(replace=spec["replace"].strip()),)
     rest = {k: v for k, v in spec.items() if k not in ("path", "replace")}
     if len(rest) != 1:
-        raise _fail(doc, vpath, f"expected `values` {'or one distribution ' if kind == 'random' else ''}"
-                                f"in axis {key!r}, found {', '.join(rest) or 'none'}")
+        raise _fail(
+            doc,
+            vpath,
+            f"expected `values` {'or one distribution ' if kind == 'random' else ''}"
+            f"in axis {key!r}, found {', '.join(rest) or 'none'}",
+        )
     ((dkey, dval),) = rest.items()
     return _values(doc, str(key), targets, dkey if dkey != "values" else None, dval, vpath + (dkey,), where, kind)
 
 
-def _values(doc: Document, name: str, targets: tuple[Target, ...], dist: str | None, value: Any,
-            vpath: tuple, where: Where, kind: str) -> Axis:
+def _values(
+    doc: Document,
+    name: str,
+    targets: tuple[Target, ...],
+    dist: str | None,
+    value: Any,
+    vpath: tuple,
+    where: Where,
+    kind: str,
+) -> Axis:
     """An axis from its values (a list, or a `choice`) or its distribution's bounds."""
     if dist is None or dist == "choice":
         if not isinstance(value, list) or not value:
-            raise _fail(doc, vpath, f"expected a non-empty list of values for {name!r}, found {describe_found(value)}",
-                        "a grid axis lists its values: [1, 2, 4]"
-                        + ("; a random axis may also be {uniform: [lo, hi]}" if kind == "random" else ""))
+            raise _fail(
+                doc,
+                vpath,
+                f"expected a non-empty list of values for {name!r}, found {describe_found(value)}",
+                "a grid axis lists its values: [1, 2, 4]"
+                + ("; a random axis may also be {uniform: [lo, hi]}" if kind == "random" else ""),
+            )
         seen = []
         for v in value:
             if v in seen:
@@ -94,13 +123,20 @@ def _values(doc: Document, name: str, targets: tuple[Target, ...], dist: str | N
         if any(t.replace for t in targets):
             for i, v in enumerate(value):
                 if not _is_layer_item(v):
-                    raise _fail(doc, vpath + (i,), f"expected a layer (a class name like `Tanh` or "
-                                                   f"`{{LeakyReLU: {{negative_slope: 0.1}}}}`), found {describe_found(v)}")
+                    raise _fail(
+                        doc,
+                        vpath + (i,),
+                        f"expected a layer (a class name like `Tanh` or "
+                        f"`{{LeakyReLU: {{negative_slope: 0.1}}}}`), found {describe_found(v)}",
+                    )
         return Axis(name, targets, tuple(value), "choice", where=where)
     if kind != "random":
-        raise _fail(doc, vpath, f"distributions belong in `random:`; a grid axis lists its values")
-    if (not isinstance(value, list) or len(value) != 2
-            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)):
+        raise _fail(doc, vpath, "distributions belong in `random:`; a grid axis lists its values")
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)
+    ):
         raise _fail(doc, vpath, f"expected [low, high] for {dist}, found {describe_found(value)}")
     low, high = value
     if low > high:
@@ -124,12 +160,15 @@ def _check_overlaps(axes: list[Axis]) -> None:
             for path, other in seen:
                 n = min(len(path), len(t.path))
                 if path[:n] == t.path[:n] and other is not a:
-                    raise a.where.error(f"axis {a.name!r} writes {format_path(t.path)}, which axis {other.name!r} "
-                                        f"also writes ({format_path(path)})",
-                                        "give each field to one axis; a named axis can set several paths")
+                    raise a.where.error(
+                        f"axis {a.name!r} writes {format_path(t.path)}, which axis {other.name!r} "
+                        f"also writes ({format_path(path)})",
+                        "give each field to one axis; a named axis can set several paths",
+                    )
             seen.append((t.path, a))
 
 
 def _is_layer_item(v: Any) -> bool:
-    return (isinstance(v, str) and bool(v.strip())) or (isinstance(v, dict) and len(v) == 1
-                                                         and isinstance(next(iter(v)), str))
+    return (isinstance(v, str) and bool(v.strip())) or (
+        isinstance(v, dict) and len(v) == 1 and isinstance(next(iter(v)), str)
+    )

@@ -48,16 +48,37 @@ def record_outcome(run: _Run, outcome: dict) -> None:
     else:
         rec.status, rec.error, rec.seconds = TrialStatus.FAILED, outcome["error"], outcome["seconds"]
     if Path(rec.run_dir).is_dir():
-        write_atomic(Path(rec.run_dir) / TRIAL_FILE, json.dumps(jsonable(
-            {"trial": run.trial.id, "seed": rec.seed, "overrides": run.trial.overrides,
-             "status": rec.status, "seconds": rec.seconds, "error": rec.error,
-             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}), indent=2) + "\n", durable=True)
+        write_atomic(
+            Path(rec.run_dir) / TRIAL_FILE,
+            json.dumps(
+                jsonable(
+                    {
+                        "trial": run.trial.id,
+                        "seed": rec.seed,
+                        "overrides": run.trial.overrides,
+                        "status": rec.status,
+                        "seconds": rec.seconds,
+                        "error": rec.error,
+                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    }
+                ),
+                indent=2,
+            )
+            + "\n",
+            durable=True,
+        )
 
 
 def task_of(run: _Run, device: str) -> dict:
     """The picklable description of a run that :func:`run_trial` trains (in any process or node)."""
-    return {"spec": str(run.spec_file), "run_dir": run.record.run_dir, "resume": run.resume,
-            "device": device, "prune": run.prune, "base_dir": str(run.base_dir) if run.base_dir else None}
+    return {
+        "spec": str(run.spec_file),
+        "run_dir": run.record.run_dir,
+        "resume": run.resume,
+        "device": device,
+        "prune": run.prune,
+        "base_dir": str(run.base_dir) if run.base_dir else None,
+    }
 
 
 def _trial_spec(task: dict):

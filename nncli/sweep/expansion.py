@@ -70,7 +70,9 @@ def config_for(plan: SweepPlan, values: dict[str, Any], ids: set[str]) -> Config
     if plan.base is not None:
         data = copy.deepcopy(plan.base)
         source = str(plan.base_file) if plan.base_file else f"the inline spec of {plan.file}"
-        base_dir = plan.base_file.parent if plan.base_file else (plan.file.resolve().parent if plan.file else Path.cwd())
+        base_dir = (
+            plan.base_file.parent if plan.base_file else (plan.file.resolve().parent if plan.file else Path.cwd())
+        )
     else:
         f = plan.spec_files[values["spec"]]
         data, source, base_dir = parse_yaml(read_text(f), str(f)).data, str(f), f.resolve().parent

@@ -12,10 +12,7 @@ from types import ModuleType
 from nncli.errors import InputError
 
 # extra -> (the module it provides, what needs it)
-EXTRAS = {
-    "ray": ("ray.tune", "--backend ray"),
-    "optuna": ("optuna", "search: {sampler: ...} / --sampler / --pruner"),
-}
+EXTRAS = {"ray": ("ray.tune", "--backend ray"), "optuna": ("optuna", "search: {sampler: ...} / --sampler / --pruner")}
 
 
 def require(extra: str) -> ModuleType:
@@ -24,6 +21,8 @@ def require(extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise InputError(f"{needed_by} needs the optional extra `nncli[{extra}]`, which is not installed "
-                         f"(import {module} failed: {exc})",
-                         hint=f"install it with: pip install 'nncli[{extra}]'") from None
+        raise InputError(
+            f"{needed_by} needs the optional extra `nncli[{extra}]`, which is not installed "
+            f"(import {module} failed: {exc})",
+            hint=f"install it with: pip install 'nncli[{extra}]'",
+        ) from None

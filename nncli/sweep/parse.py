@@ -18,13 +18,21 @@ from nncli.spec.parse import describe_found
 from nncli.spec.source import Document, Where, parse_yaml, read_text
 from nncli.sweep.axes import _check_overlaps, read_axes
 from nncli.sweep.options import METRICS
-from nncli.sweep.search import read_search
 from nncli.sweep.plan import SWEEP_KEYS, Axis, SweepPlan, Target, _base_sources, _grid_size, _slug, _unique
+from nncli.sweep.search import read_search
 
 
-def load_sweep(path: str | Path, *, trials: int | None = None, search_seed: int | None = None,
-               extra_set: dict[str, Any] | None = None, metric: str | None = None,
-               sampler: str | None = None, pruner: str | None = None, allow_custom: bool = True) -> SweepPlan:
+def load_sweep(
+    path: str | Path,
+    *,
+    trials: int | None = None,
+    search_seed: int | None = None,
+    extra_set: dict[str, Any] | None = None,
+    metric: str | None = None,
+    sampler: str | None = None,
+    pruner: str | None = None,
+    allow_custom: bool = True,
+) -> SweepPlan:
     """Read and validate a sweep file.
 
     Args:
@@ -53,15 +61,24 @@ def load_sweep(path: str | Path, *, trials: int | None = None, search_seed: int 
     except SpecError as err:
         if "flow sequence" in err.message and "'['" in err.message and not err.hint:
             # `[layers[0].x, ...]`: YAML reads the inner `[` as a nested list
-            err.hint = ('quote spec paths inside a [...] list: ["layers[0].Linear.out_features", ...], '
-                        "or write the list one item per line (`- layers[0].Linear.out_features`)")
+            err.hint = (
+                'quote spec paths inside a [...] list: ["layers[0].Linear.out_features", ...], '
+                "or write the list one item per line (`- layers[0].Linear.out_features`)"
+            )
         raise
     parser = _SweepParser(doc, path.resolve().parent, path)
     parser.allow_custom = allow_custom
     plan = parser.plan(trials, search_seed, extra_set or {}, metric)
     plan.allow_custom = allow_custom
-    plan.search = read_search(doc, doc.data.get("search") if isinstance(doc.data, dict) else None,
-                              sampler, pruner, search_seed, plan.axes, grid_plan=not plan.random_mode)
+    plan.search = read_search(
+        doc,
+        doc.data.get("search") if isinstance(doc.data, dict) else None,
+        sampler,
+        pruner,
+        search_seed,
+        plan.axes,
+        grid_plan=not plan.random_mode,
+    )
     _check_paths(plan)
     return plan
 
@@ -83,19 +100,29 @@ class _SweepParser:
     def plan(self, trials, search_seed, extra_set, metric) -> SweepPlan:
         data = self.data
         if not isinstance(data, dict):
-            raise SpecError(f"expected a sweep file: a mapping with `base` (or `spec`/`specs`) and `grid` "
-                            f"or `random`, found {describe_found(data)}", file=self.doc.file, line=1,
-                            hint="e.g.\nbase: specs/moons-mlp.yaml\ngrid:\n  train.lr: [0.001, 0.01]")
+            raise SpecError(
+                f"expected a sweep file: a mapping with `base` (or `spec`/`specs`) and `grid` "
+                f"or `random`, found {describe_found(data)}",
+                file=self.doc.file,
+                line=1,
+                hint="e.g.\nbase: specs/moons-mlp.yaml\ngrid:\n  train.lr: [0.001, 0.01]",
+            )
         for key in data:
             if key not in SWEEP_KEYS:
-                raise self.fail((key,), f"unknown key {key!r} in the sweep file",
-                                did_you_mean(str(key), SWEEP_KEYS) or "allowed: " + ", ".join(SWEEP_KEYS), key=True)
+                raise self.fail(
+                    (key,),
+                    f"unknown key {key!r} in the sweep file",
+                    did_you_mean(str(key), SWEEP_KEYS) or "allowed: " + ", ".join(SWEEP_KEYS),
+                    key=True,
+                )
         sources = [k for k in ("base", "spec", "specs") if k in data]
         if len(sources) != 1:
-            raise self.fail((sources[1],) if len(sources) > 1 else (),
-                            "expected exactly one of `base` (a spec file), `spec` (an inline spec) or "
-                            f"`specs` (a list of spec files), found {', '.join(sources) or 'none'}",
-                            key=bool(sources))
+            raise self.fail(
+                (sources[1],) if len(sources) > 1 else (),
+                "expected exactly one of `base` (a spec file), `spec` (an inline spec) or "
+                f"`specs` (a list of spec files), found {', '.join(sources) or 'none'}",
+                key=bool(sources),
+            )
         name = data.get("name") or (self.file.stem if self.file else "sweep")
         if not isinstance(name, str):
             raise self.fail(("name",), f"expected a string, found {describe_found(name)}")
@@ -104,8 +131,11 @@ class _SweepParser:
             if section in data:
                 axes.extend(read_axes(self.doc, data[section], section))
         if not axes:
-            raise self.fail((), "nothing to sweep: expected a `grid:` or `random:` section (or `specs:`)",
-                            "e.g.\ngrid:\n  train.lr: [0.001, 0.01]\n  replace:ReLU: [ReLU, Tanh]")
+            raise self.fail(
+                (),
+                "nothing to sweep: expected a `grid:` or `random:` section (or `specs:`)",
+                "e.g.\ngrid:\n  train.lr: [0.001, 0.01]\n  replace:ReLU: [ReLU, Tanh]",
+            )
         names = [a.name for a in axes]
         for a in axes:
             if names.count(a.name) > 1:
@@ -119,9 +149,21 @@ class _SweepParser:
         if goal is not None and goal not in ("max", "min"):
             raise self.fail(("goal",), f"expected `max` or `min`, found {describe_found(goal)}")
         return SweepPlan(
-            name=name, file=self.file, base=base, base_file=base_file, spec_files=spec_files, axes=axes,
-            fixed=fixed, fixed_where=fixed_where, seeds=seeds, trials=n_trials, search_seed=s_seed,
-            random_mode=random_mode, metric=metric, goal=goal)
+            name=name,
+            file=self.file,
+            base=base,
+            base_file=base_file,
+            spec_files=spec_files,
+            axes=axes,
+            fixed=fixed,
+            fixed_where=fixed_where,
+            seeds=seeds,
+            trials=n_trials,
+            search_seed=s_seed,
+            random_mode=random_mode,
+            metric=metric,
+            goal=goal,
+        )
 
     def sources(self) -> tuple[dict | None, Path | None, dict[str, Path], list[Axis]]:
         """`base` (a file), `spec` (inline) or `specs` (files: an axis of their own)."""
@@ -133,8 +175,11 @@ class _SweepParser:
             base_file, base = self.spec_file(data["base"], ("base",))
         elif "spec" in data:
             if not isinstance(data["spec"], dict):
-                raise self.fail(("spec",), f"expected an inline spec (a mapping with `input` and `layers`), "
-                                           f"found {describe_found(data['spec'])}")
+                raise self.fail(
+                    ("spec",),
+                    f"expected an inline spec (a mapping with `input` and `layers`), "
+                    f"found {describe_found(data['spec'])}",
+                )
             base = data["spec"]
             self.check_inline(base)
         else:
@@ -145,8 +190,9 @@ class _SweepParser:
                 f, _ = self.spec_file(item, ("specs", i))
                 label = _unique(_slug(f.stem), spec_files)
                 spec_files[label] = f
-            axes.append(Axis("spec", (Target(spec_file=True),), tuple(spec_files),
-                             where=self.doc.where(("specs",), key=True)))
+            axes.append(
+                Axis("spec", (Target(spec_file=True),), tuple(spec_files), where=self.doc.where(("specs",), key=True))
+            )
         return base, base_file, spec_files, axes
 
     def fixed(self, extra_set: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Where]]:
@@ -154,8 +200,11 @@ class _SweepParser:
         fixed, fixed_where = {}, {}
         if "set" in self.data:
             if not isinstance(self.data["set"], dict):
-                raise self.fail(("set",), f"expected a mapping of spec path to value, found {describe_found(self.data['set'])}",
-                                "e.g. set: {train.epochs: 10, data.n: 500}")
+                raise self.fail(
+                    ("set",),
+                    f"expected a mapping of spec path to value, found {describe_found(self.data['set'])}",
+                    "e.g. set: {train.epochs: 10, data.n: 500}",
+                )
             for k, v in self.data["set"].items():
                 fixed[k], fixed_where[k] = v, self.doc.where(("set", k), key=True)
         for k, v in extra_set.items():
@@ -168,9 +217,14 @@ class _SweepParser:
             return None
         if isinstance(seeds, int) and not isinstance(seeds, bool):
             seeds = list(range(seeds)) if seeds > 0 else seeds  # `seeds: 3` = [0, 1, 2]
-        if (not isinstance(seeds, list) or not seeds
-                or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
-            raise self.fail(("seeds",), f"expected a list of seeds (integers >= 0) or a count, found {describe_found(seeds)}")
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
+        ):
+            raise self.fail(
+                ("seeds",), f"expected a list of seeds (integers >= 0) or a count, found {describe_found(seeds)}"
+            )
         if len(set(seeds)) != len(seeds):
             raise self.fail(("seeds",), f"expected distinct seeds, found {seeds}")
         return tuple(seeds)
@@ -181,14 +235,20 @@ class _SweepParser:
         n_trials = trials if trials is not None else data.get("trials")
         if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
             where = ("trials",) if trials is None else ()
-            raise (self.fail(where, f"expected `trials` to be an integer >= 1, found {describe_found(n_trials)}")
-                   if trials is None else InputError(f"--trials: expected an integer >= 1, found {n_trials}"))
+            raise (
+                self.fail(where, f"expected `trials` to be an integer >= 1, found {describe_found(n_trials)}")
+                if trials is None
+                else InputError(f"--trials: expected an integer >= 1, found {n_trials}")
+            )
         # a `random:` section, `trials:` in the file or --trials: sample instead of the full grid
         random_mode = "random" in data or n_trials is not None
         if random_mode and n_trials is None:
             if any(not a.discrete for a in axes):
-                raise self.fail(("random",), "random search needs a number of trials: `trials: N` in the "
-                                             "sweep file or --trials N", key=True)
+                raise self.fail(
+                    ("random",),
+                    "random search needs a number of trials: `trials: N` in the sweep file or --trials N",
+                    key=True,
+                )
         if "random" in data and n_trials is None:
             n_trials = _grid_size(axes)
         s_seed = search_seed if search_seed is not None else data.get("search_seed", 0)
@@ -220,9 +280,11 @@ class _SweepParser:
         if not f.is_absolute():
             f = self.base_dir / f
         if not f.is_file():
-            raise self.doc.where(path).error(f"no such spec file: {f}",
-                                             "paths in a sweep file are relative to the sweep file's folder",
-                                             kind=InputError)
+            raise self.doc.where(path).error(
+                f"no such spec file: {f}",
+                "paths in a sweep file are relative to the sweep file's folder",
+                kind=InputError,
+            )
         from nncli.spec import load_spec
 
         load_spec(f, allow_custom=self.allow_custom)  # validate the base now: its own errors point into its own file
@@ -233,16 +295,26 @@ class _SweepParser:
         from nncli.spec import parse_spec
 
         try:
-            parse_spec(yaml.safe_dump(base, sort_keys=False), file=str(self.file), base_dir=self.base_dir,
-                       allow_custom=self.allow_custom)
+            parse_spec(
+                yaml.safe_dump(base, sort_keys=False),
+                file=str(self.file),
+                base_dir=self.base_dir,
+                allow_custom=self.allow_custom,
+            )
         except SpecError as err:
             try:
                 inner = parse_path(err.spec_path) if err.spec_path else ()
             except SpecError:
                 inner = ()
             where = self.doc.where(("spec",) + inner)
-            raise SpecError(err.message, file=where.file, line=where.line, column=where.column,
-                            spec_path=where.spec_path, hint=err.hint) from None
+            raise SpecError(
+                err.message,
+                file=where.file,
+                line=where.line,
+                column=where.column,
+                spec_path=where.spec_path,
+                hint=err.hint,
+            ) from None
 
 
 def _check_paths(plan: SweepPlan) -> None:

@@ -15,8 +15,22 @@ from typing import Any
 from nncli.spec.overrides import replace_layers, set_path
 from nncli.spec.source import Where, format_path, parse_yaml, read_text
 
-SWEEP_KEYS = ("name", "description", "base", "spec", "specs", "grid", "random", "seeds", "trials",
-              "search_seed", "metric", "goal", "set", "search")
+SWEEP_KEYS = (
+    "name",
+    "description",
+    "base",
+    "spec",
+    "specs",
+    "grid",
+    "random",
+    "seeds",
+    "trials",
+    "search_seed",
+    "metric",
+    "goal",
+    "set",
+    "search",
+)
 # Random-search distributions: {choice: [..]}, {uniform: [lo, hi]}, {loguniform: [lo, hi]},
 # {int: [lo, hi]} (both ends included). A bare list in `random:` is a choice.
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")

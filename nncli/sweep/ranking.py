@@ -24,8 +24,9 @@ from nncli.sweep.trial_specs import spec_text, trial_spec_data
 
 def _summarise(plan: SweepPlan, out: Path, trials: list[TrialResult], ran: int, dry_run: bool) -> SweepResult:
     records = [r for t in trials for r in t.runs]
-    metric = plan.metric or ("accuracy" if any("accuracy" in r.val for r in records if r.status == TrialStatus.OK)
-                             else "loss")
+    metric = plan.metric or (
+        "accuracy" if any("accuracy" in r.val for r in records if r.status == TrialStatus.OK) else "loss"
+    )
     goal = plan.goal or METRICS.get(metric, "max")
     for trial in trials:
         _settle(trial, dry_run)
@@ -53,18 +54,44 @@ def _summarise(plan: SweepPlan, out: Path, trials: list[TrialResult], ran: int, 
         pick = (max if goal == "max" else min)(ok, key=lambda r: r.val.get(metric, math.nan))
         test_keys = sorted({k for r in ok for k in r.test}, key=["loss", "accuracy", "error"].index)
         test = {k: statistics.fmean([r.test[k] for r in ok if k in r.test]) for k in test_keys}
-        test_std = {k: (statistics.stdev([r.test[k] for r in ok if k in r.test])
-                        if sum(k in r.test for r in ok) > 1 else 0.0) for k in test_keys}
-        best = {"id": w.id, "overrides": w.overrides, "spec_path": str(out / BEST_SPEC), "run_dir": pick.run_dir,
-                "val": dict(w.val), "val_std": dict(w.val_std), "test": test, "test_std": test_std,
-                "seeds": len(ok), "params": w.params, "flops": w.flops}
+        test_std = {
+            k: (statistics.stdev([r.test[k] for r in ok if k in r.test]) if sum(k in r.test for r in ok) > 1 else 0.0)
+            for k in test_keys
+        }
+        best = {
+            "id": w.id,
+            "overrides": w.overrides,
+            "spec_path": str(out / BEST_SPEC),
+            "run_dir": pick.run_dir,
+            "val": dict(w.val),
+            "val_std": dict(w.val_std),
+            "test": test,
+            "test_std": test_std,
+            "seeds": len(ok),
+            "params": w.params,
+            "flops": w.flops,
+        }
     return SweepResult(
-        name=plan.name, out_dir=str(out), metric=metric, goal=goal, axes=[a.name for a in plan.axes],
-        seeds=list(plan.seeds) if plan.seeds else None, trials=ranked + rest,
-        search=(f"optuna-{plan.search.sampler}" if getattr(plan, "search", None) is not None
-                else "random" if plan.random_mode else "grid"), best=best, ran=ran,
-        cached=sum(r.cached for r in records), failed=sum(r.status == TrialStatus.FAILED for r in records),
-        dry_run=dry_run)
+        name=plan.name,
+        out_dir=str(out),
+        metric=metric,
+        goal=goal,
+        axes=[a.name for a in plan.axes],
+        seeds=list(plan.seeds) if plan.seeds else None,
+        trials=ranked + rest,
+        search=(
+            f"optuna-{plan.search.sampler}"
+            if getattr(plan, "search", None) is not None
+            else "random"
+            if plan.random_mode
+            else "grid"
+        ),
+        best=best,
+        ran=ran,
+        cached=sum(r.cached for r in records),
+        failed=sum(r.status == TrialStatus.FAILED for r in records),
+        dry_run=dry_run,
+    )
 
 
 def _settle(trial: TrialResult, dry_run: bool) -> None:
@@ -75,9 +102,17 @@ def _settle(trial: TrialResult, dry_run: bool) -> None:
     if any(r.status == PRUNED for r in trial.runs) and trial.status != TrialStatus.FAILED:
         trial.status = PRUNED  # stopped by the pruner: listed with its last metrics, never ranked
     elif trial.status != TrialStatus.FAILED:
-        trial.status = (TrialStatus.PENDING if dry_run and len(ok) < len(trial.runs) else
-                        TrialStatus.OK if len(ok) == len(trial.runs) else TrialStatus.PARTIAL if ok else
-                        TrialStatus.FAILED if failed else TrialStatus.PENDING)
+        trial.status = (
+            TrialStatus.PENDING
+            if dry_run and len(ok) < len(trial.runs)
+            else TrialStatus.OK
+            if len(ok) == len(trial.runs)
+            else TrialStatus.PARTIAL
+            if ok
+            else TrialStatus.FAILED
+            if failed
+            else TrialStatus.PENDING
+        )
     if trial.status == PRUNED:
         ok = [r for r in trial.runs if r.status in (TrialStatus.OK, PRUNED)]
     keys = sorted({k for r in ok for k in r.val}, key=["loss", "accuracy", "error"].index)
@@ -107,14 +142,17 @@ def _write_best(plan: SweepPlan, out: Path, result: SweepResult, configs: list[C
     best = result.best
     config = next(c for c in configs if c.id == best["id"])
     seed = plan.seeds[0] if plan.seeds else None
-    spread = (f" +- {best['val_std'][result.metric]:.4g} over {best['seeds']} seeds"
-              if best["seeds"] > 1 else "")
+    spread = f" +- {best['val_std'][result.metric]:.4g} over {best['seeds']} seeds" if best["seeds"] > 1 else ""
     test = ", ".join(f"{k} {v:.4g}" for k, v in best["test"].items() if k != "error")
-    header = (f"Winner of nncli sweep {plan.name} ({len(result.trials)} configurations), chosen on "
-              f"validation {result.metric}: {best['val'][result.metric]:.4g}{spread}.\n"
-              f"overrides: {json.dumps(best['overrides'], default=str)}\n"
-              f"test (reported for the winner only): {test or '-'}")
+    header = (
+        f"Winner of nncli sweep {plan.name} ({len(result.trials)} configurations), chosen on "
+        f"validation {result.metric}: {best['val'][result.metric]:.4g}{spread}.\n"
+        f"overrides: {json.dumps(best['overrides'], default=str)}\n"
+        f"test (reported for the winner only): {test or '-'}"
+    )
     if any(layer.type == "Custom" and ".py:" in getattr(layer, "target", "") for layer in result_spec(result)):
-        header += (f"\nCustom layer files are relative to the base spec's folder, {config.base_dir}: "
-                   "copy them beside this file to train it from here.")
+        header += (
+            f"\nCustom layer files are relative to the base spec's folder, {config.base_dir}: "
+            "copy them beside this file to train it from here."
+        )
     write_atomic(out / BEST_SPEC, spec_text(trial_spec_data(config, seed), header), durable=True)

@@ -35,8 +35,9 @@ class RunRecord:
     def fill(self, report: dict, seconds: float | None) -> None:
         """Copy a train report (TrainResult.to_json()) into this record."""
         status = report.get("status")
-        self.status = (TrialStatus.OK if status in FINISHED else PRUNED if status == RunStatus.PRUNED
-                       else TrialStatus.FAILED)
+        self.status = (
+            TrialStatus.OK if status in FINISHED else PRUNED if status == RunStatus.PRUNED else TrialStatus.FAILED
+        )
         self.val = _metrics(report.get("val") or {})
         if self.status == PRUNED and report.get("history"):  # its last epoch: where the pruner stopped it
             last = report["history"][-1]
@@ -51,9 +52,17 @@ class RunRecord:
             self.error = report.get("message") or f"training ended with status {status}"
 
     def to_json(self) -> dict:
-        return {"seed": self.seed, "run_dir": self.run_dir, "status": self.status, "val": self.val,
-                "seconds": self.seconds, "best_epoch": self.best_epoch, "epochs": self.epochs,
-                "error": self.error, "cached": self.cached}
+        return {
+            "seed": self.seed,
+            "run_dir": self.run_dir,
+            "status": self.status,
+            "val": self.val,
+            "seconds": self.seconds,
+            "best_epoch": self.best_epoch,
+            "epochs": self.epochs,
+            "error": self.error,
+            "cached": self.cached,
+        }
 
 
 def _metrics(split: dict) -> dict:
@@ -83,10 +92,20 @@ class TrialResult:
     spec: Any = field(default=None, repr=False)  # the parsed spec (counted on meta tensors), not reported
 
     def to_json(self) -> dict:
-        return {"id": self.id, "rank": self.rank, "status": self.status, "overrides": self.overrides,
-                "val": self.val, "val_std": self.val_std, "params": self.params, "flops": self.flops,
-                "seconds": self.seconds, "error": self.error, "spec_path": self.spec_path,
-                "runs": [r.to_json() for r in self.runs]}
+        return {
+            "id": self.id,
+            "rank": self.rank,
+            "status": self.status,
+            "overrides": self.overrides,
+            "val": self.val,
+            "val_std": self.val_std,
+            "params": self.params,
+            "flops": self.flops,
+            "seconds": self.seconds,
+            "error": self.error,
+            "spec_path": self.spec_path,
+            "runs": [r.to_json() for r in self.runs],
+        }
 
 
 @dataclass
@@ -110,13 +129,25 @@ class SweepResult:
     seconds: float = 0.0
 
     def to_json(self) -> dict:
-        return jsonable({
-            "name": self.name, "out_dir": self.out_dir, "metric": self.metric, "goal": self.goal,
-            "axes": self.axes, "search": self.search, "seeds": self.seeds, "dry_run": self.dry_run,
-            "trials": [t.to_json() for t in self.trials], "best": self.best,
-            "ran": self.ran, "cached": self.cached, "failed": self.failed, "plot": self.plot,
-            "seconds": self.seconds,
-        })
+        return jsonable(
+            {
+                "name": self.name,
+                "out_dir": self.out_dir,
+                "metric": self.metric,
+                "goal": self.goal,
+                "axes": self.axes,
+                "search": self.search,
+                "seeds": self.seeds,
+                "dry_run": self.dry_run,
+                "trials": [t.to_json() for t in self.trials],
+                "best": self.best,
+                "ran": self.ran,
+                "cached": self.cached,
+                "failed": self.failed,
+                "plot": self.plot,
+                "seconds": self.seconds,
+            }
+        )
 
 
 @dataclass

@@ -10,20 +10,34 @@ from pathlib import Path
 
 from nncli.errors import InputError
 from nncli.runs import (
-    CHECKPOINT_DIR, METRICS_FILE, REPORT_FILE, RUN_FILE, SPEC_FILE, checkpoint_path, read_meta, read_report,
+    CHECKPOINT_DIR,
+    METRICS_FILE,
+    REPORT_FILE,
+    RUN_FILE,
+    SPEC_FILE,
+    checkpoint_path,
+    read_meta,
+    read_report,
     spec_digest,
 )
 from nncli.status import FINISHED, RunStatus
 from nncli.sweep.results import TRIAL_FILE
 
-_DONE = FINISHED + (RunStatus.NONFINITE, RunStatus.PRUNED)  # statuses that end a trial for good: a rerun does not repeat them
+_DONE = FINISHED + (
+    RunStatus.NONFINITE,
+    RunStatus.PRUNED,
+)  # statuses that end a trial for good: a rerun does not repeat them
 
 
 def _run_state(run_dir: Path, text: str, *, clear: bool = True) -> dict:
     """What the run folder says: finished (with its report), resumable, or to start afresh
     (a stale folder is then removed, unless ``clear`` is false: a dry run changes nothing)."""
     meta = _or_none(read_meta, run_dir)  # a damaged folder is stale, not an error
-    same = isinstance(meta, dict) and isinstance(meta.get("spec"), dict) and meta["spec"].get("sha256") == spec_digest(text)
+    same = (
+        isinstance(meta, dict)
+        and isinstance(meta.get("spec"), dict)
+        and meta["spec"].get("sha256") == spec_digest(text)
+    )
     if same:
         report = _or_none(read_report, run_dir)
         if isinstance(report, dict) and report.get("status") in _DONE:
@@ -52,8 +66,13 @@ def _clear_run_dir(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: expected a trial run folder, found a file")
     names = {p.name for p in run_dir.iterdir()}
-    if names - {RUN_FILE, SPEC_FILE, CHECKPOINT_DIR, METRICS_FILE, "metrics.csv", REPORT_FILE,
-                TRIAL_FILE, "tensorboard"} - {n for n in names if n.startswith(".")}:
-        raise InputError(f"{run_dir} holds files nncli did not write; refusing to replace it",
-                         hint="move it away, or give the sweep another --out")
+    if (
+        names
+        - {RUN_FILE, SPEC_FILE, CHECKPOINT_DIR, METRICS_FILE, "metrics.csv", REPORT_FILE, TRIAL_FILE, "tensorboard"}
+        - {n for n in names if n.startswith(".")}
+    ):
+        raise InputError(
+            f"{run_dir} holds files nncli did not write; refusing to replace it",
+            hint="move it away, or give the sweep another --out",
+        )
     shutil.rmtree(run_dir)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from nncli.errors import InputError, NncliError, SpecError
 from nncli.files import write_atomic
@@ -26,9 +26,17 @@ from nncli.sweep.resume import _run_state
 from nncli.sweep.trial_specs import spec_text, trial_spec_data
 
 
-def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: int = 1, device: str = "auto",
-              dry_run: bool = False, progress: Callable[[SweepEvent], None] | None = None,
-              backend: BackendOptions | None = None, _lock_held: bool = False) -> SweepResult:
+def run_sweep(
+    plan: SweepPlan,
+    out_dir: str | Path | None = None,
+    *,
+    workers: int = 1,
+    device: str = "auto",
+    dry_run: bool = False,
+    progress: Callable[[SweepEvent], None] | None = None,
+    backend: BackendOptions | None = None,
+    _lock_held: bool = False,
+) -> SweepResult:
     """Train every trial of a sweep (skipping finished ones) and rank them on validation.
 
     Args:
@@ -64,8 +72,16 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: in
         from nncli.train.lock import FolderLock
 
         with FolderLock(out, "sweep"):
-            return run_sweep(plan, out, workers=workers, device=device, dry_run=dry_run, progress=progress,
-                             backend=backend, _lock_held=True)
+            return run_sweep(
+                plan,
+                out,
+                workers=workers,
+                device=device,
+                dry_run=dry_run,
+                progress=progress,
+                backend=backend,
+                _lock_held=True,
+            )
     notify = progress or (lambda event: None)
     seeds: list = list(plan.seeds) if plan.seeds else [None]
     if plan.search is not None and not dry_run:
@@ -78,8 +94,7 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path | None = None, *, workers: in
         _write_best(plan, out, result, configs)
     result.seconds = time.perf_counter() - started
     if not dry_run:
-        write_atomic(out / RESULT_FILE, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n",
-                     durable=True)
+        write_atomic(out / RESULT_FILE, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n", durable=True)
     return result
 
 
@@ -94,8 +109,9 @@ def _check_before_writing(plan: SweepPlan, out: Path, backend: BackendOptions, d
             require("optuna")
 
 
-def _run_grid(plan: SweepPlan, out: Path, seeds: list, backend: BackendOptions, device: str, notify,
-              dry_run: bool) -> tuple[list[TrialResult], list[Config], int]:
+def _run_grid(
+    plan: SweepPlan, out: Path, seeds: list, backend: BackendOptions, device: str, notify, dry_run: bool
+) -> tuple[list[TrialResult], list[Config], int]:
     """Every configuration of the grid (or random draws) prepared, counted, and its pending runs
     trained; returns the trials, their configurations and how many runs trained now."""
     configs = expand(plan)
@@ -110,8 +126,14 @@ def _run_grid(plan: SweepPlan, out: Path, seeds: list, backend: BackendOptions, 
     pending = _pending(runs, dry_run)
     total = len(runs)
     done = total - len(pending)
-    notify(SweepEvent("plan", done, total, message=f"{len(trials)} configuration(s) x {len(seeds)} seed(s); "
-                                                     f"{done} run(s) already finished in {out}"))
+    notify(
+        SweepEvent(
+            "plan",
+            done,
+            total,
+            message=f"{len(trials)} configuration(s) x {len(seeds)} seed(s); {done} run(s) already finished in {out}",
+        )
+    )
     ran = 0
     if not dry_run and pending:
         with session(backend):
@@ -122,8 +144,9 @@ def _run_grid(plan: SweepPlan, out: Path, seeds: list, backend: BackendOptions, 
     return trials, configs, ran
 
 
-def _prepare(plan: SweepPlan, config: Config, seeds: list, out: Path, dry_run: bool,
-             index: int) -> tuple[TrialResult, list[_Run]]:
+def _prepare(
+    plan: SweepPlan, config: Config, seeds: list, out: Path, dry_run: bool, index: int
+) -> tuple[TrialResult, list[_Run]]:
     """A configuration's trial and its runs (one per seed), their spec files written and parsed
     (a bad value is exit 2 before anything trains)."""
     from nncli.spec import parse_spec
@@ -132,10 +155,13 @@ def _prepare(plan: SweepPlan, config: Config, seeds: list, out: Path, dry_run: b
     runs = []
     for seed in seeds:
         name = config.id + (f"-s{seed}" if seed is not None else "")
-        text = spec_text(trial_spec_data(config, seed),
-                         f"nncli sweep {plan.name}: trial {config.id}"
-                         + (f", seed {seed}" if seed is not None else "")
-                         + "\noverrides: " + json.dumps(config.values, default=str))
+        text = spec_text(
+            trial_spec_data(config, seed),
+            f"nncli sweep {plan.name}: trial {config.id}"
+            + (f", seed {seed}" if seed is not None else "")
+            + "\noverrides: "
+            + json.dumps(config.values, default=str),
+        )
         spec_file = out / "specs" / f"{name}.yaml"
         if not dry_run and (not spec_file.is_file() or spec_file.read_text(encoding="utf-8") != text):
             spec_file.parent.mkdir(parents=True, exist_ok=True)  # also creates `out`
@@ -143,9 +169,11 @@ def _prepare(plan: SweepPlan, config: Config, seeds: list, out: Path, dry_run: b
         try:  # structure checked now: a bad value is exit 2 before anything trains
             spec = parse_spec(text, file=str(spec_file), base_dir=config.base_dir, allow_custom=plan.allow_custom)
         except SpecError as err:
-            err.hint = ((err.hint + "\n  ") if err.hint else "") + \
-                f"written by the sweep for trial {config.id}: " + \
-                ", ".join(f"{k}={v!r}" for k, v in config.values.items())
+            err.hint = (
+                ((err.hint + "\n  ") if err.hint else "")
+                + f"written by the sweep for trial {config.id}: "
+                + ", ".join(f"{k}={v!r}" for k, v in config.values.items())
+            )
             raise
         if trial is None:
             trial = TrialResult(config.id, dict(config.values), str(spec_file), [], index=index, spec=spec)
@@ -174,8 +202,9 @@ def _pending(runs: list[_Run], dry_run: bool) -> list[_Run]:
     return pending
 
 
-def _run_guided(plan: SweepPlan, out: Path, seeds: list, backend: BackendOptions, device: str,
-                notify) -> tuple[list[TrialResult], list[Config], int]:
+def _run_guided(
+    plan: SweepPlan, out: Path, seeds: list, backend: BackendOptions, device: str, notify
+) -> tuple[list[TrialResult], list[Config], int]:
     """Optuna's search: ask a batch of configurations (one per worker), train them, tell the study,
     until the budget is spent. A rerun replays the same asks and reads finished runs back."""
     from nncli.sweep import search
@@ -191,9 +220,16 @@ def _run_guided(plan: SweepPlan, out: Path, seeds: list, backend: BackendOptions
     ids: set[str] = set()
     ran = done = 0
     total = budget * len(seeds)
-    notify(SweepEvent("plan", 0, total, message=f"Optuna {settings.sampler} sampler"
-                      + (f", {settings.pruner} pruner" if settings.pruner != "none" else "")
-                      + f": {budget} configuration(s) x {len(seeds)} seed(s) in {out}"))
+    notify(
+        SweepEvent(
+            "plan",
+            0,
+            total,
+            message=f"Optuna {settings.sampler} sampler"
+            + (f", {settings.pruner} pruner" if settings.pruner != "none" else "")
+            + f": {budget} configuration(s) x {len(seeds)} seed(s) in {out}",
+        )
+    )
     while len(trials) < budget:
         context = search.prune_context(study, settings, plan.metric)  # finished trials only
         asked = []

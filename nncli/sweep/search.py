@@ -50,8 +50,9 @@ class SearchSettings:
     startup_trials: int | None = None  # tpe: random trials before modelling; median: trials before pruning
 
 
-def read_search(doc, section: Any, sampler: str | None, pruner: str | None, seed: int | None,
-                axes: list, grid_plan: bool) -> SearchSettings | None:
+def read_search(
+    doc, section: Any, sampler: str | None, pruner: str | None, seed: int | None, axes: list, grid_plan: bool
+) -> SearchSettings | None:
     """The ``search:`` section of sweep file ``doc`` with ``--sampler`` / ``--pruner`` applied; None
     when neither asks for Optuna (the sweep is then a plain grid or random search)."""
     if section is None and sampler is None and pruner in (None, "none"):
@@ -59,16 +60,21 @@ def read_search(doc, section: Any, sampler: str | None, pruner: str | None, seed
     data = {}
     if section is not None:
         if not isinstance(section, dict):
-            raise doc.where(("search",)).error(f"expected a mapping, found {describe_found(section)}",
-                                               "e.g. search: {sampler: tpe, pruner: asha, seed: 0}")
+            raise doc.where(("search",)).error(
+                f"expected a mapping, found {describe_found(section)}",
+                "e.g. search: {sampler: tpe, pruner: asha, seed: 0}",
+            )
         for key in section:
             if key not in SEARCH_KEYS:
-                raise doc.where(("search", key), key=True).error(f"unknown key {key!r} in `search`",
-                                                                 "allowed: " + ", ".join(SEARCH_KEYS))
+                raise doc.where(("search", key), key=True).error(
+                    f"unknown key {key!r} in `search`", "allowed: " + ", ".join(SEARCH_KEYS)
+                )
         data = dict(section)
     for key, choices in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
         if key in data and data[key] not in choices:
-            raise doc.where(("search", key)).error(f"expected one of {', '.join(choices)}, found {describe_found(data[key])}")
+            raise doc.where(("search", key)).error(
+                f"expected one of {', '.join(choices)}, found {describe_found(data[key])}"
+            )
     for key in ("seed", "startup_trials"):
         v = data.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
@@ -82,12 +88,16 @@ def read_search(doc, section: Any, sampler: str | None, pruner: str | None, seed
         if where is None:
             raise InputError("--sampler grid: " + message)
         raise where.error(message)
-    return SearchSettings(sampler=chosen, pruner=pruner or data.get("pruner") or "none",
-                          seed=seed if seed is not None else data.get("seed", 0),
-                          startup_trials=data.get("startup_trials"))
+    return SearchSettings(
+        sampler=chosen,
+        pruner=pruner or data.get("pruner") or "none",
+        seed=seed if seed is not None else data.get("seed", 0),
+        startup_trials=data.get("startup_trials"),
+    )
 
 
 # ---- the study (optuna imported from here on) -----------------------------------------------
+
 
 def objective(val: dict, metric: str | None) -> float | None:
     """The value a trial is judged by: ``metric`` if given, else the validation error (1 -
@@ -187,8 +197,8 @@ def _asha_rungs(study, trial) -> None:
     through the storage call the pruner itself uses."""
     values = study._storage.get_trial(trial._trial_id).intermediate_values
     rung = 0
-    while _ASHA_ETA ** rung in values:
-        study._storage.set_trial_system_attr(trial._trial_id, f"completed_rung_{rung}", values[_ASHA_ETA ** rung])
+    while _ASHA_ETA**rung in values:
+        study._storage.set_trial_system_attr(trial._trial_id, f"completed_rung_{rung}", values[_ASHA_ETA**rung])
         rung += 1
 
 
@@ -210,8 +220,13 @@ def prune_context(study, settings: SearchSettings, metric: str | None) -> dict |
     from optuna.trial import TrialState
 
     done = [t for t in study.get_trials(deepcopy=True) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    return {"pruner": settings.pruner, "startup_trials": settings.startup_trials, "metric": metric,
-            "direction": study.direction.name.lower(), "trials": done}
+    return {
+        "pruner": settings.pruner,
+        "startup_trials": settings.startup_trials,
+        "metric": metric,
+        "direction": study.direction.name.lower(),
+        "trials": done,
+    }
 
 
 class TrialPruner(Callback):

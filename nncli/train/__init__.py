@@ -45,8 +45,13 @@ if TYPE_CHECKING:
 __all__ = ["run_training", "TrainResult", "Callback", "launch_distributed", "check_tensorboard"]
 
 # Loaded on first use: importing nncli.train.config runs this file, and must not load torch.
-__getattr__, __dir__ = lazy_exports(__name__, {
-    "run_training": "nncli.train.loop", "launch_distributed": "nncli.train.distributed",
-    "TrainResult": "nncli.train.runs", "check_tensorboard": "nncli.train.runs",
-    "Callback": "nncli.train.callbacks",
-})
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "run_training": "nncli.train.loop",
+        "launch_distributed": "nncli.train.distributed",
+        "TrainResult": "nncli.train.runs",
+        "check_tensorboard": "nncli.train.runs",
+        "Callback": "nncli.train.callbacks",
+    },
+)

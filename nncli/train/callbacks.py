@@ -157,12 +157,18 @@ class Progress(Callback):
             return
         self.last = now
         loss_total, correct_total, count = batch.running()
-        self.observer.on_step({
-            "epoch": batch.epoch + 1, "epochs": trainer.cfg.epochs, "step": batch.step, "steps": batch.steps,
-            "global_step": batch.global_step, "loss": loss_total / max(count, 1),
-            "accuracy": correct_total / max(count, 1) if trainer.cfg.loss != "mse" else None,
-            "samples_per_s": batch.samples_per_s,
-        })
+        self.observer.on_step(
+            {
+                "epoch": batch.epoch + 1,
+                "epochs": trainer.cfg.epochs,
+                "step": batch.step,
+                "steps": batch.steps,
+                "global_step": batch.global_step,
+                "loss": loss_total / max(count, 1),
+                "accuracy": correct_total / max(count, 1) if trainer.cfg.loss != "mse" else None,
+                "samples_per_s": batch.samples_per_s,
+            }
+        )
 
     def on_epoch_end(self, trainer, record, improved):
         if trainer.is_writer:
@@ -188,8 +194,10 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, trainer, record, improved):
         st = trainer.state
         if self.stopped and st.status == RunStatus.EARLY_STOPPED:
-            trainer.message(f"early stopping: {trainer.monitor} did not improve for {self.patience} epochs "
-                            f"(best epoch {st.best['epoch']})")
+            trainer.message(
+                f"early stopping: {trainer.monitor} did not improve for {self.patience} epochs "
+                f"(best epoch {st.best['epoch']})"
+            )
 
 
 class Checkpointing(Callback):
@@ -209,8 +217,10 @@ class Checkpointing(Callback):
             ckpt.remember_best()
         ckpt.metrics_dirty = True
         save_now = st.status != RunStatus.RUNNING or ckpt.due(trainer.cfg.checkpoint_seconds)
-        if trainer.world > 1 and st.status == RunStatus.RUNNING:  # each rank's clock differs; the save gathers all ranks
-            save_now, = trainer.strategy.any_across(save_now)
+        if (
+            trainer.world > 1 and st.status == RunStatus.RUNNING
+        ):  # each rank's clock differs; the save gathers all ranks
+            (save_now,) = trainer.strategy.any_across(save_now)
         if save_now:
             ckpt.save()
 

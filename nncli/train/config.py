@@ -80,8 +80,7 @@ def section_fail(spec, section: str):
         path = tuple(path)
         if from_override or spec is None or getattr(spec, "document", None) is None:
             where = _flag(section, str(path[0])) if path else f"`{section}`"
-            return InputError(f"{where}: {message}", spec_path=".".join((section,) + tuple(map(str, path))),
-                              hint=hint)
+            return InputError(f"{where}: {message}", spec_path=".".join((section,) + tuple(map(str, path))), hint=hint)
         return spec.error((section,) + path, message, hint)
 
     return fail
@@ -109,8 +108,11 @@ def resolve_train_config(spec_train: dict | None, overrides: dict | None = None,
     merged, err = section.values, section.error
     for key in merged:
         if key not in TRAIN_KEYS:
-            raise err(key, f"unknown key {key!r} in train",
-                      did_you_mean(str(key), TRAIN_KEYS) or "allowed: " + ", ".join(TRAIN_KEYS))
+            raise err(
+                key,
+                f"unknown key {key!r} in train",
+                did_you_mean(str(key), TRAIN_KEYS) or "allowed: " + ", ".join(TRAIN_KEYS),
+            )
     out: dict[str, Any] = {}
     _choices(section, out)
     _numbers(section, out)
@@ -121,8 +123,11 @@ def resolve_train_config(spec_train: dict | None, overrides: dict | None = None,
     cfg = TrainConfig(**out)
     optimizer = cfg.optimizer
     if cfg.nesterov and (optimizer != "sgd" or cfg.momentum <= 0):
-        raise err("nesterov", "nesterov needs optimizer: sgd with momentum > 0, found "
-                              f"optimizer {optimizer} with momentum {cfg.momentum}")
+        raise err(
+            "nesterov",
+            "nesterov needs optimizer: sgd with momentum > 0, found "
+            f"optimizer {optimizer} with momentum {cfg.momentum}",
+        )
     if cfg.momentum and optimizer != "sgd":
         raise err("momentum", f"`momentum` applies to sgd; {optimizer} uses `betas`")
     if cfg.monitor == "val_accuracy" and cfg.loss == "mse":
@@ -156,14 +161,23 @@ def _choices(section: Section, out: dict) -> None:
 def _numbers(section: Section, out: dict) -> None:
     """The numeric keys, each checked against its range, into ``out``."""
     rules = {
-        "lr": dict(low=0, low_open=True), "batch_size": dict(integer=True, low=1),
-        "epochs": dict(integer=True, low=1), "seed": dict(integer=True, low=0),
-        "momentum": dict(low=0, high=1), "weight_decay": dict(low=0), "step_size": dict(integer=True, low=1),
-        "gamma": dict(low=0, low_open=True, high=1, optional=True), "min_lr": dict(low=0),
-        "warmup_steps": dict(integer=True, low=0), "clip_grad_norm": dict(low=0, low_open=True, optional=True),
-        "patience": dict(integer=True, low=1, optional=True), "min_delta": dict(low=0),
-        "checkpoint_every": dict(integer=True, low=0), "checkpoint_seconds": dict(low=0),
-        "eval_batch_size": dict(integer=True, low=1), "sync_every": dict(integer=True, low=1, optional=True),
+        "lr": dict(low=0, low_open=True),
+        "batch_size": dict(integer=True, low=1),
+        "epochs": dict(integer=True, low=1),
+        "seed": dict(integer=True, low=0),
+        "momentum": dict(low=0, high=1),
+        "weight_decay": dict(low=0),
+        "step_size": dict(integer=True, low=1),
+        "gamma": dict(low=0, low_open=True, high=1, optional=True),
+        "min_lr": dict(low=0),
+        "warmup_steps": dict(integer=True, low=0),
+        "clip_grad_norm": dict(low=0, low_open=True, optional=True),
+        "patience": dict(integer=True, low=1, optional=True),
+        "min_delta": dict(low=0),
+        "checkpoint_every": dict(integer=True, low=0),
+        "checkpoint_seconds": dict(low=0),
+        "eval_batch_size": dict(integer=True, low=1),
+        "sync_every": dict(integer=True, low=1, optional=True),
     }
     for key, rule in rules.items():
         if key in section.values:
@@ -189,8 +203,11 @@ def _switches_layout_betas(section: Section, out: dict) -> None:
         out["channels_last"] = {True: "true", False: "false"}.get(value, value)
     if "betas" in merged:
         betas = merged["betas"]
-        if (not isinstance(betas, (list, tuple)) or len(betas) != 2
-                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+        if (
+            not isinstance(betas, (list, tuple))
+            or len(betas) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)
+        ):
             raise err("betas", f"expected two numbers in [0, 1) like [0.9, 0.999], found {_describe(betas)}")
         out["betas"] = tuple(float(b) for b in betas)
 
@@ -218,6 +235,9 @@ def split_overrides(overrides: dict | None) -> tuple[dict, dict]:
             train_over[key] = value
         else:
             known = TRAIN_KEYS + ("data", "train")
-            raise InputError(f"unknown override {key!r}", hint=did_you_mean(str(key), known)
-                             or "use {'train': {...}, 'data': {...}} or dotted keys like 'train.lr'")
+            raise InputError(
+                f"unknown override {key!r}",
+                hint=did_you_mean(str(key), known)
+                or "use {'train': {...}, 'data': {...}} or dotted keys like 'train.lr'",
+            )
     return data_over, train_over

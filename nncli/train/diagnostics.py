@@ -28,9 +28,14 @@ def first_nonfinite_layer(model, layers, x, autocast=None) -> dict | None:
 
     def make_hook(info):
         def hook(module, args, output):
-            if not found and isinstance(output, torch.Tensor) and output.is_floating_point() \
-                    and not torch.isfinite(output).all():
+            if (
+                not found
+                and isinstance(output, torch.Tensor)
+                and output.is_floating_point()
+                and not torch.isfinite(output).all()
+            ):
                 found.append({"path": info.path, "name": info.name, "type": info.type})
+
         return hook
 
     def walk(infos):
@@ -42,7 +47,7 @@ def first_nonfinite_layer(model, layers, x, autocast=None) -> dict | None:
     try:
         for info in walk(layers):
             hooks.append(info.module.register_forward_hook(make_hook(info)))
-        with torch.no_grad(), (autocast() if autocast is not None else contextlib.nullcontext()):
+        with torch.no_grad(), autocast() if autocast is not None else contextlib.nullcontext():
             model(x)
     finally:
         for h in hooks:
@@ -51,8 +56,19 @@ def first_nonfinite_layer(model, layers, x, autocast=None) -> dict | None:
     return found[0] if found else None
 
 
-def nonfinite_report(model, layers, xb, loss, *, first_step: int, epoch: int, steps_per_epoch: int,
-                     lazy: bool, last_checkpoint: Path, autocast=None) -> dict:
+def nonfinite_report(
+    model,
+    layers,
+    xb,
+    loss,
+    *,
+    first_step: int,
+    epoch: int,
+    steps_per_epoch: int,
+    lazy: bool,
+    last_checkpoint: Path,
+    autocast=None,
+) -> dict:
     """The ``nonfinite`` entry of a run's report: the step, the layer and a message saying both.
 
     Args:
@@ -67,14 +83,26 @@ def nonfinite_report(model, layers, xb, loss, *, first_step: int, epoch: int, st
     batch = first_step - epoch * steps_per_epoch + 1 if not lazy else None
     layer = first_nonfinite_layer(model, layers, xb, autocast)
     value = loss.item()
-    info = {"step": first_step + 1, "epoch": epoch + 1, "batch": batch,
-            "value": str(value), "layer": layer, "weights_at_detection": lazy}
-    where = (f"{layer['path']} ({layer['name']}, {layer['type']})" if layer and layer["path"] != "input"
-             else "the input batch" if layer else "the loss itself (every layer's output is finite)")
-    info["message"] = (f"non-finite loss ({value}) at step {first_step + 1} (epoch {epoch + 1}"
-                       + (f", batch {batch}" if batch else "") + f"): first non-finite output in {where}"
-                       + ("; found at a sync point, so the layer is located with the weights of that moment"
-                          if lazy else "")
-                       + (f"; last good checkpoint: {last_checkpoint}" if last_checkpoint.is_file()
-                          else "; no checkpoint was written"))
+    info = {
+        "step": first_step + 1,
+        "epoch": epoch + 1,
+        "batch": batch,
+        "value": str(value),
+        "layer": layer,
+        "weights_at_detection": lazy,
+    }
+    where = (
+        f"{layer['path']} ({layer['name']}, {layer['type']})"
+        if layer and layer["path"] != "input"
+        else "the input batch"
+        if layer
+        else "the loss itself (every layer's output is finite)"
+    )
+    info["message"] = (
+        f"non-finite loss ({value}) at step {first_step + 1} (epoch {epoch + 1}"
+        + (f", batch {batch}" if batch else "")
+        + f"): first non-finite output in {where}"
+        + ("; found at a sync point, so the layer is located with the weights of that moment" if lazy else "")
+        + (f"; last good checkpoint: {last_checkpoint}" if last_checkpoint.is_file() else "; no checkpoint was written")
+    )
     return info

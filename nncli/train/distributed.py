@@ -23,12 +23,23 @@ from nncli.train.prepare import prepare
 from nncli.train.runs import TrainResult, check_tensorboard
 
 
-def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | Path | None = None, *,
-                       nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
-                       master_addr: str = "127.0.0.1", master_port: int = 29500, device: str = "auto",
-                       resume: str | Path | None = None, callbacks_factory: Callable | None = None,
-                       tensorboard: bool = False, runs_root: str | Path = "runs",
-                       sync_batchnorm: bool = True) -> TrainResult | None:
+def launch_distributed(
+    spec=None,
+    overrides: dict | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    nproc_per_node: int,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    master_addr: str = "127.0.0.1",
+    master_port: int = 29500,
+    device: str = "auto",
+    resume: str | Path | None = None,
+    callbacks_factory: Callable | None = None,
+    tensorboard: bool = False,
+    runs_root: str | Path = "runs",
+    sync_batchnorm: bool = True,
+) -> TrainResult | None:
     """Run :func:`run_training` under torch.distributed with DistributedDataParallel.
 
     Uses torchrun's own launcher (``torch.distributed.launcher.elastic_launch``): a standalone
@@ -59,14 +70,23 @@ def launch_distributed(spec=None, overrides: dict | None = None, out_dir: str | 
         check_tensorboard()
     first = (dev.index or 0) if dev.type == "cuda" else 0  # the index a user gave is kept
     if dev.type == "cuda" and torch.cuda.device_count() < first + nproc_per_node:
-        raise InputError(f"{nproc_per_node} processes from {dev}: only {torch.cuda.device_count()} "
-                         "CUDA device(s) visible", hint="use one process per GPU, or the CPU", param="nproc_per_node")
+        raise InputError(
+            f"{nproc_per_node} processes from {dev}: only {torch.cuda.device_count()} CUDA device(s) visible",
+            hint="use one process per GPU, or the CPU",
+            param="nproc_per_node",
+        )
     setup = prepare(spec, overrides, out_dir, resume=resume, world_size=world, runs_root=runs_root)
     request = {
-        "spec_text": None if resume else setup.spec_text, "spec_path": setup.spec_path, "overrides": overrides,
-        "out_dir": str(setup.run_dir), "device": dev.type, "resume": str(resume) if resume else None,
-        "callbacks_factory": callbacks_factory, "tensorboard": tensorboard,
-        "device_index": first, "sync_batchnorm": sync_batchnorm,
+        "spec_text": None if resume else setup.spec_text,
+        "spec_path": setup.spec_path,
+        "overrides": overrides,
+        "out_dir": str(setup.run_dir),
+        "device": dev.type,
+        "resume": str(resume) if resume else None,
+        "callbacks_factory": callbacks_factory,
+        "tensorboard": tensorboard,
+        "device_index": first,
+        "sync_batchnorm": sync_batchnorm,
     }
     config = _launch_config(nproc_per_node, nnodes, node_rank, master_addr, master_port)
     lock = FolderLock(setup.run_dir, "run").acquire()  # the launcher holds it for every rank
@@ -87,11 +107,22 @@ def _launch_config(nproc_per_node: int, nnodes: int, node_rank: int, master_addr
     if nnodes == 1:
         rdzv = dict(rdzv_backend="c10d", rdzv_endpoint="localhost:0", run_id=str(uuid.uuid4()))
     else:
-        rdzv = dict(rdzv_backend="static", rdzv_endpoint=f"{master_addr}:{master_port}", run_id="nncli",
-                    rdzv_configs={"rank": node_rank, "timeout": 900})
-    return LaunchConfig(min_nodes=nnodes, max_nodes=nnodes, nproc_per_node=nproc_per_node, max_restarts=0,
-                        monitor_interval=0.1, start_method="spawn", signals_to_handle="SIGTERM,SIGHUP,SIGQUIT",
-                        **rdzv)
+        rdzv = dict(
+            rdzv_backend="static",
+            rdzv_endpoint=f"{master_addr}:{master_port}",
+            run_id="nncli",
+            rdzv_configs={"rank": node_rank, "timeout": 900},
+        )
+    return LaunchConfig(
+        min_nodes=nnodes,
+        max_nodes=nnodes,
+        nproc_per_node=nproc_per_node,
+        max_restarts=0,
+        monitor_interval=0.1,
+        start_method="spawn",
+        signals_to_handle="SIGTERM,SIGHUP,SIGQUIT",
+        **rdzv,
+    )
 
 
 def _launch(config, request: dict, nproc_per_node: int) -> dict:
@@ -104,13 +135,16 @@ def _launch(config, request: dict, nproc_per_node: int) -> dict:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     # Ctrl-C reaches every worker directly; they agree on it at the next step and checkpoint.
     # The launcher must outlive them instead of killing them first.
-    old_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if threading.current_thread() is threading.main_thread() else None
+    old_sigint = (
+        signal.signal(signal.SIGINT, signal.SIG_IGN) if threading.current_thread() is threading.main_thread() else None
+    )
     try:
         return elastic_launch(config, _ddp_entry)(request)
     except ChildFailedError as exc:
-        failures = "; ".join(f"rank {rank}: exit {f.exitcode}"
-                             + (f" ({str(f.message)[:300]})" if getattr(f, "message", None) else "")
-                             for rank, f in sorted(exc.failures.items()))
+        failures = "; ".join(
+            f"rank {rank}: exit {f.exitcode}" + (f" ({str(f.message)[:300]})" if getattr(f, "message", None) else "")
+            for rank, f in sorted(exc.failures.items())
+        )
         raise CheckFailed(f"distributed training failed: {failures}") from None
     finally:
         if old_sigint is not None:
@@ -129,9 +163,14 @@ def _rank0_answer(results: dict) -> TrainResult | None:
     if "error" in answer:
         kinds = {"SpecError": SpecError, "InputError": InputError, "CheckFailed": CheckFailed}
         err = answer["error"]
-        raise kinds.get(err["error"], NncliError)(err["message"], file=err.get("file"), line=err.get("line"),
-                                                  column=err.get("column"), spec_path=err.get("spec_path"),
-                                                  hint=err.get("hint"))
+        raise kinds.get(err["error"], NncliError)(
+            err["message"],
+            file=err.get("file"),
+            line=err.get("line"),
+            column=err.get("column"),
+            spec_path=err.get("spec_path"),
+            hint=err.get("hint"),
+        )
     return TrainResult(**answer["result"])
 
 
@@ -158,8 +197,9 @@ def _ddp_entry(request: dict) -> dict:
                 from nncli.spec import parse_spec
 
                 origin = request["spec_path"]
-                spec = parse_spec(request["spec_text"], file=origin,
-                                  base_dir=Path(origin).parent if origin else Path.cwd())
+                spec = parse_spec(
+                    request["spec_text"], file=origin, base_dir=Path(origin).parent if origin else Path.cwd()
+                )
             setup = prepare(spec, request["overrides"], None, resume=request["resume"], world_size=world)
         except NncliError as err:
             return {"error": err.to_json()}
@@ -168,8 +208,14 @@ def _ddp_entry(request: dict) -> dict:
         factory = request["callbacks_factory"]
         callbacks = list(factory()) if factory is not None else []
         try:
-            result = Trainer(setup, device, callbacks, dist=(rank, world), tensorboard=request["tensorboard"],
-                             sync_batchnorm=request["sync_batchnorm"]).run()
+            result = Trainer(
+                setup,
+                device,
+                callbacks,
+                dist=(rank, world),
+                tensorboard=request["tensorboard"],
+                sync_batchnorm=request["sync_batchnorm"],
+            ).run()
         except NncliError as err:
             return {"error": err.to_json()}
         return {"result": asdict(result)}

@@ -84,8 +84,18 @@ class EpochLoop:
         self.samples_at_start = st.train_samples
         # streamed data (data.stream, or a large image folder): the same batches from a DataLoader
         self.batches = batch_source(
-            self.x, self.y, t.s.data_cfg, self.perm, st.step_in_epoch, batch_size=self.bs, steps=self.steps,
-            device=t.device, rank=self.rank, world=self.world, channels_last=t.strategy.channels_last)
+            self.x,
+            self.y,
+            t.s.data_cfg,
+            self.perm,
+            st.step_in_epoch,
+            batch_size=self.bs,
+            steps=self.steps,
+            device=t.device,
+            rank=self.rank,
+            world=self.world,
+            channels_last=t.strategy.channels_last,
+        )
         for cb in self.callbacks:
             cb.on_epoch_start(t, st.epoch)
 
@@ -105,8 +115,8 @@ class EpochLoop:
 
     def fetch_batch(self, step: int):
         """This rank's share of batch ``step``: ``(xb, yb, local size, global size)``."""
-        idx = self.perm[step * self.bs:(step + 1) * self.bs]
-        local = idx[self.rank::self.world] if self.world > 1 else idx
+        idx = self.perm[step * self.bs : (step + 1) * self.bs]
+        local = idx[self.rank :: self.world] if self.world > 1 else idx
         if self.batches is not None:
             xb, yb = next(self.batches)
         elif self.fetch is None:
@@ -153,8 +163,9 @@ class EpochLoop:
     def batch_end(self, loss, synced: bool, checkpoint: bool) -> None:
         st = self.st
         rate = (st.train_samples - self.samples_at_start) / max(time.perf_counter() - self.t0, 1e-9)
-        batch = BatchEnd(st.epoch, st.step_in_epoch, self.steps, st.global_step, loss, synced, checkpoint,
-                         self.running, rate)
+        batch = BatchEnd(
+            st.epoch, st.step_in_epoch, self.steps, st.global_step, loss, synced, checkpoint, self.running, rate
+        )
         for cb in self.batch_callbacks:
             cb.on_batch_end(self.t, batch)
 
@@ -225,10 +236,13 @@ class EpochLoop:
         epoch_time = time.perf_counter() - self.epoch_start
         val = t.evaluate("val")
         record = {
-            "epoch": st.epoch + 1, "step": st.global_step, "lr": self.optimizer.param_groups[0]["lr"],
+            "epoch": st.epoch + 1,
+            "step": st.global_step,
+            "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": loss_total / max(count_total, 1),
             "train_accuracy": correct_total / max(count_total, 1) if cfg.loss != "mse" else None,
-            "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
             "epoch_time_s": epoch_time,
             "samples_per_s": (st.train_samples - self.samples_at_start) / max(epoch_time, 1e-9),
         }

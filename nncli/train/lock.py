@@ -92,10 +92,12 @@ def _held_error(folder: Path, what: str, holder: dict) -> InputError:
     pid = holder.get("pid")
     return InputError(
         f"{folder}: another nncli process is writing this {what} folder (PID {pid}"
-        + (f" on {holder['host']}" if holder.get("host") else "") + f": {holder.get('command', '?')})",
+        + (f" on {holder['host']}" if holder.get("host") else "")
+        + f": {holder.get('command', '?')})",
         file=folder / LOCK_NAME,
         hint=f"wait for it to finish, or pick another --out; if PID {pid} is not an nncli process, "
-             f"delete {folder / LOCK_NAME}")
+        f"delete {folder / LOCK_NAME}",
+    )
 
 
 class FolderLock:
@@ -118,8 +120,14 @@ class FolderLock:
 
     def acquire(self) -> FolderLock:
         self.folder.mkdir(parents=True, exist_ok=True)
-        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
-                             "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        record = json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "command": _command(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+        )
         for _ in range(50):  # a stale lock's take-over can race another taker: look again
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -141,8 +149,10 @@ class FolderLock:
                 f.write(record)
             self.held = True
             return self
-        raise InputError(f"{self.folder}: could not take the {self.what} lock {self.path}",
-                         hint="another process keeps taking it; try again")
+        raise InputError(
+            f"{self.folder}: could not take the {self.what} lock {self.path}",
+            hint="another process keeps taking it; try again",
+        )
 
     def release(self) -> None:
         """Remove the lock if it is still this process's."""

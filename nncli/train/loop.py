@@ -61,8 +61,16 @@ class Trainer:
         sync_batchnorm: DDP on CUDA: BatchNorm as SyncBatchNorm.
     """
 
-    def __init__(self, setup: Setup, device, callbacks: Sequence[Callback] = (), *, dist=None,
-                 tensorboard: bool = False, sync_batchnorm: bool = True):
+    def __init__(
+        self,
+        setup: Setup,
+        device,
+        callbacks: Sequence[Callback] = (),
+        *,
+        dist=None,
+        tensorboard: bool = False,
+        sync_batchnorm: bool = True,
+    ):
         self.s = setup
         self.cfg = setup.cfg
         self.device = device
@@ -98,8 +106,9 @@ class Trainer:
         self.raw = self.built.model
         # DDP: BatchNorm statistics over the global batch, as one process would compute them
         # (SyncBatchNorm runs on CUDA only; on CPU the statistics stay per rank: said in run())
-        self.synced_bn = bool(self.world > 1 and self.sync_batchnorm and dev.type == "cuda"
-                              and _has_batchnorm(self.raw))
+        self.synced_bn = bool(
+            self.world > 1 and self.sync_batchnorm and dev.type == "cuda" and _has_batchnorm(self.raw)
+        )
         if self.synced_bn:
             self.raw = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.raw)
         self.strategy.prepare_model(self.raw, self.s.spec.input)
@@ -109,8 +118,11 @@ class Trainer:
         self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         # one augmentation stream per DDP rank (rank 0's is the single-process one): ranks must
         # not crop and flip their shares of a batch identically
-        self.aug_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 7919 + 1_000_003 * self.rank) if (
-            self.s.data_cfg.crop or self.s.data_cfg.flip) else None
+        self.aug_gen = (
+            torch.Generator(device=dev).manual_seed(cfg.seed + 7919 + 1_000_003 * self.rank)
+            if (self.s.data_cfg.crop or self.s.data_cfg.flip)
+            else None
+        )
         self.train_model, self.eval_model = self.strategy.wrap(self.raw)
         # dropout draws from the global RNG: seed it per rank, after the (rank-identical) init
         torch.manual_seed(cfg.seed + 1 + self.rank)
@@ -130,8 +142,10 @@ class Trainer:
         if self.dropped_last and steps == 1:
             from nncli.errors import InputError
 
-            raise InputError("BatchNorm cannot train on a single example: the training split has 1",
-                             hint="use more training data (data.n / data.val / data.test)")
+            raise InputError(
+                "BatchNorm cannot train on a single example: the training split has 1",
+                hint="use more training data (data.n / data.val / data.test)",
+            )
         return steps - 1 if self.dropped_last else steps
 
     def run(self) -> TrainResult:
@@ -142,10 +156,18 @@ class Trainer:
             self.setup()
         self.build()
         self.ds = self.strategy.place_data(s.dataset)
-        self.ckpt = Checkpointer(st, self.files, model=self.raw, optimizer=self.optimizer,
-                                 scheduler=self.scheduler, scaler=self.strategy.scaler, aug_gen=self.aug_gen,
-                                 device=self.device, rank=self.rank,
-                                 normalization={"mean": s.dataset.mean, "std": s.dataset.std})
+        self.ckpt = Checkpointer(
+            st,
+            self.files,
+            model=self.raw,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.strategy.scaler,
+            aug_gen=self.aug_gen,
+            device=self.device,
+            rank=self.rank,
+            normalization={"mean": s.dataset.mean, "std": s.dataset.std},
+        )
         resumed = s.resume is not None
         if resumed:
             self.ckpt.restore(s.resume, s.best_state)
@@ -171,24 +193,38 @@ class Trainer:
         epochs has nothing left to do but report."""
         cfg, s, st = self.cfg, self.s, self.state
         info = {
-            "run_dir": str(self.run_dir), "device": str(self.device), "world_size": self.world,
-            "epochs": cfg.epochs, "steps_per_epoch": self.steps_per_epoch, "epoch": st.epoch,
-            "step_in_epoch": st.step_in_epoch, "resumed": resumed, "sizes": s.dataset.sizes(),
-            "params": sum(p.numel() for p in self.raw.parameters()), "spec": s.spec.name,
-            "data_on_device": self.strategy.data_on_device, "amp": cfg.amp, "compile": cfg.compile,
+            "run_dir": str(self.run_dir),
+            "device": str(self.device),
+            "world_size": self.world,
+            "epochs": cfg.epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "epoch": st.epoch,
+            "step_in_epoch": st.step_in_epoch,
+            "resumed": resumed,
+            "sizes": s.dataset.sizes(),
+            "params": sum(p.numel() for p in self.raw.parameters()),
+            "spec": s.spec.name,
+            "data_on_device": self.strategy.data_on_device,
+            "amp": cfg.amp,
+            "compile": cfg.compile,
         }
         for cb in self.callbacks:
             cb.on_fit_start(self, info)
         if self.world > 1 and _has_batchnorm(self.raw):
-            self.message("DDP: BatchNorm layers run as SyncBatchNorm (statistics over the global batch)"
-                         if self.synced_bn else "DDP: BatchNorm statistics are per rank ("
-                         + ("--no-sync-batchnorm" if not self.sync_batchnorm else "SyncBatchNorm needs CUDA") + ")")
+            self.message(
+                "DDP: BatchNorm layers run as SyncBatchNorm (statistics over the global batch)"
+                if self.synced_bn
+                else "DDP: BatchNorm statistics are per rank ("
+                + ("--no-sync-batchnorm" if not self.sync_batchnorm else "SyncBatchNorm needs CUDA")
+                + ")"
+            )
         if self.dropped_last:
-            self.message(f"dropping the last training batch of each epoch: it holds 1 example "
-                         f"({s.dataset.sizes()['train']} = {self.steps_per_epoch} x {cfg.batch_size} + 1) "
-                         "and BatchNorm cannot normalise one")
-        self.finished_before = (resumed and s.resume.get("status") in FINISHED
-                                and cfg.epochs == s.planned_epochs)
+            self.message(
+                f"dropping the last training batch of each epoch: it holds 1 example "
+                f"({s.dataset.sizes()['train']} = {self.steps_per_epoch} x {cfg.batch_size} + 1) "
+                "and BatchNorm cannot normalise one"
+            )
+        self.finished_before = resumed and s.resume.get("status") in FINISHED and cfg.epochs == s.planned_epochs
         if self.finished_before:
             st.status = s.resume["status"]
         elif resumed and s.resume.get("status") == RunStatus.EARLY_STOPPED:
@@ -204,9 +240,19 @@ class Trainer:
         """Loss and accuracy of a split in eval mode, over all ranks (one host sync)."""
         x, y = self.ds.split(split)
         strategy = self.strategy
-        return evaluate_model(model or self.eval_model, x, y, self.cfg.loss, batch_size=self.cfg.eval_batch_size,
-                              device=self.device, autocast=strategy.autocast, fetch=strategy.batch,
-                              shard=(self.rank, self.world), reduce=strategy.all_reduce, mode_owner=self.raw)
+        return evaluate_model(
+            model or self.eval_model,
+            x,
+            y,
+            self.cfg.loss,
+            batch_size=self.cfg.eval_batch_size,
+            device=self.device,
+            autocast=strategy.autocast,
+            fetch=strategy.batch,
+            shard=(self.rank, self.world),
+            reduce=strategy.all_reduce,
+            mode_owner=self.raw,
+        )
 
     def partial(self, sums: list, count: int) -> list:
         """The running sums of the epoch so far, over all ranks, for a mid-epoch checkpoint.
@@ -230,10 +276,18 @@ class Trainer:
         self.state.status = RunStatus.NONFINITE
         self.files.wait()  # the last good checkpoint is complete before the message names it
         strategy = self.strategy
-        return nonfinite_report(self.raw, self.built.layers, xb, loss, first_step=first_step,
-                                epoch=self.state.epoch, steps_per_epoch=self.steps_per_epoch,
-                                lazy=self.sync_every > 1, last_checkpoint=self.files.ckpt_dir / "last.pt",
-                                autocast=strategy.autocast if strategy.amp_dtype is not None else None)
+        return nonfinite_report(
+            self.raw,
+            self.built.layers,
+            xb,
+            loss,
+            first_step=first_step,
+            epoch=self.state.epoch,
+            steps_per_epoch=self.steps_per_epoch,
+            lazy=self.sync_every > 1,
+            last_checkpoint=self.files.ckpt_dir / "last.pt",
+            autocast=strategy.autocast if strategy.amp_dtype is not None else None,
+        )
 
 
 def _has_batchnorm(model) -> bool:
@@ -267,39 +321,72 @@ def _result(t: Trainer, started: float, nonfinite: dict | None) -> TrainResult:
     splits = _final_splits(t)
     message = None
     if st.status == RunStatus.INTERRUPTED:
-        message = (f"interrupted at epoch {st.epoch + 1}, step {st.step_in_epoch}; "
-                   f"continue with: nncli train --resume {t.run_dir}")
+        message = (
+            f"interrupted at epoch {st.epoch + 1}, step {st.step_in_epoch}; "
+            f"continue with: nncli train --resume {t.run_dir}"
+        )
     elif st.status == RunStatus.NONFINITE:
         message = nonfinite["message"]
     elif st.status == RunStatus.EARLY_STOPPED:
         message = f"stopped early after {st.epoch} epochs: {t.monitor} stopped improving"
     if t.finished_before:
-        message = (f"nothing to do: the run had already finished ({st.status}, {len(st.history)} epochs); "
-                   f"train it longer with --resume {t.run_dir} --epochs N")
+        message = (
+            f"nothing to do: the run had already finished ({st.status}, {len(st.history)} epochs); "
+            f"train it longer with --resume {t.run_dir} --epochs N"
+        )
     s = t.s
     result = TrainResult(
-        run_dir=str(t.run_dir), spec=s.spec.name, device=str(t.device), world_size=t.world,
-        epochs=len(st.history), planned_epochs=cfg.epochs, best_epoch=st.best["epoch"],
+        run_dir=str(t.run_dir),
+        spec=s.spec.name,
+        device=str(t.device),
+        world_size=t.world,
+        epochs=len(st.history),
+        planned_epochs=cfg.epochs,
+        best_epoch=st.best["epoch"],
         global_step=st.global_step,
         samples_per_s=st.train_samples / st.train_time if st.train_time > 0 else 0.0,
-        train=splits["train"], val=splits["val"], test=splits["test"], status=st.status,
-        message=message, history=list(st.history), checkpoints=t.files.existing_checkpoints(),
-        data={"name": s.dataset.name, **s.dataset.sizes(), "input_shape": list(s.spec.input),
-              "classes": s.dataset.classes},
-        config=cfg.to_dict(), duration_s=time.perf_counter() - started,
-        total_s=s.previous_s + (time.perf_counter() - started), threads=torch.get_num_threads(), amp=cfg.amp, compile=cfg.compile,
-        channels_last=t.strategy.channels_last, data_on_device=t.strategy.data_on_device, skipped_steps=st.skipped,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        status=st.status,
+        message=message,
+        history=list(st.history),
+        checkpoints=t.files.existing_checkpoints(),
+        data={
+            "name": s.dataset.name,
+            **s.dataset.sizes(),
+            "input_shape": list(s.spec.input),
+            "classes": s.dataset.classes,
+        },
+        config=cfg.to_dict(),
+        duration_s=time.perf_counter() - started,
+        total_s=s.previous_s + (time.perf_counter() - started),
+        threads=torch.get_num_threads(),
+        amp=cfg.amp,
+        compile=cfg.compile,
+        channels_last=t.strategy.channels_last,
+        data_on_device=t.strategy.data_on_device,
+        skipped_steps=st.skipped,
         nonfinite=nonfinite,
     )
     t.files.write_report(result)
     return result
 
 
-def run_training(spec=None, overrides: dict | None = None, out_dir: str | Path | None = None, *,
-                 device: str = "auto", resume: str | Path | None = None, observer=None,
-                 callbacks: Sequence[Callback] = (), tensorboard: bool = False,
-                 runs_root: str | Path = "runs", threads: int | None = None,
-                 thread_cap: int | None = None) -> TrainResult:
+def run_training(
+    spec=None,
+    overrides: dict | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    device: str = "auto",
+    resume: str | Path | None = None,
+    observer=None,
+    callbacks: Sequence[Callback] = (),
+    tensorboard: bool = False,
+    runs_root: str | Path = "runs",
+    threads: int | None = None,
+    thread_cap: int | None = None,
+) -> TrainResult:
     """Train a spec and return what happened; the library face of ``nncli train``.
 
     Args:

@@ -40,5 +40,6 @@ def check_training_memory(setup, device, available: int | None = None) -> int:
             f"{batch} (weights {fmt_bytes(mem.weights)}, gradients {fmt_bytes(mem.gradients)}, "
             f"{cfg.optimizer} state {fmt_bytes(mem.optimizer_state)}, activations {fmt_bytes(mem.activations)}), "
             f"and {fmt_bytes(free)} is free",
-            hint="use a smaller --batch-size, a smaller model, or a machine with more memory")
+            hint="use a smaller --batch-size, a smaller model, or a machine with more memory",
+        )
     return need

@@ -12,8 +12,9 @@ def build_optimizer(cfg: TrainConfig, params, device) -> torch.optim.Optimizer:
     skip steps without reading its inf flag on the host."""
     fused = {"fused": True} if device.type == "cuda" else {}
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay, **fused)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, **fused
+        )
     cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
     return cls(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **fused)
 
@@ -29,11 +30,14 @@ def build_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
     warm = cfg.warmup_steps  # a warmup longer than the run simply never reaches the peak lr
     if cfg.schedule == "onecycle":
         pct = warm / total if warm else 0.3
-        return sched.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(total, 2), pct_start=min(max(pct, 1e-3), 0.999))
+        return sched.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=max(total, 2), pct_start=min(max(pct, 1e-3), 0.999)
+        )
     main_steps = max(total - warm, 1)
     if cfg.schedule == "step":
-        main = sched.StepLR(optimizer, step_size=cfg.step_size * steps_per_epoch,
-                            gamma=cfg.gamma if cfg.gamma is not None else 0.1)
+        main = sched.StepLR(
+            optimizer, step_size=cfg.step_size * steps_per_epoch, gamma=cfg.gamma if cfg.gamma is not None else 0.1
+        )
     elif cfg.schedule == "cosine":
         main = sched.CosineAnnealingLR(optimizer, T_max=main_steps, eta_min=cfg.min_lr)
     elif cfg.schedule == "exponential":

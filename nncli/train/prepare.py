@@ -56,12 +56,15 @@ def _spec_text(spec) -> str:
         return Path(spec.path).read_text(encoding="utf-8-sig")
     if spec.document is not None and spec.document.data is not None:
         return yaml.safe_dump(spec.document.data, sort_keys=False)
-    raise InputError("the spec has no source text to store in the run folder",
-                     hint="load the spec with nncli.spec.load_spec(path) or parse_spec(text)")
+    raise InputError(
+        "the spec has no source text to store in the run folder",
+        hint="load the spec with nncli.spec.load_spec(path) or parse_spec(text)",
+    )
 
 
-def prepare(spec, overrides=None, out_dir=None, *, resume=None, world_size: int = 1,
-            runs_root: str | Path = "runs") -> Setup:
+def prepare(
+    spec, overrides=None, out_dir=None, *, resume=None, world_size: int = 1, runs_root: str | Path = "runs"
+) -> Setup:
     """Resolve and validate everything a run needs, touching no file.
 
     Args are those of :func:`nncli.train.run_training`; ``world_size`` is the number of DDP
@@ -81,9 +84,21 @@ def prepare(spec, overrides=None, out_dir=None, *, resume=None, world_size: int 
     dataset = _checked_dataset(spec, data_cfg, cfg, built.output_shape, world_size)
     if part["resume"] is not None:
         _check_resume_fits(part["resume"], run_dir)
-    return Setup(spec, part["spec_text"], part["spec_path"], data_cfg, cfg, dataset, tuple(built.output_shape),
-                 run_dir, part["resume"], part["best_state"], part["planned_epochs"],
-                 previous_seconds(run_dir, part["resume"]) if resume is not None else 0.0, built)
+    return Setup(
+        spec,
+        part["spec_text"],
+        part["spec_path"],
+        data_cfg,
+        cfg,
+        dataset,
+        tuple(built.output_shape),
+        run_dir,
+        part["resume"],
+        part["best_state"],
+        part["planned_epochs"],
+        previous_seconds(run_dir, part["resume"]) if resume is not None else 0.0,
+        built,
+    )
 
 
 def _resumed_part(spec, resume, data_over: dict, train_over: dict) -> dict:
@@ -91,32 +106,51 @@ def _resumed_part(spec, resume, data_over: dict, train_over: dict) -> dict:
     changes asked for: only ``epochs`` may grow, and a few settings that leave the run the same)."""
     check_unlocked(resume)  # a run still being written is not resumed
     run = open_run(resume)
-    if spec is not None and spec.path is not None and Path(spec.path).is_file() \
-            and Path(spec.path).read_text(encoding="utf-8-sig") != run.spec_text:
-        raise InputError(f"{spec.path} differs from the spec the run in {run.run_dir} was started with",
-                         hint="resume without the SPEC argument to use the run's own copy (spec.yaml)")
+    if (
+        spec is not None
+        and spec.path is not None
+        and Path(spec.path).is_file()
+        and Path(spec.path).read_text(encoding="utf-8-sig") != run.spec_text
+    ):
+        raise InputError(
+            f"{spec.path} differs from the spec the run in {run.run_dir} was started with",
+            hint="resume without the SPEC argument to use the run's own copy (spec.yaml)",
+        )
     allowed = {"epochs", "sync_every", "eval_batch_size", "compile"}
     changed = sorted(set(k for k, v in train_over.items() if v is not None) - allowed)
     changed += sorted(f"data.{k}" for k, v in data_over.items() if v is not None)
     if changed:
-        raise InputError(f"continues a run exactly; cannot change {', '.join(changed)}", param="resume",
-                         hint="only epochs (to train longer), compile and the device may change")
+        raise InputError(
+            f"continues a run exactly; cannot change {', '.join(changed)}",
+            param="resume",
+            hint="only epochs (to train longer), compile and the device may change",
+        )
     cfg = TrainConfig(**{**asdict(run.train), **{k: v for k, v in train_over.items() if v is not None}})
     cfg = resolve_train_config(cfg.to_dict())
     if cfg.epochs < run.train.epochs:
-        raise InputError(f"expected {run.train.epochs} or more, found {cfg.epochs}: the run was started for "
-                         f"{run.train.epochs} epochs, and resuming can only keep or extend that (a shorter run "
-                         "would change its learning-rate schedule, so it would not be the same run)", param="epochs",
-                         hint=f"resume with --epochs {run.train.epochs} or more; to stop it where it is, "
-                              f"use its last checkpoint: nncli evaluate {run.run_dir} --checkpoint last")
+        raise InputError(
+            f"expected {run.train.epochs} or more, found {cfg.epochs}: the run was started for "
+            f"{run.train.epochs} epochs, and resuming can only keep or extend that (a shorter run "
+            "would change its learning-rate schedule, so it would not be the same run)",
+            param="epochs",
+            hint=f"resume with --epochs {run.train.epochs} or more; to stop it where it is, "
+            f"use its last checkpoint: nncli evaluate {run.run_dir} --checkpoint last",
+        )
     run_dir = run.run_dir
     # A run that died before its first checkpoint (out of memory, a bad batch) starts again
     # from scratch in place: its recorded config is the one resumed, so nothing changes.
     last, best = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
-    return {"spec": run.spec, "spec_text": run.spec_text, "spec_path": run.meta.get("spec", {}).get("path"),
-            "data_cfg": run.data, "cfg": cfg, "run_dir": run_dir, "planned_epochs": run.train.epochs,
-            "resume": load_checkpoint(last) if last.exists() else None,
-            "best_state": load_checkpoint(best) if best.is_file() else None}
+    return {
+        "spec": run.spec,
+        "spec_text": run.spec_text,
+        "spec_path": run.meta.get("spec", {}).get("path"),
+        "data_cfg": run.data,
+        "cfg": cfg,
+        "run_dir": run_dir,
+        "planned_epochs": run.train.epochs,
+        "resume": load_checkpoint(last) if last.exists() else None,
+        "best_state": load_checkpoint(best) if best.is_file() else None,
+    }
 
 
 def _new_part(spec, data_over: dict, train_over: dict, out_dir, runs_root) -> dict:
@@ -125,30 +159,42 @@ def _new_part(spec, data_over: dict, train_over: dict, out_dir, runs_root) -> di
         raise InputError("expected a SPEC file to train, or --resume RUN to continue a run")
     spec_text = _spec_text(spec)
     base_dir = Path(spec.path).resolve().parent if spec.path is not None else Path.cwd()
-    data_cfg = data_mod.resolve_data_config(spec.data, data_over, fail=section_fail(spec, "data"),
-                                            base_dir=base_dir)
+    data_cfg = data_mod.resolve_data_config(spec.data, data_over, fail=section_fail(spec, "data"), base_dir=base_dir)
     cfg = resolve_train_config(spec.train, train_over, fail=section_fail(spec, "train"))
     if out_dir is not None:
         run_dir = Path(out_dir)
         check_unlocked(run_dir)  # a second writer hears about the first, not about its files
         if (run_dir / "run.yaml").exists():
-            raise InputError(f"{run_dir} already holds a run", hint=f"continue it with --resume {run_dir}, "
-                                                                     "pick another --out, or add --force to replace it")
+            raise InputError(
+                f"{run_dir} already holds a run",
+                hint=f"continue it with --resume {run_dir}, pick another --out, or add --force to replace it",
+            )
         if run_dir.exists() and (not run_dir.is_dir() or any(p.name != LOCK_NAME for p in run_dir.iterdir())):
-            raise InputError(f"{run_dir}: expected a new or empty folder, found "
-                             f"{'a file' if not run_dir.is_dir() else 'a folder with files in it'}", param="out_dir")
+            raise InputError(
+                f"{run_dir}: expected a new or empty folder, found "
+                f"{'a file' if not run_dir.is_dir() else 'a folder with files in it'}",
+                param="out_dir",
+            )
     else:
         run_dir = new_run_dir(Path(runs_root), spec.name)
-    return {"spec": spec, "spec_text": spec_text,
-            "spec_path": str(Path(spec.path).resolve()) if spec.path is not None else None,
-            "data_cfg": data_cfg, "cfg": cfg, "run_dir": run_dir, "planned_epochs": None,
-            "resume": None, "best_state": None}
+    return {
+        "spec": spec,
+        "spec_text": spec_text,
+        "spec_path": str(Path(spec.path).resolve()) if spec.path is not None else None,
+        "data_cfg": data_cfg,
+        "cfg": cfg,
+        "run_dir": run_dir,
+        "planned_epochs": None,
+        "resume": None,
+        "best_state": None,
+    }
 
 
 def _checked_dataset(spec, data_cfg, cfg, output_shape, world_size: int):
     """The data loaded, shaped to the spec's input and checked against the spec and the loss."""
-    dataset = data_mod.load_dataset(data_cfg, input_shape=tuple(spec.input),
-                                    integer_inputs=getattr(spec, "integer_input", False))
+    dataset = data_mod.load_dataset(
+        data_cfg, input_shape=tuple(spec.input), integer_inputs=getattr(spec, "integer_input", False)
+    )
     for split in ("train", "val", "test"):
         setattr(dataset, f"x_{split}", data_mod.fit_input_shape(getattr(dataset, f"x_{split}"), spec.input))
     data_mod.check_dataset_inputs(dataset, spec)
@@ -156,7 +202,9 @@ def _checked_dataset(spec, data_cfg, cfg, output_shape, world_size: int):
     if dataset.sizes()["train"] < world_size:
         raise InputError(f"{dataset.sizes()['train']} training examples cannot be split across {world_size} processes")
     if (data_cfg.crop or data_cfg.flip) and len(spec.input) != 3:
-        raise InputError(f"data.augment (crop/flip) needs image inputs [C, H, W], the spec's input is {list(spec.input)}")
+        raise InputError(
+            f"data.augment (crop/flip) needs image inputs [C, H, W], the spec's input is {list(spec.input)}"
+        )
     if cfg.patience and dataset.sizes()["val"] == 0:
         raise InputError("early stopping (patience) needs a validation split: data.val is 0")
     return dataset

@@ -31,20 +31,26 @@ def _inside(path: Path, folder: Path) -> bool:
 def _check_replaceable(out: Path, keep: tuple, names: dict) -> None:
     out_name, force_name = names["out"], names["force"]
     if not out.is_dir():
-        raise InputError(f"{out_name} {out}: expected a run folder, found a file",
-                         hint=f"{force_name} replaces run folders only")
+        raise InputError(
+            f"{out_name} {out}: expected a run folder, found a file", hint=f"{force_name} replaces run folders only"
+        )
     if any(out.iterdir()) and not (out / "run.yaml").is_file():
-        raise InputError(f"{out_name} {out}: {force_name} replaces a run folder (with run.yaml), found other files",
-                         hint=f"pick a new {out_name}, or delete the folder yourself")
+        raise InputError(
+            f"{out_name} {out}: {force_name} replaces a run folder (with run.yaml), found other files",
+            hint=f"pick a new {out_name}, or delete the folder yourself",
+        )
     for f in keep:
         if f is not None and _inside(Path(f), out):
-            raise InputError(f"{force_name} {out_name} {out}: {f} is inside the folder that would be replaced",
-                             hint="copy the spec out of the run folder first")
+            raise InputError(
+                f"{force_name} {out_name} {out}: {f} is inside the folder that would be replaced",
+                hint="copy the spec out of the run folder first",
+            )
 
 
 @contextmanager
-def replaced_run_folder(out: Path | None, force: bool, keep: tuple = (),
-                        names: dict = PARAMETER_NAMES) -> Iterator[None]:
+def replaced_run_folder(
+    out: Path | None, force: bool, keep: tuple = (), names: dict = PARAMETER_NAMES
+) -> Iterator[None]:
     """Inside the block ``out`` is absent (its old run moved aside when ``force``).
 
     Args:

@@ -26,8 +26,17 @@ from nncli.runs import read_report, spec_digest
 from nncli.train.config import TrainConfig
 from nncli.train.writer import BackgroundFiles, snapshot
 
-METRICS_COLUMNS = ["epoch", "step", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                   "epoch_time_s", "samples_per_s"]
+METRICS_COLUMNS = [
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "epoch_time_s",
+    "samples_per_s",
+]
 
 
 @dataclass
@@ -114,8 +123,10 @@ def claim_run_folder(setup) -> None:
         shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
         return
     if setup.resume is None and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
-        raise InputError(f"{run_dir} already holds a run (another process wrote it meanwhile)",
-                         hint=f"continue it with --resume {run_dir}, or pick another --out")
+        raise InputError(
+            f"{run_dir} already holds a run (another process wrote it meanwhile)",
+            hint=f"continue it with --resume {run_dir}, or pick another --out",
+        )
 
 
 def check_tensorboard() -> None:
@@ -123,8 +134,10 @@ def check_tensorboard() -> None:
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError:
-        raise InputError("--tensorboard: the tensorboard package is not installed",
-                         hint="pip install tensorboard, or drop --tensorboard") from None
+        raise InputError(
+            "--tensorboard: the tensorboard package is not installed",
+            hint="pip install tensorboard, or drop --tensorboard",
+        ) from None
 
 
 def _package_version() -> str | None:
@@ -178,11 +191,16 @@ class RunFiles:
             meta = {
                 "nncli": getattr(nncli, "__version__", None) or _package_version(),
                 "created": _dt.datetime.now().isoformat(timespec="seconds"),
-                "spec": {"name": setup.spec.name, "path": setup.spec_path,
-                         "sha256": spec_digest(setup.spec_text), **_custom_dir(setup.spec)},
+                "spec": {
+                    "name": setup.spec.name,
+                    "path": setup.spec_path,
+                    "sha256": spec_digest(setup.spec_text),
+                    **_custom_dir(setup.spec),
+                },
                 "data": setup.data_cfg.to_dict(),
                 "train": cfg.to_dict(),
-                "device": str(device), "world_size": world,
+                "device": str(device),
+                "world_size": world,
                 "torch": str(torch.__version__),
                 "sizes": setup.dataset.sizes(),
                 "classes": setup.dataset.classes,
@@ -195,8 +213,9 @@ class RunFiles:
         if not self.enabled:
             return
         rows = list(history)
-        self.background.submit(write_atomic, self.run_dir / "metrics.jsonl",
-                               "".join(json.dumps(jsonable(r)) + "\n" for r in rows))
+        self.background.submit(
+            write_atomic, self.run_dir / "metrics.jsonl", "".join(json.dumps(jsonable(r)) + "\n" for r in rows)
+        )
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=METRICS_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()

@@ -58,11 +58,18 @@ class TrainState:
     def to_checkpoint(self) -> dict:
         """The checkpoint entries of the counters (what :meth:`restore` reads; ``status`` is
         written apart, read by :func:`nncli.train.prepare.prepare`)."""
-        return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-                "global_step": self.global_step, "history": self.history, "best": self.best,
-                "bad_epochs": self.bad_epochs, "train_time": self.train_time,
-                "train_samples": self.train_samples, "skipped_steps": self.skipped,
-                "accum": {"loss": self.acc[0], "correct": self.acc[1], "count": self.acc[2]}}
+        return {
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "history": self.history,
+            "best": self.best,
+            "bad_epochs": self.bad_epochs,
+            "train_time": self.train_time,
+            "train_samples": self.train_samples,
+            "skipped_steps": self.skipped,
+            "accum": {"loss": self.acc[0], "correct": self.acc[1], "count": self.acc[2]},
+        }
 
     def improved(self, record: dict, monitor: str, min_delta: float) -> bool:
         """Better than the best so far on the monitored metric; the val loss breaks accuracy ties.
@@ -94,10 +101,28 @@ class Checkpointer:
         normalization: ``{"mean", "std"}`` of the training data, stored for evaluate and predict.
     """
 
-    def __init__(self, state: TrainState, files: RunFiles, *, model, optimizer, scheduler, scaler, aug_gen,
-                 device: torch.device, rank: int, normalization: dict) -> None:
+    def __init__(
+        self,
+        state: TrainState,
+        files: RunFiles,
+        *,
+        model,
+        optimizer,
+        scheduler,
+        scaler,
+        aug_gen,
+        device: torch.device,
+        rank: int,
+        normalization: dict,
+    ) -> None:
         self.state, self.files = state, files
-        self.model, self.optimizer, self.scheduler, self.scaler, self.aug_gen = model, optimizer, scheduler, scaler, aug_gen
+        self.model, self.optimizer, self.scheduler, self.scaler, self.aug_gen = (
+            model,
+            optimizer,
+            scheduler,
+            scaler,
+            aug_gen,
+        )
         self.device, self.rank, self.normalization = device, rank, normalization
         self.best_state: dict | None = None  # the best weights, on the CPU
         self.best_pending: dict | None = None  # best.pt content waiting for the next checkpoint
@@ -118,8 +143,10 @@ class Checkpointer:
             if self.scaler is not None and ckpt.get("scaler"):
                 self.scaler.load_state_dict(ckpt["scaler"])
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-            raise InputError(f"checkpoint does not fit this run's model/optimizer: {str(exc).splitlines()[0][:300]}",
-                             hint="the checkpoint belongs to a different spec or config") from None
+            raise InputError(
+                f"checkpoint does not fit this run's model/optimizer: {str(exc).splitlines()[0][:300]}",
+                hint="the checkpoint belongs to a different spec or config",
+            ) from None
         self.state.restore(ckpt, self.rank)
         rng = ckpt["rng"]
         ranks = rng.get("ranks") or []
@@ -146,9 +173,11 @@ class Checkpointer:
         """Write last.pt, with best.pt and the metrics files when they changed since the last write
         (one moment on disk: a resumed run finds them consistent)."""
         self.last_time = time.perf_counter()
-        rng = {"torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-               "aug": self.aug_gen.get_state() if self.aug_gen is not None else None}
+        rng = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "aug": self.aug_gen.get_state() if self.aug_gen is not None else None,
+        }
         world = _world_size()
         if world > 1:  # every rank's streams (dropout, augmentation): a resume is exact on each
             import torch.distributed as tdist
@@ -164,12 +193,15 @@ class Checkpointer:
         if self.metrics_dirty:
             self.write_metrics()
         state = {
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": kind,
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "kind": kind,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng": rng, **self.state.to_checkpoint(),
+            "rng": rng,
+            **self.state.to_checkpoint(),
             "normalization": self.normalization,
             "status": str(self.state.status),  # a plain str: weights_only loading refuses classes
         }
@@ -186,8 +218,12 @@ class Checkpointer:
             return
         st = self.state
         self.best_pending = {
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": "best",
-            "model": self.best_state, "epoch": st.epoch, "global_step": st.global_step,
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "kind": "best",
+            "model": self.best_state,
+            "epoch": st.epoch,
+            "global_step": st.global_step,
             "metrics": st.history[-1] if st.history else {},
             "normalization": self.normalization,
         }

@@ -46,8 +46,9 @@ class Strategy:
         CUDA model with Conv2d layers (image inputs only)."""
         mode, dev = self.cfg.channels_last, self.device
         has_conv = any(isinstance(m, torch.nn.Conv2d) for m in raw.modules())
-        self.channels_last = (mode == "true" or (mode == "auto" and dev.type == "cuda" and has_conv)) \
-            and len(input_shape) == 3
+        self.channels_last = (mode == "true" or (mode == "auto" and dev.type == "cuda" and has_conv)) and len(
+            input_shape
+        ) == 3
         if self.channels_last:
             raw.to(memory_format=torch.channels_last)
         # frozen (transferred) layers are left out: clipping must not count them
@@ -75,8 +76,9 @@ class Strategy:
         dev = self.device
         self.data_on_device = dev.type == "cpu"
         if dev.type == "cuda":
-            need = sum(t.numel() * t.element_size() for t in (ds.x_train, ds.y_train, ds.x_val, ds.y_val,
-                                                                ds.x_test, ds.y_test))
+            need = sum(
+                t.numel() * t.element_size() for t in (ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test, ds.y_test)
+            )
             free, _ = torch.cuda.mem_get_info(dev)
             self.data_on_device = need < 0.4 * free  # leave the rest to weights and activations
         placed = ds.to(dev) if (self.data_on_device and dev.type != "cpu") else ds

@@ -34,37 +34,50 @@ def prepare_targets(ds: data_mod.Dataset, loss: str, output_shape: tuple, fail) 
         return
     if loss == "cross_entropy":
         if len(output_shape) != 1:
-            raise fail(f"cross_entropy expects the network to output one logit per class (shape [C]), "
-                       f"found output shape {list(output_shape)}")
+            raise fail(
+                f"cross_entropy expects the network to output one logit per class (shape [C]), "
+                f"found output shape {list(output_shape)}"
+            )
         for split in ("train", "val", "test"):
             y = getattr(ds, f"y_{split}")
             if y.is_floating_point():
-                if len(y) and (y.dim() > 2 or (y.dim() == 2 and y.shape[1] != 1) or not torch.equal(y, y.round())
-                               or y.min() < 0):
-                    raise fail(f"cross_entropy needs integer class labels, found float targets of shape "
-                               f"{list(y.shape[1:])}" + (f" (e.g. {y.flatten()[0].item():g})" if len(y) else ""),
-                               "use `loss: mse` for regression targets")
+                if len(y) and (
+                    y.dim() > 2 or (y.dim() == 2 and y.shape[1] != 1) or not torch.equal(y, y.round()) or y.min() < 0
+                ):
+                    raise fail(
+                        f"cross_entropy needs integer class labels, found float targets of shape "
+                        f"{list(y.shape[1:])}" + (f" (e.g. {y.flatten()[0].item():g})" if len(y) else ""),
+                        "use `loss: mse` for regression targets",
+                    )
                 y = y.reshape(len(y)).long()
             setattr(ds, f"y_{split}", y)
         need = ds.num_classes or 0
         if need > output_shape[0]:
-            raise fail(f"label count does not fit the output layer: the data has {need} classes "
-                       f"(labels 0..{need - 1}), the network outputs {output_shape[0]} logits",
-                       f"set the last layer's out_features to {need}")
+            raise fail(
+                f"label count does not fit the output layer: the data has {need} classes "
+                f"(labels 0..{need - 1}), the network outputs {output_shape[0]} logits",
+                f"set the last layer's out_features to {need}",
+            )
         if output_shape[0] == 1:
-            raise fail("cross_entropy over a single logit is always 0: expected >= 2 outputs",
-                       "for two classes use 2 outputs, or one output with `loss: bce_with_logits`")
+            raise fail(
+                "cross_entropy over a single logit is always 0: expected >= 2 outputs",
+                "for two classes use 2 outputs, or one output with `loss: bce_with_logits`",
+            )
         return
     for split in ("train", "val", "test"):
         y = getattr(ds, f"y_{split}").float()
         if len(y) and math.prod(y.shape[1:]) != out_numel:
             what = "targets" if loss == "mse" else "0/1 labels"
-            raise fail(f"{loss}: the data has {math.prod(y.shape[1:])} {what} per example "
-                       f"(shape {list(y.shape[1:])}), the network outputs {out_numel} (shape {list(output_shape)})",
-                       "for class labels 0..C-1 use `loss: cross_entropy` with C outputs" if loss != "cross_entropy" else None)
+            raise fail(
+                f"{loss}: the data has {math.prod(y.shape[1:])} {what} per example "
+                f"(shape {list(y.shape[1:])}), the network outputs {out_numel} (shape {list(output_shape)})",
+                "for class labels 0..C-1 use `loss: cross_entropy` with C outputs" if loss != "cross_entropy" else None,
+            )
         if loss == "bce_with_logits" and len(y) and ((y < 0) | (y > 1)).any():
-            raise fail(f"bce_with_logits needs targets in [0, 1], found values from {y.min().item():g} "
-                       f"to {y.max().item():g}", "for several classes use `loss: cross_entropy`")
+            raise fail(
+                f"bce_with_logits needs targets in [0, 1], found values from {y.min().item():g} to {y.max().item():g}",
+                "for several classes use `loss: cross_entropy`",
+            )
         setattr(ds, f"y_{split}", y.reshape((len(y),) + tuple(output_shape)))
 
 
@@ -75,22 +88,28 @@ def _prepare_token_targets(ds: data_mod.Dataset, output_shape: tuple, fail) -> N
         y = getattr(ds, f"y_{split}")
         if y.is_floating_point():
             if len(y) and not torch.equal(y, y.round()):
-                raise fail(f"cross_entropy needs integer class labels, found float targets of shape "
-                           f"{list(y.shape[1:])}", "use `loss: mse` for regression targets")
+                raise fail(
+                    f"cross_entropy needs integer class labels, found float targets of shape {list(y.shape[1:])}",
+                    "use `loss: mse` for regression targets",
+                )
             y = y.long()
         if len(y) and tuple(y.shape[1:]) != want:
-            raise fail(f"cross_entropy over the last dimension: the network outputs {list(output_shape)} "
-                       f"(one logit per class for each of {list(want)} positions), so each example needs "
-                       f"{list(want)} labels; the data has {list(y.shape[1:])}",
-                       "for one label per example, end the network in one logit per class (shape [C])")
+            raise fail(
+                f"cross_entropy over the last dimension: the network outputs {list(output_shape)} "
+                f"(one logit per class for each of {list(want)} positions), so each example needs "
+                f"{list(want)} labels; the data has {list(y.shape[1:])}",
+                "for one label per example, end the network in one logit per class (shape [C])",
+            )
         if len(y) and y.min() < 0:
             raise fail(f"class labels must be >= 0, found {int(y.min())}")
         setattr(ds, f"y_{split}", y)
     need = ds.num_classes or 0
     if need > output_shape[-1]:
-        raise fail(f"label count does not fit the output layer: the data has {need} classes "
-                   f"(labels 0..{need - 1}), the network outputs {output_shape[-1]} logits per position",
-                   f"set the last layer's out_features to {need}")
+        raise fail(
+            f"label count does not fit the output layer: the data has {need} classes "
+            f"(labels 0..{need - 1}), the network outputs {output_shape[-1]} logits per position",
+            f"set the last layer's out_features to {need}",
+        )
 
 
 def _loss_sum(loss: str, out, y):
@@ -132,8 +151,20 @@ def _correct(loss: str, out, y):
 
 
 @torch.no_grad()
-def evaluate_model(model, x, y, loss: str, *, batch_size: int = 512, device=None, autocast=None, fetch=None,
-                   shard: tuple[int, int] = (0, 1), reduce=None, mode_owner=None) -> dict:
+def evaluate_model(
+    model,
+    x,
+    y,
+    loss: str,
+    *,
+    batch_size: int = 512,
+    device=None,
+    autocast=None,
+    fetch=None,
+    shard: tuple[int, int] = (0, 1),
+    reduce=None,
+    mode_owner=None,
+) -> dict:
     """Loss and accuracy of ``model`` on ``(x, y)`` in eval mode; sums stay on the device, one sync.
 
     Args:
@@ -161,8 +192,8 @@ def evaluate_model(model, x, y, loss: str, *, batch_size: int = 512, device=None
     local = torch.arange(rank, n, world, device=x.device)
     try:
         for lo in range(0, len(local), batch_size):
-            xb, yb = fetch(x, y, local[lo:lo + batch_size])
-            with (autocast() if autocast is not None else nullcontext()):
+            xb, yb = fetch(x, y, local[lo : lo + batch_size])
+            with autocast() if autocast is not None else nullcontext():
                 out = model(xb)
             out = out.float()
             totals[0] += _loss_sum(loss, out, yb).double()

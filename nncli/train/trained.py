@@ -73,8 +73,9 @@ def open_run(run_dir: str | Path, *, allow_custom: bool = True) -> RunInfo:
     base_dir = custom_dir(meta)
     base_dir = base_dir if base_dir is not None and base_dir.is_dir() else run_dir
     spec = parse_spec(spec_text, file=str(run_dir / SPEC_FILE), base_dir=base_dir, allow_custom=allow_custom)
-    return RunInfo(run_dir, spec, spec_text, data_mod.resolve_data_config(meta["data"]),
-                   resolve_train_config(meta["train"]), meta)
+    return RunInfo(
+        run_dir, spec, spec_text, data_mod.resolve_data_config(meta["data"]), resolve_train_config(meta["train"]), meta
+    )
 
 
 @dataclass

@@ -11,7 +11,12 @@ from __future__ import annotations
 import os
 
 from nncli.sweep.execute import (
-    TrialWorker, record_outcome, run_in_pool_worker, start_pool_worker, task_in_worker, task_of,
+    TrialWorker,
+    record_outcome,
+    run_in_pool_worker,
+    start_pool_worker,
+    task_in_worker,
+    task_of,
 )
 from nncli.sweep.results import SweepEvent
 
@@ -39,12 +44,18 @@ def execute_local(pending: list, workers: int, device: str, notify, done: int, t
     from concurrent.futures.process import BrokenProcessPool
 
     threads = max(1, (os.cpu_count() or 1) // workers)  # no oversubscription: cores split evenly
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(threads,))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(threads,),
+    )
     try:
         futures = {}
         for run, task in zip(pending, tasks):
-            futures[pool.submit(run_in_pool_worker, task_in_worker(task, sweep_pid=os.getpid(), thread_cap=threads))] = run
+            futures[
+                pool.submit(run_in_pool_worker, task_in_worker(task, sweep_pid=os.getpid(), thread_cap=threads))
+            ] = run
             notify(SweepEvent("start", done, total, run.trial.id, run.record))
         remaining = set(futures)
         while remaining:

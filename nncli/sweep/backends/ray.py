@@ -54,8 +54,13 @@ def execute_ray(pending: list, options, device: str, notify, done: int, total: i
                 tune.with_resources(_tune_trial, resources),
                 param_space={"task": tune.grid_search(tasks)},
                 tune_config=tune.TuneConfig(num_samples=1),
-                run_config=tune.RunConfig(name="nncli-sweep", storage_path=storage, verbose=0,
-                                          failure_config=tune.FailureConfig(max_failures=0)))
+                run_config=tune.RunConfig(
+                    name="nncli-sweep",
+                    storage_path=storage,
+                    verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=0),
+                ),
+            )
             grid = tuner.fit()
             outcomes = {}
             for result in grid:
@@ -64,8 +69,11 @@ def execute_ray(pending: list, options, device: str, notify, done: int, total: i
                 if "outcome" in metrics:
                     outcomes[task.get("run_dir")] = json.loads(metrics["outcome"])
                 elif task:
-                    outcomes[task.get("run_dir")] = {"status": "error", "seconds": None,
-                                                     "error": f"Ray trial failed: {result.error}"}
+                    outcomes[task.get("run_dir")] = {
+                        "status": "error",
+                        "seconds": None,
+                        "error": f"Ray trial failed: {result.error}",
+                    }
         finally:
             shutil.rmtree(storage, ignore_errors=True)
     interrupted = False
@@ -109,8 +117,14 @@ def _init(options) -> None:
         ray.init(address=options.address, log_to_driver=False, logging_level="ERROR")
     else:  # a local instance of its own (never a cluster some `ray start` left running):
         # loopback only, no dashboard, this machine's CPUs
-        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR", _node_ip_address="127.0.0.1")
+        ray.init(
+            address="local",
+            num_cpus=os.cpu_count() or 1,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            _node_ip_address="127.0.0.1",
+        )
 
 
 def _tune_trial(config: dict) -> None:
