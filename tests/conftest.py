@@ -75,8 +75,14 @@ def run_cli_subprocess():
     """Run ``python -m nncli <args>`` as a real process; returns a :class:`CliResult`."""
 
     def run(args, timeout: float = 120, **env) -> CliResult:
-        proc = subprocess.run([PYTHON, "-m", "nncli", *map(str, args)], capture_output=True,
-                              text=True, timeout=timeout, cwd=ROOT, env=subprocess_env(**env))
+        proc = subprocess.run(
+            [PYTHON, "-m", "nncli", *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+            env=subprocess_env(**env),
+        )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run
@@ -107,3 +113,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# The variables that raise nncli's limits or refuse Custom code: unset in tests that rely on the
+# defaults, whatever the developer's shell exports.
+LIMIT_AND_TRUST_ENV = ("NNCLI_NO_CUSTOM", "NNCLI_MAX_LAYERS", "NNCLI_MAX_DEPTH", "NNCLI_MAX_SPEC_BYTES")
+
+
+@pytest.fixture
+def default_limits(monkeypatch, one_torch_thread):
+    """One torch thread, and none of the limits' or trust's environment variables set."""
+    for name in LIMIT_AND_TRUST_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def write(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` (its folders made) and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

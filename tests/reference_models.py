@@ -91,11 +91,7 @@ def lecture_mlp() -> nn.Sequential:
         >>> lecture_mlp()(torch.zeros(5, 2)).shape
         torch.Size([5, 2])
     """
-    return nn.Sequential(
-        nn.Linear(2, 3), nn.ReLU(),
-        nn.Linear(3, 4), nn.ReLU(),
-        nn.Linear(4, 2),
-    )
+    return nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
 
 
 def lenet5() -> nn.Sequential:
@@ -106,11 +102,17 @@ def lenet5() -> nn.Sequential:
         torch.Size([1, 10])
     """
     return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5), nn.Tanh(), nn.AvgPool2d(kernel_size=2),    # (6, 14, 14)
-        nn.Conv2d(6, 16, kernel_size=5), nn.Tanh(), nn.AvgPool2d(kernel_size=2),   # (16, 5, 5)
-        nn.Flatten(),                                                              # (400,)
-        nn.Linear(400, 120), nn.Tanh(),
-        nn.Linear(120, 84), nn.Tanh(),
+        nn.Conv2d(1, 6, kernel_size=5),
+        nn.Tanh(),
+        nn.AvgPool2d(kernel_size=2),  # (6, 14, 14)
+        nn.Conv2d(6, 16, kernel_size=5),
+        nn.Tanh(),
+        nn.AvgPool2d(kernel_size=2),  # (16, 5, 5)
+        nn.Flatten(),  # (400,)
+        nn.Linear(400, 120),
+        nn.Tanh(),
+        nn.Linear(120, 84),
+        nn.Tanh(),
         nn.Linear(84, 10),
     )
 
@@ -128,20 +130,29 @@ def alexnet(num_classes: int = 1000) -> nn.Sequential:
     """
     return nn.Sequential(
         # features
-        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(),          # (64, 55, 55)
-        nn.MaxPool2d(kernel_size=3, stride=2),                                     # (64, 27, 27)
-        nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(),
-        nn.MaxPool2d(kernel_size=3, stride=2),                                     # (192, 13, 13)
-        nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(),
-        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(),
-        nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(),
-        nn.MaxPool2d(kernel_size=3, stride=2),                                     # (256, 6, 6)
+        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+        nn.ReLU(),  # (64, 55, 55)
+        nn.MaxPool2d(kernel_size=3, stride=2),  # (64, 27, 27)
+        nn.Conv2d(64, 192, kernel_size=5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),  # (192, 13, 13)
+        nn.Conv2d(192, 384, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(256, 256, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),  # (256, 6, 6)
         # avgpool, then torch.flatten(x, 1) of torchvision's forward
         nn.AdaptiveAvgPool2d((6, 6)),
-        nn.Flatten(),                                                              # (9216,)
+        nn.Flatten(),  # (9216,)
         # classifier
-        nn.Dropout(p=0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(),
-        nn.Dropout(p=0.5), nn.Linear(4096, 4096), nn.ReLU(),
+        nn.Dropout(p=0.5),
+        nn.Linear(256 * 6 * 6, 4096),
+        nn.ReLU(),
+        nn.Dropout(p=0.5),
+        nn.Linear(4096, 4096),
+        nn.ReLU(),
         nn.Linear(4096, num_classes),
     )
 
@@ -172,9 +183,13 @@ def vgg16(num_classes: int = 1000) -> nn.Sequential:
         layers.append(nn.MaxPool2d(kernel_size=2, stride=2))  # halves H and W: 224 -> 7 after five
     layers += [
         nn.AdaptiveAvgPool2d((7, 7)),
-        nn.Flatten(),                                                              # (25088,)
-        nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Dropout(p=0.5),
-        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(p=0.5),
+        nn.Flatten(),  # (25088,)
+        nn.Linear(512 * 7 * 7, 4096),
+        nn.ReLU(),
+        nn.Dropout(p=0.5),
+        nn.Linear(4096, 4096),
+        nn.ReLU(),
+        nn.Dropout(p=0.5),
         nn.Linear(4096, num_classes),
     ]
     return nn.Sequential(*layers)
@@ -192,8 +207,7 @@ def _basic_block(in_ch: int, width: int, stride: int) -> Residual:
     shortcut = None
     if stride != 1 or in_ch != width:
         shortcut = nn.Sequential(
-            nn.Conv2d(in_ch, width, kernel_size=1, stride=stride, bias=False),
-            nn.BatchNorm2d(width),
+            nn.Conv2d(in_ch, width, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(width)
         )
     return Residual(body, shortcut)
 
@@ -214,8 +228,7 @@ def _bottleneck(in_ch: int, width: int, stride: int) -> Residual:
     shortcut = None
     if stride != 1 or in_ch != out_ch:
         shortcut = nn.Sequential(
-            nn.Conv2d(in_ch, out_ch, kernel_size=1, stride=stride, bias=False),
-            nn.BatchNorm2d(out_ch),
+            nn.Conv2d(in_ch, out_ch, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
         )
     return Residual(body, shortcut)
 
@@ -285,9 +298,7 @@ def resnet50(num_classes: int = 1000) -> nn.Sequential:
 
 def moons_mlp() -> nn.Sequential:
     """2-64-64-2 ReLU MLP for two moons (``specs/moons-mlp.yaml``): 4,482 parameters."""
-    return nn.Sequential(
-        nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 2),
-    )
+    return nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 2))
 
 
 def swish_mlp() -> nn.Sequential:
@@ -296,19 +307,23 @@ def swish_mlp() -> nn.Sequential:
     Swish with beta = 1 is ``x * sigmoid(x)``, which torch ships as ``nn.SiLU``; using torch's
     own module keeps this reference independent of ``specs/swish_layers.py``.
     """
-    return nn.Sequential(
-        nn.Linear(2, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU(), nn.Linear(32, 2),
-    )
+    return nn.Sequential(nn.Linear(2, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU(), nn.Linear(32, 2))
 
 
 def digits_cnn() -> nn.Sequential:
     """Small CNN for 8x8 digits (``specs/digits-cnn.yaml``): 30,762 parameters."""
     return nn.Sequential(
-        nn.Conv2d(1, 32, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.MaxPool2d(kernel_size=2),                                               # (32, 4, 4)
-        nn.Conv2d(32, 64, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-        nn.MaxPool2d(kernel_size=2),                                               # (64, 2, 2)
+        nn.Conv2d(1, 32, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(kernel_size=2),  # (32, 4, 4)
+        nn.Conv2d(32, 64, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(kernel_size=2),  # (64, 2, 2)
         nn.Flatten(),
         nn.Dropout(p=0.25),
         nn.Linear(256, 10),
@@ -326,10 +341,7 @@ def deep_mlp(activation: type[nn.Module], depth: int = 20, width: int = 64) -> n
         depth: number of hidden layers.
         width: input size and hidden width.
     """
-    return nn.Sequential(
-        _repeat(depth, lambda: [nn.Linear(width, width), activation()]),
-        nn.Linear(width, 10),
-    )
+    return nn.Sequential(_repeat(depth, lambda: [nn.Linear(width, width), activation()]), nn.Linear(width, 10))
 
 
 def deep_residual_bn(depth: int = 20, width: int = 64) -> nn.Sequential:
@@ -339,10 +351,10 @@ def deep_residual_bn(depth: int = 20, width: int = 64) -> nn.Sequential:
         depth: number of residual blocks.
         width: input size and hidden width.
     """
+
     def block():
         body = nn.Sequential(
-            nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(),
-            nn.Linear(width, width), nn.BatchNorm1d(width),
+            nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, width), nn.BatchNorm1d(width)
         )
         return [Residual(body), nn.ReLU()]
 
@@ -352,11 +364,18 @@ def deep_residual_bn(depth: int = 20, width: int = 64) -> nn.Sequential:
 def resnet_tiny(num_classes: int = 10) -> nn.Sequential:
     """Tiny ResNet for 3x32x32 (``specs/resnet-tiny.yaml``): 78,042 parameters."""
     return nn.Sequential(
-        nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        _basic_block(16, 16, 1), nn.ReLU(),                                        # (16, 32, 32)
-        _basic_block(16, 32, 2), nn.ReLU(),                                        # (32, 16, 16)
-        _basic_block(32, 64, 2), nn.ReLU(),                                        # (64, 8, 8)
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes),
+        nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        _basic_block(16, 16, 1),
+        nn.ReLU(),  # (16, 32, 32)
+        _basic_block(16, 32, 2),
+        nn.ReLU(),  # (32, 16, 16)
+        _basic_block(32, 64, 2),
+        nn.ReLU(),  # (64, 8, 8)
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, num_classes),
     )
 
 
@@ -375,16 +394,32 @@ HAND_COUNTS = {
     "resnet_tiny": 78_042,
 }
 
-INPUT_SHAPES.update({
-    "moons_mlp": (2,), "swish_mlp": (2,), "digits_cnn": (1, 8, 8), "resnet_tiny": (3, 32, 32),
-    "deep_sigmoid": (64,), "deep_relu_normal": (64,), "deep_relu_he": (64,),
-    "deep_tanh_xavier": (64,), "deep_residual_bn": (64,),
-})
-OUTPUT_SHAPES.update({
-    "moons_mlp": (2,), "swish_mlp": (2,), "digits_cnn": (10,), "resnet_tiny": (10,),
-    "deep_sigmoid": (10,), "deep_relu_normal": (10,), "deep_relu_he": (10,),
-    "deep_tanh_xavier": (10,), "deep_residual_bn": (10,),
-})
+INPUT_SHAPES.update(
+    {
+        "moons_mlp": (2,),
+        "swish_mlp": (2,),
+        "digits_cnn": (1, 8, 8),
+        "resnet_tiny": (3, 32, 32),
+        "deep_sigmoid": (64,),
+        "deep_relu_normal": (64,),
+        "deep_relu_he": (64,),
+        "deep_tanh_xavier": (64,),
+        "deep_residual_bn": (64,),
+    }
+)
+OUTPUT_SHAPES.update(
+    {
+        "moons_mlp": (2,),
+        "swish_mlp": (2,),
+        "digits_cnn": (10,),
+        "resnet_tiny": (10,),
+        "deep_sigmoid": (10,),
+        "deep_relu_normal": (10,),
+        "deep_relu_he": (10,),
+        "deep_tanh_xavier": (10,),
+        "deep_residual_bn": (10,),
+    }
+)
 
 REFERENCE_MODELS = {
     "lecture_mlp": lecture_mlp,

@@ -38,8 +38,15 @@ PUBLISHED = {
 }
 
 
-def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
-            act: type[nn.Module] | None = nn.ReLU, eps: float = 1e-5) -> nn.Sequential:
+def conv_bn(
+    cin: int,
+    cout: int,
+    k: int,
+    stride: int = 1,
+    groups: int = 1,
+    act: type[nn.Module] | None = nn.ReLU,
+    eps: float = 1e-5,
+) -> nn.Sequential:
     """Conv (no bias, 'same' padding for odd k) + BatchNorm (+ activation): torchvision's
     ``Conv2dNormActivation`` / ``BasicConv2d``."""
     layers: list[nn.Module] = [
@@ -52,6 +59,7 @@ def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
 
 
 # --- VGG ------------------------------------------------------------------------------------
+
 
 def vgg11(num_classes: int = 1000, width: int = 64, hidden: int = 4096) -> nn.Sequential:
     """VGG-11 (configuration "A", no batch norm): 132,863,336 parameters at the defaults.
@@ -66,14 +74,21 @@ def vgg11(num_classes: int = 1000, width: int = 64, hidden: int = 4096) -> nn.Se
             layers += [nn.Conv2d(cin, width * v, 3, padding=1), nn.ReLU(inplace=True)]
             cin = width * v
     return nn.Sequential(
-        *layers, nn.AdaptiveAvgPool2d(7), nn.Flatten(),
-        nn.Linear(cin * 49, hidden), nn.ReLU(True), nn.Dropout(),
-        nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(),
+        *layers,
+        nn.AdaptiveAvgPool2d(7),
+        nn.Flatten(),
+        nn.Linear(cin * 49, hidden),
+        nn.ReLU(True),
+        nn.Dropout(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(True),
+        nn.Dropout(),
         nn.Linear(hidden, num_classes),
     )
 
 
 # --- ResNet family --------------------------------------------------------------------------
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions plus the shortcut, then ReLU (ResNet-18/34)."""
@@ -88,8 +103,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = None
         if stride != 1 or cin != planes:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False),
-                                            nn.BatchNorm2d(planes))
+            self.downsample = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
 
     def forward(self, x):
         out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
@@ -114,8 +128,7 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out)
         self.downsample = None
         if stride != 1 or cin != out:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False),
-                                            nn.BatchNorm2d(out))
+            self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out))
 
     def forward(self, x):
         y = torch.relu(self.bn1(self.conv1(x)))
@@ -134,11 +147,10 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         stages, cin = [], base
         for i, n in enumerate(layers):
-            planes = base * 2 ** i
+            planes = base * 2**i
             blocks = []
             for j in range(n):
-                blocks.append(block(cin, planes, 2 if (j == 0 and i > 0) else 1,
-                                    groups, width_per_group))
+                blocks.append(block(cin, planes, 2 if (j == 0 and i > 0) else 1, groups, width_per_group))
                 cin = planes * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.layers = nn.Sequential(*stages)
@@ -156,8 +168,7 @@ def resnet34(num_classes: int = 1000) -> ResNet:
 
 def resnext50_32x4d(num_classes: int = 1000, base: int = 64) -> ResNet:
     """ResNeXt-50 32x4d; ``base`` (64: the stem's width) shrinks every width for fast tests."""
-    return ResNet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4, num_classes=num_classes,
-                  base=base)
+    return ResNet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4, num_classes=num_classes, base=base)
 
 
 def wide_resnet50_2(num_classes: int = 1000, base: int = 64) -> ResNet:
@@ -166,6 +177,7 @@ def wide_resnet50_2(num_classes: int = 1000, base: int = 64) -> ResNet:
 
 
 # --- MobileNetV2 and EfficientNet-B0 --------------------------------------------------------
+
 
 class InvertedResidual(nn.Module):
     """MobileNetV2's block: 1x1 expand (ReLU6), 3x3 depthwise (ReLU6), 1x1 project (linear);
@@ -177,8 +189,7 @@ class InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if t != 1:
             layers.append(conv_bn(cin, hidden, 1, act=nn.ReLU6))
-        layers += [conv_bn(hidden, hidden, 3, stride, groups=hidden, act=nn.ReLU6),
-                   conv_bn(hidden, cout, 1, act=None)]
+        layers += [conv_bn(hidden, hidden, 3, stride, groups=hidden, act=nn.ReLU6), conv_bn(hidden, cout, 1, act=None)]
         self.conv = nn.Sequential(*layers)
         self.use_res = stride == 1 and cin == cout
 
@@ -190,13 +201,25 @@ def mobilenet_v2(num_classes: int = 1000) -> nn.Sequential:
     """MobileNetV2 (Sandler et al. 2018), width 1.0: 3,504,872 parameters."""
     layers: list[nn.Module] = [conv_bn(3, 32, 3, 2, act=nn.ReLU6)]
     cin = 32
-    for t, c, n, s in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                       (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)):
+    for t, c, n, s in (
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ):
         for i in range(n):
             layers.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
             cin = c
-    layers += [conv_bn(cin, 1280, 1, act=nn.ReLU6), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-               nn.Dropout(0.2), nn.Linear(1280, num_classes)]
+    layers += [
+        conv_bn(cin, 1280, 1, act=nn.ReLU6),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.2),
+        nn.Linear(1280, num_classes),
+    ]
     return nn.Sequential(*layers)
 
 
@@ -223,9 +246,11 @@ class MBConv(nn.Module):
         layers: list[nn.Module] = []
         if hidden != cin:
             layers.append(conv_bn(cin, hidden, 1, act=nn.SiLU))
-        layers += [conv_bn(hidden, hidden, k, stride, groups=hidden, act=nn.SiLU),
-                   SqueezeExcitation(hidden, max(1, cin // 4)),
-                   conv_bn(hidden, cout, 1, act=None)]
+        layers += [
+            conv_bn(hidden, hidden, k, stride, groups=hidden, act=nn.SiLU),
+            SqueezeExcitation(hidden, max(1, cin // 4)),
+            conv_bn(hidden, cout, 1, act=None),
+        ]
         self.block = nn.Sequential(*layers)
         self.use_res = stride == 1 and cin == cout
 
@@ -237,17 +262,30 @@ def efficientnet_b0(num_classes: int = 1000) -> nn.Sequential:
     """EfficientNet-B0 (Tan & Le 2019): 5,288,548 parameters."""
     layers: list[nn.Module] = [conv_bn(3, 32, 3, 2, act=nn.SiLU)]
     cin = 32
-    for e, k, s, c, n in ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
-                          (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)):
+    for e, k, s, c, n in (
+        (1, 3, 1, 16, 1),
+        (6, 3, 2, 24, 2),
+        (6, 5, 2, 40, 2),
+        (6, 3, 2, 80, 3),
+        (6, 5, 1, 112, 3),
+        (6, 5, 2, 192, 4),
+        (6, 3, 1, 320, 1),
+    ):
         for i in range(n):
             layers.append(MBConv(cin, c, k, s if i == 0 else 1, e))
             cin = c
-    layers += [conv_bn(cin, 1280, 1, act=nn.SiLU), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-               nn.Dropout(0.2), nn.Linear(1280, num_classes)]
+    layers += [
+        conv_bn(cin, 1280, 1, act=nn.SiLU),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.2),
+        nn.Linear(1280, num_classes),
+    ]
     return nn.Sequential(*layers)
 
 
 # --- SqueezeNet, GoogLeNet, DenseNet, ShuffleNetV2 (concatenating branches) ----------------
+
 
 class Fire(nn.Module):
     """SqueezeNet's Fire module: squeeze 1x1, then 1x1 and 3x3 expansions concatenated."""
@@ -267,12 +305,24 @@ def squeezenet1_0(num_classes: int = 1000) -> nn.Sequential:
     """SqueezeNet 1.0 (Iandola et al. 2016): 1,248,424 parameters."""
     pool = lambda: nn.MaxPool2d(3, 2, ceil_mode=True)  # noqa: E731
     return nn.Sequential(
-        nn.Conv2d(3, 96, 7, 2), nn.ReLU(inplace=True), pool(),
-        Fire(96, 16, 64, 64), Fire(128, 16, 64, 64), Fire(128, 32, 128, 128), pool(),
-        Fire(256, 32, 128, 128), Fire(256, 48, 192, 192), Fire(384, 48, 192, 192),
-        Fire(384, 64, 256, 256), pool(), Fire(512, 64, 256, 256),
-        nn.Dropout(0.5), nn.Conv2d(512, num_classes, 1), nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Conv2d(3, 96, 7, 2),
+        nn.ReLU(inplace=True),
+        pool(),
+        Fire(96, 16, 64, 64),
+        Fire(128, 16, 64, 64),
+        Fire(128, 32, 128, 128),
+        pool(),
+        Fire(256, 32, 128, 128),
+        Fire(256, 48, 192, 192),
+        Fire(384, 48, 192, 192),
+        Fire(384, 64, 256, 256),
+        pool(),
+        Fire(512, 64, 256, 256),
+        nn.Dropout(0.5),
+        nn.Conv2d(512, num_classes, 1),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
     )
 
 
@@ -296,13 +346,26 @@ def googlenet(num_classes: int = 1000) -> nn.Sequential:
     conv = lambda i, o, k, s=1: conv_bn(i, o, k, s, eps=0.001)  # noqa: E731
     pool = lambda k=3: nn.MaxPool2d(k, 2, ceil_mode=True)  # noqa: E731
     return nn.Sequential(
-        conv(3, 64, 7, 2), pool(), conv(64, 64, 1), conv(64, 192, 3), pool(),
-        Inception(192, 64, 96, 128, 16, 32, 32), Inception(256, 128, 128, 192, 32, 96, 64), pool(),
-        Inception(480, 192, 96, 208, 16, 48, 64), Inception(512, 160, 112, 224, 24, 64, 64),
-        Inception(512, 128, 128, 256, 24, 64, 64), Inception(512, 112, 144, 288, 32, 64, 64),
-        Inception(528, 256, 160, 320, 32, 128, 128), pool(2),
-        Inception(832, 256, 160, 320, 32, 128, 128), Inception(832, 384, 192, 384, 48, 128, 128),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(1024, num_classes),
+        conv(3, 64, 7, 2),
+        pool(),
+        conv(64, 64, 1),
+        conv(64, 192, 3),
+        pool(),
+        Inception(192, 64, 96, 128, 16, 32, 32),
+        Inception(256, 128, 128, 192, 32, 96, 64),
+        pool(),
+        Inception(480, 192, 96, 208, 16, 48, 64),
+        Inception(512, 160, 112, 224, 24, 64, 64),
+        Inception(512, 128, 128, 256, 24, 64, 64),
+        Inception(512, 112, 144, 288, 32, 64, 64),
+        Inception(528, 256, 160, 320, 32, 128, 128),
+        pool(2),
+        Inception(832, 256, 160, 320, 32, 128, 128),
+        Inception(832, 384, 192, 384, 48, 128, 128),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.2),
+        nn.Linear(1024, num_classes),
     )
 
 
@@ -323,19 +386,32 @@ class DenseLayer(nn.Module):
 
 def densenet121(num_classes: int = 1000, growth: int = 32) -> nn.Sequential:
     """DenseNet-121 (Huang et al. 2017): blocks of 6, 12, 24, 16 layers; 7,978,856 parameters."""
-    layers: list[nn.Module] = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
-                               nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, 1),
+    ]
     c = 64
     for i, n in enumerate((6, 12, 24, 16)):
         for _ in range(n):
             layers.append(DenseLayer(c, growth))
             c += growth
         if i < 3:  # transition: halve channels and resolution
-            layers += [nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.Conv2d(c, c // 2, 1, bias=False),
-                       nn.AvgPool2d(2, 2)]
+            layers += [
+                nn.BatchNorm2d(c),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c, c // 2, 1, bias=False),
+                nn.AvgPool2d(2, 2),
+            ]
             c //= 2
-    layers += [nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-               nn.Linear(c, num_classes)]
+    layers += [
+        nn.BatchNorm2d(c),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(c, num_classes),
+    ]
     return nn.Sequential(*layers)
 
 
@@ -349,11 +425,12 @@ class ShuffleUnit(nn.Module):
         self.stride = stride
         self.branch1 = nn.Sequential()
         if stride > 1:
-            self.branch1 = nn.Sequential(conv_bn(cin, cin, 3, stride, groups=cin, act=None),
-                                         conv_bn(cin, half, 1))
-        self.branch2 = nn.Sequential(conv_bn(cin if stride > 1 else half, half, 1),
-                                     conv_bn(half, half, 3, stride, groups=half, act=None),
-                                     conv_bn(half, half, 1))
+            self.branch1 = nn.Sequential(conv_bn(cin, cin, 3, stride, groups=cin, act=None), conv_bn(cin, half, 1))
+        self.branch2 = nn.Sequential(
+            conv_bn(cin if stride > 1 else half, half, 1),
+            conv_bn(half, half, 3, stride, groups=half, act=None),
+            conv_bn(half, half, 1),
+        )
 
     def forward(self, x):
         if self.stride == 1:
@@ -386,6 +463,7 @@ class Mean23(nn.Module):
 
 # --- U-Net ----------------------------------------------------------------------------------
 
+
 def double_conv(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(conv_bn(cin, cout, 3), conv_bn(cout, cout, 3))
 
@@ -396,15 +474,16 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 2, base: int = 64):
         super().__init__()
-        widths = [base * 2 ** i for i in range(5)]  # 64 .. 1024
+        widths = [base * 2**i for i in range(5)]  # 64 .. 1024
         self.inc = double_conv(in_channels, widths[0])
         self.downs = nn.ModuleList(double_conv(widths[i], widths[i + 1]) for i in range(4))
         self.ups = nn.ModuleList()
         for i in reversed(range(4)):
-            self.ups.append(nn.ModuleList([
-                nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2),
-                double_conv(widths[i + 1], widths[i]),
-            ]))
+            self.ups.append(
+                nn.ModuleList(
+                    [nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2), double_conv(widths[i + 1], widths[i])]
+                )
+            )
         self.outc = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, x):

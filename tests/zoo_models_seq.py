@@ -35,11 +35,11 @@ class Attention(nn.Module):
         hd = d // self.heads
         q, k, v = nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
         q, k, v = (t.reshape(n, length, self.heads, hd).transpose(1, 2) for t in (q, k, v))
-        scores = q @ k.transpose(-2, -1) / math.sqrt(hd)                      # [N, H, L, L]
+        scores = q @ k.transpose(-2, -1) / math.sqrt(hd)  # [N, H, L, L]
         if self.causal:
             future = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)
             scores = scores.masked_fill(future, float("-inf"))
-        out = scores.softmax(-1) @ v                                           # [N, H, L, hd]
+        out = scores.softmax(-1) @ v  # [N, H, L, hd]
         return self.out_proj(out.transpose(1, 2).reshape(n, length, d))
 
 
@@ -63,8 +63,16 @@ class ViT(nn.Module):
     learned class token, add learned positions, encoder blocks, final LayerNorm, head on the class
     token. ViT-B/16 at the defaults: 86,567,656 parameters."""
 
-    def __init__(self, image: int = 224, patch: int = 16, layers: int = 12, heads: int = 12,
-                 dim: int = 768, mlp: int = 3072, num_classes: int = 1000):
+    def __init__(
+        self,
+        image: int = 224,
+        patch: int = 16,
+        layers: int = 12,
+        heads: int = 12,
+        dim: int = 768,
+        mlp: int = 3072,
+        num_classes: int = 1000,
+    ):
         super().__init__()
         self.conv_proj = nn.Conv2d(3, dim, patch, patch)
         self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -74,7 +82,7 @@ class ViT(nn.Module):
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x):
-        x = self.conv_proj(x).flatten(2).transpose(1, 2)                      # [N, P, D]
+        x = self.conv_proj(x).flatten(2).transpose(1, 2)  # [N, P, D]
         x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], 1)
         x = self.layers(x + self.pos_embedding)
         return self.head(self.ln(x)[:, 0])
@@ -118,13 +126,11 @@ class GPT(nn.Module):
     """A GPT-style character model: token embedding plus learned positions, causal pre-norm
     blocks, final LayerNorm, per-position logits over the vocabulary."""
 
-    def __init__(self, vocab: int, context: int = 64, dim: int = 128, heads: int = 4,
-                 layers: int = 4):
+    def __init__(self, vocab: int, context: int = 64, dim: int = 128, heads: int = 4, layers: int = 4):
         super().__init__()
         self.embedding = nn.Embedding(vocab, dim)
         self.pos_embedding = nn.Parameter(torch.empty(1, context, dim).normal_(std=0.02))
-        self.blocks = nn.Sequential(*(EncoderBlock(dim, heads, 4 * dim, 1e-5, causal=True)
-                                      for _ in range(layers)))
+        self.blocks = nn.Sequential(*(EncoderBlock(dim, heads, 4 * dim, 1e-5, causal=True) for _ in range(layers)))
         self.ln = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab)
 

@@ -27,8 +27,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny model
 
 def small_cnn(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Flatten(), nn.Linear(8 * 4 * 4, 5))
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 5),
+    )
     model.eval()
     with torch.no_grad():  # non-trivial BatchNorm statistics, used in eval mode
         model[1].running_mean.uniform_(-0.2, 0.2)
@@ -72,8 +78,9 @@ def test_pgd_matches_the_hand_written_reference_with_the_same_random_start():
     x, y = batch()
     eps, alpha, steps = 0.1, 0.025, 10
     start = torch.empty_like(x).uniform_(-eps, eps, generator=torch.Generator().manual_seed(7))
-    ours = pgd(model, x, y, eps, steps=steps, step_size=alpha, lo=0.0, hi=1.0,
-               generator=torch.Generator().manual_seed(7))
+    ours = pgd(
+        model, x, y, eps, steps=steps, step_size=alpha, lo=0.0, hi=1.0, generator=torch.Generator().manual_seed(7)
+    )
     torch.testing.assert_close(ours, ref_pgd(model, x, y, eps, alpha, steps, start), rtol=0, atol=1e-6)
     # no random start: the walk starts at x
     ours = pgd(model, x, y, eps, steps=steps, step_size=alpha, lo=0.0, hi=1.0, random_start=False)
@@ -81,7 +88,9 @@ def test_pgd_matches_the_hand_written_reference_with_the_same_random_start():
 
 
 def test_fgsm_and_pgd_match_torchattacks():
-    torchattacks = pytest.importorskip("torchattacks", reason="torchattacks is not installed (pip install -e .[attack-ref])")
+    torchattacks = pytest.importorskip(
+        "torchattacks", reason="torchattacks is not installed (pip install -e .[attack-ref])"
+    )
     model = small_cnn()
     x, y = batch(64)
     for eps in (0.03, 0.1):
@@ -89,8 +98,9 @@ def test_fgsm_and_pgd_match_torchattacks():
         assert torch.equal(fgsm(model, x, y, eps, 0.0, 1.0), theirs)
         torch.manual_seed(123)  # torchattacks draws its random start from torch's global stream
         theirs = torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=10, random_start=True)(x, y)
-        ours = pgd(model, x, y, eps, steps=10, step_size=eps / 4, lo=0.0, hi=1.0,
-                   generator=torch.Generator().manual_seed(123))
+        ours = pgd(
+            model, x, y, eps, steps=10, step_size=eps / 4, lo=0.0, hi=1.0, generator=torch.Generator().manual_seed(123)
+        )
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
         # the perturbation actually does something: this is not a comparison of two no-ops
         assert (ours - x).abs().max() > eps / 2
@@ -165,8 +175,25 @@ def test_eps_zero_gives_clean_accuracy_and_accuracy_falls_with_eps(digits_run):
 
 def test_attack_cli_json_save_and_plot(digits_run, run_cli, tmp_path):
     npz, png = tmp_path / "adv.npz", tmp_path / "acc.png"
-    res = run_cli(["attack", digits_run, "--eps", "0,0.1", "--method", "pgd", "--steps", "5", "--limit", "50",
-                   "--save", npz, "--plot", png, "--json"])
+    res = run_cli(
+        [
+            "attack",
+            digits_run,
+            "--eps",
+            "0,0.1",
+            "--method",
+            "pgd",
+            "--steps",
+            "5",
+            "--limit",
+            "50",
+            "--save",
+            npz,
+            "--plot",
+            png,
+            "--json",
+        ]
+    )
     assert res.code == 0, res.text
     doc = json.loads(res.out)
     assert {"clean_accuracy", "rows", "eps", "methods", "value_range", "n", "saved"} <= set(doc)
@@ -185,13 +212,16 @@ def test_attack_cli_json_save_and_plot(digits_run, run_cli, tmp_path):
     assert res.code == 0 and "robust accuracy" in res.out and "fgsm" in res.out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--eps", "0,-0.1"], "--eps: expected numbers >= 0"),
-    (["--eps", "a"], "--eps: expected comma-separated numbers"),
-    (["--method", "cw"], "--method: expected fgsm and/or pgd"),
-    (["--range", "1,0"], "--range: expected finite LO < HI"),
-    (["--save", "x.txt"], "--save: expected a .npz file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--eps", "0,-0.1"], "--eps: expected numbers >= 0"),
+        (["--eps", "a"], "--eps: expected comma-separated numbers"),
+        (["--method", "cw"], "--method: expected fgsm and/or pgd"),
+        (["--range", "1,0"], "--range: expected finite LO < HI"),
+        (["--save", "x.txt"], "--save: expected a .npz file"),
+    ],
+)
 def test_attack_bad_options_exit_2(digits_run, run_cli, args, message):
     res = run_cli(["attack", digits_run, *args])
     assert res.code == 2 and message in res.text and "Traceback" not in res.text
@@ -211,8 +241,17 @@ def test_pgd_on_cuda_matches_cpu():
     x, y = batch(64)
     cpu = pgd(model, x, y, 0.1, steps=10, step_size=0.025, lo=0.0, hi=1.0, generator=torch.Generator().manual_seed(5))
     # the random start is drawn on the CPU and moved: the same start on either device
-    gpu = pgd(model.cuda(), x.cuda(), y.cuda(), 0.1, steps=10, step_size=0.025, lo=0.0, hi=1.0,
-              generator=torch.Generator().manual_seed(5))
+    gpu = pgd(
+        model.cuda(),
+        x.cuda(),
+        y.cuda(),
+        0.1,
+        steps=10,
+        step_size=0.025,
+        lo=0.0,
+        hi=1.0,
+        generator=torch.Generator().manual_seed(5),
+    )
     # a sign of a gradient that is ~0 may differ between the devices' kernels: compare the bulk
     close = ((gpu.cpu() - cpu).abs() <= 1e-5).float().mean()
     assert close > 0.99

@@ -84,7 +84,7 @@ def main(rec: Record) -> None:
         p.requires_grad_(False)
     model = Normalized(net, ckpt["normalization"]["mean"], ckpt["normalization"]["std"]).eval()
     x, y = data_mod.load_dataset(dataclasses.replace(run.data, normalize=False)).split("test")
-    batches = [(x[i:i + 256], y[i:i + 256]) for i in range(0, len(x), 256)]
+    batches = [(x[i : i + 256], y[i : i + 256]) for i in range(0, len(x), 256)]
     eps, alpha, steps = 0.1, 0.025, 10
 
     def hand():
@@ -93,8 +93,9 @@ def main(rec: Record) -> None:
 
     def core():
         gen = torch.Generator().manual_seed(0)
-        return [pgd(model, xb, yb, eps, steps=steps, step_size=alpha, lo=0.0, hi=1.0, generator=gen)
-                for xb, yb in batches]
+        return [
+            pgd(model, xb, yb, eps, steps=steps, step_size=alpha, lo=0.0, hi=1.0, generator=gen) for xb, yb in batches
+        ]
 
     def command():
         return run_attack(run_dir, eps=[eps], methods=["pgd"], steps=steps, step_size=alpha, device="cpu")
@@ -104,18 +105,32 @@ def main(rec: Record) -> None:
     command()  # warm-up: first-call costs (data set import, allocator) out of the timings
     wall, cpu = best_of(args.repeats, [hand, core, command])
     n = len(x)
-    print(f"test examples {n}, PGD-{steps}, eps {eps}, torch threads {torch.get_num_threads()}, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, best of {args.repeats}; same examples: {same}")
+    print(
+        f"test examples {n}, PGD-{steps}, eps {eps}, torch threads {torch.get_num_threads()}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, best of {args.repeats}; same examples: {same}"
+    )
     print(f"{'':10} {'wall s':>8} {'examples/s':>11} {'ratio to hand':>14} {'CPU s':>8} {'CPU ratio':>10}")
     title = f"PGD-{steps}, eps {eps}, {n} test digits, {torch.get_num_threads()} torch thread, best of {args.repeats}"
-    rec.table(title, "a hand-written PGD loop vs nncli.attack.pgd (core) vs everything nncli attack does "
-              "(command); ratio = hand time / time (> 1: faster than the hand loop)")
+    rec.table(
+        title,
+        "a hand-written PGD loop vs nncli.attack.pgd (core) vs everything nncli attack does "
+        "(command); ratio = hand time / time (> 1: faster than the hand loop)",
+    )
     rec.note(f"the hand loop and nncli's pgd gave the same adversarial examples: {same}")
     for i, name in enumerate(("hand", "core", "command")):
-        rec.row(title, side=name, wall_s=wall[i], examples_per_s=n / wall[i], wall_ratio=wall[0] / wall[i],
-                cpu_s=cpu[i], cpu_ratio=cpu[0] / cpu[i])
-        print(f"{name:10} {wall[i]:8.3f} {n / wall[i]:11.0f} {wall[0] / wall[i]:14.3f} "
-              f"{cpu[i]:8.3f} {cpu[0] / cpu[i]:10.3f}")
+        rec.row(
+            title,
+            side=name,
+            wall_s=wall[i],
+            examples_per_s=n / wall[i],
+            wall_ratio=wall[0] / wall[i],
+            cpu_s=cpu[i],
+            cpu_ratio=cpu[0] / cpu[i],
+        )
+        print(
+            f"{name:10} {wall[i]:8.3f} {n / wall[i]:11.0f} {wall[0] / wall[i]:14.3f} "
+            f"{cpu[i]:8.3f} {cpu[0] / cpu[i]:10.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -111,8 +111,9 @@ def main(rec: Record) -> None:
     ]
     rows = []
     for label, path, expand, make, in_size in cases:
-        t_dot, source = best_of(lambda path=path, expand=expand: build_diagram(load_spec(path), expand=expand).source,
-                                args.repeats)
+        t_dot, source = best_of(
+            lambda path=path, expand=expand: build_diagram(load_spec(path), expand=expand).source, args.repeats
+        )
         d = build_diagram(load_spec(path), expand=expand)
         t_svg, _ = best_of(lambda source=source: svg(source), args.repeats)
         torch.manual_seed(0)
@@ -126,42 +127,66 @@ def main(rec: Record) -> None:
 
             def tv_dot(model=model, in_size=in_size, depth=depth):
                 with torch.no_grad():
-                    return torchview.draw_graph(model, input_size=in_size, depth=depth,
-                                                expand_nested=False).visual_graph.source
+                    return torchview.draw_graph(
+                        model, input_size=in_size, depth=depth, expand_nested=False
+                    ).visual_graph.source
 
             tv_t_dot, tv_source = best_of(tv_dot, args.repeats)
             tv_t_svg, _ = best_of(lambda tv_source=tv_source: svg(tv_source), args.repeats)
-            tv_nodes = sum(1 for line in tv_source.splitlines() if line.strip().split(" ")[0].isdigit()
-                           and "->" not in line)
+            tv_nodes = sum(
+                1 for line in tv_source.splitlines() if line.strip().split(" ")[0].isdigit() and "->" not in line
+            )
             tv = (tv_t_dot, tv_t_svg, tv_nodes)
         rows.append((label, len(d.nodes), len(d.edges), t_dot, t_svg, h_dot, h_svg, tv))
 
     print(f"best of {args.repeats}; times in seconds; ratio = nncli / other (below 1: nncli faster)")
-    head = (f"{'network':<27} {'nodes':>5} {'edges':>5} | {'nncli DOT':>9} {'nncli SVG':>9} | "
-            f"{'hand DOT':>8} {'hand SVG':>8} | {'tview DOT':>9} {'tview SVG':>9} {'tv nodes':>8} | "
-            f"{'DOT+SVG / hand':>14} {'DOT+SVG / tview':>15}")
+    head = (
+        f"{'network':<27} {'nodes':>5} {'edges':>5} | {'nncli DOT':>9} {'nncli SVG':>9} | "
+        f"{'hand DOT':>8} {'hand SVG':>8} | {'tview DOT':>9} {'tview SVG':>9} {'tv nodes':>8} | "
+        f"{'DOT+SVG / hand':>14} {'DOT+SVG / tview':>15}"
+    )
     print(head)
     print("-" * len(head))
     title = f"spec or model to DOT and SVG, best of {args.repeats}"
-    rec.table(title, "nncli diagram vs a hand-written graphviz.Digraph and torchview on the reference models "
-              "(model construction not counted for them); ratios = nncli (DOT + SVG) / other (< 1: nncli faster)")
+    rec.table(
+        title,
+        "nncli diagram vs a hand-written graphviz.Digraph and torchview on the reference models "
+        "(model construction not counted for them); ratios = nncli (DOT + SVG) / other (< 1: nncli faster)",
+    )
     for label, n, m, t_dot, t_svg, h_dot, h_svg, tv in rows:
-        rec.row(title, network=label, nodes=n, edges=m, nncli_dot_s=t_dot, nncli_svg_s=t_svg, hand_dot_s=h_dot,
-                hand_svg_s=h_svg, torchview_dot_s=tv[0] if tv else None, torchview_svg_s=tv[1] if tv else None,
-                torchview_nodes=tv[2] if tv else None, ratio_to_hand=(t_dot + t_svg) / (h_dot + h_svg),
-                ratio_to_torchview=(t_dot + t_svg) / (tv[0] + tv[1]) if tv else None)
-        tv_cols = (f"{tv[0]:9.3f} {tv[1]:9.3f} {tv[2]:8d}" if tv else f"{'-':>9} {'-':>9} {'-':>8}")
+        rec.row(
+            title,
+            network=label,
+            nodes=n,
+            edges=m,
+            nncli_dot_s=t_dot,
+            nncli_svg_s=t_svg,
+            hand_dot_s=h_dot,
+            hand_svg_s=h_svg,
+            torchview_dot_s=tv[0] if tv else None,
+            torchview_svg_s=tv[1] if tv else None,
+            torchview_nodes=tv[2] if tv else None,
+            ratio_to_hand=(t_dot + t_svg) / (h_dot + h_svg),
+            ratio_to_torchview=(t_dot + t_svg) / (tv[0] + tv[1]) if tv else None,
+        )
+        tv_cols = f"{tv[0]:9.3f} {tv[1]:9.3f} {tv[2]:8d}" if tv else f"{'-':>9} {'-':>9} {'-':>8}"
         ratio_tv = f"{(t_dot + t_svg) / (tv[0] + tv[1]):15.2f}" if tv else f"{'-':>15}"
-        print(f"{label:<27} {n:5d} {m:5d} | {t_dot:9.3f} {t_svg:9.3f} | {h_dot:8.3f} {h_svg:8.3f} | "
-              f"{tv_cols} | {(t_dot + t_svg) / (h_dot + h_svg):14.2f} {ratio_tv}")
+        print(
+            f"{label:<27} {n:5d} {m:5d} | {t_dot:9.3f} {t_svg:9.3f} | {h_dot:8.3f} {h_svg:8.3f} | "
+            f"{tv_cols} | {(t_dot + t_svg) / (h_dot + h_svg):14.2f} {ratio_tv}"
+        )
 
     # As a user runs it: a fresh process, torch import included; best of N fresh runs, as the
     # machine is shared.
     def fresh(*extra: str) -> float:
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "nncli", "diagram", str(mlp_path), "-o",
-                               str(tmp / "mlp-1000.svg"), *extra], capture_output=True, text=True, cwd=ROOT,
-                              env=installed_env())
+        proc = subprocess.run(
+            [sys.executable, "-m", "nncli", "diagram", str(mlp_path), "-o", str(tmp / "mlp-1000.svg"), *extra],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=installed_env(),
+        )
         if proc.returncode != 0:
             raise SystemExit(f"nncli diagram failed: {proc.stderr}")
         return time.perf_counter() - t0
@@ -170,18 +195,24 @@ def main(rec: Record) -> None:
 
     collapsed = next(r for r in rows if r[0] == "MLP 1,000 layers")
     render_s = collapsed[3] + collapsed[4]
-    print(f"\ncollapsed 1,000-layer MLP, spec file -> SVG bytes (load, meta build, graph, DOT, "
-          f"dot -Tsvg): {render_s:.2f} s")
+    print(
+        f"\ncollapsed 1,000-layer MLP, spec file -> SVG bytes (load, meta build, graph, DOT, "
+        f"dot -Tsvg): {render_s:.2f} s"
+    )
     gate = [fresh() for _ in range(args.repeats)]
-    print(f"`nncli diagram mlp-1000.yaml -o mlp-1000.svg` as a fresh process (Python start-up and "
-          f"torch import included): best {min(gate):.2f} s, worst {max(gate):.2f} s of {len(gate)}")
+    print(
+        f"`nncli diagram mlp-1000.yaml -o mlp-1000.svg` as a fresh process (Python start-up and "
+        f"torch import included): best {min(gate):.2f} s, worst {max(gate):.2f} s of {len(gate)}"
+    )
     expanded = [fresh("--expand") for _ in range(args.repeats)]
     print(f"`... --expand` (1,003 nodes), fresh process: best {min(expanded):.2f} s, worst {max(expanded):.2f} s")
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import torch"], check=True, env=installed_env())
     torch_import = time.perf_counter() - t0
-    print(f"for scale, `python -c 'import torch'` alone: {torch_import:.2f} s; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"for scale, `python -c 'import torch'` alone: {torch_import:.2f} s; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     wait = "collapsed 1,000-layer MLP, spec file to SVG"
     rec.table(wait, "in this process, and as fresh processes (best and worst of the runs)")
     rec.row(wait, case="in-process (load, build, graph, DOT, dot -Tsvg)", best_s=render_s, worst_s=None)

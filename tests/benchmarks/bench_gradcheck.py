@@ -80,7 +80,7 @@ def best_pair(a, b, repeats: int) -> tuple[float, bool, float, bool]:
     """Best of ``repeats`` for two (seconds, ok) callables, run alternately (A B B A ...)."""
     ta, tb, oka, okb = [], [], True, True
     for i in range(repeats):
-        for fn in ((a, b) if i % 2 == 0 else (b, a)):
+        for fn in (a, b) if i % 2 == 0 else (b, a):
             t, ok = fn()
             (ta if fn is a else tb).append(t)
             if fn is a:
@@ -95,37 +95,51 @@ def main(rec: Record) -> None:
     parser.add_argument("--sizes", default="600,2800,14000,1000000")
     parser.add_argument("--no-slow", action="store_true", help="skip exhaustive and torch slow mode")
     parser.add_argument("--repeats", type=int, default=3, help="best of N, the two sides alternating")
-    parser.add_argument("--slow-repeats", type=int, default=1,
-                        help="best of N for exhaustive vs torch's slow mode from ~14k parameters on "
-                             "(torch's side takes seconds there; below that --repeats applies)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads for both sides (default: torch's own choice). On a "
-                             "shared machine 1 avoids OpenMP wake-up stalls that dwarf these small ops.")
+    parser.add_argument(
+        "--slow-repeats",
+        type=int,
+        default=1,
+        help="best of N for exhaustive vs torch's slow mode from ~14k parameters on "
+        "(torch's side takes seconds there; below that --repeats applies)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads for both sides (default: torch's own choice). On a "
+        "shared machine 1 avoids OpenMP wake-up stalls that dwarf these small ops.",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64, batch 4, "
-          f"load average {_load()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64, batch 4, load average {_load()}")
     # Warm-up of both sides: first calls pay one-off imports and allocator growth.
     nncli_check(parse_spec(spec_text(*NETS[600])), False)
     torch_check(*NETS[600], fast=True)
-    header = (f"{'params':>10} | {'nncli default':>13} {'torch fast':>10} {'nncli/torch':>11} | "
-              f"{'nncli exhaustive':>16} {'torch slow':>10} {'torch/nncli':>11} | verdicts")
+    header = (
+        f"{'params':>10} | {'nncli default':>13} {'torch fast':>10} {'nncli/torch':>11} | "
+        f"{'nncli exhaustive':>16} {'torch slow':>10} {'torch/nncli':>11} | verdicts"
+    )
     print(header)
     print("-" * len(header))
     title = f"tanh MLPs, float64, batch 4, {torch.get_num_threads()} torch thread(s), best of the runs"
-    rec.table(title, "nncli gradcheck (default: 3 directions per tensor of every layer and end to end) vs "
-              "torch.autograd.gradcheck fast mode; nncli --exhaustive vs torch slow mode. "
-              "default_ratio = nncli / torch fast (< 1: nncli faster); exhaustive_ratio = torch slow / nncli "
-              "(> 1: nncli faster)")
+    rec.table(
+        title,
+        "nncli gradcheck (default: 3 directions per tensor of every layer and end to end) vs "
+        "torch.autograd.gradcheck fast mode; nncli --exhaustive vs torch slow mode. "
+        "default_ratio = nncli / torch fast (< 1: nncli faster); exhaustive_ratio = torch slow / nncli "
+        "(> 1: nncli faster)",
+    )
     for size in sizes:
         inp, hidden, out = NETS[size]
         spec = parse_spec(spec_text(inp, hidden, out))
         n = sum(p.numel() for p in hand_model(inp, hidden, out).parameters())
         t_def, ok_def, t_fast, ok_fast = best_pair(
             lambda spec=spec: nncli_check(spec, False),
-            lambda net=NETS[size]: torch_check(*net, fast=True), args.repeats)
+            lambda net=NETS[size]: torch_check(*net, fast=True),
+            args.repeats,
+        )
         row = f"{n:>10,} | {t_def:>12.3f}s {t_fast:>9.3f}s {t_def / t_fast:>11.2f} | "
         verdicts = [ok_def, ok_fast]
         if args.no_slow or size >= 1000000:
@@ -134,7 +148,8 @@ def main(rec: Record) -> None:
             t_ex, ok_ex, t_slow, ok_slow = best_pair(
                 lambda spec=spec: nncli_check(spec, True),
                 lambda net=NETS[size]: torch_check(*net, fast=False),
-                args.repeats if size < 10000 else args.slow_repeats)
+                args.repeats if size < 10000 else args.slow_repeats,
+            )
             row += f"{t_ex:>15.3f}s {t_slow:>9.3f}s {t_slow / t_ex:>11.2f} | "
             verdicts += [ok_ex, ok_slow]
         print(row + " ".join("pass" if v else "FAIL" for v in verdicts), flush=True)

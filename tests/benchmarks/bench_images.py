@@ -86,8 +86,13 @@ def hand_loop(spec, files, labels, mean, std, epochs: int, workers: int) -> floa
 
     model = build_model(spec, seed=0).model
     opt = torch.optim.Adam(model.parameters(), lr=0.003)
-    loader = DataLoader(PilFolder(files, labels, mean, std), batch_size=64, shuffle=True, num_workers=workers,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        PilFolder(files, labels, mean, std),
+        batch_size=64,
+        shuffle=True,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(0),
+    )
     seen = 0
     t0 = time.perf_counter()
     for _ in range(epochs):
@@ -123,27 +128,53 @@ def main(rec: Record) -> None:
         # the training split nncli uses, as files: the hand loop reads exactly these
         ds = load_dataset(resolve_data_config({"path": str(folder), "stream": True}), input_shape=spec.input)
         files, labels = ds.x_train.files, ds.y_train.numpy()
-        print(f"{len(files)} training images of {args.size}x{args.size}, {args.epochs} epochs, "
-              f"{args.threads} torch thread(s)")
-        title = (f"{len(files):,} training images of {args.size}x{args.size}, {args.epochs} epochs, "
-                 f"{args.threads} torch thread(s), training examples per second")
-        rec.table(title, "nncli train streaming an image folder vs a hand-written PIL + DataLoader loop; "
-                  "ratio = nncli / hand (> 1: nncli faster)")
+        print(
+            f"{len(files)} training images of {args.size}x{args.size}, {args.epochs} epochs, "
+            f"{args.threads} torch thread(s)"
+        )
+        title = (
+            f"{len(files):,} training images of {args.size}x{args.size}, {args.epochs} epochs, "
+            f"{args.threads} torch thread(s), training examples per second"
+        )
+        rec.table(
+            title,
+            "nncli train streaming an image folder vs a hand-written PIL + DataLoader loop; "
+            "ratio = nncli / hand (> 1: nncli faster)",
+        )
         rows = []
         for workers in (0, 2):
             hand = hand_loop(spec, files, labels, ds.mean, ds.std, args.epochs, workers)
-            result = run_training(Path(tmp) / "spec.yaml", {"data.stream": True, "data.workers": workers},
-                                  Path(tmp) / f"run-{workers}", device="cpu")
+            result = run_training(
+                Path(tmp) / "spec.yaml",
+                {"data.stream": True, "data.workers": workers},
+                Path(tmp) / f"run-{workers}",
+                device="cpu",
+            )
             rows.append((workers, result.samples_per_s, hand))
-            rec.row(title, nncli_route=f"streamed, {workers} DataLoader workers", nncli=result.samples_per_s,
-                    hand=hand, ratio=result.samples_per_s / hand)
-            print(f"workers {workers}: nncli streamed {result.samples_per_s:,.0f} examples/s, "
-                  f"hand PIL+DataLoader {hand:,.0f} examples/s, ratio {result.samples_per_s / hand:.2f}", flush=True)
+            rec.row(
+                title,
+                nncli_route=f"streamed, {workers} DataLoader workers",
+                nncli=result.samples_per_s,
+                hand=hand,
+                ratio=result.samples_per_s / hand,
+            )
+            print(
+                f"workers {workers}: nncli streamed {result.samples_per_s:,.0f} examples/s, "
+                f"hand PIL+DataLoader {hand:,.0f} examples/s, ratio {result.samples_per_s / hand:.2f}",
+                flush=True,
+            )
         memory = run_training(Path(tmp) / "spec.yaml", None, Path(tmp) / "run-memory", device="cpu")
-        rec.row(title, nncli_route="default for this folder: decoded once into memory (hand: 0 workers)",
-                nncli=memory.samples_per_s, hand=rows[0][2], ratio=memory.samples_per_s / rows[0][2])
-        print(f"nncli default for this folder (decoded once into memory): {memory.samples_per_s:,.0f} examples/s, "
-              f"{memory.samples_per_s / rows[0][2]:.1f}x the hand loop with 0 workers")
+        rec.row(
+            title,
+            nncli_route="default for this folder: decoded once into memory (hand: 0 workers)",
+            nncli=memory.samples_per_s,
+            hand=rows[0][2],
+            ratio=memory.samples_per_s / rows[0][2],
+        )
+        print(
+            f"nncli default for this folder (decoded once into memory): {memory.samples_per_s:,.0f} examples/s, "
+            f"{memory.samples_per_s / rows[0][2]:.1f}x the hand loop with 0 workers"
+        )
 
 
 if __name__ == "__main__":

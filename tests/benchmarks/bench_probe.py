@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SPECS = ["deep-sigmoid", "deep-relu-normal", "deep-relu-he", "deep-tanh-xavier", "deep-residual-bn"]
 
-HAND = r'''
+HAND = r"""
 import sys, torch
 from torch import nn
 kind, seeds = sys.argv[1], [int(s) for s in sys.argv[2].split(",")]
@@ -81,10 +81,10 @@ for seed in seeds:
     for h in hooks:
         h.remove()
     print(seed, " ".join(f"{n:.3e}" for n in norms), "R", norms[0] / norms[-1])
-'''
+"""
 
 
-BREAKDOWN = r'''
+BREAKDOWN = r"""
 import sys, time, resource
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -101,14 +101,15 @@ report.to_json()
 c4 = cpu()
 # torch._dynamo costs ~1.4 s CPU to import; nothing in a probe should pull it in (1 = it did).
 print(f"{c1 - c0:.2f} {c3 - c1:.2f} {c4 - c3:.2f} {int('torch._dynamo' in sys.modules)}")
-'''
+"""
 
 
 def breakdown(name: str, seeds: str) -> list[float]:
     """One fresh process: CPU seconds of import torch, nncli's imports, the probe; dynamo loaded (0/1)."""
     env = installed_env(PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", BREAKDOWN, name, seeds], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", BREAKDOWN, name, seeds], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
     return [float(v) for v in proc.stdout.split()]
 
 
@@ -141,21 +142,39 @@ def main(rec: Record) -> None:
     print(f"load average at start: {os.getloadavg()[0]:.1f} (1 min), {os.cpu_count()} CPUs")
     floor = best_of([py, "-c", "import torch"], args.repeats)
     print(f"python -c 'import torch': {floor[0]:.2f} s wall, {floor[1]:.2f} s CPU (best of {args.repeats})")
-    print(f"{'spec':<20} {'nncli wall':>10} {'hand wall':>10} {'ratio':>6} {'nncli CPU':>10} {'hand CPU':>9} {'ratio':>6}")
+    print(
+        f"{'spec':<20} {'nncli wall':>10} {'hand wall':>10} {'ratio':>6} {'nncli CPU':>10} {'hand CPU':>9} {'ratio':>6}"
+    )
     title = f"probe of the 20-layer nets, fresh processes, best of {args.repeats}, seeds {args.seeds}"
-    rec.table(title, "nncli probe vs a hand-written hook script; ratio = nncli / hand (the cost of the spec "
-              "build, the statistics and the report)")
+    rec.table(
+        title,
+        "nncli probe vs a hand-written hook script; ratio = nncli / hand (the cost of the spec "
+        "build, the statistics and the report)",
+    )
     rec.row(title, spec="python -c 'import torch' (the floor)", nncli_wall_s=floor[0], nncli_cpu_s=floor[1])
     worst = 0.0
     for name in SPECS:
-        ours = best_of([py, "-m", "nncli", "probe", f"specs/{name}.yaml", "--seeds", args.seeds,
-                        "--device", "cpu", "--json"], args.repeats, ok=(0, 1))  # 1: unhealthy verdict
+        ours = best_of(
+            [py, "-m", "nncli", "probe", f"specs/{name}.yaml", "--seeds", args.seeds, "--device", "cpu", "--json"],
+            args.repeats,
+            ok=(0, 1),
+        )  # 1: unhealthy verdict
         hand = best_of([py, "-c", HAND, name, args.seeds], args.repeats)
         worst = max(worst, ours[0])
-        rec.row(title, spec=name, nncli_wall_s=ours[0], hand_wall_s=hand[0], wall_ratio=ours[0] / hand[0],
-                nncli_cpu_s=ours[1], hand_cpu_s=hand[1], cpu_ratio=ours[1] / hand[1])
-        print(f"{name:<20} {ours[0]:>10.2f} {hand[0]:>10.2f} {ours[0] / hand[0]:>6.2f} "
-              f"{ours[1]:>10.2f} {hand[1]:>9.2f} {ours[1] / hand[1]:>6.2f}")
+        rec.row(
+            title,
+            spec=name,
+            nncli_wall_s=ours[0],
+            hand_wall_s=hand[0],
+            wall_ratio=ours[0] / hand[0],
+            nncli_cpu_s=ours[1],
+            hand_cpu_s=hand[1],
+            cpu_ratio=ours[1] / hand[1],
+        )
+        print(
+            f"{name:<20} {ours[0]:>10.2f} {hand[0]:>10.2f} {ours[0] / hand[0]:>6.2f} "
+            f"{ours[1]:>10.2f} {hand[1]:>9.2f} {ours[1] / hand[1]:>6.2f}"
+        )
     print(f"slowest nncli probe: {worst:.2f} s wall (torch import included)")
     inside = "CPU seconds inside one nncli probe process"
     rec.table(inside, "where the time goes: importing torch, nncli's own imports, the probe")
@@ -163,10 +182,19 @@ def main(rec: Record) -> None:
     print(f"{'spec':<20} {'torch':>6} {'nncli imports':>14} {'probe':>6} {'total':>6} {'dynamo loaded':>14}")
     for name in SPECS:
         parts = min((breakdown(name, args.seeds) for _ in range(args.repeats)), key=lambda p: sum(p[:3]))
-        rec.row(inside, spec=name, torch_import_s=parts[0], nncli_imports_s=parts[1], probe_s=parts[2],
-                total_s=sum(parts[:3]), loads_torch_dynamo=bool(parts[3]))
-        print(f"{name:<20} {parts[0]:>6.2f} {parts[1]:>14.2f} {parts[2]:>6.2f} {sum(parts[:3]):>6.2f} "
-              f"{'yes' if parts[3] else 'no':>14}")
+        rec.row(
+            inside,
+            spec=name,
+            torch_import_s=parts[0],
+            nncli_imports_s=parts[1],
+            probe_s=parts[2],
+            total_s=sum(parts[:3]),
+            loads_torch_dynamo=bool(parts[3]),
+        )
+        print(
+            f"{name:<20} {parts[0]:>6.2f} {parts[1]:>14.2f} {parts[2]:>6.2f} {sum(parts[:3]):>6.2f} "
+            f"{'yes' if parts[3] else 'no':>14}"
+        )
     print(f"load average at end: {os.getloadavg()[0]:.1f} (1 min)")
 
 

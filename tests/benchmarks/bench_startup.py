@@ -54,10 +54,12 @@ import torch, torchview, reference_models as ref
 g = torchview.draw_graph(ref.resnet50(), input_size=(1, 3, 224, 224), depth=3)
 g.visual_graph.pipe(format='svg')
 """
-DYNAMO = ("import sys\n"
-          "from nncli.cli import main\n"
-          "code = main(sys.argv[1:])\n"
-          "print('@@dynamo', 'torch._dynamo' in sys.modules, file=sys.stderr)\n")
+DYNAMO = (
+    "import sys\n"
+    "from nncli.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "print('@@dynamo', 'torch._dynamo' in sys.modules, file=sys.stderr)\n"
+)
 
 
 def mlp_spec(layers: int) -> str:
@@ -118,25 +120,33 @@ def measure(args, rec: Record) -> None:
         cases = [
             ("check lenet5 vs import torch", [*nncli, "check", "specs/lenet5.yaml"], [PY, "-c", "import torch"]),
             ("check lenet5 vs hand + torchinfo", [*nncli, "check", "specs/lenet5.yaml"], [PY, "-c", HAND_LENET]),
-            ("params resnet50 --json vs hand + torchinfo", [*nncli, "params", "specs/resnet50.yaml", "--json"],
-             [PY, "-c", HAND_RESNET]),
-            ("diagram resnet50 -o x.svg vs torchview + render", [*nncli, "diagram", "specs/resnet50.yaml", "-o", svg],
-             [PY, "-c", HAND_VIEW]),
+            (
+                "params resnet50 --json vs hand + torchinfo",
+                [*nncli, "params", "specs/resnet50.yaml", "--json"],
+                [PY, "-c", HAND_RESNET],
+            ),
+            (
+                "diagram resnet50 -o x.svg vs torchview + render",
+                [*nncli, "diagram", "specs/resnet50.yaml", "-o", svg],
+                [PY, "-c", HAND_VIEW],
+            ),
         ]
         if importlib.util.find_spec("torchview") is None:  # the bench extra; skipped, as bench_diagram does
             cases = [case for case in cases if "torchview" not in case[0]]
             rec.note("torchview is not installed: the diagram case was not run")
         if not args.skip_processes:
             procs = f"Whole processes, median of {args.pairs} paired runs"
-            rec.table(procs, "an nncli command vs the script a user would run instead; "
-                      "ratio = nncli / alternative (< 1: nncli faster)")
+            rec.table(
+                procs,
+                "an nncli command vs the script a user would run instead; "
+                "ratio = nncli / alternative (< 1: nncli faster)",
+            )
             print(f"whole processes, median of {args.pairs} paired runs (ratio nncli / alternative):")
             for label, a, b in cases:
                 ta, tb = paired(a, b, args.pairs)
                 dynamo = loads_dynamo(a[3:])
                 rec.row(procs, case=label, nncli_s=ta, alternative_s=tb, ratio=ta / tb, loads_torch_dynamo=dynamo)
-                print(f"  {label:50s} {ta:6.2f} s  {tb:6.2f} s  ratio {ta / tb:.2f}  "
-                      f"torch._dynamo loaded: {dynamo}")
+                print(f"  {label:50s} {ta:6.2f} s  {tb:6.2f} s  ratio {ta / tb:.2f}  torch._dynamo loaded: {dynamo}")
 
     import reference_models as ref
     import torchinfo
@@ -148,22 +158,32 @@ def measure(args, rec: Record) -> None:
 
     text = mlp_spec(1000)
     t_nncli = best_of(lambda: count(parse_spec(text)), args.repeats)
-    t_info = best_of(lambda: torchinfo.summary(ref.deep_mlp(nn.ReLU, depth=500), input_size=(1, 64), verbose=0),
-                     args.repeats)
+    t_info = best_of(
+        lambda: torchinfo.summary(ref.deep_mlp(nn.ReLU, depth=500), input_size=(1, 64), verbose=0), args.repeats
+    )
     deep = f"params of a 1,000-layer MLP, in-process, best of {args.repeats}"
-    rec.table(deep, "nncli (spec text -> count) vs torchinfo.summary including building the model; "
-              "ratio = nncli / torchinfo (< 1: nncli faster)")
+    rec.table(
+        deep,
+        "nncli (spec text -> count) vs torchinfo.summary including building the model; "
+        "ratio = nncli / torchinfo (< 1: nncli faster)",
+    )
     rec.row(deep, nncli_ms=t_nncli * 1e3, torchinfo_ms=t_info * 1e3, ratio=t_nncli / t_info)
-    print(f"\nparams, 1,000-layer MLP, in-process, best of {args.repeats}: nncli {t_nncli * 1e3:.0f} ms, "
-          f"torchinfo incl. build {t_info * 1e3:.0f} ms, ratio nncli / torchinfo {t_nncli / t_info:.2f}")
-    assert count(parse_spec(text)).total == torchinfo.summary(
-        ref.deep_mlp(nn.ReLU, depth=500), input_size=(1, 64), verbose=0).total_params
+    print(
+        f"\nparams, 1,000-layer MLP, in-process, best of {args.repeats}: nncli {t_nncli * 1e3:.0f} ms, "
+        f"torchinfo incl. build {t_info * 1e3:.0f} ms, ratio nncli / torchinfo {t_nncli / t_info:.2f}"
+    )
+    assert (
+        count(parse_spec(text)).total
+        == torchinfo.summary(ref.deep_mlp(nn.ReLU, depth=500), input_size=(1, 64), verbose=0).total_params
+    )
 
     if args.skip_depth:
         return
     depths = (10, 100, 1000, 10000)
-    print(f"\ncost per layer by depth (in-process; spec text -> result; {args.rounds} rounds, each "
-          f"timing every depth in turn for ~{args.budget:g} s of calls (at least one)):")
+    print(
+        f"\ncost per layer by depth (in-process; spec text -> result; {args.rounds} rounds, each "
+        f"timing every depth in turn for ~{args.budget:g} s of calls (at least one)):"
+    )
     calls = {"check": lambda text: check_spec(parse_spec(text)), "params": lambda text: count(parse_spec(text))}
     texts = {d: mlp_spec(d) for d in depths}
     for d in depths:  # warm-up: imports, first-use caches
@@ -185,22 +205,34 @@ def measure(args, rec: Record) -> None:
                     each.append(time.perf_counter() - t0)
                     spent += each[-1]
                 times[d, tool].append((min(each), sum(each) / len(each)))
-    print(f"  {'layers':>7s} | {'check: best':>11s} {'us/layer':>8s} {'median':>8s} {'us/layer':>8s} | "
-          f"{'params: best':>12s} {'us/layer':>8s} {'median':>8s} {'us/layer':>8s}")
+    print(
+        f"  {'layers':>7s} | {'check: best':>11s} {'us/layer':>8s} {'median':>8s} {'us/layer':>8s} | "
+        f"{'params: best':>12s} {'us/layer':>8s} {'median':>8s} {'us/layer':>8s}"
+    )
     per_layer = f"Cost per layer by depth, {args.rounds} rounds"
-    rec.table(per_layer, "check and params of Repeat n/2 x [Linear 64, ReLU], in-process: the best call and "
-              "the median over rounds of the mean call; flat microseconds per layer = linear cost")
+    rec.table(
+        per_layer,
+        "check and params of Repeat n/2 x [Linear 64, ReLU], in-process: the best call and "
+        "the median over rounds of the mean call; flat microseconds per layer = linear cost",
+    )
     for d in depths:
         n, row = d + 1, []
         cells = {}
         for tool in calls:
             best = min(b for b, _ in times[d, tool])
             median = statistics.median(m for _, m in times[d, tool])
-            cells.update({f"{tool}_best_ms": best * 1e3, f"{tool}_best_us_per_layer": best / n * 1e6,
-                          f"{tool}_median_ms": median * 1e3, f"{tool}_median_us_per_layer": median / n * 1e6})
+            cells.update(
+                {
+                    f"{tool}_best_ms": best * 1e3,
+                    f"{tool}_best_us_per_layer": best / n * 1e6,
+                    f"{tool}_median_ms": median * 1e3,
+                    f"{tool}_median_us_per_layer": median / n * 1e6,
+                }
+            )
             row.append(f"{best * 1e3:9.1f}ms {best / n * 1e6:8.1f} {median * 1e3:6.1f}ms {median / n * 1e6:8.1f}")
         rec.row(per_layer, layers=n, **cells)
         print(f"  {n:7,d} | {row[0]:>29s} | {row[1]:>30s}")
+
 
 if __name__ == "__main__":
     main()

@@ -90,30 +90,65 @@ def main(rec: Record) -> None:
         start = time.perf_counter()
         loop_val = {}
         for trial_id, path in specs:
-            _, proc = timed([python, "-m", "nncli", "train", str(path), "--out", str(tmp / "loop" / trial_id),
-                             "--device", "cpu", "--json"], env)
+            _, proc = timed(
+                [
+                    python,
+                    "-m",
+                    "nncli",
+                    "train",
+                    str(path),
+                    "--out",
+                    str(tmp / "loop" / trial_id),
+                    "--device",
+                    "cpu",
+                    "--json",
+                ],
+                env,
+            )
             loop_val[trial_id] = json.loads(proc.stdout)["val"]
         rows["loop of nncli train"] = time.perf_counter() - start
         sweep_val = {}
         for workers in (1, 2):
-            seconds, proc = timed([python, "-m", "nncli", "sweep", str(sweep_file), "--out",
-                                   str(tmp / f"sweep-w{workers}"), "--workers", str(workers),
-                                   "--device", "cpu", "--json"], env)
+            seconds, proc = timed(
+                [
+                    python,
+                    "-m",
+                    "nncli",
+                    "sweep",
+                    str(sweep_file),
+                    "--out",
+                    str(tmp / f"sweep-w{workers}"),
+                    "--workers",
+                    str(workers),
+                    "--device",
+                    "cpu",
+                    "--json",
+                ],
+                env,
+            )
             rows[f"nncli sweep --workers {workers}"] = seconds
             sweep_val[workers] = {t["id"]: t["val"] for t in json.loads(proc.stdout)["trials"]}
 
     base = rows["loop of nncli train"]
-    print(f"{args.trials} trials (two-moons MLP, n={args.n}, {args.epochs} epochs), wall clock per way, "
-          f"{os.cpu_count()} CPU cores")
+    print(
+        f"{args.trials} trials (two-moons MLP, n={args.n}, {args.epochs} epochs), wall clock per way, "
+        f"{os.cpu_count()} CPU cores"
+    )
     print(f"{'way':<28} {'seconds':>8} {'per trial':>10} {'ratio to loop':>14}")
     title = f"{args.trials} trials, two-moons MLP, n={args.n}, {args.epochs} epochs, wall clock per way"
-    rec.table(title, "a shell loop of nncli train (one process per trial) vs nncli sweep with 1 and 2 workers; "
-              "ratio = time / loop time (< 1: faster than the loop)")
+    rec.table(
+        title,
+        "a shell loop of nncli train (one process per trial) vs nncli sweep with 1 and 2 workers; "
+        "ratio = time / loop time (< 1: faster than the loop)",
+    )
     for name, seconds in rows.items():
         rec.row(title, way=name, seconds=seconds, per_trial_s=seconds / args.trials, ratio_to_loop=seconds / base)
         print(f"{name:<28} {seconds:8.1f} {seconds / args.trials:10.2f} {seconds / base:14.2f}")
-    same = all(sweep_val[1][k]["accuracy"] == loop_val[k]["accuracy"]
-               and abs(sweep_val[1][k]["loss"] - loop_val[k]["loss"]) < 1e-12 for k in loop_val)
+    same = all(
+        sweep_val[1][k]["accuracy"] == loop_val[k]["accuracy"]
+        and abs(sweep_val[1][k]["loss"] - loop_val[k]["loss"]) < 1e-12
+        for k in loop_val
+    )
     print(f"validation metrics of sweep --workers 1 identical to the loop's: {same}")
     close = all(abs(sweep_val[2][k]["loss"] - loop_val[k]["loss"]) < 1e-5 for k in loop_val)
     print(f"sweep --workers 2 within 1e-5 of the loop's validation loss (1 torch thread per worker): {close}")

@@ -51,8 +51,13 @@ grid:
 def run(sweep: Path, out: Path, args: list[str]) -> tuple[float, dict]:
     env = dict(os.environ, OMP_NUM_THREADS="1", RAY_USAGE_STATS_ENABLED="0")
     t0 = time.perf_counter()
-    proc = subprocess.run([PYTHON, "-m", "nncli", "sweep", str(sweep), "--out", str(out), "--json",
-                           "--device", "cpu", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [PYTHON, "-m", "nncli", "sweep", str(sweep), "--out", str(out), "--json", "--device", "cpu", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"sweep failed ({' '.join(args)}):\n{proc.stderr[-3000:]}")
@@ -76,16 +81,24 @@ def main(rec: Record) -> None:
             sweep = Path(tmp) / f"{size}.yaml"
             sweep.write_text(SWEEP.format(n=n, epochs=epochs, lrs=lrs))
             results = {}
-            for backend, args in (("local", ["--workers", str(a.cpus)]),
-                                  ("ray", ["--backend", "ray", "--cpus-per-trial", "1"])):
+            for backend, args in (
+                ("local", ["--workers", str(a.cpus)]),
+                ("ray", ["--backend", "ray", "--cpus-per-trial", "1"]),
+            ):
                 wall, doc = run(sweep, Path(tmp) / f"{size}-{backend}", args)
                 train = sum(r["seconds"] for t in doc["trials"] for r in t["runs"])
                 overhead = (wall - train / a.cpus) / a.trials
                 results[backend] = (overhead, {t["id"]: t["val"] for t in doc["trials"]})
                 ratio = "" if backend == "local" else f"{overhead / results['local'][0]:7.1f}"
-                rec.row(title, size=f"{size} ({n} examples, {epochs} epochs)", backend=backend, wall_s=wall,
-                        train_s=train, overhead_per_trial_s=overhead,
-                        ratio=None if backend == "local" else overhead / results["local"][0])
+                rec.row(
+                    title,
+                    size=f"{size} ({n} examples, {epochs} epochs)",
+                    backend=backend,
+                    wall_s=wall,
+                    train_s=train,
+                    overhead_per_trial_s=overhead,
+                    ratio=None if backend == "local" else overhead / results["local"][0],
+                )
                 print(f"{size:8} {backend:8} {wall:8.1f} {train:8.1f} {overhead:17.2f} {ratio:>7}")
             same = results["local"][1] == results["ray"][1]
             print(f"{size:8} validation metrics identical on both backends: {same}")

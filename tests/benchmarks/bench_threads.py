@@ -94,8 +94,10 @@ def crossover(n_cores: int, rec: Record) -> None:
             n += 1
         return n * x.shape[0] / (time.perf_counter() - t0)
 
-    print("| width | batch | multiply-adds per step (x3 for backward) | 1 thread | "
-          f"{n_cores} threads | {n_cores} / 1 |\n|---|---|---|---|---|---|")
+    print(
+        "| width | batch | multiply-adds per step (x3 for backward) | 1 thread | "
+        f"{n_cores} threads | {n_cores} / 1 |\n|---|---|---|---|---|---|"
+    )
     title = "hand-written Adam steps of MLPs 64-w-w-10, in-process, training examples per second"
     rec.table(title, f"1 thread vs {n_cores} threads; ratio = {n_cores} threads / 1 (> 1: more threads pay)")
     for w in (64, 256, 512, 1024, 2048):
@@ -105,8 +107,15 @@ def crossover(n_cores: int, rec: Record) -> None:
             macs = 3 * (64 * w + w * w + w * 10) * b
             one = max(rate(model, x, y, 1), rate(model, x, y, 1))  # A B A: drift hits both
             many = rate(model, x, y, n_cores)
-            rec.row(title, width=w, batch=b, multiply_adds_per_step=float(macs), one_thread=one,
-                    all_threads=many, ratio=many / one)
+            rec.row(
+                title,
+                width=w,
+                batch=b,
+                multiply_adds_per_step=float(macs),
+                one_thread=one,
+                all_threads=many,
+                ratio=many / one,
+            )
             print(f"| {w} | {b} | {macs:.1e} | {one:,.0f} | {many:,.0f} | {many / one:.2f} |", flush=True)
 
 
@@ -116,8 +125,13 @@ def main(rec: Record) -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--crossover", action="store_true", help="measure the threshold instead (see above)")
     ap.add_argument("--models", nargs="+", default=list(MODELS), help="spec files to train (default: both)")
-    ap.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
-                    help="passed to every nncli train run, e.g. data.limit=600 (fewer examples per epoch)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="passed to every nncli train run, e.g. data.limit=600 (fewer examples per epoch)",
+    )
     args = ap.parse_args()
     SETS.extend(args.set)
     sys.path.insert(0, str(ROOT))
@@ -130,8 +144,12 @@ def main(rec: Record) -> None:
         return
 
     n_cores = cores()
-    torch_default = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
-                                   capture_output=True, text=True, env=env()).stdout.strip()
+    torch_default = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+        capture_output=True,
+        text=True,
+        env=env(),
+    ).stdout.strip()
     print(f"cores {n_cores}; torch's own default threads {torch_default}; load {os.getloadavg()}")
     settings = [None] + list(range(1, n_cores + 1))
     rows = []
@@ -147,21 +165,37 @@ def main(rec: Record) -> None:
                     ratio = default_rate / res[best_n][0]
                     fixed = ", ".join(f"{s}: {res[s][0]:,.0f}" for s in settings[1:])
                     rows.append((Path(spec).stem, condition, default_used, default_rate, fixed, best_n, ratio))
-                    print(f"{Path(spec).stem:11s} {condition:14s} default ({default_used} thr) "
-                          f"{default_rate:,.0f}/s | fixed {fixed} | best {best_n} | ratio {ratio:.2f}", flush=True)
+                    print(
+                        f"{Path(spec).stem:11s} {condition:14s} default ({default_used} thr) "
+                        f"{default_rate:,.0f}/s | fixed {fixed} | best {best_n} | ratio {ratio:.2f}",
+                        flush=True,
+                    )
             finally:
                 for p in loops:
                     p.kill()
                     p.wait()
-    print("\n| model | condition | default: threads | default samples/s | fixed threads: samples/s | best | default / best |")
+    print(
+        "\n| model | condition | default: threads | default samples/s | fixed threads: samples/s | best | default / best |"
+    )
     print("|---|---|---|---|---|---|---|")
     title = f"nncli train, {args.epochs} epochs, median of {args.repeats}, training-step samples/s"
-    rec.table(title, f"nncli's default thread count vs every fixed --threads 1..{n_cores}, on the machine as it "
-              f"is and under {n_cores} busy loops; ratio = default / best fixed (1.0: the default found the best)")
+    rec.table(
+        title,
+        f"nncli's default thread count vs every fixed --threads 1..{n_cores}, on the machine as it "
+        f"is and under {n_cores} busy loops; ratio = default / best fixed (1.0: the default found the best)",
+    )
     rec.note(f"torch's own default in a fresh process: {torch_default} threads on {n_cores} cores")
     for name, cond, used, rate, fixed, best, ratio in rows:
-        rec.row(title, model=name, condition=cond, default_threads=", ".join(map(str, used)),
-                default_samples_per_s=rate, fixed_samples_per_s=fixed, best_fixed=best, ratio=ratio)
+        rec.row(
+            title,
+            model=name,
+            condition=cond,
+            default_threads=", ".join(map(str, used)),
+            default_samples_per_s=rate,
+            fixed_samples_per_s=fixed,
+            best_fixed=best,
+            ratio=ratio,
+        )
         print(f"| {name} | {cond} | {', '.join(map(str, used))} | {rate:,.0f} | {fixed} | {best} | {ratio:.2f} |")
     print(f"\nload average after: {os.getloadavg()}")
 

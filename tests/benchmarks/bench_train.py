@@ -51,8 +51,11 @@ def plain_loop(spec, cfg, device):
     # the same layers and initial weights as nncli's model: built from the spec with the same
     # seed, then used as a plain nn.Sequential (no nncli code runs inside the loop)
     model = build_model(spec, device=device, seed=cfg.seed).model
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr) if cfg.optimizer == "adam" else \
-        torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    opt = (
+        torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        if cfg.optimizer == "adam"
+        else torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    )
     x, y = ds.x_train.to(device), ds.y_train.to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     if device.type == "cuda":
@@ -62,7 +65,7 @@ def plain_loop(spec, cfg, device):
         model.train()
         perm = torch.randperm(len(y), generator=gen).to(device)
         for lo in range(0, len(y), cfg.batch_size):
-            idx = perm[lo:lo + cfg.batch_size]
+            idx = perm[lo : lo + cfg.batch_size]
             loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -99,8 +102,11 @@ def main(rec: Record) -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     spec = load_spec(args.spec)
-    overrides = {"train": {k: v for k, v in {"epochs": args.epochs, "amp": args.amp,
-                                               "compile": args.compile or None}.items() if v}}
+    overrides = {
+        "train": {
+            k: v for k, v in {"epochs": args.epochs, "amp": args.amp, "compile": args.compile or None}.items() if v
+        }
+    }
     cfg = resolve_train_config(spec.train, overrides["train"])
     n_train = load_dataset(resolve_data_config(spec.data)).sizes()["train"]
 
@@ -127,33 +133,63 @@ def main(rec: Record) -> None:
 
     nn_t, pl_t = statistics.median(nncli_times), statistics.median(plain_times)
     work = n_train * cfg.epochs
-    print(f"nncli train vs plain PyTorch loop: {spec.name}, {cfg.epochs} epochs x {n_train} examples, "
-          f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, device {device}, "
-          f"torch threads {torch.get_num_threads()}, amp {args.amp or 'none'}, compile {args.compile}, "
-          f"median of {args.repeats}")
+    print(
+        f"nncli train vs plain PyTorch loop: {spec.name}, {cfg.epochs} epochs x {n_train} examples, "
+        f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, device {device}, "
+        f"torch threads {torch.get_num_threads()}, amp {args.amp or 'none'}, compile {args.compile}, "
+        f"median of {args.repeats}"
+    )
     pl_s, nn_s = statistics.median(plain_inner), statistics.median(inner)
     print(f"{'':<14}{'wall s':>9}{'wall ex/s':>12}{'step ex/s':>12}{'test acc':>10}")
     print(f"{'plain loop':<14}{pl_t:>9.2f}{work / pl_t:>12,.0f}{pl_s:>12,.0f}{statistics.mean(plain_acc):>10.4f}")
     print(f"{'nncli train':<14}{nn_t:>9.2f}{work / nn_t:>12,.0f}{nn_s:>12,.0f}{statistics.mean(nncli_acc):>10.4f}")
     print(f"training-step throughput ratio nncli/plain: {nn_s / pl_s:.3f}")
-    print(f"wall-time ratio (nncli also validates every epoch, checkpoints, writes metrics and evaluates "
-          f"three splits at the end): {pl_t / nn_t:.3f}")
+    print(
+        f"wall-time ratio (nncli also validates every epoch, checkpoints, writes metrics and evaluates "
+        f"three splits at the end): {pl_t / nn_t:.3f}"
+    )
     pl_c, nn_c = statistics.median(plain_cpu), statistics.median(nncli_cpu)
-    print(f"CPU-time ratio (process CPU seconds, all threads; steadier than wall time on a shared "
-          f"machine): {pl_c / nn_c:.3f}  (plain {pl_c:.2f} s, nncli {nn_c:.2f} s)")
-    title = (f"{spec.name}: {cfg.epochs} epochs x {n_train:,} examples, batch {cfg.batch_size}, {cfg.optimizer}, "
-             f"{device}, {torch.get_num_threads()} torch thread(s), amp {args.amp or 'none'}, "
-             f"compile {bool(args.compile)}, median of {args.repeats}")
+    print(
+        f"CPU-time ratio (process CPU seconds, all threads; steadier than wall time on a shared "
+        f"machine): {pl_c / nn_c:.3f}  (plain {pl_c:.2f} s, nncli {nn_c:.2f} s)"
+    )
+    title = (
+        f"{spec.name}: {cfg.epochs} epochs x {n_train:,} examples, batch {cfg.batch_size}, {cfg.optimizer}, "
+        f"{device}, {torch.get_num_threads()} torch thread(s), amp {args.amp or 'none'}, "
+        f"compile {bool(args.compile)}, median of {args.repeats}"
+    )
     rec.table(title, "nncli train vs a plain hand-written PyTorch loop on the same model, data and settings")
-    rec.row(title, side="plain loop", wall_s=pl_t, wall_examples_per_s=work / pl_t, step_examples_per_s=pl_s,
-            cpu_s=pl_c, test_accuracy=statistics.mean(plain_acc))
-    rec.row(title, side="nncli train", wall_s=nn_t, wall_examples_per_s=work / nn_t, step_examples_per_s=nn_s,
-            cpu_s=nn_c, test_accuracy=statistics.mean(nncli_acc))
+    rec.row(
+        title,
+        side="plain loop",
+        wall_s=pl_t,
+        wall_examples_per_s=work / pl_t,
+        step_examples_per_s=pl_s,
+        cpu_s=pl_c,
+        test_accuracy=statistics.mean(plain_acc),
+    )
+    rec.row(
+        title,
+        side="nncli train",
+        wall_s=nn_t,
+        wall_examples_per_s=work / nn_t,
+        step_examples_per_s=nn_s,
+        cpu_s=nn_c,
+        test_accuracy=statistics.mean(nncli_acc),
+    )
     rec.table("ratios, nncli / plain", "> 1: nncli faster (for throughput) or cheaper (for times)")
-    rec.row("ratios, nncli / plain", step_throughput=nn_s / pl_s, wall_time_plain_over_nncli=pl_t / nn_t,
-            cpu_time_plain_over_nncli=pl_c / nn_c)
-    print("runs (s): plain " + " ".join(f"{t:.2f}" for t in plain_times)
-          + " | nncli " + " ".join(f"{t:.2f}" for t in nncli_times))
+    rec.row(
+        "ratios, nncli / plain",
+        step_throughput=nn_s / pl_s,
+        wall_time_plain_over_nncli=pl_t / nn_t,
+        cpu_time_plain_over_nncli=pl_c / nn_c,
+    )
+    print(
+        "runs (s): plain "
+        + " ".join(f"{t:.2f}" for t in plain_times)
+        + " | nncli "
+        + " ".join(f"{t:.2f}" for t in nncli_times)
+    )
 
 
 if __name__ == "__main__":

@@ -64,11 +64,16 @@ def main(rec: Record) -> None:
     import torchinfo
 
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"best of {args.repeats}, alternating, batch 1; ratio = torchinfo time / nncli time "
-          f"(> 1: nncli faster); torch._dynamo loaded by nncli's count: {'yes' if dynamo else 'no'}")
+    print(
+        f"best of {args.repeats}, alternating, batch 1; ratio = torchinfo time / nncli time "
+        f"(> 1: nncli faster); torch._dynamo loaded by nncli's count: {'yes' if dynamo else 'no'}"
+    )
     title = f"zoo specs at batch 1, best of {args.repeats}, alternating"
-    rec.table(title, "nncli params (spec -> count) vs torchinfo.summary on the hand-written model; "
-              "ratio = torchinfo time / nncli time (> 1: nncli faster)")
+    rec.table(
+        title,
+        "nncli params (spec -> count) vs torchinfo.summary on the hand-written model; "
+        "ratio = torchinfo time / nncli time (> 1: nncli faster)",
+    )
     rec.note(f"torch._dynamo loaded by nncli's count: {dynamo}")
     for label, file, make, published in cases:
         path = ROOT / "specs" / "zoo" / file
@@ -76,22 +81,36 @@ def main(rec: Record) -> None:
         model = make()
         info = torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0)
         assert report.total == info.total_params == published, (report.total, info.total_params)
-        t_nncli, t_info, t_info_build = _alternating([
-            lambda path=path: count(load_spec(path)),
-            lambda model=model: torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0),
-            lambda make=make: torchinfo.summary(make(), input_size=(1, 3, 224, 224), verbose=0),
-        ], args.repeats)
-        print(f"{label}: {published:,} parameters (both agree); nncli FLOPs {report.flops:,}, "
-              f"torchinfo mult-adds {info.total_mult_adds:,}")
-        rec.row(title, network=label, parameters=published, nncli_flops=report.flops,
-                torchinfo_mult_adds=info.total_mult_adds, nncli_ms=t_nncli * 1e3, torchinfo_built_ms=t_info * 1e3,
-                ratio_built=t_info / t_nncli, torchinfo_with_build_ms=t_info_build * 1e3,
-                ratio_with_build=t_info_build / t_nncli)
+        t_nncli, t_info, t_info_build = _alternating(
+            [
+                lambda path=path: count(load_spec(path)),
+                lambda model=model: torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0),
+                lambda make=make: torchinfo.summary(make(), input_size=(1, 3, 224, 224), verbose=0),
+            ],
+            args.repeats,
+        )
+        print(
+            f"{label}: {published:,} parameters (both agree); nncli FLOPs {report.flops:,}, "
+            f"torchinfo mult-adds {info.total_mult_adds:,}"
+        )
+        rec.row(
+            title,
+            network=label,
+            parameters=published,
+            nncli_flops=report.flops,
+            torchinfo_mult_adds=info.total_mult_adds,
+            nncli_ms=t_nncli * 1e3,
+            torchinfo_built_ms=t_info * 1e3,
+            ratio_built=t_info / t_nncli,
+            torchinfo_with_build_ms=t_info_build * 1e3,
+            ratio_with_build=t_info_build / t_nncli,
+        )
         print(f"  nncli params (spec -> meta build -> count)   {t_nncli * 1e3:8.1f} ms")
-        print(f"  torchinfo.summary (model already built)       {t_info * 1e3:8.1f} ms   "
-              f"ratio {t_info / t_nncli:.2f}")
-        print(f"  torchinfo.summary incl. building the model    {t_info_build * 1e3:8.1f} ms   "
-              f"ratio {t_info_build / t_nncli:.2f}")
+        print(f"  torchinfo.summary (model already built)       {t_info * 1e3:8.1f} ms   ratio {t_info / t_nncli:.2f}")
+        print(
+            f"  torchinfo.summary incl. building the model    {t_info_build * 1e3:8.1f} ms   "
+            f"ratio {t_info_build / t_nncli:.2f}"
+        )
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

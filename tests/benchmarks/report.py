@@ -55,9 +55,12 @@ def fmt(value) -> str:
 
 def table_md(table: dict) -> list[str]:
     columns = table["columns"]
-    lines = [f"**{table['title']}**" + (f": {table['compared']}" if table.get("compared") else ""), "",
-             "| " + " | ".join(c.replace("_", " ") for c in columns) + " |",
-             "|" + "|".join("---" for _ in columns) + "|"]
+    lines = [
+        f"**{table['title']}**" + (f": {table['compared']}" if table.get("compared") else ""),
+        "",
+        "| " + " | ".join(c.replace("_", " ") for c in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
     for row in table["rows"]:
         lines.append("| " + " | ".join(fmt(row.get(c)) for c in columns) + " |")
     return lines + [""]
@@ -65,7 +68,9 @@ def table_md(table: dict) -> list[str]:
 
 def machine_line(rec: dict) -> str:
     m = rec["machine"]
-    cores = f"{m['cores']} cores" + (f" ({m['cores_usable']} usable)" if m.get("cores_usable") != m.get("cores") else "")
+    cores = f"{m['cores']} cores" + (
+        f" ({m['cores_usable']} usable)" if m.get("cores_usable") != m.get("cores") else ""
+    )
     parts = [m.get("cpu") or "unknown CPU", cores]
     if m.get("memory_gib"):
         parts.append(f"{m['memory_gib']} GiB")
@@ -81,13 +86,17 @@ def section(rec: dict) -> list[str]:
     summary, method = doc[0].strip(), (doc[1].strip() if len(doc) > 1 else "")
     load = lambda v: " / ".join(f"{x:.2f}" for x in v) if v else "unknown"  # noqa: E731
     args = " ".join(rec["argv"])
-    lines = [f"## {rec['benchmark']}", "", summary.replace("\n", " "), "",
-             f"- Script: `tests/benchmarks/{rec['script']}`" + (f", run with `{args}`" if args else ""),
-             f"- Measured: {rec['started'].replace('T', ' ').replace('+00:00', ' UTC')}, "
-             f"{rec['seconds']:,.0f} s in all",
-             f"- Machine: {machine_line(rec)}",
-             f"- Load average (1 / 5 / 15 min): {load(rec['load_before'])} before, {load(rec['load_after'])} after",
-             ""]
+    lines = [
+        f"## {rec['benchmark']}",
+        "",
+        summary.replace("\n", " "),
+        "",
+        f"- Script: `tests/benchmarks/{rec['script']}`" + (f", run with `{args}`" if args else ""),
+        f"- Measured: {rec['started'].replace('T', ' ').replace('+00:00', ' UTC')}, {rec['seconds']:,.0f} s in all",
+        f"- Machine: {machine_line(rec)}",
+        f"- Load average (1 / 5 / 15 min): {load(rec['load_before'])} before, {load(rec['load_after'])} after",
+        "",
+    ]
     for table in rec["tables"]:
         lines += table_md(table)
     if rec.get("notes"):

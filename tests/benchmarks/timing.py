@@ -31,8 +31,7 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def best_within(fn, budget_s: float = 1.0, min_repeats: int = 3, max_repeats: int = 500,
-                warm: bool = True) -> float:
+def best_within(fn, budget_s: float = 1.0, min_repeats: int = 3, max_repeats: int = 500, warm: bool = True) -> float:
     """The shortest wall time of repeated ``fn()`` calls, repeated until ``budget_s`` is spent.
 
     A call of a few milliseconds is disturbed by any other process more often than not, so a

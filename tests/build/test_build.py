@@ -12,12 +12,12 @@ import textwrap
 
 import pytest
 import torch
+from conftest import SPECS
+from reference_models import INPUT_SHAPES, OUTPUT_SHAPES, PUBLISHED, REFERENCE_MODELS, SPEC_FILES
 from torch import nn
 
-from conftest import SPECS
 from nncli.build import build_model, infer
 from nncli.spec import load_spec, parse_spec
-from reference_models import INPUT_SHAPES, OUTPUT_SHAPES, PUBLISHED, REFERENCE_MODELS, SPEC_FILES
 
 
 def spec_of(text: str, base_dir=None):
@@ -59,7 +59,8 @@ def test_real_forward_shape(name):
 
 
 def test_inferred_sizes():
-    built = infer(spec_of("""
+    built = infer(
+        spec_of("""
         input: [3, 16, 16]
         layers:
           - Conv2d: {out_channels: 8, kernel_size: 3, padding: 1}
@@ -69,7 +70,8 @@ def test_inferred_sizes():
           - Flatten
           - LayerNorm
           - Linear: {out_features: 5}
-    """))
+    """)
+    )
     conv, bn, gn, conv2, _, ln, lin = built.layers
     assert conv.args["in_channels"] == 3 and conv.inferred == ("in_channels",)
     assert bn.args["num_features"] == 8 and gn.args["num_channels"] == 8
@@ -77,11 +79,20 @@ def test_inferred_sizes():
     assert ln.args["normalized_shape"] == 4 * 16 * 16 and ln.out_shape == (1024,)
     assert lin.args["in_features"] == 1024 and lin.params == 1024 * 5 + 5
     assert [tuple(i.out_shape) for i in built.layers] == [
-        (8, 16, 16), (8, 16, 16), (8, 16, 16), (4, 16, 16), (1024,), (1024,), (5,)]
+        (8, 16, 16),
+        (8, 16, 16),
+        (8, 16, 16),
+        (4, 16, 16),
+        (1024,),
+        (1024,),
+        (5,),
+    ]
 
 
 def test_layer_info_names_types_children_and_fqn():
-    built = infer(spec_of("""
+    built = infer(
+        spec_of(
+            """
         input: [4]
         layers:
           - Linear: {out_features: 4, name: first}
@@ -90,12 +101,14 @@ def test_layer_info_names_types_children_and_fqn():
               shortcut: [{Linear: {out_features: 4}}]
           - Repeat: {times: 2, layers: [{Linear: {out_features: 4}}, Tanh]}
           - Custom: {target: "swish_layers.py:Swish"}
-    """, base_dir=SPECS))
+    """,
+            base_dir=SPECS,
+        )
+    )
     first, res, rep, swish = built.layers
     assert (first.name, first.type, first.path) == ("first", "Linear", "layers[0]")
     assert (res.name, res.type) == ("residual_1", "Residual")
-    assert [(c.role, c.type) for c in res.children] == [("body", "Linear"), ("body", "ReLU"),
-                                                        ("shortcut", "Linear")]
+    assert [(c.role, c.type) for c in res.children] == [("body", "Linear"), ("body", "ReLU"), ("shortcut", "Linear")]
     assert [c.role for c in rep.children] == ["copy 1", "copy 1", "copy 2", "copy 2"]
     assert (swish.type, swish.name, swish.target) == ("Swish", "swish_3", "swish_layers.py:Swish")
     # fqn is the module's own name in the model, for every nested layer
@@ -106,7 +119,8 @@ def test_layer_info_names_types_children_and_fqn():
 
 # -- composites ----------------------------------------------------------------------------------
 def test_residual_is_body_plus_shortcut():
-    built = build_model(spec_of("""
+    built = build_model(
+        spec_of("""
         input: [4]
         layers:
           - Residual:
@@ -114,7 +128,10 @@ def test_residual_is_body_plus_shortcut():
               shortcut: [{Linear: {out_features: 3, bias: false}}]
           - Residual:
               body: [Tanh]
-    """), seed=1, dtype=torch.float64)
+    """),
+        seed=1,
+        dtype=torch.float64,
+    )
     proj, skip = built.model
     l1, _, l2 = proj.body
     (ls,) = proj.shortcut
@@ -126,11 +143,14 @@ def test_residual_is_body_plus_shortcut():
 
 
 def test_repeat_gives_fresh_weights_per_copy():
-    built = build_model(spec_of("""
+    built = build_model(
+        spec_of("""
         input: [6]
         layers:
           - Repeat: {times: 3, layers: [{Linear: {out_features: 6}}, ReLU]}
-    """), seed=0)
+    """),
+        seed=0,
+    )
     linears = [m for m in built.model.modules() if isinstance(m, nn.Linear)]
     assert len(linears) == 3
     assert len({id(l.weight) for l in linears}) == 3  # no shared tensors
@@ -143,11 +163,14 @@ def test_repeat_gives_fresh_weights_per_copy():
 def test_sequence_layers_read_dim_0_as_the_batch():
     # torch's default batch_first=False would make attention mix the examples of a batch while
     # every shape stays right; an example's output must not depend on its batch-mates.
-    built = build_model(spec_of("""
+    built = build_model(
+        spec_of("""
         input: [10, 16]
         layers:
           - TransformerEncoderLayer: {d_model: 16, nhead: 2, dropout: 0.0}
-    """), seed=0)
+    """),
+        seed=0,
+    )
     assert built.layers[0].args["batch_first"] is True and "batch_first" in built.layers[0].inferred
     model = built.model.eval()
     x = torch.randn(3, 10, 16)
@@ -156,12 +179,15 @@ def test_sequence_layers_read_dim_0_as_the_batch():
 
 # -- Step ----------------------------------------------------------------------------------------
 def test_step_forward_and_zero_gradient():
-    built = build_model(spec_of("""
+    built = build_model(
+        spec_of("""
         input: [3]
         layers:
           - Linear: {out_features: 4}
           - Step
-    """), seed=0)
+    """),
+        seed=0,
+    )
     lin = built.model[0]
     x = torch.tensor([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0]], requires_grad=True)
     y = built.model(x)
@@ -183,14 +209,17 @@ def _std_close(tensor: torch.Tensor, expected: float, rel: float = 0.03) -> None
 
 
 def test_kaiming_normal_std_linear_and_conv():
-    built = build_model(spec_of("""
+    built = build_model(
+        spec_of("""
         input: [64, 12, 12]
         init: {weight: kaiming_normal, bias: zeros}
         layers:
           - Conv2d: {out_channels: 512, kernel_size: 3}
           - Flatten
           - Linear: {out_features: 8}
-    """), seed=0)
+    """),
+        seed=0,
+    )
     conv, _, lin = built.model
     _std_close(conv.weight, math.sqrt(2 / (64 * 3 * 3)))  # fan_in = C_in * k * k = 576
     _std_close(lin.weight, math.sqrt(2 / (512 * 10 * 10)), rel=0.05)
@@ -198,31 +227,40 @@ def test_kaiming_normal_std_linear_and_conv():
 
 
 def test_lecun_normal_std():
-    built = build_model(spec_of("""
+    built = build_model(
+        spec_of("""
         input: [400]
         layers:
           - Linear: {out_features: 1000, init: {weight: lecun_normal}}
-    """), seed=0)
+    """),
+        seed=0,
+    )
     _std_close(built.model[0].weight, 1 / math.sqrt(400))
 
 
 def test_lecun_normal_conv_fan_in():
-    built = build_model(spec_of("""
+    built = build_model(
+        spec_of("""
         input: [32, 8, 8]
         layers:
           - Conv2d: {out_channels: 256, kernel_size: 5, init: {weight: lecun_normal}}
-    """), seed=0)
+    """),
+        seed=0,
+    )
     _std_close(built.model[0].weight, 1 / math.sqrt(32 * 5 * 5))
 
 
 def test_scheme_arguments_and_uniform_bounds():
-    built = build_model(spec_of("""
+    built = build_model(
+        spec_of("""
         input: [300]
         layers:
           - Linear: {out_features: 700, init: {weight: {normal: {std: 0.02}}, bias: {constant: {val: 0.5}}}}
           - Linear: {out_features: 500, init: {weight: xavier_uniform}}
           - Linear: {out_features: 200, init: {weight: orthogonal}}
-    """), seed=0)
+    """),
+        seed=0,
+    )
     a, b, c = built.model
     _std_close(a.weight, 0.02)
     assert torch.all(a.bias == 0.5)
@@ -234,7 +272,8 @@ def test_scheme_arguments_and_uniform_bounds():
 
 
 def test_layer_init_overrides_top_level_and_norms_keep_their_init():
-    built = build_model(spec_of("""
+    built = build_model(
+        spec_of("""
         input: [8]
         init: {weight: {normal: {std: 5.0}}, bias: {constant: {val: 3.0}}}
         layers:
@@ -242,7 +281,9 @@ def test_layer_init_overrides_top_level_and_norms_keep_their_init():
           - BatchNorm1d
           - Linear: {out_features: 8, init: {weight: zeros}}
           - LayerNorm
-    """), seed=0)
+    """),
+        seed=0,
+    )
     lin, bn, lin0, ln = built.model
     assert lin.weight.std() > 2.0 and torch.all(lin.bias == 3.0)  # top-level default applied
     assert torch.count_nonzero(lin0.weight) == 0  # its own init wins over the default ...
@@ -254,7 +295,8 @@ def test_layer_init_overrides_top_level_and_norms_keep_their_init():
 
 def test_composite_init_is_the_default_inside_it():
     # Precedence: a layer's own init > the innermost Residual/Repeat's > the spec's top level.
-    built = build_model(spec_of("""
+    built = build_model(
+        spec_of("""
         input: [4]
         init: {weight: ones}
         layers:
@@ -267,7 +309,9 @@ def test_composite_init_is_the_default_inside_it():
                 - Linear: {out_features: 4, init: {weight: {constant: {val: 2.0}}}}
           - Residual: {init: {bias: ones}, body: [{Linear: {out_features: 4}}, BatchNorm1d]}
           - Linear: {out_features: 2}
-    """), seed=0)
+    """),
+        seed=0,
+    )
     rep, res, last = built.model
     for copy in rep:
         assert torch.all(copy[0].weight == 0) and torch.all(copy[2].weight == 2)
@@ -278,11 +322,13 @@ def test_composite_init_is_the_default_inside_it():
 
 
 def test_init_applies_under_infer_without_allocating():
-    built = infer(spec_of("""
+    built = infer(
+        spec_of("""
         input: [8]
         init: {weight: orthogonal}
         layers: [{Linear: {out_features: 8, init: {weight: kaiming_uniform}}}]
-    """))
+    """)
+    )
     assert built.model[0].weight.device.type == "meta"
 
 

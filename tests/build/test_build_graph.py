@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TESTS
 from torch import nn
 
 import nncli
@@ -74,14 +75,23 @@ layers:
   - Block: {name: head, layers: [Flatten, {Linear: {out_features: 2}}]}
 """)
     assert [n for n, _ in built.model.named_parameters()] == [
-        "0.branches.0.0.weight", "0.branches.0.0.bias", "0.branches.1.1.weight",
-        "1.body.0.weight", "1.body.0.bias", "1.shortcut.0.weight", "1.shortcut.0.bias",
-        "2.1.weight", "2.1.bias"]
+        "0.branches.0.0.weight",
+        "0.branches.0.0.bias",
+        "0.branches.1.1.weight",
+        "1.body.0.weight",
+        "1.body.0.bias",
+        "1.shortcut.0.weight",
+        "1.shortcut.0.bias",
+        "2.1.weight",
+        "2.1.bias",
+    ]
     info = built.layers[0]
     assert info.type == "Parallel" and info.args == {"merge": "concat", "dim": 1, "branches": 2}
     assert [(c.role, c.type, c.fqn) for c in info.children] == [
-        ("branch 0", "Conv2d", "0.branches.0.0"), ("branch 1", "ReLU", "0.branches.1.0"),
-        ("branch 1", "Conv2d", "0.branches.1.1")]
+        ("branch 0", "Conv2d", "0.branches.0.0"),
+        ("branch 1", "ReLU", "0.branches.1.0"),
+        ("branch 1", "Conv2d", "0.branches.1.1"),
+    ]
     assert built.layers[2].type == "Block" and built.layers[2].name == "head"
     assert [c.fqn for c in built.layers[2].children] == ["2.0", "2.1"]
     assert built.output_shape == (2,)
@@ -107,13 +117,16 @@ layers:
     close(built.model(x), x * gate)
 
 
-@pytest.mark.parametrize("merge, reference", [
-    ("add", lambda a, b, c: a + b + c),
-    ("mul", lambda a, b, c: a * b * c),
-    ("mean", lambda a, b, c: (a + b + c) / 3),
-    ("max", lambda a, b, c: torch.maximum(torch.maximum(a, b), c)),
-    ("concat", lambda a, b, c: torch.cat([a, b, c], dim=-1)),
-])
+@pytest.mark.parametrize(
+    "merge, reference",
+    [
+        ("add", lambda a, b, c: a + b + c),
+        ("mul", lambda a, b, c: a * b * c),
+        ("mean", lambda a, b, c: (a + b + c) / 3),
+        ("max", lambda a, b, c: torch.maximum(torch.maximum(a, b), c)),
+        ("concat", lambda a, b, c: torch.cat([a, b, c], dim=-1)),
+    ],
+)
 def test_every_merge(merge, reference):
     built = build(f"""
 input: [3, 5]
@@ -130,21 +143,24 @@ layers:
 
 
 # -- tensor operations ---------------------------------------------------------------------------
-@pytest.mark.parametrize("layer, reference", [
-    ("Permute: {dims: [0, 3, 1, 2]}", lambda x: x.permute(0, 3, 1, 2)),
-    ("Transpose: {dim0: 1, dim1: -1}", lambda x: x.transpose(1, 3)),
-    ("Reshape: {shape: [6, -1]}", lambda x: x.reshape(x.shape[0], 6, -1)),
-    ("Chunk: {chunks: 3, dim: 2, index: 1}", lambda x: torch.chunk(x, 3, 2)[1]),
-    ("Chunk: {chunks: 2}", lambda x: torch.chunk(x, 2, 1)[0]),
-    ("Select: {dim: 1, index: 0}", lambda x: x[:, 0]),
-    ("Narrow: {dim: -1, start: 1, length: 2}", lambda x: x[..., 1:3]),
-    ("Mean: {dim: [2, 3]}", lambda x: x.mean(dim=(2, 3))),
-    ("Mean: {dim: 1, keepdim: true}", lambda x: x.mean(dim=1, keepdim=True)),
-    ("Flatten", lambda x: x.reshape(x.shape[0], -1)),
-    ("Unflatten: {dim: 1, unflattened_size: [2, 1]}", lambda x: x.reshape(x.shape[0], 2, 1, 3, 4)),
-    ("ChannelShuffle: {groups: 2}", lambda x: x.reshape(x.shape[0], 2, 1, 3, 4).transpose(1, 2).reshape(x.shape)),
-    ("Identity", lambda x: x),
-])
+@pytest.mark.parametrize(
+    "layer, reference",
+    [
+        ("Permute: {dims: [0, 3, 1, 2]}", lambda x: x.permute(0, 3, 1, 2)),
+        ("Transpose: {dim0: 1, dim1: -1}", lambda x: x.transpose(1, 3)),
+        ("Reshape: {shape: [6, -1]}", lambda x: x.reshape(x.shape[0], 6, -1)),
+        ("Chunk: {chunks: 3, dim: 2, index: 1}", lambda x: torch.chunk(x, 3, 2)[1]),
+        ("Chunk: {chunks: 2}", lambda x: torch.chunk(x, 2, 1)[0]),
+        ("Select: {dim: 1, index: 0}", lambda x: x[:, 0]),
+        ("Narrow: {dim: -1, start: 1, length: 2}", lambda x: x[..., 1:3]),
+        ("Mean: {dim: [2, 3]}", lambda x: x.mean(dim=(2, 3))),
+        ("Mean: {dim: 1, keepdim: true}", lambda x: x.mean(dim=1, keepdim=True)),
+        ("Flatten", lambda x: x.reshape(x.shape[0], -1)),
+        ("Unflatten: {dim: 1, unflattened_size: [2, 1]}", lambda x: x.reshape(x.shape[0], 2, 1, 3, 4)),
+        ("ChannelShuffle: {groups: 2}", lambda x: x.reshape(x.shape[0], 2, 1, 3, 4).transpose(1, 2).reshape(x.shape)),
+        ("Identity", lambda x: x),
+    ],
+)
 def test_tensor_operations_match_torch(layer, reference):
     built = build(f"input: [2, 3, 4]\nlayers:\n  - {layer}\n")
     x = torch.randn(5, 2, 3, 4, dtype=torch.float64)
@@ -198,8 +214,10 @@ def test_class_token_and_position_embedding():
 
 
 def test_embedding_takes_its_vocabulary_from_high():
-    spec = parse_spec("input: {shape: [7], dtype: int64, high: 50}\nlayers:\n"
-                      "  - Embedding: {embedding_dim: 8}\n  - Linear: {out_features: 3}\n")
+    spec = parse_spec(
+        "input: {shape: [7], dtype: int64, high: 50}\nlayers:\n"
+        "  - Embedding: {embedding_dim: 8}\n  - Linear: {out_features: 3}\n"
+    )
     built = build_model(spec, seed=0, dtype=torch.float64)
     emb, lin = built.model
     assert emb.num_embeddings == 50 and built.output_shape == (7, 3)
@@ -216,8 +234,9 @@ def test_embedding_takes_its_vocabulary_from_high():
 def test_recurrent_returns(kind, bidirectional):
     flag = str(bidirectional).lower()
     seq = build(f"input: [6, 3]\nlayers:\n  - {kind}: {{hidden_size: 5, num_layers: 2, bidirectional: {flag}}}\n")
-    last = build(f"input: [6, 3]\nlayers:\n  - {kind}: {{hidden_size: 5, num_layers: 2, bidirectional: {flag}, "
-                 "returns: last}\n")
+    last = build(
+        f"input: [6, 3]\nlayers:\n  - {kind}: {{hidden_size: 5, num_layers: 2, bidirectional: {flag}, returns: last}}\n"
+    )
     ref = getattr(nn, kind)(3, 5, num_layers=2, bidirectional=bidirectional, batch_first=True).double()
     # torch's own parameter names: the state dict loads as is
     ref.load_state_dict(seq.model[0].state_dict())
@@ -254,12 +273,20 @@ def test_self_attention_against_hand_and_torch(causal):
     built = build(f"input: [5, 8]\nlayers:\n  - SelfAttention: {{num_heads: 2, causal: {str(causal).lower()}}}\n")
     att = built.model[0]
     assert [n for n, _ in att.named_parameters()] == [
-        "in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"]
+        "in_proj_weight",
+        "in_proj_bias",
+        "out_proj.weight",
+        "out_proj.bias",
+    ]
     x = torch.randn(3, 5, 8, dtype=torch.float64)
     with torch.no_grad():
         y = built.model(x)
-        close(y, attention_by_hand(x, att.in_proj_weight, att.in_proj_bias, att.out_proj.weight,
-                                   att.out_proj.bias, 2, causal))
+        close(
+            y,
+            attention_by_hand(
+                x, att.in_proj_weight, att.in_proj_bias, att.out_proj.weight, att.out_proj.bias, 2, causal
+            ),
+        )
         mha = nn.MultiheadAttention(8, 2, batch_first=True).double()
         mha.load_state_dict(att.state_dict())
         mask = torch.ones(5, 5, dtype=torch.bool).triu(1) if causal else None
@@ -267,8 +294,10 @@ def test_self_attention_against_hand_and_torch(causal):
 
 
 def test_causal_encoder_layer_matches_torch_with_a_mask():
-    built = build("input: [6, 8]\nlayers:\n  - TransformerEncoderLayer: {nhead: 2, dim_feedforward: 16, "
-                  "dropout: 0.0, causal: true}\n")
+    built = build(
+        "input: [6, 8]\nlayers:\n  - TransformerEncoderLayer: {nhead: 2, dim_feedforward: 16, "
+        "dropout: 0.0, causal: true}\n"
+    )
     ref = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=True).double()
     ref.load_state_dict(built.model[0].state_dict())  # d_model inferred, torch's names
     x = torch.randn(2, 6, 8, dtype=torch.float64)
@@ -301,10 +330,10 @@ def test_causal_stack_never_looks_ahead():
         base = model(tokens)
         for t in (0, 5, 10):
             changed = tokens.clone()
-            changed[:, t + 1:] = torch.randint(0, 20, changed[:, t + 1:].shape)
+            changed[:, t + 1 :] = torch.randint(0, 20, changed[:, t + 1 :].shape)
             out = model(changed)
             assert torch.allclose(out[:, : t + 1], base[:, : t + 1], atol=1e-12, rtol=0)
-            assert not torch.allclose(out[:, t + 1:], base[:, t + 1:])  # later positions did change
+            assert not torch.allclose(out[:, t + 1 :], base[:, t + 1 :])  # later positions did change
     # Without `causal` the same stack looks ahead: the test can fail.
     both = build(GPT.replace("causal: true", "causal: false")).model.eval()
     with torch.no_grad():
@@ -351,9 +380,11 @@ layers:
 
 
 def test_words_stay_words():
-    built = build("input: [2, 4, 4]\nvars: {same: 3}\nlayers:\n"
-                  "  - Upsample: {scale_factor: 2, mode: nearest-exact}\n"
-                  "  - Conv2d: {out_channels: 2, kernel_size: 3, padding: same}\n")
+    built = build(
+        "input: [2, 4, 4]\nvars: {same: 3}\nlayers:\n"
+        "  - Upsample: {scale_factor: 2, mode: nearest-exact}\n"
+        "  - Conv2d: {out_channels: 2, kernel_size: 3, padding: same}\n"
+    )
     assert built.layers[0].args["mode"] == "nearest-exact"  # a word, though it holds a '-'
     assert built.layers[1].args["padding"] == "same"  # padding's words win over a var's name
     assert built.output_shape == (2, 8, 8)
@@ -374,8 +405,9 @@ def test_var_override_changes_the_network():
 def test_meta_inference_and_real_build_agree():
     spec = parse_spec(GPT)
     meta, real = infer(spec), build_model(spec)
-    assert [(i.path, i.type, i.in_shape, i.out_shape, i.params) for i in meta.walk()] == \
-        [(i.path, i.type, i.in_shape, i.out_shape, i.params) for i in real.walk()]
+    assert [(i.path, i.type, i.in_shape, i.out_shape, i.params) for i in meta.walk()] == [
+        (i.path, i.type, i.in_shape, i.out_shape, i.params) for i in real.walk()
+    ]
     d, v, length = 16, 20, 12  # the parameter count worked out by hand
     attention = 4 * d * d + 4 * d
     mlp = d * 4 * d + 4 * d + 4 * d * d + d
@@ -434,34 +466,47 @@ def test_lint_notes_attention_that_looks_both_ways():
 
 # -- the new broken specs fail the same way whichever build runs ---------------------------------
 GRAPH_BROKEN = [
-    "parallel_branch_mismatch.yaml", "parallel_add_mismatch.yaml", "parallel_dim_negative_batch.yaml",
-    "expression_fraction.yaml", "expression_unknown_var.yaml", "conv2d_on_tokens.yaml",
-    "linear_on_tokens.yaml", "embedding_vocabulary_too_small.yaml", "rnn_returns_first.yaml",
-    "causal_on_linear.yaml", "permute_moves_batch.yaml", "select_batch.yaml",
-    "self_attention_on_vectors.yaml", "repeat_times_expression_zero.yaml", "block_vars_shadow.yaml",
+    "parallel_branch_mismatch.yaml",
+    "parallel_add_mismatch.yaml",
+    "parallel_dim_negative_batch.yaml",
+    "expression_fraction.yaml",
+    "expression_unknown_var.yaml",
+    "conv2d_on_tokens.yaml",
+    "linear_on_tokens.yaml",
+    "embedding_vocabulary_too_small.yaml",
+    "rnn_returns_first.yaml",
+    "causal_on_linear.yaml",
+    "permute_moves_batch.yaml",
+    "select_batch.yaml",
+    "self_attention_on_vectors.yaml",
+    "repeat_times_expression_zero.yaml",
+    "block_vars_shadow.yaml",
 ]
 
 
 @pytest.mark.parametrize("name", GRAPH_BROKEN)
 def test_real_build_fails_like_meta_inference(name):
-    from pathlib import Path
 
     from nncli.errors import SpecError
     from nncli.spec import load_spec
 
-    spec = load_spec(Path(__file__).parent / "broken_specs" / name)
+    spec = load_spec(TESTS / "broken_specs" / name)
     with pytest.raises(SpecError) as meta:
         infer(spec)
     with pytest.raises(SpecError) as real:
         build_model(spec, device="cpu")
-    assert (real.value.line, real.value.spec_path, real.value.message) == \
-        (meta.value.line, meta.value.spec_path, meta.value.message)
+    assert (real.value.line, real.value.spec_path, real.value.message) == (
+        meta.value.line,
+        meta.value.spec_path,
+        meta.value.message,
+    )
 
 
 def test_lints_see_inside_branches_and_blocks():
     # Two Linears in one branch compose to one affine map; a Linear before the Parallel and one
     # inside a branch do not (the merge is between them), so exactly one collapse is found.
-    found = check_spec(parse_spec("""
+    found = check_spec(
+        parse_spec("""
 input: [8]
 layers:
   - Linear: {out_features: 8}
@@ -471,6 +516,7 @@ layers:
         - [{Linear: {out_features: 8}}, {Linear: {out_features: 8}}]
         - [ReLU]
   - Block: {layers: [ReLU, {Linear: {out_features: 4}}, {Linear: {out_features: 2}}]}
-""")).findings
+""")
+    ).findings
     collapses = [f.spec_path for f in found if f.code == "linear-collapse"]
     assert collapses == ["layers[1].Parallel.branches[0][0]", "layers[2].Block.layers[1]"]

@@ -13,24 +13,14 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from conftest import SPECS
+from reference_models import HAND_COUNTS, INPUT_SHAPES, OUTPUT_SHAPES, PUBLISHED, REFERENCE_MODELS, SPEC_FILES, Residual
 from torch import nn
 
-from reference_models import (
-    HAND_COUNTS,
-    INPUT_SHAPES,
-    OUTPUT_SHAPES,
-    PUBLISHED,
-    REFERENCE_MODELS,
-    SPEC_FILES,
-    Residual,
-)
-
-SPECS = Path(__file__).resolve().parent.parent / "specs"
 BIG = {"alexnet", "vgg16", "resnet18", "resnet50"}
 
 

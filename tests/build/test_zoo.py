@@ -18,21 +18,22 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
 import yaml
-from torch import nn
-
 import zoo_models as conv
 import zoo_models_seq as seq
+from conftest import SPECS
+from torch import nn
+
 from nncli.build import build_model, count_params, infer
 from nncli.spec import parse_spec
 
-ZOO = Path(__file__).resolve().parent.parent / "specs" / "zoo"
+ZOO = SPECS / "zoo"
 VOCAB = 73  # distinct characters of the shipped text (nncli/data/corpus), the GPT's vocabulary
 
 
@@ -51,38 +52,69 @@ class Entry:
 
 
 ENTRIES = {
-    "vgg11": Entry("vgg11.yaml", conv.vgg11, conv.PUBLISHED["vgg11"], (3, 32, 32),
-                   {"width": 8, "hidden": 64}, {"width": 8, "hidden": 64}, big=True),
+    "vgg11": Entry(
+        "vgg11.yaml",
+        conv.vgg11,
+        conv.PUBLISHED["vgg11"],
+        (3, 32, 32),
+        {"width": 8, "hidden": 64},
+        {"width": 8, "hidden": 64},
+        big=True,
+    ),
     "resnet34": Entry("resnet34.yaml", conv.resnet34, conv.PUBLISHED["resnet34"], (3, 32, 32)),
-    "resnext50_32x4d": Entry("resnext50-32x4d.yaml", conv.resnext50_32x4d,
-                             conv.PUBLISHED["resnext50_32x4d"], (3, 32, 32),
-                             {"base": 16}, {"base": 16}, big=True),
-    "wide_resnet50_2": Entry("wide-resnet50-2.yaml", conv.wide_resnet50_2,
-                             conv.PUBLISHED["wide_resnet50_2"], (3, 32, 32),
-                             {"base": 16}, {"base": 16}, big=True),
-    "mobilenet_v2": Entry("mobilenet-v2.yaml", conv.mobilenet_v2, conv.PUBLISHED["mobilenet_v2"],
-                          (3, 32, 32)),
-    "efficientnet_b0": Entry("efficientnet-b0.yaml", conv.efficientnet_b0,
-                             conv.PUBLISHED["efficientnet_b0"], (3, 32, 32)),
-    "squeezenet1_0": Entry("squeezenet1-0.yaml", conv.squeezenet1_0, conv.PUBLISHED["squeezenet1_0"],
-                           (3, 64, 64)),
+    "resnext50_32x4d": Entry(
+        "resnext50-32x4d.yaml",
+        conv.resnext50_32x4d,
+        conv.PUBLISHED["resnext50_32x4d"],
+        (3, 32, 32),
+        {"base": 16},
+        {"base": 16},
+        big=True,
+    ),
+    "wide_resnet50_2": Entry(
+        "wide-resnet50-2.yaml",
+        conv.wide_resnet50_2,
+        conv.PUBLISHED["wide_resnet50_2"],
+        (3, 32, 32),
+        {"base": 16},
+        {"base": 16},
+        big=True,
+    ),
+    "mobilenet_v2": Entry("mobilenet-v2.yaml", conv.mobilenet_v2, conv.PUBLISHED["mobilenet_v2"], (3, 32, 32)),
+    "efficientnet_b0": Entry(
+        "efficientnet-b0.yaml", conv.efficientnet_b0, conv.PUBLISHED["efficientnet_b0"], (3, 32, 32)
+    ),
+    "squeezenet1_0": Entry("squeezenet1-0.yaml", conv.squeezenet1_0, conv.PUBLISHED["squeezenet1_0"], (3, 64, 64)),
     # The reduced copy keeps 64x64: at 32x32 its last dense block runs at 1x1, where train-mode
     # batch norm over 2 values makes the end-to-end finite differences unreliable (gradcheck's
     # end-to-end check then fails with relative errors of 4e-4 while every layer passes).
-    "densenet121": Entry("densenet121.yaml", conv.densenet121, conv.PUBLISHED["densenet121"],
-                         (3, 32, 32), {"growth": 4}, {"growth": 4}, (3, 64, 64)),
-    "googlenet": Entry("googlenet.yaml", conv.googlenet, conv.PUBLISHED["googlenet"], (3, 32, 32),
-                       small_input=(3, 64, 64)),  # not 1x1 at the end either (see DenseNet)
-    "shufflenet_v2_x1_0": Entry("shufflenet-v2-x1-0.yaml", conv.shufflenet_v2_x1_0,
-                                conv.PUBLISHED["shufflenet_v2_x1_0"], (3, 32, 32)),
-    "unet": Entry("unet.yaml", conv.unet, conv.PUBLISHED["unet"], (3, 32, 32),
-                  {"base": 8}, {"base": 8}, big=True),
-    "vit_b_16": Entry("vit-b-16.yaml", seq.vit_b_16, conv.PUBLISHED["vit_b_16"], (3, 224, 224),
-                      {"dim": 64, "heads": 4, "depth": 2, "mlp": 128},
-                      {"dim": 64, "heads": 4, "layers": 2, "mlp": 128, "image": 32}, (3, 32, 32),
-                      big=True),
-    "lstm_classifier": Entry("lstm-classifier.yaml", seq.LSTMClassifier,
-                             seq.lstm_classifier_count(), ()),
+    "densenet121": Entry(
+        "densenet121.yaml",
+        conv.densenet121,
+        conv.PUBLISHED["densenet121"],
+        (3, 32, 32),
+        {"growth": 4},
+        {"growth": 4},
+        (3, 64, 64),
+    ),
+    "googlenet": Entry(
+        "googlenet.yaml", conv.googlenet, conv.PUBLISHED["googlenet"], (3, 32, 32), small_input=(3, 64, 64)
+    ),  # not 1x1 at the end either (see DenseNet)
+    "shufflenet_v2_x1_0": Entry(
+        "shufflenet-v2-x1-0.yaml", conv.shufflenet_v2_x1_0, conv.PUBLISHED["shufflenet_v2_x1_0"], (3, 32, 32)
+    ),
+    "unet": Entry("unet.yaml", conv.unet, conv.PUBLISHED["unet"], (3, 32, 32), {"base": 8}, {"base": 8}, big=True),
+    "vit_b_16": Entry(
+        "vit-b-16.yaml",
+        seq.vit_b_16,
+        conv.PUBLISHED["vit_b_16"],
+        (3, 224, 224),
+        {"dim": 64, "heads": 4, "depth": 2, "mlp": 128},
+        {"dim": 64, "heads": 4, "layers": 2, "mlp": 128, "image": 32},
+        (3, 32, 32),
+        big=True,
+    ),
+    "lstm_classifier": Entry("lstm-classifier.yaml", seq.LSTMClassifier, seq.lstm_classifier_count(), ()),
     "gpt_char": Entry("gpt-char.yaml", lambda **kw: seq.GPT(VOCAB, **kw), seq.gpt_count(VOCAB), ()),
 }
 
@@ -185,6 +217,7 @@ def compare_forward(name: str, *, small: bool) -> float:
 
 # --- the hand models: the independent reference ------------------------------------------------
 
+
 @pytest.mark.parametrize("name", list(ENTRIES))
 def test_hand_model_has_the_published_count(name):
     with torch.device("meta"):
@@ -216,6 +249,7 @@ def test_hand_shufflenet_unit_shuffles_channels_like_torch():
 
 # --- the specs ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NAMES)
 def test_spec_has_the_published_count(name):
     built = infer(load(name))
@@ -243,15 +277,16 @@ def test_gpt_spec_is_causal():
         base = model(x)
         for t in (0, 17, 62):
             changed = x.clone()
-            changed[:, t + 1:] = torch.randint(0, VOCAB, changed[:, t + 1:].shape, generator=gen)
+            changed[:, t + 1 :] = torch.randint(0, VOCAB, changed[:, t + 1 :].shape, generator=gen)
             assert not torch.equal(changed, x)
             out = model(changed)
             assert (out[:, : t + 1] - base[:, : t + 1]).abs().max() < 1e-12
             # ... and the change does reach the later positions (the test can fail)
-            assert (out[:, t + 1:] - base[:, t + 1:]).abs().max() > 1e-6
+            assert (out[:, t + 1 :] - base[:, t + 1 :]).abs().max() > 1e-6
 
 
 # --- every command on every zoo spec --------------------------------------------------------------
+
 
 def write_small(name: str, folder: Path) -> Path:
     """The reduced copy of a zoo spec (smaller vars, smaller input) as a file in ``folder``."""

@@ -22,8 +22,7 @@ def _time_help(argv: list[str], env: dict) -> tuple[float, float]:
     code = f"import sys; from nncli.cli import main; sys.exit(main({argv!r}))"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          env=env, timeout=60)
+    proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert proc.returncode == 0, proc.stderr
@@ -50,8 +49,7 @@ def test_help_is_fast(argv):
     _time_help(argv, env)  # warm-up: writes the bytecode cache
     runs = [_time_help(argv, env) for _ in range(3)]
     wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
-    assert cpu < HELP_LIMIT_S, (f"nncli {' '.join(argv)}: best of 3 took {cpu:.3f} s CPU "
-                                f"({wall:.3f} s wall)")
+    assert cpu < HELP_LIMIT_S, f"nncli {' '.join(argv)}: best of 3 took {cpu:.3f} s CPU ({wall:.3f} s wall)"
 
 
 def test_help_of_every_command_does_not_import_torch():
@@ -65,8 +63,9 @@ def test_help_of_every_command_does_not_import_torch():
         "    assert 'torch' not in sys.modules, argv\n"
         "print('ok', len(names))\n"
     )
-    proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          env=subprocess_env(), timeout=60)
+    proc = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, cwd=ROOT, env=subprocess_env(), timeout=60
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1].startswith("ok")
 
@@ -90,12 +89,35 @@ def test_params_json_keys(run_cli):
     r = run_cli(["params", SPECS / "resnet-tiny.yaml", "--json", "--depth", "1"])
     assert r.code == 0
     doc = json.loads(r.out)  # the whole of stdout is one JSON document
-    assert {"total", "trainable", "non_trainable", "buffers", "output_shape", "flops", "layers",
-            "memory", "gates", "input_shape", "flops_per_example", "batch_size", "name"} <= doc.keys()
+    assert {
+        "total",
+        "trainable",
+        "non_trainable",
+        "buffers",
+        "output_shape",
+        "flops",
+        "layers",
+        "memory",
+        "gates",
+        "input_shape",
+        "flops_per_example",
+        "batch_size",
+        "name",
+    } <= doc.keys()
     assert {"weights", "buffers", "activations", "gradients", "optimizer_state", "total"} <= doc["memory"].keys()
     for row in doc["layers"]:
-        assert {"index", "name", "type", "output_shape", "params", "flops", "trainable", "buffers",
-                "depth", "id"} <= row.keys()
+        assert {
+            "index",
+            "name",
+            "type",
+            "output_shape",
+            "params",
+            "flops",
+            "trainable",
+            "buffers",
+            "depth",
+            "id",
+        } <= row.keys()
     assert doc["output_shape"] == [10] and doc["total"] == 78_042
     assert any(r["depth"] == 1 for r in doc["layers"])
 
@@ -104,8 +126,7 @@ def test_check_json_keys(run_cli):
     r = run_cli(["check", SPECS / "deep-sigmoid.yaml", "--json"])
     assert r.code == 0
     doc = json.loads(r.out)
-    assert {"name", "file", "input_shape", "output_shape", "total_params", "layers", "findings",
-            "counts"} <= doc.keys()
+    assert {"name", "file", "input_shape", "output_shape", "total_params", "layers", "findings", "counts"} <= doc.keys()
     assert doc["counts"] == {"error": 0, "warning": 1, "info": 0}
     (finding,) = doc["findings"]
     assert {"severity", "code", "message", "spec_path", "file", "line", "hint"} <= finding.keys()
@@ -133,12 +154,15 @@ def test_failed_check_under_json_keeps_stdout_json(run_cli, write_spec):
 
 
 # -- flags and exit codes ---------------------------------------------------------------------------
-@pytest.mark.parametrize("argv, text", [
-    (["frobnicate"], "No such command"),
-    (["check"], "Missing argument"),
-    (["check", "--strcit", "x.yaml"], "--strict"),
-    (["params", str(SPECS / "lenet5.yaml"), "--depth", "x"], "--depth"),
-])
+@pytest.mark.parametrize(
+    "argv, text",
+    [
+        (["frobnicate"], "No such command"),
+        (["check"], "Missing argument"),
+        (["check", "--strcit", "x.yaml"], "--strict"),
+        (["params", str(SPECS / "lenet5.yaml"), "--depth", "x"], "--depth"),
+    ],
+)
 def test_bad_usage_exits_2(run_cli, argv, text):
     r = run_cli(argv)
     assert r.code == 2 and text in r.text and "Traceback" not in r.text
@@ -155,8 +179,7 @@ def test_no_color_means_no_escapes_even_on_a_terminal(run_cli, monkeypatch):
     assert ANSI.search(run_cli(["check", spec]).out), "baseline should be styled"
     assert ANSI.search(run_cli(["check", broken]).err), "baseline should be styled"
     monkeypatch.setenv("NO_COLOR", "1")
-    for argv in (["check", spec], ["params", spec], ["check", broken],
-                 ["params", spec, "--max-params", "1"]):
+    for argv in (["check", spec], ["params", spec], ["check", broken], ["params", spec, "--max-params", "1"]):
         r = run_cli(argv)
         assert not ANSI.search(r.out) and not ANSI.search(r.err), argv
 
@@ -214,15 +237,21 @@ def test_no_custom_reaches_commands_that_read_a_run(run_cli, tmp_path):
     """evaluate, predict, attack and export open a run's spec with the invocation's trust decision."""
     run = _fake_run(tmp_path / "run", (SPECS / "custom-swish.yaml").read_text())
     (tmp_path / "x.npz").write_bytes(b"")
-    for argv in (["evaluate", run], ["predict", run, tmp_path / "x.npz"], ["attack", run],
-                 ["export", run, "--format", "torchscript", "-o", tmp_path / "m.pt"]):
+    for argv in (
+        ["evaluate", run],
+        ["predict", run, tmp_path / "x.npz"],
+        ["attack", run],
+        ["export", run, "--format", "torchscript", "-o", tmp_path / "m.pt"],
+    ):
         r = run_cli(["--no-custom", *argv])
         assert r.code == 2 and "refused: --no-custom" in r.err and "spec.yaml:" in r.err, (argv, r.err)
 
 
 def test_no_custom_reaches_a_sweep(run_cli, tmp_path):
-    (tmp_path / "base.yaml").write_text("input: [2]\nlayers:\n  - Linear: {out_features: 4}\n"
-                                        "  - Custom: {target: \"torch.nn:Tanh\"}\n  - Linear: {out_features: 2}\n")
+    (tmp_path / "base.yaml").write_text(
+        "input: [2]\nlayers:\n  - Linear: {out_features: 4}\n"
+        '  - Custom: {target: "torch.nn:Tanh"}\n  - Linear: {out_features: 2}\n'
+    )
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("base: base.yaml\ngrid:\n  train.lr: [0.01, 0.1]\n")
     r = run_cli(["--no-custom", "sweep", sweep, "--out", tmp_path / "out", "--dry-run"])

@@ -1,5 +1,5 @@
 """Every tool on the graph and sequence blocks: diagram, params, gradcheck, probe and sweep axes over
-``vars`` (the ``text`` data set and token training: tests/test_text_tokens.py).
+``vars`` (the ``text`` data set and token training: tests/data/test_text_tokens.py).
 
 References, never the code's own output: node and edge counts worked out by hand for small specs,
 FLOP formulas written out per layer (2 per multiply-add; attention's Q K^T and weighted sum
@@ -14,6 +14,7 @@ import textwrap
 
 import pytest
 import torch
+from spec_texts import tiny_gpt
 from torch import nn
 from torch.func import functional_call
 
@@ -51,23 +52,6 @@ layers:
       name: head
       layers: [{AdaptiveAvgPool2d: {output_size: 1}}, Flatten, {Linear: {out_features: 10}}]
 """
-
-
-def tiny_gpt(context=16, high=11, dim=16, heads=2, depth=1, causal="true", extra=""):
-    return f"""
-name: tiny-gpt
-input: {{shape: [{context}], dtype: int64, high: {high}}}
-layers:
-  - Embedding: {{embedding_dim: {dim}}}
-  - PositionEmbedding
-  - Repeat:
-      times: {depth}
-      layers:
-        - Residual: {{body: [LayerNorm, {{SelfAttention: {{num_heads: {heads}, causal: {causal}}}}}]}}
-        - Residual: {{body: [LayerNorm, {{Linear: {{out_features: {4 * dim}}}}}, GELU, {{Linear: {{out_features: {dim}}}}}]}}
-  - LayerNorm
-  - Linear: {{out_features: {high}}}
-{extra}"""
 
 
 # -- diagram -----------------------------------------------------------------------------------
@@ -133,13 +117,16 @@ layers:
 
 
 def test_neuron_view_refuses_a_parallel(tmp_path, run_cli):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         input: [3]
         layers:
           - Linear: {out_features: 4}
           - Parallel: {merge: add, branches: [[], [Tanh]]}
           - Linear: {out_features: 2}
-        """)
+        """,
+    )
     res = run_cli(["diagram", str(path), "-o", str(tmp_path / "n.dot"), "--view", "neurons"])
     assert res.code == 2, res.text
     assert "spec.yaml:5" in res.text and "layers[1]" in res.text and "Parallel" in res.text
@@ -166,7 +153,9 @@ def gpt_flops_per_example(context, dim, high, depth):
 
 
 def gpt_params(context, dim, high, depth):
-    per_block = 2 * 2 * dim + (3 * dim * dim + 3 * dim + dim * dim + dim) + (dim * 4 * dim + 4 * dim + 4 * dim * dim + dim)
+    per_block = (
+        2 * 2 * dim + (3 * dim * dim + 3 * dim + dim * dim + dim) + (dim * 4 * dim + 4 * dim + 4 * dim * dim + dim)
+    )
     return high * dim + context * dim + depth * per_block + 2 * dim + dim * high + high
 
 
@@ -250,7 +239,9 @@ def leaves(report):
 
 
 def test_isolation_reaches_every_branch(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         input: [5]
         layers:
           - Linear: {out_features: 6}
@@ -260,7 +251,8 @@ def test_isolation_reaches_every_branch(tmp_path):
                 - []
                 - [{Linear: {out_features: 4}}, GELU, {Block: {layers: [{Linear: {out_features: 2}}]}}]
           - Linear: {out_features: 2}
-        """)
+        """,
+    )
     report = gc.gradcheck(load_spec(path))
     assert report.ok, report.diagnosis
     found = leaves(report)
@@ -271,7 +263,8 @@ def test_isolation_reaches_every_branch(tmp_path):
 
 
 def test_bug_inside_a_branch_is_pinned_to_its_layer(tmp_path):
-    (tmp_path / "layers.py").write_text(textwrap.dedent('''
+    (tmp_path / "layers.py").write_text(
+        textwrap.dedent("""
         import torch
         from torch import nn
 
@@ -287,8 +280,11 @@ def test_bug_inside_a_branch_is_pinned_to_its_layer(tmp_path):
         class Double(nn.Module):
             def forward(self, x):
                 return _Half.apply(x)
-        '''))
-    path = write(tmp_path, """
+        """)
+    )
+    path = write(
+        tmp_path,
+        """
         input: [4]
         layers:
           - Parallel:
@@ -296,7 +292,8 @@ def test_bug_inside_a_branch_is_pinned_to_its_layer(tmp_path):
               branches:
                 - [{Linear: {out_features: 4}}]
                 - [{Linear: {out_features: 4}}, {Custom: {target: "layers.py:Double"}}]
-        """)
+        """,
+    )
     report = gc.gradcheck(load_spec(path))
     assert not report.ok and report.suspect_id == "0.branches.1.1"
 
@@ -312,13 +309,18 @@ SEQUENCE_LAYERS = [
 ]
 
 
-@pytest.mark.parametrize("layer, shape", SEQUENCE_LAYERS, ids=[s[0].split(":")[0] + str(i) for i, s in enumerate(SEQUENCE_LAYERS)])
+@pytest.mark.parametrize(
+    "layer, shape", SEQUENCE_LAYERS, ids=[s[0].split(":")[0] + str(i) for i, s in enumerate(SEQUENCE_LAYERS)]
+)
 def test_sequence_layers_pass_and_agree_with_torch_gradcheck(tmp_path, layer, shape):
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         input: {list(shape)}
         layers:
           - {layer}
-        """)
+        """,
+    )
     spec = load_spec(path)
     report = gc.gradcheck(spec, batch=2)
     assert report.ok, report.diagnosis
@@ -342,15 +344,19 @@ def test_integer_inputs_perturb_parameters_only(tmp_path):
     found = leaves(report)
     embedding = found["0"]
     assert [t.name for t in embedding.tensors] == ["weight"]  # the ids are not perturbed
-    assert all("input" != t.name for leaf in found.values() for t in leaf.tensors
-               if leaf.type in ("Embedding",))
+    assert all("input" != t.name for leaf in found.values() for t in leaf.tensors if leaf.type in ("Embedding",))
     # torch.autograd.gradcheck on the whole float64 model w.r.t. its parameters, ids fixed
     model = build_model(spec, seed=0, dtype=torch.float64).model
     x = torch.randint(7, (2, 6))
     names = [n for n, _ in model.named_parameters()]
     params = [p.detach().clone().requires_grad_(True) for _, p in model.named_parameters()]
-    assert torch.autograd.gradcheck(lambda *ps: functional_call(model, dict(zip(names, ps)), (x,)),
-                                    tuple(params), eps=1e-6, atol=1e-6, fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda *ps: functional_call(model, dict(zip(names, ps)), (x,)),
+        tuple(params),
+        eps=1e-6,
+        atol=1e-6,
+        fast_mode=True,
+    )
 
 
 def test_gradcheck_loss_objective_on_token_outputs(tmp_path, run_cli):
@@ -385,7 +391,9 @@ def test_probe_token_model_gives_a_verdict(tmp_path, run_cli):
 def test_sweep_axis_writes_a_var(tmp_path):
     from nncli.sweep import expand, load_sweep, trial_spec_data
 
-    write(tmp_path, """
+    write(
+        tmp_path,
+        """
         input: [6]
         vars: {width: 4}
         layers:
@@ -394,12 +402,17 @@ def test_sweep_axis_writes_a_var(tmp_path):
           - {Linear: {out_features: "width // 2"}}
           - Linear: {out_features: 2}
         data: {name: moons}
-        """)
-    sweep = write(tmp_path, """
+        """,
+    )
+    sweep = write(
+        tmp_path,
+        """
         base: spec.yaml
         grid:
           vars.width: [4, 16]
-        """, "sweep.yaml")
+        """,
+        "sweep.yaml",
+    )
     configs = expand(load_sweep(sweep))
     totals = [count(parse_spec(json.dumps(trial_spec_data(c, 0)))).total for c in configs]
     # 6 -> w -> w/2 -> 2, by hand
@@ -410,16 +423,23 @@ def test_sweep_axis_on_an_unknown_var_is_located(tmp_path):
     from nncli.errors import SpecError
     from nncli.sweep import load_sweep
 
-    write(tmp_path, """
+    write(
+        tmp_path,
+        """
         input: [6]
         vars: {width: 4}
         layers: [{Linear: {out_features: width}}]
-        """)
-    sweep = write(tmp_path, """
+        """,
+    )
+    sweep = write(
+        tmp_path,
+        """
         base: spec.yaml
         grid:
           vars.widht: [4, 16]
-        """, "sweep.yaml")
+        """,
+        "sweep.yaml",
+    )
     with pytest.raises(SpecError) as err:
         load_sweep(sweep)
     assert "width" in str(err.value.hint) and err.value.line == 4  # the axis line (the file starts blank)

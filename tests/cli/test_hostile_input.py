@@ -1,4 +1,4 @@
-"""Reliability under faults and hostile input (issue 12).
+"""The command line under faults and hostile input: locks, limits, Custom trust, exit codes.
 
 Each test plants the fault the way it happens to a user (a live or dead lock holder, a
 billion-copy Repeat, a Custom target outside the spec's folder, an allocator failure, a read-only
@@ -19,31 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SPECS, subprocess_env
+from conftest import ROOT, SPECS, subprocess_env, write
+from spec_texts import TINY_MLP_RUN as MLP
 
-MLP = """
-name: tiny-mlp
-input: [2]
-layers:
-  - Linear: {out_features: 8}
-  - ReLU
-  - Linear: {out_features: 2}
-data: {name: moons, n: 200, noise: 0.1}
-train: {optimizer: sgd, lr: 0.1, batch_size: 50, epochs: 1, seed: 3}
-"""
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch, one_torch_thread):
-    """One torch thread (conftest), and none of the limits' or trust's environment variables set."""
-    for name in ("NNCLI_NO_CUSTOM", "NNCLI_MAX_LAYERS", "NNCLI_MAX_DEPTH", "NNCLI_MAX_SPEC_BYTES"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+pytestmark = pytest.mark.usefixtures("default_limits")
 
 
 def dead_pid() -> int:
@@ -60,8 +39,9 @@ def test_second_writer_of_a_run_folder_exits_2_naming_the_holder(tmp_path, run_c
     out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (out / ".nncli.lock").write_text(json.dumps(
-            {"pid": holder.pid, "host": os.uname().nodename, "command": "nncli train other.yaml --out run"}))
+        (out / ".nncli.lock").write_text(
+            json.dumps({"pid": holder.pid, "host": os.uname().nodename, "command": "nncli train other.yaml --out run"})
+        )
         result = run_cli(["train", spec, "--out", out, "--device", "cpu"])
         assert result.code == 2, result.text
         assert f"PID {holder.pid}" in result.err and "nncli train other.yaml --out run" in result.err
@@ -76,8 +56,9 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
 
     out = tmp_path / "run"
     out.mkdir()
-    (out / ".nncli.lock").write_text(json.dumps({"pid": dead_pid(), "host": os.uname().nodename,
-                                                 "command": "nncli train (killed)"}))
+    (out / ".nncli.lock").write_text(
+        json.dumps({"pid": dead_pid(), "host": os.uname().nodename, "command": "nncli train (killed)"})
+    )
     result = run_training(write(tmp_path / "spec.yaml", MLP), None, out, device="cpu")
     assert result.status == "completed"
     assert not (out / ".nncli.lock").exists()  # released at the end
@@ -89,10 +70,13 @@ def test_lock_is_exclusive_between_two_processes(tmp_path):
     from nncli.errors import InputError
     from nncli.train.lock import FolderLock
 
-    code = ("import sys, time; from nncli.train.lock import FolderLock; "
-            f"l = FolderLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(60)")
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                             env=subprocess_env(), cwd=ROOT)
+    code = (
+        "import sys, time; from nncli.train.lock import FolderLock; "
+        f"l = FolderLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(60)"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=subprocess_env(), cwd=ROOT
+    )
     try:
         assert child.stdout.readline().strip() == "held"
         with pytest.raises(InputError, match=f"PID {child.pid}"):
@@ -127,8 +111,9 @@ def test_second_sweep_into_one_folder_exits_2(tmp_path):
     out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (out / ".nncli.lock").write_text(json.dumps({"pid": holder.pid, "host": os.uname().nodename,
-                                                     "command": "nncli sweep sweep.yaml"}))
+        (out / ".nncli.lock").write_text(
+            json.dumps({"pid": holder.pid, "host": os.uname().nodename, "command": "nncli sweep sweep.yaml"})
+        )
         with pytest.raises(InputError, match=f"PID {holder.pid}"):
             run_sweep(load_sweep(sweep), out, device="cpu")
         assert sorted(p.name for p in out.iterdir()) == [".nncli.lock"]
@@ -158,38 +143,56 @@ def test_nested_repeats_multiply(tmp_path, run_cli):
     result = run_cli(["check", write(tmp_path / "nest.yaml", text)])
     assert result.code == 2
     # 1000 + 1000**2 + ... + 1000**10 Repeat copies and ReLUs: sum of 1000**k, k = 0..10
-    assert f"{sum(1000 ** k for k in range(11)):,} layers" in result.err
+    assert f"{sum(1000**k for k in range(11)):,} layers" in result.err
 
 
 def test_nested_expression_repeats_multiply(tmp_path, run_cli):
     """`times: k` with `vars: {k: 100}` three deep is 10**6 copies: refused before they are built,
     although the spec-level count sees an expression `times` as 1."""
-    text = ("input: [4]\nvars: {k: 100}\nlayers:\n  - Repeat:\n      times: k\n      layers:\n"
-            "        - Repeat:\n            times: k\n            layers:\n"
-            "              - Repeat: {times: k, layers: [ReLU]}\n")
+    text = (
+        "input: [4]\nvars: {k: 100}\nlayers:\n  - Repeat:\n      times: k\n      layers:\n"
+        "        - Repeat:\n            times: k\n            layers:\n"
+        "              - Repeat: {times: k, layers: [ReLU]}\n"
+    )
     spec = write(tmp_path / "nest.yaml", text)
     started = time.perf_counter()
     for command in ("check", "params"):
         result = run_cli([command, spec])
         assert result.code == 2, result.text
-        assert f"{100 ** 3:,} layers" in result.err and "limit is 100,000" in result.err
+        assert f"{100**3:,} layers" in result.err and "limit is 100,000" in result.err
         assert "nest.yaml:10:" in result.err and "Repeats making 10,000 copies" in result.err
     assert time.perf_counter() - started < 60
 
 
-@pytest.mark.parametrize("text, where, words", [
-    ("input: [4]\nvars: {a: .inf}\nlayers:\n  - Linear: {out_features: a}\n", "x.yaml:2:", "finite number"),
-    ("input: [4]\nvars: {a: .NaN}\nlayers:\n  - Linear: {out_features: a}\n", "x.yaml:2:", "finite number"),
-    ("input: [4]\nvars: {a: 1.0e+18}\nlayers:\n  - Linear: {out_features: 'a * 10'}\n", "x.yaml:4:",
-     "beyond 2**63"),
-    ("input: [4]\nlayers:\n  - Linear: {out_features: " + "9" * 5000 + "}\n", "x.yaml:3:", "4300 digits"),
-    ("input: [4]\nvars: {a: " + "9" * 30 + "}\nlayers:\n  - Linear: {out_features: a}\n", "x.yaml:2:",
-     "within 2**63"),
-    ("input: [4]\nvars: {v0: 2, v1: v0*v0, v2: v1*v1, v3: v2*v2, v4: v3*v3, v5: v4*v4, v6: v5*v5, "
-     "v7: v6*v6}\nlayers:\n  - ReLU\n", "x.yaml:2:", "beyond 2**63"),
-    ("input: [4]\nlayers:\n  - Linear: {out_features: '" + "(" * 400 + "4" + ")" * 400 + "'}\n", "x.yaml:3:",
-     "nests more than 100"),
-])
+@pytest.mark.parametrize(
+    "text, where, words",
+    [
+        ("input: [4]\nvars: {a: .inf}\nlayers:\n  - Linear: {out_features: a}\n", "x.yaml:2:", "finite number"),
+        ("input: [4]\nvars: {a: .NaN}\nlayers:\n  - Linear: {out_features: a}\n", "x.yaml:2:", "finite number"),
+        (
+            "input: [4]\nvars: {a: 1.0e+18}\nlayers:\n  - Linear: {out_features: 'a * 10'}\n",
+            "x.yaml:4:",
+            "beyond 2**63",
+        ),
+        ("input: [4]\nlayers:\n  - Linear: {out_features: " + "9" * 5000 + "}\n", "x.yaml:3:", "4300 digits"),
+        (
+            "input: [4]\nvars: {a: " + "9" * 30 + "}\nlayers:\n  - Linear: {out_features: a}\n",
+            "x.yaml:2:",
+            "within 2**63",
+        ),
+        (
+            "input: [4]\nvars: {v0: 2, v1: v0*v0, v2: v1*v1, v3: v2*v2, v4: v3*v3, v5: v4*v4, v6: v5*v5, "
+            "v7: v6*v6}\nlayers:\n  - ReLU\n",
+            "x.yaml:2:",
+            "beyond 2**63",
+        ),
+        (
+            "input: [4]\nlayers:\n  - Linear: {out_features: '" + "(" * 400 + "4" + ")" * 400 + "'}\n",
+            "x.yaml:3:",
+            "nests more than 100",
+        ),
+    ],
+)
 def test_numbers_beyond_the_bounds_are_located_errors(tmp_path, run_cli, text, where, words):
     result = run_cli(["check", write(tmp_path / "x.yaml", text)])
     assert result.code == 2, result.text
@@ -254,7 +257,7 @@ class Evil(torch.nn.Module):
 
 
 def _custom_spec(folder: Path, target: str) -> Path:
-    return write(folder / "spec.yaml", f"input: [4]\nlayers:\n  - Custom: {{target: \"{target}\"}}\n")
+    return write(folder / "spec.yaml", f'input: [4]\nlayers:\n  - Custom: {{target: "{target}"}}\n')
 
 
 @pytest.mark.parametrize("where", ["dotdot", "absolute"])
@@ -285,8 +288,14 @@ def test_no_custom_refuses_before_importing(tmp_path, run_cli, monkeypatch):
 
 
 def test_help_says_custom_runs_code():
-    proc = subprocess.run([sys.executable, "-m", "nncli", "--help"], capture_output=True, text=True,
-                          env=subprocess_env(), cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nncli", "--help"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=ROOT,
+        timeout=60,
+    )
     assert "--no-custom" in proc.stdout and "runs Python code" in " ".join(proc.stdout.split())
 
 
@@ -298,15 +307,17 @@ def test_allocator_failure_mid_training_is_exit_2(tmp_path, run_cli, monkeypatch
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(torch.optim.SGD, "step", oom)
-    result = run_cli(["train", write(tmp_path / "spec.yaml", MLP), "--out", tmp_path / "run",
-                      "--device", "cpu", "--json"])
+    result = run_cli(
+        ["train", write(tmp_path / "spec.yaml", MLP), "--out", tmp_path / "run", "--device", "cpu", "--json"]
+    )
     assert result.code == 2, result.text
     doc = json.loads(result.out)
     assert doc["exit_code"] == 2 and "out of memory" in doc["message"] and "--batch-size" in doc["hint"]
 
 
-@pytest.mark.parametrize("code, words", [(errno.EROFS, "read-only"), (errno.ENOSPC, "disk is full"),
-                                         (errno.EACCES, "permission denied")])
+@pytest.mark.parametrize(
+    "code, words", [(errno.EROFS, "read-only"), (errno.ENOSPC, "disk is full"), (errno.EACCES, "permission denied")]
+)
 def test_unwritable_or_full_disk_is_exit_2_with_the_path(tmp_path, run_cli, monkeypatch, code, words):
     import nncli.files
 
@@ -326,6 +337,7 @@ def test_read_only_folder_for_diagram_is_exit_2(tmp_path, run_cli, monkeypatch):
     folder = tmp_path / "ro"
     folder.mkdir()
     if os.geteuid() == 0:  # root writes into 0o500 folders: the file system says EROFS instead
+
         def fail(path, data, durable=False):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
 
@@ -348,8 +360,14 @@ def test_usage_error_under_json_prints_the_error_document(run_cli):
 
 def test_traceback_never_changes_the_exit_code(tmp_path):
     spec = write(tmp_path / "bad.yaml", "input: [4]\nlayers:\n  - NoSuchLayer\n")
-    proc = subprocess.run([sys.executable, "-m", "nncli", "--traceback", "check", str(spec)],
-                          capture_output=True, text=True, env=subprocess_env(), cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nncli", "--traceback", "check", str(spec)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" in proc.stderr
 
 
@@ -359,8 +377,9 @@ def test_force_does_not_replace_a_folder_another_process_is_writing(tmp_path, ru
     write(out / "run.yaml", "a: run\n")
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (out / ".nncli.lock").write_text(json.dumps({"pid": holder.pid, "host": os.uname().nodename,
-                                                     "command": "nncli train spec.yaml --out run"}))
+        (out / ".nncli.lock").write_text(
+            json.dumps({"pid": holder.pid, "host": os.uname().nodename, "command": "nncli train spec.yaml --out run"})
+        )
         result = run_cli(["train", spec, "--out", out, "--force", "--device", "cpu"])
         assert result.code == 2 and f"PID {holder.pid}" in result.err
         assert (out / "run.yaml").read_text() == "a: run\n"

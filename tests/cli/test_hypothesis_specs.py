@@ -19,23 +19,50 @@ import re
 import shutil
 
 import yaml
+from conftest import SPECS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SPECS
 from nncli import cli
 
-BASES = {name: (SPECS / name).read_text() for name in (
-    "lecture-mlp.yaml", "lenet5.yaml", "resnet-tiny.yaml", "custom-swish.yaml", "deep-sigmoid.yaml",
-    "deep-relu-he.yaml", "digits-cnn.yaml",
-)}
+BASES = {
+    name: (SPECS / name).read_text()
+    for name in (
+        "lecture-mlp.yaml",
+        "lenet5.yaml",
+        "resnet-tiny.yaml",
+        "custom-swish.yaml",
+        "deep-sigmoid.yaml",
+        "deep-relu-he.yaml",
+        "digits-cnn.yaml",
+    )
+}
 
 JUNK = st.one_of(
-    st.integers(-5, 5), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=8), st.none(), st.booleans(), st.lists(st.integers(-3, 10), max_size=3),
+    st.integers(-5, 5),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(-3, 10), max_size=3),
     st.dictionaries(st.text(max_size=5), st.integers(-3, 10), max_size=2),
-    st.sampled_from(["ReLU", "Linear", "Conv2d", "Residual", "Repeat", "Custom", "Step", "zeros",
-                     "kaiming_normal", "out_features", "same", "weight"]),
+    st.sampled_from(
+        [
+            "ReLU",
+            "Linear",
+            "Conv2d",
+            "Residual",
+            "Repeat",
+            "Custom",
+            "Step",
+            "zeros",
+            "kaiming_normal",
+            "out_features",
+            "same",
+            "weight",
+        ]
+    ),
 )
 
 
@@ -56,7 +83,7 @@ def _misspell(draw, word: str) -> str:
     i = draw(st.integers(0, len(word) - 1))
     op = draw(st.sampled_from(["drop", "swap", "insert", "case"]))
     if op == "drop":
-        return word[:i] + word[i + 1:]
+        return word[:i] + word[i + 1 :]
     if op == "swap" and len(word) > 1:
         j = min(i + 1, len(word) - 1)
         chars = list(word)
@@ -74,8 +101,7 @@ def _mutate_tree(draw, data):
     parent = data
     for part in path[:-1]:
         parent = parent[part]
-    op = draw(st.sampled_from(["delete", "replace", "negate", "stringify", "misspell", "insert",
-                               "duplicate"]))
+    op = draw(st.sampled_from(["delete", "replace", "negate", "stringify", "misspell", "insert", "duplicate"]))
     if not path:  # the root itself
         return draw(JUNK) if op == "replace" else data
     key = path[-1]
@@ -113,11 +139,11 @@ def _mutate_text(draw, text: str) -> str:
     lines = text.splitlines(keepends=True)
     i = draw(st.integers(0, len(lines) - 1))
     if op == "delete_line":
-        return "".join(lines[:i] + lines[i + 1:])
+        return "".join(lines[:i] + lines[i + 1 :])
     if op == "duplicate_line":
-        return "".join(lines[:i + 1] + lines[i:])
+        return "".join(lines[: i + 1] + lines[i:])
     pos = min(pos, len(text) - 1)
-    return text[:pos] + draw(st.sampled_from(list("\t:[]{}-&*!#%@`|>\"',\x00") + ["\x07"])) + text[pos + 1:]
+    return text[:pos] + draw(st.sampled_from(list("\t:[]{}-&*!#%@`|>\"',\x00") + ["\x07"])) + text[pos + 1 :]
 
 
 @st.composite
@@ -144,8 +170,11 @@ def _run(argv):
 
 
 # NNCLI_HYPOTHESIS_EXAMPLES=2000 for a longer hunt; the default run stays at ~100.
-@settings(max_examples=int(os.environ.get("NNCLI_HYPOTHESIS_EXAMPLES", "100")), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("NNCLI_HYPOTHESIS_EXAMPLES", "100")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(case=mutated_specs())
 def test_mutated_specs_fail_cleanly(case, tmp_path_factory):
     argv, text = case

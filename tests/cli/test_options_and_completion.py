@@ -1,4 +1,4 @@
-"""Issue 13, "the first hour": threads, --set, --force, completion, resume, piped output, the small items.
+"""What a new user meets in the first hour: threads, --set, --force, completion, resume, piped output.
 
 Each test checks one item against something written by hand here: layer sizes counted by hand,
 the text a user would grep for, the pixel order graphviz lays out, a plot's tick values.
@@ -39,8 +39,10 @@ def test_work_estimate_counts_weights_times_positions(write_spec):
     mlp = infer(load_spec(SPECS / "moons-mlp.yaml"))
     # Linear 2->64 (192 params) + ReLU + Linear 64->64 (4,160) + ReLU + Linear 64->2 (130), outputs 64,64,64,64,2
     assert macs_per_example(mlp) == 192 + 4160 + 130 + 64 * 4 + 2
-    conv = write_spec("input: [1, 8, 8]\nlayers:\n  - Conv2d: {out_channels: 4, kernel_size: 3, padding: 1, bias: false}\n"
-                      "  - Flatten\n  - Linear: {out_features: 3}\n")
+    conv = write_spec(
+        "input: [1, 8, 8]\nlayers:\n  - Conv2d: {out_channels: 4, kernel_size: 3, padding: 1, bias: false}\n"
+        "  - Flatten\n  - Linear: {out_features: 3}\n"
+    )
     # conv: 36 weights x 64 pixels + 256 outputs; flatten 256 outputs; linear 256*3+3 weights + 3 outputs
     assert macs_per_example(infer(load_spec(conv))) == 36 * 64 + 256 + 256 + (256 * 3 + 3) + 3
 
@@ -73,16 +75,26 @@ def test_train_reports_threads(run_cli, tmp_path, monkeypatch):
     r = run_cli(["train", str(SPECS / "moons-mlp.yaml"), *SMALL_TRAIN, "--out", str(tmp_path / "a"), "--json"])
     assert r.code == 0, r.err
     assert json.loads(r.out)["threads"] == 1  # the moons MLP is a small model: one thread
-    r = run_cli(["train", str(SPECS / "moons-mlp.yaml"), *SMALL_TRAIN, "--out", str(tmp_path / "b"), "--json",
-                 "--threads", "2"])
+    r = run_cli(
+        ["train", str(SPECS / "moons-mlp.yaml"), *SMALL_TRAIN, "--out", str(tmp_path / "b"), "--json", "--threads", "2"]
+    )
     assert r.code == 0, r.err
     assert json.loads(r.out)["threads"] == 2
 
 
 # -- 2. --set and --force --------------------------------------------------------------------------
 def test_set_on_params_changes_the_count(run_cli):
-    r = run_cli(["params", str(SPECS / "moons-mlp.yaml"), "--json", "--set", "layers[0].Linear.out_features=10",
-                 "--set", "layers[2].Linear.out_features=5"])
+    r = run_cli(
+        [
+            "params",
+            str(SPECS / "moons-mlp.yaml"),
+            "--json",
+            "--set",
+            "layers[0].Linear.out_features=10",
+            "--set",
+            "layers[2].Linear.out_features=5",
+        ]
+    )
     assert r.code == 0, r.err
     assert json.loads(r.out)["total"] == (2 * 10 + 10) + (10 * 5 + 5) + (5 * 2 + 2)
 
@@ -124,8 +136,20 @@ def test_set_values_are_typed_and_refusals_point_at_the_file(run_cli):
 @pytest.mark.slow  # trains (seconds each on an idle machine, a minute under load)
 def test_train_set_goes_to_run_yaml_and_spec_yaml(run_cli, tmp_path):
     out = tmp_path / "run"
-    r = run_cli(["train", str(SPECS / "moons-mlp.yaml"), *SMALL_TRAIN, "--set", "data.noise=0.3",
-                 "--set", "layers[0].Linear.out_features=16", "--out", str(out), "--json"])
+    r = run_cli(
+        [
+            "train",
+            str(SPECS / "moons-mlp.yaml"),
+            *SMALL_TRAIN,
+            "--set",
+            "data.noise=0.3",
+            "--set",
+            "layers[0].Linear.out_features=16",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert r.code == 0, r.err
     run = yaml.safe_load((out / "run.yaml").read_text())
     assert run["data"]["noise"] == 0.3 and run["data"]["n"] == 240 and run["train"]["epochs"] == 2
@@ -134,12 +158,31 @@ def test_train_set_goes_to_run_yaml_and_spec_yaml(run_cli, tmp_path):
 
 
 def test_sweep_set_works(run_cli, tmp_path):
-    r = run_cli(["sweep", str(ROOT / "sweeps" / "digits-width.yaml"), "--set", "train.epochs=3", "--dry-run",
-                 "--out", str(tmp_path / "s"), "--json"])
-    assert r.code == 0, r.err  # before issue 13 sweep's --set crashed (exit 3) on every value
+    r = run_cli(
+        [
+            "sweep",
+            str(ROOT / "sweeps" / "digits-width.yaml"),
+            "--set",
+            "train.epochs=3",
+            "--dry-run",
+            "--out",
+            str(tmp_path / "s"),
+            "--json",
+        ]
+    )
+    assert r.code == 0, r.err  # sweep's --set once crashed (exit 3) on every value
     assert json.loads(r.out)["trials"]
-    r = run_cli(["sweep", str(ROOT / "sweeps" / "digits-width.yaml"), "--set", "train.epochs=[3", "--dry-run",
-                 "--out", str(tmp_path / "s")])
+    r = run_cli(
+        [
+            "sweep",
+            str(ROOT / "sweeps" / "digits-width.yaml"),
+            "--set",
+            "train.epochs=[3",
+            "--dry-run",
+            "--out",
+            str(tmp_path / "s"),
+        ]
+    )
     assert r.code == 2 and "not valid YAML" in r.err
 
 
@@ -181,14 +224,17 @@ def test_completion_of_spec_files_and_choices():
     env = subprocess_env()
     nncli = Path(sys.executable).parent / "nncli"
     for shell in ("bash", "zsh", "fish"):
-        proc = subprocess.run([str(nncli), "--show-completion", shell], capture_output=True, text=True, env=env,
-                              timeout=60)
+        proc = subprocess.run(
+            [str(nncli), "--show-completion", shell], capture_output=True, text=True, env=env, timeout=60
+        )
         assert proc.returncode == 0 and "_NNCLI_COMPLETE" in proc.stdout
 
 
 def test_help_stays_torch_free():
-    code = ("import sys\nfrom nncli.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "assert 'torch' not in sys.modules, 'torch imported'\nprint('ok')")
+    code = (
+        "import sys\nfrom nncli.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\nprint('ok')"
+    )
     proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=60)
     assert proc.stdout.strip().endswith("ok"), proc.stderr
 
@@ -218,8 +264,9 @@ def test_piped_output_is_not_wrapped_and_has_no_trailing_spaces():
     env = subprocess_env()
     env.pop("COLUMNS")
     nncli = Path(sys.executable).parent / "nncli"
-    proc = subprocess.run([str(nncli), "check", "specs/deep-sigmoid.yaml"], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [str(nncli), "check", "specs/deep-sigmoid.yaml"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
+    )
     lines = proc.stdout.splitlines()
     assert not [ln for ln in lines if ln != ln.rstrip()]
     finding = [ln for ln in lines if ln.startswith("warning [vanishing-risk]")]
@@ -259,8 +306,10 @@ def test_predict_csv_names_its_column_predicted_label(run_cli, tmp_path):
 def test_diagram_default_output_and_neuron_order(run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = tmp_path / "tiny.yaml"
-    spec.write_text("input: [3]\nlayers:\n  - Linear: {out_features: 5}\n  - ReLU\n  - Linear: {out_features: 4}\n"
-                    "  - ReLU\n  - Linear: {out_features: 2}\n")
+    spec.write_text(
+        "input: [3]\nlayers:\n  - Linear: {out_features: 5}\n  - ReLU\n  - Linear: {out_features: 4}\n"
+        "  - ReLU\n  - Linear: {out_features: 2}\n"
+    )
     r = run_cli(["diagram", str(spec)])
     assert r.code == 0 and (tmp_path / "tiny.svg").is_file()
     assert run_cli(["diagram", str(spec), "--view", "neurons", "-o", "n.dot"]).code == 0
@@ -283,8 +332,9 @@ def test_help_leads_with_options_and_every_argument_has_help():
                 assert param.help, f"{name} {param.name}: no help"
     env = subprocess_env()
     for name in ("gradcheck", "probe"):
-        text = subprocess.run([PYTHON, "-m", "nncli", name, "--help"], capture_output=True, text=True,
-                              env=env, timeout=60).stdout
+        text = subprocess.run(
+            [PYTHON, "-m", "nncli", name, "--help"], capture_output=True, text=True, env=env, timeout=60
+        ).stdout
         lines = text.splitlines()
         assert lines[0].startswith("Usage:")
         assert lines.index("Options:") < 12, text[:600]  # usage, one paragraph, the argument, options
@@ -302,8 +352,10 @@ def test_plots_have_integer_ticks_a_style_legend_and_clipped_error_bars(monkeypa
     from types import SimpleNamespace
 
     plots, figs = _capture_figure(monkeypatch)
-    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_accuracy": 0.5, "val_accuracy": 0.6}
-               for e in (1, 2, 3)]
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_accuracy": 0.5, "val_accuracy": 0.6}
+        for e in (1, 2, 3)
+    ]
     result = SimpleNamespace(history=history, best_epoch=2, spec="m", status="completed", test={"accuracy": 0.9})
     plots.train_plot(result, tmp_path / "t.png")
     ticks = figs[-1].axes[0].get_xticks()
@@ -312,10 +364,10 @@ def test_plots_have_integer_ticks_a_style_legend_and_clipped_error_bars(monkeypa
     plots.compare_plot(SimpleNamespace(runs=[run]), tmp_path / "c.png")
     labels = figs[-1].axes[0].get_legend_handles_labels()[1]
     assert "validation" in labels and "training" in labels
-    trial = SimpleNamespace(index=0, id="t", overrides={"width": 4}, val={"accuracy": 0.99},
-                            val_std={"accuracy": 0.05})
-    sweep = SimpleNamespace(trials=[trial], axes=["width"], metric="accuracy", search="grid", best=None,
-                            name="s", goal="max")
+    trial = SimpleNamespace(index=0, id="t", overrides={"width": 4}, val={"accuracy": 0.99}, val_std={"accuracy": 0.05})
+    sweep = SimpleNamespace(
+        trials=[trial], axes=["width"], metric="accuracy", search="grid", best=None, name="s", goal="max"
+    )
     plots.sweep_plot(sweep, tmp_path / "s.png")
     ax = figs[-1].axes[0]
     tops = [seg[:, 1].max() for coll in ax.collections for seg in coll.get_segments()]
@@ -327,8 +379,14 @@ def test_plots_have_integer_ticks_a_style_legend_and_clipped_error_bars(monkeypa
 def test_examples_say_when_nncli_is_not_on_path(script, tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     arg = str(SPECS / "lenet5.yaml") if script == "ci-gate.sh" else str(tmp_path / "tour")  # SPEC / OUT_DIR
-    proc = subprocess.run(["bash", str(ROOT / "examples" / script), arg], capture_output=True,
-                          text=True, env=env, timeout=60, cwd=tmp_path)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "examples" / script), arg],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "activate" in proc.stderr  # not 127 at the first step
 
 

@@ -24,9 +24,8 @@ import textwrap
 
 import pytest
 import torch
-from torch import nn
-
 from conftest import PYTHON, ROOT, SPECS, subprocess_env
+from torch import nn
 
 READY = sorted(SPECS.glob("*.yaml")) + sorted((SPECS / "zoo").glob("*.yaml"))
 # The ready specs with a layer params counts by dispatch (which imports torch._dynamo), and why.
@@ -65,8 +64,14 @@ _PROBE = textwrap.dedent("""
 
 
 def test_check_params_diagram_never_import_dynamo():
-    proc = subprocess.run([PYTHON, "-c", _PROBE, *map(str, READY)], capture_output=True, text=True,
-                          env=subprocess_env(OMP_NUM_THREADS="1"), cwd=ROOT, timeout=600)
+    proc = subprocess.run(
+        [PYTHON, "-c", _PROBE, *map(str, READY)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(OMP_NUM_THREADS="1"),
+        cwd=ROOT,
+        timeout=600,
+    )
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@")]
     assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads(line[-1][2:])
@@ -107,8 +112,7 @@ def _assert_agree(built, batch, dispatch=True):
     against the whole model's dispatch: per module, in total and in bytes saved."""
     from nncli.flops import formula_forward
 
-    formula = formula_forward(built, batch, 4, integer_input=built.input_dtype.startswith("int"),
-                              dispatch=dispatch)
+    formula = formula_forward(built, batch, 4, integer_input=built.input_dtype.startswith("int"), dispatch=dispatch)
     assert formula is not None
     (flops, saved), (ref_flops, ref_saved) = formula, _dispatch_at(built, batch)
     assert saved == ref_saved
@@ -136,12 +140,14 @@ def test_formulas_agree_with_torch_dispatch(path, batch):
 def test_formulas_fall_back_where_they_do_not_apply(write_spec):
     custom = SPECS / "custom-swish.yaml"
     assert _formula_and_dispatch(custom, 2)[1] is None  # a Custom layer: dispatch decides
-    inplace = write_spec(textwrap.dedent("""
+    inplace = write_spec(
+        textwrap.dedent("""
         input: [8]
         layers:
           - Linear: {out_features: 4}
           - ReLU: {inplace: true}
-    """))
+    """)
+    )
     assert _formula_and_dispatch(inplace, 2)[1] is None  # in place: saves its input's storage
 
 
@@ -154,7 +160,8 @@ def test_layers_without_a_formula_are_dispatched_one_by_one(write_spec):
     from nncli.spec import load_spec
 
     shutil.copy(SPECS / "swish_layers.py", write_spec("", "spec.yaml").parent / "swish_layers.py")
-    mixed = write_spec(textwrap.dedent("""
+    mixed = write_spec(
+        textwrap.dedent("""
         input: [3, 8, 8]
         layers:
           - Conv2d: {out_channels: 6, kernel_size: 3, padding: 1}
@@ -167,15 +174,20 @@ def test_layers_without_a_formula_are_dispatched_one_by_one(write_spec):
                                    Conv2d: {out_channels: 3, kernel_size: 1}]]}
           - Flatten
           - Linear: {out_features: 4}
-    """), "mixed.yaml")
-    tokens = write_spec(textwrap.dedent("""
+    """),
+        "mixed.yaml",
+    )
+    tokens = write_spec(
+        textwrap.dedent("""
         input: {shape: [6], dtype: int64, high: 9}
         layers:
           - Embedding: {embedding_dim: 8, max_norm: 1.0}  # renormalises its weight: no rule
           - TransformerEncoderLayer: {nhead: 2, dim_feedforward: 16, causal: true}
           - TransformerEncoderLayer: {nhead: 2, dim_feedforward: 16, norm_first: true, dropout: 0.0}
           - Linear: {out_features: 3}
-    """), "tokens.yaml")
+    """),
+        "tokens.yaml",
+    )
     for path in (mixed, tokens):
         built = infer(load_spec(path))
         integer = built.input_dtype.startswith("int")
@@ -185,8 +197,9 @@ def test_layers_without_a_formula_are_dispatched_one_by_one(write_spec):
 
 
 def _conv_cases():
-    for n, (k, s, p, d, size) in itertools.product((1, 2), itertools.product(
-            (1, 3, 4), (1, 2, 3), (0, 1, 2, "same", "valid"), (1, 2), (1, 3, 7))):
+    for n, (k, s, p, d, size) in itertools.product(
+        (1, 2), itertools.product((1, 3, 4), (1, 2, 3), (0, 1, 2, "same", "valid"), (1, 2), (1, 3, 7))
+    ):
         if p == "same" and s != 1:
             continue  # torch refuses it in the constructor
         yield n, k, s, p, d, size
@@ -310,14 +323,35 @@ def test_shape_keeping_rules_match_a_real_forward():
     the rule declines and the layer is run for torch's own error."""
     from nncli.build.inference import rule_shape
 
-    modules = [nn.ReLU(), nn.GELU(), nn.Hardtanh(), nn.LeakyReLU(0.1), nn.SiLU(inplace=True), nn.Identity(),
-               nn.Dropout(0.5), nn.AlphaDropout(0.2), nn.BatchNorm1d(3), nn.BatchNorm2d(3), nn.BatchNorm3d(3),
-               nn.LayerNorm(4), nn.LayerNorm([3, 4]), nn.GroupNorm(1, 3), nn.Flatten(), nn.Flatten(2),
-               nn.Softmax(dim=3), nn.PReLU(4),
-               # arguments the constructor takes but forward refuses: the rule must decline them
-               nn.GELU(approximate="foo"), nn.ELU(alpha="abc"), nn.CELU(alpha=0.0), nn.RReLU(0.5, 0.1),
-               nn.Softshrink(-1.0), nn.BatchNorm1d(3, eps="abc"), nn.LayerNorm(4, eps="abc"),
-               nn.GroupNorm(1, 3, eps="abc")]
+    modules = [
+        nn.ReLU(),
+        nn.GELU(),
+        nn.Hardtanh(),
+        nn.LeakyReLU(0.1),
+        nn.SiLU(inplace=True),
+        nn.Identity(),
+        nn.Dropout(0.5),
+        nn.AlphaDropout(0.2),
+        nn.BatchNorm1d(3),
+        nn.BatchNorm2d(3),
+        nn.BatchNorm3d(3),
+        nn.LayerNorm(4),
+        nn.LayerNorm([3, 4]),
+        nn.GroupNorm(1, 3),
+        nn.Flatten(),
+        nn.Flatten(2),
+        nn.Softmax(dim=3),
+        nn.PReLU(4),
+        # arguments the constructor takes but forward refuses: the rule must decline them
+        nn.GELU(approximate="foo"),
+        nn.ELU(alpha="abc"),
+        nn.CELU(alpha=0.0),
+        nn.RReLU(0.5, 0.1),
+        nn.Softshrink(-1.0),
+        nn.BatchNorm1d(3, eps="abc"),
+        nn.LayerNorm(4, eps="abc"),
+        nn.GroupNorm(1, 3, eps="abc"),
+    ]
     shapes = [(3,), (4,), (3, 4), (4, 3), (3, 4, 4), (3, 3, 4), (3, 2, 2, 4), (2, 3, 4, 4)]
     checked = declined = 0
     for module, shape in itertools.product(modules, shapes):

@@ -51,8 +51,7 @@ def runs(tmp_path_factory):
 def test_only_the_settings_that_differ_are_listed(runs):
     result = compare_runs([runs["a"], runs["b"], runs["c"]])
     assert [r.label for r in result.runs] == ["a", "b", "c"]
-    assert result.differences == {"train.lr": [0.05, 0.01, 0.05],
-                                  "layers[0].Linear.out_features": [8, 8, 16]}
+    assert result.differences == {"train.lr": [0.05, 0.01, 0.05], "layers[0].Linear.out_features": [8, 8, 16]}
     assert result.same > 10  # data, the rest of train, the other layers
 
 

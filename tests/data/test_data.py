@@ -11,8 +11,18 @@ import pytest
 import torch
 
 from nncli.data import (
-    augment_batch, fit_input_shape, load_dataset, make_blobs, make_circles, make_moons,
-    make_regression, make_spirals, make_xor, normalization_stats, read_idx, read_inputs,
+    augment_batch,
+    fit_input_shape,
+    load_dataset,
+    make_blobs,
+    make_circles,
+    make_moons,
+    make_regression,
+    make_spirals,
+    make_xor,
+    normalization_stats,
+    read_idx,
+    read_inputs,
     resolve_data_config,
 )
 from nncli.errors import InputError
@@ -148,8 +158,12 @@ def test_random_crop_is_a_window_of_the_zero_padded_image():
     padded = np.pad(x.numpy(), ((0, 0), (0, 0), (2, 2), (2, 2)))
     offsets = set()
     for i in range(len(x)):
-        hits = [(dy, dx) for dy in range(5) for dx in range(5)
-                if np.array_equal(padded[i, :, dy:dy + 5, dx:dx + 6], out[i].numpy())]
+        hits = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if np.array_equal(padded[i, :, dy : dy + 5, dx : dx + 6], out[i].numpy())
+        ]
         assert hits, f"example {i} is not a padded window"
         offsets.add(hits[0])
     assert len(offsets) > 5  # offsets differ per example
@@ -170,7 +184,11 @@ def test_flip_mirrors_about_half_the_examples():
 
 # -- MNIST and CIFAR-10 from hand-written binary files ------------------------------------------
 def _idx(array: np.ndarray) -> bytes:
-    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+    return (
+        bytes([0, 0, 0x08, array.ndim])
+        + struct.pack(f">{array.ndim}I", *array.shape)
+        + array.astype(np.uint8).tobytes()
+    )
 
 
 def test_mnist_idx_files(tmp_path):
@@ -332,22 +350,25 @@ def test_config_defaults_and_override_replacing_the_source():
     assert resolve_data_config(cfg.to_dict()) == cfg  # run.yaml round trip
 
 
-@pytest.mark.parametrize("section, message, hint", [
-    ({"name": "moon"}, "unknown data set 'moon'", "did you mean 'moons'"),
-    ({"name": "moons", "nosie": 0.1}, "unknown key 'nosie'", "did you mean 'noise'"),
-    ({"name": "digits", "noise": 0.1}, "`noise` does not apply to digits", None),
-    ({"name": "moons", "n": -5}, "expected an integer >= 1, found an integer (-5)", None),
-    ({"name": "moons", "noise": float("inf")}, "expected a number >= 0, found a number (inf)", None),
-    ({"name": "moons", "noise": float("nan")}, "expected a number >= 0, found a number (nan)", None),
-    ({"name": "blobs", "features": 2.5}, "expected an integer >= 1, found a number (2.5)", None),
-    ({"name": "moons", "val": 10**400}, "expected a number >= 0 and <= 0.9, found an integer", None),
-    ({"name": "moons", "val": 0.5, "test": 0.5}, "expected val + test < 1", None),
-    ({"name": "mnist"}, "read from a local folder", "never downloads"),
-    ({"path": "no/such/file.npz"}, "no such data file", None),
-    ({"path": "data.txt"}, "expected a .npz, .csv or .pt file", None),
-    ({"name": "moons", "augment": {"crop": 2, "flip": "yes"}}, "expected true or false", None),
-    ({}, "no data", None),
-])
+@pytest.mark.parametrize(
+    "section, message, hint",
+    [
+        ({"name": "moon"}, "unknown data set 'moon'", "did you mean 'moons'"),
+        ({"name": "moons", "nosie": 0.1}, "unknown key 'nosie'", "did you mean 'noise'"),
+        ({"name": "digits", "noise": 0.1}, "`noise` does not apply to digits", None),
+        ({"name": "moons", "n": -5}, "expected an integer >= 1, found an integer (-5)", None),
+        ({"name": "moons", "noise": float("inf")}, "expected a number >= 0, found a number (inf)", None),
+        ({"name": "moons", "noise": float("nan")}, "expected a number >= 0, found a number (nan)", None),
+        ({"name": "blobs", "features": 2.5}, "expected an integer >= 1, found a number (2.5)", None),
+        ({"name": "moons", "val": 10**400}, "expected a number >= 0 and <= 0.9, found an integer", None),
+        ({"name": "moons", "val": 0.5, "test": 0.5}, "expected val + test < 1", None),
+        ({"name": "mnist"}, "read from a local folder", "never downloads"),
+        ({"path": "no/such/file.npz"}, "no such data file", None),
+        ({"path": "data.txt"}, "expected a .npz, .csv or .pt file", None),
+        ({"name": "moons", "augment": {"crop": 2, "flip": "yes"}}, "expected true or false", None),
+        ({}, "no data", None),
+    ],
+)
 def test_config_errors_are_located_and_helpful(section, message, hint):
     with pytest.raises(InputError) as info:
         resolve_data_config(section)
@@ -360,8 +381,9 @@ def test_config_errors_are_located_and_helpful(section, message, hint):
 def test_config_errors_go_through_the_spec_locator():
     from nncli.spec import parse_spec
 
-    spec = parse_spec("input: [2]\nlayers: [Linear: {out_features: 2}]\ndata:\n  name: moons\n  nosie: 0.1\n",
-                      file="s.yaml")
+    spec = parse_spec(
+        "input: [2]\nlayers: [Linear: {out_features: 2}]\ndata:\n  name: moons\n  nosie: 0.1\n", file="s.yaml"
+    )
 
     def fail(path, message, hint, from_override):
         return spec.error(("data",) + path, message, hint, key=True)
@@ -378,8 +400,9 @@ def test_infinite_noise_is_a_located_bad_input():
     from nncli.errors import SpecError
     from nncli.spec import parse_spec
 
-    spec = parse_spec("input: [2]\nlayers: [Linear: {out_features: 2}]\ndata:\n  name: moons\n  noise: .inf\n",
-                      file="s.yaml")
+    spec = parse_spec(
+        "input: [2]\nlayers: [Linear: {out_features: 2}]\ndata:\n  name: moons\n  noise: .inf\n", file="s.yaml"
+    )
     assert spec.data["noise"] == float("inf")
 
     def fail(path, message, hint, from_override):

@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from nncli.train import run_training
-from nncli.runs import load_checkpoint
-
 from conftest import ROOT, subprocess_env
 from fault_injection import command as fault_command
+from PIL import Image
+
+from nncli.runs import load_checkpoint
+from nncli.train import run_training
 
 CNN16 = """
 name: cnn16
@@ -80,8 +79,9 @@ def spec_for(tmp_path, data: str, text: str = CNN16, name: str = "spec.yaml") ->
 def cli(args, fault=None, **env):
     """``nncli <args>`` in a real process; ``fault`` ("7:SIGKILL"): that signal after that step."""
     argv = fault_command(fault, *args) if fault else [sys.executable, "-m", "nncli", *map(str, args)]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env=subprocess_env(OMP_NUM_THREADS="1", **env))
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=300, cwd=ROOT, env=subprocess_env(OMP_NUM_THREADS="1", **env)
+    )
 
 
 def test_corrupt_file_is_named_and_exits_2_before_training(tmp_path, digits_folder, run_cli):
@@ -93,19 +93,33 @@ def test_corrupt_file_is_named_and_exits_2_before_training(tmp_path, digits_fold
     assert "Traceback" not in res.err
     assert not (tmp_path / "run").exists()  # refused before a run folder was made
     # --data FOLDER reads it as an image folder too
-    res = run_cli(["train", spec_for(tmp_path, "{name: digits}", name="d.yaml"), "--data", root,
-                   "--out", tmp_path / "run", "--device", "cpu"])
+    res = run_cli(
+        [
+            "train",
+            spec_for(tmp_path, "{name: digits}", name="d.yaml"),
+            "--data",
+            root,
+            "--out",
+            tmp_path / "run",
+            "--device",
+            "cpu",
+        ]
+    )
     assert res.code == 2 and str(BAD) in res.err, res.err
 
 
 def test_image_folder_trains_to_the_accuracy_of_the_npz_route(tmp_path, digits_folder):
     root, npz = digits_folder
-    images = run_training(spec_for(tmp_path, f"{{path: {root}, skip_bad: true}}", name="a.yaml"), None,
-                          tmp_path / "images", device="cpu")
+    images = run_training(
+        spec_for(tmp_path, f"{{path: {root}, skip_bad: true}}", name="a.yaml"), None, tmp_path / "images", device="cpu"
+    )
     arrays = run_training(spec_for(tmp_path, f"{{path: {npz}}}", name="b.yaml"), None, tmp_path / "npz", device="cpu")
     assert images.data["classes"] == [str(i) for i in range(10)]
-    assert (images.data["train"], images.data["val"], images.data["test"]) == (
-        arrays.data["train"], arrays.data["val"], arrays.data["test"]) == (1258, 180, 359)
+    assert (
+        (images.data["train"], images.data["val"], images.data["test"])
+        == (arrays.data["train"], arrays.data["val"], arrays.data["test"])
+        == (1258, 180, 359)
+    )
     assert arrays.test["accuracy"] > 0.9
     assert abs(images.test["accuracy"] - arrays.test["accuracy"]) <= 0.01
     meta = (tmp_path / "images" / "run.yaml").read_text()
@@ -116,8 +130,11 @@ def test_streaming_gives_the_in_memory_weights(tmp_path, digits_folder):
     root, _ = digits_folder
     spec = spec_for(tmp_path, f"{{path: {root}, skip_bad: true, limit: 700, augment: {{crop: 1, flip: true}}}}")
     runs = {}
-    for name, over in (("memory", {"data.stream": False}), ("stream", {"data.stream": True}),
-                       ("workers", {"data.stream": True, "data.workers": 2})):
+    for name, over in (
+        ("memory", {"data.stream": False}),
+        ("stream", {"data.stream": True}),
+        ("workers", {"data.stream": True, "data.workers": 2}),
+    ):
         result = run_training(spec, {"epochs": 1, **over}, tmp_path / name, device="cpu")
         assert result.status == "completed"
         runs[name] = load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")["model"]
@@ -126,8 +143,7 @@ def test_streaming_gives_the_in_memory_weights(tmp_path, digits_folder):
 
 
 def test_large_folders_stream_by_default(tmp_path, digits_folder, monkeypatch):
-    from nncli.data import load_dataset, resolve_data_config
-    from nncli.data import images
+    from nncli.data import images, load_dataset, resolve_data_config
     from nncli.data.image_files import ImageFiles
 
     root, _ = digits_folder
@@ -136,8 +152,10 @@ def test_large_folders_stream_by_default(tmp_path, digits_folder, monkeypatch):
     monkeypatch.setattr(images, "STREAM_ABOVE_BYTES", 1000)
     ds = load_dataset(config, input_shape=(1, 16, 16))
     assert isinstance(ds.x_train, ImageFiles) and ds.x_train.shape == (140, 1, 16, 16)
-    in_memory = load_dataset(resolve_data_config({"path": str(root), "skip_bad": True, "limit": 200, "stream": False}),
-                             input_shape=(1, 16, 16))
+    in_memory = load_dataset(
+        resolve_data_config({"path": str(root), "skip_bad": True, "limit": 200, "stream": False}),
+        input_shape=(1, 16, 16),
+    )
     assert torch.equal(ds.x_val[torch.arange(len(ds.y_val))], in_memory.x_val)
 
 
@@ -148,8 +166,10 @@ def test_sigkill_mid_epoch_with_streaming_then_resume_gives_the_uninterrupted_we
     straight = run_training(spec, over, tmp_path / "straight", device="cpu")
     killed = tmp_path / "killed"
     # 280 training images, batches of 64: 5 steps per epoch; step 7 is mid-epoch 2, after the step-6 checkpoint
-    proc = cli(["train", spec, "--out", killed, "--epochs", "2", "--checkpoint-every", "3", "--device", "cpu"],
-               fault="7:SIGKILL")
+    proc = cli(
+        ["train", spec, "--out", killed, "--epochs", "2", "--checkpoint-every", "3", "--device", "cpu"],
+        fault="7:SIGKILL",
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     ckpt = load_checkpoint(killed / "checkpoints" / "last.pt")
     assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 1)
@@ -175,8 +195,9 @@ def test_train_val_test_folders_are_the_splits_and_rgb_resizes(tmp_path, digits_
 
     root, _ = digits_folder
     _split_folder(root, tmp_path / "photos")
-    ds = load_dataset(resolve_data_config({"path": str(tmp_path / "photos"), "normalize": False}),
-                      input_shape=(3, 16, 16))
+    ds = load_dataset(
+        resolve_data_config({"path": str(tmp_path / "photos"), "normalize": False}), input_shape=(3, 16, 16)
+    )
     assert ds.sizes() == {"train": 60, "val": 15, "test": 15}
     assert ds.classes == ["class0", "class1", "class2"]
     assert ds.x_train.shape[1:] == (3, 16, 16)
@@ -186,8 +207,10 @@ def test_train_val_test_folders_are_the_splits_and_rgb_resizes(tmp_path, digits_
     assert torch.equal(ds.x_test[0], torch.from_numpy(expected.transpose(2, 0, 1).copy()))
     assert ds.y_test.tolist() == [0] * 5 + [1] * 5 + [2] * 5
     # grayscale for a one-channel input, center crop: 20x24 -> shorter side 16 -> 16x19 -> crop 16x16
-    gray = load_dataset(resolve_data_config({"path": str(tmp_path / "photos"), "normalize": False, "resize": 16,
-                                             "crop": True}), input_shape=(1, 16, 16))
+    gray = load_dataset(
+        resolve_data_config({"path": str(tmp_path / "photos"), "normalize": False, "resize": 16, "crop": True}),
+        input_shape=(1, 16, 16),
+    )
     image = Image.open(first).convert("L").resize((16, 19), Image.BILINEAR).crop((0, 1, 16, 17))
     assert torch.equal(gray.x_test[0, 0], torch.from_numpy(np.asarray(image, np.float32) / 255))
 
@@ -224,8 +247,14 @@ def test_evaluate_and_predict_show_class_names_and_read_images(tmp_path, digits_
     # reference: the checkpoint's weights and statistics applied by hand to Pillow's pixels
     ckpt = load_checkpoint(run / "checkpoints" / "best.pt")
     w = ckpt["model"]
-    x = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("L").resize((16, 16), Image.BILINEAR),
-                                                 np.float32) / 255)[None] for f in files])
+    x = torch.stack(
+        [
+            torch.from_numpy(np.asarray(Image.open(f).convert("L").resize((16, 16), Image.BILINEAR), np.float32) / 255)[
+                None
+            ]
+            for f in files
+        ]
+    )
     x = (x - ckpt["normalization"]["mean"]) / ckpt["normalization"]["std"]
     h = torch.nn.functional.conv2d(x, w["0.weight"], w["0.bias"], padding=1).relu()
     h = torch.nn.functional.max_pool2d(h, 2).flatten(1)

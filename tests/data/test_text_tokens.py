@@ -17,8 +17,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-
-from test_graph_tools import tiny_gpt
+from spec_texts import tiny_gpt
 
 
 def write(tmp_path, text: str, name: str = "spec.yaml"):
@@ -33,14 +32,13 @@ def test_text_windows_are_next_character_targets(tmp_path):
 
     text = "abcabcabd" * 5  # 45 characters
     (tmp_path / "t.txt").write_text(text)
-    cfg = resolve_data_config({"name": "text", "path": "t.txt", "context": 4, "val": 0, "test": 0},
-                              base_dir=tmp_path)
+    cfg = resolve_data_config({"name": "text", "path": "t.txt", "context": 4, "val": 0, "test": 0}, base_dir=tmp_path)
     ds = load_dataset(cfg)
     assert ds.classes == ["a", "b", "c", "d"] and ds.x_train.dtype == torch.int64
     assert len(ds.x_train) == (45 - 1) // 4 and ds.mean is None  # ids are never normalised
     decode = lambda ids: "".join(ds.classes[i] for i in ids)  # noqa: E731
     windows = sorted((decode(x), decode(y)) for x, y in zip(ds.x_train.tolist(), ds.y_train.tolist()))
-    expected = sorted((text[i * 4:i * 4 + 4], text[i * 4 + 1:i * 4 + 5]) for i in range(11))
+    expected = sorted((text[i * 4 : i * 4 + 4], text[i * 4 + 1 : i * 4 + 5]) for i in range(11))
     assert windows == expected
 
 
@@ -76,10 +74,20 @@ def unigram_entropy(path) -> float:
 def test_char_model_beats_the_unigram_entropy_and_predicts(tmp_path, run_cli):
     from nncli.data import shipped_corpus
 
-    spec = write(tmp_path, tiny_gpt(context=32, high=73, dim=32, heads=2, depth=1, extra="""
+    spec = write(
+        tmp_path,
+        tiny_gpt(
+            context=32,
+            high=73,
+            dim=32,
+            heads=2,
+            depth=1,
+            extra="""
 data: {name: text, context: 32}
 train: {loss: cross_entropy, optimizer: adamw, lr: 0.01, batch_size: 64, epochs: 2, seed: 0}
-"""))
+""",
+        ),
+    )
     res = run_cli(["train", str(spec), "--out", str(tmp_path / "run"), "--json"])
     assert res.code == 0, res.text
     doc = json.loads(res.out)
@@ -101,18 +109,24 @@ def test_text_errors_exit_2(tmp_path, run_cli):
     small = write(tmp_path, tiny_gpt(context=32, high=20, dim=8, extra="data: {name: text, context: 32}\n"))
     res = run_cli(["train", str(small), "--out", str(tmp_path / "r1")])
     assert res.code == 2 and "[0, 20)" in res.text and "73 distinct tokens" in res.text, res.text
-    floaty = write(tmp_path, """
+    floaty = write(
+        tmp_path,
+        """
         input: [16]
         layers: [{Linear: {out_features: 73}}]
         data: {name: text, context: 16}
-        """, "float.yaml")
+        """,
+        "float.yaml",
+    )
     res = run_cli(["train", str(floaty), "--out", str(tmp_path / "r2")])
     assert res.code == 2 and "dtype: int64" in res.text and "Embedding" in res.text, res.text
     long = write(tmp_path, tiny_gpt(context=16, high=73, extra="data: {name: text, context: 100000}\n"), "long.yaml")
     res = run_cli(["train", str(long), "--out", str(tmp_path / "r3")])
     assert res.code == 2 and "too few for one window" in res.text, res.text
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00bad")
-    bad = write(tmp_path, tiny_gpt(context=2, high=73, extra="data: {name: text, path: bad.txt, context: 2}\n"), "bad.yaml")
+    bad = write(
+        tmp_path, tiny_gpt(context=2, high=73, extra="data: {name: text, path: bad.txt, context: 2}\n"), "bad.yaml"
+    )
     res = run_cli(["train", str(bad), "--out", str(tmp_path / "r4")])
     assert res.code == 2 and "UTF-8" in res.text and "Traceback" not in res.text, res.text
 
@@ -127,7 +141,9 @@ def test_integer_inputs_from_a_file_train(tmp_path, run_cli, suffix):
         np.savez(tmp_path / "tokens.npz", x=x, y=y)
     else:
         torch.save({"x": torch.from_numpy(x), "y": torch.from_numpy(y)}, tmp_path / "tokens.pt")
-    spec = write(tmp_path, f"""
+    spec = write(
+        tmp_path,
+        f"""
         input: {{shape: [6], dtype: int64, high: 10}}
         layers:
           - Embedding: {{embedding_dim: 4}}
@@ -135,7 +151,8 @@ def test_integer_inputs_from_a_file_train(tmp_path, run_cli, suffix):
           - Linear: {{out_features: 2}}
         data: {{path: tokens{suffix}}}
         train: {{epochs: 10, batch_size: 16, lr: 0.05, optimizer: adam}}
-        """)
+        """,
+    )
     res = run_cli(["train", str(spec), "--out", str(tmp_path / "run"), "--json"])
     assert res.code == 0, res.text
     assert json.loads(res.out)["test"]["accuracy"] > 0.9

@@ -16,21 +16,22 @@ import re
 import shutil
 import stat
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
+import reference_models as ref
 import torch
+from conftest import SPECS
 from torch import nn
 
-import reference_models as ref
 from nncli.diagram import DOT_SIGNATURE, build_diagram, draw
 from nncli.errors import InputError
 from nncli.spec import load_spec
 
-SPECS = Path(__file__).resolve().parents[1] / "specs"
 HAVE_DOT = shutil.which("dot") is not None
-needs_dot = pytest.mark.skipif(not HAVE_DOT, reason="graphviz's `dot` program is not on PATH "
-                               "(apt-get install graphviz / brew install graphviz); CI installs it")
+needs_dot = pytest.mark.skipif(
+    not HAVE_DOT,
+    reason="graphviz's `dot` program is not on PATH (apt-get install graphviz / brew install graphviz); CI installs it",
+)
 
 
 # -- a small DOT reader: what the file says, not what the Python objects say -------------------------
@@ -125,12 +126,15 @@ def _residuals(model: nn.Module):
     return [(name, m) for name, m in model.named_modules() if isinstance(m, ref.Residual)]
 
 
-@pytest.mark.parametrize("spec,model,kwargs", [
-    ("resnet18", ref.resnet18, {}),
-    ("resnet-tiny", ref.resnet_tiny, {}),
-    ("resnet50", ref.resnet50, {"expand": True}),
-    ("deep-residual-bn", ref.deep_residual_bn, {"expand": True}),
-])
+@pytest.mark.parametrize(
+    "spec,model,kwargs",
+    [
+        ("resnet18", ref.resnet18, {}),
+        ("resnet-tiny", ref.resnet_tiny, {}),
+        ("resnet50", ref.resnet50, {"expand": True}),
+        ("deep-residual-bn", ref.deep_residual_bn, {"expand": True}),
+    ],
+)
 def test_every_residual_has_its_skip_edge_and_add_node(spec, model, kwargs):
     with torch.device("meta"):
         reference = model()
@@ -162,8 +166,10 @@ def _hooked_shapes(model: nn.Module, x: torch.Tensor):
     seen, handles = {}, []
     for name, m in model.named_modules():
         if name:
+
             def hook(mod, args, out, name=name):
                 seen[name] = (tuple(args[0].shape[1:]), tuple(out.shape[1:]))
+
             handles.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -174,12 +180,16 @@ def _hooked_shapes(model: nn.Module, x: torch.Tensor):
     return seen, tuple(y.shape[1:])
 
 
-_MODELS = {"lecture-mlp": (ref.lecture_mlp, (2,)), "lenet5": (ref.lenet5, (1, 32, 32)),
-           "resnet18": (ref.resnet18, (3, 224, 224)), "resnet50": (ref.resnet50, (3, 224, 224)),
-           "deep-relu-he": (lambda: ref.deep_mlp(nn.ReLU), (64,))}
+_MODELS = {
+    "lecture-mlp": (ref.lecture_mlp, (2,)),
+    "lenet5": (ref.lenet5, (1, 32, 32)),
+    "resnet18": (ref.resnet18, (3, 224, 224)),
+    "resnet50": (ref.resnet50, (3, 224, 224)),
+    "deep-relu-he": (lambda: ref.deep_mlp(nn.ReLU), (64,)),
+}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_run(spec: str):
     # One real forward pass per model, shared by the tests (ResNet-50 takes seconds on 2 cores).
     model, in_shape = _MODELS[spec]
@@ -187,14 +197,17 @@ def _reference_run(spec: str):
     return _hooked_shapes(model(), torch.randn(1, *in_shape)), in_shape
 
 
-@pytest.mark.parametrize("spec,kwargs", [
-    ("lecture-mlp", {}),
-    ("lenet5", {}),
-    ("resnet18", {}),
-    ("resnet50", {}),
-    ("resnet50", {"expand": True}),
-    ("deep-relu-he", {"expand": True}),
-])
+@pytest.mark.parametrize(
+    "spec,kwargs",
+    [
+        ("lecture-mlp", {}),
+        ("lenet5", {}),
+        ("resnet18", {}),
+        ("resnet50", {}),
+        ("resnet50", {"expand": True}),
+        ("deep-relu-he", {"expand": True}),
+    ],
+)
 def test_edge_shapes_match_a_real_forward_pass(spec, kwargs):
     (shapes, out_shape), in_shape = _reference_run(spec)
     nodes, edges = parse_dot(dot_of(spec, **kwargs))
@@ -273,8 +286,14 @@ def test_rankdir_and_custom_target():
 def test_styles_are_distinct_and_in_the_legend():
     src = build_diagram(load_spec(SPECS / "resnet-tiny.yaml")).source
     legend = next(line for line in src.splitlines() if line.lstrip().startswith("legend "))
-    for text in ("layer with weights", "activation", "normalisation", "pooling / reshape",
-                 "skip connection", "N = batch"):
+    for text in (
+        "layer with weights",
+        "activation",
+        "normalisation",
+        "pooling / reshape",
+        "skip connection",
+        "N = batch",
+    ):
         assert text in legend
     nodes, _ = parse_dot(src)
     style = {}
@@ -292,8 +311,9 @@ def test_neuron_view_weights_are_the_seeded_initial_weights():
     d = build_diagram(load_spec(SPECS / "lecture-mlp.yaml"), view="neurons", weights=True, seed=3)
     edges = [e for e in d.to_json()["edges"]]
     linears = [m for m in reference if isinstance(m, nn.Linear)]
-    want = [float(m.weight.detach()[j, i]) for m in linears for j in range(m.out_features)
-            for i in range(m.in_features)]
+    want = [
+        float(m.weight.detach()[j, i]) for m in linears for j in range(m.out_features) for i in range(m.in_features)
+    ]
     assert [e["weight"] for e in edges] == pytest.approx(want, abs=1e-7)
     _, dot_edges = parse_dot(d.source)
     for (_, _, attrs), w in zip(dot_edges, want):
@@ -425,12 +445,15 @@ def test_help_lists_the_options(run_cli):
 
 # -- rendering (needs `dot`) ------------------------------------------------------------------------
 @needs_dot
-@pytest.mark.parametrize("spec,kwargs,n_nodes", [
-    ("lecture-mlp", {}, 7),
-    ("lecture-mlp", {"view": "neurons", "weights": True}, 11),
-    ("lenet5", {}, 14),
-    ("resnet50", {}, None),
-])
+@pytest.mark.parametrize(
+    "spec,kwargs,n_nodes",
+    [
+        ("lecture-mlp", {}, 7),
+        ("lecture-mlp", {"view": "neurons", "weights": True}, 11),
+        ("lenet5", {}, 14),
+        ("resnet50", {}, None),
+    ],
+)
 def test_svg_parses_as_xml(tmp_path, spec, kwargs, n_nodes):
     out = tmp_path / "d.svg"
     result = draw(load_spec(SPECS / f"{spec}.yaml"), out, **kwargs)
@@ -453,8 +476,10 @@ def test_png_and_pdf_signatures(run_cli, tmp_path):
 
 
 def test_odd_names_are_escaped(write_spec, tmp_path):
-    spec = write_spec('name: "<x> & \\\\l"\ninput: [4]\nlayers:\n'
-                      '  - Residual: {name: "<b> \\\\n", body: [{Linear: {out_features: 4, name: "a<b>&c"}}]}\n')
+    spec = write_spec(
+        'name: "<x> & \\\\l"\ninput: [4]\nlayers:\n'
+        '  - Residual: {name: "<b> \\\\n", body: [{Linear: {out_features: 4, name: "a<b>&c"}}]}\n'
+    )
     src = build_diagram(load_spec(spec)).source
     assert "a&lt;b&gt;&amp;c: Linear" in src  # HTML label text escaped
     assert 'label="<b> \\\\n: Residual' in src  # a backslash stays a backslash, not a DOT newline
@@ -470,8 +495,10 @@ def test_rendering_refuses_more_nodes_than_dot_can_lay_out(tmp_path, monkeypatch
     import nncli.diagram.output as output
 
     spec = tmp_path / "chain.yaml"
-    spec.write_text("name: chain\ninput: [4]\nlayers:\n  - Repeat:\n      times: 6\n"
-                    "      layers: [{Linear: {out_features: 4}}, ReLU]\n")
+    spec.write_text(
+        "name: chain\ninput: [4]\nlayers:\n  - Repeat:\n      times: 6\n"
+        "      layers: [{Linear: {out_features: 4}}, ReLU]\n"
+    )
     monkeypatch.setattr(output, "RENDER_NODE_LIMIT", 10)
     svg = tmp_path / "chain.svg"
     result = run_cli(["diagram", str(spec), "--expand", "-o", str(svg)])

@@ -147,8 +147,18 @@ def test_an_unsupported_layer_is_refused_exit_2_naming_it(tmp_path, run_cli):
     assert res.code == 2, res.err
     assert "layers[1] (LogGamma)" in res.err and "lgamma" in res.err and "Traceback" not in res.err
     assert not (tmp_path / "m.onnx").exists()
-    res = run_cli(["export", _custom_spec(tmp_path, "Unscriptable"), "--format", "torchscript", "--method", "script",
-                   "-o", tmp_path / "m.pt"])
+    res = run_cli(
+        [
+            "export",
+            _custom_spec(tmp_path, "Unscriptable"),
+            "--format",
+            "torchscript",
+            "--method",
+            "script",
+            "-o",
+            tmp_path / "m.pt",
+        ]
+    )
     assert res.code == 2 and "layers[1] (Unscriptable)" in res.err, res.err
 
 
@@ -166,8 +176,9 @@ def test_a_run_exports_its_best_checkpoint_with_its_statistics(tmp_path, run_cli
     from nncli.runs import load_checkpoint
 
     spec = tmp_path / "moons.yaml"
-    spec.write_text((SPECS / "moons-mlp.yaml").read_text().replace("epochs: 30", "epochs: 2")
-                    .replace("epochs: 40", "epochs: 2"))
+    spec.write_text(
+        (SPECS / "moons-mlp.yaml").read_text().replace("epochs: 30", "epochs: 2").replace("epochs: 40", "epochs: 2")
+    )
     run = tmp_path / "run"
     run_training(spec, {"epochs": 2}, run, device="cpu")
     res = run_cli(["export", run, "--format", "safetensors", "-o", tmp_path / "w.safetensors", "--json"])

@@ -21,7 +21,7 @@ def test_writes_bytes_and_text(tmp_path):
     write_atomic(tmp_path / "a.bin", b"\x00\x01\xff")
     write_atomic(tmp_path / "b.txt", "héllo\n", durable=True)
     assert (tmp_path / "a.bin").read_bytes() == b"\x00\x01\xff"
-    assert (tmp_path / "b.txt").read_bytes() == "héllo\n".encode("utf-8")
+    assert (tmp_path / "b.txt").read_bytes() == "héllo\n".encode()
     assert _leftovers(tmp_path, {"a.bin", "b.txt"}) == []
 
 

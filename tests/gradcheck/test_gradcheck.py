@@ -268,7 +268,9 @@ def test_correct_custom_layers_pass_with_structural_checks(tmp_path, run_cli):
 
 
 def test_bug_nested_in_a_residual_names_the_leaf(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         input: [5]
         layers:
           - Linear: {out_features: 6}
@@ -279,26 +281,33 @@ def test_bug_nested_in_a_residual_names_the_leaf(tmp_path):
                 - Custom: {target: "layers.py:Swish", args: {missing: true}}
                 - Linear: {out_features: 6}
           - Linear: {out_features: 2}
-        """)
+        """,
+    )
     report = gc.gradcheck(load_spec(path))
     assert not report.ok
     assert report.suspect == 2 and report.suspect_id == "2.body.1"
     assert failing_ids(report) == ["2.body.1"]
 
 
-@pytest.mark.parametrize("kind, broken", [
-    ("nonlinear", ["linear in upstream"]),  # g |g|: zero in, zero out, repeatable, not linear
-    ("offset", ["zero upstream", "linear in upstream"]),  # g + c: affine, not linear
-    ("mutates", ["backward twice", "linear in upstream"]),  # every call scales its saved tensor
-])
+@pytest.mark.parametrize(
+    "kind, broken",
+    [
+        ("nonlinear", ["linear in upstream"]),  # g |g|: zero in, zero out, repeatable, not linear
+        ("offset", ["zero upstream", "linear in upstream"]),  # g + c: affine, not linear
+        ("mutates", ["backward twice", "linear in upstream"]),  # every call scales its saved tensor
+    ],
+)
 def test_structural_checks_catch_improper_backwards(tmp_path, kind, broken):
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         input: [4]
         layers:
           - Linear: {{out_features: 5}}
           - Custom: {{target: "layers.py:Odd", args: {{kind: {kind}}}}}
           - Linear: {{out_features: 2}}
-        """)
+        """,
+    )
     report = gc.gradcheck(load_spec(path))
     odd = report.layers[1]
     assert not report.ok and report.suspect == 1 and failing_ids(report) == ["1"]
@@ -307,7 +316,7 @@ def test_structural_checks_catch_improper_backwards(tmp_path, kind, broken):
 
 
 # -- what raises: a Custom layer's finding, or nncli's bug --------------------------------------
-RAISING = '''
+RAISING = """
 import torch
 from torch import nn
 
@@ -325,7 +334,7 @@ class _Fn(torch.autograd.Function):
 class RaisesInBackward(nn.Module):
     def forward(self, x):
         return _Fn.apply(x)
-'''
+"""
 
 RAISING_NET = """
     input: [4]
@@ -362,8 +371,9 @@ def test_an_exception_in_nncli_itself_is_not_a_verdict(tmp_path, monkeypatch, ru
         monkeypatch.setattr(isolation, "_recheck_off_kinks", planted)
     else:
         real = isolation._check_unit
-        monkeypatch.setattr(isolation, "_check_unit", lambda *a, joint=False, **k:
-                            planted() if joint else real(*a, joint=joint, **k))
+        monkeypatch.setattr(
+            isolation, "_check_unit", lambda *a, joint=False, **k: planted() if joint else real(*a, joint=joint, **k)
+        )
     path = net(tmp_path)
     with pytest.raises(IndexError, match="planted in nncli"):
         gc.gradcheck(load_spec(path))
@@ -381,13 +391,16 @@ def test_a_builtin_layer_that_raises_is_a_bug_not_a_fail(monkeypatch, run_cli, t
             raise RuntimeError("planted in a built-in forward")
         return real(self, x)
 
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         input: [4]
         layers:
           - Linear: {out_features: 5}
           - Tanh
           - Linear: {out_features: 2}
-        """)
+        """,
+    )
     spec = load_spec(path)
     monkeypatch.setattr(nn.Tanh, "forward", broken)
     with pytest.raises(RuntimeError, match="planted in a built-in forward"):
@@ -451,10 +464,17 @@ SINGLE = [
 ]
 
 
-@pytest.mark.parametrize("shape, layer", SINGLE, ids=[layer.split(":")[0] if "Custom" not in layer
-                                                      else layer.split('"')[1] + ("-bug" if "args: {m" in layer or
-                                                      "1.02" in layer or "thresh" in layer or "kind" in layer else "")
-                                                      for _, layer in SINGLE])
+@pytest.mark.parametrize(
+    "shape, layer",
+    SINGLE,
+    ids=[
+        layer.split(":")[0]
+        if "Custom" not in layer
+        else layer.split('"')[1]
+        + ("-bug" if "args: {m" in layer or "1.02" in layer or "thresh" in layer or "kind" in layer else "")
+        for _, layer in SINGLE
+    ],
+)
 def test_agrees_with_torch_autograd_gradcheck(tmp_path, shape, layer):
     spec = load_spec(write(tmp_path, f"input: {shape}\nlayers:\n  - {layer}\n"))
     report = gc.gradcheck(spec, seed=3, mode="train")
@@ -485,8 +505,12 @@ def test_miss_probability_matches_monte_carlo():
     # A gradient off by an error e of relative size r: one random direction misses it with
     # probability erf(rtol / (r sqrt 2)). Plant such an error and count misses over many draws.
     n, r, rtol, trials = 50, 1e-3, 3.85e-4, 600
-    unit = _Unit(_Scale(n), torch.randn(4, n, dtype=torch.float64, generator=torch.Generator().manual_seed(0)),
-                 lambda y: (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum(), seed=0)
+    unit = _Unit(
+        _Scale(n),
+        torch.randn(4, n, dtype=torch.float64, generator=torch.Generator().manual_seed(0)),
+        lambda y: (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum(),
+        seed=0,
+    )
     g = unit.gradients()["w"]
     settings = _Settings(rtol=rtol, atol=0.0, eps=1e-6, directions=1, exhaustive=False)
     gen = torch.Generator().manual_seed(1)
@@ -499,7 +523,7 @@ def test_miss_probability_matches_monte_carlo():
     expected = math.erf(rtol / (r * math.sqrt(2)))  # ~0.30
     assert gc.miss_probability(r, rtol, 1) == pytest.approx(expected)
     assert abs(misses / trials - expected) < 4 * math.sqrt(expected * (1 - expected) / trials)
-    assert gc.miss_probability(r, rtol, 3) == pytest.approx(expected ** 3)
+    assert gc.miss_probability(r, rtol, 3) == pytest.approx(expected**3)
 
 
 def test_help_states_the_detection_bound(run_cli):
@@ -565,8 +589,13 @@ def test_gradcheck_entry_point_leaves_global_rng_alone(tmp_path):
 
 
 def test_dropout_passes_only_because_the_mask_is_replayed(tmp_path, monkeypatch):
-    spec = load_spec(write(tmp_path, "input: [10]\nlayers:\n  - Linear: {out_features: 12}\n"
-                                     "  - Dropout: {p: 0.5}\n  - Linear: {out_features: 2}\n"))
+    spec = load_spec(
+        write(
+            tmp_path,
+            "input: [10]\nlayers:\n  - Linear: {out_features: 12}\n"
+            "  - Dropout: {p: 0.5}\n  - Linear: {out_features: 2}\n",
+        )
+    )
     assert gc.gradcheck(spec).ok
     from contextlib import nullcontext
 
@@ -578,7 +607,9 @@ def test_dropout_passes_only_because_the_mask_is_replayed(tmp_path, monkeypatch)
 # -- kinks -----------------------------------------------------------------------------------
 def test_kinks_are_never_failures(tmp_path):
     # ReLU zeros feed a max-pool (ties), a Step (jump at 0), a LeakyReLU and abs (kinks at 0).
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         input: [1, 8, 8]
         layers:
           - Conv2d: {out_channels: 2, kernel_size: 3, padding: 1}
@@ -592,7 +623,8 @@ def test_kinks_are_never_failures(tmp_path):
           - ReLU
           - Step
           - Linear: {out_features: 2}
-        """)
+        """,
+    )
     spec = load_spec(path)
     on_kinks = set()
     for seed in range(3):
@@ -609,8 +641,12 @@ def test_classify_tells_kinks_from_errors():
 
     def estimates(f):
         f0, fp, fm, fp2, fm2 = f(0), f(h), f(-h), f(h / 2), f(-h / 2)
-        return ((fp - fm) / (2 * h), (fp2 - fm2) / h, (4 * (fp2 - f0) - (fp - f0)) / h,
-                (4 * (f0 - fm2) - (f0 - fm)) / h)
+        return (
+            (fp - fm) / (2 * h),
+            (fp2 - fm2) / h,
+            (4 * (fp2 - f0) - (fp - f0)) / h,
+            (4 * (f0 - fm2) - (f0 - fm)) / h,
+        )
 
     # ReLU at exactly 0, its subgradient 0: a kink, not an error.
     _, kink = _classify(t(0.0), *map(t, estimates(lambda s: max(s, 0.0))), 1e-5)
@@ -645,8 +681,11 @@ def test_json_has_the_documented_shape(tmp_path, run_cli):
             assert {"name", "numel", "max_rel_error", "verdict"} <= t.keys()
     conv = doc["layers"][0]
     assert conv["type"] == "Conv1d"
-    assert [(t["name"], t["numel"]) for t in conv["tensors"]] == [("input", 4 * 2 * 16), ("weight", 3 * 2 * 3),
-                                                                    ("bias", 3)]
+    assert [(t["name"], t["numel"]) for t in conv["tensors"]] == [
+        ("input", 4 * 2 * 16),
+        ("weight", 3 * 2 * 3),
+        ("bias", 3),
+    ]
     assert doc["settings"]["batch"] == 4 and doc["settings"]["rtol"] == 1e-5
 
 
@@ -732,14 +771,17 @@ def test_cuda_agrees_with_cpu(tmp_path):
 def test_non_finite_forward_names_the_layer_instead_of_blaming_a_backward(tmp_path, run_cli):
     # 1e39 does not fit in float32 (max 3.4e38): layers[2]'s weights are inf, its output too; the
     # backward of every layer is still correct, so no layer may be reported as a FAIL suspect.
-    spec = write(tmp_path, """\
+    spec = write(
+        tmp_path,
+        """\
 input: [4]
 layers:
   - Linear: {out_features: 8}
   - Tanh
   - Linear: {out_features: 8, init: {weight: {normal: {std: 1.0e+39}}}}
   - Linear: {out_features: 3}
-""")
+""",
+    )
     for args in ([], ["--json"]):
         result = run_cli(["gradcheck", spec, *args])
         assert result.code == 2, result.text

@@ -12,10 +12,9 @@ the perturbed parameter (what the general path evaluates).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from conftest import SPECS
 
 from nncli import gradcheck as gc
 from nncli.build import build_model
@@ -24,10 +23,11 @@ from nncli.gradcheck.suffix import NotBatchable
 from nncli.spec import load_spec, parse_spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-SPECS = Path(__file__).resolve().parents[1] / "specs"
 
-MLP = "name: mlp\ninput: [6]\nlayers:\n  - Linear: {out_features: 8}\n  - Tanh\n  - Linear: {out_features: 5}\n" \
-      "  - Tanh\n  - Linear: {out_features: 3}\n"
+MLP = (
+    "name: mlp\ninput: [6]\nlayers:\n  - Linear: {out_features: 8}\n  - Tanh\n  - Linear: {out_features: 5}\n"
+    "  - Tanh\n  - Linear: {out_features: 3}\n"
+)
 CONV = """name: conv
 input: [2, 6, 6]
 layers:
@@ -56,7 +56,7 @@ class _WrongTanh(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        y, = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         return g * (1 - y * y) * 1.02
 
 
@@ -97,8 +97,11 @@ def spy(monkeypatch):
 
 
 def fails(report) -> dict[str, list[str]]:
-    return {leaf.id: [t.name for t in leaf.tensors if t.verdict is gc.Verdict.FAIL]
-            for leaf in report.leaves() if leaf.verdict is gc.Verdict.FAIL}
+    return {
+        leaf.id: [t.name for t in leaf.tensors if t.verdict is gc.Verdict.FAIL]
+        for leaf in report.leaves()
+        if leaf.verdict is gc.Verdict.FAIL
+    }
 
 
 @pytest.mark.parametrize("exhaustive", [False, True])
@@ -121,8 +124,7 @@ def test_planted_wrong_linear_weight_gradient_names_the_weight(wrong_linear, spy
 
 
 def _errors(report) -> dict:
-    return {(leaf.id, t.name): t.max_rel_error for leaf in [*report.leaves(), report.end_to_end]
-            for t in leaf.tensors}
+    return {(leaf.id, t.name): t.max_rel_error for leaf in [*report.leaves(), report.end_to_end] for t in leaf.tensors}
 
 
 def test_suffix_refused_by_vmap_runs_per_layer_says_so_and_agrees(monkeypatch, wrong_tanh):
@@ -182,10 +184,14 @@ def test_verbose_names_the_path(tmp_path, run_cli):
     assert r.code == 0 and "path: per_layer" in r.out + r.err
 
 
-@pytest.mark.parametrize("planted, failing", [
-    (_WrongTanh, {"1": ["input"], "3": ["input"]}),
-    (_WrongLinear, {"0": ["weight"], "2": ["weight"], "4": ["weight"]}),
-], ids=["tanh", "linear"])
+@pytest.mark.parametrize(
+    "planted, failing",
+    [
+        (_WrongTanh, {"1": ["input"], "3": ["input"]}),
+        (_WrongLinear, {"0": ["weight"], "2": ["weight"], "4": ["weight"]}),
+    ],
+    ids=["tanh", "linear"],
+)
 def test_large_tensors_one_direction_at_a_time_still_fail_and_pass(monkeypatch, planted, failing):
     # Every tensor "large": evaluated one direction at a time in the reused buffers.
     monkeypatch.setattr(numeric, "BATCHED_BYTES", 0)

@@ -9,8 +9,8 @@ import json
 import textwrap
 
 import pytest
-
 from conftest import SPECS
+
 from nncli.lint import check_spec
 from nncli.spec import parse_spec
 
@@ -39,13 +39,17 @@ def test_linear_linear_collapses():
 
 
 def test_linear_batchnorm_linear_collapses():
-    (f,) = [f for f in findings("""
+    (f,) = [
+        f
+        for f in findings("""
         input: [4]
         layers:
           - Linear: {out_features: 8}
           - BatchNorm1d
           - Linear: {out_features: 3}
-    """) if f.code == "linear-collapse"]
+    """)
+        if f.code == "linear-collapse"
+    ]
     assert "layers[0] Linear -> layers[1] BatchNorm1d -> layers[2] Linear" in f.message
     # 15 for the one equivalent Linear; own: 40 + BatchNorm's 2*8 + 27 = 83
     assert "with 15 parameters" in f.message and "these 83" in f.message
@@ -76,15 +80,18 @@ def test_conv_flatten_linear_collapses_to_a_dense_layer():
     assert "one Linear 192->5 with 965 parameters" in f.message
 
 
-@pytest.mark.parametrize("text", [
-    "input: [4]\nlayers:\n  - Linear: {out_features: 8}\n  - ReLU\n  - Linear: {out_features: 3}\n",
-    "input: [4]\nlayers:\n  - Linear: {out_features: 8, bias: false}\n  - BatchNorm1d\n  - ReLU\n"
-    "  - Linear: {out_features: 3}\n",
-    "input: [3, 16, 16]\nlayers:\n  - Conv2d: {out_channels: 8, kernel_size: 3}\n  - Tanh\n"
-    "  - Conv2d: {out_channels: 4, kernel_size: 3}\n",
-    "input: [3, 16, 16]\nlayers:\n  - Conv2d: {out_channels: 8, kernel_size: 3}\n"
-    "  - MaxPool2d: {kernel_size: 2}\n  - Conv2d: {out_channels: 4, kernel_size: 3}\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "input: [4]\nlayers:\n  - Linear: {out_features: 8}\n  - ReLU\n  - Linear: {out_features: 3}\n",
+        "input: [4]\nlayers:\n  - Linear: {out_features: 8, bias: false}\n  - BatchNorm1d\n  - ReLU\n"
+        "  - Linear: {out_features: 3}\n",
+        "input: [3, 16, 16]\nlayers:\n  - Conv2d: {out_channels: 8, kernel_size: 3}\n  - Tanh\n"
+        "  - Conv2d: {out_channels: 4, kernel_size: 3}\n",
+        "input: [3, 16, 16]\nlayers:\n  - Conv2d: {out_channels: 8, kernel_size: 3}\n"
+        "  - MaxPool2d: {kernel_size: 2}\n  - Conv2d: {out_channels: 4, kernel_size: 3}\n",
+    ],
+)
 def test_fixed_networks_are_clean(text):
     assert findings(text) == []
 
@@ -121,15 +128,18 @@ def test_softmax_with_other_loss_or_not_last_is_quiet():
 
 
 def test_logsoftmax_is_info():
-    (f,) = findings("input: [4]\nlayers:\n  - Linear: {out_features: 3}\n  - LogSoftmax: {dim: 1}\n"
-                    "train: {loss: cross_entropy}\n")
+    (f,) = findings(
+        "input: [4]\nlayers:\n  - Linear: {out_features: 3}\n  - LogSoftmax: {dim: 1}\ntrain: {loss: cross_entropy}\n"
+    )
     assert (f.code, f.severity) == ("softmax-before-loss", "info")
 
 
 # -- deep saturating stacks -------------------------------------------------------------------------
 def _deep(times: int, act: str = "Sigmoid", extra: str = "") -> str:
-    return (f"input: [16]\nlayers:\n  - Repeat:\n      times: {times}\n      layers: "
-            f"[{{Linear: {{out_features: 16, bias: false}}}}, {extra}{act}]\n")
+    return (
+        f"input: [16]\nlayers:\n  - Repeat:\n      times: {times}\n      layers: "
+        f"[{{Linear: {{out_features: 16, bias: false}}}}, {extra}{act}]\n"
+    )
 
 
 def test_deep_sigmoid_warns_at_eight():
@@ -141,8 +151,10 @@ def test_deep_sigmoid_warns_at_eight():
 
 def test_deep_sigmoid_with_norm_or_skips_is_quiet():
     assert codes(_deep(12, extra="BatchNorm1d, ")) == []
-    skip = ("input: [16]\nlayers:\n  - Repeat:\n      times: 10\n      layers:\n"
-            "        - Residual: {body: [{Linear: {out_features: 16}}, Sigmoid]}\n")
+    skip = (
+        "input: [16]\nlayers:\n  - Repeat:\n      times: 10\n      layers:\n"
+        "        - Residual: {body: [{Linear: {out_features: 16}}, Sigmoid]}\n"
+    )
     assert codes(skip) == []
 
 
@@ -190,18 +202,19 @@ def test_repeat_copies_report_once():
 
 
 def test_step_in_a_trained_network_warns():
-    assert codes("input: [4]\nlayers:\n  - Linear: {out_features: 3}\n  - Step\n"
-                 "train: {epochs: 1}\n") == ["step-no-gradient"]
+    assert codes("input: [4]\nlayers:\n  - Linear: {out_features: 3}\n  - Step\ntrain: {epochs: 1}\n") == [
+        "step-no-gradient"
+    ]
     assert codes("input: [4]\nlayers:\n  - Linear: {out_features: 3}\n  - Step\n") == []
 
 
 # -- exit codes through the CLI ----------------------------------------------------------------
 def test_exit_codes_and_strict(run_cli, write_spec):
-    warn = write_spec("input: [4]\nlayers:\n  - Linear: {out_features: 8}\n  - Linear: {out_features: 3}\n",
-                      "warn.yaml")
+    warn = write_spec(
+        "input: [4]\nlayers:\n  - Linear: {out_features: 8}\n  - Linear: {out_features: 3}\n", "warn.yaml"
+    )
     err = write_spec(SOFTMAX + "train: {loss: cross_entropy}\n", "err.yaml")
-    info = write_spec("input: [4]\nlayers:\n  - Linear: {out_features: 3}\n  - LogSoftmax: {dim: 1}\n",
-                      "info.yaml")
+    info = write_spec("input: [4]\nlayers:\n  - Linear: {out_features: 3}\n  - LogSoftmax: {dim: 1}\n", "info.yaml")
     assert run_cli(["check", warn]).code == 0
     strict = run_cli(["check", "--strict", warn])
     assert strict.code == 1 and "--strict" in strict.err
@@ -212,8 +225,17 @@ def test_exit_codes_and_strict(run_cli, write_spec):
 def test_human_output_lists_layers_and_findings(run_cli):
     r = run_cli(["check", SPECS / "lenet5.yaml"])
     assert r.code == 0
-    for text in ("C1", "Conv2d", "[N, 6, 28, 28]", "156", "output", "[N, 10]", "850", "61,706",
-                 "0 error(s), 0 warning(s)"):
+    for text in (
+        "C1",
+        "Conv2d",
+        "[N, 6, 28, 28]",
+        "156",
+        "output",
+        "[N, 10]",
+        "850",
+        "61,706",
+        "0 error(s), 0 warning(s)",
+    ):
         assert text in r.out, text
     r = run_cli(["check", SPECS / "deep-sigmoid.yaml"])
     assert "warning" in r.out and "vanishing-risk" in r.out and "deep-sigmoid.yaml:9" in r.out
@@ -254,7 +276,7 @@ def test_a_cheaper_factorisation_is_info_not_a_warning():
 @pytest.mark.parametrize("kind, dim", [("Softmax", 0), ("LogSoftmax", 0), ("Softmin", -3), ("Softmax", -2)])
 def test_softmax_over_the_batch_is_an_error(kind, dim):
     text = f"""
-        input: [{'4, 5' if dim == -3 else '4'}]
+        input: [{"4, 5" if dim == -3 else "4"}]
         layers:
           - Linear: {{out_features: 3}}
           - {kind}: {{dim: {dim}}}

@@ -11,10 +11,9 @@ import textwrap
 
 import pytest
 import torch
-from torch import nn
-
 from conftest import PYTHON, ROOT, SPECS, subprocess_env
 from reference_models import INPUT_SHAPES, OUTPUT_SHAPES, PUBLISHED, REFERENCE_MODELS, SPEC_FILES
+from torch import nn
 
 
 def params_json(run_cli, spec, *flags) -> dict:
@@ -37,14 +36,12 @@ def hand_flops(model: nn.Module, input_shape: tuple, batch: int = 1) -> int:
         if isinstance(module, nn.Conv2d):
             kh, kw = module.kernel_size
             h, w = output.shape[-2:]
-            total += (2 * module.in_channels * module.out_channels * kh * kw * h * w
-                      // module.groups) * output.shape[0]
+            total += (2 * module.in_channels * module.out_channels * kh * kw * h * w // module.groups) * output.shape[0]
         elif isinstance(module, nn.Linear):
             rows = math.prod(output.shape[:-1])
             total += 2 * module.in_features * module.out_features * rows
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     try:
         model(torch.empty(batch, *input_shape, device="meta"))
     finally:
@@ -117,8 +114,7 @@ def test_nested_rows_sum_to_their_block(run_cli):
 
 # -- memory ---------------------------------------------------------------------------------------
 def test_activation_memory_of_a_tiny_mlp(run_cli, write_spec):
-    spec = write_spec("input: [4]\nlayers:\n  - Linear: {out_features: 8}\n  - ReLU\n"
-                      "  - Linear: {out_features: 3}\n")
+    spec = write_spec("input: [4]\nlayers:\n  - Linear: {out_features: 8}\n  - ReLU\n  - Linear: {out_features: 3}\n")
     # Saved for backward, batch 5: the input x of the first Linear (5x4, for dW1) and ReLU's
     # output (5x8; ReLU's backward needs it, and the second Linear needs the same tensor for
     # dW2). The network output is not saved. 60 floats.
@@ -189,14 +185,16 @@ class AutoEncoder(nn.Module):
 
 def test_shared_parameters_count_once(run_cli, write_spec):
     write_spec(SHARED_LAYERS, name="shared_layers.py")
-    spec = write_spec(textwrap.dedent("""
+    spec = write_spec(
+        textwrap.dedent("""
         input: [16]
         layers:
           - Custom: {target: "shared_layers.py:Tied"}
           - ReLU
           - Custom: {target: "shared_layers.py:Tied"}
           - Linear: {out_features: 4}
-    """))
+    """)
+    )
     doc = params_json(run_cli, spec)
     shared, head = 16 * 16 + 16, 16 * 4 + 4
     assert doc["total"] == shared + head  # 340, not 2 * 272 + 68
@@ -206,7 +204,7 @@ def test_shared_parameters_count_once(run_cli, write_spec):
 
 def test_tied_weights_inside_one_layer(run_cli, write_spec):
     write_spec(SHARED_LAYERS, name="shared_layers.py")
-    spec = write_spec("input: [10]\nlayers:\n  - Custom: {target: \"shared_layers.py:AutoEncoder\"}\n")
+    spec = write_spec('input: [10]\nlayers:\n  - Custom: {target: "shared_layers.py:AutoEncoder"}\n')
     doc = params_json(run_cli, spec)
     assert doc["total"] == 10 * 3 + 3 * 10  # enc and dec are separate here
     # FLOPs of functional matmuls inside a Custom layer are counted too: 2*10*3 + 2*3*10
@@ -244,12 +242,21 @@ def test_zero_limits_fail_without_dividing_by_zero(run_cli):
         assert "internal error" not in r.err
 
 
-@pytest.mark.parametrize("flags", [
-    ["--max-params", "abc"], ["--max-flops", "12 parsecs"], ["--max-memory", "2GiBs"],
-    ["--max-memory", "-5MB"], ["--batch-size", "0"], ["--dtype", "float8"], ["--optimizer", "lion"],
-    ["--depth", "-1"], ["--batch-size", "100000000000000000000"],
-    ["--batch-size", "4611686018427387000"],  # fits int64, but batch x 2 features overflows
-])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--max-params", "abc"],
+        ["--max-flops", "12 parsecs"],
+        ["--max-memory", "2GiBs"],
+        ["--max-memory", "-5MB"],
+        ["--batch-size", "0"],
+        ["--dtype", "float8"],
+        ["--optimizer", "lion"],
+        ["--depth", "-1"],
+        ["--batch-size", "100000000000000000000"],
+        ["--batch-size", "4611686018427387000"],  # fits int64, but batch x 2 features overflows
+    ],
+)
 def test_bad_flag_values_exit_2(run_cli, flags):
     r = run_cli(["params", SPECS / "lecture-mlp.yaml", *flags])
     assert r.code == 2, r.text
@@ -259,13 +266,15 @@ def test_bad_flag_values_exit_2(run_cli, flags):
 
 # -- scale ----------------------------------------------------------------------------------------
 def test_hundred_billion_parameters_in_seconds(write_spec):
-    spec = write_spec(textwrap.dedent("""
+    spec = write_spec(
+        textwrap.dedent("""
         input: [100000]
         layers:
           - Repeat:
               times: 10
               layers: [{Linear: {out_features: 100000}}]
-    """))
+    """)
+    )
     code = textwrap.dedent(f"""
         import io, json, resource, sys, time, contextlib
         t = time.perf_counter()
@@ -278,8 +287,9 @@ def test_hundred_billion_parameters_in_seconds(write_spec):
         print(json.dumps({{"rc": rc, "total": doc["total"], "seconds": dt,
                           "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
     """)
-    proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          env=subprocess_env(), timeout=120)
+    proc = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, cwd=ROOT, env=subprocess_env(), timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["rc"] == 0
@@ -289,8 +299,17 @@ def test_hundred_billion_parameters_in_seconds(write_spec):
 
 
 # -- formulas keep the promise ---------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["zoo/gpt-char", "zoo/lstm-classifier", "zoo/shufflenet-v2-x1-0",
-                                  "zoo/efficientnet-b0", "custom-swish", "digits-5-9-transfer"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "zoo/gpt-char",
+        "zoo/lstm-classifier",
+        "zoo/shufflenet-v2-x1-0",
+        "zoo/efficientnet-b0",
+        "custom-swish",
+        "digits-5-9-transfer",
+    ],
+)
 def test_json_report_is_the_dispatch_paths(name, monkeypatch):
     # `params --json` is a promise: counting by formula (and by dispatch one layer at a time for a
     # Custom one) must give the very report the whole model's dispatch gives

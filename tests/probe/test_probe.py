@@ -16,11 +16,11 @@ import json
 import math
 import struct
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from torch import nn
 
 from nncli.build import build_model
@@ -29,7 +29,6 @@ from nncli.probe import Thresholds, Verdict, measure, probe, probe_points, with_
 from nncli.render.plots import probe_figure, probe_plot
 from nncli.spec import load_spec, parse_spec
 
-ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 SEEDS = [0, 1, 2]
 BATCH = 128
@@ -142,7 +141,7 @@ def test_sigmoid_every_layer_gradient_matches_manual_backprop():
 def test_relu_normal_explodes_by_the_he_factor(acceptance):
     res = acceptance["deep-relu-normal"].init
     assert res.verdict is Verdict.exploding
-    theory = (64 * 0.3 ** 2 / 2) ** 10  # sqrt of 2.88^20: ~3.9e4, backward and forward alike
+    theory = (64 * 0.3**2 / 2) ** 10  # sqrt of 2.88^20: ~3.9e4, backward and forward alike
     for s in res.seeds:
         assert theory / 10 < s.ratio < theory * 10
         assert theory / 10 < s.growth < theory * 10
@@ -190,8 +189,16 @@ layers:
 """)
     built = build_model(spec, seed=0)
     # column 0 negative in every example: that ReLU unit is dead; the others live.
-    x = torch.tensor([[-1.0, 2.0, -0.5, 0.3], [-0.2, 0.1, 1.5, -2.0], [-3.0, 0.7, 0.2, 0.0],
-                      [-0.1, 1.0, -1.0, 0.9], [-2.0, 0.4, 0.8, 0.1], [-0.7, 3.0, -0.2, 0.5]])
+    x = torch.tensor(
+        [
+            [-1.0, 2.0, -0.5, 0.3],
+            [-0.2, 0.1, 1.5, -2.0],
+            [-3.0, 0.7, 0.2, 0.0],
+            [-0.1, 1.0, -1.0, 0.9],
+            [-2.0, 0.4, 0.8, 0.1],
+            [-0.7, 3.0, -0.2, 0.5],
+        ]
+    )
     r = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
     points = probe_points(built)
     raw = measure(built.model, points, x, r)
@@ -319,8 +326,7 @@ def test_sweep_follows_the_exponential_law_and_matches_manual_backprop():
 
 def test_sweep_reports_where_float32_breaks_the_law():
     # 64 sigmoid copies: R ~ 0.14^64 ~ 1e-55, below float32's smallest subnormal (1.4e-45).
-    sweep = probe(spec_of("deep-sigmoid"), seeds=[0], batch_size=32, device="cpu",
-                  sweep_depths=[2, 4, 64]).sweep
+    sweep = probe(spec_of("deep-sigmoid"), seeds=[0], batch_size=32, device="cpu", sweep_depths=[2, 4, 64]).sweep
     assert sweep.points[-1].ratio == 0.0 and sweep.points[-1].residual is None
     assert any("times=64" in b and "underflowed" in b for b in sweep.breaks)
     assert 0.05 < sweep.gamma_per_copy < 0.3  # fitted on the two representable points
@@ -414,13 +420,24 @@ def test_cli_json_schema_and_exit_codes(cli, tmp_path):
     assert {"verdict", "ratio", "gamma", "layers"} <= doc.keys()
     assert len(doc["layers"]) == 41
     row = doc["layers"][0]
-    assert {"index", "name", "type", "act_mean", "act_std", "dead_frac", "saturated_frac", "grad_norm",
-            "weight_grad_norm", "weight_grad_ratio"} <= row.keys()
+    assert {
+        "index",
+        "name",
+        "type",
+        "act_mean",
+        "act_std",
+        "dead_frac",
+        "saturated_frac",
+        "grad_norm",
+        "weight_grad_norm",
+        "weight_grad_ratio",
+    } <= row.keys()
     assert doc["layers"][1]["type"] == "ReLU" and 0 <= doc["layers"][1]["dead_frac"] <= 1
 
     plot = tmp_path / "sig.png"
-    code, out, _ = cli("probe", SPECS / "deep-sigmoid.yaml", "--seeds", "0", "--device", "cpu", "--json",
-                       "--plot", plot)
+    code, out, _ = cli(
+        "probe", SPECS / "deep-sigmoid.yaml", "--seeds", "0", "--device", "cpu", "--json", "--plot", plot
+    )
     assert code == 1
     doc = json.loads(out)
     assert doc["verdict"] == "vanishing" and doc["ok"] is False and doc["hint"]
@@ -432,8 +449,20 @@ def test_cli_human_output_has_table_bars_and_verdict(cli):
     assert code == 1
     assert "||dL/dh||" in out and "EXPLODING" in out and "hint:" in out and "█" in out
     assert "check failed" in err
-    code, out, _ = cli("probe", SPECS / "deep-relu-normal.yaml", "--seeds", "0", "--device", "cpu",
-                       "--max-ratio", "1e9", "--max-growth", "1e9", "-b", "32")
+    code, out, _ = cli(
+        "probe",
+        SPECS / "deep-relu-normal.yaml",
+        "--seeds",
+        "0",
+        "--device",
+        "cpu",
+        "--max-ratio",
+        "1e9",
+        "--max-growth",
+        "1e9",
+        "-b",
+        "32",
+    )
     assert code == 0 and "HEALTHY" in out
 
 
@@ -450,8 +479,9 @@ def test_cli_bad_input_exits_2(cli, tmp_path):
 def test_cli_data_file(cli, tmp_path):
     good = tmp_path / "x.npz"
     np.savez(good, x=np.random.default_rng(0).normal(size=(50, 64)).astype(np.float32))
-    code, out, _ = cli("probe", SPECS / "deep-relu-he.yaml", "--seeds", "0", "--device", "cpu", "--json",
-                       "--data", good)
+    code, out, _ = cli(
+        "probe", SPECS / "deep-relu-he.yaml", "--seeds", "0", "--device", "cpu", "--json", "--data", good
+    )
     assert code == 0 and json.loads(out)["inputs"].startswith("x.npz (50 examples")
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.zeros((10, 7), dtype=np.float32))
@@ -460,8 +490,23 @@ def test_cli_data_file(cli, tmp_path):
 
 def test_cli_steps_can_fail_a_healthy_init(cli):
     # SGD with an absurd learning rate wrecks a healthy net within a few steps: exit 1.
-    code, out, _ = cli("probe", SPECS / "deep-relu-he.yaml", "--seeds", "0", "--device", "cpu", "--json",
-                       "--steps", "3", "--optimizer", "sgd", "--lr", "100", "-b", "32")
+    code, out, _ = cli(
+        "probe",
+        SPECS / "deep-relu-he.yaml",
+        "--seeds",
+        "0",
+        "--device",
+        "cpu",
+        "--json",
+        "--steps",
+        "3",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "100",
+        "-b",
+        "32",
+    )
     doc = json.loads(out)
     assert doc["verdict"] == "healthy"
     assert doc["after_steps"]["verdict"] in ("exploding", "non-finite")
@@ -479,8 +524,7 @@ def test_cuda_probe_matches_cpu_and_restores_cuda_rng():
     gpu_raw = measure(built.model, probe_points(built), x.cuda(), r.cuda())
     built.model.cpu()
     cpu_raw = measure(built.model, probe_points(built), x, r)
-    assert [s["grad_norm"] for s in gpu_raw.stats] == pytest.approx([s["grad_norm"] for s in cpu_raw.stats],
-                                                                     rel=1e-3)
+    assert [s["grad_norm"] for s in gpu_raw.stats] == pytest.approx([s["grad_norm"] for s in cpu_raw.stats], rel=1e-3)
     state = torch.cuda.get_rng_state()
     report = probe(spec, seeds=[0, 1], device="cuda", steps=2)
     assert report.device.startswith("cuda:")

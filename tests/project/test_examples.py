@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SPECS, subprocess_env
 
 EXAMPLES = ROOT / "examples"
@@ -29,8 +28,14 @@ def run_script(name: str, *args, timeout: float = 600, **env) -> subprocess.Comp
     environ["PATH"] = f"{BIN}{os.pathsep}{environ.get('PATH', '')}"
     if shutil.which("nncli", path=environ["PATH"]) is None:  # not installed as a console script
         environ["NNCLI"] = f"{sys.executable} -m nncli"
-    return subprocess.run(["bash", str(EXAMPLES / name), *map(str, args)], cwd=ROOT, env=environ,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", str(EXAMPLES / name), *map(str, args)],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def summary(stdout: str) -> list[str]:
@@ -66,7 +71,7 @@ def test_gate_stops_at_the_params_budget():
     assert summary(proc.stdout) == ["ok", "FAILED", "skipped", "skipped"]
 
 
-BAD_BACKWARD = '''\
+BAD_BACKWARD = """\
 import torch
 
 
@@ -83,15 +88,17 @@ class _Double(torch.autograd.Function):
 class Double(torch.nn.Module):
     def forward(self, x):
         return _Double.apply(x)
-'''
+"""
 
 
 @pytest.mark.slow
 def test_gate_stops_at_a_wrong_custom_backward(tmp_path):
     (tmp_path / "bad_layers.py").write_text(BAD_BACKWARD)
     spec = tmp_path / "bad.yaml"
-    spec.write_text("input: [4]\nlayers:\n  - Linear: {out_features: 8}\n  - Tanh\n"
-                    "  - Custom: {target: \"bad_layers.py:Double\"}\n  - Linear: {out_features: 2}\n")
+    spec.write_text(
+        "input: [4]\nlayers:\n  - Linear: {out_features: 8}\n  - Tanh\n"
+        '  - Custom: {target: "bad_layers.py:Double"}\n  - Linear: {out_features: 2}\n'
+    )
     proc = run_script("ci-gate.sh", spec)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert summary(proc.stdout) == ["ok", "ok", "FAILED", "skipped"]
@@ -111,7 +118,13 @@ def test_tour_runs_from_scratch(tmp_path):
     proc = run_script("tour.sh", tmp_path / "tour", QUICK="1", PYTHON=sys.executable, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = tmp_path / "tour"
-    for name in ("moons/report.json", "sweep/sweep.json", "sweep/best.yaml", "moons-curves.png", "sweep.png",
-                 "compare.png"):
+    for name in (
+        "moons/report.json",
+        "sweep/sweep.json",
+        "sweep/best.yaml",
+        "moons-curves.png",
+        "sweep.png",
+        "compare.png",
+    ):
         assert (out / name).is_file(), name
     assert "Tour done" in proc.stdout

@@ -89,8 +89,9 @@ def allowed_codes(command: str) -> tuple[int, ...]:
 
 def fresh_copy(dest: Path) -> None:
     """The repository's files (tracked and not ignored), as a fresh clone would have them."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split("\0")
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
     for rel in filter(None, files):
         src = ROOT / rel
         if src.is_file():
@@ -101,10 +102,16 @@ def fresh_copy(dest: Path) -> None:
 def test_fences_are_found():
     """The parser sees every ```sh block, joins continued lines and reads titled files (so the
     chain test is not vacuous), on README and on the docs pages alike."""
-    text = ("a\n```sh\nnncli check x.yaml   # c\n# only a comment\nnncli a \\\n  --b\n```\n```text\nno\n```\n"
-            '```yaml title="n.yaml"\ninput: [2]\n```\n')
-    assert fence_steps(text) == [(3, "sh", "nncli check x.yaml   # c"), (5, "sh", "nncli a    --b"),
-                                 (11, "file", "n.yaml"), (11, "text", "input: [2]\n")]
+    text = (
+        "a\n```sh\nnncli check x.yaml   # c\n# only a comment\nnncli a \\\n  --b\n```\n```text\nno\n```\n"
+        '```yaml title="n.yaml"\ninput: [2]\n```\n'
+    )
+    assert fence_steps(text) == [
+        (3, "sh", "nncli check x.yaml   # c"),
+        (5, "sh", "nncli a    --b"),
+        (11, "file", "n.yaml"),
+        (11, "text", "input: [2]\n"),
+    ]
     assert len(sh_commands(README.read_text(encoding="utf-8"))) >= 5
     assert allowed_codes("nncli probe x.yaml   # exit 1: vanishing") == (0, 1)
     assert allowed_codes("nncli check x.yaml   # the layer table") == (0,)
@@ -167,8 +174,9 @@ def run_page(page: Path, repo: Path) -> tuple[list[str], list[str]]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("git") is None, reason="needs bash and git")
-@pytest.mark.parametrize("page", [p for p in PAGES if sh_commands(p.read_text(encoding="utf-8"))],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if sh_commands(p.read_text(encoding="utf-8"))], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_page_sh_blocks_run_in_order(tmp_path, page):
     repo = tmp_path / "nncli"
     fresh_copy(repo)

@@ -17,8 +17,9 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import TESTS
 
-CORPUS = Path(__file__).resolve().parent / "broken_specs"
+CORPUS = TESTS / "broken_specs"
 HEADER = re.compile(r"^# expect: line (\d+), (\S+)\s*$", re.M)
 TEXT = re.compile(r"^# expect-text: (.+?)\s*$", re.M)
 
@@ -62,8 +63,7 @@ def test_broken_spec_fails_located(path, run_cli):
     assert result.out == ""  # nothing on stdout for a bad spec (without --json)
 
 
-@pytest.mark.parametrize("path", [CASES[0], CORPUS / "shape_mismatch_after_flatten.yaml"],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [CASES[0], CORPUS / "shape_mismatch_after_flatten.yaml"], ids=lambda p: p.name)
 def test_broken_spec_under_json_and_params(path, run_cli):
     # The same corpus fails the same way under `params` and with --json (one JSON document).
     import json
@@ -103,12 +103,23 @@ def test_traceback_switch_shows_the_traceback(run_cli):
 # A real build infers shapes with the real module on its device rather than on meta tensors; the
 # same broken spec must fail the same way, at the same place, whichever build runs.
 BUILDER_CASES = [
-    "batch_first_false.yaml", "batchnorm2d_on_vector.yaml", "conv2d_reads_batch_as_channels.yaml",
-    "conv2d_three_kernel_sizes.yaml", "custom_returns_tuple.yaml", "in_channels_mismatch.yaml",
-    "input_with_batch_dim.yaml", "kaiming_on_bias.yaml", "kernel_larger_than_input.yaml",
-    "layernorm_shape_mismatch.yaml", "lstm_returns_tuple.yaml", "pool_shrinks_to_nothing.yaml",
-    "residual_channel_mismatch.yaml", "residual_linear_mismatch.yaml",
-    "shape_mismatch_after_flatten.yaml", "softmax_dim_out_of_range.yaml", "unknown_layer.yaml",
+    "batch_first_false.yaml",
+    "batchnorm2d_on_vector.yaml",
+    "conv2d_reads_batch_as_channels.yaml",
+    "conv2d_three_kernel_sizes.yaml",
+    "custom_returns_tuple.yaml",
+    "in_channels_mismatch.yaml",
+    "input_with_batch_dim.yaml",
+    "kaiming_on_bias.yaml",
+    "kernel_larger_than_input.yaml",
+    "layernorm_shape_mismatch.yaml",
+    "lstm_returns_tuple.yaml",
+    "pool_shrinks_to_nothing.yaml",
+    "residual_channel_mismatch.yaml",
+    "residual_linear_mismatch.yaml",
+    "shape_mismatch_after_flatten.yaml",
+    "softmax_dim_out_of_range.yaml",
+    "unknown_layer.yaml",
 ]
 
 
@@ -123,7 +134,10 @@ def test_real_build_fails_like_meta_inference(name):
         infer(spec)
     with pytest.raises(SpecError) as real:
         build_model(spec, device="cpu")
-    assert (real.value.line, real.value.spec_path, real.value.hint) == \
-        (meta.value.line, meta.value.spec_path, meta.value.hint)
+    assert (real.value.line, real.value.spec_path, real.value.hint) == (
+        meta.value.line,
+        meta.value.spec_path,
+        meta.value.hint,
+    )
     # torch's CPU and meta kernels word some failures differently; nncli's own part must agree.
     assert str(real.value).split(": ")[:3] == str(meta.value).split(": ")[:3]

@@ -1,4 +1,4 @@
-"""Fuzz: hostile specs built for size (issue 12). Every outcome is exit 0, 1 or 2, never 3, and
+"""Fuzz: hostile specs built for size. Every outcome is exit 0, 1 or 2, never 3, and
 never over a time bound.
 
 Hypothesis writes specs whose danger is their size rather than their syntax: ``Repeat`` counts
@@ -25,10 +25,18 @@ from hypothesis import strategies as st
 from nncli import cli
 
 TIMES = st.sampled_from([1, 2, 3, 7, 40, 1000, 10**5, 10**9, 10**18, 2**64, 0, -1, 1.5, "3", True, None])
-LEAVES = st.sampled_from(["ReLU", "Tanh", "Identity", {"Linear": {"out_features": 4}},
-                          {"Dropout": {"p": 0.1}}, {"LayerNorm": {"normalized_shape": 4}},
-                          {"Custom": {"target": "../outside/evil.py:Evil"}},
-                          {"Custom": {"target": "/tmp/evil.py:Evil"}}])
+LEAVES = st.sampled_from(
+    [
+        "ReLU",
+        "Tanh",
+        "Identity",
+        {"Linear": {"out_features": 4}},
+        {"Dropout": {"p": 0.1}},
+        {"LayerNorm": {"normalized_shape": 4}},
+        {"Custom": {"target": "../outside/evil.py:Evil"}},
+        {"Custom": {"target": "/tmp/evil.py:Evil"}},
+    ]
+)
 
 
 def _wrap(kind: str, body: list, times) -> dict:
@@ -93,8 +101,11 @@ def fuzz_env():
 
 
 # NNCLI_FUZZ_EXAMPLES=500 for a longer hunt; the default run stays small.
-@settings(max_examples=int(os.environ.get("NNCLI_FUZZ_EXAMPLES", "25")), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("NNCLI_FUZZ_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(text=hostile_specs(), command=st.sampled_from(["check", "params", "diagram"]))
 def test_hostile_specs_exit_0_1_or_2_within_the_bound(text, command, tmp_path_factory, fuzz_env):
     folder = tmp_path_factory.getbasetemp() / "fuzz" / "specs"

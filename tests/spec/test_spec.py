@@ -7,8 +7,8 @@ import subprocess
 import textwrap
 
 import pytest
-
 from conftest import PYTHON, ROOT, SPECS, subprocess_env
+
 from nncli.errors import SpecError
 from nncli.spec import CustomSpec, RepeatSpec, ResidualSpec, Spec, load_spec, parse_spec
 
@@ -51,7 +51,8 @@ def test_input_shorthand_and_default_name():
 
 
 def test_composites_and_init():
-    spec = parse("""
+    spec = parse(
+        """
         input: [4]
         init: {weight: {normal_: {std: 0.02}}, bias: zeros}
         layers:
@@ -63,7 +64,9 @@ def test_composites_and_init():
               shortcut: [{Linear: {out_features: 8}}]
           - Repeat: {times: 3, layers: [{Linear: {out_features: 8}}, Tanh]}
           - Custom: {target: "swish_layers.py:Swish", args: {beta: 2.0}}
-    """, base_dir=SPECS)
+    """,
+        base_dir=SPECS,
+    )
     # torch's in-place spelling normal_ is accepted as normal
     assert spec.init["weight"].scheme == "normal" and dict(spec.init["weight"].kwargs) == {"std": 0.02}
     assert spec.init["bias"].scheme == "zeros"
@@ -76,8 +79,18 @@ def test_composites_and_init():
     assert isinstance(custom, CustomSpec) and custom.target == "swish_layers.py:Swish"
     assert dict(custom.args) == {"beta": 2.0} and custom.base_dir == SPECS
     # walk() visits composites before their contents, depth first
-    assert [l.type for l in spec.walk()] == ["Residual", "Linear", "ReLU", "Residual", "Linear",
-                                             "Linear", "Repeat", "Linear", "Tanh", "Custom"]
+    assert [l.type for l in spec.walk()] == [
+        "Residual",
+        "Linear",
+        "ReLU",
+        "Residual",
+        "Linear",
+        "Linear",
+        "Repeat",
+        "Linear",
+        "Tanh",
+        "Custom",
+    ]
 
 
 def test_spec_objects_are_frozen():
@@ -164,18 +177,21 @@ def test_data_and_train_sections_are_kept_raw():
     assert dict(spec.data) == {"name": "moons", "n": 100} and dict(spec.train) == {"epochs": 3}
 
 
-@pytest.mark.parametrize("text, spec_path, found", [
-    ("input: [4]\nlayers:\n  - Repeat: {times: 1.5, layers: [ReLU]}\n", "layers[0].Repeat.times", "1.5"),
-    ("input: [4]\nlayers:\n  - Repeat: {times: true, layers: [ReLU]}\n", "layers[0].Repeat.times", "True"),
-    ("input: [4]\nlayers: [ReLU]\ninit: {weight: [normal]}\n", "init.weight", "a list"),
-    ("input: [4]\nlayers: [ReLU]\ninit: {weight: {normal: 0.1}}\n", "init.weight.normal", "0.1"),
-    ("input: [4]\nlayers: [ReLU]\ninit: {weight: {normal: {}, zeros: {}}}\n", "init.weight", "normal, zeros"),
-    ("input: [4]\nname: ''\nlayers: [ReLU]\n", "name", "''"),
-    ("input: []\nlayers: [ReLU]\n", "input", "a list"),
-    ("input: [4]\nlayers:\n  - Residual: {body: [ReLU], extra: 1}\n", "layers[0].Residual.extra", "unknown key"),
-    ("input: [4]\nlayers:\n  - Custom: {target: 'x.py:A', args: [1]}\n", "layers[0].Custom.args", "a list"),
-    ("input: [4]\nlayers:\n  - 'Lin ear'\n", "layers[0]", "'Lin ear'"),
-])
+@pytest.mark.parametrize(
+    "text, spec_path, found",
+    [
+        ("input: [4]\nlayers:\n  - Repeat: {times: 1.5, layers: [ReLU]}\n", "layers[0].Repeat.times", "1.5"),
+        ("input: [4]\nlayers:\n  - Repeat: {times: true, layers: [ReLU]}\n", "layers[0].Repeat.times", "True"),
+        ("input: [4]\nlayers: [ReLU]\ninit: {weight: [normal]}\n", "init.weight", "a list"),
+        ("input: [4]\nlayers: [ReLU]\ninit: {weight: {normal: 0.1}}\n", "init.weight.normal", "0.1"),
+        ("input: [4]\nlayers: [ReLU]\ninit: {weight: {normal: {}, zeros: {}}}\n", "init.weight", "normal, zeros"),
+        ("input: [4]\nname: ''\nlayers: [ReLU]\n", "name", "''"),
+        ("input: []\nlayers: [ReLU]\n", "input", "a list"),
+        ("input: [4]\nlayers:\n  - Residual: {body: [ReLU], extra: 1}\n", "layers[0].Residual.extra", "unknown key"),
+        ("input: [4]\nlayers:\n  - Custom: {target: 'x.py:A', args: [1]}\n", "layers[0].Custom.args", "a list"),
+        ("input: [4]\nlayers:\n  - 'Lin ear'\n", "layers[0]", "'Lin ear'"),
+    ],
+)
 def test_structural_errors(text, spec_path, found):
     with pytest.raises(SpecError) as info:
         parse_spec(text, file="t.yaml")
@@ -186,11 +202,14 @@ def test_structural_errors(text, spec_path, found):
 
 def test_spec_layer_never_imports_torch():
     # the spec/ package is pure Python (torch takes seconds to load).
-    code = ("import sys; from nncli.spec import load_spec; "
-            f"s = load_spec({str(SPECS / 'resnet50.yaml')!r}); "
-            "assert s.layers; print('torch' in sys.modules)")
-    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env=subprocess_env(), timeout=60)
+    code = (
+        "import sys; from nncli.spec import load_spec; "
+        f"s = load_spec({str(SPECS / 'resnet50.yaml')!r}); "
+        "assert s.layers; print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, cwd=ROOT, env=subprocess_env(), timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 

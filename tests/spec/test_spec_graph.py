@@ -21,19 +21,54 @@ from nncli.spec.source import parse_yaml
 SCOPE = {"in_channels": 64, "in_features": 10, "width": 32, "expansion": 6, "zero": 0}
 
 PYTHON_AGREES = [
-    "2 + 3 * 4", "(2 + 3) * 4", "10 - 4 - 3", "7 // 2 * 2", "2 * 7 // 2", "-2 * 3", "--4",
-    "2 * 3 % 4", "17 % 5 * 2", "in_channels * expansion", "in_channels // 2 + 1",
-    "width * expansion // (in_features - 2)", "-(width - 40) // 3", "1.5 * 4", "7 / 2",
-    "min(width, 16) + max(1, 2, 3)", "max(in_channels // 3, width) * 2", "3 - -2", "+5",
-    "100 // 7 % 3", "2.5e1 * 2",
-    "2 ** 10", "-2 ** 2", "2 ** -1", "2 ** 3 ** 2", "(-2) ** 3", "32 * 2 ** expansion",
-    "abs(-width)", "round(7 / 2)", "round(5 / 2)", "floor(7 / 2)", "ceil(7 / 2)", "floor(-7 / 2)",
-    "ceil(in_channels * 0.75) + abs(2 - width)", "2 ** 63", "-(2 ** 63)",
+    "2 + 3 * 4",
+    "(2 + 3) * 4",
+    "10 - 4 - 3",
+    "7 // 2 * 2",
+    "2 * 7 // 2",
+    "-2 * 3",
+    "--4",
+    "2 * 3 % 4",
+    "17 % 5 * 2",
+    "in_channels * expansion",
+    "in_channels // 2 + 1",
+    "width * expansion // (in_features - 2)",
+    "-(width - 40) // 3",
+    "1.5 * 4",
+    "7 / 2",
+    "min(width, 16) + max(1, 2, 3)",
+    "max(in_channels // 3, width) * 2",
+    "3 - -2",
+    "+5",
+    "100 // 7 % 3",
+    "2.5e1 * 2",
+    "2 ** 10",
+    "-2 ** 2",
+    "2 ** -1",
+    "2 ** 3 ** 2",
+    "(-2) ** 3",
+    "32 * 2 ** expansion",
+    "abs(-width)",
+    "round(7 / 2)",
+    "round(5 / 2)",
+    "floor(7 / 2)",
+    "ceil(7 / 2)",
+    "floor(-7 / 2)",
+    "ceil(in_channels * 0.75) + abs(2 - width)",
+    "2 ** 63",
+    "-(2 ** 63)",
 ]
 
 # The reference for the functions: Python's own (round halves to even there too).
-PYTHON_FUNCTIONS = {"__builtins__": {}, "min": min, "max": max, "abs": abs, "round": round,
-                    "floor": math.floor, "ceil": math.ceil}
+PYTHON_FUNCTIONS = {
+    "__builtins__": {},
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "round": round,
+    "floor": math.floor,
+    "ceil": math.ceil,
+}
 
 
 @pytest.mark.parametrize("text", PYTHON_AGREES)
@@ -52,32 +87,44 @@ def test_whole_number_results_are_integers():
     assert evaluate("7 / 2", {}) == 3.5
 
 
-@pytest.mark.parametrize("text, message", [
-    ("widht * 2", "unknown name 'widht' (did you mean 'width'?)"),
-    ("in_features // zero", "division by zero"),
-    ("width % zero", "division by zero"),
-    ("width / (in_channels - 64)", "division by zero"),
-    ("2 *** 3", "unexpected '*'"),
-    ("width *", "ends too early"),
-    ("(width + 1", "expected ')'"),
-    ("width 2", "unexpected '2'"),
-    ("min(width)", "needs at least two values"),
-    ("sqrt(width)", "unknown function 'sqrt'"),
-    ("abs(width, 2)", "abs() takes 1 value, found 2"),
-    ("make_divisible(width)", "make_divisible() takes 2 values"),
-    ("make_divisible(width, 0)", "needs a whole number d > 0"),
-    ("", "empty expression"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("widht * 2", "unknown name 'widht' (did you mean 'width'?)"),
+        ("in_features // zero", "division by zero"),
+        ("width % zero", "division by zero"),
+        ("width / (in_channels - 64)", "division by zero"),
+        ("2 *** 3", "unexpected '*'"),
+        ("width *", "ends too early"),
+        ("(width + 1", "expected ')'"),
+        ("width 2", "unexpected '2'"),
+        ("min(width)", "needs at least two values"),
+        ("sqrt(width)", "unknown function 'sqrt'"),
+        ("abs(width, 2)", "abs() takes 1 value, found 2"),
+        ("make_divisible(width)", "make_divisible() takes 2 values"),
+        ("make_divisible(width, 0)", "needs a whole number d > 0"),
+        ("", "empty expression"),
+    ],
+)
 def test_expression_errors(text, message):
     with pytest.raises(ExprError) as err:
         evaluate(text, SCOPE)
     assert message in err.value.message
 
 
-@pytest.mark.parametrize("text", [
-    "__import__('os').system('true')", "().__class__", "width.real", "[1, 2]", "lambda: 1",
-    "open('x')", "width if 1 else 2", "__import__",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "__import__('os').system('true')",
+        "().__class__",
+        "width.real",
+        "[1, 2]",
+        "lambda: 1",
+        "open('x')",
+        "width if 1 else 2",
+        "__import__",
+    ],
+)
 def test_expressions_never_reach_eval(text, monkeypatch):
     # Anything beyond the arithmetic grammar is refused before any name is looked up as Python.
     calls = []
@@ -132,8 +179,19 @@ def test_parallel_block_and_vars_parse():
     assert dict(spec.vars) == {"growth": 4, "width": "growth * 2"}
     assert spec.var_where["width"].spec_path == "vars.width" and spec.var_where["width"].line == 3
     assert [layer.type for layer in spec.walk()] == [
-        "Parallel", "BatchNorm2d", "ReLU", "Conv2d", "Block", "Conv2d", "Repeat", "ReLU",
-        "Parallel", "ReLU", "Sigmoid", "Tanh"]
+        "Parallel",
+        "BatchNorm2d",
+        "ReLU",
+        "Conv2d",
+        "Block",
+        "Conv2d",
+        "Repeat",
+        "ReLU",
+        "Parallel",
+        "ReLU",
+        "Sigmoid",
+        "Tanh",
+    ]
 
 
 def test_spec_objects_stay_frozen():
@@ -155,25 +213,37 @@ def test_token_input_parses():
     assert parse_spec("input: [4]\nlayers: [ReLU]\n").input_high is None
 
 
-@pytest.mark.parametrize("text, path, message", [
-    ("input: {shape: [4], dtype: int64}\nlayers: [ReLU]\n", "input", "needs `high`"),
-    ("input: {shape: [4], dtype: int8, high: 3}\nlayers: [ReLU]\n", "input.dtype", "expected `dtype`"),
-    ("input: {shape: [4], high: 3}\nlayers: [ReLU]\n", "input.high", "applies to integer inputs"),
-    ("input: {shape: [4], dtype: int64, high: 0}\nlayers: [ReLU]\n", "input.high", "positive integer"),
-    ("input: {dtype: int64, high: 3}\nlayers: [ReLU]\n", "input", "needs `shape`"),
-    ("input: [4]\nvars: [1, 2]\nlayers: [ReLU]\n", "vars", "mapping of name"),
-    ("input: [4]\nvars: {w: [1]}\nlayers: [ReLU]\n", "vars.w", "a number or an expression"),
-    ("input: [4]\nvars: {max: 3}\nlayers: [ReLU]\n", "vars.max", "function name"),
-    ("input: [4]\nlayers:\n  - Block: {body: [ReLU]}\n", "layers[0].Block.body", "unknown key 'body'"),
-    ("input: [4]\nlayers:\n  - Block: {name: b}\n", "layers[0].Block", "Block needs `layers`"),
-    ("input: [4]\nlayers:\n  - Parallel: {merge: add}\n", "layers[0].Parallel", "needs `branches`"),
-    ("input: [4]\nlayers:\n  - Parallel: {branches: [[], ReLU]}\n", "layers[0].Parallel.branches[1]",
-     "expected branch 1 to be a list"),
-    ("input: [4]\nlayers:\n  - Parallel: {branches: [[], []], dim: two}\n", "layers[0].Parallel.dim",
-     "expected `dim` to be an integer"),
-    ("input: [4]\nlayers:\n  - Repeat: {times: three, layers: [ReLU]}\n", "layers[0].Repeat.times",
-     "found a string ('three')"),
-])
+@pytest.mark.parametrize(
+    "text, path, message",
+    [
+        ("input: {shape: [4], dtype: int64}\nlayers: [ReLU]\n", "input", "needs `high`"),
+        ("input: {shape: [4], dtype: int8, high: 3}\nlayers: [ReLU]\n", "input.dtype", "expected `dtype`"),
+        ("input: {shape: [4], high: 3}\nlayers: [ReLU]\n", "input.high", "applies to integer inputs"),
+        ("input: {shape: [4], dtype: int64, high: 0}\nlayers: [ReLU]\n", "input.high", "positive integer"),
+        ("input: {dtype: int64, high: 3}\nlayers: [ReLU]\n", "input", "needs `shape`"),
+        ("input: [4]\nvars: [1, 2]\nlayers: [ReLU]\n", "vars", "mapping of name"),
+        ("input: [4]\nvars: {w: [1]}\nlayers: [ReLU]\n", "vars.w", "a number or an expression"),
+        ("input: [4]\nvars: {max: 3}\nlayers: [ReLU]\n", "vars.max", "function name"),
+        ("input: [4]\nlayers:\n  - Block: {body: [ReLU]}\n", "layers[0].Block.body", "unknown key 'body'"),
+        ("input: [4]\nlayers:\n  - Block: {name: b}\n", "layers[0].Block", "Block needs `layers`"),
+        ("input: [4]\nlayers:\n  - Parallel: {merge: add}\n", "layers[0].Parallel", "needs `branches`"),
+        (
+            "input: [4]\nlayers:\n  - Parallel: {branches: [[], ReLU]}\n",
+            "layers[0].Parallel.branches[1]",
+            "expected branch 1 to be a list",
+        ),
+        (
+            "input: [4]\nlayers:\n  - Parallel: {branches: [[], []], dim: two}\n",
+            "layers[0].Parallel.dim",
+            "expected `dim` to be an integer",
+        ),
+        (
+            "input: [4]\nlayers:\n  - Repeat: {times: three, layers: [ReLU]}\n",
+            "layers[0].Repeat.times",
+            "found a string ('three')",
+        ),
+    ],
+)
 def test_parse_errors_are_located(text, path, message):
     with pytest.raises(SpecError) as err:
         parse_spec(text, file="s.yaml")
@@ -182,8 +252,10 @@ def test_parse_errors_are_located(text, path, message):
 
 
 def test_repeat_times_names_a_var_of_an_enclosing_block():
-    spec = parse_spec("input: [4]\nlayers:\n  - Block:\n      vars: {n: 3}\n      layers:\n"
-                      "        - Repeat: {times: n, layers: [ReLU]}\n")
+    spec = parse_spec(
+        "input: [4]\nlayers:\n  - Block:\n      vars: {n: 3}\n      layers:\n"
+        "        - Repeat: {times: n, layers: [ReLU]}\n"
+    )
     assert spec.layers[0].layers[0].times == "n"
 
 
@@ -214,24 +286,27 @@ def parse_spec_data(data):
 
 
 # -- bounds: hostile expressions are located errors, never a RecursionError or a huge integer ----
-@pytest.mark.parametrize("text, message", [
-    ("2 ** 65", "exponent must be a whole number from -64 to 64"),
-    ("2 ** 0.5", "exponent must be a whole number"),
-    ("3 ** 64", "beyond 2**63"),
-    ("2 ** 64", "beyond 2**63"),
-    ("width ** 13", "beyond 2**63"),
-    ("0 ** -1", "division by zero"),
-    ("9" * 20, "beyond 2**63"),
-    ("9" * 5000, "beyond 2**63"),
-    ("1e400", "not a finite number"),
-    ("1e300 * 1e300", "beyond 2**63"),
-    ("(" * 500 + "1" + ")" * 500, "nests more than 100 levels"),
-    ("-" * 1000 + "1", "nests more than 100 levels"),
-    ("abs(" * 300 + "1" + ")" * 300, "nests more than 100 levels"),
-    ("2 ** " * 300 + "1", "nests more than 100 levels"),
-    ("big * big", "beyond 2**63"),
-    ("big * big - big * big", "beyond 2**63"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("2 ** 65", "exponent must be a whole number from -64 to 64"),
+        ("2 ** 0.5", "exponent must be a whole number"),
+        ("3 ** 64", "beyond 2**63"),
+        ("2 ** 64", "beyond 2**63"),
+        ("width ** 13", "beyond 2**63"),
+        ("0 ** -1", "division by zero"),
+        ("9" * 20, "beyond 2**63"),
+        ("9" * 5000, "beyond 2**63"),
+        ("1e400", "not a finite number"),
+        ("1e300 * 1e300", "beyond 2**63"),
+        ("(" * 500 + "1" + ")" * 500, "nests more than 100 levels"),
+        ("-" * 1000 + "1", "nests more than 100 levels"),
+        ("abs(" * 300 + "1" + ")" * 300, "nests more than 100 levels"),
+        ("2 ** " * 300 + "1", "nests more than 100 levels"),
+        ("big * big", "beyond 2**63"),
+        ("big * big - big * big", "beyond 2**63"),
+    ],
+)
 def test_expression_bounds(text, message):
     with pytest.raises(ExprError) as err:
         evaluate(text, {**SCOPE, "big": 2**40})
@@ -268,15 +343,22 @@ def test_make_divisible_matches_torchvision(value, divisor):
 def _expressions():
     from hypothesis import strategies as st
 
-    leaves = st.one_of(st.integers(0, 50).map(str), st.sampled_from(sorted(SCOPE)),
-                       st.sampled_from(["0.5", "2.25", "1e1"]))
+    leaves = st.one_of(
+        st.integers(0, 50).map(str), st.sampled_from(sorted(SCOPE)), st.sampled_from(["0.5", "2.25", "1e1"])
+    )
 
     def grow(children):
         binary = st.tuples(children, st.sampled_from(["+", "-", "*", "/", "//", "%"]), children).map(
-            lambda t: f"{t[0]} {t[1]} {t[2]}")
-        return st.one_of(binary, children.map(lambda c: f"({c})"), children.map(lambda c: f"-{c}"),
-                         st.tuples(st.sampled_from(["min", "max"]), st.lists(children, min_size=2, max_size=3))
-                         .map(lambda t: f"{t[0]}({', '.join(t[1])})"))
+            lambda t: f"{t[0]} {t[1]} {t[2]}"
+        )
+        return st.one_of(
+            binary,
+            children.map(lambda c: f"({c})"),
+            children.map(lambda c: f"-{c}"),
+            st.tuples(st.sampled_from(["min", "max"]), st.lists(children, min_size=2, max_size=3)).map(
+                lambda t: f"{t[0]}({', '.join(t[1])})"
+            ),
+        )
 
     return st.recursive(leaves, grow, max_leaves=8)
 

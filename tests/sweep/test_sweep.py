@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import PYTHON, ROOT, SPECS, subprocess_env
+
 from nncli.errors import InputError, SpecError
 from nncli.sweep import apply_override, expand, load_sweep, parse_path, run_sweep, trial_spec_data
 
@@ -77,12 +77,17 @@ def test_parse_path_reads_keys_and_indices():
 
 
 def spec_data():
-    return {"input": [2], "layers": [
-        {"Linear": {"out_features": 8}}, "ReLU",
-        {"Residual": {"body": [{"Linear": {"out_features": 8}}, "ReLU"]}},
-        {"Repeat": {"times": 2, "layers": [{"Linear": {"out_features": 8}}, {"ReLU": {"name": "act"}}]}},
-        {"Linear": {"out_features": 2}}],
-        "train": {"lr": 0.01}}
+    return {
+        "input": [2],
+        "layers": [
+            {"Linear": {"out_features": 8}},
+            "ReLU",
+            {"Residual": {"body": [{"Linear": {"out_features": 8}}, "ReLU"]}},
+            {"Repeat": {"times": 2, "layers": [{"Linear": {"out_features": 8}}, {"ReLU": {"name": "act"}}]}},
+            {"Linear": {"out_features": 2}},
+        ],
+        "train": {"lr": 0.01},
+    }
 
 
 def test_overrides_set_nested_fields_and_add_optional_keys():
@@ -109,14 +114,17 @@ def test_replace_swaps_every_layer_of_a_type_inside_blocks_too():
     assert d["layers"][1] == {"LeakyReLU": {"negative_slope": 0.1}}
 
 
-@pytest.mark.parametrize("path, message, hint", [
-    ("layers[9].Linear.out_features", "has 5 item(s) (indices 0..4), found index 9", None),
-    ("layers[0].Conv2d.out_channels", "layers[0] of the spec is a Linear layer", "layers[0].Linear.<argument>"),
-    ("trian.lr", "no 'trian' at the top level", "did you mean 'train'?"),
-    ("layers[3].Repeat.tims", "no 'tims' at layers[3].Repeat", "did you mean 'times'?"),
-    ("layers[0].Linear.out_features.x", "is an integer (8), not a mapping", None),
-    ("replace:Relu", "no Relu layer in the spec to replace", "did you mean 'ReLU'?"),
-])
+@pytest.mark.parametrize(
+    "path, message, hint",
+    [
+        ("layers[9].Linear.out_features", "has 5 item(s) (indices 0..4), found index 9", None),
+        ("layers[0].Conv2d.out_channels", "layers[0] of the spec is a Linear layer", "layers[0].Linear.<argument>"),
+        ("trian.lr", "no 'trian' at the top level", "did you mean 'train'?"),
+        ("layers[3].Repeat.tims", "no 'tims' at layers[3].Repeat", "did you mean 'times'?"),
+        ("layers[0].Linear.out_features.x", "is an integer (8), not a mapping", None),
+        ("replace:Relu", "no Relu layer in the spec to replace", "did you mean 'ReLU'?"),
+    ],
+)
 def test_a_path_that_does_not_exist_says_what_is_there(path, message, hint):
     with pytest.raises(SpecError) as info:
         apply_override(spec_data(), path, 1)
@@ -172,25 +180,32 @@ def test_a_missing_base_spec_is_an_input_error(tmp_path):
 
 
 def test_grid_is_the_full_product_in_file_order(tmp_path):
-    path = write_sweep(tmp_path, """\
+    path = write_sweep(
+        tmp_path,
+        """\
         grid:
           depth: {path: "layers[0].Repeat.times", values: [1, 2]}
           replace:ReLU: [ReLU, Tanh, Sigmoid]
-        """)
+        """,
+    )
     configs = expand(load_sweep(path))
     assert [(c.values["depth"], c.values["replace:ReLU"]) for c in configs] == [
-        (d, a) for d in (1, 2) for a in ("ReLU", "Tanh", "Sigmoid")]
+        (d, a) for d in (1, 2) for a in ("ReLU", "Tanh", "Sigmoid")
+    ]
     assert len({c.id for c in configs}) == 6
     deep_tanh = configs[4].spec_data["layers"][0]["Repeat"]
     assert deep_tanh == {"times": 2, "layers": [{"Linear": {"out_features": 16}}, "Tanh"]}
 
 
 def test_random_search_is_seeded_and_draws_distinct_grid_points(tmp_path):
-    path = write_sweep(tmp_path, """\
+    path = write_sweep(
+        tmp_path,
+        """\
         grid:
           layers[0].Repeat.layers[0].Linear.out_features: [4, 8, 16, 32]
           train.batch_size: [16, 32, 64]
-        """)
+        """,
+    )
     a = [c.values for c in expand(load_sweep(path, trials=5, search_seed=1))]
     b = [c.values for c in expand(load_sweep(path, trials=5, search_seed=1))]
     c = [c.values for c in expand(load_sweep(path, trials=5, search_seed=2))]
@@ -200,12 +215,16 @@ def test_random_search_is_seeded_and_draws_distinct_grid_points(tmp_path):
     in_file = write_sweep(tmp_path, "trials: 4\ngrid:\n  train.batch_size: [16, 32, 64, 128, 256]\n", name="f")
     assert len(expand(load_sweep(in_file))) == 4  # `trials:` in the file samples the grid too
 
-    path = write_sweep(tmp_path, """\
+    path = write_sweep(
+        tmp_path,
+        """\
         trials: 40
         random:
           train.lr: {loguniform: [0.0001, 0.1]}
           layers[0].Repeat.times: {int: [1, 3]}
-        """, name="r")
+        """,
+        name="r",
+    )
     values = [c.values for c in expand(load_sweep(path))]
     lrs = [v["train.lr"] for v in values]
     assert len(values) == 40 and all(1e-4 <= x <= 0.1 for x in lrs)
@@ -217,8 +236,9 @@ def test_trial_specs_make_the_data_path_absolute_and_keep_custom_targets(tmp_pat
     """A relative data path is made absolute (the trial's file lives in the sweep folder); a
     Custom file target stays as written, since the trust rule refuses absolute targets."""
     path = tmp_path / "s.yaml"
-    path.write_text(f"base: {SPECS / 'custom-swish.yaml'}\ngrid:\n  train.lr: [0.1]\n"
-                    "set: {data: {path: rows.csv}}\n")
+    path.write_text(
+        f"base: {SPECS / 'custom-swish.yaml'}\ngrid:\n  train.lr: [0.1]\nset: {{data: {{path: rows.csv}}}}\n"
+    )
     (config,) = expand(load_sweep(path))
     data = trial_spec_data(config, seed=3)
     targets = [item["Custom"]["target"] for item in data["layers"] if isinstance(item, dict) and "Custom" in item]
@@ -231,8 +251,9 @@ def test_a_sweep_over_a_spec_with_custom_file_layers_trains_every_trial(tmp_path
     """The repo's custom-swish spec: every trial trains (each failed before: its Custom targets were
     made absolute, which the trust rule refuses), and a trial's run opens again for evaluate."""
     path = tmp_path / "s.yaml"
-    path.write_text(f"base: {SPECS / 'custom-swish.yaml'}\ngrid:\n  train.lr: [0.01, 0.1]\n"
-                    "set: {train.epochs: 1, data.n: 200}\n")
+    path.write_text(
+        f"base: {SPECS / 'custom-swish.yaml'}\ngrid:\n  train.lr: [0.01, 0.1]\nset: {{train.epochs: 1, data.n: 200}}\n"
+    )
     out = tmp_path / "out"
     res = run_cli(["sweep", path, "--out", out, "--json"])
     assert res.code == 0, res.text
@@ -247,10 +268,13 @@ def test_a_sweep_over_a_spec_with_custom_file_layers_trains_every_trial(tmp_path
 
 # -- dry run: counts against hand-written figures ------------------------------------------------
 def test_dry_run_counts_params_and_flops_per_trial(tmp_path):
-    path = write_sweep(tmp_path, """\
+    path = write_sweep(
+        tmp_path,
+        """\
         grid:
           layers[0].Repeat.times: [1, 2, 4]
-        """)
+        """,
+    )
     result = run_sweep(load_sweep(path), tmp_path / "out", dry_run=True)
     assert [t.params for t in result.trials] == [mlp_params(d) for d in (1, 2, 4)]
     assert [t.flops for t in result.trials] == [mlp_flops(d) for d in (1, 2, 4)]
@@ -260,8 +284,7 @@ def test_dry_run_counts_params_and_flops_per_trial(tmp_path):
 
 def test_a_list_of_spec_files_is_an_axis(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text(f"specs: [{SPECS / 'lecture-mlp.yaml'}, {SPECS / 'moons-mlp.yaml'}]\n"
-                    "grid:\n  train.lr: [0.01]\n")
+    path.write_text(f"specs: [{SPECS / 'lecture-mlp.yaml'}, {SPECS / 'moons-mlp.yaml'}]\ngrid:\n  train.lr: [0.01]\n")
     result = run_sweep(load_sweep(path), tmp_path / "out", dry_run=True)
     assert [t.overrides["spec"] for t in result.trials] == ["lecture-mlp", "moons-mlp"]
     assert [t.params for t in result.trials] == [35, 4482]  # both counted by hand in the spec files
@@ -271,10 +294,14 @@ def test_a_list_of_spec_files_is_an_axis(tmp_path):
 def test_ranks_a_model_that_can_learn_above_one_that_cannot(tmp_path, run_cli):
     # All weights zero with ReLU: hidden units output 0 and relu'(0) = 0, so every weight gradient
     # is zero; only the output bias learns and the net predicts the training split's majority class.
-    path = write_sweep(tmp_path, """\
+    path = write_sweep(
+        tmp_path,
+        """\
         grid:
           init.weight: [zeros, kaiming_normal]
-        """, epochs=6)
+        """,
+        epochs=6,
+    )
     out = tmp_path / "out"
     res = run_cli(["sweep", path, "--out", out, "--json", "--plot", tmp_path / "plot.png"])
     assert res.code == 0, res.err
@@ -316,11 +343,15 @@ def test_ranks_a_model_that_can_learn_above_one_that_cannot(tmp_path, run_cli):
 
 
 def test_a_failing_trial_is_recorded_and_the_rest_go_on(tmp_path, run_cli):
-    path = write_sweep(tmp_path, """\
+    path = write_sweep(
+        tmp_path,
+        """\
         grid:
           train.lr: [0.05, 1.0e+30]
           layers[1].Linear.out_features: [2, 1]
-        """, epochs=2)
+        """,
+        epochs=2,
+    )
     res = run_cli(["sweep", path, "--out", tmp_path / "out", "--json", "--plot", tmp_path / "p.svg"])
     assert res.code == 0, res.err
     doc = json.loads(res.out)
@@ -338,11 +369,15 @@ def test_a_failing_trial_is_recorded_and_the_rest_go_on(tmp_path, run_cli):
 
 
 def test_seeds_give_mean_and_spread_over_runs(tmp_path):
-    path = write_sweep(tmp_path, """\
+    path = write_sweep(
+        tmp_path,
+        """\
         seeds: [0, 1, 2]
         grid:
           layers[0].Repeat.times: [1]
-        """, epochs=2)
+        """,
+        epochs=2,
+    )
     result = run_sweep(load_sweep(path), tmp_path / "out")
     (trial,) = result.trials
     assert [r.seed for r in trial.runs] == [0, 1, 2]
@@ -392,11 +427,22 @@ def test_kill_then_rerun_skips_finished_trials(tmp_path, workers):
     the rerun continues or restarts that run.
     """
     widths = [4, 6, 8, 10, 12]
-    path = write_sweep(tmp_path, f"grid:\n  layers[0].Repeat.layers[0].Linear.out_features: {widths}\n",
-                       epochs=3)
+    path = write_sweep(tmp_path, f"grid:\n  layers[0].Repeat.layers[0].Linear.out_features: {widths}\n", epochs=3)
     out = tmp_path / "out"
-    cmd = [PYTHON, "-m", "nncli", "sweep", str(path), "--out", str(out), "--json", "--workers", str(workers),
-           "--device", "cpu"]
+    cmd = [
+        PYTHON,
+        "-m",
+        "nncli",
+        "sweep",
+        str(path),
+        "--out",
+        str(out),
+        "--json",
+        "--workers",
+        str(workers),
+        "--device",
+        "cpu",
+    ]
     env = subprocess_env(OMP_NUM_THREADS="1")  # one torch thread per process, as in the in-process tests
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
@@ -435,15 +481,22 @@ def test_kill_then_rerun_skips_finished_trials(tmp_path, workers):
 def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path):
     """The sweep dies inside its first run (after that run's first epoch checkpoint); the rerun
     continues that run and ends with exactly the metrics of a sweep never interrupted."""
-    path = write_sweep(tmp_path, "grid:\n  train.lr: [0.05, 0.02]\nset:\n  train.checkpoint_seconds: 0\n",
-                       epochs=3)  # checkpoint_seconds 0: train checkpoints at every epoch end
+    path = write_sweep(
+        tmp_path, "grid:\n  train.lr: [0.05, 0.02]\nset:\n  train.checkpoint_seconds: 0\n", epochs=3
+    )  # checkpoint_seconds 0: train checkpoints at every epoch end
     out = tmp_path / "out"
     cmd = [PYTHON, "-m", "nncli", "sweep", str(path), "--out", str(out), "--json", "--device", "cpu"]
     # 300 moons -> 210 training examples -> 7 steps an epoch: step 10 is inside epoch 2
     from fault_injection import command as fault_command  # this signal after that global step of a run
 
-    killed = subprocess.run(fault_command("10:SIGKILL", *cmd[3:]), cwd=ROOT, env=subprocess_env(),
-                            capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        fault_command("10:SIGKILL", *cmd[3:]),
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL
     first = next(p for p in out.iterdir() if p.name.startswith("lr-0.05"))
     assert (first / "checkpoints" / "last.pt").is_file() and not (first / "report.json").exists()
@@ -473,8 +526,19 @@ def test_parallel_workers_give_the_same_results(tmp_path, run_cli):
 # -- the ready sweeps (minutes: run with -m slow) ------------------------------------------------
 @pytest.mark.slow
 def test_ready_moons_depth_activation_sweep(tmp_path, run_cli):
-    res = run_cli(["sweep", ROOT / "sweeps" / "moons-depth-activation.yaml", "--out", tmp_path / "out",
-                   "--workers", "2", "--json", "--plot", tmp_path / "moons.png"])
+    res = run_cli(
+        [
+            "sweep",
+            ROOT / "sweeps" / "moons-depth-activation.yaml",
+            "--out",
+            tmp_path / "out",
+            "--workers",
+            "2",
+            "--json",
+            "--plot",
+            tmp_path / "moons.png",
+        ]
+    )
     assert res.code == 0, res.err
     doc = json.loads(res.out)
     assert len(doc["trials"]) == 9 and all(t["status"] == "ok" for t in doc["trials"])
@@ -488,8 +552,9 @@ def test_ready_moons_depth_activation_sweep(tmp_path, run_cli):
 
 @pytest.mark.slow
 def test_ready_digits_width_sweep(tmp_path, run_cli):
-    res = run_cli(["sweep", ROOT / "sweeps" / "digits-width.yaml", "--out", tmp_path / "out",
-                   "--workers", "2", "--json"])
+    res = run_cli(
+        ["sweep", ROOT / "sweeps" / "digits-width.yaml", "--out", tmp_path / "out", "--workers", "2", "--json"]
+    )
     assert res.code == 0, res.err
     doc = json.loads(res.out)
     acc = {t["overrides"]["width"]: t["val"]["accuracy"] for t in doc["trials"]}
@@ -505,8 +570,9 @@ def test_bad_device_is_one_input_error_before_any_trial(tmp_path, run_cli, devic
     if device.startswith("cuda") and torch.cuda.device_count() > 7:
         pytest.skip("this machine has a cuda:7")
     out = tmp_path / "sweep"
-    result = run_cli(["sweep", ROOT / "sweeps" / "moons-depth-activation.yaml", "--out", out,
-                      "--device", device, "--dry-run"])
+    result = run_cli(
+        ["sweep", ROOT / "sweeps" / "moons-depth-activation.yaml", "--out", out, "--device", device, "--dry-run"]
+    )
     assert result.code == 2, result.text
     assert text in result.err.lower()
     assert not out.exists()  # nothing was started or written

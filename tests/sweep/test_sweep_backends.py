@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import PYTHON, ROOT, subprocess_env
+
 from nncli.sweep import load_sweep, run_sweep
 
 TINY = """\
@@ -46,19 +46,21 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny model
 
 
 # -- the extras: a missing one is exit 2 naming the extra and the command to install it ----------
-@pytest.mark.parametrize("extra, module, flags", [
-    ("ray", "ray", ["--backend", "ray"]),
-    ("optuna", "optuna", ["--sampler", "tpe"]),
-])
+@pytest.mark.parametrize(
+    "extra, module, flags", [("ray", "ray", ["--backend", "ray"]), ("optuna", "optuna", ["--sampler", "tpe"])]
+)
 def test_missing_extra_is_exit_2_with_the_install_command(tmp_path, extra, module, flags):
     path = write_sweep(tmp_path, "grid:\n  train.lr: [0.01, 0.1]\n")
     # a module set to None in sys.modules cannot be imported: what a user without the extra sees
-    code = (f"import sys; sys.modules[{module!r}] = None; sys.modules[{module + '.tune'!r}] = None\n"
-            "from nncli.cli import main\n"
-            f"sys.argv = ['nncli', 'sweep', {str(path)!r}, '--out', {str(tmp_path / 'out')!r}] + {flags!r}\n"
-            "raise SystemExit(main())\n")
-    proc = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=subprocess_env(), capture_output=True,
-                          text=True, timeout=120)
+    code = (
+        f"import sys; sys.modules[{module!r}] = None; sys.modules[{module + '.tune'!r}] = None\n"
+        "from nncli.cli import main\n"
+        f"sys.argv = ['nncli', 'sweep', {str(path)!r}, '--out', {str(tmp_path / 'out')!r}] + {flags!r}\n"
+        "raise SystemExit(main())\n"
+    )
+    proc = subprocess.run(
+        [PYTHON, "-c", code], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2, proc.stderr
     assert f"nncli[{extra}]" in proc.stderr and f"pip install 'nncli[{extra}]'" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -67,8 +69,14 @@ def test_missing_extra_is_exit_2_with_the_install_command(tmp_path, extra, modul
 
 def test_local_backend_needs_no_extra_and_address_needs_ray(tmp_path):
     path = write_sweep(tmp_path, "grid:\n  train.lr: [0.01, 0.1]\n")
-    proc = subprocess.run([PYTHON, "-m", "nncli", "sweep", str(path), "--address", "auto", "--dry-run"],
-                          cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [PYTHON, "-m", "nncli", "sweep", str(path), "--address", "auto", "--dry-run"],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "add --backend ray" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -79,8 +87,9 @@ def test_search_section_is_validated_with_its_place(tmp_path):
     with pytest.raises(SpecError) as err:
         load_sweep(path)
     assert err.value.line == 12 and "tpe, random, grid" in err.value.message
-    path = write_sweep(tmp_path, "random:\n  train.lr: {loguniform: [1.0e-4, 1.0]}\ntrials: 3\n"
-                                 "search: {sampler: grid}\n")
+    path = write_sweep(
+        tmp_path, "random:\n  train.lr: {loguniform: [1.0e-4, 1.0]}\ntrials: 3\nsearch: {sampler: grid}\n"
+    )
     with pytest.raises(SpecError, match="grid sampler needs every axis"):
         load_sweep(path)
 
@@ -160,8 +169,14 @@ def local_ray():
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.tune")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-             _node_ip_address="127.0.0.1")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+        _node_ip_address="127.0.0.1",
+    )
     try:
         yield ray
     finally:
@@ -173,8 +188,9 @@ def test_ray_backend_equals_the_local_backend_trial_by_trial(tmp_path, local_ray
 
     path = write_sweep(tmp_path, "grid:\n  train.lr: [0.01, 0.1, 0.3]\n", epochs=2)
     local = run_sweep(load_sweep(path), tmp_path / "local", device="cpu")
-    remote = run_sweep(load_sweep(path), tmp_path / "ray", device="cpu",
-                       backend=BackendOptions("ray", cpus_per_trial=1))
+    remote = run_sweep(
+        load_sweep(path), tmp_path / "ray", device="cpu", backend=BackendOptions("ray", cpus_per_trial=1)
+    )
     assert [t.id for t in remote.trials] == [t.id for t in local.trials]  # the same ranking
     assert remote.best["id"] == local.best["id"]
     for a, b in zip(local.trials, remote.trials):
@@ -207,11 +223,26 @@ def test_ray_sweep_killed_mid_way_reruns_only_the_rest(tmp_path):
     widths = [4, 6, 8, 10, 12]
     path = write_sweep(tmp_path, f"grid:\n  layers[0].Linear.out_features: {widths}\n", epochs=3)
     out = tmp_path / "out"
-    cmd = [PYTHON, "-m", "nncli", "sweep", str(path), "--out", str(out), "--json", "--device", "cpu",
-           "--backend", "ray", "--cpus-per-trial", "1"]
+    cmd = [
+        PYTHON,
+        "-m",
+        "nncli",
+        "sweep",
+        str(path),
+        "--out",
+        str(out),
+        "--json",
+        "--device",
+        "cpu",
+        "--backend",
+        "ray",
+        "--cpus-per-trial",
+        "1",
+    ]
     env = subprocess_env(OMP_NUM_THREADS="1", RAY_USAGE_STATS_ENABLED="0")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.monotonic() + 400
 
     def completed() -> dict:
@@ -258,8 +289,12 @@ def test_ray_backend_prunes_as_the_local_backend(tmp_path, local_ray):
 
     path = write_sweep(tmp_path, LR_GRID, epochs=4)
     local = run_sweep(load_sweep(path, pruner="asha"), tmp_path / "local", device="cpu")
-    remote = run_sweep(load_sweep(path, pruner="asha"), tmp_path / "ray", device="cpu",
-                       backend=BackendOptions("ray", workers=1, cpus_per_trial=1))
+    remote = run_sweep(
+        load_sweep(path, pruner="asha"),
+        tmp_path / "ray",
+        device="cpu",
+        backend=BackendOptions("ray", workers=1, cpus_per_trial=1),
+    )
     assert remote.best["id"] == local.best["id"]
     assert [(t.id, t.rank, t.status) for t in remote.trials] == [(t.id, t.rank, t.status) for t in local.trials]
     assert any(t.status == "pruned" for t in remote.trials)
@@ -278,8 +313,14 @@ def test_progress_line_says_pruned_not_failed():
     out = io.StringIO()
     progress = SweepProgress(Console(file=out, color_system=None, width=200))
     for status in ("pruned", "failed"):
-        run = RunRecord(seed=None, run_dir="r", status=status, val={"loss": 0.7, "accuracy": 0.5},
-                        seconds=1.0, error="boom" if status == "failed" else None)
+        run = RunRecord(
+            seed=None,
+            run_dir="r",
+            status=status,
+            val={"loss": 0.7, "accuracy": 0.5},
+            seconds=1.0,
+            error="boom" if status == "failed" else None,
+        )
         progress(SweepEvent("done", 1, 2, trial=f"lr=0.1-{status}", run=run))
     pruned, failed = out.getvalue().splitlines()
     assert "pruned val accuracy" in pruned and "failed" not in pruned

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -21,17 +20,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, SPECS, subprocess_env
+from fault_injection import command as fault_command
+from fault_injection import signal_at
 from torch import nn
 
 from nncli.errors import InputError, SpecError
-from nncli.spec import load_spec, parse_spec
+from nncli.runs import load_checkpoint
+from nncli.spec import load_spec
 from nncli.train import run_training
 from nncli.train.config import resolve_train_config
 from nncli.train.epoch import epoch_permutation
-from nncli.runs import load_checkpoint
-
-from conftest import ROOT, SPECS, subprocess_env
-from fault_injection import command as fault_command, signal_at
 
 PYTHON = sys.executable
 
@@ -62,8 +61,9 @@ def spec_file(tmp_path, text=MLP, name="spec.yaml") -> Path:
 def cli(args, timeout=180, fault=None, **env):
     """``nncli <args>`` in a real process; ``fault`` ("13:SIGKILL"): that signal after that step."""
     argv = fault_command(fault, *args) if fault else [PYTHON, "-m", "nncli", *map(str, args)]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env=subprocess_env(OMP_NUM_THREADS="1", **env))
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=subprocess_env(OMP_NUM_THREADS="1", **env)
+    )
 
 
 def weights(run_dir: Path, kind: str = "last") -> dict:
@@ -83,8 +83,10 @@ def test_training_matches_a_hand_written_loop(tmp_path):
     """SGD with Nesterov momentum, weight decay and gradient clipping, step by step, against the
     loop a user would write: same initial weights, same batches, same update."""
     spec = load_spec(spec_file(tmp_path))
-    over = {"train": {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-3, "clip_grad_norm": 0.5,
-                      "epochs": 2}, "data": {"normalize": False}}
+    over = {
+        "train": {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-3, "clip_grad_norm": 0.5, "epochs": 2},
+        "data": {"normalize": False},
+    }
     result = run_training(spec, over, tmp_path / "run", device="cpu")
     from nncli.data import load_dataset, resolve_data_config
 
@@ -97,7 +99,7 @@ def test_training_matches_a_hand_written_loop(tmp_path):
         perm = epoch_permutation(3, epoch, len(ds.y_train))
         total = 0.0
         for lo in range(0, len(perm), 50):
-            idx = perm[lo:lo + 50]
+            idx = perm[lo : lo + 50]
             loss = nn.functional.cross_entropy(model(ds.x_train[idx]), ds.y_train[idx])
             opt.zero_grad()
             loss.backward()
@@ -112,15 +114,17 @@ def test_training_matches_a_hand_written_loop(tmp_path):
     assert [r["train_loss"] for r in result.history] == pytest.approx(losses, rel=1e-12)
 
 
-@pytest.mark.parametrize("schedule, extra", [
-    ("cosine", {"warmup_steps": 5, "min_lr": 0.01}),
-    ("step", {"step_size": 1, "gamma": 0.5}),
-    ("exponential", {"gamma": 0.8}),
-])
+@pytest.mark.parametrize(
+    "schedule, extra",
+    [
+        ("cosine", {"warmup_steps": 5, "min_lr": 0.01}),
+        ("step", {"step_size": 1, "gamma": 0.5}),
+        ("exponential", {"gamma": 0.8}),
+    ],
+)
 def test_schedules_follow_their_closed_forms(tmp_path, schedule, extra):
     spec = load_spec(spec_file(tmp_path))
-    result = run_training(spec, {"train": {"schedule": schedule, "epochs": 3, **extra}}, tmp_path / "run",
-                          device="cpu")
+    result = run_training(spec, {"train": {"schedule": schedule, "epochs": 3, **extra}}, tmp_path / "run", device="cpu")
     steps = math.ceil(420 / 50)  # 600 examples, 70% train, batch 50
     lr0 = 0.1
     for record in result.history:
@@ -145,26 +149,36 @@ def test_warmup_ramps_linearly(tmp_path):
 def test_early_stopping_after_patience(tmp_path):
     spec = load_spec(spec_file(tmp_path))
     # nothing can beat the first epoch's accuracy by 0.5: stop after 1 + patience epochs
-    result = run_training(spec, {"train": {"epochs": 10, "patience": 2, "min_delta": 0.5}}, tmp_path / "run",
-                          device="cpu")
+    result = run_training(
+        spec, {"train": {"epochs": 10, "patience": 2, "min_delta": 0.5}}, tmp_path / "run", device="cpu"
+    )
     assert result.status == "early_stopped" and result.epochs == 3 and result.best_epoch == 1
     best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
     assert best["epoch"] == 1 and best["metrics"]["epoch"] == 1  # epochs completed when saved
 
 
 def test_regression_and_binary_losses(tmp_path):
-    reg = spec_file(tmp_path, """
+    reg = spec_file(
+        tmp_path,
+        """
 input: [1]
 layers: [{Linear: {out_features: 32}}, Tanh, {Linear: {out_features: 32}}, Tanh, {Linear: {out_features: 1}}]
 data: {name: regression, n: 800, noise: 0.05}
 train: {loss: mse, optimizer: adam, lr: 0.01, batch_size: 32, epochs: 15}
-""", "reg.yaml")
+""",
+        "reg.yaml",
+    )
     result = run_training(reg, None, tmp_path / "reg", device="cpu")
     # y = sin(x) on [-3, 3] has variance ~0.5; the noise floor is 0.05^2
     assert result.test["accuracy"] is None and result.test["loss"] < 0.02
-    binary = spec_file(tmp_path, MLP.replace("out_features: 2}", "out_features: 1}")
-                       .replace("optimizer: sgd", "loss: bce_with_logits, optimizer: adam")
-                       .replace("lr: 0.1", "lr: 0.03").replace("epochs: 2", "epochs: 15"), "bin.yaml")
+    binary = spec_file(
+        tmp_path,
+        MLP.replace("out_features: 2}", "out_features: 1}")
+        .replace("optimizer: sgd", "loss: bce_with_logits, optimizer: adam")
+        .replace("lr: 0.1", "lr: 0.03")
+        .replace("epochs: 2", "epochs: 15"),
+        "bin.yaml",
+    )
     result = run_training(binary, None, tmp_path / "bin", device="cpu")
     assert result.test["accuracy"] >= 0.97
 
@@ -173,8 +187,23 @@ train: {loss: mse, optimizer: adam, lr: 0.01, batch_size: 32, epochs: 15}
 def test_cli_json_summary_and_run_folder(tmp_path, run_cli):
     spec = spec_file(tmp_path)
     out = tmp_path / "run"
-    res = run_cli(["train", spec, "--out", out, "--epochs", "3", "--lr", "0.05", "--device", "cpu",
-                   "--plot", tmp_path / "curves.png", "--json"])
+    res = run_cli(
+        [
+            "train",
+            spec,
+            "--out",
+            out,
+            "--epochs",
+            "3",
+            "--lr",
+            "0.05",
+            "--device",
+            "cpu",
+            "--plot",
+            tmp_path / "curves.png",
+            "--json",
+        ]
+    )
     assert res.code == 0, res.err
     doc = json.loads(res.out)
     for key in ("run_dir", "device", "epochs", "best_epoch", "samples_per_s", "train", "val", "test"):
@@ -183,8 +212,14 @@ def test_cli_json_summary_and_run_folder(tmp_path, run_cli):
         assert set(doc[split]) >= {"loss", "accuracy"}
     assert doc["epochs"] == 3 and doc["device"] == "cpu" and doc["config"]["lr"] == 0.05
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "metrics.csv", "metrics.jsonl", "report.json",
-                                                     "run.yaml", "spec.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoints",
+        "metrics.csv",
+        "metrics.jsonl",
+        "report.json",
+        "run.yaml",
+        "spec.yaml",
+    ]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     csv_lines = (out / "metrics.csv").read_text().splitlines()
@@ -225,7 +260,8 @@ def test_evaluate_and_predict_against_a_hand_built_model(tmp_path, run_cli):
         want = model((raw.x_test - mean) / std).argmax(1)
     assert pred["predictions"] == want.tolist()
     assert (torch.tensor(pred["predictions"]) == raw.y_test).float().mean().item() == pytest.approx(
-        result.test["accuracy"])
+        result.test["accuracy"]
+    )
     lines = (tmp_path / "pred.csv").read_text().splitlines()
     assert lines[0] == "index,prediction,p_0,p_1" and len(lines) == 1 + len(raw.y_test)
     (tmp_path / "bad.csv").write_text("1,2,3\n4,5,6\n")
@@ -249,9 +285,11 @@ def test_evaluate_and_predict_against_a_hand_built_model(tmp_path, run_cli):
 
 
 # -- resume: SIGKILL and Ctrl-C -------------------------------------------------------------------------
-DROPOUT_MLP = MLP.replace("  - ReLU\n", "  - ReLU\n  - Dropout: {p: 0.3}\n").replace(
-    "optimizer: sgd, lr: 0.1", "optimizer: adam, lr: 0.01, schedule: cosine, warmup_steps: 3").replace(
-    "epochs: 2", "epochs: 3")
+DROPOUT_MLP = (
+    MLP.replace("  - ReLU\n", "  - ReLU\n  - Dropout: {p: 0.3}\n")
+    .replace("optimizer: sgd, lr: 0.1", "optimizer: adam, lr: 0.01, schedule: cosine, warmup_steps: 3")
+    .replace("epochs: 2", "epochs: 3")
+)
 
 
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
@@ -290,6 +328,7 @@ def test_ctrl_c_saves_exits_130_and_resumes_exactly(tmp_path, run_cli):
     assert res.code == 0, res.err
     a, b = weights(tmp_path / "straight"), weights(run)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((run / "report.json").read_text())["test"] == straight.test
     # a finished run resumed again has nothing to do and says so without changing the weights
     again = run_training(None, None, None, device="cpu", resume=run)
     assert again.status == "completed" and again.epochs == 3
@@ -315,8 +354,10 @@ def test_interrupted_augmented_run_resumes_exactly(tmp_path, run_cli):
     spec = spec_file(tmp_path, AUGMENTED_CNN)
     straight = run_training(spec, None, tmp_path / "straight", device="cpu")
     again = run_training(spec, None, tmp_path / "again", device="cpu")
-    assert again.history == [dict(r, epoch_time_s=a["epoch_time_s"], samples_per_s=a["samples_per_s"])
-                             for r, a in zip(straight.history, again.history)]  # same command, same numbers
+    assert again.history == [
+        dict(r, epoch_time_s=a["epoch_time_s"], samples_per_s=a["samples_per_s"])
+        for r, a in zip(straight.history, again.history)
+    ]  # same command, same numbers
     with signal_at(12, signal.SIGINT):  # mid-epoch 2 (9 steps per epoch)
         assert run_cli(["train", spec, "--out", tmp_path / "run", "--device", "cpu"]).code == 130
     run_training(None, None, None, device="cpu", resume=tmp_path / "run")
@@ -360,9 +401,13 @@ def test_callbacks_see_the_documented_hooks_in_order_and_stop_a_run(tmp_path):
     result = run_training(spec_file(tmp_path), {"epochs": 3}, tmp_path / "run", device="cpu", callbacks=[Recorder()])
     assert result.status == "pruned" and result.epochs == 2 and result.global_step == 18
     steps = [("batch", g, True) for g in range(1, 19)]  # on the CPU every step is a sync point
-    assert seen == (["setup", ("start", 9), ("epoch", 0)] + steps[:9] + [("validated", 1), ("ended", 1, "running"),
-                    ("epoch", 1)] + steps[9:] + [("validated", 2), ("ended", 2, "pruned"),
-                    ("fit_end", "pruned"), "close"])
+    assert seen == (
+        ["setup", ("start", 9), ("epoch", 0)]
+        + steps[:9]
+        + [("validated", 1), ("ended", 1, "running"), ("epoch", 1)]
+        + steps[9:]
+        + [("validated", 2), ("ended", 2, "pruned"), ("fit_end", "pruned"), "close"]
+    )
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["status"] == "pruned"
 
 
@@ -426,15 +471,18 @@ def test_nonfinite_loss_names_step_and_layer_and_keeps_last_good_checkpoint(tmp_
     # the split is a seeded permutation of the file's rows; find the poisoned row's step by hand
     from nncli.data import load_dataset, resolve_data_config
 
-    ds = load_dataset(resolve_data_config({"path": str(tmp_path / "data.npz"), "normalize": False,
-                                           "val": 0.0, "test": 0.0}))
+    ds = load_dataset(
+        resolve_data_config({"path": str(tmp_path / "data.npz"), "normalize": False, "val": 0.0, "test": 0.0})
+    )
     row = int((ds.x_train[:, 0] > 1e30).nonzero()[0])
     position = int((epoch_permutation(0, 0, 60) == row).nonzero()[0])
     step = position // 10 + 1
     res = run_cli(["train", spec, "--out", tmp_path / "run", "--device", "cpu"])
     assert res.code == 1
-    assert f"non-finite loss (nan) at step {step} (epoch 1, batch {step})" in res.err.replace("\n", " ") or \
-        f"at step {step} (epoch 1, batch {step})" in res.err
+    assert (
+        f"non-finite loss (nan) at step {step} (epoch 1, batch {step})" in res.err.replace("\n", " ")
+        or f"at step {step} (epoch 1, batch {step})" in res.err
+    )
     assert "first non-finite output in layers[0] (linear_0, Linear)" in res.err
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert last["global_step"] == step - 1
@@ -448,8 +496,11 @@ def test_nonfinite_loss_names_step_and_layer_and_keeps_last_good_checkpoint(tmp_
 
 # -- bad input: exit 2, nothing lost -------------------------------------------------------------------
 def _tree_digest(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_bad_input_exits_2_and_leaves_runs_alone(tmp_path, run_cli):
@@ -459,8 +510,10 @@ def test_bad_input_exits_2_and_leaves_runs_alone(tmp_path, run_cli):
     before = _tree_digest(run)
     cases = [
         (["train", spec, "--data", tmp_path / "missing.npz"], "no such data file"),
-        (["train", spec, "--data", "digits"], "input shape does not match the spec: the spec's `input` is [2], "
-                                              "the data has [1, 8, 8]"),
+        (
+            ["train", spec, "--data", "digits"],
+            "input shape does not match the spec: the spec's `input` is [2], the data has [1, 8, 8]",
+        ),
         (["train", spec, "--out", run], "already holds a run"),
         (["train", spec, "--lr", "-1"], "--lr: expected a number > 0"),
         (["train", spec, "--device", "cuda"], "CUDA is not available"),
@@ -471,9 +524,13 @@ def test_bad_input_exits_2_and_leaves_runs_alone(tmp_path, run_cli):
         assert res.code == 2, (args, res.err)
         assert message in res.err, (message, res.err)
         assert "Traceback" not in res.err
-    few = spec_file(tmp_path, MLP.replace("input: [2]", "input: [64]").replace(
-        "out_features: 2}", "out_features: 5}").replace("{name: moons, n: 600, noise: 0.1}", "{name: digits}"),
-        "few.yaml")
+    few = spec_file(
+        tmp_path,
+        MLP.replace("input: [2]", "input: [64]")
+        .replace("out_features: 2}", "out_features: 5}")
+        .replace("{name: moons, n: 600, noise: 0.1}", "{name: digits}"),
+        "few.yaml",
+    )
     res = run_cli(["train", few])
     assert res.code == 2 and "label count does not fit the output layer: the data has 10 classes" in res.err
     # a corrupt checkpoint: clear message, exit 2, the run folder untouched
@@ -523,8 +580,22 @@ def test_two_process_gloo_ddp_matches_single_process(tmp_path):
 def test_ddp_through_the_cli(tmp_path):
     """The same through `nncli train --nproc-per-node 2`: rank 0's report on stdout, exit 0."""
     spec = spec_file(tmp_path)
-    proc = cli(["train", spec, "--out", tmp_path / "ddp", "--epochs", "2", "--device", "cpu",
-                "--nproc-per-node", "2", "--json"], timeout=300)
+    proc = cli(
+        [
+            "train",
+            spec,
+            "--out",
+            tmp_path / "ddp",
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+            "--nproc-per-node",
+            "2",
+            "--json",
+        ],
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)
     assert doc["world_size"] == 2 and doc["epochs"] == 2 and doc["test"]["accuracy"] > 0.8
@@ -532,8 +603,23 @@ def test_ddp_through_the_cli(tmp_path):
     assert proc.stderr.count("epoch   2/2") == 1
     # --force replaces a finished run on the distributed path too (it was refused there as "exists")
     first = (tmp_path / "ddp" / "run.yaml").read_text()
-    proc = cli(["train", spec, "--out", tmp_path / "ddp", "--epochs", "1", "--device", "cpu",
-                "--nproc-per-node", "2", "--json", "--force"], timeout=300)
+    proc = cli(
+        [
+            "train",
+            spec,
+            "--out",
+            tmp_path / "ddp",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--nproc-per-node",
+            "2",
+            "--json",
+            "--force",
+        ],
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout)["epochs"] == 1
     assert (tmp_path / "ddp" / "run.yaml").read_text() != first

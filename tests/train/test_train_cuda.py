@@ -12,15 +12,16 @@ import warnings
 
 import pytest
 import torch
-
-from nncli.train import run_training
-from nncli.runs import load_checkpoint
-
 from conftest import SPECS
+
+from nncli.runs import load_checkpoint
+from nncli.train import run_training
 
 pytestmark = [
     pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (torch.cuda.is_available() is False)"),
+    pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs an NVIDIA GPU (torch.cuda.is_available() is False)"
+    ),
 ]
 
 DIGITS = SPECS / "digits-cnn.yaml"
@@ -41,8 +42,11 @@ def test_amp_trains_as_well_as_fp32(tmp_path, amp):
     mixed = run_training(DIGITS, {"epochs": 8, "amp": amp}, tmp_path / amp, device="cuda")
     assert mixed.amp == amp and mixed.status == "completed"
     assert mixed.test["accuracy"] >= fp32.test["accuracy"] - 0.02
-    assert all(torch.isfinite(v).all() for v in load_checkpoint(tmp_path / amp / "checkpoints" / "last.pt")["model"].values()
-               if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all()
+        for v in load_checkpoint(tmp_path / amp / "checkpoints" / "last.pt")["model"].values()
+        if v.is_floating_point()
+    )
 
 
 def test_compile_trains_and_evaluates(tmp_path):
@@ -60,8 +64,9 @@ def test_no_host_sync_inside_the_step_loop(tmp_path):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = run_training(DIGITS, {"epochs": 1, "batch_size": 2, "sync_every": 50}, tmp_path / "run",
-                                  device="cuda")
+            result = run_training(
+                DIGITS, {"epochs": 1, "batch_size": 2, "sync_every": 50}, tmp_path / "run", device="cuda"
+            )
     finally:
         torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]

@@ -1,6 +1,6 @@
-"""Reliability under faults and hostile input (issue 12): runs that die, NaN steps, diagnoses, DDP.
+"""Training under faults: runs that die, NaN steps, diagnoses, DDP.
 
-The first half (locks, limits, Custom trust, exit codes) is in test_reliability.py.
+Locks, limits, Custom trust and exit codes of the command line are in cli/test_hostile_input.py.
 
 Each test plants the fault the way it happens to a user (a live or dead lock holder, a
 billion-copy Repeat, a Custom target outside the spec's folder, an allocator failure, a read-only
@@ -15,12 +15,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import SPECS, write
+from spec_texts import TINY_MLP_RUN as MLP
 
-from conftest import SPECS
-
-# The tiny spec, the file writer and the autouse one-thread/clean-environment fixture are the
-# first half's: imported, so both halves run under the same conditions.
-from test_reliability import MLP, _one_thread, write  # noqa: E402,F401  (_one_thread: autouse fixture)
+# The same conditions as the command-line hostile-input tests: one thread, default limits.
+pytestmark = pytest.mark.usefixtures("default_limits")
 
 
 # -- 5. a run with no checkpoint starts again in place ---------------------------------------------
@@ -50,16 +49,14 @@ def test_resume_of_a_run_that_died_before_its_first_checkpoint_starts_from_scrat
 # -- 6. no checkpoint of non-finite weights -------------------------------------------------------
 def test_interrupt_after_a_nan_step_under_lazy_sync_keeps_the_checkpoint_finite(tmp_path, monkeypatch):
     import math
-
-    import torch
-
     import signal
 
-    import nncli.train.epoch as epoch_mod
-    from nncli.train import run_training
-    from nncli.runs import load_checkpoint
-
+    import torch
     from fault_injection import SignalAt
+
+    import nncli.train.epoch as epoch_mod
+    from nncli.runs import load_checkpoint
+    from nncli.train import run_training
 
     real = epoch_mod.loss_mean
     calls = {"n": 0}
@@ -72,8 +69,13 @@ def test_interrupt_after_a_nan_step_under_lazy_sync_keeps_the_checkpoint_finite(
     monkeypatch.setattr(epoch_mod, "loss_mean", planted)
     spec = write(tmp_path / "spec.yaml", MLP)
     out = tmp_path / "run"
-    result = run_training(spec, {"train": {"sync_every": 10, "batch_size": 10, "epochs": 2}}, out, device="cpu",
-                          callbacks=[SignalAt(4, signal.SIGINT)])  # Ctrl-C after step 4, before the sync at step 10
+    result = run_training(
+        spec,
+        {"train": {"sync_every": 10, "batch_size": 10, "epochs": 2}},
+        out,
+        device="cpu",
+        callbacks=[SignalAt(4, signal.SIGINT)],
+    )  # Ctrl-C after step 4, before the sync at step 10
     assert result.status == "nonfinite" and result.nonfinite["step"] == 3
     last = out / "checkpoints" / "last.pt"
     if last.exists():  # whatever is on disk holds finite weights only
@@ -113,8 +115,10 @@ class Seeded(torch.nn.Module):  # draws from torch's RNG, which gradcheck replay
 @pytest.mark.parametrize("cls", ["PyRandom", "NumpyRandom", "Counter"])
 def test_nondeterministic_custom_forward_is_its_own_verdict(tmp_path, run_cli, cls):
     write(tmp_path / "layers.py", NONDET)
-    spec = write(tmp_path / "spec.yaml", "input: [3]\nlayers:\n  - Linear: {out_features: 3}\n"
-                                          f"  - Custom: {{target: \"layers.py:{cls}\"}}\n")
+    spec = write(
+        tmp_path / "spec.yaml",
+        f'input: [3]\nlayers:\n  - Linear: {{out_features: 3}}\n  - Custom: {{target: "layers.py:{cls}"}}\n',
+    )
     result = run_cli(["gradcheck", spec, "--json", "--device", "cpu"])
     assert result.code == 1, result.text
     doc = json.loads(result.out)
@@ -126,7 +130,7 @@ def test_nondeterministic_custom_forward_is_its_own_verdict(tmp_path, run_cli, c
 
 def test_seeded_torch_randomness_in_a_custom_layer_passes(tmp_path, run_cli):
     write(tmp_path / "layers.py", NONDET)
-    spec = write(tmp_path / "spec.yaml", "input: [3]\nlayers:\n  - Custom: {target: \"layers.py:Seeded\"}\n")
+    spec = write(tmp_path / "spec.yaml", 'input: [3]\nlayers:\n  - Custom: {target: "layers.py:Seeded"}\n')
     result = run_cli(["gradcheck", spec, "--json", "--device", "cpu"])
     assert result.code == 0, result.text
 
@@ -161,8 +165,9 @@ def test_batchnorm_with_a_one_example_last_batch_drops_it(tmp_path):
 
     n_train = prepare(spec, None, tmp_path / "probe").dataset.sizes()["train"]
     batch = n_train - 1  # epochs of one full batch and one batch of a single example
-    result = run_training(spec, {"train": {"batch_size": batch, "epochs": 2}}, tmp_path / "run",
-                          device="cpu", callbacks=[Messages()])
+    result = run_training(
+        spec, {"train": {"batch_size": batch, "epochs": 2}}, tmp_path / "run", device="cpu", callbacks=[Messages()]
+    )
     assert result.status == "completed"
     assert result.global_step == 2  # one step per epoch: the one-example batch was dropped
     assert len([m for m in messages if "dropping the last training batch" in m]) == 1
@@ -208,21 +213,32 @@ def test_tensorboard_logs_every_epoch_even_between_checkpoints_and_every_step(tm
     writer = Writer()
     spec = write(tmp_path / "spec.yaml", MLP)
     # checkpoints after the last epoch only (checkpoint_seconds): the curves still get every epoch
-    result = run_training(spec, {"train": {"epochs": 4, "checkpoint_seconds": 3600}}, tmp_path / "run",
-                          device="cpu", callbacks=[TensorBoard(writer)])
+    result = run_training(
+        spec,
+        {"train": {"epochs": 4, "checkpoint_seconds": 3600}},
+        tmp_path / "run",
+        device="cpu",
+        callbacks=[TensorBoard(writer)],
+    )
     assert sorted(step for tag, step in writer.points if tag == "train/loss") == [1, 2, 3, 4]
     # on the CPU every step is a sync point: one loss point per step
     assert [step for tag, step in writer.points if tag == "step/loss"] == list(range(1, result.global_step + 1))
 
 
-@pytest.mark.parametrize("section, found", [
-    ("train: {lr: [3, 3]}", "train.lr"), ('train: {epochs: "3"}', "train.epochs"),
-    ("train: {epohcs: 3}", "did you mean 'epochs'"), ("data: {name: moons, nosie: 0.1}", "data.nosie"),
-])
+@pytest.mark.parametrize(
+    "section, found",
+    [
+        ("train: {lr: [3, 3]}", "train.lr"),
+        ('train: {epochs: "3"}', "train.epochs"),
+        ("train: {epohcs: 3}", "did you mean 'epochs'"),
+        ("data: {name: moons, nosie: 0.1}", "data.nosie"),
+    ],
+)
 def test_check_validates_train_and_data_as_train_does(tmp_path, run_cli, section, found):
     other = "data: {name: moons}" if section.startswith("train") else "train: {epochs: 1}"
-    spec = write(tmp_path / "spec.yaml", "input: [2]\nlayers:\n  - Linear: {out_features: 2}\n" + section
-                 + "\n" + other + "\n")
+    spec = write(
+        tmp_path / "spec.yaml", "input: [2]\nlayers:\n  - Linear: {out_features: 2}\n" + section + "\n" + other + "\n"
+    )
     checked = run_cli(["check", spec])
     trained = run_cli(["train", spec, "--out", tmp_path / "run", "--device", "cpu"])
     assert checked.code == trained.code == 2, checked.text
@@ -258,21 +274,24 @@ def test_ddp_resume_is_exact_with_dropout_on_every_rank(tmp_path):
     resume for the second, end with the same weights (rank 1's dropout masks included)."""
     import torch
 
-    from nncli.train import launch_distributed
     from nncli.runs import load_checkpoint
+    from nncli.train import launch_distributed
 
     spec = write(tmp_path / "spec.yaml", DROPOUT_MLP)
     over = {"train": {"batch_size": 20, "checkpoint_seconds": 0}}
-    whole = launch_distributed(spec, {"train": dict(over["train"], epochs=2)}, tmp_path / "whole",
-                               nproc_per_node=2, device="cpu")
-    half = launch_distributed(spec, {"train": dict(over["train"], epochs=1)}, tmp_path / "half",
-                              nproc_per_node=2, device="cpu")
+    whole = launch_distributed(
+        spec, {"train": dict(over["train"], epochs=2)}, tmp_path / "whole", nproc_per_node=2, device="cpu"
+    )
+    half = launch_distributed(
+        spec, {"train": dict(over["train"], epochs=1)}, tmp_path / "half", nproc_per_node=2, device="cpu"
+    )
     assert whole.status == half.status == "completed"
     ckpt = load_checkpoint(tmp_path / "half" / "checkpoints" / "last.pt")
     assert len(ckpt["rng"]["ranks"]) == 2
     assert not torch.equal(ckpt["rng"]["ranks"][0]["torch"], ckpt["rng"]["ranks"][1]["torch"])
-    resumed = launch_distributed(None, {"train": {"epochs": 2}}, None, nproc_per_node=2, device="cpu",
-                                 resume=tmp_path / "half")
+    resumed = launch_distributed(
+        None, {"train": {"epochs": 2}}, None, nproc_per_node=2, device="cpu", resume=tmp_path / "half"
+    )
     assert resumed.status == "completed" and resumed.epochs == 2
     a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "half" / "checkpoints" / "last.pt")["model"]
@@ -288,6 +307,7 @@ def test_ddp_keeps_the_cuda_device_index(tmp_path):
         pytest.skip("needs two CUDA devices: the run must land on cuda:1, not cuda:0")
     from nncli.train import launch_distributed
 
-    result = launch_distributed(write(tmp_path / "spec.yaml", MLP), None, tmp_path / "run", nproc_per_node=1,
-                                nnodes=1, device="cuda:1")
+    result = launch_distributed(
+        write(tmp_path / "spec.yaml", MLP), None, tmp_path / "run", nproc_per_node=1, nnodes=1, device="cuda:1"
+    )
     assert result.device == "cuda:1"

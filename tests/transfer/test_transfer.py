@@ -68,8 +68,9 @@ def test_transfer_copies_exactly_the_named_layers(source_run, layers, copied):
     spec = parse_spec(target_text(source_run, layers=layers, freeze=False))
     assert (spec.transfer.start, spec.transfer.stop) == (0, copied)
     model = build_model(spec, seed=3).model
-    no_transfer = "".join(line for line in target_text(source_run).splitlines(keepends=True)
-                          if not line.startswith("transfer:"))
+    no_transfer = "".join(
+        line for line in target_text(source_run).splitlines(keepends=True) if not line.startswith("transfer:")
+    )
     fresh = build_model(parse_spec(no_transfer), seed=3).model
     theirs, mine, untouched = source_state(source_run), model.state_dict(), fresh.state_dict()
     assert set(mine) == set(untouched)
@@ -100,8 +101,9 @@ def test_frozen_layers_keep_weights_and_batchnorm_statistics_through_training(so
     monkeypatch.setattr(loop, "build_optimizer", recording)
     spec = target_spec(tmp_path, source_run)
     # AdamW with a large weight decay: a frozen parameter handed to the optimizer would still shrink
-    result = run_training(spec, {"train": {"epochs": 3, "optimizer": "adamw", "weight_decay": 0.5}},
-                          tmp_path / "run", device="cpu")
+    result = run_training(
+        spec, {"train": {"epochs": 3, "optimizer": "adamw", "weight_decay": 0.5}}, tmp_path / "run", device="cpu"
+    )
     assert result.status == "completed"
     head_numel = 256 * 5 + 5
     assert sum(p.numel() for p in given) == head_numel and all(p.requires_grad for p in given)
@@ -155,15 +157,28 @@ def test_params_shows_trainable_and_frozen(source_run, tmp_path, run_cli):
     assert "frozen" not in run_cli(["params", SPECS / "digits-cnn.yaml"]).out
 
 
-@pytest.mark.parametrize("edit, layers, where, message", [
-    (("- Conv2d: {out_channels: 32, kernel_size: 3, padding: 1, bias: false}\n  - BatchNorm2d\n  - ReLU\n  - Conv2d",
-      "- Conv2d: {out_channels: 16, kernel_size: 3, padding: 1, bias: false}\n  - BatchNorm2d\n  - ReLU\n  - Conv2d"),
-     "trunk", "layers[0]", "weight of this Conv2d has shape [16, 1, 3, 3], the run's layers[0] has [32, 1, 3, 3]"),
-    (("  - ReLU\n  - MaxPool2d: {kernel_size: 2}\n", "  - Tanh\n  - MaxPool2d: {kernel_size: 2}\n"),
-     "trunk", "layers[5]", "this layer is a Tanh, the run's layers[5] is a ReLU"),
-    (None, "0:15", "transfer.layers", "0 <= a < b <= 14"),
-    (None, "trunc", "transfer.layers", "no top-level layer is named 'trunc'"),
-])
+@pytest.mark.parametrize(
+    "edit, layers, where, message",
+    [
+        (
+            (
+                "- Conv2d: {out_channels: 32, kernel_size: 3, padding: 1, bias: false}\n  - BatchNorm2d\n  - ReLU\n  - Conv2d",
+                "- Conv2d: {out_channels: 16, kernel_size: 3, padding: 1, bias: false}\n  - BatchNorm2d\n  - ReLU\n  - Conv2d",
+            ),
+            "trunk",
+            "layers[0]",
+            "weight of this Conv2d has shape [16, 1, 3, 3], the run's layers[0] has [32, 1, 3, 3]",
+        ),
+        (
+            ("  - ReLU\n  - MaxPool2d: {kernel_size: 2}\n", "  - Tanh\n  - MaxPool2d: {kernel_size: 2}\n"),
+            "trunk",
+            "layers[5]",
+            "this layer is a Tanh, the run's layers[5] is a ReLU",
+        ),
+        (None, "0:15", "transfer.layers", "0 <= a < b <= 14"),
+        (None, "trunc", "transfer.layers", "no top-level layer is named 'trunc'"),
+    ],
+)
 def test_mismatch_at_the_joint_is_a_located_error(source_run, tmp_path, run_cli, edit, layers, where, message):
     spec = tmp_path / "bad.yaml"
     spec.write_text(target_text(source_run, layers=layers, edit=edit))
@@ -200,7 +215,9 @@ def test_digits_class_subset_and_per_class_against_sklearn():
     from nncli.data import load_dataset, resolve_data_config
 
     digits = load_digits()
-    by_image = {(img / 16.0).astype(np.float32).tobytes(): int(t) for img, t in zip(digits.images, digits.target, strict=True)}
+    by_image = {
+        (img / 16.0).astype(np.float32).tobytes(): int(t) for img, t in zip(digits.images, digits.target, strict=True)
+    }
     full = load_dataset(resolve_data_config({"name": "digits", "classes": [5, 6, 7, 8, 9], "normalize": False}))
     assert full.classes == ["5", "6", "7", "8", "9"]
     n = sum(int((digits.target == c).sum()) for c in range(5, 10))
@@ -209,20 +226,24 @@ def test_digits_class_subset_and_per_class_against_sklearn():
         x, y = full.split(split)
         for img, label in zip(x.numpy(), y.tolist(), strict=True):
             assert by_image[img[0].tobytes()] == label + 5
-    few = load_dataset(resolve_data_config({"name": "digits", "classes": [5, 6, 7, 8, 9], "per_class": 7,
-                                            "normalize": False}))
+    few = load_dataset(
+        resolve_data_config({"name": "digits", "classes": [5, 6, 7, 8, 9], "per_class": 7, "normalize": False})
+    )
     assert few.y_train.bincount().tolist() == [7] * 5
     assert torch.equal(few.x_test, full.x_test) and torch.equal(few.x_val, full.x_val)  # only train thins
     train_rows = {r.tobytes() for r in full.x_train.numpy()}
     assert all(r.tobytes() in train_rows for r in few.x_train.numpy())
 
 
-@pytest.mark.parametrize("section, message", [
-    ({"classes": [5]}, "expected a list of at least two class labels"),
-    ({"classes": [5, 10]}, "expected labels from 0 to 9, found 10"),
-    ({"classes": [5, 5]}, "expected each label once"),
-    ({"per_class": 0}, "expected an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"classes": [5]}, "expected a list of at least two class labels"),
+        ({"classes": [5, 10]}, "expected labels from 0 to 9, found 10"),
+        ({"classes": [5, 5]}, "expected each label once"),
+        ({"per_class": 0}, "expected an integer >= 1"),
+    ],
+)
 def test_bad_subsets_are_refused(section, message):
     from nncli.data import resolve_data_config
     from nncli.errors import InputError
@@ -244,11 +265,18 @@ def test_the_demonstration_script_runs(tmp_path):
 
     if shutil.which("bash") is None:
         pytest.skip("the example is a bash script")
-    env = subprocess_env(NNCLI=f"{sys.executable} -m nncli", PYTHON=sys.executable, SIZES="5", SEEDS="0",
-                         EPOCHS="3", OMP_NUM_THREADS="1")
+    env = subprocess_env(
+        NNCLI=f"{sys.executable} -m nncli", PYTHON=sys.executable, SIZES="5", SEEDS="0", EPOCHS="3", OMP_NUM_THREADS="1"
+    )
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    proc = subprocess.run(["bash", str(ROOT / "examples" / "transfer-digits.sh"), str(tmp_path)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "examples" / "transfer-digits.sh"), str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     row = [line for line in proc.stdout.splitlines() if line.startswith("| 5 |")]
     assert len(row) == 1 and row[0].count("%") == 3, proc.stdout
