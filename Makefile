@@ -1,6 +1,6 @@
 # nncli set-up, demo and tests. Every target is idempotent: run it on a fresh machine or again.
 #   make demo   set everything up, then show nncli on the bundled specs and data
-#   make test   set everything up, build the docs (warnings are errors), then run the test suite
+#   make test   set everything up, build the docs (warnings are errors), lint (ruff), then run the test suite
 #               (slow tests, the docs' examples among them: make test-slow)
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,11 +14,11 @@ SITE ?= site
 # What make bench records (one JSON per benchmark) and turns into docs/benchmarks.md.
 BENCH_RESULTS ?= bench-results
 
-.PHONY: setup dot demo docs test test-slow test-cuda bench bench-report clean
+.PHONY: setup dot demo docs lint test test-slow test-cuda bench bench-report clean
 
 setup: $(VENV)/.nncli-installed $(DOCS_VENV)/.docs-installed dot
 
-# optuna and ray: tests/test_sweep_backends.py runs Optuna's search and one small real-Ray sweep
+# optuna and ray: tests/sweep/test_sweep_backends.py runs Optuna's search and one small real-Ray sweep
 # by default (the other Ray tests are slow-marked); users install them only as extras.
 # torch is pinned and installed first: an unpinned torch would pull a multi-GB CUDA build;
 # 2.13.0 is the CPU wheel this kind of machine keeps on disk.
@@ -64,7 +64,12 @@ docs: setup
 	@log=$$(mktemp); if NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict --site-dir $(SITE) >$$log 2>&1; \
 	then rm -f $$log; echo "docs built in $(SITE)/"; else cat $$log; rm -f $$log; exit 1; fi
 
-test: setup docs
+# ruff: lint and format, configured in pyproject.toml; a finding fails the run before the tests.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup docs lint
 	$(VENV)/bin/pytest -q
 
 test-slow: setup
