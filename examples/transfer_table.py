@@ -42,8 +42,9 @@ def main() -> None:
         cells = []
         for arm in ARMS:
             accs = table.get((n, arm), [])
-            cells.append(f"{100 * sum(accs) / len(accs):.1f}% ({100 * min(accs):.0f}-{100 * max(accs):.0f})"
-                         if accs else "-")
+            cells.append(
+                f"{100 * sum(accs) / len(accs):.1f}% ({100 * min(accs):.0f}-{100 * max(accs):.0f})" if accs else "-"
+            )
         print(f"| {n} | {' | '.join(cells)} |")
     print(f"\nmean test accuracy on digits 5-9 over {seeds} seeds (min-max in brackets)")
     if args.plot:
