@@ -153,9 +153,6 @@ def train(
     A non-finite loss stops training with the step and the first layer whose output went
     non-finite, keeps the last good checkpoint and exits 1 (or --skip-nonfinite).
     """
-    from nncli.train import launch_distributed, run_training
-    from nncli.train.replace import replaced_run_folder
-
     plot = _checked_plot(plot, resume)
     overrides = _train_overrides(
         {
@@ -185,47 +182,78 @@ def train(
     distributed = nproc_per_node > 1 or nnodes > 1
     if distributed and node_rank >= nnodes:
         raise InputError(f"--node-rank {node_rank}: expected a rank below --nnodes {nnodes}")
+    replacing = _replaced_out(spec, out, force, resume, node_rank)
+    if distributed:
+        result = _train_distributed(
+            loaded,
+            overrides,
+            out,
+            replacing,
+            plot,
+            device=device,
+            resume=resume,
+            tensorboard=tensorboard,
+            nproc_per_node=nproc_per_node,
+            nnodes=nnodes,
+            node_rank=node_rank,
+            master_addr=master_addr,
+            master_port=master_port,
+            sync_batchnorm=sync_batchnorm,
+        )
+        if result is None:  # a node other than 0: its workers finished, rank 0 reports
+            return
+    else:
+        result = _train_here(loaded, overrides, out, replacing, plot, device, resume, tensorboard, threads)
+    _finish(result, json_out)
+
+
+def _replaced_out(spec: Path | None, out: Path | None, force: bool, resume: Path | None, node_rank: int):
+    """The context that replaces the run already in ``--out`` (``--force``) once the new run starts."""
+    from nncli.train.replace import replaced_run_folder
+
     if force and out is not None and node_rank == 0:  # --force never moves a folder another process is writing
         from nncli.train.lock import check_unlocked
 
         check_unlocked(out)
     # Only node 0 writes --out (a distributed run's rank 0); the other nodes leave it alone.
-    replacing = replaced_run_folder(
+    return replaced_run_folder(
         out, force and resume is None and node_rank == 0, (spec,), names={p: FLAGS[p] for p in ("out", "force")}
     )
-    if distributed:
-        with replacing:
-            result = launch_distributed(
-                loaded,
-                overrides,
-                out,
-                nproc_per_node=nproc_per_node,
-                nnodes=nnodes,
-                node_rank=node_rank,
-                master_addr=master_addr,
-                master_port=master_port,
-                device=device,
-                resume=resume,
-                callbacks_factory=partial(rank_callbacks, plot),
-                tensorboard=tensorboard,
-                sync_batchnorm=sync_batchnorm,
-            )
-        if result is None:
-            render.stderr_console().print(f"node {node_rank}: workers finished; rank 0 writes the run and its report")
-            return
-    else:
-        with render.train.TrainProgress() as progress, replacing:
-            result = run_training(
-                loaded,
-                overrides,
-                out,
-                device=device,
-                resume=resume,
-                observer=progress,
-                callbacks=plot_callbacks(plot),
-                tensorboard=tensorboard,
-                threads=threads,
-            )
+
+
+def _train_distributed(loaded, overrides: dict, out: Path | None, replacing, plot: Path | None, **launch):
+    """Launch the DDP workers of this node; None (after saying so) on a node that is not rank 0's."""
+    from nncli.train import launch_distributed
+
+    with replacing:
+        result = launch_distributed(loaded, overrides, out, callbacks_factory=partial(rank_callbacks, plot), **launch)
+    if result is None:
+        render.stderr_console().print(
+            f"node {launch['node_rank']}: workers finished; rank 0 writes the run and its report"
+        )
+    return result
+
+
+def _train_here(loaded, overrides: dict, out, replacing, plot, device: str, resume, tensorboard: bool, threads):
+    """Train in this process, progress shown on stderr."""
+    from nncli.train import run_training
+
+    with render.train.TrainProgress() as progress, replacing:
+        return run_training(
+            loaded,
+            overrides,
+            out,
+            device=device,
+            resume=resume,
+            observer=progress,
+            callbacks=plot_callbacks(plot),
+            tensorboard=tensorboard,
+            threads=threads,
+        )
+
+
+def _finish(result, json_out: bool) -> None:
+    """Show the run's summary, then exit 1 on a non-finite loss or 130 when interrupted."""
     render.emit(result, json_out, render.train.show)
     if result.status == RunStatus.NONFINITE:
         fail_check(result.message)
