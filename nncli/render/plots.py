@@ -152,49 +152,8 @@ def sweep_plot(result: SweepResult, path: str | Path) -> str:
     trials = [t for t in in_order if result.metric in t.val]
     fig, panels = new_figure(1, len(result.axes), figsize=(4.2 * len(result.axes) + 0.8, 3.8))
     for panel, axis in zip(panels, result.axes):
-        values: list = []
-        for t in in_order:
-            v = plain_value(t.overrides.get(axis))
-            if v not in values:
-                values.append(v)
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            xs_of = {v: float(v) for v in values}
-            if min(values) > 0 and max(values) / min(values) >= 20:
-                panel.set_xscale("log")  # learning rates and weight decays lie decades apart
-            if all(isinstance(v, int) for v in values) and len(values) <= 12:
-                panel.set_xticks(sorted(values))  # depths and widths: ticks at the values swept
-                panel.set_xticklabels([str(v) for v in sorted(values)])
-        else:
-            xs_of = {v: i for i, v in enumerate(values)}
-            panel.set_xticks(range(len(values)))
-            panel.set_xticklabels([str(v) for v in values], rotation=20 if len(values) > 4 else 0)
-        groups: dict[str, list] = {}
-        for t in trials:
-            rest = ", ".join(f"{k}={plain_value(v)}" for k, v in t.overrides.items() if k != axis)
-            groups.setdefault(rest, []).append(t)
-        # too many lines to tell apart, or a random search (its draws rarely share the other axes'
-        # values, and a line through two random draws says nothing): plain points in one colour
-        many = result.search == "random" or len(groups) > 8 or all(len(m) == 1 for m in groups.values())
-        if many:
-            groups = {"": trials}
-        for label, members in groups.items():
-            members.sort(key=lambda t: xs_of[plain_value(t.overrides[axis])])
-            sds = [t.val_std.get(result.metric, 0.0) for t in members]
-            ys = [t.val[result.metric] for t in members]
-            errs = sds
-            if "accuracy" in result.metric:  # mean ± sd, but an accuracy never passes 1 (or 0)
-                errs = [[min(e, y) for e, y in zip(sds, ys)], [min(e, 1.0 - y) for e, y in zip(sds, ys)]]
-            panel.errorbar(
-                [xs_of[plain_value(t.overrides[axis])] for t in members],
-                ys,
-                yerr=errs if any(sds) else None,
-                marker="o",
-                capsize=3,
-                linestyle="none" if many else "-",
-                alpha=0.7 if many else 1.0,
-                color="C0" if many else None,
-                label=None if many or not label else label,
-            )
+        xs_of = _axis_positions(panel, in_order, axis)
+        _plot_groups(panel, result, trials, axis, xs_of)
         _mark_best(panel, result, trials, axis, xs_of)
         panel.set_xlabel(axis)
         panel.set_ylabel(f"validation {result.metric}")
@@ -205,6 +164,58 @@ def sweep_plot(result: SweepResult, path: str | Path) -> str:
     )
     fig.tight_layout()
     return str(save_figure(fig, path))
+
+
+def _axis_positions(panel, in_order: list, axis: str) -> dict:
+    """Each swept value's x position on this panel (numbers as themselves, other values as 0, 1, ...), ticks set."""
+    values: list = []
+    for t in in_order:
+        v = plain_value(t.overrides.get(axis))
+        if v not in values:
+            values.append(v)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        xs_of = {v: float(v) for v in values}
+        if min(values) > 0 and max(values) / min(values) >= 20:
+            panel.set_xscale("log")  # learning rates and weight decays lie decades apart
+        if all(isinstance(v, int) for v in values) and len(values) <= 12:
+            panel.set_xticks(sorted(values))  # depths and widths: ticks at the values swept
+            panel.set_xticklabels([str(v) for v in sorted(values)])
+    else:
+        xs_of = {v: i for i, v in enumerate(values)}
+        panel.set_xticks(range(len(values)))
+        panel.set_xticklabels([str(v) for v in values], rotation=20 if len(values) > 4 else 0)
+    return xs_of
+
+
+def _plot_groups(panel, result: SweepResult, trials: list, axis: str, xs_of: dict) -> None:
+    """The metric against this axis, one line per setting of the other axes (or plain points), sd as error bars."""
+    groups: dict[str, list] = {}
+    for t in trials:
+        rest = ", ".join(f"{k}={plain_value(v)}" for k, v in t.overrides.items() if k != axis)
+        groups.setdefault(rest, []).append(t)
+    # too many lines to tell apart, or a random search (its draws rarely share the other axes'
+    # values, and a line through two random draws says nothing): plain points in one colour
+    many = result.search == "random" or len(groups) > 8 or all(len(m) == 1 for m in groups.values())
+    if many:
+        groups = {"": trials}
+    for label, members in groups.items():
+        members.sort(key=lambda t: xs_of[plain_value(t.overrides[axis])])
+        sds = [t.val_std.get(result.metric, 0.0) for t in members]
+        ys = [t.val[result.metric] for t in members]
+        errs = sds
+        if "accuracy" in result.metric:  # mean ± sd, but an accuracy never passes 1 (or 0)
+            errs = [[min(e, y) for e, y in zip(sds, ys)], [min(e, 1.0 - y) for e, y in zip(sds, ys)]]
+        panel.errorbar(
+            [xs_of[plain_value(t.overrides[axis])] for t in members],
+            ys,
+            yerr=errs if any(sds) else None,
+            marker="o",
+            capsize=3,
+            linestyle="none" if many else "-",
+            alpha=0.7 if many else 1.0,
+            color="C0" if many else None,
+            label=None if many or not label else label,
+        )
 
 
 def _mark_best(panel, result: SweepResult, trials: list, axis: str, xs_of: dict) -> None:

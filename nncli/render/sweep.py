@@ -12,7 +12,9 @@ from nncli.render.console import metric as metric_text
 from nncli.status import TrialStatus
 
 if TYPE_CHECKING:
-    from nncli.sweep.results import SweepEvent, SweepResult
+    from rich.table import Table
+
+    from nncli.sweep.results import SweepEvent, SweepResult, TrialResult
 
 
 def _sweep_value(value) -> str:
@@ -53,6 +55,26 @@ class SweepProgress:
 
 def show(console: Console, result: SweepResult) -> None:
     """The ranked trial table, the failures, and the winner with its test metric."""
+    console.print(_trial_table(result))
+    for trial in result.trials:
+        if trial.error:
+            console.print(f"[bold red]{escape(trial.id)}[/]: {escape(trial.error)}")
+    if result.dry_run:
+        console.print(
+            f"dry run: nothing trained; {sum(len(t.runs) for t in result.trials)} run(s) planned "
+            f"in {escape(result.out_dir)}"
+        )
+        return
+    _print_best(console, result)
+    console.print(
+        f"{result.ran} run(s) trained now, {result.cached} read back from earlier, {result.failed} failed; "
+        f"{result.seconds:.1f} s; results: {escape(result.out_dir)}/sweep.json"
+        + (f"; plot: {escape(result.plot)}" if result.plot else "")
+    )
+
+
+def _trial_table(result: SweepResult) -> Table:
+    """One row per trial in rank order: its axis values, validation metrics, size, time and status."""
     better = "higher" if result.goal == "max" else "lower"
     n_seeds = len(result.seeds) if result.seeds else 1
     t = table(
@@ -70,18 +92,6 @@ def show(console: Console, result: SweepResult) -> None:
         t.add_column(col, justify="right" if col != "status" else "left")
     best_id = result.best["id"] if result.best else None
     for trial in result.trials:
-        style = "bold green" if trial.id == best_id else None
-        status = {
-            TrialStatus.OK: "[green]ok[/]",
-            TrialStatus.FAILED: "[bold red]failed[/]",
-            TrialStatus.PARTIAL: "[yellow]partial[/]",
-        }.get(trial.status, str(trial.status))
-        if (
-            trial.runs
-            and all(r.cached for r in trial.runs if r.status == TrialStatus.OK)
-            and any(r.cached for r in trial.runs)
-        ):
-            status += " (cached)"
         t.add_row(
             str(trial.rank) if trial.rank else "-",
             escape(trial.id),
@@ -91,19 +101,30 @@ def show(console: Console, result: SweepResult) -> None:
             fmt_int(trial.params),
             fmt_si(trial.flops),
             "-" if trial.seconds is None else f"{trial.seconds:.1f} s",
-            status,
-            style=style,
+            _status_cell(trial),
+            style="bold green" if trial.id == best_id else None,
         )
-    console.print(t)
-    for trial in result.trials:
-        if trial.error:
-            console.print(f"[bold red]{escape(trial.id)}[/]: {escape(trial.error)}")
-    if result.dry_run:
-        console.print(
-            f"dry run: nothing trained; {sum(len(t.runs) for t in result.trials)} run(s) planned "
-            f"in {escape(result.out_dir)}"
-        )
-        return
+    return t
+
+
+def _status_cell(trial: TrialResult) -> str:
+    """A trial's status, coloured, with "(cached)" when every finished run was read back."""
+    status = {
+        TrialStatus.OK: "[green]ok[/]",
+        TrialStatus.FAILED: "[bold red]failed[/]",
+        TrialStatus.PARTIAL: "[yellow]partial[/]",
+    }.get(trial.status, str(trial.status))
+    if (
+        trial.runs
+        and all(r.cached for r in trial.runs if r.status == TrialStatus.OK)
+        and any(r.cached for r in trial.runs)
+    ):
+        status += " (cached)"
+    return status
+
+
+def _print_best(console: Console, result: SweepResult) -> None:
+    """The winner's validation and test metrics and where its spec and run lie, or that none finished."""
     if result.best:
         b = result.best
         spread = b["val_std"].get(result.metric) if b["seeds"] > 1 else None
@@ -115,8 +136,3 @@ def show(console: Console, result: SweepResult) -> None:
         console.print(f"winner's spec: {escape(b['spec_path'])}; run: {escape(b['run_dir'])}")
     else:
         console.print("[bold red]no trial finished[/]: nothing to rank")
-    console.print(
-        f"{result.ran} run(s) trained now, {result.cached} read back from earlier, {result.failed} failed; "
-        f"{result.seconds:.1f} s; results: {escape(result.out_dir)}/sweep.json"
-        + (f"; plot: {escape(result.plot)}" if result.plot else "")
-    )
