@@ -141,19 +141,9 @@ def probe(
     # build_model seeds the global RNG; the caller's stream is given back untouched.
     cuda = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
-        init_runs, after_runs, losses = [], [], []
-        points = types = gain = None
-        for seed in seeds:
-            built = build_model(spec, device=dev, seed=seed)
-            points = probe_points(built)
-            types = {p.info.type for p in all_points(points)}
-            if gain is None:
-                gain = weight_gain(built.model)
-            x, r = probe_batch(built, seed, batch_size, x_data)
-            init_runs.append(measure(built.model, points, x, r))
-            if steps:
-                kind = _train_seed(spec, built, cfg, steps, seed, batch_size, x_data, losses)
-                after_runs.append(measure(built.model, points, x, r))
+        points, types, gain, init_runs, after_runs, losses, kind = _measure_seeds(
+            spec, seeds, dev, batch_size, x_data, steps, cfg
+        )
         init = aggregate(points, init_runs, seeds, thresholds, types, gain)
         after, training = (
             _after_steps(points, after_runs, seeds, thresholds, types, steps, cfg, kind, losses)
@@ -176,6 +166,24 @@ def probe(
         after=after,
         sweep=sweep,
     )
+
+
+def _measure_seeds(spec: Spec, seeds: list[int], dev, batch_size: int, x_data, steps: int, cfg) -> tuple:
+    """Each seed's build measured at init (and after ``steps``): points, types, gain, runs, losses, loss kind."""
+    init_runs, after_runs, losses = [], [], []
+    points = types = gain = kind = None
+    for seed in seeds:
+        built = build_model(spec, device=dev, seed=seed)
+        points = probe_points(built)
+        types = {p.info.type for p in all_points(points)}
+        if gain is None:
+            gain = weight_gain(built.model)
+        x, r = probe_batch(built, seed, batch_size, x_data)
+        init_runs.append(measure(built.model, points, x, r))
+        if steps:
+            kind = _train_seed(spec, built, cfg, steps, seed, batch_size, x_data, losses)
+            after_runs.append(measure(built.model, points, x, r))
+    return points, types, gain, init_runs, after_runs, losses, kind
 
 
 def _checked(

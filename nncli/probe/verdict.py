@@ -192,8 +192,6 @@ def explain(
     relu = bool(types & RELU_FAMILY)
     sigmoid = "Sigmoid" in types or "Hardsigmoid" in types
     tanh = "Tanh" in types or "Hardtanh" in types
-    normed = bool(types & NORMS)
-    skips = "Residual" in types or "Parallel" in types
     rate = f"each of the {depth - 1} steps back multiplies it by gamma = {gamma:.3g} on average"
     gain = f"; your weights have std*sqrt(fan_in) = {weight_gain:.2f}" if weight_gain is not None else ""
     if verdict is Verdict.non_finite:
@@ -208,42 +206,55 @@ def explain(
             f"the first layer's activation gradient is {ratio:.2e} times the output's and the forward "
             f"scale grows x{growth:.2e}: {rate}"
         )
-        if relu:
-            hint = (
-                f"He init for ReLU: init: {{weight: {{kaiming_normal: {{nonlinearity: relu}}}}}} "
-                f"(std*sqrt(fan_in) = sqrt(2) = 1.41{gain}), or add BatchNorm"
-            )
-        elif tanh or sigmoid:
-            hint = f"Xavier init for tanh/sigmoid: init: {{weight: xavier_normal}}{gain}; or add BatchNorm"
-        else:
-            hint = f"scale the init down to std ~ 1/sqrt(fan_in){gain}; or add BatchNorm/LayerNorm"
-        return text, hint
+        return text, _exploding_hint(relu, tanh or sigmoid, gain)
     if verdict is Verdict.vanishing:
         text = (
             f"the first layer's activation gradient is only {ratio:.2e} of the output's "
             f"(forward scale x{growth:.2g}): {rate}, so the first layers barely learn"
         )
         dead = max((r.dead_frac for r in layers if r.dead_frac is not None), default=0.0)
-        if sigmoid:
-            hint = (
-                "sigmoid'(z) <= 1/4 shrinks the gradient at every layer: use ReLU with He init, "
-                "or add BatchNorm or skip connections (Residual)"
-            )
-        elif tanh:
-            hint = (
-                f"Xavier init for tanh (init: {{weight: xavier_normal}}: std*sqrt(fan_in) ~ 1{gain}), "
-                "or add BatchNorm or skip connections"
-            )
-        elif relu:
-            hint = (
-                f"He init for ReLU (init: {{weight: {{kaiming_normal: {{nonlinearity: relu}}}}}}: "
-                f"std*sqrt(fan_in) = 1.41{gain})"
-                + (f"; up to {dead:.0%} of a layer's units are dead" if dead > 0.05 else "")
-                + ", or add BatchNorm or skip connections"
-            )
-        else:
-            hint = "add BatchNorm or skip connections (Residual), or scale the init up to std ~ 1/sqrt(fan_in)"
-        return text, hint
+        return text, _vanishing_hint(relu, sigmoid, tanh, dead, gain)
+    return _healthy_text(ratio, gamma, growth, depth, th, types), None
+
+
+def _exploding_hint(relu: bool, squashing: bool, gain: str) -> str:
+    """What to change when gradients explode: the init that suits the activations, or a norm layer."""
+    if relu:
+        return (
+            f"He init for ReLU: init: {{weight: {{kaiming_normal: {{nonlinearity: relu}}}}}} "
+            f"(std*sqrt(fan_in) = sqrt(2) = 1.41{gain}), or add BatchNorm"
+        )
+    if squashing:
+        return f"Xavier init for tanh/sigmoid: init: {{weight: xavier_normal}}{gain}; or add BatchNorm"
+    return f"scale the init down to std ~ 1/sqrt(fan_in){gain}; or add BatchNorm/LayerNorm"
+
+
+def _vanishing_hint(relu: bool, sigmoid: bool, tanh: bool, dead: float, gain: str) -> str:
+    """What to change when gradients vanish: by activation, naming dead ReLU units where there are many."""
+    if sigmoid:
+        return (
+            "sigmoid'(z) <= 1/4 shrinks the gradient at every layer: use ReLU with He init, "
+            "or add BatchNorm or skip connections (Residual)"
+        )
+    if tanh:
+        return (
+            f"Xavier init for tanh (init: {{weight: xavier_normal}}: std*sqrt(fan_in) ~ 1{gain}), "
+            "or add BatchNorm or skip connections"
+        )
+    if relu:
+        return (
+            f"He init for ReLU (init: {{weight: {{kaiming_normal: {{nonlinearity: relu}}}}}}: "
+            f"std*sqrt(fan_in) = 1.41{gain})"
+            + (f"; up to {dead:.0%} of a layer's units are dead" if dead > 0.05 else "")
+            + ", or add BatchNorm or skip connections"
+        )
+    return "add BatchNorm or skip connections (Residual), or scale the init up to std ~ 1/sqrt(fan_in)"
+
+
+def _healthy_text(ratio: float, gamma: float, growth: float, depth: int, th: Thresholds, types: set[str]) -> str:
+    """A healthy verdict's explanation: R, gamma and growth, the depth where R would leave the band, what helps."""
+    normed = bool(types & NORMS)
+    skips = "Residual" in types or "Parallel" in types
     text = (
         f"R = {ratio:.3g}: the first layer gets {ratio:.3g}x the output's activation gradient "
         f"(gamma = {gamma:.3g} per layer), forward scale x{growth:.3g}"
@@ -260,4 +271,4 @@ def explain(
             + " and ".join(w for w, on in (("skip connections", skips), ("normalisation", normed)) if on)
             + " in the path)"
         )
-    return text, None
+    return text
