@@ -81,18 +81,7 @@ def gradcheck(
     """
     _validate(batch=batch, directions=directions, rtol=rtol, atol=atol, eps=eps)
     device = torch.device(device)
-    estimate = estimate_memory(spec, batch, exhaustive, directions)
-    available = memory_limit if memory_limit is not None else available_memory(device)
-    if available is not None and estimate > available:
-        from nncli.formatting import fmt_bytes
-
-        raise InputError(
-            f"{spec.name or 'this spec'} is too big to gradcheck in float64 here: it needs about "
-            f"{fmt_bytes(estimate)} (weights, gradients, a saved copy, directions and activations for "
-            f"batch {batch}), "
-            f"and {fmt_bytes(available)} is available",
-            hint="check a smaller variant of the network, a smaller --batch, or a machine with more memory",
-        )
+    estimate = _memory_estimate(spec, batch, exhaustive, directions, device, memory_limit)
     # build_model seeds the global RNG: fork it so the caller's RNG stream is left as found.
     with torch.random.fork_rng(devices=_rng_devices(device)):
         built = build_model(spec, device=device, seed=seed, dtype=torch.float64)
@@ -158,16 +147,7 @@ def check_built(
         )
         model.train(mode == "train")
         objective_fn = _objective(objective, built, x, gen)
-        try:
-            inputs = _record_inputs(built, x, _seed(seed, "model"))
-        except ValueError as exc:  # BatchNorm in train mode on one value per channel
-            if "more than 1 value per channel" not in str(exc):
-                raise
-            raise InputError(
-                f"--batch {x.shape[0]}: BatchNorm in train mode needs more than one value per "
-                f"channel to normalise ({str(exc).strip()})",
-                hint="use --batch 2 or more, or --mode eval",
-            ) from None
+        inputs = _layer_inputs(built, x, seed)
         if exhaustive and _plain(built, inputs):
             layers, e2e, path = _check_exhaustive_plain(built, x, inputs, objective_fn, settings, gen, seed)
         else:
@@ -194,6 +174,39 @@ def check_built(
         path=path,
     )
     return report
+
+
+def _memory_estimate(
+    spec: Spec, batch: int, exhaustive: bool, directions: int, device: torch.device, memory_limit: int | None
+) -> int:
+    """The bytes the check needs; InputError before anything is allocated when more than is available."""
+    estimate = estimate_memory(spec, batch, exhaustive, directions)
+    available = memory_limit if memory_limit is not None else available_memory(device)
+    if available is not None and estimate > available:
+        from nncli.formatting import fmt_bytes
+
+        raise InputError(
+            f"{spec.name or 'this spec'} is too big to gradcheck in float64 here: it needs about "
+            f"{fmt_bytes(estimate)} (weights, gradients, a saved copy, directions and activations for "
+            f"batch {batch}), "
+            f"and {fmt_bytes(available)} is available",
+            hint="check a smaller variant of the network, a smaller --batch, or a machine with more memory",
+        )
+    return estimate
+
+
+def _layer_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.Tensor]:
+    """Each layer's recorded input on the batch ``x``; InputError where BatchNorm gets one value per channel."""
+    try:
+        return _record_inputs(built, x, _seed(seed, "model"))
+    except ValueError as exc:  # BatchNorm in train mode on one value per channel
+        if "more than 1 value per channel" not in str(exc):
+            raise
+        raise InputError(
+            f"--batch {x.shape[0]}: BatchNorm in train mode needs more than one value per "
+            f"channel to normalise ({str(exc).strip()})",
+            hint="use --batch 2 or more, or --mode eval",
+        ) from None
 
 
 EPS_RANGE = (1e-12, 1e-2)  # the finite-difference steps that mean something in float64

@@ -70,37 +70,10 @@ def _check_exhaustive(
         # F(w + step e_j) for every j in idx: one vectorised call.
         return coords.values(idx, step, lambda batch: unit.batch_values(name, batch))
 
-    if sweep is not None:
-        fp_all, fm_all = sweep
-    else:
-        fp_all = torch.empty(n, dtype=torch.float64, device=base.device)
-        fm_all = torch.empty_like(fp_all)
-        for start in range(0, n, chunk):
-            idx = torch.arange(start, min(n, start + chunk), device=base.device)
-            fp_all[idx], fm_all[idx] = values(idx, h), values(idx, -h)
+    fp_all, fm_all = sweep if sweep is not None else _full_sweep(values, n, chunk, h, base.device)
     d1 = (fp_all - fm_all) / (2 * h)
     err = (g - d1).abs()
-    # Coordinates that could matter for |g - D| > tol get the kink/truncation test of _judge.
-    suspects = (err > tol / math.sqrt(n)).nonzero().flatten()
-    kink = torch.zeros(n, dtype=torch.bool, device=base.device)
-    if suspects.numel():
-        with torch.no_grad():
-            f0 = float(unit.value({}))
-            noisy = _noisy(f0, float(unit.value({})), h, tol / math.sqrt(n))  # see _judge
-        for start in range(0, suspects.numel(), chunk):
-            idx = suspects[start : start + chunk]
-            fp2, fm2 = values(idx, h / 2), values(idx, -h / 2)
-            fp, fm = fp_all[idx], fm_all[idx]
-            e_c, is_kink = _classify(
-                g[idx],
-                d1[idx],
-                (fp2 - fm2) / h,
-                (4 * (fp2 - f0) - (fp - f0)) / h,
-                (4 * (f0 - fm2) - (f0 - fm)) / h,
-                tol / math.sqrt(n),
-            )
-            err[idx] = e_c
-            kink[idx] = is_kink & (not noisy)
+    kink = _recheck_suspects(unit, values, g, d1, err, (fp_all, fm_all), h, tol / math.sqrt(n), chunk)
     conclusive = err[~kink]
     total = float(conclusive.norm()) if conclusive.numel() else 0.0
     kinks = int(kink.sum())
@@ -121,3 +94,51 @@ def _check_exhaustive(
         kinks=kinks,
         note=unit.vmap_note,
     )
+
+
+def _full_sweep(values, n: int, chunk: int, h: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(F(w + h e_j), F(w - h e_j))`` for every coordinate j, ``chunk`` coordinates per call."""
+    fp_all = torch.empty(n, dtype=torch.float64, device=device)
+    fm_all = torch.empty_like(fp_all)
+    for start in range(0, n, chunk):
+        idx = torch.arange(start, min(n, start + chunk), device=device)
+        fp_all[idx], fm_all[idx] = values(idx, h), values(idx, -h)
+    return fp_all, fm_all
+
+
+def _recheck_suspects(
+    unit: _Unit,
+    values,
+    g: torch.Tensor,
+    d1: torch.Tensor,
+    err: torch.Tensor,
+    sweep: tuple,
+    h: float,
+    tol_c: float,
+    chunk: int,
+) -> torch.Tensor:
+    """The kink/truncation test of _judge on suspect coordinates: updates ``err`` in place, returns the kink mask."""
+    fp_all, fm_all = sweep
+    n = err.numel()
+    # Coordinates that could matter for |g - D| > tol get the kink/truncation test of _judge.
+    suspects = (err > tol_c).nonzero().flatten()
+    kink = torch.zeros(n, dtype=torch.bool, device=err.device)
+    if suspects.numel():
+        with torch.no_grad():
+            f0 = float(unit.value({}))
+            noisy = _noisy(f0, float(unit.value({})), h, tol_c)  # see _judge
+        for start in range(0, suspects.numel(), chunk):
+            idx = suspects[start : start + chunk]
+            fp2, fm2 = values(idx, h / 2), values(idx, -h / 2)
+            fp, fm = fp_all[idx], fm_all[idx]
+            e_c, is_kink = _classify(
+                g[idx],
+                d1[idx],
+                (fp2 - fm2) / h,
+                (4 * (fp2 - f0) - (fp - f0)) / h,
+                (4 * (f0 - fm2) - (f0 - fm)) / h,
+                tol_c,
+            )
+            err[idx] = e_c
+            kink[idx] = is_kink & (not noisy)
+    return kink

@@ -263,16 +263,7 @@ def _check_directions(
         if gv is not None and fp is not None and abs(gv - (fp - fm) / (2 * h)) <= tol:
             errs.append(abs(gv - (fp - fm) / (2 * h)))  # agrees: no direction materialised
             continue
-        v = direction()
-        if gv is None:
-            gv = sum(float(torch.dot(grads[n].reshape(-1), v[n].reshape(-1))) for n in names)
-
-        def f(s, v=v):
-            return unit.at({n: s * v[n] for n in names})
-
-        if fp is None:
-            fp, fm = f(h), f(-h)
-        outcome = _judge(gv, f, fp, fm, h, tol)
+        outcome = _judge_direction(unit, names, grads, direction(), gv, fp, fm, h, tol)
         if outcome.verdict is Verdict.KINK:
             kinks += 1
             continue
@@ -296,3 +287,18 @@ def _check_directions(
         checked=len(errs),
         kinks=kinks,
     )
+
+
+def _judge_direction(
+    unit: _Unit, names: list[str], grads: dict[str, torch.Tensor], v: dict, gv, fp, fm, h: float, tol: float
+) -> _DirectionOutcome:
+    """:func:`_judge` on direction ``v``, computing ``<g, v>`` and ``F(w +- h v)`` where not given."""
+    if gv is None:
+        gv = sum(float(torch.dot(grads[n].reshape(-1), v[n].reshape(-1))) for n in names)
+
+    def f(s, v=v):
+        return unit.at({n: s * v[n] for n in names})
+
+    if fp is None:
+        fp, fm = f(h), f(-h)
+    return _judge(gv, f, fp, fm, h, tol)
