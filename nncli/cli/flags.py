@@ -6,28 +6,51 @@ from __future__ import annotations
 
 # One table for every command; a parameter that two commands spell differently is named by the
 # command's own option in the library call (e.g. gradcheck passes its --batch as ``batch``).
+# A train: key is here where `nncli train` has a flag for it; an override of another key comes
+# from --set, and its error keeps the key's name.
 FLAGS = {
+    "amp": "--amp",
     "batch": "--batch",
     "batch_size": "--batch-size",
     "checkpoint": "--checkpoint",
+    "checkpoint_every": "--checkpoint-every",
+    "clip_grad_norm": "--clip-grad-norm",
+    "data": "--data",
+    "depth": "--depth",
     "device": "--device",
     "epochs": "--epochs",
     "eps": "--eps",
+    "fmt": "--format",
     "force": "--force",
     "format": "--format",
     "limit": "--limit",
+    "loss": "--loss",
+    "lr": "--lr",
     "method": "--method",
+    "momentum": "--momentum",
     "nproc_per_node": "--nproc-per-node",
+    "optimizer": "--optimizer",
     "out": "--out",
     "out_dir": "--out",
     "output": "--output",
+    "patience": "--patience",
+    "pruner": "--pruner",
+    "rankdir": "--rankdir",
     "resume": "--resume",
+    "sampler": "--sampler",
     "save": "--save",
+    "schedule": "--schedule",
+    "seed": "--seed",
     "split": "--split",
     "step_size": "--step-size",
     "steps": "--steps",
+    "sweep_depths": "--sweep-depth",
+    "tensorboard": "--tensorboard",
     "threads": "--threads",
     "value_range": "--range",
+    "view": "--view",
+    "warmup_steps": "--warmup-steps",
+    "weight_decay": "--weight-decay",
 }
 
 
