@@ -42,7 +42,7 @@ def export_torchscript(source, out: Path, method: str = "trace") -> dict:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise InputError(
             f"TorchScript ({method}) cannot compile {where or 'this network'}" + ("" if where else f": {first}"),
-            hint="try --method trace" if method == "script" else "try --method script",
+            hint="try the trace method" if method == "script" else "try the script method",
         ) from None
     buffer = io.BytesIO()
     extra = {"nncli.spec": source.spec_text}
