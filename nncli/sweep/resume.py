@@ -73,6 +73,6 @@ def _clear_run_dir(run_dir: Path) -> None:
     ):
         raise InputError(
             f"{run_dir} holds files nncli did not write; refusing to replace it",
-            hint="move it away, or give the sweep another --out",
+            hint="move it away, or give the sweep another folder",
         )
     shutil.rmtree(run_dir)

@@ -99,9 +99,9 @@ def run_sweep(
 
 
 def _check_before_writing(plan: SweepPlan, out: Path, backend: BackendOptions, dry_run: bool) -> None:
-    """Exit 2 before any file is written: --out is a file, or the backend's or search's extra is missing."""
+    """Exit 2 before any file is written: the sweep folder is a file, or the backend's or search's extra is missing."""
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: expected a folder, found a file")
+        raise InputError(f"{out}: expected a folder, found a file", param="out_dir")
     if not dry_run:
         if backend.name == "ray":
             require("ray")

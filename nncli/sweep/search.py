@@ -86,7 +86,7 @@ def read_search(
         where = doc.where(("search", "sampler")) if data.get("sampler") == "grid" else None
         message = "the grid sampler needs every axis to list its values (no distributions)"
         if where is None:
-            raise InputError("--sampler grid: " + message)
+            raise InputError(message, param="sampler")
         raise where.error(message)
     return SearchSettings(
         sampler=chosen,
