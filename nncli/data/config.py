@@ -189,7 +189,7 @@ def _source(merged: dict, origin: dict, err, fail, base_dir: Path | None) -> tup
         raise fail(
             (),
             "no data: expected `name` (a built-in set) or `path` (a .npz/.csv/.pt file)",
-            "e.g. `data: {name: digits}` in the spec, or --data moons",
+            "e.g. `data: {name: digits}` in the spec, or a data set given when training (moons)",
             False,
         )
     if name is not None:
