@@ -78,11 +78,11 @@ def build_diagram(
         InputError: the neuron view of a network that is not a small MLP.
     """
     if view not in ("layers", "neurons"):
-        raise InputError(f"--view: expected layers or neurons, found {view!r}")
+        raise InputError(f"expected layers or neurons, found {view!r}", param="view")
     if rankdir is not None and rankdir not in ("TB", "LR"):
-        raise InputError(f"--rankdir: expected TB or LR, found {rankdir!r}")
+        raise InputError(f"expected TB or LR, found {rankdir!r}", param="rankdir")
     if depth is not None and depth < 0:
-        raise InputError(f"--depth: expected an integer >= 0, found {depth}")
+        raise InputError(f"expected an integer >= 0, found {depth}", param="depth")
     built = infer(spec)
     if view == "neurons":
         return neuron_graph(built, weights=weights, seed=seed, rankdir=rankdir or "LR")

@@ -35,18 +35,19 @@ def resolve_format(output: Path, fmt: str | None) -> str:
     by_ext = _EXTENSIONS.get(ext)
     if fmt is not None:
         if fmt not in FORMATS:
-            raise InputError(f"--format: expected one of {', '.join(FORMATS)}, found {fmt!r}")
+            raise InputError(f"expected one of {', '.join(FORMATS)}, found {fmt!r}", param="fmt")
         if by_ext is not None and by_ext != fmt:
             raise InputError(
-                f"--format {fmt} but the output {output} ends in {ext} ({by_ext})",
-                hint=f"name the file {output.with_suffix('.' + fmt)} or drop --format",
+                f"{fmt} but the output {output} ends in {ext} ({by_ext})",
+                param="fmt",
+                hint=f"name the file {output.with_suffix('.' + fmt)}, or give no format (the extension decides)",
             )
         return fmt
     if by_ext is None:
         raise InputError(
             f"cannot tell the format of {output} from its extension "
             f"({ext or 'none'}); expected .svg, .png, .pdf or .dot",
-            hint="use one of those extensions or give --format svg|png|pdf|dot",
+            hint="use one of those extensions or name the format: svg, png, pdf or dot",
         )
     return by_ext
 
@@ -68,7 +69,7 @@ def check_output(output: Path, spec: Spec | None = None) -> None:
         and os.path.samefile(output, spec.path)
     ):
         raise InputError(
-            f"refusing to overwrite the spec file {spec.path} with the diagram", hint="give another output path with -o"
+            f"refusing to overwrite the spec file {spec.path} with the diagram", hint="give another output path"
         )
 
 
@@ -96,8 +97,8 @@ def write_diagram(diagram: Diagram, output: str | Path, fmt: str) -> int:
             f"the diagram has {len(diagram.nodes):,} nodes; rendering {fmt} with graphviz's `dot` is "
             f"refused above {RENDER_NODE_LIMIT:,} (a 10,000-node chain takes ~20 s, 40,000 ran for "
             "minutes and crashed dot)",
-            hint="draw it without --expand, or with --depth N; or write the DOT source (-o net.dot) "
-            "and render it yourself",
+            hint="draw it with fewer blocks expanded (a smaller depth, or none); or write the DOT source "
+            "(an output ending in .dot) and render it yourself",
         )
     try:
         data = graphviz.pipe("dot", fmt, source.encode("utf-8"), quiet=True)  # its stderr goes into our error
