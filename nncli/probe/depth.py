@@ -51,7 +51,8 @@ def with_repeat_times(spec: Spec, times: int) -> tuple[Spec, str]:
     layers = swap(spec.layers)
     if not found:
         raise InputError(
-            f"--sweep-depth needs a spec with a Repeat block; {spec.name} has none",
+            f"needs a spec with a Repeat block; {spec.name} has none",
+            param="sweep_depths",
             file=spec.path,
             hint="wrap the repeating layers in `- Repeat: {times: N, layers: [...]}`",
         )

@@ -256,14 +256,18 @@ def read_data(path: str | Path, input_shape: tuple, spec=None) -> torch.Tensor:
 
     x = read_inputs(Path(path))
     if len(x) < 2:
-        raise InputError(f"--data {path}: expected at least 2 examples, found {len(x)}", file=path)
-    x = fit_input_shape(x, tuple(input_shape), what=f"--data {Path(path).name}")
-    if getattr(spec, "integer_input", False):
-        from nncli.data import check_token_ids
+        raise InputError(f"expected at least 2 examples, found {len(x)}", file=path, param="data")
+    name = Path(path).name
+    try:
+        x = fit_input_shape(x, tuple(input_shape), what=name)
+        if getattr(spec, "integer_input", False):
+            from nncli.data import check_token_ids
 
-        return check_token_ids(x, spec.input_high, f"--data {Path(path).name}")
+            return check_token_ids(x, spec.input_high, name)
+    except InputError as err:  # the data helpers name the file; the caller knows it as `data`
+        raise InputError(err.message, file=err.file, hint=err.hint, param="data") from None
     if not torch.isfinite(x).all():
-        raise InputError(f"--data {path}: the inputs contain NaN or infinite values", file=path)
+        raise InputError("the inputs contain NaN or infinite values", file=path, param="data")
     return x
 
 

@@ -84,7 +84,7 @@ def train_steps(
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise InputError("--steps: the network has no trainable parameters to train")
+        raise InputError("the network has no trainable parameters to train", param="steps")
     opt = build_optimizer(cfg, params, device)
     gen = torch.Generator().manual_seed(10_007 + seed)  # apart from the probe batch's stream
     model.train()
