@@ -281,3 +281,28 @@ def test_no_custom_refuses_resuming_a_run_with_custom_layers(run_cli, tmp_path):
     run = _fake_run(tmp_path / "run", (SPECS / "custom-swish.yaml").read_text())
     r = run_cli(["--no-custom", "train", "--resume", run])
     assert r.code == 2 and "refused: --no-custom" in r.err, r.err
+
+
+def test_library_errors_name_the_parameter_and_the_cli_the_flag(tmp_path, run_cli):
+    """A library caller reads its own parameter's name in the error; the command line, for the
+    same mistake, reads the flag it typed (nncli.cli.flags maps one to the other)."""
+    from nncli.device import resolve_device
+    from nncli.diagram import draw
+    from nncli.errors import InputError
+    from nncli.spec import load_spec
+
+    spec = SPECS / "moons-mlp.yaml"
+    png = tmp_path / "net.png"
+    with pytest.raises(InputError) as lib:
+        draw(load_spec(spec), png, fmt="svg")
+    assert lib.value.param == "fmt" and lib.value.message.startswith("fmt: svg but the output")
+    r = run_cli(["diagram", spec, "--format", "svg", "-o", png])
+    assert r.code == 2 and "--format: svg but the output" in r.err and "fmt:" not in r.err, r.err
+    assert not png.exists()
+
+    with pytest.raises(InputError) as lib:
+        resolve_device("cdua")
+    assert lib.value.message.startswith("device: expected one of auto, cpu, cuda")
+    r = run_cli(["train", spec, "--device", "cdua", "--out", tmp_path / "run"])
+    assert r.code == 2 and "--device: expected one of auto, cpu, cuda" in r.err, r.err
+    assert not (tmp_path / "run" / "run.yaml").exists()
