@@ -44,7 +44,8 @@ def resolve_device(name: str = "auto"):
     match = _CUDA.match(text)
     if match is None:
         raise InputError(
-            f"--device: expected one of auto, cpu, cuda, cuda:N, found {name!r}",
+            f"expected one of auto, cpu, cuda, cuda:N, found {name!r}",
+            param="device",
             hint=did_you_mean(text, ("auto", "cpu", "cuda")),
         )
     if not torch.cuda.is_available():
@@ -54,15 +55,17 @@ def resolve_device(name: str = "auto"):
             else "no NVIDIA GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)"
         )
         raise InputError(
-            f"--device {text}: CUDA is not available: {why}",
+            f"asked for {text}, but CUDA is not available: {why}",
+            param="device",
             hint="use --device cpu, or --device auto to pick CUDA only when present",
         )
     count = torch.cuda.device_count()
     index = torch.cuda.current_device() if match.group(1) is None else int(match.group(1))
     if index >= count:
         raise InputError(
-            f"--device {text}: expected a GPU index below {count}, found {index} "
+            f"{text}: expected a GPU index below {count}, found {index} "
             f"({count} CUDA device{'s' if count != 1 else ''} visible)",
+            param="device",
             hint="list the GPUs with nvidia-smi; indices start at 0",
         )
     return torch.device("cuda", index)
