@@ -64,23 +64,23 @@ class TrainConfig:
 
 
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
-# CLI flag for a key, where it differs from --key-with-dashes
-_FLAGS = {("data", "name"): "--data", ("data", "path"): "--data", ("train", "clip_grad_norm"): "--clip-grad-norm"}
-
-
-def _flag(section: str, key: str) -> str:
-    return _FLAGS.get((section, key), "--" + key.replace("_", "-"))
+# The parameter an override of a key arrives as, where it is not the key itself: a data set's
+# name or path is given as one `data` value.
+_PARAMS = {("data", "name"): "data", ("data", "path"): "data"}
 
 
 def section_fail(spec, section: str):
     """``fail(path, message, hint, from_override)`` for a spec section: located in the file when
-    the value came from the spec, named by its flag when it came from an override."""
+    the value came from the spec, named by its parameter (the key) when it came from an override."""
 
     def fail(path, message, hint=None, from_override=False):
         path = tuple(path)
         if from_override or spec is None or getattr(spec, "document", None) is None:
-            where = _flag(section, str(path[0])) if path else f"`{section}`"
-            return InputError(f"{where}: {message}", spec_path=".".join((section,) + tuple(map(str, path))), hint=hint)
+            spec_path = ".".join((section,) + tuple(map(str, path)))
+            if not path:
+                return InputError(f"`{section}`: {message}", spec_path=spec_path, hint=hint)
+            key = str(path[0])
+            return InputError(message, param=_PARAMS.get((section, key), key), spec_path=spec_path, hint=hint)
         return spec.error((section,) + path, message, hint)
 
     return fail

@@ -95,7 +95,7 @@ def _held_error(folder: Path, what: str, holder: dict) -> InputError:
         + (f" on {holder['host']}" if holder.get("host") else "")
         + f": {holder.get('command', '?')})",
         file=folder / LOCK_NAME,
-        hint=f"wait for it to finish, or pick another --out; if PID {pid} is not an nncli process, "
+        hint=f"wait for it to finish, or pick another folder; if PID {pid} is not an nncli process, "
         f"delete {folder / LOCK_NAME}",
     )
 

@@ -215,7 +215,7 @@ class Trainer:
                 "DDP: BatchNorm layers run as SyncBatchNorm (statistics over the global batch)"
                 if self.synced_bn
                 else "DDP: BatchNorm statistics are per rank ("
-                + ("--no-sync-batchnorm" if not self.sync_batchnorm else "SyncBatchNorm needs CUDA")
+                + ("SyncBatchNorm turned off" if not self.sync_batchnorm else "SyncBatchNorm needs CUDA")
                 + ")"
             )
         if self.dropped_last:
@@ -332,7 +332,7 @@ def _result(t: Trainer, started: float, nonfinite: dict | None) -> TrainResult:
     if t.finished_before:
         message = (
             f"nothing to do: the run had already finished ({st.status}, {len(st.history)} epochs); "
-            f"train it longer with --resume {t.run_dir} --epochs N"
+            f"resume {t.run_dir} with more epochs to train it longer"
         )
     s = t.s
     result = TrainResult(

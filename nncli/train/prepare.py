@@ -133,8 +133,8 @@ def _resumed_part(spec, resume, data_over: dict, train_over: dict) -> dict:
             f"{run.train.epochs} epochs, and resuming can only keep or extend that (a shorter run "
             "would change its learning-rate schedule, so it would not be the same run)",
             param="epochs",
-            hint=f"resume with --epochs {run.train.epochs} or more; to stop it where it is, "
-            f"use its last checkpoint: nncli evaluate {run.run_dir} --checkpoint last",
+            hint=f"resume with {run.train.epochs} epochs or more; to stop it where it is, "
+            f"use its last checkpoint ({run.run_dir / 'checkpoints' / 'last.pt'})",
         )
     run_dir = run.run_dir
     # A run that died before its first checkpoint (out of memory, a bad batch) starts again
@@ -156,7 +156,7 @@ def _resumed_part(spec, resume, data_over: dict, train_over: dict) -> dict:
 def _new_part(spec, data_over: dict, train_over: dict, out_dir, runs_root) -> dict:
     """A new run's spec text, resolved sections and run folder (new or empty)."""
     if spec is None:
-        raise InputError("expected a SPEC file to train, or --resume RUN to continue a run")
+        raise InputError("expected a spec to train, or a run folder to resume")
     spec_text = _spec_text(spec)
     base_dir = Path(spec.path).resolve().parent if spec.path is not None else Path.cwd()
     data_cfg = data_mod.resolve_data_config(spec.data, data_over, fail=section_fail(spec, "data"), base_dir=base_dir)

@@ -125,7 +125,7 @@ def claim_run_folder(setup) -> None:
     if setup.resume is None and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         raise InputError(
             f"{run_dir} already holds a run (another process wrote it meanwhile)",
-            hint=f"continue it with --resume {run_dir}, or pick another --out",
+            hint=f"resume {run_dir} to continue it, or pick another folder",
         )
 
 
@@ -135,8 +135,9 @@ def check_tensorboard() -> None:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError:
         raise InputError(
-            "--tensorboard: the tensorboard package is not installed",
-            hint="pip install tensorboard, or drop --tensorboard",
+            "the tensorboard package is not installed",
+            param="tensorboard",
+            hint="pip install tensorboard, or train without TensorBoard logging",
         ) from None
 
 
