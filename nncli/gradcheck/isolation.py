@@ -82,7 +82,7 @@ def _record_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.
         raise info.spec.where.error(
             f"the forward pass is not finite: {info.type} ({info.name}) gives inf or NaN in float64 "
             f"on the gradcheck batch ({came}), so no gradient can be checked",
-            hint="look at that layer's init scale (spec `init`) or at the --data values",
+            hint="look at that layer's init scale (spec `init`) or at the input data's values",
             kind=InputError,
         )
     return seen
