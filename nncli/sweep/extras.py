@@ -12,7 +12,10 @@ from types import ModuleType
 from nncli.errors import InputError
 
 # extra -> (the module it provides, what needs it)
-EXTRAS = {"ray": ("ray.tune", "--backend ray"), "optuna": ("optuna", "search: {sampler: ...} / --sampler / --pruner")}
+EXTRAS = {
+    "ray": ("ray.tune", "the ray backend"),
+    "optuna": ("optuna", "an Optuna sampler or pruner (search: {sampler: ...})"),
+}
 
 
 def require(extra: str) -> ModuleType:
