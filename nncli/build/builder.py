@@ -211,16 +211,7 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
     ) -> LayerInfo:
         default_name = f"{spec.type.lower()}_{index}" if prefix is None else f"{prefix}.{index}"
         if isinstance(spec, (ResidualSpec, RepeatSpec, ParallelSpec, BlockSpec)):
-            with self.scope.entered(spec.vars, spec.var_where, shape, spec.where):
-                make = {
-                    ResidualSpec: self.residual,
-                    RepeatSpec: self.repeat,
-                    ParallelSpec: self.parallel,
-                    BlockSpec: self.block,
-                }[type(spec)]
-                info = make(spec, index, shape, spec.name or default_name, fqn, prev_label, dtype)
-            info.in_dtype = dtype
-            return info
+            return self._composite(spec, index, shape, spec.name or default_name, fqn, prev_label, dtype)
         cls, target = resolve_class(spec)
         if spec.type == "Custom" and prefix is None:
             default_name = f"{cls.__name__.lower()}_{index}"
@@ -235,6 +226,49 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
             and any(True for _ in module.parameters())
         ):
             raise checks.integer_input_error(spec, cls.__name__, dtype, prev_label or "the input")
+        out_shape, out_dtype, shape_method = self._output(spec, cls, module, kwargs, shape, prev_label, dtype)
+        self.apply_init(spec, module)
+        total, trainable, buffers = count_params(module)
+        return LayerInfo(
+            index=index,
+            path=spec.path,
+            name=spec.name or default_name,
+            type=cls.__name__,
+            args=kwargs,
+            in_shape=shape,
+            out_shape=out_shape,
+            params=total,
+            trainable=trainable,
+            buffers=buffers,
+            module=module,
+            spec=spec,
+            inferred=inferred,
+            target=target,
+            fqn=fqn,
+            in_dtype=dtype,
+            out_dtype=out_dtype,
+            shape_method=shape_method,
+        )
+
+    def _composite(
+        self, spec: LayerSpec, index: int, shape: tuple, name: str, fqn: str, prev_label: str | None, dtype: str
+    ) -> LayerInfo:
+        """A residual, repeat, parallel or block layer, built inside its own variables' scope."""
+        with self.scope.entered(spec.vars, spec.var_where, shape, spec.where):
+            make = {
+                ResidualSpec: self.residual,
+                RepeatSpec: self.repeat,
+                ParallelSpec: self.parallel,
+                BlockSpec: self.block,
+            }[type(spec)]
+            info = make(spec, index, shape, name, fqn, prev_label, dtype)
+        info.in_dtype = dtype
+        return info
+
+    def _output(
+        self, spec: LayerSpec, cls: type, module, kwargs: dict, shape: tuple, prev_label: str | None, dtype: str
+    ) -> tuple:
+        """The layer's (output shape, output dtype, shape method), cached for torch.nn layers."""
         # torch.nn's layers are pure functions of (args, input shape) for shapes: repeated blocks
         # (a ResNet's many BatchNorms) are run once. Custom layers always run.
         key = (cls, repr(sorted(kwargs.items())), shape, dtype) if not isinstance(spec, CustomSpec) else None
@@ -259,29 +293,7 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
                 raise
             if key:
                 self._shapes[key] = out
-        out_shape, out_dtype, shape_method = out
-        self.apply_init(spec, module)
-        total, trainable, buffers = count_params(module)
-        return LayerInfo(
-            index=index,
-            path=spec.path,
-            name=spec.name or default_name,
-            type=cls.__name__,
-            args=kwargs,
-            in_shape=shape,
-            out_shape=out_shape,
-            params=total,
-            trainable=trainable,
-            buffers=buffers,
-            module=module,
-            spec=spec,
-            inferred=inferred,
-            target=target,
-            fqn=fqn,
-            in_dtype=dtype,
-            out_dtype=out_dtype,
-            shape_method=shape_method,
-        )
+        return out
 
     def fits_without_first_dim(self, spec: LayerSpec, cls: type, shape: tuple) -> bool:
         """Whether the network's first layer would build with `input` minus its first dim."""
