@@ -269,27 +269,9 @@ def load_image_folder(config, input_shape):
     )
     # decode (and so check) everything first: bad files are found before a run folder exists;
     # a streamed folder keeps only each file's pixel sums (for the statistics), not its pixels
-    decoded, bad = {}, []
-    for split, (files, labels) in splits.items():
-        arrays, sums, bad_here = _decode_all(files, decoder, workers, keep=not stream)
-        bad += bad_here
-        ok = [i for i, s in enumerate(sums) if s is not None]
-        decoded[split] = (
-            [files[i] for i in ok],
-            np.asarray([labels[i] for i in ok], dtype=np.int64),
-            [arrays[i] for i in ok],
-            [sums[i] for i in ok],
-        )
+    decoded, bad = _decode_splits(splits, decoder, workers, keep=not stream)
     if bad and not params.get("skip_bad"):
-        root = Path(config.path)
-        shown = "; ".join(f"{_rel(f, root)}: {why}" for f, why in bad[:BAD_SHOWN])
-        more = f" (and {len(bad) - BAD_SHOWN} more)" if len(bad) > BAD_SHOWN else ""
-        raise InputError(
-            f"{len(bad)} unreadable image file{'s' if len(bad) != 1 else ''} in {root}: {shown}{more}",
-            file=root,
-            spec_path="data.path",
-            hint="fix or remove them, or set `skip_bad: true` in data to train without them",
-        )
+        _refuse_bad(bad, Path(config.path))
     parts = _split(decoded, config)
     mean, std = _stats(parts["train"][3], size[0] * size[1]) if config.normalize else (None, None)
     xs = {}
@@ -311,6 +293,36 @@ def load_image_folder(config, input_shape):
         classes=classes,
         mean=mean,
         std=std,
+    )
+
+
+def _decode_splits(splits: dict, decoder, workers: int, keep: bool) -> tuple[dict, list]:
+    """Each split's readable (files, labels, arrays, pixel sums), and the (file, why) of the unreadable ones."""
+    import numpy as np
+
+    decoded, bad = {}, []
+    for split, (files, labels) in splits.items():
+        arrays, sums, bad_here = _decode_all(files, decoder, workers, keep=keep)
+        bad += bad_here
+        ok = [i for i, s in enumerate(sums) if s is not None]
+        decoded[split] = (
+            [files[i] for i in ok],
+            np.asarray([labels[i] for i in ok], dtype=np.int64),
+            [arrays[i] for i in ok],
+            [sums[i] for i in ok],
+        )
+    return decoded, bad
+
+
+def _refuse_bad(bad: list, root: Path) -> None:
+    """Raise the InputError that counts the unreadable files and names the first few."""
+    shown = "; ".join(f"{_rel(f, root)}: {why}" for f, why in bad[:BAD_SHOWN])
+    more = f" (and {len(bad) - BAD_SHOWN} more)" if len(bad) > BAD_SHOWN else ""
+    raise InputError(
+        f"{len(bad)} unreadable image file{'s' if len(bad) != 1 else ''} in {root}: {shown}{more}",
+        file=root,
+        spec_path="data.path",
+        hint="fix or remove them, or set `skip_bad: true` in data to train without them",
     )
 
 
