@@ -99,47 +99,12 @@ class _SweepParser:
 
     def plan(self, trials, search_seed, extra_set, metric) -> SweepPlan:
         data = self.data
-        if not isinstance(data, dict):
-            raise SpecError(
-                f"expected a sweep file: a mapping with `base` (or `spec`/`specs`) and `grid` "
-                f"or `random`, found {describe_found(data)}",
-                file=self.doc.file,
-                line=1,
-                hint="e.g.\nbase: specs/moons-mlp.yaml\ngrid:\n  train.lr: [0.001, 0.01]",
-            )
-        for key in data:
-            if key not in SWEEP_KEYS:
-                raise self.fail(
-                    (key,),
-                    f"unknown key {key!r} in the sweep file",
-                    did_you_mean(str(key), SWEEP_KEYS) or "allowed: " + ", ".join(SWEEP_KEYS),
-                    key=True,
-                )
-        sources = [k for k in ("base", "spec", "specs") if k in data]
-        if len(sources) != 1:
-            raise self.fail(
-                (sources[1],) if len(sources) > 1 else (),
-                "expected exactly one of `base` (a spec file), `spec` (an inline spec) or "
-                f"`specs` (a list of spec files), found {', '.join(sources) or 'none'}",
-                key=bool(sources),
-            )
+        self._check_keys()
         name = data.get("name") or (self.file.stem if self.file else "sweep")
         if not isinstance(name, str):
             raise self.fail(("name",), f"expected a string, found {describe_found(name)}")
         base, base_file, spec_files, axes = self.sources()
-        for section in ("grid", "random"):
-            if section in data:
-                axes.extend(read_axes(self.doc, data[section], section))
-        if not axes:
-            raise self.fail(
-                (),
-                "nothing to sweep: expected a `grid:` or `random:` section (or `specs:`)",
-                "e.g.\ngrid:\n  train.lr: [0.001, 0.01]\n  replace:ReLU: [ReLU, Tanh]",
-            )
-        names = [a.name for a in axes]
-        for a in axes:
-            if names.count(a.name) > 1:
-                raise a.where.error(f"axis {a.name!r} is given twice (in `grid` and `random`)")
+        self._add_axes(axes)
         _check_overlaps(axes)
         fixed, fixed_where = self.fixed(extra_set)
         seeds = self.seeds()
@@ -164,6 +129,50 @@ class _SweepParser:
             metric=metric,
             goal=goal,
         )
+
+    def _check_keys(self) -> None:
+        """Refuse a sweep file that is not a mapping, has an unknown key, or not exactly one spec source."""
+        data = self.data
+        if not isinstance(data, dict):
+            raise SpecError(
+                f"expected a sweep file: a mapping with `base` (or `spec`/`specs`) and `grid` "
+                f"or `random`, found {describe_found(data)}",
+                file=self.doc.file,
+                line=1,
+                hint="e.g.\nbase: specs/moons-mlp.yaml\ngrid:\n  train.lr: [0.001, 0.01]",
+            )
+        for key in data:
+            if key not in SWEEP_KEYS:
+                raise self.fail(
+                    (key,),
+                    f"unknown key {key!r} in the sweep file",
+                    did_you_mean(str(key), SWEEP_KEYS) or "allowed: " + ", ".join(SWEEP_KEYS),
+                    key=True,
+                )
+        sources = [k for k in ("base", "spec", "specs") if k in data]
+        if len(sources) != 1:
+            raise self.fail(
+                (sources[1],) if len(sources) > 1 else (),
+                "expected exactly one of `base` (a spec file), `spec` (an inline spec) or "
+                f"`specs` (a list of spec files), found {', '.join(sources) or 'none'}",
+                key=bool(sources),
+            )
+
+    def _add_axes(self, axes: list[Axis]) -> None:
+        """Append the `grid:` and `random:` axes to ``axes``; refuse none at all, or a name given twice."""
+        for section in ("grid", "random"):
+            if section in self.data:
+                axes.extend(read_axes(self.doc, self.data[section], section))
+        if not axes:
+            raise self.fail(
+                (),
+                "nothing to sweep: expected a `grid:` or `random:` section (or `specs:`)",
+                "e.g.\ngrid:\n  train.lr: [0.001, 0.01]\n  replace:ReLU: [ReLU, Tanh]",
+            )
+        names = [a.name for a in axes]
+        for a in axes:
+            if names.count(a.name) > 1:
+                raise a.where.error(f"axis {a.name!r} is given twice (in `grid` and `random`)")
 
     def sources(self) -> tuple[dict | None, Path | None, dict[str, Path], list[Axis]]:
         """`base` (a file), `spec` (inline) or `specs` (files: an axis of their own)."""

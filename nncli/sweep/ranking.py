@@ -31,46 +31,9 @@ def _summarise(plan: SweepPlan, out: Path, trials: list[TrialResult], ran: int, 
     for trial in trials:
         _settle(trial, dry_run)
 
-    # Ties on the metric (accuracy on a small validation split ties often) go to the lower
-    # validation loss (the higher accuracy when ranking by loss), then to the smaller model,
-    # then to the plan's order (sorted() is stable).
-    second = "accuracy" if metric == "loss" else "loss"
-
-    def key(t: TrialResult):
-        value = t.val[metric]
-        other = t.val.get(second)
-        other = (-other if second == "accuracy" else other) if _finite(other) else math.inf
-        return (-value if goal == "max" else value, other, t.params if t.params is not None else math.inf)
-
-    rankable = [t for t in trials if t.status == TrialStatus.OK and metric in t.val and _finite(t.val[metric])]
-    ranked = sorted(rankable, key=key)
-    for i, t in enumerate(ranked, 1):
-        t.rank = i
+    ranked = _ranked(trials, metric, goal)
     rest = [t for t in trials if t.rank is None]
-    best = None
-    if ranked:
-        w = ranked[0]
-        ok = [r for r in w.runs if r.status == TrialStatus.OK]
-        pick = (max if goal == "max" else min)(ok, key=lambda r: r.val.get(metric, math.nan))
-        test_keys = sorted({k for r in ok for k in r.test}, key=["loss", "accuracy", "error"].index)
-        test = {k: statistics.fmean([r.test[k] for r in ok if k in r.test]) for k in test_keys}
-        test_std = {
-            k: (statistics.stdev([r.test[k] for r in ok if k in r.test]) if sum(k in r.test for r in ok) > 1 else 0.0)
-            for k in test_keys
-        }
-        best = {
-            "id": w.id,
-            "overrides": w.overrides,
-            "spec_path": str(out / BEST_SPEC),
-            "run_dir": pick.run_dir,
-            "val": dict(w.val),
-            "val_std": dict(w.val_std),
-            "test": test,
-            "test_std": test_std,
-            "seeds": len(ok),
-            "params": w.params,
-            "flops": w.flops,
-        }
+    best = _best(ranked[0], metric, goal, out) if ranked else None
     return SweepResult(
         name=plan.name,
         out_dir=str(out),
@@ -92,6 +55,51 @@ def _summarise(plan: SweepPlan, out: Path, trials: list[TrialResult], ran: int, 
         failed=sum(r.status == TrialStatus.FAILED for r in records),
         dry_run=dry_run,
     )
+
+
+def _ranked(trials: list[TrialResult], metric: str, goal: str) -> list[TrialResult]:
+    """The trials that can be ranked on ``metric``, best first, each given its ``rank``."""
+    # Ties on the metric (accuracy on a small validation split ties often) go to the lower
+    # validation loss (the higher accuracy when ranking by loss), then to the smaller model,
+    # then to the plan's order (sorted() is stable).
+    second = "accuracy" if metric == "loss" else "loss"
+
+    def key(t: TrialResult):
+        value = t.val[metric]
+        other = t.val.get(second)
+        other = (-other if second == "accuracy" else other) if _finite(other) else math.inf
+        return (-value if goal == "max" else value, other, t.params if t.params is not None else math.inf)
+
+    rankable = [t for t in trials if t.status == TrialStatus.OK and metric in t.val and _finite(t.val[metric])]
+    ranked = sorted(rankable, key=key)
+    for i, t in enumerate(ranked, 1):
+        t.rank = i
+    return ranked
+
+
+def _best(w: TrialResult, metric: str, goal: str, out: Path) -> dict:
+    """The report's ``best`` entry: the winning trial, its best seed's run and its mean test metrics."""
+    ok = [r for r in w.runs if r.status == TrialStatus.OK]
+    pick = (max if goal == "max" else min)(ok, key=lambda r: r.val.get(metric, math.nan))
+    test_keys = sorted({k for r in ok for k in r.test}, key=["loss", "accuracy", "error"].index)
+    test = {k: statistics.fmean([r.test[k] for r in ok if k in r.test]) for k in test_keys}
+    test_std = {
+        k: (statistics.stdev([r.test[k] for r in ok if k in r.test]) if sum(k in r.test for r in ok) > 1 else 0.0)
+        for k in test_keys
+    }
+    return {
+        "id": w.id,
+        "overrides": w.overrides,
+        "spec_path": str(out / BEST_SPEC),
+        "run_dir": pick.run_dir,
+        "val": dict(w.val),
+        "val_std": dict(w.val_std),
+        "test": test,
+        "test_std": test_std,
+        "seeds": len(ok),
+        "params": w.params,
+        "flops": w.flops,
+    }
 
 
 def _settle(trial: TrialResult, dry_run: bool) -> None:
