@@ -184,19 +184,8 @@ def set_path(root: dict, path: tuple, value: Any, where: Where, source: str) -> 
             if branch_list:  # branches[1] is itself a list of layers
                 node, layer_list, branch_list = item, isinstance(item, list), False
                 continue
-            if layer_list and isinstance(item, str):
-                # a bare layer (`- ReLU`) becomes `{ReLU: {}}` so its arguments can be set
-                item = node[part] = {item.strip(): {}}
-            if layer_list and isinstance(item, dict) and len(item) == 1:
-                kind = next(iter(item))
-                nxt = path[depth + 1]
-                if nxt != kind:
-                    raise where.error(
-                        f"{format_path(path[: depth + 1])} of {source} is a {kind} layer, found {nxt!r} in the path",
-                        f"write the layer's type: {format_path(path[: depth + 1] + (kind,))}.<argument>",
-                    )
-                if item[kind] is None:
-                    item[kind] = {}
+            if layer_list:
+                item = _layer_item(node, path, depth, where, source)
             node, layer_list = item, False
             continue
         if not isinstance(node, dict):
@@ -220,6 +209,26 @@ def set_path(root: dict, path: tuple, value: Any, where: Where, source: str) -> 
         layer_list = part in LAYER_LISTS and isinstance(node[part], list)
         branch_list = part in BRANCH_LISTS and isinstance(node[part], list)
         node = node[part]
+
+
+def _layer_item(layers: list, path: tuple, depth: int, where: Where, source: str) -> Any:
+    """Layer ``path[depth]`` of ``layers``, opened so that the path's next parts can set its arguments."""
+    part = path[depth]
+    item = layers[part]
+    if isinstance(item, str):
+        # a bare layer (`- ReLU`) becomes `{ReLU: {}}` so its arguments can be set
+        item = layers[part] = {item.strip(): {}}
+    if isinstance(item, dict) and len(item) == 1:
+        kind = next(iter(item))
+        nxt = path[depth + 1]
+        if nxt != kind:
+            raise where.error(
+                f"{format_path(path[: depth + 1])} of {source} is a {kind} layer, found {nxt!r} in the path",
+                f"write the layer's type: {format_path(path[: depth + 1] + (kind,))}.<argument>",
+            )
+        if item[kind] is None:
+            item[kind] = {}
+    return item
 
 
 def _open_mapping(parent: tuple, key: str) -> bool:

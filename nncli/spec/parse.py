@@ -309,6 +309,32 @@ class _Parser:
 
     def layer(self, item: Any, path: tuple) -> LayerSpec:
         where = self.doc.where(path)
+        kind, args, args_path = self._kind_and_args(item, path)
+        name = args.get("name")
+        if "name" in args and (not isinstance(name, str) or not name.strip()):
+            raise self.fail(
+                args_path + ("name",), f"expected `name` to be a non-empty string, found {describe_found(name)}"
+            )
+        init = self.init(args["init"], args_path + ("init",)) if args.get("init") is not None else None
+        block = kind in ("Residual", "Repeat", "Parallel", "Block")
+        reserved = RESERVED + ("vars",) if block else RESERVED
+        rest = {k: v for k, v in args.items() if k not in reserved}
+        arg_where = {k: self.doc.where(args_path + (k,), key=True) for k in rest}
+        common = dict(where=where, name=name, init=init)
+        if block:
+            block_vars, var_where = self.vars(args.get("vars"), args_path + ("vars",))
+            common.update(vars=block_vars, var_where=var_where)
+            self.names.append(set(block_vars or ()))
+            try:
+                return self.block(kind, rest, args_path, arg_where, common)
+            finally:
+                self.names.pop()
+        if kind == "Custom":
+            return self._custom(rest, args_path, common)
+        return LayerSpec(type=kind, args=rest, arg_where=arg_where, **common)
+
+    def _kind_and_args(self, item: Any, path: tuple) -> tuple[str, dict, tuple]:
+        """A layer item's class name, its arguments (a mapping) and the path they live at."""
         if isinstance(item, str):
             # A bare name's arguments live, empty, at the same path a mapping's would:
             # errors then read `layers[3].Custom.target` whichever form was written.
@@ -341,42 +367,25 @@ class _Parser:
                 f"(`{kind}: {{name: value}}`), found {describe_found(args)}",
                 f"e.g. `- {kind}: {{...}}`; a bare `- {kind}` means no arguments",
             )
-        name = args.get("name")
-        if "name" in args and (not isinstance(name, str) or not name.strip()):
+        return kind, args, args_path
+
+    def _custom(self, rest: dict, args_path: tuple, common: dict) -> CustomSpec:
+        """A `Custom` layer: its `target` and keyword `args` checked."""
+        self.check_keys(rest, args_path, ("target", "args"), "Custom")
+        target = rest.get("target")
+        if not isinstance(target, str) or ":" not in target or target.rsplit(":", 1)[1] == "":
             raise self.fail(
-                args_path + ("name",), f"expected `name` to be a non-empty string, found {describe_found(name)}"
+                args_path + ("target",),
+                f'expected `target` as "file.py:Class" or "package.module:Class", found {describe_found(target)}',
             )
-        init = self.init(args["init"], args_path + ("init",)) if args.get("init") is not None else None
-        block = kind in ("Residual", "Repeat", "Parallel", "Block")
-        reserved = RESERVED + ("vars",) if block else RESERVED
-        rest = {k: v for k, v in args.items() if k not in reserved}
-        arg_where = {k: self.doc.where(args_path + (k,), key=True) for k in rest}
-        common = dict(where=where, name=name, init=init)
-        if block:
-            block_vars, var_where = self.vars(args.get("vars"), args_path + ("vars",))
-            common.update(vars=block_vars, var_where=var_where)
-            self.names.append(set(block_vars or ()))
-            try:
-                return self.block(kind, rest, args_path, arg_where, common)
-            finally:
-                self.names.pop()
-        if kind == "Custom":
-            self.check_keys(rest, args_path, ("target", "args"), "Custom")
-            target = rest.get("target")
-            if not isinstance(target, str) or ":" not in target or target.rsplit(":", 1)[1] == "":
-                raise self.fail(
-                    args_path + ("target",),
-                    f'expected `target` as "file.py:Class" or "package.module:Class", found {describe_found(target)}',
-                )
-            cargs = rest.get("args") or {}
-            if not isinstance(cargs, dict):
-                raise self.fail(
-                    args_path + ("args",),
-                    f"expected `args` to be a mapping of keyword arguments, found {describe_found(cargs)}",
-                )
-            cwhere = {k: self.doc.where(args_path + ("args", k), key=True) for k in cargs}
-            return CustomSpec(type=kind, args=cargs, arg_where=cwhere, **common, target=target, base_dir=self.base_dir)
-        return LayerSpec(type=kind, args=rest, arg_where=arg_where, **common)
+        cargs = rest.get("args") or {}
+        if not isinstance(cargs, dict):
+            raise self.fail(
+                args_path + ("args",),
+                f"expected `args` to be a mapping of keyword arguments, found {describe_found(cargs)}",
+            )
+        cwhere = {k: self.doc.where(args_path + ("args", k), key=True) for k in cargs}
+        return CustomSpec(type="Custom", args=cargs, arg_where=cwhere, **common, target=target, base_dir=self.base_dir)
 
     def known_names(self) -> set[str]:
         return set().union(*self.names)
