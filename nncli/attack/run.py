@@ -182,6 +182,18 @@ def run_attack(
         methods=methods,
         classes=run.classes,
     )
+    adversarial = _attack_each(result, model, x, y, clean_pred, step_size, batch_size, dev, keep_examples, save)
+    if save is not None:
+        _save_npz(save, x, y, clean_pred, eps, methods, adversarial)
+        result.saved = str(save)
+    return result
+
+
+def _attack_each(result: AttackResult, model, x, y, clean_pred, step_size, batch_size: int, dev, keep_examples, save):
+    """Run each of ``result``'s methods at each eps, adding a row per attack (and the strongest attack's
+    examples) to ``result``; the adversarial splits by (method, eps index) when they are to be saved."""
+    methods, eps, steps, lo, hi = result.methods, result.eps, result.steps, *result.value_range
+    random_start, seed = result.random_start, result.seed
     adversarial = {}  # (method, eps index) -> the whole adversarial split, only when saved
     for method in methods:
         for e_index, e in enumerate(eps):
@@ -196,10 +208,7 @@ def run_attack(
                 result.examples = _examples(
                     x, y, clean_pred, adv, pred, keep_examples, method, e, (lo, hi), result.classes
                 )
-    if save is not None:
-        _save_npz(save, x, y, clean_pred, eps, methods, adversarial)
-        result.saved = str(save)
-    return result
+    return adversarial
 
 
 def _check_options(methods, eps, steps: int, step_size: float | None, split: str) -> tuple[list, list]:
