@@ -234,12 +234,7 @@ def count(
         >>> report.total
         11689512
     """
-    if dtype not in DTYPES:
-        raise InputError(f"--dtype: expected one of {', '.join(DTYPES)}, found {dtype!r}")
-    if optimizer not in OPTIMIZER_STATE:
-        raise InputError(f"--optimizer: expected one of {', '.join(OPTIMIZER_STATE)}, found {optimizer!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size < 2**62:
-        raise InputError(f"--batch-size: expected an integer from 1 to 2**62, found {batch_size!r}")
+    _check_options(batch_size, dtype, optimizer)
     built = built if built is not None else infer(spec)
     model = built.model
     params = {id(p): p for p in model.parameters()}.values()  # shared parameters count once
@@ -281,6 +276,16 @@ def count(
     )
     report.gates = _gates(report, budget) if budget else []
     return report
+
+
+def _check_options(batch_size, dtype, optimizer) -> None:
+    """Refuse (InputError) an unknown dtype or optimizer, or a batch size that is not a positive integer."""
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype: expected one of {', '.join(DTYPES)}, found {dtype!r}")
+    if optimizer not in OPTIMIZER_STATE:
+        raise InputError(f"--optimizer: expected one of {', '.join(OPTIMIZER_STATE)}, found {optimizer!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size < 2**62:
+        raise InputError(f"--batch-size: expected an integer from 1 to 2**62, found {batch_size!r}")
 
 
 # How a report's FLOPs and saved activations were counted (ParamsReport.flops_method), fastest first.
