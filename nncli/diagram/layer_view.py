@@ -277,10 +277,17 @@ def _leaf_node(info: LayerInfo, key: str, group: str | None, copy: str | None = 
         note.append(copy)
     if note:
         lines.append(("note", " · ".join(note)))
+    return _node_of(
+        info, key, "layer", category(info), lines, group, extra={"target": info.target} if info.target else {}
+    )
+
+
+def _node_of(info: LayerInfo, key: str, kind: str, cat: str, lines: list, group: str | None, **more) -> Node:
+    """The drawn node of one layer or block: its text ``lines`` plus what the DOT and JSON keep of it."""
     return Node(
         f"n{key}",
-        "layer",
-        category(info),
+        kind,
+        cat,
         type=info.type,
         name=info.spec.name,
         lines=lines,
@@ -292,7 +299,7 @@ def _leaf_node(info: LayerInfo, key: str, group: str | None, copy: str | None = 
         module=info.fqn,
         group=group,
         attrs={"tooltip": f"{info.path} (module {info.fqn})"},
-        extra={"target": info.target} if info.target else {},
+        **more,
     )
 
 
@@ -339,19 +346,4 @@ def _block_node(info: LayerInfo, key: str, group: str | None, copy: str | None =
         note.append(copy)
     if note:
         lines.append(("note", " · ".join(note)))
-    return Node(
-        f"n{key}",
-        "block",
-        "block",
-        type=info.type,
-        name=info.spec.name,
-        lines=lines,
-        args=dict(info.args),
-        params=info.params,
-        in_shape=info.in_shape,
-        out_shape=info.out_shape,
-        path=info.path,
-        module=info.fqn,
-        group=group,
-        attrs={"tooltip": f"{info.path} (module {info.fqn})"},
-    )
+    return _node_of(info, key, "block", "block", lines, group)
