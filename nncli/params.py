@@ -64,7 +64,7 @@ def parse_quantity(text: str, flag: str, *, memory: bool = False) -> float:
     key = unit.upper() if (m and memory) else unit
     if not m or key not in units:
         example = "2GiB, 500MB or 1e9" if memory else "25M, 4G or 1.5e9"
-        raise InputError(f"{flag}: expected a number like {example}, found {text!r}")
+        raise InputError(f"expected a number like {example}, found {text!r}", param=flag)
     return float(m.group(1)) * units[key]
 
 
@@ -81,9 +81,9 @@ class Budget:
         cls, max_params: str | None = None, max_flops: str | None = None, max_memory: str | None = None
     ) -> Budget:
         return cls(
-            parse_quantity(max_params, "--max-params") if max_params is not None else None,
-            parse_quantity(max_flops, "--max-flops") if max_flops is not None else None,
-            parse_quantity(max_memory, "--max-memory", memory=True) if max_memory is not None else None,
+            parse_quantity(max_params, "max_params") if max_params is not None else None,
+            parse_quantity(max_flops, "max_flops") if max_flops is not None else None,
+            parse_quantity(max_memory, "max_memory", memory=True) if max_memory is not None else None,
         )
 
 
@@ -281,11 +281,11 @@ def count(
 def _check_options(batch_size, dtype, optimizer) -> None:
     """Refuse (InputError) an unknown dtype or optimizer, or a batch size that is not a positive integer."""
     if dtype not in DTYPES:
-        raise InputError(f"--dtype: expected one of {', '.join(DTYPES)}, found {dtype!r}")
+        raise InputError(f"expected one of {', '.join(DTYPES)}, found {dtype!r}", param="dtype")
     if optimizer not in OPTIMIZER_STATE:
-        raise InputError(f"--optimizer: expected one of {', '.join(OPTIMIZER_STATE)}, found {optimizer!r}")
+        raise InputError(f"expected one of {', '.join(OPTIMIZER_STATE)}, found {optimizer!r}", param="optimizer")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size < 2**62:
-        raise InputError(f"--batch-size: expected an integer from 1 to 2**62, found {batch_size!r}")
+        raise InputError(f"expected an integer from 1 to 2**62, found {batch_size!r}", param="batch_size")
 
 
 # How a report's FLOPs and saved activations were counted (ParamsReport.flops_method), fastest first.
@@ -316,10 +316,11 @@ def _forward_counts(built, batch_size: int, itemsize: int, input_dtype: torch.dt
     except RuntimeError as exc:
         if "overflow" not in str(exc):
             raise
-        # The spec built at a batch of 2; a huge --batch-size makes some tensor's size overflow.
+        # The spec built at a batch of 2; a huge batch size makes some tensor's size overflow.
         raise InputError(
-            f"--batch-size: {batch_size:,} examples make a tensor too large for torch "
-            f"to index (more than 2**63 elements): {str(exc).splitlines()[0]}"
+            f"{batch_size:,} examples make a tensor too large for torch "
+            f"to index (more than 2**63 elements): {str(exc).splitlines()[0]}",
+            param="batch_size",
         ) from None
     except ValueError as exc:
         if batch_size != 1 or "value per channel" not in str(exc):

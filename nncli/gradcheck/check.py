@@ -190,7 +190,7 @@ def _memory_estimate(
             f"{fmt_bytes(estimate)} (weights, gradients, a saved copy, directions and activations for "
             f"batch {batch}), "
             f"and {fmt_bytes(available)} is available",
-            hint="check a smaller variant of the network, a smaller --batch, or a machine with more memory",
+            hint="check a smaller variant of the network, a smaller batch, or a machine with more memory",
         )
     return estimate
 
@@ -203,9 +203,10 @@ def _layer_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.T
         if "more than 1 value per channel" not in str(exc):
             raise
         raise InputError(
-            f"--batch {x.shape[0]}: BatchNorm in train mode needs more than one value per "
+            f"{x.shape[0]}: BatchNorm in train mode needs more than one value per "
             f"channel to normalise ({str(exc).strip()})",
-            hint="use --batch 2 or more, or --mode eval",
+            hint="use a batch of 2 or more, or eval mode",
+            param="batch",
         ) from None
 
 
@@ -214,18 +215,19 @@ EPS_RANGE = (1e-12, 1e-2)  # the finite-difference steps that mean something in 
 
 def _validate(*, batch: int, directions: int, rtol: float, atol: float, eps: float) -> None:
     if batch < 1:
-        raise InputError(f"--batch: expected a positive integer, found {batch}")
+        raise InputError(f"expected a positive integer, found {batch}", param="batch")
     if directions < 1:
-        raise InputError(f"--directions: expected a positive integer, found {directions}")
-    for flag, value in (("--rtol", rtol), ("--atol", atol)):
+        raise InputError(f"expected a positive integer, found {directions}", param="directions")
+    for name, value in (("rtol", rtol), ("atol", atol)):
         if not (value >= 0 and math.isfinite(value)):
-            raise InputError(f"{flag}: expected a number >= 0, found {value}")
+            raise InputError(f"expected a number >= 0, found {value}", param=name)
     if not (EPS_RANGE[0] <= eps <= EPS_RANGE[1]):
         # Outside this range float64 central differences measure round-off (too small) or the
         # curvature (too large), and a correct backward would be blamed.
         raise InputError(
-            f"--eps: expected a step between {EPS_RANGE[0]:g} and {EPS_RANGE[1]:g}, found {eps:g}",
+            f"expected a step between {EPS_RANGE[0]:g} and {EPS_RANGE[1]:g}, found {eps:g}",
             hint=f"the default {DEFAULT_EPS:g} suits float64",
+            param="eps",
         )
 
 
@@ -259,9 +261,10 @@ def _objective(kind: str, built: Built, x: torch.Tensor, gen: torch.Generator) -
         return lambda y: (r * y).sum()
     if len(out_shape) < 2 or out_shape[1] < 2:
         raise InputError(
-            f"--objective loss: cross-entropy needs an output of [N, classes, ...] with at least "
+            f"loss: cross-entropy needs an output of [N, classes, ...] with at least "
             f"2 classes; this network gives {list(('N',) + tuple(built.output_shape))}",
-            hint="use --objective projection",
+            hint="use the projection objective",
+            param="objective",
         )
     if getattr(built.spec, "integer_input", False) and len(out_shape) >= 3:
         # a token model's [N, L, V] scores: cross-entropy over the last dimension, as training takes it

@@ -192,14 +192,14 @@ def _checked(
     """The distinct seeds; every setting checked before any work (a bad sweep too)."""
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     if not seeds:
-        raise InputError("--seeds: expected at least one seed")
+        raise InputError("expected at least one seed", param="seeds")
     if batch_size < 2:
-        raise InputError(f"--batch-size: expected at least 2 (BatchNorm needs a batch), found {batch_size}")
+        raise InputError(f"expected at least 2 (BatchNorm needs a batch), found {batch_size}", param="batch_size")
     if steps < 0:
-        raise InputError(f"--steps: expected an integer >= 0, found {steps}")
+        raise InputError(f"expected an integer >= 0, found {steps}", param="steps")
     if sweep_depths:
         if any(t < 1 for t in sweep_depths):
-            raise InputError(f"--sweep-depth: expected Repeat counts >= 1, found {list(sweep_depths)}")
+            raise InputError(f"expected Repeat counts >= 1, found {list(sweep_depths)}", param="sweep_depths")
         with_repeat_times(spec, sweep_depths[0])
     return seeds
 

@@ -58,11 +58,15 @@ class Thresholds:
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise InputError(f"--{name.replace('_', '-')}: expected a positive number, found {value}")
         if self.min_ratio >= self.max_ratio:
-            raise InputError(f"--min-ratio {self.min_ratio:g} must be below --max-ratio {self.max_ratio:g}")
+            raise InputError(
+                f"{self.min_ratio:g} must be below the largest healthy ratio, {self.max_ratio:g}", param="min_ratio"
+            )
         if self.max_growth <= 1:
-            raise InputError(f"--max-growth: expected a number above 1, found {self.max_growth:g}")
+            raise InputError(f"expected a number above 1, found {self.max_growth:g}", param="max_growth")
         if self.min_gamma is not None and self.max_gamma is not None and self.min_gamma >= self.max_gamma:
-            raise InputError(f"--min-gamma {self.min_gamma:g} must be below --max-gamma {self.max_gamma:g}")
+            raise InputError(
+                f"{self.min_gamma:g} must be below the largest healthy gamma, {self.max_gamma:g}", param="min_gamma"
+            )
         return self
 
 

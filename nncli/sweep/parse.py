@@ -247,7 +247,7 @@ class _SweepParser:
             raise (
                 self.fail(where, f"expected `trials` to be an integer >= 1, found {describe_found(n_trials)}")
                 if trials is None
-                else InputError(f"--trials: expected an integer >= 1, found {n_trials}")
+                else InputError(f"expected an integer >= 1, found {n_trials}", param="trials")
             )
         # a `random:` section, `trials:` in the file or --trials: sample instead of the full grid
         random_mode = "random" in data or n_trials is not None
@@ -255,7 +255,7 @@ class _SweepParser:
             if any(not a.discrete for a in axes):
                 raise self.fail(
                     ("random",),
-                    "random search needs a number of trials: `trials: N` in the sweep file or --trials N",
+                    "random search needs a number of trials: `trials: N` in the sweep file, or the trials option",
                     key=True,
                 )
         if "random" in data and n_trials is None:
@@ -279,7 +279,7 @@ class _SweepParser:
             hint = did_you_mean(metric, METRICS) or "choices: " + ", ".join(METRICS)
             if "metric" in data and metric == str(data["metric"]).strip().removeprefix("val."):
                 raise self.fail(("metric",), f"unknown metric {metric!r}", hint)
-            raise InputError(f"--metric: unknown metric {metric!r}", hint=hint)
+            raise InputError(f"unknown metric {metric!r}", hint=hint, param="metric")
         return metric
 
     def spec_file(self, value: Any, path: tuple) -> tuple[Path, dict]:
