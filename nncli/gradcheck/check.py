@@ -203,7 +203,7 @@ def _layer_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.T
         if "more than 1 value per channel" not in str(exc):
             raise
         raise InputError(
-            f"{x.shape[0]}: BatchNorm in train mode needs more than one value per "
+            f"a batch of {x.shape[0]}: BatchNorm in train mode needs more than one value per "
             f"channel to normalise ({str(exc).strip()})",
             hint="use a batch of 2 or more, or eval mode",
             param="batch",

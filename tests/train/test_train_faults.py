@@ -145,7 +145,7 @@ def test_gradcheck_batch_1_on_batchnorm_is_exit_2(tmp_path, run_cli):
     spec = write(tmp_path / "bn.yaml", "input: [4]\nlayers:\n  - Linear: {out_features: 3}\n  - BatchNorm1d\n")
     result = run_cli(["gradcheck", spec, "--batch", "1", "--device", "cpu"])
     assert result.code == 2, result.text
-    assert "--batch 1" in result.err and "--mode eval" in result.err
+    assert "--batch: a batch of 1: BatchNorm" in result.err and "or eval mode" in result.err
     assert run_cli(["gradcheck", spec, "--batch", "1", "--mode", "eval", "--device", "cpu"]).code == 0
 
 
