@@ -15,7 +15,7 @@ import yaml
 
 from nncli import data as data_mod
 from nncli.errors import InputError
-from nncli.runs import load_checkpoint
+from nncli.runs import RUN_FILE, checkpoint_path, load_checkpoint, read_report
 from nncli.train.config import TrainConfig, resolve_train_config, section_fail, split_overrides
 from nncli.train.lock import LOCK_NAME, check_unlocked
 from nncli.train.runs import new_run_dir
@@ -134,12 +134,12 @@ def _resumed_part(spec, resume, data_over: dict, train_over: dict) -> dict:
             "would change its learning-rate schedule, so it would not be the same run)",
             param="epochs",
             hint=f"resume with {run.train.epochs} epochs or more; to stop it where it is, "
-            f"use its last checkpoint ({run.run_dir / 'checkpoints' / 'last.pt'})",
+            f"use its last checkpoint ({checkpoint_path(run.run_dir, 'last')})",
         )
     run_dir = run.run_dir
     # A run that died before its first checkpoint (out of memory, a bad batch) starts again
     # from scratch in place: its recorded config is the one resumed, so nothing changes.
-    last, best = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    last, best = checkpoint_path(run_dir, "last"), checkpoint_path(run_dir, "best")
     return {
         "spec": run.spec,
         "spec_text": run.spec_text,
@@ -164,7 +164,7 @@ def _new_part(spec, data_over: dict, train_over: dict, out_dir, runs_root) -> di
     if out_dir is not None:
         run_dir = Path(out_dir)
         check_unlocked(run_dir)  # a second writer hears about the first, not about its files
-        if (run_dir / "run.yaml").exists():
+        if (run_dir / RUN_FILE).exists():
             raise InputError(
                 f"{run_dir} already holds a run",
                 hint=f"continue it with --resume {run_dir}, pick another --out, or add --force to replace it",
@@ -213,15 +213,13 @@ def _checked_dataset(spec, data_cfg, cfg, output_shape, world_size: int):
 def previous_seconds(run_dir: Path, ckpt: dict | None) -> float:
     """Wall time of a run's earlier sessions: its last report's total (every session that ended
     writes report.json), else the epoch times of its history (a session that was killed)."""
-    import json
-
     try:
-        report = json.loads((Path(run_dir) / "report.json").read_text())
-        total = report.get("total_s", report.get("duration_s"))
-        if isinstance(total, (int, float)):
-            return float(total)
-    except (OSError, ValueError):
-        pass
+        report = read_report(run_dir) or {}
+    except InputError:  # a damaged report: the history still knows the epoch times
+        report = {}
+    total = report.get("total_s", report.get("duration_s"))
+    if isinstance(total, (int, float)):
+        return float(total)
     history = (ckpt or {}).get("history") or []
     return float(sum(r.get("epoch_time_s") or 0.0 for r in history if isinstance(r, dict)))
 
@@ -237,7 +235,7 @@ def _check_labels(dataset, cfg, output_shape, spec, data_cfg):
 def _check_resume_fits(ckpt: dict, run_dir: Path) -> None:
     for key in ("optimizer", "epoch", "step_in_epoch", "global_step", "history", "rng"):
         if key not in ckpt:
-            raise InputError(f"corrupt checkpoint {run_dir / 'checkpoints' / 'last.pt'}: no {key!r} entry")
+            raise InputError(f"corrupt checkpoint {checkpoint_path(run_dir, 'last')}: no {key!r} entry")
 
 
 def resolve_data_source(data_over: dict) -> dict:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from nncli.errors import InputError, NncliError
+from nncli.runs import RUN_FILE
 
 # how errors name the two parameters; the CLI passes its flags ({"out": "--out", "force": "--force"})
 PARAMETER_NAMES = {"out": "out_dir", "force": "force"}
@@ -34,7 +35,7 @@ def _check_replaceable(out: Path, keep: tuple, names: dict) -> None:
         raise InputError(
             f"{out_name} {out}: expected a run folder, found a file", hint=f"{force_name} replaces run folders only"
         )
-    if any(out.iterdir()) and not (out / "run.yaml").is_file():
+    if any(out.iterdir()) and not (out / RUN_FILE).is_file():
         raise InputError(
             f"{out_name} {out}: {force_name} replaces a run folder (with run.yaml), found other files",
             hint=f"pick a new {out_name}, or delete the folder yourself",

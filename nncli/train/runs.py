@@ -22,7 +22,7 @@ import yaml
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
-from nncli.runs import read_report, spec_digest
+from nncli.runs import CHECKPOINT_DIR, METRICS_FILE, REPORT_FILE, RUN_FILE, SPEC_FILE, read_report, spec_digest
 from nncli.train.config import TrainConfig
 from nncli.train.writer import BackgroundFiles, snapshot
 
@@ -118,7 +118,7 @@ def claim_run_folder(setup) -> None:
     if restart:
         import shutil
 
-        for name in ("report.json", "metrics.jsonl", "metrics.csv", "checkpoints/best.pt"):
+        for name in (REPORT_FILE, METRICS_FILE, "metrics.csv", f"{CHECKPOINT_DIR}/best.pt"):
             (run_dir / name).unlink(missing_ok=True)
         shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
         return
@@ -172,7 +172,7 @@ class RunFiles:
 
     def __init__(self, run_dir: Path, *, enabled: bool = True) -> None:
         self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ckpt_dir = self.run_dir / CHECKPOINT_DIR
         self.enabled = enabled
         self.background = BackgroundFiles()
 
@@ -181,7 +181,7 @@ class RunFiles:
         if not self.enabled:
             return
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        meta_path = self.run_dir / "run.yaml"
+        meta_path = self.run_dir / RUN_FILE
         if resumed:
             meta = yaml.safe_load(meta_path.read_text())
             meta.setdefault("resumed", []).append(_dt.datetime.now().isoformat(timespec="seconds"))
@@ -206,7 +206,7 @@ class RunFiles:
                 "sizes": setup.dataset.sizes(),
                 "classes": setup.dataset.classes,
             }
-            write_atomic(self.run_dir / "spec.yaml", setup.spec_text)
+            write_atomic(self.run_dir / SPEC_FILE, setup.spec_text)
         write_atomic(meta_path, yaml.safe_dump(jsonable(meta), sort_keys=False))
 
     def write_metrics(self, history: list) -> None:
@@ -215,7 +215,7 @@ class RunFiles:
             return
         rows = list(history)
         self.background.submit(
-            write_atomic, self.run_dir / "metrics.jsonl", "".join(json.dumps(jsonable(r)) + "\n" for r in rows)
+            write_atomic, self.run_dir / METRICS_FILE, "".join(json.dumps(jsonable(r)) + "\n" for r in rows)
         )
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=METRICS_COLUMNS, extrasaction="ignore", lineterminator="\n")
@@ -238,7 +238,7 @@ class RunFiles:
 
     def write_report(self, result: TrainResult) -> None:
         if self.enabled:
-            write_atomic(self.run_dir / "report.json", json.dumps(result.to_json(), indent=2) + "\n")
+            write_atomic(self.run_dir / REPORT_FILE, json.dumps(result.to_json(), indent=2) + "\n")
 
     def existing_checkpoints(self) -> dict:
         """``{"best": path, "last": path}`` for the checkpoint files that exist."""
@@ -278,7 +278,7 @@ def remember_plot(run_dir: str | Path, plot: str | Path) -> None:
     """Record ``plot`` (absolute) as the ``plot`` entry of the run's ``report.json``, so that
     a resume (usually typed without ``--plot``) redraws the same file over the whole history.
     Best effort: a damaged report just forgets it."""
-    path = Path(run_dir) / "report.json"
+    path = Path(run_dir) / REPORT_FILE
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(report, dict):
