@@ -36,7 +36,9 @@ class EvalResult:
     epoch: int | None  # epochs trained when the checkpoint was written
     device: str
     loss: str  # the loss function's name
-    splits: dict = field(default_factory=dict)  # split -> {"loss", "accuracy", "n"}
+    # split -> {"loss", "accuracy", "n"}, and for regression "rmse", "mae", "r2", for classification
+    # "per_class" (precision, recall, f1, support per label) and "confusion" (rows: true label)
+    splits: dict = field(default_factory=dict)
     classes: list | None = None  # the class names the run was trained with (label i is classes[i])
 
     def to_json(self) -> dict:
@@ -126,10 +128,10 @@ def evaluate_run(
         tuple(built.output_shape),
         lambda message, hint=None: InputError(f"data {ds.name}: {message}", hint=hint),
     )
+    options = {"batch_size": batch_size, "device": dev, "output_shape": tuple(built.output_shape)}
     results = {}
     for name in SPLITS if split == "all" else (split,):
-        x, y = ds.split(name)
-        results[name] = evaluate_model(built.model, x, y, run.train.loss, batch_size=batch_size, device=dev)
+        results[name] = evaluate_model(built.model, *ds.split(name), run.train.loss, **options)
     return EvalResult(
         run_dir=str(run.run_dir),
         checkpoint=str(trained.path),

@@ -310,17 +310,28 @@ def evaluate(
         CheckpointKind.best, "--checkpoint", help="best (by validation) or last."
     ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write the confusion matrix (test split with --split all) to this .png/.svg/.pdf."
+    ),
     threads: int | None = threads_option(),
     json_out: bool = json_flag(),
 ) -> None:
-    """Loss and accuracy of a run's checkpoint on a data split (same data, split and normalisation)."""
+    """Loss and accuracy of a run's checkpoint on a data split (same data, split and normalisation),
+    with RMSE, MAE and R² for regression, per-class precision, recall and F1 and the confusion
+    matrix for classification."""
+    if plot is not None:
+        render.plots.check_plot_path(plot)
     threads_for_run(run_dir, device, threads=threads)
     from nncli.evaluate import evaluate_run
 
     result = evaluate_run(
         run_dir, split.value, checkpoint=checkpoint.value, device=device, allow_custom=options_of(ctx).allow_custom
     )
+    if plot is not None:
+        render.plots.confusion_plot(result, plot)
     render.emit(result, json_out, render.evaluate.show)
+    if plot is not None and not json_out:
+        render.stderr_console().print(f"wrote {render.escape(str(plot))}")
 
 
 @app.command()

@@ -14,14 +14,15 @@ if TYPE_CHECKING:
 
 
 def show(console: Console, result: EvalResult) -> None:
-    """Metrics of a checkpoint per split."""
+    """Metrics of a checkpoint per split, then the per-class scores and the confusion matrix."""
     console.print(f"{escape(result.checkpoint)} ({result.kind}, after epoch {result.epoch}) on {result.device}")
-    t = table(None)
-    for col, just in (("split", "left"), ("examples", "right"), ("loss", "right"), ("accuracy", "right")):
-        t.add_column(col, justify=just)
-    for split, m in result.splits.items():
-        t.add_row(split, fmt_int(m["n"]), fmt_float(m["loss"], 4), pct(m["accuracy"]))
-    console.print(t)
+    console.print(split_table(result.splits))
+    split, m = focus_split(result.splits)
+    if m is not None:
+        names = class_names(result.classes, len(m["per_class"]))
+        console.print(per_class_table(f"{split}: per class", m["per_class"], names))
+        if len(names) <= CONFUSION_MAX:
+            console.print(confusion_table(f"{split}: confusion (rows: true class, columns: predicted)", m, names))
     classes = getattr(result, "classes", None)
     # worth a line only where names say more than the labels (image folders: "cat", "dog")
     if classes and [str(c) for c in classes] != [str(i) for i in range(len(classes))]:
@@ -29,6 +30,59 @@ def show(console: Console, result: EvalResult) -> None:
         console.print(
             f"classes (label: name): {escape(shown)}" + (f", ... ({len(classes)} in all)" if len(classes) > 20 else "")
         )
+
+
+# Classes up to which the confusion matrix fits a terminal; --json and --plot have it for any number.
+CONFUSION_MAX = 12
+
+
+def split_table(splits: dict):
+    """Examples, loss and accuracy per split, and RMSE, MAE and R² where the task is regression."""
+    regression = any("rmse" in m for m in splits.values())
+    t = table(None)
+    columns = [("split", "left"), ("examples", "right"), ("loss", "right"), ("accuracy", "right")]
+    for col, just in columns + ([("rmse", "right"), ("mae", "right"), ("r²", "right")] if regression else []):
+        t.add_column(col, justify=just)
+    for split, m in splits.items():
+        row = [split, fmt_int(m.get("n")), fmt_float(m.get("loss"), 4), pct(m.get("accuracy"))]
+        if regression:
+            row += [fmt_float(m.get(k), 4) for k in ("rmse", "mae", "r2")]
+        t.add_row(*row)
+    return t
+
+
+def focus_split(splits: dict) -> tuple[str | None, dict | None]:
+    """The split whose per-class scores are shown: test when several were evaluated."""
+    split = "test" if "test" in splits else next(iter(splits), None)
+    m = splits.get(split) if split is not None else None
+    return (split, m) if m and m.get("per_class") else (split, None)
+
+
+def class_names(classes: list | None, count: int) -> list[str]:
+    """The names of labels 0..count-1: the run's class names where it has them, else the labels."""
+    return [str(classes[i]) if classes and i < len(classes) else str(i) for i in range(count)]
+
+
+def per_class_table(title: str, per_class: list, names: list[str]):
+    """Precision, recall and F1 (percent, like accuracy) and support per class."""
+    t = table(title)
+    t.add_column("class")
+    for col in ("precision", "recall", "f1", "support"):
+        t.add_column(col, justify="right")
+    for name, c in zip(names, per_class):
+        t.add_row(escape(name), pct(c["precision"]), pct(c["recall"]), pct(c["f1"]), fmt_int(c["support"]))
+    return t
+
+
+def confusion_table(title: str, m: dict, names: list[str]):
+    """The confusion counts, one row per true class, one column per predicted class."""
+    t = table(title)
+    t.add_column("true class")
+    for name in names:
+        t.add_column(escape(name), justify="right")
+    for name, row in zip(names, m["confusion"]):
+        t.add_row(escape(name), *(fmt_int(v) for v in row))
+    return t
 
 
 def predictions(console: Console, result: PredictResult, limit: int = 20) -> None:

@@ -22,6 +22,7 @@ from nncli.render.console import pct
 if TYPE_CHECKING:
     from nncli.attack import AttackResult
     from nncli.compare import CompareResult
+    from nncli.evaluate import EvalResult
     from nncli.probe.report import ProbeReport
     from nncli.sweep.results import SweepResult
     from nncli.train.runs import TrainResult
@@ -276,6 +277,45 @@ def compare_plot(result: CompareResult, path: str | Path) -> str:
     fig.suptitle("runs compared")
     fig.tight_layout()
     return str(save_figure(fig, path))
+
+
+# -- evaluate ------------------------------------------------------------------------------------
+def confusion_plot(result: EvalResult, path: str | Path) -> Path:
+    """The confusion matrix of the evaluated split (test, when several were) as a heat map, counts
+    in the cells, rows the true class; written atomically.
+
+    Raises:
+        InputError: the run has no confusion matrix (regression, multi-label or sequence outputs).
+    """
+    from nncli.render.evaluate import class_names, focus_split
+
+    split, m = focus_split(result.splits)
+    if m is None:
+        raise InputError(
+            f"--plot draws a confusion matrix, which a run with loss {result.loss} does not have",
+            hint="the per-split metrics are in the table and in --json",
+        )
+    counts = m["confusion"]
+    names = class_names(result.classes, len(counts))
+    size = min(4.0 + 0.35 * len(names), 16.0)
+    fig, (ax,) = new_figure(figsize=(size + 1.2, size))
+    image = ax.imshow(counts, cmap="Blues", interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if len(names) <= 30:  # beyond that the numbers overlap: the colours carry the matrix
+        top = max(max(row) for row in counts) or 1
+        for r, row in enumerate(counts):
+            for c, v in enumerate(row):
+                ax.text(c, r, str(v), ha="center", va="center", fontsize=8, color="white" if v > top / 2 else "black")
+    ticks = range(len(names)) if len(names) <= 50 else range(0, len(names), 10)
+    ax.set_xticks(list(ticks))
+    ax.set_xticklabels([names[i] for i in ticks], rotation=45 if len(names) > 8 else 0, ha="right")
+    ax.set_yticks(list(ticks))
+    ax.set_yticklabels([names[i] for i in ticks])
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{Path(result.run_dir).name}: {split}, accuracy {pct(m.get('accuracy'))}")
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 # -- probe ---------------------------------------------------------------------------------------

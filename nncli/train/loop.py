@@ -236,8 +236,9 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_message(self, text)
 
-    def evaluate(self, split: str, model=None) -> dict:
-        """Loss and accuracy of a split in eval mode, over all ranks (one host sync)."""
+    def evaluate(self, split: str, model=None, detail: bool = False) -> dict:
+        """Loss and accuracy of a split in eval mode, over all ranks (one host sync); ``detail``:
+        also RMSE/MAE/R² or per-class scores and the confusion matrix (nncli.metrics)."""
         x, y = self.ds.split(split)
         strategy = self.strategy
         return evaluate_model(
@@ -252,6 +253,7 @@ class Trainer:
             shard=(self.rank, self.world),
             reduce=strategy.all_reduce,
             mode_owner=self.raw,
+            output_shape=tuple(self.built.output_shape) if detail else None,
         )
 
     def partial(self, sums: list, count: int) -> list:
@@ -301,7 +303,8 @@ def _final_splits(t: Trainer) -> dict:
         return {split: {"loss": None, "accuracy": None, "n": sizes[split]} for split in ("train", "val", "test")}
     if t.ckpt.best_state is not None:
         t.raw.load_state_dict(t.ckpt.best_state)
-    splits = {split: t.evaluate(split, t.raw) for split in ("train", "test")}
+    # the test split, the one a report is read for, also gets the detailed metrics
+    splits = {split: t.evaluate(split, t.raw, detail=split == "test") for split in ("train", "test")}
     record = next((r for r in st.history if r["epoch"] == st.best["epoch"]), None)
     if record is not None and record["val_loss"] is not None and not t.cfg.compile:
         # the best epoch's validation pass ran on exactly these weights in eval mode

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -164,6 +165,7 @@ def evaluate_model(
     shard: tuple[int, int] = (0, 1),
     reduce=None,
     mode_owner=None,
+    output_shape: tuple | None = None,
 ) -> dict:
     """Loss and accuracy of ``model`` on ``(x, y)`` in eval mode; sums stay on the device, one sync.
 
@@ -175,10 +177,15 @@ def evaluate_model(
         shard, reduce: ``(rank, world)`` and an all-reduce for DDP: each rank takes every
             world-th example and the sums are added up.
         mode_owner: the module whose mode to flip (the raw model when ``model`` is a wrapper).
+        output_shape: the network's output shape; given, the split also gets the metrics of
+            :func:`nncli.metrics.detail_report` (RMSE, MAE, R²; per-class scores, confusion).
 
     Returns:
-        ``{"loss": mean loss, "accuracy": fraction or None, "n": examples}``.
+        ``{"loss": mean loss, "accuracy": fraction or None, "n": examples}`` (and the detailed
+        metrics' keys with ``output_shape``).
     """
+    from nncli.metrics import detail_kind, detail_report, detail_sums
+
     n = len(y)
     if n == 0:
         return {"loss": None, "accuracy": None, "n": 0}
@@ -186,23 +193,36 @@ def evaluate_model(
     owner = mode_owner if mode_owner is not None else model
     fetch = fetch or (lambda xs, ys, idx: (xs[idx].to(device), ys[idx].to(device)))
     rank, world = shard
+    extra = detail_kind(loss, output_shape)[1] if output_shape is not None else 0
+    detail = partial(detail_sums, loss, output_shape) if extra else None
+    # sums of loss, correct, then the detailed metrics' sums: one tensor, one reduce, one sync
+    totals = torch.zeros(2 + extra, dtype=torch.float64, device=device)
     was_training = owner.training
     owner.eval()
-    totals = torch.zeros(2, dtype=torch.float64, device=device)
-    local = torch.arange(rank, n, world, device=x.device)
     try:
-        for lo in range(0, len(local), batch_size):
-            xb, yb = fetch(x, y, local[lo : lo + batch_size])
-            with autocast() if autocast is not None else nullcontext():
-                out = model(xb)
-            out = out.float()
-            totals[0] += _loss_sum(loss, out, yb).double()
-            correct = _correct(loss, out, yb)
-            if correct is not None:
-                totals[1] += correct.double()
+        local = torch.arange(rank, n, world, device=x.device)
+        _add_batches(model, (x, y), loss, totals, local, batch_size, fetch, autocast, detail)
     finally:
         owner.train(was_training)
     if reduce is not None:
         totals = reduce(totals)
-    loss_sum, correct = totals.tolist()
-    return {"loss": loss_sum / n, "accuracy": correct / n if loss != "mse" else None, "n": n}
+    sums = totals.tolist()
+    result = {"loss": sums[0] / n, "accuracy": sums[1] / n if loss != "mse" else None, "n": n}
+    if extra:
+        result.update(detail_report(loss, output_shape, sums[2:], n))
+    return result
+
+
+def _add_batches(model, data: tuple, loss: str, totals, local, batch_size: int, fetch, autocast, detail) -> None:
+    """Add each batch's loss sum, correct count and detailed sums into ``totals`` (on the device)."""
+    for lo in range(0, len(local), batch_size):
+        xb, yb = fetch(*data, local[lo : lo + batch_size])
+        with autocast() if autocast is not None else nullcontext():
+            out = model(xb)
+        out = out.float()
+        totals[0] += _loss_sum(loss, out, yb).double()
+        correct = _correct(loss, out, yb)
+        if correct is not None:
+            totals[1] += correct.double()
+        if detail is not None:
+            totals[2:] += detail(out, yb)
