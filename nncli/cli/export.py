@@ -9,6 +9,7 @@ import typer
 
 from nncli.cli.app import app, fail_check, json_flag, render
 from nncli.cli.options import options_of
+from nncli.seeds import SEED_MAX
 
 
 class ExportFormat(str, Enum):
@@ -26,15 +27,22 @@ class TraceMethod(str, Enum):
 def export(
     ctx: typer.Context,
     source: Path = typer.Argument(..., help="A run folder (its best checkpoint) or a spec file (its initial weights)."),
-    fmt: ExportFormat = typer.Option(..., "--format", "-f", help="onnx, torchscript or safetensors."),
+    fmt: ExportFormat | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help="onnx, torchscript or safetensors; default: from OUT's suffix (.onnx, .pt or .ts, .safetensors).",
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="The file to write."),
-    seed: int = typer.Option(0, "--seed", help="A spec's initial weights are built with this seed."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=SEED_MAX, help="A spec's initial weights are built with this seed."
+    ),
     checkpoint: str = typer.Option("best", "--checkpoint", help="A run's checkpoint: best or last."),
     method: TraceMethod = typer.Option(TraceMethod.trace, "--method", help="TorchScript: trace (default) or script."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     json_out: bool = json_flag(),
 ) -> None:
-    """Export a network and check the file.
+    """Export a network and check the file; the format follows OUT's suffix unless --format names it.
 
     ONNX (dynamic batch dimension) is run in onnxruntime, TorchScript loaded back with
     torch.jit.load, each on a batch of 3 against the torch model: the largest absolute difference
@@ -47,7 +55,7 @@ def export(
 
     result = export_model(
         source,
-        fmt.value,
+        fmt.value if fmt is not None else None,
         out,
         seed=seed,
         checkpoint=checkpoint,

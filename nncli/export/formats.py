@@ -9,6 +9,8 @@ from nncli.errors import InputError
 from nncli.formatting import jsonable
 
 FORMATS = ("onnx", "torchscript", "safetensors")
+# The output file's suffix -> the format it names (.pt and .ts: what torch.jit.save files are called).
+SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".safetensors": "safetensors"}
 # format -> (modules it needs, what to install)
 NEEDS = {
     "onnx": (("onnx", "onnxruntime"), "nncli[export]"),
@@ -51,9 +53,40 @@ def require_extra(fmt: str) -> None:
         )
 
 
+def resolve_format(out: Path, fmt: str | None) -> str:
+    """The format to write: ``fmt`` if given (it must agree with a suffix that names a format),
+    else the one the suffix of ``out`` names.
+
+    Raises:
+        InputError: an unknown ``fmt``, a ``fmt`` the suffix contradicts, or no ``fmt`` and a
+            suffix that names none (exit 2).
+    """
+    suffix = out.suffix.lower()
+    by_suffix = SUFFIXES.get(suffix)
+    if fmt is None:
+        if by_suffix is None:
+            raise InputError(
+                f"cannot tell the format of {out} from its suffix ({suffix or 'none'}); "
+                "expected .onnx, .pt or .ts (TorchScript) or .safetensors",
+                hint="use one of those suffixes, or name the format: --format onnx, torchscript or safetensors",
+                param="format",
+            )
+        return by_suffix
+    if fmt not in FORMATS:
+        raise InputError(f"expected one of {', '.join(FORMATS)}, found {fmt!r}", param="format")
+    if by_suffix is not None and by_suffix != fmt:
+        wanted = next(s for s, f in SUFFIXES.items() if f == fmt)
+        raise InputError(
+            f"{fmt} but the output {out} ends in {suffix}, which means {by_suffix}",
+            hint=f"name the file {out.with_suffix(wanted)}, or leave out the format (the suffix decides)",
+            param="format",
+        )
+    return fmt
+
+
 def export_model(
     source,
-    fmt: str,
+    fmt: str | None,
     out,
     *,
     seed: int = 0,
@@ -66,7 +99,8 @@ def export_model(
 
     Args:
         source: a run folder (its ``checkpoint``: best or last) or a spec file (built with ``seed``).
-        fmt: onnx, torchscript or safetensors.
+        fmt: onnx, torchscript or safetensors; None: from the suffix of ``out`` (.onnx, .pt or
+            .ts, .safetensors), which a given ``fmt`` must not contradict.
         out: the file to write (atomically); an existing one only with ``force``.
         method: torchscript only: trace or script.
         allow_custom: False refuses a spec with Custom layers (``--no-custom``).
@@ -77,15 +111,14 @@ def export_model(
         bit for bit.
 
     Raises:
-        InputError: unknown format, missing package (names the extra), existing ``out``, a layer
-            the format cannot express (exit 2).
+        InputError: unknown format, a format the suffix contradicts or cannot tell, missing
+            package (names the extra), existing ``out``, a layer the format cannot express (exit 2).
     """
     from nncli.export.source import load_source
 
-    if fmt not in FORMATS:
-        raise InputError(f"expected one of {', '.join(FORMATS)}, found {fmt!r}", param="format")
-    require_extra(fmt)
     out = Path(out)
+    fmt = resolve_format(out, fmt)
+    require_extra(fmt)
     if out.is_dir():
         raise InputError(f"{out}: expected a file name, found a folder", param="out")
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
