@@ -8,6 +8,7 @@ import typer
 
 from nncli.cli.app import DEVICE_HELP, app, json_flag, render
 from nncli.cli.options import options_of
+from nncli.cli.out_option import chosen_out, old_out_option, out_option
 
 
 @app.command()
@@ -32,10 +33,9 @@ def attack(
     ),
     batch_size: int = typer.Option(256, "--batch-size", "-b", min=1, help="Examples per attack batch."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    save: Path | None = typer.Option(
-        None, "--save", help="Write the adversarial inputs (every method and eps) to this .npz."
-    ),
-    force: bool = typer.Option(False, "--force", help="Replace --save if it exists."),
+    out: Path | None = out_option("Write the adversarial inputs (every method and eps) to this .npz."),
+    save: Path | None = old_out_option("--save"),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     plot: Path | None = typer.Option(
         None, "--plot", help="Accuracy against eps to this .png/.svg/.pdf; for images also <name>-examples<suffix>."
     ),
@@ -48,24 +48,25 @@ def attack(
 
     if plot is not None:
         render.plots.check_plot_path(plot)
-    result = run_attack(
-        run_dir,
-        eps=parse_eps(eps),
-        methods=[m.strip().lower() for m in method.split(",") if m.strip()],
-        steps=steps,
-        step_size=step_size,
-        random_start=random_start,
-        seed=seed,
-        split=split,
-        checkpoint=checkpoint,
-        device=device,
-        batch_size=batch_size,
-        limit=limit,
-        value_range=parse_range(value_range),
-        save=save,
-        force=force,
-        allow_custom=options_of(ctx).allow_custom,
-    )
+    with chosen_out(out, save, "--save", "save") as save:
+        result = run_attack(
+            run_dir,
+            eps=parse_eps(eps),
+            methods=[m.strip().lower() for m in method.split(",") if m.strip()],
+            steps=steps,
+            step_size=step_size,
+            random_start=random_start,
+            seed=seed,
+            split=split,
+            checkpoint=checkpoint,
+            device=device,
+            batch_size=batch_size,
+            limit=limit,
+            value_range=parse_range(value_range),
+            save=save,
+            force=force,
+            allow_custom=options_of(ctx).allow_custom,
+        )
     if plot is not None:
         result.plot = render_attack.plot(result, plot)
     render.emit(result, json_out, render_attack.show)

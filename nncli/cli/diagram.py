@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from nncli.cli.app import SPEC_HELP, app, json_flag, render
+from nncli.cli.out_option import either_out, old_out_option, out_option
 from nncli.cli.run_options import complete_spec, load_spec_with_sets, set_option
 
 
@@ -32,12 +33,10 @@ class Rankdir(str, Enum):
 def diagram(
     ctx: typer.Context,
     spec: Path = typer.Argument(..., help=SPEC_HELP, autocompletion=complete_spec),
-    output: Path | None = typer.Option(
-        None,
-        "--output",
-        "-o",
-        help="File to write (replaced if it exists); its extension picks the format: .svg, .png, .pdf, .dot. Default: <spec file name>.svg (or the --format) in the working folder.",
+    output: Path | None = out_option(
+        "File to write (replaced if it exists); its extension picks the format: .svg, .png, .pdf, .dot. Default: <spec file name>.svg (or the --format) in the working folder."
     ),
+    old_output: Path | None = old_out_option("--output"),
     fmt: DiagramFormat | None = typer.Option(
         None, "--format", "-f", help="Output format, when the extension does not say (must agree with it when it does)."
     ),
@@ -75,6 +74,7 @@ def diagram(
     """
     from nncli.diagram import draw
 
+    output = either_out(output, old_output, "--output")
     if output is None:  # as Keras' plot_model writes model.png: a picture without naming one
         output = Path(f"{spec.stem}.{fmt.value if fmt else 'svg'}")
     result = draw(
