@@ -16,6 +16,7 @@ from nncli.config_section import describe as _describe
 from nncli.data.images import IMAGE_KEYS, resolve_image_params
 from nncli.data.subsets import SUBSET_KEYS, resolve_subset_params
 from nncli.errors import InputError, did_you_mean
+from nncli.seeds import SEED_MAX
 
 # Keys every source accepts. `seed` drives generation *and* the split, so one number fixes the data.
 COMMON_KEYS = {
@@ -30,6 +31,9 @@ COMMON_KEYS = {
     "stream": None,  # read training batches through a DataLoader (None: image folders above a size)
     "workers": 0,  # DataLoader worker processes when streaming (and decoding threads for images)
 }
+# `workers` above this is refused; below it, the count is capped at the usable cores where used
+# (each worker is a process holding a copy of the batches' source).
+MAX_WORKERS = 64
 # Per-set parameters with their defaults. Noise levels are picked so the default sets are
 # learnable but not trivially separable.
 SETS: dict[str, dict[str, Any]] = {
@@ -126,7 +130,7 @@ def resolve_data_config(
     name, resolved_path = _source(merged, section.origin, err, fail, base_dir)
     _check_keys(merged, name, err)
     params = _set_params(name, merged, err, number)
-    seed = number("seed", integer=True, low=0, default=0)
+    seed = number("seed", integer=True, low=0, high=SEED_MAX, default=0)
     val = number("val", low=0, high=0.9, default=0.1)
     test = number("test", low=0, high=0.9, default=0.2)
     if val + test >= 1:
@@ -140,7 +144,7 @@ def resolve_data_config(
     stream = merged.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise err("stream", f"expected true or false, found {_describe(stream)}")
-    workers = number("workers", integer=True, low=0, default=0)
+    workers = number("workers", integer=True, low=0, high=MAX_WORKERS, default=0)
     return DataConfig(
         name=name,
         path=resolved_path,
@@ -168,7 +172,13 @@ _SOURCE_KEYS = {"name", "path"}
 
 def _without_replaced_source(spec_data: dict, overrides: dict) -> dict:
     """The spec's section, less its set parameters (n, noise, x_key, ...) when the overrides name
-    another data source, to which they no longer apply."""
+    another data source, to which they no longer apply. A new ``path`` alone for a spec that reads
+    a path changes that key only: the file's target column (or array names) and a folder set's
+    ``name`` still apply."""
+    if "name" not in overrides and "path" in overrides and spec_data.get("path") is not None:
+        csv = str(overrides["path"]).lower().endswith(".csv")
+        drop = {"x_key", "y_key"} if csv else {"target"}
+        return {k: v for k, v in spec_data.items() if k not in drop}
     if _SOURCE_KEYS & set(overrides):
         new_source = {k: overrides.get(k) for k in _SOURCE_KEYS}
         old_source = {k: spec_data.get(k) for k in _SOURCE_KEYS}

@@ -14,6 +14,7 @@ import numpy as np
 
 from nncli.data.config import TEXT_SETS, DataConfig
 from nncli.data.image_sets import read_cifar10, read_mnist
+from nncli.data.inputs import fit_input_shape
 from nncli.data.subsets import per_class_subset, select_classes
 from nncli.data.synthetic import SYNTHETIC
 from nncli.data.text import read_text_set, shipped_corpus
@@ -40,6 +41,7 @@ class Dataset:
     classes: list[str] | None = None  # names of the classes, when the source has them
     mean: Any = None  # per-channel / per-feature statistics of the training split (or None)
     std: Any = None
+    normalization: dict | None = None  # how the statistics were taken, for run.yaml
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -98,6 +100,7 @@ def load_dataset(config: DataConfig, integer_inputs: bool = False, input_shape=N
 
         return load_image_folder(config, input_shape)
     x, y, x_test, y_test, x_val, y_val, classes = _read_source(config)
+    _refuse_non_finite(config, x, y, x_test, y_test, x_val, y_val)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = _split(config, x, y, x_test, y_test, x_val, y_val)
     tokens = integer_inputs or config.name in TEXT_SETS
     ds = Dataset(
@@ -111,11 +114,23 @@ def load_dataset(config: DataConfig, integer_inputs: bool = False, input_shape=N
         classes=classes,
     )
     _check_splits(ds, config)
+    if input_shape is not None:  # statistics per channel of the network's input, whatever the file's layout
+        for split in ("train", "val", "test"):
+            setattr(ds, f"x_{split}", fit_input_shape(getattr(ds, f"x_{split}"), tuple(input_shape)))
+    ds.normalization = {"by": "none"}
     if config.normalize and ds.x_train.is_floating_point():  # token ids are never normalised
         ds.mean, ds.std = normalization_stats(ds.x_train)
+        ds.normalization = describe_normalization(tuple(ds.x_train.shape[1:]))
         for split in ("train", "val", "test"):
             setattr(ds, f"x_{split}", normalize(getattr(ds, f"x_{split}"), ds.mean, ds.std))
     return ds
+
+
+def describe_normalization(example_shape: tuple) -> dict:
+    """How :func:`normalization_stats` standardises examples of this shape (for ``run.yaml``)."""
+    if len(example_shape) <= 1:
+        return {"by": "feature", "features": int(example_shape[0]) if example_shape else 1}
+    return {"by": "channel", "channels": int(example_shape[0]), "input": list(example_shape)}
 
 
 def _split(config: DataConfig, x, y, x_test, y_test, x_val, y_val) -> tuple:
@@ -173,9 +188,7 @@ def _tensor_y(a):
 
 
 def _check_splits(ds: Dataset, config: DataConfig) -> None:
-    """Every split has the training inputs' shape per example; the training inputs are finite."""
-    import torch
-
+    """Every split has the training inputs' shape per example."""
     for split in ("val", "test"):
         xs = getattr(ds, f"x_{split}")
         if len(xs) and xs.shape[1:] != ds.x_train.shape[1:]:
@@ -184,12 +197,38 @@ def _check_splits(ds: Dataset, config: DataConfig) -> None:
                 f"train inputs {tuple(ds.x_train.shape[1:])}",
                 file=config.path,
             )
-    if ds.x_train.is_floating_point() and not torch.isfinite(ds.x_train).all():
-        raise InputError(
-            "data: the training inputs contain NaN or infinite values",
-            file=config.path,
-            hint="clean the data first (drop or impute the missing values)",
-        )
+
+
+def _bad_rows(a) -> np.ndarray:
+    """Indices of the examples of ``a`` holding NaN or infinite values (none for integer data)."""
+    a = None if a is None else np.asarray(a)
+    if a is None or a.dtype.kind != "f" or not len(a):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(~np.isfinite(a.reshape(len(a), -1)).all(axis=1))
+
+
+def _refuse_non_finite(config: DataConfig, x, y, x_test, y_test, x_val, y_val) -> None:
+    """NaN or infinite inputs or targets in any split are refused before training, naming the
+    split and the first such example as the source numbers it (the split is replayed on row numbers)."""
+    bad = [
+        set(_bad_rows(a).tolist()) | set(_bad_rows(b).tolist()) for a, b in ((x, y), (x_test, y_test), (x_val, y_val))
+    ]
+    if not any(bad):
+        return
+    rows = [None if a is None else np.arange(len(a)) for a in (x, x_test, x_val)]
+    pairs = _split(config, rows[0], y, rows[1], y_test, rows[2], y_val)
+    own = {"train": None, "test": 1, "val": 2}  # which source array a split's rows index
+    for split, (index, _) in zip(("train", "val", "test"), pairs):
+        source = own[split] if own[split] is not None and rows[own[split]] is not None else 0
+        found = sorted(int(r) for r in index if int(r) in bad[source])
+        if found:
+            of = {0: "", 1: " of x_test", 2: " of x_val"}[source]
+            raise InputError(
+                f"data: the {split} split has {len(found)} example(s) with NaN or infinite values; the first is "
+                f"row {found[0]}{of} (counting data rows from 0)",
+                file=config.path,
+                hint="clean the data first (drop or impute the missing values)",
+            )
 
 
 def _subset(x, y, limit, gen):
@@ -200,10 +239,13 @@ def _subset(x, y, limit, gen):
 
 
 def normalization_stats(x):
-    """Mean and std of training inputs: per channel for images, per feature for vectors.
+    """Mean and std of training inputs: per channel for ``[C, ...]`` examples (images, signals),
+    per feature for ``[F]`` vectors.
 
     Args:
-        x: ``(N, F)`` features or ``(N, C, ...)`` images.
+        x: ``(N, F)`` features or ``(N, C, ...)`` images and signals, already in the network's
+            input shape (a file's ``(N, 40)`` rows for an ``input: [1, 40]`` network are viewed as
+            ``(N, 1, 40)`` first, so a signal is standardised per channel, not per position).
 
     Returns:
         ``(mean, std)`` shaped to broadcast against one example: ``(F,)`` or ``(C, 1, ..., 1)``.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.data.user_files import X_KEYS, csv_rows, is_number, load_arrays, pick_array
+from nncli.data.user_files import LABEL_NAMES, X_KEYS, csv_rows, is_number, load_arrays, pick_array, target_column
 from nncli.errors import InputError
 
 
@@ -39,14 +39,20 @@ def fit_input_shape(x, shape: tuple[int, ...], what: str = "data"):
     )
 
 
-def read_inputs(path: Path):
-    """Inputs for ``nncli predict``: an ``.npz`` (``x`` or its only array), a ``.csv`` of features, or a ``.pt``.
+def read_inputs(path: Path, *, target: str | int | None = None, n_features: int | None = None):
+    """Inputs for predict, gradcheck and probe: an ``.npz`` (``x`` or its only array), a ``.csv``
+    of features, or a ``.pt``.
+
+    A CSV may still hold its label column: the column the data section names (``target``), one
+    named label/target/y/class, or (``n_features`` given) the one extra column beyond the
+    network's inputs, found as training finds it, is dropped.
 
     Returns:
         float32 tensor ``(N, ...)``.
 
     Raises:
-        InputError: missing, unreadable, or not numeric (exit 2).
+        InputError: missing, unreadable, not numeric, or NaN/infinite values (the first row
+            named) (exit 2).
     """
     import torch
 
@@ -58,21 +64,7 @@ def read_inputs(path: Path):
         arrays = load_arrays(path)
         x = next(iter(arrays.values())) if len(arrays) == 1 else pick_array(arrays, None, X_KEYS, "input", path)
     elif suffix == ".csv":
-        rows = csv_rows(path)
-        start = 0 if all(is_number(c) for c in rows[0]) else 1  # else a header row
-        values = []
-        for i, row in enumerate(rows[start:], start=start + 1):
-            try:
-                values.append([float(c) for c in row])
-            except ValueError:
-                raise InputError(
-                    f"{path.name}: expected numbers only (features, no label column)", file=path, line=i
-                ) from None
-        if not values:
-            raise InputError(f"{path.name}: no data rows", file=path)
-        if len({len(v) for v in values}) > 1:
-            raise InputError(f"{path.name}: rows have different numbers of columns", file=path)
-        x = np.asarray(values)
+        x = _csv_features(path, target, n_features)
     else:
         raise InputError(f"expected an .npz, .npy, .csv or .pt input file, found {path.name}")
     x = np.asarray(x)
@@ -80,7 +72,51 @@ def read_inputs(path: Path):
         raise InputError(f"{path.name}: expected numeric inputs, found dtype {x.dtype}", file=path)
     if x.ndim == 1:
         x = x[:, None]
+    check_finite(x, path.name, path)
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def _csv_features(path: Path, target, n_features: int | None):
+    """The feature columns of a CSV, its label column dropped where one is known."""
+    rows = csv_rows(path)
+    header = None if all(is_number(c) for c in rows[0]) else [c.strip() for c in rows[0]]
+    start = 0 if header is None else 1
+    width = len(rows[0])
+    drop = None
+    named = header is not None and (
+        (isinstance(target, str) and target in header)
+        or (target is None and any(h.lower() in LABEL_NAMES for h in header))
+    )
+    if named or (n_features is not None and width == n_features + 1 and not isinstance(target, str)):
+        drop = target_column(path, header, width, target)
+    values = []
+    for i, row in enumerate(rows[start:], start=start + 1):
+        try:
+            values.append([float(c) for j, c in enumerate(row) if j != drop])
+        except ValueError:
+            raise InputError(
+                f"{path.name}: expected numbers only (features, no label column)", file=path, line=i
+            ) from None
+    if not values:
+        raise InputError(f"{path.name}: no data rows", file=path)
+    if len({len(v) for v in values}) > 1:
+        raise InputError(f"{path.name}: rows have different numbers of columns", file=path)
+    return np.asarray(values)
+
+
+def check_finite(x, what: str, file=None, first_row: int = 0) -> None:
+    """Refuse NaN or infinite inputs, naming the first example that holds one (exit 2)."""
+    a = np.asarray(x)
+    if a.dtype.kind != "f" or not len(a):
+        return
+    bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{what}: {int(bad.sum())} example(s) contain NaN or infinite values, the first is row {row + first_row}",
+            file=file,
+            hint="clean the data first (drop or impute the missing values)",
+        )
 
 
 def check_token_ids(x, high: int | None, what: str = "data", vocabulary: list | None = None):

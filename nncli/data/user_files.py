@@ -192,21 +192,7 @@ def read_csv(path: Path, target: str | int | None = None):
         raise InputError(
             f"{path.name}: expected at least one feature column and one target column, found {width} column", file=path
         )
-    if isinstance(target, str):
-        if header is None or target not in header:
-            raise InputError(
-                f"{path.name}: no column named {target!r}",
-                file=path,
-                hint=did_you_mean(target, header or []) if header else "the file has no header row",
-            )
-        col = header.index(target)
-    elif isinstance(target, int):
-        if not -width <= target < width:
-            raise InputError(f"{path.name}: target column {target} is out of range for {width} columns", file=path)
-        col = target % width
-    else:
-        known = [i for i, h in enumerate(header or []) if h.lower() in ("label", "target", "y", "class")]
-        col = known[0] if known else width - 1
+    col = target_column(path, header, width, target)
     features, labels = [], []
     for offset, row in enumerate(body):
         line = first_line + offset
@@ -231,6 +217,28 @@ def read_csv(path: Path, target: str | int | None = None):
     classes = sorted(set(labels))
     index = {c: i for i, c in enumerate(classes)}
     return x, np.asarray([index[v] for v in labels], dtype=np.int64), classes
+
+
+LABEL_NAMES = ("label", "target", "y", "class")  # a CSV column of these names is the target by default
+
+
+def target_column(path: Path, header: list | None, width: int, target: str | int | None) -> int:
+    """The 0-based target column of a CSV: ``target`` (a name or an index), else the first column
+    named label/target/y/class, else the last one."""
+    if isinstance(target, str):
+        if header is None or target not in header:
+            raise InputError(
+                f"{path.name}: no column named {target!r}",
+                file=path,
+                hint=did_you_mean(target, header or []) if header else "the file has no header row",
+            )
+        return header.index(target)
+    if isinstance(target, int):
+        if not -width <= target < width:
+            raise InputError(f"{path.name}: target column {target} is out of range for {width} columns", file=path)
+        return target % width
+    known = [i for i, h in enumerate(header or []) if h.lower() in LABEL_NAMES]
+    return known[0] if known else width - 1
 
 
 def csv_rows(path: Path) -> list[list[str]]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import io
-import json
 import warnings
 from pathlib import Path
 
 from nncli.errors import InputError
+from nncli.export.source import file_metadata
 from nncli.export.verify import TRACE_BATCH, compare_on_batch, first_failing_layer, quiet_stderr, sample_inputs
 
 OPSET = 17  # onnxruntime >= 1.13 runs it; the exporter's default of torch 2.x
@@ -55,19 +55,14 @@ def export_onnx(source, out: Path) -> dict:
         with torch.no_grad(), quiet_stderr():
             _export(model, x, buffer)
     except Exception as exc:
-        where = first_failing_layer(model, x, lambda layer, xi: _export(layer, xi, io.BytesIO(), dynamic=False))
+        where = first_failing_layer(built.model, x, lambda layer, xi: _export(layer, xi, io.BytesIO(), dynamic=False))
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise InputError(
             f"ONNX export cannot express {where or 'this network'}" + ("" if where else f": {first}"),
             hint="export it as torchscript or safetensors instead",
         ) from None
     proto = onnx.load_from_string(buffer.getvalue())
-    meta = {"nncli.spec": source.spec_text}
-    if source.normalization is not None:
-        meta["nncli.normalization"] = json.dumps(source.normalization)
-    if source.classes:
-        meta["nncli.classes"] = json.dumps(source.classes)
-    for key, value in meta.items():
+    for key, value in file_metadata(source).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(proto)

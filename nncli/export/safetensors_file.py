@@ -7,8 +7,12 @@ import json
 from pathlib import Path
 
 from nncli.errors import InputError
+from nncli.export.source import file_metadata
 
-FORMAT = "nncli-safetensors/1"  # the metadata's "nncli.format": what load_safetensors reads
+# The metadata's "nncli.format". Version 2 holds a TrainedNetwork's tensors (``normalize.*`` and
+# ``network.*``); version 1 held the network's alone, its normalisation in the metadata.
+FORMAT = "nncli-safetensors/2"
+FORMAT_V1 = "nncli-safetensors/1"
 
 
 def _require():
@@ -19,7 +23,8 @@ def _require():
 
 
 def export_safetensors(source, out: Path) -> dict:
-    """Write the weights (every parameter and buffer) and the spec; read back and compare.
+    """Write the weights (every parameter and buffer, the input normalisation's included) and the
+    spec; read back and compare.
 
     Returns:
         ``{"method", "check"}``: the check reads the file, compares every tensor bit for bit and
@@ -30,13 +35,9 @@ def export_safetensors(source, out: Path) -> dict:
     from safetensors.torch import load_file, save
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in source.model.state_dict().items()}
-    meta = {"nncli.format": FORMAT, "nncli.spec": source.spec_text}
+    meta = dict(file_metadata(source), **{"nncli.format": FORMAT})
     if source.spec_dir:
         meta["nncli.spec_dir"] = source.spec_dir
-    if source.normalization is not None:
-        meta["nncli.normalization"] = json.dumps(source.normalization)
-    if source.classes:
-        meta["nncli.classes"] = json.dumps(source.classes)
     from nncli.files import write_atomic
 
     write_atomic(out, save(state, metadata=meta), durable=True)
@@ -44,7 +45,7 @@ def export_safetensors(source, out: Path) -> dict:
     same = set(back) == set(state) and all(
         back[k].dtype == v.dtype and back[k].shape == v.shape and torch.equal(back[k], v) for k, v in state.items()
     )
-    rebuilt = load_safetensors(out, allow_custom=True)  # the spec was just built here: trusted
+    rebuilt = load_safetensors(out, allow_custom=True, spec_dir=source.spec_dir)  # just built here: trusted
     rebuilt_same = all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), state.values(), strict=False))
     check = {
         "tensors": len(state),
@@ -68,21 +69,24 @@ def read_metadata(path) -> dict:
         raise InputError(f"cannot read {path} as safetensors: {str(exc).splitlines()[0][:200]}", file=path) from None
 
 
-def load_safetensors(path, device: str = "cpu", *, allow_custom: bool = False):
-    """Rebuild the network that :func:`export_safetensors` wrote, from that file alone.
+def load_safetensors(path, device: str = "cpu", *, allow_custom: bool = False, spec_dir=None):
+    """Rebuild the model that :func:`export_safetensors` wrote, from that file alone.
 
     The spec text comes from the metadata; the weights from the tensors. A spec with ``Custom``
     layers is refused unless ``allow_custom``: a Custom layer imports and runs Python code, and a
     weights file should never run code by being loaded. With it, the layer's Python file is looked
-    up where the spec was (``nncli.spec_dir``): its code is not in the file.
+    up in ``spec_dir`` (default: the folder holding the file): never where the file's own
+    metadata says, since the file may come from anyone.
 
     Returns:
-        ``torch.nn.Sequential`` in eval mode, with ``nncli_meta`` (the metadata: spec text,
-        normalisation, class names) attached.
+        :class:`~nncli.modules.TrainedNetwork` in eval mode: it takes raw inputs (a run's input
+        normalisation is its first module), with ``.classes`` and ``nncli_meta`` (the metadata:
+        spec text, normalisation, class names) attached. A file in the first format (the
+        network's tensors alone, the normalisation in the metadata) loads the same way.
 
     Raises:
-        InputError: not a file nncli wrote, Custom layers without ``allow_custom``, or weights
-            that do not fit its spec (exit 2).
+        InputError: not a file nncli wrote, damaged metadata, Custom layers without
+            ``allow_custom``, or weights that do not fit its spec (exit 2).
 
     Example:
         >>> model = load_safetensors("digits.safetensors")
@@ -92,18 +96,62 @@ def load_safetensors(path, device: str = "cpu", *, allow_custom: bool = False):
     from safetensors.torch import load_file
 
     from nncli.build import build_model
-    from nncli.spec import parse_spec
+    from nncli.modules.preprocess import trained_network
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such file: {path}")
     meta = read_metadata(path)
-    if meta.get("nncli.format") != FORMAT or "nncli.spec" not in meta:
+    if meta.get("nncli.format") not in (FORMAT, FORMAT_V1) or "nncli.spec" not in meta:
         raise InputError(
             f"{path} was not written by `nncli export --format safetensors`: no nncli spec in its metadata", file=path
         )
-    spec_dir = meta.get("nncli.spec_dir")
-    base = Path(spec_dir) if spec_dir and Path(spec_dir).is_dir() else path.resolve().parent
+    spec = _metadata_spec(path, meta, allow_custom, spec_dir)
+    built = build_model(spec, device=device, seed=0, transfer_weights=False)
+    state = load_file(str(path), device=str(device))
+    normalization, classes = (
+        _metadata_json(path, meta, "nncli.normalization"),
+        _metadata_json(path, meta, "nncli.classes"),
+    )
+    if meta["nncli.format"] == FORMAT:
+        normalization = {k[len("normalize.") :]: v for k, v in state.items() if k.startswith("normalize.")}
+        state = {k[len("network.") :]: v for k, v in state.items() if k.startswith("network.")}
+    try:
+        built.model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(
+            f"{path}: the weights do not fit the spec in its metadata: {str(exc).splitlines()[0][:300]}", file=path
+        ) from None
+    if normalization is not None and normalization.get("mean") is not None:
+        normalization = {k: torch_tensor(normalization[k]) for k in ("mean", "std")}
+    model = trained_network(built.model, normalization, classes, tuple(built.input_shape)).eval()
+    if normalization:
+        normalization = {k: v.flatten().tolist() for k, v in normalization.items()}
+    model.nncli_meta = {"spec": meta["nncli.spec"], "normalization": normalization or None, "classes": classes}
+    return model
+
+
+def torch_tensor(value):
+    import torch
+
+    return torch.as_tensor(value, dtype=torch.float32)
+
+
+def _metadata_json(path: Path, meta: dict, key: str):
+    """A JSON value of the metadata, or None; damaged JSON is the file's fault (exit 2)."""
+    if key not in meta:
+        return None
+    try:
+        return json.loads(meta[key])
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InputError(f"{path}: its metadata {key!r} is not valid JSON ({exc})", file=path) from None
+
+
+def _metadata_spec(path: Path, meta: dict, allow_custom: bool, spec_dir):
+    """The spec of the file's metadata, parsed; Custom layers only with ``allow_custom``."""
+    from nncli.spec import parse_spec
+
+    base = Path(spec_dir) if spec_dir else path.resolve().parent
     spec = parse_spec(meta["nncli.spec"], file=f"{path} (metadata nncli.spec)", base_dir=base)
     custom = [layer for layer in spec.walk() if layer.type == "Custom"]
     if custom and not allow_custom:
@@ -111,20 +159,7 @@ def load_safetensors(path, device: str = "cpu", *, allow_custom: bool = False):
             f"{path}: its spec has Custom layers ({getattr(custom[0], 'target', 'Custom')}), which import "
             "and run Python code; refused by default",
             file=path,
-            hint="if you trust the file: nncli.export.load_safetensors(path, allow_custom=True)",
+            hint="if you trust the file: nncli.export.load_safetensors(path, allow_custom=True, spec_dir=FOLDER) "
+            "with the folder that holds the layers' Python files",
         )
-    built = build_model(spec, device=device, seed=0, transfer_weights=False)
-    state = load_file(str(path), device=str(device))
-    try:
-        built.model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise InputError(
-            f"{path}: the weights do not fit the spec in its metadata: {str(exc).splitlines()[0][:300]}", file=path
-        ) from None
-    built.model.eval()
-    built.model.nncli_meta = {
-        "spec": meta["nncli.spec"],
-        "normalization": json.loads(meta["nncli.normalization"]) if "nncli.normalization" in meta else None,
-        "classes": json.loads(meta["nncli.classes"]) if "nncli.classes" in meta else None,
-    }
-    return built.model
+    return spec

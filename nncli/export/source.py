@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,11 @@ from nncli.errors import InputError
 
 @dataclass
 class Source:
-    """A built network in eval mode on the CPU, with what an exported file should remember."""
+    """A built network in eval mode on the CPU, with what an exported file should remember.
+
+    What is exported is :attr:`model`: the network behind a run's input normalisation (a
+    :class:`~nncli.modules.TrainedNetwork`), so every exported file takes raw inputs. A spec's
+    network has no normalisation in front (its ``normalize`` is the identity)."""
 
     kind: str  # "run" or "spec"
     path: str  # the run folder or the spec file
@@ -22,10 +27,27 @@ class Source:
     epoch: int | None = None
     normalization: dict | None = None  # {"mean": [...], "std": [...]} of a run's training data
     classes: list | None = None
+    wrapped: Any = None  # the TrainedNetwork that is exported
 
     @property
     def model(self):
-        return self.built.model
+        if self.wrapped is None:
+            from nncli.modules.preprocess import trained_network
+
+            self.wrapped = trained_network(self.built.model, None).eval()
+        return self.wrapped
+
+
+def file_metadata(source) -> dict:
+    """What an exported file records beside the network: the spec, the class names, and the
+    normalisation the model applies itself (``nncli.input_normalization``, for reading only:
+    the file's inputs are raw)."""
+    meta = {"nncli.spec": source.spec_text, "nncli.inputs": "raw"}
+    if source.normalization is not None:
+        meta["nncli.input_normalization"] = json.dumps(dict(source.normalization, applied_by_model=True))
+    if source.classes:
+        meta["nncli.classes"] = json.dumps(source.classes)
+    return meta
 
 
 def load_source(path, *, seed: int = 0, checkpoint: str = "best", allow_custom: bool = True) -> Source:
@@ -60,7 +82,7 @@ def _run_source(path: Path, checkpoint: str, allow_custom: bool) -> Source:
     if norm.get("mean") is not None:
         normalization = {"mean": norm["mean"].flatten().tolist(), "std": norm["std"].flatten().tolist()}
     spec_dir = run.spec_dir
-    return Source(
+    source = Source(
         "run",
         str(run.run_dir),
         trained.built,
@@ -71,3 +93,5 @@ def _run_source(path: Path, checkpoint: str, allow_custom: bool) -> Source:
         normalization,
         run.classes,
     )
+    source.wrapped = trained.raw_input_model(run.classes)
+    return source

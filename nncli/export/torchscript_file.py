@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 from nncli.errors import InputError
+from nncli.export.source import file_metadata
 from nncli.export.verify import TRACE_BATCH, compare_on_batch, first_failing_layer, quiet_stderr, sample_inputs
 
 METHODS = ("trace", "script")
@@ -38,14 +39,14 @@ def export_torchscript(source, out: Path, method: str = "trace") -> dict:
         with torch.no_grad(), quiet_stderr():
             scripted = _script(model, x, method)
     except Exception as exc:
-        where = first_failing_layer(model, x, lambda layer, xi: _script(layer, xi, method))
+        where = first_failing_layer(built.model, x, lambda layer, xi: _script(layer, xi, method))
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise InputError(
             f"TorchScript ({method}) cannot compile {where or 'this network'}" + ("" if where else f": {first}"),
             hint="try the trace method" if method == "script" else "try the script method",
         ) from None
     buffer = io.BytesIO()
-    extra = {"nncli.spec": source.spec_text}
+    extra = file_metadata(source)
     torch.jit.save(scripted, buffer, _extra_files=extra)
     from nncli.files import write_atomic
 

@@ -71,6 +71,7 @@ class TrainResult:
     plot: str | None = None
     total_s: float | None = None  # wall time of all sessions of the run (resumes included)
     threads: int | None = None  # torch's CPU threads (--threads, or nncli.threads' rule)
+    tracking: dict | None = None  # the MLflow run it was logged to, and how that went (nncli.tracking)
 
     def to_json(self) -> dict:
         return jsonable(asdict(self))
@@ -150,6 +151,15 @@ def _package_version() -> str | None:
         return None
 
 
+def _normalization_note(dataset) -> dict:
+    """How the inputs were standardised: ``{"by": "channel" | "feature" | "none", ...}``."""
+    from nncli.data.dataset import describe_normalization
+
+    if getattr(dataset, "mean", None) is None:
+        return {"by": "none"}
+    return getattr(dataset, "normalization", None) or describe_normalization(tuple(dataset.x_train.shape[1:]))
+
+
 def _custom_dir(spec) -> dict:
     """``{"custom_dir": folder}`` where the spec's Custom file targets resolve against another
     folder than the spec file's own (a sweep trial's); else nothing."""
@@ -205,6 +215,7 @@ class RunFiles:
                 "torch": str(torch.__version__),
                 "sizes": setup.dataset.sizes(),
                 "classes": setup.dataset.classes,
+                "normalization": _normalization_note(setup.dataset),
             }
             write_atomic(self.run_dir / SPEC_FILE, setup.spec_text)
         write_atomic(meta_path, yaml.safe_dump(jsonable(meta), sort_keys=False))

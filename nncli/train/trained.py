@@ -95,6 +95,15 @@ class TrainedModel:
         """``{"mean": tensor, "std": tensor}`` of the run's training data, or ``{}``."""
         return self.checkpoint.get("normalization") or {}
 
+    def raw_input_model(self, classes: list | None = None):
+        """The network behind the run's input normalisation (a
+        :class:`~nncli.modules.TrainedNetwork` in eval mode): it takes inputs as the data files
+        hold them, as ``nncli.load(run_dir)`` and every export give it."""
+        from nncli.modules.preprocess import trained_network
+
+        wrapped = trained_network(self.built.model, self.normalization, classes, tuple(self.built.input_shape))
+        return wrapped.eval()
+
 
 def load_trained(run, kind: str = "best", device="cpu") -> TrainedModel:
     """Rebuild ``run``'s network (an opened :class:`~nncli.runs.RunInfo`) on ``device`` and load

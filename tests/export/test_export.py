@@ -86,13 +86,15 @@ def _export_all(name: str, tmp_path: Path, run_cli) -> None:
     res = run_cli(["export", spec, "--format", "safetensors", "-o", tmp_path / "m.safetensors"])
     assert res.code == 0, res.err
     state = load_file(str(tmp_path / "m.safetensors"))
-    reference = model.state_dict()
+    # the file holds the exported model's tensors: the network's under `network.` (a spec has no
+    # input normalisation in front)
+    reference = {f"network.{k}": v for k, v in model.state_dict().items()}
     assert set(state) == set(reference)
     assert all(state[k].dtype == v.dtype and torch.equal(state[k], v) for k, v in reference.items())
     if "Custom" in spec.read_text():  # code in a weights file runs only when asked for
         with pytest.raises(InputError, match="Custom layers"):
             nncli.load(tmp_path / "m.safetensors")
-        rebuilt = load_safetensors(tmp_path / "m.safetensors", allow_custom=True)
+        rebuilt = load_safetensors(tmp_path / "m.safetensors", allow_custom=True, spec_dir=SPECS)
     else:
         rebuilt = nncli.load(tmp_path / "m.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), reference.values(), strict=True))
@@ -186,7 +188,7 @@ def test_a_run_exports_its_best_checkpoint_with_its_statistics(tmp_path, run_cli
     assert json.loads(res.out)["checkpoint"].endswith("best.pt")
     ckpt = load_checkpoint(run / "checkpoints" / "best.pt")
     model = nncli.load(str(tmp_path / "w.safetensors"))
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in ckpt["model"].items())
+    assert all(torch.equal(model.network.state_dict()[k], v) for k, v in ckpt["model"].items())
     assert model.nncli_meta["normalization"]["mean"] == ckpt["normalization"]["mean"].flatten().tolist()
     res = run_cli(["export", run, "--format", "onnx", "-o", tmp_path / "w.onnx"])
     assert res.code == 0 and "best.pt" in res.out

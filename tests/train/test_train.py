@@ -264,9 +264,14 @@ def test_evaluate_and_predict_against_a_hand_built_model(tmp_path, run_cli):
     )
     lines = (tmp_path / "pred.csv").read_text().splitlines()
     assert lines[0] == "index,prediction,p_0,p_1" and len(lines) == 1 + len(raw.y_test)
-    (tmp_path / "bad.csv").write_text("1,2,3\n4,5,6\n")
+    (tmp_path / "bad.csv").write_text("1,2,3,4\n4,5,6,7\n")
     res = run_cli(["predict", out, tmp_path / "bad.csv"])
     assert res.code == 2 and "input shape does not match the spec" in res.err
+    # one column more than the network takes is the label column, as training reads a headerless CSV
+    labelled = np.column_stack([raw.x_test.numpy(), raw.y_test.numpy()])
+    np.savetxt(tmp_path / "labelled.csv", labelled, delimiter=",")
+    res = run_cli(["predict", out, tmp_path / "labelled.csv", "--json"])
+    assert res.code == 0 and json.loads(res.out)["predictions"] == want.tolist()
     # predictions never replace a user's file: the input never, another existing file only with --force
     np.savetxt(tmp_path / "inputs.csv", raw.x_test.numpy(), delimiter=",")
     before = (tmp_path / "inputs.csv").read_bytes()
