@@ -77,7 +77,7 @@ class TrainProgress:
         self.progress.start()
         self.epoch_task = self.progress.add_task("epochs", total=info["epochs"], completed=info["epoch"], stats="")
         self.step_task = self.progress.add_task(
-            f"epoch {info['epoch'] + 1}/{info['epochs']}",
+            step_label(info["epoch"] + 1, info["epochs"]),
             total=info["steps_per_epoch"],
             completed=info["step_in_epoch"],
             stats="",
@@ -92,7 +92,7 @@ class TrainProgress:
         if info.get("samples_per_s"):
             stats += f"  {info['samples_per_s']:,.0f} samples/s"
         self.progress.update(
-            self.step_task, completed=info["step"], stats=stats, description=f"epoch {info['epoch']}/{info['epochs']}"
+            self.step_task, completed=info["step"], stats=stats, description=step_label(info["epoch"], info["epochs"])
         )
         self.progress.refresh()
 
@@ -110,11 +110,18 @@ class TrainProgress:
         self.console.print(line, highlight=False, soft_wrap=True)
         if self.progress is not None:
             self.progress.update(self.epoch_task, completed=record["epoch"])
-            self.progress.reset(self.step_task, description=f"epoch {record['epoch'] + 1}/{self.epochs}", stats="")
+            self.progress.reset(self.step_task, description=step_label(record["epoch"] + 1, self.epochs), stats="")
             self.progress.refresh()
 
     def on_message(self, text: str) -> None:
         self.console.print(escape(text))
+
+
+def step_label(epoch: int, epochs: int) -> str:
+    """The step bar's label for the 1-based ``epoch`` about to run. Past the last one (after the
+    last epoch ends, or a resumed run that had finished) no epoch runs: the best checkpoint is
+    being evaluated, and "epoch 4/3" would read as a fourth epoch of three."""
+    return f"epoch {epoch}/{epochs}" if epoch <= epochs else "evaluating the best checkpoint"
 
 
 def show(console: Console, result: TrainResult) -> None:
