@@ -103,35 +103,75 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
-# -- train ---------------------------------------------------------------------------------------
+# -- train and compare: curves per epoch --------------------------------------------------------
+# The same in `train --plot` and `compare --plot`: validation solid, training dashed (the solid
+# line is the one a run is judged by), accuracy in percent as every table prints it.
+SPLIT_STYLES = (("val", "-", "validation"), ("train", "--", "training"))
+
+
+def _has_accuracy(histories: list) -> bool:
+    return any(
+        row.get("val_accuracy") is not None or row.get("train_accuracy") is not None for h in histories for row in h
+    )
+
+
+def curve_panels(panels: list, series: list, best_epoch: int | None = None) -> None:
+    """Loss (and accuracy, when ``panels`` has two axes) per epoch on ``panels``.
+
+    Args:
+        series: ``(label, color, history)`` per run; one run with label None is drawn in a colour
+            per split, several in a colour per run (its label on the validation line).
+        best_epoch: a dotted vertical line there (one run).
+    """
+    single = len(series) == 1 and series[0][0] is None
+    for metric, panel in zip(("loss", "accuracy"), panels):
+        scale = 100.0 if metric == "accuracy" else 1.0
+        for label, color, history in series:
+            for split, style, name in SPLIT_STYLES:
+                pts = [
+                    (row["epoch"], scale * row[f"{split}_{metric}"])
+                    for row in history
+                    if row.get("epoch") is not None and row.get(f"{split}_{metric}") is not None
+                ]
+                if pts:
+                    panel.plot(
+                        *zip(*pts),
+                        style,
+                        color=color,
+                        marker="o" if len(pts) < 30 else None,
+                        markersize=3,
+                        label=name if single else (label if split == "val" else None),
+                    )
+        if best_epoch:
+            panel.axvline(best_epoch, color="grey", linewidth=0.8, linestyle=":", label="best")
+        _epoch_axes(panel, metric, positive=all((r.get("train_loss") or 0) > 0 for _, _, h in series for r in h))
+        if not single:  # the line styles get legend entries of their own: a title alone is missed
+            for _, style, name in SPLIT_STYLES:
+                panel.plot([], [], style, color="black", label=name)
+        panel.legend(fontsize=7)
+
+
+def _epoch_axes(panel, metric: str, positive: bool) -> None:
+    """Whole epochs on x; loss on a log scale (when every loss is positive); accuracy in percent."""
+    panel.xaxis.set_major_locator(_integer_ticks())  # epochs are whole: no 2.5 tick
+    panel.set_xlabel("epoch")
+    if metric == "accuracy":
+        from matplotlib.ticker import PercentFormatter
+
+        panel.yaxis.set_major_formatter(PercentFormatter(xmax=100))
+        panel.set_ylabel("accuracy (%)")
+    else:
+        panel.set_ylabel("loss")
+        if positive:
+            panel.set_yscale("log")
+    panel.grid(True, alpha=0.3)
+
+
 def train_plot(result: TrainResult, path: str | Path) -> None:
     """Loss (and accuracy, for classification) per epoch, train and validation, to ``path``."""
-    history = result.history
-    epochs = [r["epoch"] for r in history]
-    has_acc = any(r.get("train_accuracy") is not None for r in history)
+    has_acc = _has_accuracy([result.history])
     fig, axes = new_figure(ncols=2 if has_acc else 1, figsize=(10 if has_acc else 6, 4))
-    panels = [("loss", axes[0])] + ([("accuracy", axes[1])] if has_acc else [])
-    for metric, ax in panels:
-        for split, style in (("train", "-"), ("val", "--")):
-            values = [r.get(f"{split}_{metric}") for r in history]
-            if any(v is not None for v in values):
-                ax.plot(
-                    epochs,
-                    [float("nan") if v is None else v for v in values],
-                    style,
-                    marker="o",
-                    markersize=3,
-                    label=split,
-                )
-        if result.best_epoch:
-            ax.axvline(result.best_epoch, color="grey", linewidth=0.8, linestyle=":", label="best")
-        ax.xaxis.set_major_locator(_integer_ticks())  # epochs are whole: no 2.5 tick
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        if metric == "loss" and all((r.get("train_loss") or 0) > 0 for r in history):
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend()
+    curve_panels(axes, [(None, None, result.history)], best_epoch=result.best_epoch)
     fig.suptitle(
         f"{result.spec}: {result.status}, test accuracy {pct(result.test.get('accuracy'))}"
         if result.test.get("accuracy") is not None
@@ -238,42 +278,11 @@ def _mark_best(panel, result: SweepResult, trials: list, axis: str, xs_of: dict)
 
 # -- compare -------------------------------------------------------------------------------------
 def compare_plot(result: CompareResult, path: str | Path) -> str:
-    """Loss and accuracy per epoch of every run in one figure (train dashed, validation solid)."""
-    has_acc = any(
-        row.get("val_accuracy") is not None or row.get("train_accuracy") is not None
-        for r in result.runs
-        for row in r.history
-    )
+    """Loss and accuracy per epoch of every run in one figure, a colour per run (styles as in
+    :func:`curve_panels`)."""
+    has_acc = _has_accuracy([r.history for r in result.runs])
     fig, panels = new_figure(1, 2 if has_acc else 1, figsize=(11.0 if has_acc else 6.4, 4.2))
-    keys = [("loss", panels[0])] + ([("accuracy", panels[1])] if has_acc else [])
-    colors = [f"C{i % 10}" for i in range(len(result.runs))]
-    for metric, panel in keys:
-        for color, r in zip(colors, result.runs):
-            for split, style in (("val", "-"), ("train", "--")):
-                pts = [
-                    (row["epoch"], row[f"{split}_{metric}"])
-                    for row in r.history
-                    if row.get("epoch") is not None and row.get(f"{split}_{metric}") is not None
-                ]
-                if pts:  # one legend entry per run: the colour names it, the style the split
-                    panel.plot(
-                        *zip(*pts),
-                        style,
-                        color=color,
-                        marker="o" if len(pts) < 30 else None,
-                        markersize=3,
-                        label=r.label if split == "val" else None,
-                    )
-        panel.xaxis.set_major_locator(_integer_ticks())
-        # the line styles get legend entries of their own: a title alone is missed
-        panel.plot([], [], "-", color="black", label="validation")
-        panel.plot([], [], "--", color="black", label="training")
-        panel.set_xlabel("epoch")
-        panel.set_ylabel(metric)
-        if metric == "loss":
-            panel.set_yscale("log")
-        panel.grid(True, alpha=0.3)
-        panel.legend(fontsize=7)
+    curve_panels(panels, [(r.label, f"C{i % 10}", r.history) for i, r in enumerate(result.runs)])
     fig.suptitle("runs compared")
     fig.tight_layout()
     return str(save_figure(fig, path))
