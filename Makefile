@@ -5,6 +5,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
+# torchvision's release that matches TORCH_VERSION (torchattacks, the attack tests' reference, needs it)
+TORCHVISION_VERSION ?= 0.28.0
 DOCS_VENV ?= .venv-docs
 PY := $(VENV)/bin/python
 NNCLI := $(VENV)/bin/nncli
@@ -19,13 +21,20 @@ BENCH_RESULTS ?= bench-results
 setup: $(VENV)/.nncli-installed $(DOCS_VENV)/.docs-installed dot
 
 # optuna and ray: tests/sweep/test_sweep_backends.py runs Optuna's search and one small real-Ray sweep
-# by default (the other Ray tests are slow-marked); users install them only as extras.
+# by default (the other Ray tests are slow-marked); users install them only as extras. mlflow:
+# tests/tracking/ reads runs back from a real local store (and, slow-marked, a real `mlflow server`).
+# torchattacks (the attack-ref extra) is installed on its own, without its dependencies' pins: it
+# pins requests~=2.25.1, which mlflow's own dependencies exclude, and it never imports requests; its
+# real dependencies (torchvision, scipy, tqdm) are installed next, torchvision pinned to torch's match
+# (unpinned, pip tries every newer torchvision against the pinned torch first).
 # torch is pinned and installed first: an unpinned torch would pull a multi-GB CUDA build;
 # 2.13.0 is the CPU wheel this kind of machine keeps on disk.
 $(VENV)/.nncli-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,attack-ref,export,images,optuna,ray,plots,tensorboard]" "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,export,images,optuna,ray,plots,tensorboard,mlflow]" "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "torchattacks>=3.5"
+	$(PY) -m pip install --quiet --disable-pip-version-check "torchvision==$(TORCHVISION_VERSION)" scipy tqdm "torch==$(TORCH_VERSION)"
 	touch $@
 
 # The documentation site's tools live in a venv of their own: mkdocs-material needs a newer

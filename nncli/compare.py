@@ -8,13 +8,16 @@ between the runs is found by flattening all of that into ``path -> value`` pairs
 table shows exactly the knobs that were turned and nothing else.
 
 A sweep folder (``nncli sweep``'s output) may be given in place of runs: its trial runs are
-compared. Pure Python and YAML; torch is never imported.
+compared. Runs read from an MLflow tracking store (:func:`nncli.tracking.tracked_runs`) come as
+:class:`RunSummary` objects built from the same flattened settings (:func:`settings`) and line up
+with folders alike. Pure Python and YAML; torch is never imported.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,12 +89,14 @@ class CompareResult:
         )
 
 
-def compare_runs(paths: list[str | Path]) -> CompareResult:
+def compare_runs(paths: list[str | Path], *, tracked: Sequence[RunSummary] = ()) -> CompareResult:
     """Read run folders (or sweep folders) and line them up.
 
     Args:
         paths: run folders written by ``nncli train`` (or a sweep), or ``nncli sweep`` folders,
             whose trial runs are taken in their ranked order.
+        tracked: runs read from a tracking store (:func:`nncli.tracking.tracked_runs`), after
+            the folders.
 
     Returns:
         CompareResult: per-run metrics and curves, the configuration entries that differ.
@@ -109,9 +114,9 @@ def compare_runs(paths: list[str | Path]) -> CompareResult:
         for folder in _expand(Path(p)):
             if folder.resolve() not in [f.resolve() for f in folders]:
                 folders.append(folder)
-    if not folders:
+    if not folders and not tracked:
         raise InputError("expected at least one run folder")
-    runs = [_read(folder) for folder in folders]
+    runs = [_read(folder) for folder in folders] + list(tracked)
     _label(runs)
     keys: list[str] = []
     for r in runs:
@@ -176,11 +181,7 @@ def _read(folder: Path) -> RunSummary:
     spec = _load_yaml(spec_path) if spec_path.is_file() else None
     report = read_report(folder)
     history = _history(folder / METRICS_FILE)
-    config: dict[str, Any] = {}
-    _flatten({k: v for k, v in meta.items()}, (), config)
-    if isinstance(spec, dict):
-        _flatten({k: v for k, v in spec.items() if k not in ("data", "train", "name", "description")}, (), config)
-    config = {k: v for k, v in config.items() if not any(k == i or k.startswith(i + ".") for i in _IGNORED)}
+    config = settings(meta, spec)
     if report is not None:
         metrics = {
             s: {
@@ -208,6 +209,18 @@ def _read(folder: Path) -> RunSummary:
     return RunSummary(
         str(folder), folder.name, name or folder.name, status, epochs, best_epoch, metrics, seconds, history, config
     )
+
+
+def settings(meta: dict, spec: Any) -> dict[str, Any]:
+    """A run's settings as ``path -> value``: ``run.yaml`` (``meta``) and the network of its spec
+    (``spec``, the parsed ``spec.yaml``), less the entries that say nothing about the run (its
+    creation time, the spec's file name). What compare tells runs apart by, and what a tracking
+    store records as the run's params."""
+    config: dict[str, Any] = {}
+    _flatten({k: v for k, v in meta.items()}, (), config)
+    if isinstance(spec, dict):
+        _flatten({k: v for k, v in spec.items() if k not in ("data", "train", "name", "description")}, (), config)
+    return {k: v for k, v in config.items() if not any(k == i or k.startswith(i + ".") for i in _IGNORED)}
 
 
 def _load_yaml(path: Path) -> Any:

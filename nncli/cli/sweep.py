@@ -11,6 +11,7 @@ from nncli.cli.app import DEVICE_HELP, app, fail_check, json_flag, render
 from nncli.cli.options import options_of
 from nncli.cli.run_options import complete_run, complete_spec, threads_for_workers
 from nncli.cli.run_options import parse_sets as _parse_set
+from nncli.cli.tracking import experiment_option, sweep_tracking, tracking_option, tracking_uri_option
 from nncli.errors import ExitCode, InputError
 from nncli.sweep.options import METRICS
 
@@ -99,6 +100,11 @@ def sweep(
         "--pruner",
         help="Stop clearly bad trials at an epoch's end from their validation metric (needs nncli[optuna]): asha, median or none.",
     ),
+    tracking: bool | None = tracking_option(),
+    tracking_uri: str | None = tracking_uri_option(),
+    experiment: str | None = experiment_option(
+        "MLflow experiment of the sweep's parent run and its trials (default: MLFLOW_EXPERIMENT_NAME, else the sweep's name). Turns tracking on."
+    ),
     json_out: bool = json_flag(),
 ) -> None:
     """Train variants of a spec and rank them by validation metric; the winner's spec is written.
@@ -134,6 +140,7 @@ def sweep(
     options = BackendOptions(
         backend.value, workers=workers, address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial
     )
+    track = sweep_tracking(tracking_uri, experiment, tracking, out) if not dry_run else None
     try:
         with threads_for_workers(threads):  # worker processes read --threads from the environment
             result = run_sweep(
@@ -144,6 +151,7 @@ def sweep(
                 dry_run=dry_run,
                 progress=render.sweep.SweepProgress(),
                 backend=options,
+                tracking=track,
             )
     except KeyboardInterrupt:
         render.stderr_console().print(
@@ -161,15 +169,19 @@ def sweep(
 @app.command()
 def compare(
     ctx: typer.Context,
-    runs: list[Path] = typer.Argument(
-        ...,
+    runs: list[Path] | None = typer.Argument(
+        None,
         metavar="RUN...",
-        help="Run folders (nncli train) or sweep folders (their trial runs).",
+        help="Run folders (nncli train) or sweep folders (their trial runs); optional with --tracking-uri.",
         autocompletion=complete_run,
     ),
     plot: Path | None = typer.Option(
         None, "--plot", help="Write the loss and accuracy curves of every run, in one figure, to this .png/.svg/.pdf."
     ),
+    tracking_uri: str | None = tracking_uri_option(
+        "Also list the runs nncli logged to this MLflow tracking store (sqlite:///file.db, http://host:5000, ...)."
+    ),
+    experiment: str | None = experiment_option("With --tracking-uri: only this experiment's runs (default: all)."),
     json_out: bool = json_flag(),
 ) -> None:
     """Finished runs side by side: metrics per split, the settings that differ, curves in one plot.
@@ -178,13 +190,14 @@ def compare(
     layers[0].Linear.out_features); only the ones that differ are listed. The best value of each
     metric column is bold.
     """
+    from nncli.cli.tracking import compared_tracking
     from nncli.compare import compare_runs
 
     if plot is not None:
         from nncli.render.plots import check_plot_path
 
         check_plot_path(plot)
-    result = compare_runs(runs)
+    result = compare_runs(runs or [], tracked=compared_tracking(tracking_uri, experiment))
     if plot is not None:
         result.plot = render.plots.compare_plot(result, plot)
     render.emit(result, json_out, render.compare.show)

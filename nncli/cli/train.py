@@ -19,6 +19,13 @@ from nncli.cli.run_options import (
     threads_for_run,
     threads_option,
 )
+from nncli.cli.tracking import (
+    experiment_option,
+    tracking_callbacks,
+    tracking_option,
+    tracking_uri_option,
+    train_tracking,
+)
 from nncli.errors import ExitCode, InputError
 from nncli.status import RunStatus
 from nncli.train.config import AMP_MODES, LOSSES, SCHEDULES
@@ -60,19 +67,20 @@ def parse_train_sets(items: list[str], overrides: dict) -> list[str]:
     return rest
 
 
-def plot_callbacks(plot: Path | None) -> list:
-    """``--plot``: the curves drawn when the run ends (and remembered for a resume)."""
+def plot_callbacks(plot: Path | None, tracking=None) -> list:
+    """``--plot``: the curves drawn when the run ends (and remembered for a resume); then the
+    MLflow logging of ``tracking`` (after the plot: the plot is one of its files)."""
     from nncli.train.callbacks import Plot
 
-    return [Plot(plot)] if plot is not None else []
+    return ([Plot(plot)] if plot is not None else []) + tracking_callbacks(tracking)
 
 
-def rank_callbacks(plot: Path | None) -> list:
-    """A DDP worker's callbacks (picklable through ``functools.partial``): progress and ``--plot``;
-    both act on rank 0 only."""
+def rank_callbacks(plot: Path | None, tracking=None) -> list:
+    """A DDP worker's callbacks (picklable through ``functools.partial``): progress, ``--plot``
+    and tracking; each acts on rank 0 only."""
     from nncli.train.callbacks import Progress
 
-    return [Progress(render.train.TrainProgress()), *plot_callbacks(plot)]
+    return [Progress(render.train.TrainProgress()), *plot_callbacks(plot, tracking)]
 
 
 @app.command()
@@ -131,6 +139,9 @@ def train(
     tensorboard: bool = typer.Option(
         False, "--tensorboard", help="Also log to <run>/tensorboard (needs the tensorboard package)."
     ),
+    tracking: bool | None = tracking_option(),
+    tracking_uri: str | None = tracking_uri_option(),
+    experiment: str | None = experiment_option(),
     nproc_per_node: int = typer.Option(
         1, "--nproc-per-node", min=1, help="Processes per node for DDP (gloo on CPU, nccl on CUDA, one GPU each)."
     ),
@@ -147,13 +158,12 @@ def train(
 ) -> None:
     """Train a spec: data, loss, optimizer and schedule from its data:/train: sections and flags.
 
-    Writes a run folder: run.yaml (resolved config), spec.yaml, metrics.jsonl/.csv,
-    checkpoints/best.pt and last.pt, report.json. Progress goes to stderr; --json prints the
-    final summary on stdout. Ctrl-C saves a checkpoint and exits 130 (continue with --resume).
-    A non-finite loss stops training with the step and the first layer whose output went
-    non-finite, keeps the last good checkpoint and exits 1 (or --skip-nonfinite).
+    Writes a run folder: run.yaml (resolved config), spec.yaml, metrics.jsonl/.csv, checkpoints/best.pt and last.pt,
+    report.json. Progress goes to stderr; --json prints the final summary on stdout. Ctrl-C saves a checkpoint and
+    exits 130 (continue with --resume). A non-finite loss stops training with the step and the first layer whose
+    output went non-finite, keeps the last good checkpoint and exits 1 (or --skip-nonfinite).
     """
-    plot = _checked_plot(plot, resume)
+    plot, track = _checked_plot(plot, resume), train_tracking(tracking_uri, experiment, tracking, out, resume)
     overrides = _train_overrides(
         {
             "epochs": epochs,
@@ -190,6 +200,7 @@ def train(
             out,
             replacing,
             plot,
+            tracking=track,
             device=device,
             resume=resume,
             tensorboard=tensorboard,
@@ -203,7 +214,7 @@ def train(
         if result is None:  # a node other than 0: its workers finished, rank 0 reports
             return
     else:
-        result = _train_here(loaded, overrides, out, replacing, plot, device, resume, tensorboard, threads)
+        result = _train_here(loaded, overrides, out, replacing, plot, device, resume, tensorboard, threads, track)
     _finish(result, json_out)
 
 
@@ -221,12 +232,15 @@ def _replaced_out(spec: Path | None, out: Path | None, force: bool, resume: Path
     )
 
 
-def _train_distributed(loaded, overrides: dict, out: Path | None, replacing, plot: Path | None, **launch):
+def _train_distributed(
+    loaded, overrides: dict, out: Path | None, replacing, plot: Path | None, tracking=None, **launch
+):
     """Launch the DDP workers of this node; None (after saying so) on a node that is not rank 0's."""
     from nncli.train import launch_distributed
 
+    factory = partial(rank_callbacks, plot, tracking)
     with replacing:
-        result = launch_distributed(loaded, overrides, out, callbacks_factory=partial(rank_callbacks, plot), **launch)
+        result = launch_distributed(loaded, overrides, out, callbacks_factory=factory, **launch)
     if result is None:
         render.stderr_console().print(
             f"node {launch['node_rank']}: workers finished; rank 0 writes the run and its report"
@@ -234,7 +248,9 @@ def _train_distributed(loaded, overrides: dict, out: Path | None, replacing, plo
     return result
 
 
-def _train_here(loaded, overrides: dict, out, replacing, plot, device: str, resume, tensorboard: bool, threads):
+def _train_here(
+    loaded, overrides: dict, out, replacing, plot, device: str, resume, tensorboard: bool, threads, tracking=None
+):
     """Train in this process, progress shown on stderr."""
     from nncli.train import run_training
 
@@ -246,7 +262,7 @@ def _train_here(loaded, overrides: dict, out, replacing, plot, device: str, resu
             device=device,
             resume=resume,
             observer=progress,
-            callbacks=plot_callbacks(plot),
+            callbacks=plot_callbacks(plot, tracking),
             tensorboard=tensorboard,
             threads=threads,
         )

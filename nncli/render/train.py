@@ -159,3 +159,9 @@ def show(console: Console, result: TrainResult) -> None:
     console.print(f"run folder: {escape(result.run_dir)}")
     if result.plot:
         console.print(f"plot: {escape(result.plot)}")
+    tracked = result.tracking or {}
+    if tracked.get("status") == "logged":  # a failed store was said as it failed
+        console.print(
+            f"MLflow run {escape(tracked['run_id'])} in experiment {escape(str(tracked['experiment']))} "
+            f"at {escape(tracked['uri'])}"
+        )

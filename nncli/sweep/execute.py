@@ -34,6 +34,7 @@ class _Run:
     prune: dict | None = None  # the pruner and the finished trials it compares with (nncli.sweep.search)
     base_dir: Path | None = None  # the base spec's folder: what the trial's Custom file targets are relative to
     report: dict | None = None  # the train report it came back with (its per-epoch history)
+    tracking: dict | None = None  # the MLflow store and parent run to log to (nncli.tracking)
 
 
 def record_outcome(run: _Run, outcome: dict) -> None:
@@ -78,6 +79,7 @@ def task_of(run: _Run, device: str) -> dict:
         "device": device,
         "prune": run.prune,
         "base_dir": str(run.base_dir) if run.base_dir else None,
+        "tracking": {**run.tracking, "trial": run.trial.id, "seed": run.record.seed} if run.tracking else None,
     }
 
 
@@ -161,6 +163,10 @@ def run_trial(task: dict) -> dict:
         from nncli.sweep.search import TrialPruner
 
         callbacks.append(TrialPruner(task["prune"]))
+    if task.get("tracking"):  # a child run of the sweep's MLflow run
+        from nncli.tracking import trial_tracking
+
+        callbacks.append(trial_tracking(task["tracking"]))
     common = {"device": task["device"], "callbacks": callbacks, "thread_cap": task.get("thread_cap")}
     try:
         if task["resume"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from nncli.errors import InputError, NncliError, SpecError
@@ -35,6 +36,7 @@ def run_sweep(
     dry_run: bool = False,
     progress: Callable[[SweepEvent], None] | None = None,
     backend: BackendOptions | None = None,
+    tracking=None,
     _lock_held: bool = False,
 ) -> SweepResult:
     """Train every trial of a sweep (skipping finished ones) and rank them on validation.
@@ -50,6 +52,8 @@ def run_sweep(
         progress: called with a :class:`~nncli.sweep.results.SweepEvent` as runs start and finish.
         backend: where the runs train (:mod:`nncli.sweep.backends`); default the local pool of
             ``workers`` processes.
+        tracking: a :class:`~nncli.tracking.TrackingOptions`: the sweep is a parent run in that
+            MLflow store and each trial a child run (:class:`~nncli.tracking.SweepTracking`).
 
     Returns:
         SweepResult, trials ranked best first. The winner's spec is written to ``<out>/best.yaml``
@@ -69,19 +73,7 @@ def run_sweep(
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"sweep-{_slug(plan.name)}"
     _check_before_writing(plan, out, backend, dry_run)
     if not dry_run and not _lock_held:  # one writer per sweep folder, taken before any write
-        from nncli.train.lock import FolderLock
-
-        with FolderLock(out, "sweep"):
-            return run_sweep(
-                plan,
-                out,
-                workers=workers,
-                device=device,
-                dry_run=dry_run,
-                progress=progress,
-                backend=backend,
-                _lock_held=True,
-            )
+        return _locked(plan, out, backend, tracking, {"workers": workers, "device": device, "progress": progress})
     notify = progress or (lambda event: None)
     seeds: list = list(plan.seeds) if plan.seeds else [None]
     if plan.search is not None and not dry_run:
@@ -96,6 +88,28 @@ def run_sweep(
     if not dry_run:
         write_atomic(out / RESULT_FILE, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n", durable=True)
     return result
+
+
+def _locked(plan: SweepPlan, out: Path, backend: BackendOptions, tracking, options: dict) -> SweepResult:
+    """The sweep, its folder's lock held; with ``tracking``, logged as a parent run whose children
+    are the trials (a store that fails is said through ``progress``, and the sweep goes on)."""
+    from nncli.train.lock import FolderLock
+
+    notify = options["progress"] or (lambda event: None)
+    with FolderLock(out, "sweep"):
+        parent = None
+        if tracking is not None:
+            from nncli.tracking import SweepTracking
+
+            parent = SweepTracking(tracking, plan.name, out)
+            backend = replace(backend, tracking=parent.start(plan))
+            notify(SweepEvent("plan", 0, 0, message=parent.describe()))
+        result = run_sweep(plan, out, backend=backend, _lock_held=True, **options)
+        if parent is not None:
+            parent.finish(result)
+            if parent.error is not None:
+                notify(SweepEvent("plan", 0, 0, message=parent.describe()))
+        return result
 
 
 def _check_before_writing(plan: SweepPlan, out: Path, backend: BackendOptions, dry_run: bool) -> None:

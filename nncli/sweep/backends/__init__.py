@@ -25,10 +25,14 @@ class BackendOptions:
     address: str | None = None  # ray: None starts a local instance; "auto" or HOST:PORT joins a cluster
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    # the MLflow store and parent run each trial logs to (nncli.tracking.SweepTracking.for_trials)
+    tracking: dict | None = None
 
 
 def execute(pending: list, options: BackendOptions, device: str, notify, done: int, total: int) -> int:
     """Train the pending runs (``nncli.sweep.execute._Run``) on the chosen backend; the runs trained."""
+    for run in pending:
+        run.tracking = options.tracking
     if options.name == "ray":
         from nncli.sweep.backends.ray import execute_ray
 
