@@ -11,6 +11,8 @@ The rules read the built (meta) network, so every layer's real type and shape ar
 - ``bias-before-norm``: a bias right before BatchNorm, which subtracts the mean and cancels it.
 - ``dropout-before-norm``: Dropout right before BatchNorm (train/eval variance shift).
 - ``step-no-gradient``: a Step unit in a network meant for training: its gradient is zero.
+- ``layernorm-over-width``: a plain LayerNorm on a channels-first image ``[N, C, H, W]``
+  normalises its last dimension, the width, not the channels.
 - ``attends-both-ways`` (info): token inputs and attention, but no attention layer sets
   ``causal``: every position sees the whole sequence, so a next-token model would read its answer.
 """
@@ -139,6 +141,7 @@ def lint(built: Built) -> list[Finding]:
     out += _vanishing_risk(built)
     out += _step_units(built)
     out += _attends_both_ways(built)
+    out += _layer_norm_over_width(built)
     # The copies of a Repeat share their spec lines: one finding per place in the file, not
     # the same warning once per copy (a 20-block Repeat gave 20 identical lines).
     unique: dict[tuple, Finding] = {}
@@ -461,3 +464,59 @@ def _attends_both_ways(built: Built) -> list[Finding]:
             hint=f"for a GPT-style model set `causal: true` on {first.path} {first.type}",
         )
     ]
+
+
+# Layers whose output is a channels-first map [C, H, W] when it is 3-D per example; layout
+# operations (Permute, Transpose, Reshape, ...) or anything else may have put the channels last.
+_CHANNELS_FIRST = (
+    "Conv",
+    "MaxPool",
+    "AvgPool",
+    "AdaptiveMaxPool",
+    "AdaptiveAvgPool",
+    "LPPool",
+    "FractionalMaxPool",
+    "BatchNorm",
+    "InstanceNorm",
+    "GroupNorm",
+    "LayerNorm2d",
+    "Upsample",
+    "PixelShuffle",
+    "PixelUnshuffle",
+    "ChannelShuffle",
+    "ZeroPad",
+    "ConstantPad",
+    "ReflectionPad",
+    "ReplicationPad",
+    "CircularPad",
+)
+
+
+def _layer_norm_over_width(built: Built) -> list[Finding]:
+    """A LayerNorm over the last dim of a 4-D tensor that came from convolutions (or an image
+    input): torch normalises the width, silently; ConvNeXt permutes channels last first."""
+    leaves = [i for i in built.walk() if not i.children and i.module is not None]
+    out = []
+    for n, info in enumerate(leaves):
+        shape = getattr(info.module, "normalized_shape", ())
+        if info.type != "LayerNorm" or len(info.in_shape) != 3 or len(shape) != 1:
+            continue
+        source = next(
+            (p for p in reversed(leaves[:n]) if p.type.startswith(_CHANNELS_FIRST) or p.in_shape != p.out_shape), None
+        )
+        if source is not None and not source.type.startswith(_CHANNELS_FIRST):
+            continue  # a Permute, Reshape or Custom layer decides the layout: trust it
+        c, h, w = info.in_shape
+        after = f"{source.path} {source.type}" if source is not None else "the input"
+        out.append(
+            _finding(
+                "warning",
+                "layernorm-over-width",
+                f"{info.path} LayerNorm normalises the last dimension of {list(info.in_shape)}: after {after} "
+                f"that is the width ({w}), not the {c} channels",
+                info,
+                hint="use LayerNorm2d to normalise the channels of [N, C, H, W], or Permute to channels-last "
+                "first (Permute [0, 2, 3, 1], LayerNorm, Permute [0, 3, 1, 2])",
+            )
+        )
+    return out

@@ -33,7 +33,7 @@ _INFERRED: dict[str, Any] = {
     "input_size": lambda s: s[-1],  # RNN / LSTM / GRU
     "embed_dim": lambda s: s[-1],  # SelfAttention, ClassToken
     "d_model": lambda s: s[-1],  # TransformerEncoderLayer
-    "example_shape": lambda s: tuple(s),  # PositionEmbedding
+    "example_shape": lambda s: tuple(s),  # PositionEmbedding, LayerScale
 }
 # Arguments that are integers wherever they appear (besides _POSITIVE/_NON_NEGATIVE): an
 # expression giving a fraction there is an error.
@@ -73,6 +73,7 @@ _POSITIVE = {
     "num_layers",
     "upscale_factor",
     "downscale_factor",
+    "max_length",
 }
 _NON_NEGATIVE = {"padding", "output_padding"}
 # ... of which these are one number, never a per-dimension list.
@@ -97,7 +98,9 @@ class ArgResolver:
                 )
                 raise where.error(f"{cls.__name__} has no argument {key!r}", hint=hint)
             default = params[key].default if key in params else inspect.Parameter.empty
-            if not isinstance(spec, CustomSpec):  # a Custom layer's strings are its own business
+            if isinstance(spec, CustomSpec):  # its types are unknown: words stay words
+                value = self.scope.loose_argument(key, value, where, shape, cls.__name__)
+            else:
                 value = self.scope.argument(
                     key,
                     value,
@@ -129,7 +132,8 @@ class ArgResolver:
                 f"{cls.__name__} needs {', '.join(f'`{m}`' for m in missing)}, found no value",
                 hint=f"e.g. `- {spec.type}: {{{missing[0]}: ...}}`",
             )
-        self.check_dims(spec, cls, kwargs, shape)
+        if not isinstance(spec, CustomSpec):  # a Custom layer's `dim` means what its class says
+            self.check_dims(spec, cls, kwargs, shape)
         checks.check_op_dims(spec, cls.__name__, kwargs, shape)
         return kwargs, tuple(inferred)
 

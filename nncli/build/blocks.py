@@ -8,6 +8,8 @@ from :func:`nncli.build.checks.merge_shape`, which runs on whatever device the b
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -76,7 +78,7 @@ class GraphBlocks:
         self.repeat_factor = enclosing * times  # what one layer inside stands for in the whole model
         try:
             for copy in range(times):
-                with self.scoped_init(spec):
+                with self.scoped_init(spec), self.copy_scope(spec, copy, shape):
                     layers, shape = self.sequence(
                         spec.layers,
                         shape,
@@ -97,6 +99,16 @@ class GraphBlocks:
         info.out_dtype = dtype
         info.params, info.trainable, info.buffers = self.count(info.module)
         return info
+
+    @contextmanager
+    def copy_scope(self, spec: RepeatSpec, copy: int, shape: tuple):
+        """Context: one copy's names, its ``index`` then its ``each`` entry's vars, evaluated
+        against the copy's incoming ``shape``."""
+        index = {spec.index: copy} if getattr(spec, "index", None) else {}
+        each = spec.each[copy] if getattr(spec, "each", None) else None
+        where = spec.each_where[copy] if each is not None else {}
+        with self.scope.bound(index), self.scope.entered(each, where, shape, spec.where):
+            yield
 
     def repeat_times(self, spec: RepeatSpec, shape: tuple) -> int:
         """``times``, evaluated when written as an expression; the copies of this and every enclosing

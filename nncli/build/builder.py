@@ -209,7 +209,8 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
         fqn: str,
         dtype: str = "float32",
     ) -> LayerInfo:
-        default_name = f"{spec.type.lower()}_{index}" if prefix is None else f"{prefix}.{index}"
+        kind = getattr(spec, "template", None) or spec.type  # a template's use is named after it
+        default_name = f"{kind.lower()}_{index}" if prefix is None else f"{prefix}.{index}"
         if isinstance(spec, (ResidualSpec, RepeatSpec, ParallelSpec, BlockSpec)):
             return self._composite(spec, index, shape, spec.name or default_name, fqn, prev_label, dtype)
         cls, target = resolve_class(spec)
@@ -227,7 +228,7 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
         ):
             raise checks.integer_input_error(spec, cls.__name__, dtype, prev_label or "the input")
         out_shape, out_dtype, shape_method = self._output(spec, cls, module, kwargs, shape, prev_label, dtype)
-        self.apply_init(spec, module)
+        self.apply_init(spec, module, shape)
         total, trainable, buffers = count_params(module)
         return LayerInfo(
             index=index,
@@ -254,7 +255,7 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
         self, spec: LayerSpec, index: int, shape: tuple, name: str, fqn: str, prev_label: str | None, dtype: str
     ) -> LayerInfo:
         """A residual, repeat, parallel or block layer, built inside its own variables' scope."""
-        with self.scope.entered(spec.vars, spec.var_where, shape, spec.where):
+        with self.scope.entered(spec.vars, spec.var_where, shape, spec.where, getattr(spec, "caller", ())):
             make = {
                 ResidualSpec: self.residual,
                 RepeatSpec: self.repeat,

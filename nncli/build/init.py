@@ -16,14 +16,15 @@ from nncli.build.inference import init_stand_in
 from nncli.errors import did_you_mean
 from nncli.spec import InitScheme, LayerSpec
 
-# The learned tensors keep their own init (zeros, normal std 0.02) under a spec-wide default.
-_OWN_INIT = (nm.ClassToken, nm.PositionEmbedding)
+# The learned tensors keep their own init (zeros, normal std 0.02, LayerScale's constant) under a
+# spec-wide default.
+_OWN_INIT = (nm.ClassToken, nm.PositionEmbedding, nm.LayerScale)
 
 
 class InitMixin:
     """The builder's part that initialises each layer it constructs."""
 
-    def apply_init(self, spec: LayerSpec, module: nn.Module) -> None:
+    def apply_init(self, spec: LayerSpec, module: nn.Module, shape: tuple = ()) -> None:
         schemes: dict[str, InitScheme] = {}
         own = dict(spec.init or {})
         default = self._default_init[-1]
@@ -48,7 +49,18 @@ class InitMixin:
                     )
                 continue
             # on meta, checked on a CPU stand-in: meta's normal_ imports torch._dynamo
-            init_tensor(named[pname] if self.real else init_stand_in(named[pname]), scheme)
+            init_tensor(named[pname] if self.real else init_stand_in(named[pname]), self.evaluated(scheme, shape))
+
+    def evaluated(self, scheme: InitScheme, shape: tuple) -> InitScheme:
+        """``scheme`` with vars and expressions in its keywords evaluated where the layer is
+        (``std: "1 / width"``); words (``mode: fan_out``) stay words."""
+        if not any(isinstance(v, (str, list, dict)) for v in scheme.kwargs.values()):
+            return scheme
+        kwargs = {
+            key: self.scope.loose_argument(key, value, scheme.where, shape, f"init {scheme.scheme}")
+            for key, value in scheme.kwargs.items()
+        }
+        return InitScheme(scheme.scheme, kwargs, scheme.where)
 
 
 def init_tensor(tensor: torch.Tensor, scheme: InitScheme) -> None:

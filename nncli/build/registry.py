@@ -54,6 +54,8 @@ _NNCLI_CLASSES = {
             "StochasticDepth",
             "ClassToken",
             "PositionEmbedding",
+            "LayerNorm2d",
+            "LayerScale",
             "SelfAttention",
             "RNN",
             "LSTM",

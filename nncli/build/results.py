@@ -41,6 +41,11 @@ class LayerInfo:
     in_dtype: str = "float32"  # "int64" for token ids
     out_dtype: str = "float32"
     shape_method: str = ""  # how out_shape was learnt: "rule", "cpu_zeros", "meta" or "device"
+    # Named tensors (a Graph spec): the names it reads (from, memory, Merge operands; empty = the
+    # previous output), the element whose module it applies again (share), and tied parameters.
+    reads: tuple = ()
+    shared: str | None = None
+    tied: dict = field(default_factory=dict)  # param name -> the layer whose parameter it is
 
     def walk(self):
         """This layer and every nested one, depth first."""
@@ -61,6 +66,15 @@ class Built:
     device: torch.device
     input_dtype: str = "float32"  # "int64"/"int32": token ids in [0, input_high)
     input_high: int | None = None
+    # Every input and output of a Graph spec, in forward order: (name, shape, dtype, high) and
+    # (name, shape, dtype). A chain spec has one of each, named input and output.
+    inputs: tuple = ()
+    outputs: tuple = ()
+
+    @property
+    def graph(self) -> bool:
+        """Whether the model is a Graph: forward takes several inputs or returns several outputs."""
+        return bool(self.inputs)
 
     def walk(self):
         """Every layer, nested ones included, depth first."""

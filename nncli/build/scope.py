@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from nncli.errors import did_you_mean
-from nncli.spec.expr import MAX_VALUE, SHAPE_NAMES, ExprError, evaluate, is_identifier, looks_like_expression
+from nncli.spec.expr import MAX_VALUE, SHAPE_NAMES, ExprError, evaluate, is_identifier, looks_like_expression, names_in
 from nncli.spec.source import Where
 
 
@@ -40,15 +40,42 @@ class Scope:
         return out
 
     @contextmanager
-    def entered(self, values: Mapping[str, Any] | None, where: Mapping[str, Where], shape: tuple, fallback: Where):
-        """Context: a block's ``vars``, evaluated in order against its incoming ``shape``."""
+    def entered(
+        self,
+        values: Mapping[str, Any] | None,
+        where: Mapping[str, Where],
+        shape: tuple,
+        fallback: Where,
+        caller: frozenset[str] | tuple = (),
+    ):
+        """Context: a block's ``vars``, evaluated in order against its incoming ``shape``.
+
+        Names in ``caller`` (a template's arguments as written where it is used) are evaluated in
+        the enclosing scope alone, so ``{c: c}`` passes the caller's ``c`` whatever the template's
+        own params are called; the others see the vars before them in this frame too.
+        """
         frame: dict[str, Any] = {}
+        pending: dict[str, Any] = {}
+        for name in caller:  # before the new frame exists: the caller's names only
+            if values and name in values:
+                pending[name] = self.number(values[name], where.get(name, fallback), shape, what=f"var {name!r}")
         self.frames.append(frame)
         try:
             for name, value in (values or {}).items():
-                here = where.get(name, fallback)
-                frame[name] = self.number(value, here, shape, what=f"var {name!r}")
+                if name in pending:
+                    frame[name] = pending[name]
+                    continue
+                frame[name] = self.number(value, where.get(name, fallback), shape, what=f"var {name!r}")
             yield frame
+        finally:
+            self.frames.pop()
+
+    @contextmanager
+    def bound(self, values: Mapping[str, Any]):
+        """Context: names bound to values already computed (a Repeat's ``index``, an ``each`` copy)."""
+        self.frames.append(dict(values))
+        try:
+            yield
         finally:
             self.frames.pop()
 
@@ -88,6 +115,29 @@ class Scope:
             if hint:  # `out_channels: widht` with a var `width`: say so instead of "found a string"
                 raise where.error(f"{what}: unknown name {text!r}", hint=hint)
         return value
+
+    def loose_argument(self, key: str, value: Any, where: Where, shape: tuple, what: str) -> Any:
+        """A value whose type nncli does not know (a Custom argument, an init scheme's keyword):
+        lists and mappings item by item; a string is evaluated when it is exactly a name in scope
+        or an expression over names in scope, and otherwise reaches the layer as written
+        (``"relu-like"``, ``"a/b.txt"``). An expression over known names that fails (a division
+        by zero) is a located error."""
+        if isinstance(value, list):
+            return [self.loose_argument(key, v, where, shape, what) for v in value]
+        if isinstance(value, Mapping):
+            return {k: self.loose_argument(k, v, where, shape, what) for k, v in value.items()}
+        if not isinstance(value, str):
+            return value
+        names = self.names(shape)
+        if not looks_like_expression(value, names):
+            return value
+        try:
+            used = names_in(value)
+        except ExprError:
+            return value
+        if any(name not in names for name in used):
+            return value
+        return self._evaluate(value, where, shape, f"{what}: `{key}`")
 
     def _evaluate(self, text: str, where: Where, shape: tuple, what: str) -> Any:
         names = self.names(shape)

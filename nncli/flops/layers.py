@@ -18,6 +18,8 @@ from nncli.build import LayerInfo
 from nncli.modules import (
     Chunk,
     ClassToken,
+    LayerNorm2d,
+    LayerScale,
     Mean,
     Narrow,
     Permute,
@@ -61,6 +63,8 @@ _ZERO_FLOPS = (
         StochasticDepth,
         ClassToken,
         PositionEmbedding,
+        LayerNorm2d,
+        LayerScale,
         Step,
     }
 )

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from nncli.formatting import fmt_float, fmt_int
-from nncli.render.console import escape, pct, table
+from nncli.render.console import escape, pct
+from nncli.render.evaluate import split_table
 from nncli.status import RunStatus
 
 if TYPE_CHECKING:
@@ -147,13 +148,8 @@ def show(console: Console, result: TrainResult) -> None:
     procs = f", {result.world_size} processes" if result.world_size > 1 else ""
     console.print(f"device {result.device}{procs}; {result.samples_per_s:,.0f} samples/s")
     if any(result.__dict__[s]["loss"] is not None for s in ("train", "val", "test")):
-        t = table(None)
-        for col, just in (("split", "left"), ("examples", "right"), ("loss", "right"), ("accuracy", "right")):
-            t.add_column(col, justify=just)
-        for split in ("train", "val", "test"):
-            m = getattr(result, split)
-            t.add_row(split, fmt_int(m.get("n")), fmt_float(m.get("loss"), 4), pct(m.get("accuracy")))
-        console.print(t)
+        # evaluate's table: a regression run's RMSE, MAE and R² (test split) show here too
+        console.print(split_table({split: getattr(result, split) for split in ("train", "val", "test")}))
     if result.message:
         console.print(escape(result.message))
     console.print(f"run folder: {escape(result.run_dir)}")

@@ -55,6 +55,8 @@ NNCLI_LAYERS = (
     "ClassToken",
     "PositionEmbedding",
     "SelfAttention",
+    "LayerNorm2d",
+    "LayerScale",
 )
 # The blocks: layers holding layer lists. They take the reserved keys name, init and vars.
 BLOCKS = ("Residual", "Repeat", "Parallel", "Block")
@@ -125,6 +127,11 @@ class RepeatSpec(LayerSpec):
 
     times: int | str = 1  # an int, or an expression's text evaluated by the builder
     layers: tuple[LayerSpec, ...] = ()
+    # `index`: a var bound to the copy's number (0 .. times-1); `each`: one mapping of vars per
+    # copy (times is then its length), evaluated when the copy is entered; each_where locates them.
+    index: str | None = None
+    each: tuple[Mapping[str, Any], ...] | None = None
+    each_where: tuple[Mapping[str, Where], ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,10 @@ class BlockSpec(LayerSpec):
     """A named, framed group of layers (built as one ``nn.Sequential``)."""
 
     layers: tuple[LayerSpec, ...] = ()
+    # A use of a `define:` template: its name, and the params given at the use (their values
+    # are evaluated in the caller's scope; the defaults in the template's own).
+    template: str | None = None
+    caller: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

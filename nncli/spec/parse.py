@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from nncli.errors import SpecError, did_you_mean
-from nncli.spec.expr import FUNCTIONS, SHAPE_NAMES, ExprError, looks_like_expression, tokenize
+from nncli.spec.expr import FUNCTIONS, SHAPE_NAMES, ExprError, tokenize
+from nncli.spec.families import repeat_family
 from nncli.spec.model import (
     FLOAT_DTYPES,
     INIT_SCHEMES,
@@ -28,9 +29,10 @@ from nncli.spec.model import (
     Spec,
 )
 from nncli.spec.source import Document, parse_yaml, read_text
+from nncli.spec.templates import TemplateLayers, Templates, call, read_templates
 from nncli.spec.transfer import parse_transfer
 
-TOP_LEVEL_KEYS = ("name", "description", "input", "vars", "init", "layers", "data", "train", "transfer")
+TOP_LEVEL_KEYS = ("name", "description", "input", "vars", "init", "layers", "data", "train", "transfer", "define")
 RESERVED = ("name", "init")
 # Per-example size cap: batches, channels and dtype bytes must still fit torch's int64 sizes.
 MAX_INPUT_NUMEL = 2**48
@@ -134,6 +136,7 @@ class _Parser:
         # Names an expression may use here: the incoming sizes plus the vars of every enclosing
         # scope (top level first). Lets `times: three` be refused as a string at once.
         self.names: list[set[str]] = [set(SHAPE_NAMES)]
+        self.templates = Templates()  # `define:`, read before the layers
 
     def fail(self, path: tuple, message: str, hint: str | None = None, *, key: bool = False):
         return self.doc.where(path, key=key).error(message, hint)
@@ -166,19 +169,11 @@ class _Parser:
             if required not in data:
                 # Located at the top-level mapping, named by the missing key's spec path.
                 raise self.fail((required,), f"missing required key `{required}`", "a minimal spec:\n" + EXAMPLE)
-        name = data.get("name", None)
-        if name is None:
-            name = Path(self.doc.file).stem if self.doc.file else "network"
-        elif not isinstance(name, str) or not name.strip():
-            raise self.fail(("name",), f"expected a non-empty string, found {describe_found(name)}")
-        if "description" in data and not isinstance(data["description"], str):
-            raise self.fail(("description",), f"expected a string, found {describe_found(data['description'])}")
-        for section in ("data", "train"):
-            if section in data and not isinstance(data[section], (dict, type(None))):
-                raise self.fail((section,), f"expected a mapping, found {describe_found(data[section])}")
+        name = self.name_and_sections(data)
         input_shape, dtype, high = self.input(data["input"])
         top_vars, var_where = self.vars(data.get("vars"), ("vars",))
         self.names.append(set(top_vars or ()))
+        self.templates = read_templates(self, data.get("define"))
         layers = self.layer_list(data["layers"], ("layers",), "layers")
         return Spec(
             input=input_shape,
@@ -199,6 +194,21 @@ class _Parser:
             path=Path(self.doc.file) if self.doc.file else None,
             document=self.doc,
         )
+
+    def name_and_sections(self, data: dict) -> str:
+        """The spec's name (the file's stem by default), with `description`, `data` and `train`
+        checked for their types."""
+        name = data.get("name", None)
+        if name is None:
+            name = Path(self.doc.file).stem if self.doc.file else "network"
+        elif not isinstance(name, str) or not name.strip():
+            raise self.fail(("name",), f"expected a non-empty string, found {describe_found(name)}")
+        if "description" in data and not isinstance(data["description"], str):
+            raise self.fail(("description",), f"expected a string, found {describe_found(data['description'])}")
+        for section in ("data", "train"):
+            if section in data and not isinstance(data[section], (dict, type(None))):
+                raise self.fail((section,), f"expected a mapping, found {describe_found(data[section])}")
+        return name
 
     def input(self, value: Any) -> tuple[tuple[int, ...], str, int | None]:
         """``input``: a shape, or ``{shape, dtype, high}`` for integer token ids."""
@@ -310,19 +320,27 @@ class _Parser:
     def layer(self, item: Any, path: tuple) -> LayerSpec:
         where = self.doc.where(path)
         kind, args, args_path = self._kind_and_args(item, path)
+        template = call(self, self.templates, kind, args, args_path) if kind in self.templates else None
+        if template is not None:  # a use of a `define:` template is a Block with its params as vars
+            kind, args = "Block", template.args
         name = args.get("name")
         if "name" in args and (not isinstance(name, str) or not name.strip()):
             raise self.fail(
                 args_path + ("name",), f"expected `name` to be a non-empty string, found {describe_found(name)}"
             )
-        init = self.init(args["init"], args_path + ("init",)) if args.get("init") is not None else None
+        # LayerScale's `init: 1.0e-6` is its starting value, an argument; a mapping is the init scheme.
+        scale = kind == "LayerScale" and not isinstance(args.get("init"), (dict, type(None)))
+        init = self.init(args["init"], args_path + ("init",)) if args.get("init") is not None and not scale else None
         block = kind in ("Residual", "Repeat", "Parallel", "Block")
         reserved = RESERVED + ("vars",) if block else RESERVED
-        rest = {k: v for k, v in args.items() if k not in reserved}
+        rest = {k: v for k, v in args.items() if k not in reserved or (scale and k == "init")}
         arg_where = {k: self.doc.where(args_path + (k,), key=True) for k in rest}
         common = dict(where=where, name=name, init=init)
         if block:
             block_vars, var_where = self.vars(args.get("vars"), args_path + ("vars",))
+            if template is not None:
+                block_vars, var_where = template.vars, template.var_where
+                common.update(template=template.name, caller=template.caller)
             common.update(vars=block_vars, var_where=var_where)
             self.names.append(set(block_vars or ()))
             try:
@@ -456,12 +474,14 @@ class _Parser:
         if "layers" not in rest:
             raise self.fail(args_path, "Block needs `layers`", "Block: {name: stem, layers: [...]}")
         return BlockSpec(
-            type=kind,
-            args={},
-            arg_where=arg_where,
-            **common,
-            layers=self.layer_list(rest["layers"], args_path + ("layers",), "layers"),
+            type=kind, args={}, arg_where=arg_where, **common, layers=self.template_layers(rest["layers"], args_path)
         )
+
+    def template_layers(self, layers: Any, args_path: tuple) -> tuple[LayerSpec, ...]:
+        """A Block's layers: as written, or a template's, parsed at the template's own paths."""
+        if isinstance(layers, TemplateLayers):
+            return self.layer_list(layers.data, layers.path, "layers")
+        return self.layer_list(layers, args_path + ("layers",), "layers")
 
     def residual(self, kind: str, rest: dict, args_path: tuple, arg_where: dict, common: dict) -> ResidualSpec:
         """A Residual: a body and an optional shortcut (the identity when absent)."""
@@ -486,27 +506,23 @@ class _Parser:
 
     def repeat(self, kind: str, rest: dict, args_path: tuple, arg_where: dict, common: dict) -> RepeatSpec:
         """A Repeat: ``times`` fresh copies of its layers."""
-        self.check_keys(rest, args_path, ("times", "layers"), "Repeat")
-        for required in ("times", "layers"):
-            if required not in rest:
-                raise self.fail(
-                    args_path, f"Repeat needs `{required}`", "Repeat: {times: 3, layers: [...]} stacks 3 fresh copies"
-                )
-        times = rest["times"]
-        if isinstance(times, str) and looks_like_expression(times, self.known_names()):
-            pass  # an expression: evaluated by the builder, with the Repeat's input in scope
-        elif isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise self.fail(
-                args_path + ("times",),
-                f"expected `times` to be an integer >= 1 or an expression, found {describe_found(times)}",
-            )
+        self.check_keys(rest, args_path, ("times", "layers", "index", "each"), "Repeat")
+        family = repeat_family(self, rest, args_path)  # times, index and each, checked
+        self.names.append(family.names)
+        try:
+            layers = self.layer_list(rest["layers"], args_path + ("layers",), "layers")
+        finally:
+            self.names.pop()
         return RepeatSpec(
             type=kind,
             args={},
             arg_where=arg_where,
             **common,
-            times=times,
-            layers=self.layer_list(rest["layers"], args_path + ("layers",), "layers"),
+            times=family.times,
+            index=family.index,
+            each=family.each,
+            each_where=family.each_where,
+            layers=layers,
         )
 
     # -- init -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ The reference is scikit-learn's metrics on the same predictions: the model's out
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -161,6 +162,14 @@ def test_evaluate_regression_rmse_mae_r2_are_sklearns(tmp_path, run_cli):
     assert result.test["r2"] == pytest.approx(test["r2"])
     res = run_cli(["evaluate", out])
     assert "r²" in res.out and f"{test['rmse']:.4g}" in res.out
+    # train's own summary shows them for the test split
+    from rich.console import Console
+
+    from nncli.render.train import show
+
+    text = io.StringIO()
+    show(Console(file=text, width=300), result)
+    assert "r²" in text.getvalue() and f"{result.test['r2']:.4g}" in text.getvalue()
     # a regression run has no confusion matrix to draw: exit 2, nothing written
     res = run_cli(["evaluate", out, "--plot", tmp_path / "c.png"])
     assert res.code == 2 and "confusion matrix" in res.err and not (tmp_path / "c.png").exists()
