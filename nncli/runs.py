@@ -59,7 +59,7 @@ def read_meta(run_dir: str | Path) -> dict:
         raise InputError(f"{run_dir} is not an nncli run folder: no {RUN_FILE} in it")
     try:
         meta = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: not UTF-8 text
         raise InputError(f"cannot read the run folder {run_dir}: {exc}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("train"), dict) or not isinstance(meta.get("data"), dict):
         raise InputError(f"{meta_path}: expected the mapping nncli writes (data:, train:, ...)")

@@ -8,7 +8,9 @@ thread (tests/benchmarks/bench_threads.py measures it).
 
 The rule (:func:`decide`), in this order:
 
-1. ``--threads N`` (or ``NNCLI_THREADS=N``, or ``OMP_NUM_THREADS=N`` set by the user): N.
+1. ``--threads N`` (or ``NNCLI_THREADS=N``, or ``OMP_NUM_THREADS=N`` set by the user): N, at most
+   the usable cores (more threads than cores only wait for each other, and a count in the
+   thousands exhausts the machine's process ids as OpenMP starts them).
 2. A step smaller than :data:`PARALLEL_MIN_MACS` multiply-adds (per-example work of the model
    times the batch, x3 for the backward pass): one thread. Below it a second thread costs more
    than it saves (tests/benchmarks/bench_threads.py measures the default against fixed counts).
@@ -46,6 +48,14 @@ class ThreadChoice:
     reason: str  # "requested", "small", "free cores"
     macs_per_step: float | None = None
     busy: float | None = None  # cores busy with other work when sampled
+    asked: int | None = None  # a requested count above the usable cores, before the cap
+
+    @property
+    def note(self) -> str | None:
+        """What the user should know about the choice: a request capped at the cores."""
+        if self.asked is None:
+            return None
+        return f"{self.asked:,} threads asked for, {self.threads} used: this process may run on {cores()} cores"
 
 
 def cores() -> int:
@@ -56,8 +66,9 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def requested_threads(threads: int | None = None) -> int | None:
-    """``threads`` (``--threads``), else ``NNCLI_THREADS``, else a user's ``OMP_NUM_THREADS``; None: use the rule."""
+def asked_threads(threads: int | None = None) -> int | None:
+    """``threads`` (``--threads``), else ``NNCLI_THREADS``, else a user's ``OMP_NUM_THREADS``, as
+    given; None: use the rule."""
     if threads is not None:
         return max(1, int(threads))
     for var in (ENV_THREADS, "OMP_NUM_THREADS"):
@@ -65,6 +76,20 @@ def requested_threads(threads: int | None = None) -> int | None:
         if text.isdigit() and int(text) > 0:
             return int(text)
     return None
+
+
+def requested_threads(threads: int | None = None) -> int | None:
+    """The count asked for (:func:`asked_threads`), at most the usable cores; None: use the rule."""
+    asked = asked_threads(threads)
+    return None if asked is None else min(asked, cores())
+
+
+def _requested(threads: int | None, macs_per_step: float | None = None) -> ThreadChoice | None:
+    asked = asked_threads(threads)
+    if asked is None:
+        return None
+    used = min(asked, cores())
+    return ThreadChoice(used, "requested", macs_per_step, asked=asked if asked > used else None)
 
 
 def busy_cores(sample_s: float = 0.1) -> float:
@@ -107,9 +132,9 @@ def decide(macs_per_step: float | None, threads: int | None = None, *, cap: int 
         >>> decide(1e12, threads=3).threads
         3
     """
-    wanted = requested_threads(threads)
+    wanted = _requested(threads, macs_per_step)
     if wanted is not None:
-        return ThreadChoice(wanted, "requested", macs_per_step)
+        return wanted
     n = _usable_cores(cap)
     if n == 1 or (macs_per_step is not None and macs_per_step < PARALLEL_MIN_MACS):
         return ThreadChoice(1, "small" if n > 1 else "one core", macs_per_step)
@@ -157,9 +182,9 @@ def for_spec(
     On a CUDA device only a requested count is applied (the CPU just feeds the GPU). ``built``
     is ``infer(spec)`` when the caller has it already (training does).
     """
-    wanted = requested_threads(threads)
+    wanted = _requested(threads)
     if wanted is not None:
-        return apply(ThreadChoice(wanted, "requested"))
+        return apply(wanted)
     if device is not None and getattr(device, "type", str(device)) != "cpu":
         return ThreadChoice(0, "accelerator")  # torch's default stays
     n = _usable_cores(cap)

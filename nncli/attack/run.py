@@ -20,6 +20,7 @@ import torch
 
 from nncli import data as data_mod
 from nncli.attack.methods import Normalized, fgsm, pgd
+from nncli.build.inputs import refuse_graph
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
@@ -81,6 +82,13 @@ class AttackResult:
         return jsonable(out)
 
 
+# Budgets and range ends: an attack computes in float32 (max about 3.4e38), and x + eps, the PGD
+# step 2.5 * eps / steps and the clamp must stay finite; no real data is scaled past this.
+MAX_MAGNITUDE = 1e15
+# Budgets in one --eps list: each is a full attack over the split.
+MAX_EPS = 64
+
+
 def parse_eps(text: str) -> list[float]:
     """``"0,0.01,0.03"`` -> ``[0.0, 0.01, 0.03]`` (InputError, exit 2, on anything else)."""
     values = []
@@ -94,7 +102,11 @@ def parse_eps(text: str) -> list[float]:
             ) from None
         if not math.isfinite(value) or value < 0:
             raise InputError(f"expected numbers >= 0, found {part!r}", param="eps")
+        if value > MAX_MAGNITUDE:
+            raise InputError(f"expected numbers up to {MAX_MAGNITUDE:g}, found {part!r}", param="eps")
         values.append(value)
+    if len(values) > MAX_EPS:
+        raise InputError(f"expected at most {MAX_EPS} budgets, found {len(values):,}", param="eps")
     return values
 
 
@@ -109,6 +121,12 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
         raise InputError(f"expected two numbers LO,HI like 0,1, found {text!r}", param="value_range") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise InputError(f"expected finite LO < HI, found {text!r}", param="value_range")
+    if max(abs(lo), abs(hi)) > MAX_MAGNITUDE:
+        raise InputError(
+            f"expected LO and HI within +-{MAX_MAGNITUDE:g}, found {text!r}",
+            param="value_range",
+            hint="the attack computes in float32; give the inputs' real range",
+        )
     return lo, hi
 
 
@@ -245,6 +263,7 @@ def _check_save(save, force: bool) -> Path | None:
 def _open_classifier(run_dir, checkpoint: str, dev, allow_custom: bool) -> tuple:
     """The run and its checkpoint's network, weights frozen (only the input's gradient is wanted)."""
     run = open_run(run_dir, allow_custom=allow_custom)
+    refuse_graph(run.spec, "attack", "perturbs one float input (several inputs, or token ids, cannot be attacked)")
     if run.train.loss != "cross_entropy":
         raise InputError(
             f"{run.run_dir}: attacks need a classifier trained with cross_entropy, this run used {run.train.loss}"

@@ -221,11 +221,7 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
         # weights are being allocated anyway, and torch's Python meta kernels import
         # torch._dynamo on first use (start-up probe/gradcheck need not pay). `infer` stays on meta.
         module = self.construct(spec, cls, kwargs, self.device if self.real else torch.device("meta"))
-        if (
-            dtype.startswith("int")
-            and cls.__name__ not in checks.TOKEN_LAYERS
-            and any(True for _ in module.parameters())
-        ):
+        if checks.computes_on_ids(spec, cls.__name__, dtype):
             raise checks.integer_input_error(spec, cls.__name__, dtype, prev_label or "the input")
         out_shape, out_dtype, shape_method = self._output(spec, cls, module, kwargs, shape, prev_label, dtype)
         self.apply_init(spec, module, shape)
@@ -255,6 +251,7 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
         self, spec: LayerSpec, index: int, shape: tuple, name: str, fqn: str, prev_label: str | None, dtype: str
     ) -> LayerInfo:
         """A residual, repeat, parallel or block layer, built inside its own variables' scope."""
+        checks.check_id_merge(spec, dtype, prev_label or "the input")
         with self.scope.entered(spec.vars, spec.var_where, shape, spec.where, getattr(spec, "caller", ())):
             make = {
                 ResidualSpec: self.residual,

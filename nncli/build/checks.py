@@ -17,6 +17,10 @@ from nncli.spec.source import Where
 TENSOR_OPS = ("Permute", "Transpose", "Reshape", "Chunk", "Select", "Narrow", "Mean")
 # Layers that take integer token ids.
 TOKEN_LAYERS = ("Embedding", "EmbeddingBag")
+# Layers that move or select token ids without computing with them: they may come before an
+# Embedding. Every other layer (an activation, Dropout, a pooling, a sum) would compute with ids
+# as if they were numbers, which no command can train, gradcheck or export.
+ID_MOVERS = ("Permute", "Transpose", "Reshape", "Chunk", "Select", "Narrow", "Flatten", "Unflatten", "Identity")
 # Layers that accept `causal`.
 ATTENTION = ("SelfAttention", "TransformerEncoderLayer")
 # torch.nn classes a spec cannot use and why; the message points to Custom.
@@ -114,6 +118,32 @@ def unknown_argument_hint(type_name: str, key: str) -> str | None:
     if key == "vars":
         return "`vars` is taken by the blocks Residual, Repeat, Parallel and Block, or the top level"
     return None
+
+
+def computes_on_ids(spec: LayerSpec, type_name: str, dtype: str) -> bool:
+    """Whether a layer reading ``dtype`` would compute with token ids as numbers (a Custom layer's
+    code decides for itself)."""
+    return (
+        dtype.startswith("int")
+        and type_name not in TOKEN_LAYERS + ID_MOVERS
+        and getattr(spec, "type", None) != "Custom"
+    )
+
+
+def check_id_merge(spec: LayerSpec, dtype: str, came_from: str) -> None:
+    """Residual's sum and Parallel's add/mul/mean/max over token ids: a located error."""
+    if not dtype.startswith("int"):
+        return
+    if isinstance(spec, ParallelSpec) and spec.merge != "concat":
+        raise spec.where.error(
+            f"Parallel merge {spec.merge} over {dtype} token ids from {came_from}: ids are labels, not numbers",
+            hint="put an Embedding first (or merge with concat)",
+        )
+    if type(spec).__name__ == "ResidualSpec":
+        raise spec.where.error(
+            f"Residual adds {dtype} token ids from {came_from}: ids are labels, not numbers",
+            hint="put an Embedding first: it turns token ids into vectors",
+        )
 
 
 def integer_input_error(spec: LayerSpec, type_name: str, dtype: str, came_from: str):

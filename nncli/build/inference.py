@@ -273,6 +273,12 @@ class ShapeRunner:
         self, spec: LayerSpec, type_name: str, module: nn.Module, shape: tuple, prev_label: str | None
     ) -> tuple:
         """The layer's per-example output shape; ``self.shape_method`` says how it was learnt."""
+        if any(nn.parameter.is_lazy(t) for t in module.parameters()):
+            # counting, initialising and sharding all need every parameter's size up front
+            raise spec.where.error(
+                f"{type_name} holds lazy parameters (a LazyLinear or LazyConv), whose sizes are unknown until it runs",
+                hint="build them with their sizes (nn.Linear(in_features, out_features))",
+            )
         self.shape_method = DEVICE if self.real else META
         if not self.real and self._run_device.type == "meta":
             # `infer`: a shape rule, or a real run on CPU zeros, rather than meta ops, whose first
@@ -351,6 +357,13 @@ class ShapeRunner:
                 f"{type_name} returns {type(y).__name__}, not a tensor; a spec is a "
                 "sequence of layers with one tensor in and one out",
                 hint="wrap it in a Custom layer that returns one tensor",
+            )
+        if y.dtype not in (x.dtype, torch.float32):
+            # the next layer's weights are float32: a float64 or float16 output fails there
+            raise spec.where.error(
+                f"{type_name} returns {str(y.dtype).removeprefix('torch.')} from {str(x.dtype).removeprefix('torch.')} "
+                "input; every layer of a spec computes in float32",
+                hint="return a float32 tensor (for example `return out.float()`)",
             )
         if y.dim() == 0 or y.shape[0] != batch:
             raise spec.where.error(

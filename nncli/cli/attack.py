@@ -9,6 +9,7 @@ import typer
 from nncli.cli.app import DEVICE_HELP, app, json_flag, render
 from nncli.cli.options import options_of
 from nncli.cli.out_option import chosen_out, old_out_option, out_option
+from nncli.seeds import SEED_MAX
 
 
 @app.command()
@@ -24,7 +25,7 @@ def attack(
     random_start: bool = typer.Option(
         True, "--random-start/--no-random-start", help="PGD starts at a random point of the eps-ball."
     ),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of PGD's random start."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of PGD's random start."),
     split: str = typer.Option("test", "--split", help="train, val or test."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best (by validation) or last."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Attack only the first N examples of the split."),
@@ -48,6 +49,7 @@ def attack(
 
     if plot is not None:
         render.plots.check_plot_path(plot)
+    _refuse_token_inputs(run_dir, options_of(ctx).allow_custom)
     with chosen_out(out, save, "--save", "save") as save:
         result = run_attack(
             run_dir,
@@ -70,3 +72,20 @@ def attack(
     if plot is not None:
         result.plot = render_attack.plot(result, plot)
     render.emit(result, json_out, render_attack.show)
+
+
+def _refuse_token_inputs(run_dir: Path, allow_custom: bool) -> None:
+    """An L-inf budget moves float inputs; token ids have no neighbours to move to (exit 2)."""
+    from nncli.errors import InputError, NncliError
+    from nncli.train.trained import open_run
+
+    try:
+        spec = open_run(run_dir, allow_custom=allow_custom).spec
+    except NncliError:
+        return  # the attack itself says what is wrong with the folder
+    if spec.integer_input:
+        raise InputError(
+            f"{run_dir}: the run's input is {spec.input_dtype} token ids, and FGSM/PGD perturb float inputs "
+            "by at most eps: a token id has no value eps away",
+            hint="attack runs with float inputs (features, images, signals)",
+        )

@@ -10,6 +10,7 @@ import typer
 from nncli.cli.app import SPEC_HELP, app, json_flag, render
 from nncli.cli.out_option import either_out, old_out_option, out_option
 from nncli.cli.run_options import complete_spec, load_spec_with_sets, set_option
+from nncli.seeds import SEED_MAX
 
 
 class DiagramView(str, Enum):
@@ -58,7 +59,9 @@ def diagram(
     weights: bool = typer.Option(
         False, "--weights", help="Neuron view: colour (sign) and width (size) edges by the initial weights (seeded)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed for the initial weights shown with --weights."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=SEED_MAX, help="Seed for the initial weights shown with --weights."
+    ),
     set_: list[str] = set_option(),
     json_out: bool = json_flag(),
 ) -> None:

@@ -1,4 +1,5 @@
-"""The machine's trouble as exit 2: out of memory, read-only or full disks, permission denied.
+"""The machine's trouble as exit 2: out of memory, read-only or full disks, permission denied,
+an output path that cannot exist, a process or thread limit reached.
 
 These are not bugs in nncli (exit 3): the environment is wrong, and the user can act on it. Each
 becomes an :class:`~nncli.errors.InputError` naming the path (when there is one) and what to do.
@@ -21,6 +22,19 @@ _DISK_ADVICE = {
 
 _OOM_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
+# A path the user gave that cannot be a file or folder: an output under a regular file, a folder
+# under /proc, a name too long. The OSError names the path.
+_PATH_ADVICE = {
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENOENT: "the folder does not exist or cannot hold files",
+    errno.EISDIR: "it is a folder, not a file",
+    errno.ENAMETOOLONG: "the name is too long",
+    errno.ELOOP: "too many symbolic links",
+}
+# Process, thread and file limits: the machine (or its limits) refused, not nncli.
+_REFUSED_WORDS = ("can't start new thread", "cannot start new thread", "resource temporarily unavailable")
+_REFUSED_ERRNOS = (errno.EAGAIN, errno.EMFILE, errno.ENFILE)
+
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """A Python MemoryError, torch's OutOfMemoryError, or an allocator's RuntimeError."""
@@ -42,7 +56,25 @@ def environment_error(exc: BaseException) -> InputError | None:
         path = exc.filename if exc.filename is not None else None
         where = f" writing {path}" if path else ""
         return InputError(f"{what}{where} ({exc.strerror or exc})", file=path, hint=advice)
-    return None
+    if isinstance(exc, OSError) and exc.errno in _PATH_ADVICE and exc.filename is not None:
+        return InputError(
+            f"cannot use {exc.filename}: {_PATH_ADVICE[exc.errno]} ({exc.strerror})",
+            hint="give a path in a folder you can write to",
+        )
+    return refused_error(exc)
+
+
+def refused_error(exc: BaseException) -> InputError | None:
+    """Exit 2 for a process, thread or open-file limit reached (EAGAIN on fork, a thread that cannot start)."""
+    refused = isinstance(exc, OSError) and exc.errno in _REFUSED_ERRNOS
+    refused = refused or isinstance(exc, RuntimeError) and any(w in str(exc).lower() for w in _REFUSED_WORDS)
+    if not refused:
+        return None
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return InputError(
+        f"the machine refused to start a process or thread, or to open a file: {first}",
+        hint="fewer --threads or data workers, or raise the limits (ulimit -u, ulimit -n)",
+    )
 
 
 def internal_error_json(exc: BaseException) -> dict:
@@ -56,6 +88,24 @@ def internal_error_json(exc: BaseException) -> dict:
         "spec_path": None,
         "hint": "this is a bug in nncli; run again with --traceback and report it",
         "exit_code": 3,
+    }
+
+
+class Interrupted(Exception):
+    """Ctrl-C (or SIGTERM) while a command ran, carried past typer to the entry point."""
+
+
+def interrupted_json() -> dict:
+    """The ``--json`` error document of Ctrl-C or SIGTERM before a command finished (exit 130)."""
+    return {
+        "error": "Interrupted",
+        "message": "interrupted",
+        "file": None,
+        "line": None,
+        "column": None,
+        "spec_path": None,
+        "hint": "run the command again; a training run resumes with --resume",
+        "exit_code": 130,
     }
 
 

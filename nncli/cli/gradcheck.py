@@ -18,6 +18,7 @@ from nncli.gradcheck.options import (
     MODES,
     OBJECTIVES,
 )
+from nncli.seeds import SEED_MAX
 
 GradObjective = Enum("GradObjective", {v: v for v in OBJECTIVES}, type=str)
 GradMode = Enum("GradMode", {v: v for v in MODES}, type=str)
@@ -59,7 +60,11 @@ def gradcheck(
     atol: float = typer.Option(DEFAULT_ATOL, "--atol", help="Absolute tolerance (matters where the gradient is ~0)."),
     eps: float = typer.Option(DEFAULT_EPS, "--eps", help="Finite-difference step h (float64)."),
     seed: int = typer.Option(
-        0, "--seed", help="Seed for the weights, inputs, projection, directions and the replayed RNG."
+        0,
+        "--seed",
+        min=0,
+        max=SEED_MAX,
+        help="Seed for the weights, inputs, projection, directions and the replayed RNG.",
     ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     set_: list[str] = set_option(),

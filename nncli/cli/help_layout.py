@@ -50,6 +50,23 @@ class NncliCommand(typer.core.TyperCommand):
         super().__init__(*args, **kwargs)
         _restore_argument_help(kwargs.get("callback"), self.params)
 
+    def invoke(self, ctx):
+        # typer turns Ctrl-C into a bare exit 130 before nncli's entry point sees it, which would
+        # leave a --json caller without its error document
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            from nncli.cli.faults import Interrupted
+
+            raise Interrupted() from exc
+        except SystemExit as exc:  # nncli never calls sys.exit in a command: user code (a Custom forward) did
+            from nncli.errors import InputError
+
+            raise InputError(
+                f"code nncli ran for the spec (a Custom layer) called sys.exit({exc.code!r}) while {ctx.info_name} ran",
+                hint="a Custom layer must return a tensor or raise an exception, never exit",
+            ) from None
+
     def format_help_text(self, ctx, formatter) -> None:
         head, _ = _split(self.help or "")
         if head:

@@ -10,7 +10,10 @@ reports, and never changes the exit code.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from contextlib import contextmanager, nullcontext
 
 import typer
 
@@ -28,13 +31,36 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     # Usage errors happen before a command runs: --json and --traceback are read from the words.
     options = Options.from_argv(args)
-    try:
-        rv = app(args=args, prog_name="nncli", standalone_mode=False, obj=options)
-        code = rv if isinstance(rv, int) else 0
-    except BaseException as exc:  # noqa: BLE001 - each kind is mapped to its exit code below
-        code = _exit_code(exc, options)
-    sys.stdout.flush()
+    # under --json, stdout is the JSON document's alone (the renderer loads only then: --help stays fast)
+    for_json = render.console.json_stdout(True) if options.json else nullcontext()
+    with _terminate_as_interrupt(), for_json:
+        try:
+            rv = app(args=args, prog_name="nncli", standalone_mode=False, obj=options)
+            code = rv if isinstance(rv, int) else 0
+        except BaseException as exc:  # noqa: BLE001 - each kind is mapped to its exit code below
+            code = _exit_code(exc, options)
+        sys.stdout.flush()
     return code
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM as Ctrl-C for the command (a KeyboardInterrupt: exit 130, and the error document
+    under --json) where nothing else handles it; training replaces it with its own handler, which
+    saves a checkpoint first."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    if not main_thread or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _exit_code(exc: BaseException, options: Options) -> int:
@@ -56,8 +82,10 @@ def _exit_code(exc: BaseException, options: Options) -> int:
         else:
             render.error(exc, options.json)
         return int(exc.exit_code)
-    if isinstance(exc, (typer.Abort, KeyboardInterrupt)):
+    if isinstance(exc, (typer.Abort, KeyboardInterrupt, faults.Interrupted)):
         render.stderr_console().print("interrupted")
+        if options.json:
+            render.print_json(faults.interrupted_json())
         return int(ExitCode.INTERRUPTED)
     if isinstance(exc, ClickException):  # bad flag or argument: typer/click's own message
         exc.show()

@@ -41,7 +41,8 @@ def parse_sets(items: list[str]) -> dict:
     Raises:
         InputError: an item without ``=`` or a value that is not YAML (exit 2).
     """
-    import yaml
+    from nncli.errors import SpecError
+    from nncli.spec.source import parse_yaml
 
     out = {}
     for item in items:
@@ -49,10 +50,12 @@ def parse_sets(items: list[str]) -> dict:
         if not sep or not path.strip():
             raise InputError(f"--set {item!r}: expected PATH=VALUE, e.g. --set train.epochs=5")
         try:
-            out[path.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError:
+            # the spec's own reader: its bounds (aliases, recursion, digits, tags) hold for --set too
+            out[path.strip()] = parse_yaml(text).data if text.strip() else None
+        except SpecError as err:
+            shown = item if len(item) <= 80 else item[:77] + "..."
             raise InputError(
-                f"--set {item!r}: the value is not valid YAML",
+                f"--set {shown!r}: the value is not valid YAML ({err.message})",
                 hint="quote a string with spaces or colons: --set 'data.name=\"a b\"'",
             ) from None
     return out
@@ -115,10 +118,13 @@ def threads_for_spec(
     spec, batch_size: int, device: str = "auto", *, threads: int | None = None, backward: bool = True
 ) -> None:
     """Set torch's threads for ``spec`` at ``batch_size`` on ``device`` (``threads``: --threads, wins)."""
+    from nncli.cli.app import render
     from nncli.device import resolve_device
     from nncli.threads import for_spec
 
-    for_spec(spec, batch_size, threads=threads, device=resolve_device(device), backward=backward)
+    choice = for_spec(spec, batch_size, threads=threads, device=resolve_device(device), backward=backward)
+    if choice.note:
+        render.stderr_console().print(f"note: {render.escape(choice.note)}")
 
 
 def threads_for_run(run_dir: Path, device: str = "auto", batch_size: int = 256, *, threads: int | None = None) -> None:

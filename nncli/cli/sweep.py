@@ -13,6 +13,7 @@ from nncli.cli.run_options import complete_run, complete_spec, threads_for_worke
 from nncli.cli.run_options import parse_sets as _parse_set
 from nncli.cli.tracking import experiment_option, sweep_tracking, tracking_option, tracking_uri_option
 from nncli.errors import ExitCode, InputError
+from nncli.seeds import SEED_MAX
 from nncli.sweep.options import METRICS
 
 SweepMetric = Enum("SweepMetric", {v: v for v in METRICS}, type=str)
@@ -48,7 +49,7 @@ def sweep(
         help="Random search: this many configurations drawn from the grid / distributions.",
     ),
     seed: int | None = typer.Option(
-        None, "--seed", help="Seed of the random search (default: the file's search_seed, else 0)."
+        None, "--seed", min=0, max=SEED_MAX, help="Seed of the random search (default: the file's search_seed, else 0)."
     ),
     metric: SweepMetric | None = typer.Option(
         None,

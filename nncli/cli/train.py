@@ -27,6 +27,7 @@ from nncli.cli.tracking import (
     train_tracking,
 )
 from nncli.errors import ExitCode, InputError
+from nncli.seeds import SEED_MAX
 from nncli.status import RunStatus
 from nncli.train.config import AMP_MODES, LOSSES, SCHEDULES
 
@@ -114,7 +115,9 @@ def train(
     patience: int | None = typer.Option(
         None, "--patience", min=1, help="Early stopping: epochs without validation improvement."
     ),
-    seed: int | None = typer.Option(None, "--seed", min=0, help="Seed for weights, dropout, data order, augmentation."),
+    seed: int | None = typer.Option(
+        None, "--seed", min=0, max=SEED_MAX, help="Seed for weights, dropout, data order, augmentation."
+    ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     amp: Amp | None = typer.Option(None, "--amp", help="Mixed precision: bf16, or fp16 with a gradient scaler."),
     compile_model: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
@@ -148,7 +151,9 @@ def train(
     nnodes: int = typer.Option(1, "--nnodes", min=1, help="Nodes taking part (multi-node DDP)."),
     node_rank: int = typer.Option(0, "--node-rank", min=0, help="This node's rank, 0..nnodes-1."),
     master_addr: str = typer.Option("127.0.0.1", "--master-addr", help="Address of the node with rank 0 (multi-node)."),
-    master_port: int = typer.Option(29500, "--master-port", help="Port for the rendezvous on the master node."),
+    master_port: int = typer.Option(
+        29500, "--master-port", min=1, max=65535, help="Port for the rendezvous on the master node."
+    ),
     sync_batchnorm: bool = typer.Option(
         True,
         "--sync-batchnorm/--no-sync-batchnorm",

@@ -19,11 +19,13 @@ batch. Pillow, numpy and torch are imported inside the functions: the config sid
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from nncli.data.image_files import Decoder, ImageFiles
 from nncli.errors import InputError
+from nncli.threads import cores
 
 # Keys of an image-folder source (besides the common ones), with their defaults.
 IMAGE_KEYS = {"resize": None, "crop": None, "skip_bad": False}
@@ -90,6 +92,13 @@ def image_suffixes() -> set[str]:
 def _class_files(folder: Path, suffixes: set[str]) -> dict[str, list[Path]]:
     classes = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if sub.is_symlink():  # a link may lead anywhere (to /): the walk would read the whole disk
+            raise InputError(
+                f"{sub}: the class folder is a symbolic link (to {os.readlink(sub)}); image folders are read "
+                "without following links",
+                file=sub,
+                hint="copy the class's images into the folder, or point `path:` at the real folder",
+            )
         files = sorted(
             f for f in sub.rglob("*") if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in suffixes
         )
@@ -260,7 +269,7 @@ def load_image_folder(config, input_shape):
     channels, size, resize, crop = target_layout(input_shape, params)
     decoder = Decoder(channels, size, resize, crop)
     splits, classes = scan_folder(config.path)
-    workers = max(1, getattr(config, "workers", 0) or 1)
+    workers = min(max(1, getattr(config, "workers", 0) or 1), cores())  # decoding threads
     example_bytes = 4 * channels * size[0] * size[1]
     limit = config.limit or float("inf")
     expected = sum(min(len(f), limit) if split != "val" else len(f) for split, (f, _) in splits.items())

@@ -92,7 +92,9 @@ def batch_source(
         x_train = x_train.cpu()
     y_train = y_train.cpu()
     keys = batch_keys(perm, start_step, batch_size, steps, rank, world)
-    workers = int(getattr(data_cfg, "workers", 0) or 0)
+    from nncli.threads import cores
+
+    workers = min(int(getattr(data_cfg, "workers", 0) or 0), cores())  # more only wait for each other
     cuda = torch.device(device).type == "cuda"
     # generator: a DataLoader draws its workers' base seed from the global RNG otherwise, which
     # would shift dropout's random numbers away from the in-memory route (and from a resume)

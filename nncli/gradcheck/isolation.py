@@ -149,6 +149,9 @@ def _check_layer(
     if x is None:  # never reached in the forward pass (cannot happen for a Sequential spec)
         row.note = "not reached by the forward pass: not checked"
         return row
+    if not x.is_floating_point() and not any(p.requires_grad for p in info.module.parameters()):
+        row.note = "moves token ids and has no weights: nothing to differentiate"
+        return row
     act = x.numel() + x.shape[0] * math.prod(info.out_shape)
     layer_seed = _seed(seed, "layer " + info.fqn)
     try:

@@ -76,6 +76,9 @@ class SelfAttention(nn.MultiheadAttention):
     def __init__(
         self, embed_dim: int, num_heads: int, causal: bool = False, dropout: float = 0.0, bias: bool = True
     ) -> None:
+        # torch checks this only when attention runs, as a dropout of the attention weights
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a probability from 0 to below 1, found {dropout}")
         super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, batch_first=True)
         self.causal = causal
 

@@ -56,13 +56,16 @@ from pathlib import Path
 import torch
 
 from nncli.build import build_model
+from nncli.build.inputs import refuse_graph
 from nncli.errors import InputError
 from nncli.probe.depth import depth_sweep, fit_sweep, with_repeat_times
 from nncli.probe.measure import all_points, measure, probe_batch, probe_points, read_data, weight_gain
 from nncli.probe.report import LayerStats, ProbeReport, ProbeResult, SeedProbe, Sweep, SweepPoint, Training
 from nncli.probe.steps import STEP_LOSS_TEXT, loss_kind, train_config, train_steps
 from nncli.probe.verdict import Thresholds, Verdict, aggregate, classify, explain, mean
+from nncli.seeds import MAX_SEEDS, check_seed
 from nncli.spec import Spec
+from nncli.spec.limits import check_spec
 
 __all__ = [
     "probe",
@@ -88,6 +91,9 @@ __all__ = [
 ]
 
 DEFAULT_SEEDS = (0, 1, 2)
+# Optimizer steps per seed for --steps, and depths in one sweep: each is work done per seed.
+MAX_STEPS = 100_000
+MAX_SWEEP_DEPTHS = 64
 DEFAULT_BATCH = 128
 
 LOSS_TEXT = (
@@ -169,6 +175,7 @@ def probe(
 
 
 def _measure_seeds(spec: Spec, seeds: list[int], dev, batch_size: int, x_data, steps: int, cfg) -> tuple:
+    refuse_graph(spec, "probe", "feeds one input tensor")
     """Each seed's build measured at init (and after ``steps``): points, types, gain, runs, losses, loss kind."""
     init_runs, after_runs, losses = [], [], []
     points = types = gain = kind = None
@@ -193,14 +200,22 @@ def _checked(
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     if not seeds:
         raise InputError("expected at least one seed", param="seeds")
+    if len(seeds) > MAX_SEEDS:
+        raise InputError(f"expected at most {MAX_SEEDS:,} seeds, found {len(seeds):,}", param="seeds")
+    for seed in seeds:
+        check_seed(seed, "seeds")
     if batch_size < 2:
         raise InputError(f"expected at least 2 (BatchNorm needs a batch), found {batch_size}", param="batch_size")
-    if steps < 0:
-        raise InputError(f"expected an integer >= 0, found {steps}", param="steps")
+    if not 0 <= steps <= MAX_STEPS:
+        raise InputError(f"expected an integer from 0 to {MAX_STEPS:,}, found {steps:,}", param="steps")
     if sweep_depths:
-        if any(t < 1 for t in sweep_depths):
-            raise InputError(f"expected Repeat counts >= 1, found {list(sweep_depths)}", param="sweep_depths")
-        with_repeat_times(spec, sweep_depths[0])
+        if any(t < 1 for t in sweep_depths) or len(sweep_depths) > MAX_SWEEP_DEPTHS:
+            shown = list(sweep_depths)[:MAX_SWEEP_DEPTHS]
+            raise InputError(
+                f"expected at most {MAX_SWEEP_DEPTHS} Repeat counts, each >= 1, found {shown}", param="sweep_depths"
+            )
+        # the deepest copy count is the one that could build past the layer limit
+        check_spec(with_repeat_times(spec, max(sweep_depths))[0])
     return seeds
 
 

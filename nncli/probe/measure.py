@@ -54,6 +54,8 @@ def probe_points(built: Built) -> list[Point]:
             if isinstance(info.module, (Repeat, Block)):
                 expand(info.children, out, main)
                 continue
+            if str(info.out_dtype).startswith("int"):  # token ids moved before an Embedding: no gradient
+                continue
             point = Point(info, len(out) if main else None)
             if isinstance(info.module, (Residual, Parallel)):
                 expand(info.children, point.inner, False)

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager, redirect_stdout
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -95,9 +96,30 @@ def emit(result: Any, as_json: bool, human: Callable[[Console, Any], None], cons
         human(console or stdout_console(), result)
 
 
+# Where --json documents go while user code's stdout is sent to stderr (see json_stdout).
+_json_stream = None
+
+
+@contextmanager
+def json_stdout(enabled: bool):
+    """Under ``--json``, for the block: stdout belongs to the JSON document. Whatever else writes
+    to ``sys.stdout`` (a Custom layer's print) goes to stderr; :func:`print_json` writes to the
+    stdout the block started with."""
+    global _json_stream
+    if not enabled:
+        yield
+        return
+    previous, _json_stream = _json_stream, sys.stdout
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _json_stream = previous
+
+
 def print_json(doc: Any, file=None) -> None:
     """Write ``doc`` as one strict JSON document (cleaned by :func:`jsonable`) and flush."""
-    file = file or sys.stdout
+    file = file or _json_stream or sys.stdout
     file.write(json.dumps(jsonable(doc), indent=2, allow_nan=False) + "\n")
     file.flush()
 

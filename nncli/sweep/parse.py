@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from nncli.errors import InputError, SpecError, did_you_mean
+from nncli.seeds import MAX_SEEDS, SEED_MAX
 from nncli.spec.overrides import parse_path
 from nncli.spec.parse import describe_found
 from nncli.spec.source import Document, Where, parse_yaml, read_text
@@ -225,14 +226,17 @@ class _SweepParser:
         if seeds is None:
             return None
         if isinstance(seeds, int) and not isinstance(seeds, bool):
+            if seeds > MAX_SEEDS:
+                raise self.fail(("seeds",), f"expected at most {MAX_SEEDS:,} seeds, found {describe_found(seeds)}")
             seeds = list(range(seeds)) if seeds > 0 else seeds  # `seeds: 3` = [0, 1, 2]
         if (
             not isinstance(seeds, list)
             or not seeds
-            or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
+            or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= SEED_MAX for s in seeds)
         ):
             raise self.fail(
-                ("seeds",), f"expected a list of seeds (integers >= 0) or a count, found {describe_found(seeds)}"
+                ("seeds",),
+                f"expected a list of seeds (integers from 0 to {SEED_MAX:,}) or a count, found {describe_found(seeds)}",
             )
         if len(set(seeds)) != len(seeds):
             raise self.fail(("seeds",), f"expected distinct seeds, found {seeds}")

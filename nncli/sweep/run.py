@@ -164,6 +164,7 @@ def _prepare(
     """A configuration's trial and its runs (one per seed), their spec files written and parsed
     (a bad value is exit 2 before anything trains)."""
     from nncli.spec import parse_spec
+    from nncli.train.sections import validate_sections
 
     trial = None
     runs = []
@@ -182,6 +183,7 @@ def _prepare(
             write_atomic(spec_file, text, durable=True)
         try:  # structure checked now: a bad value is exit 2 before anything trains
             spec = parse_spec(text, file=str(spec_file), base_dir=config.base_dir, allow_custom=plan.allow_custom)
+            validate_sections(spec)  # data: and train: as train reads them (a misspelt --set key)
         except SpecError as err:
             err.hint = (
                 ((err.hint + "\n  ") if err.hint else "")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nncli.errors import InputError
+from nncli.seeds import SEED_MAX
 from nncli.spec.parse import describe_found
 from nncli.status import RunStatus
 from nncli.sweep.options import METRICS
@@ -77,8 +78,10 @@ def read_search(
             )
     for key in ("seed", "startup_trials"):
         v = data.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-            raise doc.where(("search", key)).error(f"expected an integer >= 0, found {describe_found(v)}")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= SEED_MAX):
+            raise doc.where(("search", key)).error(
+                f"expected an integer from 0 to {SEED_MAX:,}, found {describe_found(v)}"
+            )
     discrete = all(a.dist == "choice" for a in axes)
     # no sampler named: the file's own kind of search (a grid stays a grid, a random sample random)
     chosen = sampler or data.get("sampler") or ("grid" if grid_plan and discrete else "random")

@@ -16,6 +16,11 @@ from typing import Any
 from nncli.config_section import Section
 from nncli.config_section import describe as _describe
 from nncli.errors import InputError, did_you_mean
+from nncli.seeds import SEED_MAX
+
+# Epochs a run may plan: past this a run would not end in any useful time, and the figure is a
+# typing slip (an extra digit or two), better refused before any work.
+MAX_EPOCHS = 1_000_000
 
 LOSSES = ("cross_entropy", "mse", "bce_with_logits")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -163,8 +168,8 @@ def _numbers(section: Section, out: dict) -> None:
     rules = {
         "lr": dict(low=0, low_open=True),
         "batch_size": dict(integer=True, low=1),
-        "epochs": dict(integer=True, low=1),
-        "seed": dict(integer=True, low=0),
+        "epochs": dict(integer=True, low=1, high=MAX_EPOCHS),
+        "seed": dict(integer=True, low=0, high=SEED_MAX),
         "momentum": dict(low=0, high=1),
         "weight_decay": dict(low=0),
         "step_size": dict(integer=True, low=1),

@@ -87,6 +87,7 @@ def launch_distributed(
         "tensorboard": tensorboard,
         "device_index": first,
         "sync_batchnorm": sync_batchnorm,
+        "launcher_pid": os.getpid(),
     }
     config = _launch_config(nproc_per_node, nnodes, node_rank, master_addr, master_port)
     lock = FolderLock(setup.run_dir, "run").acquire()  # the launcher holds it for every rank
@@ -174,10 +175,25 @@ def _rank0_answer(results: dict) -> TrainResult | None:
     return TrainResult(**answer["result"])
 
 
+def _die_with_launcher(launcher_pid: int | None) -> None:
+    """Linux: the kernel kills this rank when its launcher dies, even by SIGKILL. The launcher holds
+    the run folder's lock for every rank; ranks left running under PID 1 would write the folder
+    beside the next writer the dead lock lets in."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: no parent-death signal
+        return
+    if launcher_pid is not None and os.getppid() != launcher_pid:  # it died before prctl took effect
+        os._exit(1)
+
+
 def _ddp_entry(request: dict) -> dict:
     """One DDP worker (spawned by the elastic launcher). Returns plain data, picklable."""
     import torch.distributed as tdist
 
+    _die_with_launcher(request.get("launcher_pid"))
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if request["device"] == "cuda":

@@ -81,6 +81,9 @@ def prepare(
         part = _new_part(spec, data_over, train_over, out_dir, runs_root)
     spec, data_cfg, cfg, run_dir = part["spec"], part["data_cfg"], part["cfg"], part["run_dir"]
     built = infer(spec)  # meta device: checks the spec and gives the output shape for free
+    from nncli.build.inputs import refuse_graph
+
+    refuse_graph(spec, "train", "reads one input array per example (x)")
     dataset = _checked_dataset(spec, data_cfg, cfg, built.output_shape, world_size)
     if part["resume"] is not None:
         _check_resume_fits(part["resume"], run_dir)
@@ -140,6 +143,7 @@ def _resumed_part(spec, resume, data_over: dict, train_over: dict) -> dict:
     # A run that died before its first checkpoint (out of memory, a bad batch) starts again
     # from scratch in place: its recorded config is the one resumed, so nothing changes.
     last, best = checkpoint_path(run_dir, "last"), checkpoint_path(run_dir, "best")
+    _check_resumable(run_dir, last)
     return {
         "spec": run.spec,
         "spec_text": run.spec_text,
@@ -151,6 +155,17 @@ def _resumed_part(spec, resume, data_over: dict, train_over: dict) -> dict:
         "resume": load_checkpoint(last) if last.exists() else None,
         "best_state": load_checkpoint(best) if best.is_file() else None,
     }
+
+
+def _check_resumable(run_dir: Path, last: Path) -> None:
+    """A finished run whose checkpoints were deleted is refused: starting it again from scratch
+    would overwrite its report (only a run that died before its first checkpoint restarts)."""
+    if not last.exists() and read_report(run_dir) is not None:
+        raise InputError(
+            f"the run in {run_dir} finished, but its last checkpoint {last} is gone: nothing to resume from",
+            param="resume",
+            hint="train it again into another folder; its report.json and metrics stay as they are",
+        )
 
 
 def _new_part(spec, data_over: dict, train_over: dict, out_dir, runs_root) -> dict:

@@ -20,6 +20,36 @@ import torch.nn.functional as F
 from nncli import data as data_mod
 
 
+def _class_labels(y, fail):
+    """Labels as cross_entropy takes them: integers, one per example (``[N]``; ``[N, 1]`` is read
+    so), none negative; float labels only when they are such integers."""
+    if y.is_floating_point():
+        if len(y) and (
+            y.dim() > 2 or (y.dim() == 2 and y.shape[1] != 1) or not torch.equal(y, y.round()) or y.min() < 0
+        ):
+            raise fail(
+                f"cross_entropy needs integer class labels, found float targets of shape "
+                f"{list(y.shape[1:])}" + (f" (e.g. {y.flatten()[0].item():g})" if len(y) else ""),
+                "use `loss: mse` for regression targets",
+            )
+        return y.reshape(len(y)).long()
+    if not len(y):
+        return y
+    if y.dim() == 2 and y.shape[1] == 1:
+        y = y.reshape(len(y))
+    if y.dim() != 1:
+        raise fail(
+            f"cross_entropy needs one integer class label per example, found labels of shape {list(y.shape[1:])}",
+            "for several 0/1 labels per example use `loss: bce_with_logits` with one output each",
+        )
+    if y.min() < 0:
+        raise fail(
+            f"cross_entropy needs class labels 0..C-1, found {y.min().item()}",
+            "a label too large for 64 bits reads as a negative number: check the label column",
+        )
+    return y
+
+
 def prepare_targets(ds: data_mod.Dataset, loss: str, output_shape: tuple, fail) -> None:
     """Check the labels against the loss and the output layer; convert them in place.
 
@@ -40,18 +70,7 @@ def prepare_targets(ds: data_mod.Dataset, loss: str, output_shape: tuple, fail) 
                 f"found output shape {list(output_shape)}"
             )
         for split in ("train", "val", "test"):
-            y = getattr(ds, f"y_{split}")
-            if y.is_floating_point():
-                if len(y) and (
-                    y.dim() > 2 or (y.dim() == 2 and y.shape[1] != 1) or not torch.equal(y, y.round()) or y.min() < 0
-                ):
-                    raise fail(
-                        f"cross_entropy needs integer class labels, found float targets of shape "
-                        f"{list(y.shape[1:])}" + (f" (e.g. {y.flatten()[0].item():g})" if len(y) else ""),
-                        "use `loss: mse` for regression targets",
-                    )
-                y = y.reshape(len(y)).long()
-            setattr(ds, f"y_{split}", y)
+            setattr(ds, f"y_{split}", _class_labels(getattr(ds, f"y_{split}"), fail))
         need = ds.num_classes or 0
         if need > output_shape[0]:
             raise fail(
