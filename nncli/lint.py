@@ -90,6 +90,10 @@ class CheckResult:
     total_params: int
     layers: list[LayerRow]
     findings: list[Finding] = field(default_factory=list)
+    data: dict | None = None  # the data section loaded and checked: {"checked", "sizes"/"reason", ...}
+    # A Graph spec's inputs and outputs, in order: {"name", "shape", "dtype"} each (empty for a chain)
+    inputs: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out = {"error": 0, "warning": 0, "info": 0}
@@ -107,6 +111,8 @@ class CheckResult:
             "layers": [r.to_json() for r in self.layers],
             "findings": [f.to_json() for f in self.findings],
             "counts": self.counts(),
+            "data": self.data,
+            **({"inputs": self.inputs, "outputs": self.outputs} if self.inputs else {}),
         }
 
 
@@ -126,6 +132,8 @@ def check_spec(spec: Spec) -> CheckResult:
     result = CheckResult(
         spec.name, str(spec.path) if spec.path else None, built.input_shape, built.output_shape, total, rows
     )
+    result.inputs = [{"name": n, "shape": list(s), "dtype": d} for n, s, d, _ in built.inputs]
+    result.outputs = [{"name": n, "shape": list(s), "dtype": d} for n, s, d in built.outputs]
     result.findings = lint(built)
     return result
 

@@ -9,7 +9,7 @@ share; ``main.py`` the entry point that maps errors to exit codes.
 from nncli.cli.app import app
 
 # Each import registers its commands on `app`, in the order `nncli --help` lists them.
-from nncli.cli import check, diagram, probe, train, attack, sweep, gradcheck, export  # noqa: E402,F401  (isort: skip)
+from nncli.cli import check, diagram, probe, train, attack, sweep, gradcheck, export, config  # noqa: E402,F401  (isort: skip)
 from nncli.cli.main import main, run
 
 __all__ = ["app", "main", "run"]

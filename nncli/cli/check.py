@@ -18,7 +18,8 @@ def check(
     set_: list[str] = set_option(),
     json_out: bool = json_flag(),
 ) -> None:
-    """Validate a spec: print the layer table and lint findings.
+    """Validate a spec: print the layer table and lint findings; load its data section (when local
+    and small) to check the target column, the input shape and the labels against the network.
 
     Lints: affine layers with no nonlinearity between them (just a linear predictor), Softmax
     before a cross-entropy loss (which takes logits), deep sigmoid/tanh stacks without
@@ -26,11 +27,12 @@ def check(
     Exit 1 on an error-level finding (on any warning with --strict), 2 on a bad spec.
     """
     from nncli.lint import check_spec
-    from nncli.train.sections import validate_sections
+    from nncli.train.sections import check_data, validate_sections
 
     loaded = load_spec_with_sets(ctx, spec, set_)
     validate_sections(loaded)  # data:/train: exactly as `nncli train` reads them
     result = check_spec(loaded)
+    result.data = check_data(loaded, tuple(result.output_shape))
     render.emit(result, json_out, render.check.show)
     counts = result.counts()
     if counts["error"] or (strict and counts["warning"]):

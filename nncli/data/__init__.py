@@ -34,7 +34,8 @@ from nncli.data.config import (
     DataConfig,
     resolve_data_config,
 )
-from nncli.data.dataset import Dataset, load_dataset, normalization_stats, normalize
+from nncli.data.dataset import Dataset, describe_normalization, load_dataset, normalization_stats, normalize
+from nncli.data.examples import read_examples
 from nncli.data.image_sets import CIFAR10_CLASSES, read_cifar10, read_idx, read_mnist
 from nncli.data.inputs import check_dataset_inputs, check_token_ids, fit_input_shape, read_inputs
 from nncli.data.synthetic import (
@@ -74,6 +75,8 @@ __all__ = [
     "make_spirals",
     "make_xor",
     "normalization_stats",
+    "describe_normalization",
+    "read_examples",
     "normalize",
     "read_cifar10",
     "read_csv",

@@ -120,24 +120,17 @@ def read_file(config: DataConfig):
         x, y, classes = read_csv(path, config.target)
         return x, y, None, None, None, None, classes
     arrays = load_arrays(path)
-    # an explicit split (x_train, x_val, x_test) wins over one pool of x/y
-    x_train = pick_array(arrays, config.x_key, X_KEYS, "input", path, "_train")
-    if x_train is not None:
-        y_train = pick_array(arrays, config.y_key, Y_KEYS, "target", path, "_train")
-        parts = [x_train, y_train]
-        for split in ("_test", "_val"):
-            parts += [
-                pick_array(arrays, config.x_key, X_KEYS, "input", path, split),
-                pick_array(arrays, config.y_key, Y_KEYS, "target", path, split),
-            ]
-    else:
-        parts = [
-            pick_array(arrays, config.x_key, X_KEYS, "input", path),
-            pick_array(arrays, config.y_key, Y_KEYS, "target", path),
-            None,
-            None,
-            None,
-            None,
+    # The training pool is x_train/y_train, else x/y; an explicit x_test or x_val beside either is
+    # that split (a file with x, y, x_test, y_test keeps its own test set).
+    suffix = "_train" if pick_array(arrays, config.x_key, X_KEYS, "input", path, "_train") is not None else ""
+    parts = [
+        pick_array(arrays, config.x_key, X_KEYS, "input", path, suffix),
+        pick_array(arrays, config.y_key, Y_KEYS, "target", path, suffix),
+    ]
+    for split in ("_test", "_val"):
+        parts += [
+            pick_array(arrays, config.x_key, X_KEYS, "input", path, split),
+            pick_array(arrays, config.y_key, Y_KEYS, "target", path, split),
         ]
     names = ["x", "y", "x_test", "y_test", "x_val", "y_val"]
     parts = [None if p is None else _as_numpy(p, path, k) for p, k in zip(parts, names)]

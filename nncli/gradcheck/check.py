@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from nncli.build import Built, build_model
+from nncli.build.inputs import refuse_graph
 from nncli.errors import InputError
 from nncli.gradcheck.footprint import estimate_memory
 from nncli.gradcheck.isolation import PER_LAYER, _check_exhaustive_plain, _check_layer, _check_model, _record_inputs
@@ -80,6 +81,7 @@ def gradcheck(
         (True, None)
     """
     _validate(batch=batch, directions=directions, rtol=rtol, atol=atol, eps=eps)
+    refuse_graph(spec, "gradcheck", "perturbs one input tensor")
     device = torch.device(device)
     estimate = _memory_estimate(spec, batch, exhaustive, directions, device, memory_limit)
     # build_model seeds the global RNG: fork it so the caller's RNG stream is left as found.
@@ -239,13 +241,13 @@ def _inputs(built: Built, batch: int, data, seed: int, device: torch.device) -> 
     spec = built.spec
     tokens = getattr(spec, "integer_input", False)
     if data is not None:
-        from nncli.data import check_token_ids, fit_input_shape, read_inputs
+        from nncli.data import read_examples
 
-        x = fit_input_shape(read_inputs(Path(data)), shape, what=str(data))
+        x, _ = read_examples(Path(data), spec)  # as training reads it: label column dropped, standardised
         if x.shape[0] == 0:
             raise InputError(f"{data}: the file has no examples")
         if tokens:
-            return check_token_ids(x[:batch], spec.input_high, str(data)).to(device)
+            return x[:batch].to(device)
         return x[:batch].to(device=device, dtype=torch.float64)
     gen = torch.Generator(device="cpu").manual_seed(_seed(seed, "inputs"))
     if tokens:

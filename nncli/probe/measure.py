@@ -248,28 +248,21 @@ def weight_gain(model: nn.Module) -> float | None:
 
 # -- inputs ------------------------------------------------------------------------------------
 def read_data(path: str | Path, input_shape: tuple, spec=None) -> torch.Tensor:
-    """Inputs for ``--data``: an .npz/.npy/.csv/.pt file of examples shaped like the spec's input
-    (token ids in ``[0, high)`` when ``spec`` declares integer inputs).
+    """Inputs for ``--data``: an .npz/.npy/.csv/.pt file of examples shaped like the spec's input,
+    read as training reads them (the spec's label column dropped, standardised with the statistics
+    training uses; token ids in ``[0, high)`` when ``spec`` declares integer inputs).
 
     Raises:
         InputError: missing or unreadable file, or a shape that does not fit (exit 2).
     """
-    from nncli.data import fit_input_shape, read_inputs
+    from nncli.data import read_examples
 
-    x = read_inputs(Path(path))
+    try:
+        x, _ = read_examples(Path(path), spec)
+    except InputError as err:  # the data helpers name the file; the caller knows it as `data`
+        raise InputError(err.message, file=err.file, line=err.line, hint=err.hint, param="data") from None
     if len(x) < 2:
         raise InputError(f"expected at least 2 examples, found {len(x)}", file=path, param="data")
-    name = Path(path).name
-    try:
-        x = fit_input_shape(x, tuple(input_shape), what=name)
-        if getattr(spec, "integer_input", False):
-            from nncli.data import check_token_ids
-
-            return check_token_ids(x, spec.input_high, name)
-    except InputError as err:  # the data helpers name the file; the caller knows it as `data`
-        raise InputError(err.message, file=err.file, hint=err.hint, param="data") from None
-    if not torch.isfinite(x).all():
-        raise InputError("the inputs contain NaN or infinite values", file=path, param="data")
     return x
 
 

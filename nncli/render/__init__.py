@@ -15,6 +15,7 @@ from __future__ import annotations
 from nncli.render import (
     check,
     compare,
+    config,
     diagram,
     evaluate,
     export,  # noqa: E402  (nncli export)
@@ -30,6 +31,7 @@ from nncli.render.console import emit, error, escape, findings, pct, print_json,
 __all__ = [
     "check",
     "compare",
+    "config",
     "diagram",
     "evaluate",
     "gradcheck",

@@ -32,13 +32,24 @@ def layer_rows_table(title: str, rows: list[LayerRow]) -> Table:
 
 def show(console: Console, result: CheckResult) -> None:
     """The layer table, the findings, and how many of each severity."""
-    console.print(
-        layer_rows_table(
-            f"{result.name}: input {fmt_shape(result.input_shape)} -> output {fmt_shape(result.output_shape)}",
-            result.layers,
-        )
-    )
+    title = f"{result.name}: input {fmt_shape(result.input_shape)} -> output {fmt_shape(result.output_shape)}"
+    if result.inputs:  # a Graph spec: every input and output by name
+        ends = [(f"input {i['name']}", i) for i in result.inputs] + [(f"output {o['name']}", o) for o in result.outputs]
+        ends_table = table(f"{result.name}: inputs and outputs")
+        for col in ("tensor", "shape", "dtype"):
+            ends_table.add_column(col)
+        for label, item in ends:
+            ends_table.add_row(escape(label), fmt_shape(tuple(item["shape"])), item["dtype"])
+        console.print(ends_table)
+        title = f"{result.name}: {len(result.inputs)} inputs -> {len(result.outputs)} output(s)"
+    console.print(layer_rows_table(title, result.layers))
     console.print(f"total parameters: {fmt_int(result.total_params)}")
+    data = result.data or {}
+    if data.get("checked"):
+        sizes = ", ".join(f"{k} {fmt_int(v)}" for k, v in data["sizes"].items())
+        console.print(f"data: fits the network ({sizes} examples of {fmt_shape(tuple(data['input_shape']))})")
+    elif data.get("reason"):
+        console.print(f"data: not checked ({escape(data['reason'])})")
     if result.findings:
         findings(console, result.findings)
     counts = result.counts()

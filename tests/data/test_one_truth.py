@@ -139,3 +139,35 @@ def test_evaluate_scores_a_new_labelled_file(tmp_path, run_cli):
         guess = model(torch.tensor([[a, b] for a, _, b in new], dtype=torch.float32)).argmax(1)
     want = float((guess == torch.tensor([label for _, label, _ in new])).float().mean())
     assert scored["n"] == 77 and scored["accuracy"] == pytest.approx(want)
+
+
+def test_gradcheck_and_probe_read_the_spec_data_as_training_does(tmp_path, run_cli):
+    from nncli.data import read_examples
+    from nncli.spec import load_spec
+
+    gen = np.random.default_rng(4)
+    scales = np.array([0.001, 1.0, 4000.0])
+    feats = gen.normal(size=(120, 3)) * scales + scales
+    rows = [(f[0], int(f[1] > 1), f[1], f[2]) for f in feats]
+    _csv(tmp_path / "d.csv", rows, header="a,label,b,c")
+    (tmp_path / "spec.yaml").write_text(
+        "input: [3]\nlayers:\n  - Linear: {out_features: 4}\n  - ReLU\n  - Linear: {out_features: 2}\n"
+        "data: {path: d.csv, target: label}\n"
+    )
+    x, how = read_examples(tmp_path / "d.csv", load_spec(tmp_path / "spec.yaml"))
+    assert x.shape == (120, 3) and how == "spec data"  # the label column is dropped
+    # standardised with the training split's statistics: every feature near mean 0, std 1
+    assert np.all(np.abs(x.numpy().mean(0)) < 0.3) and np.all(np.abs(x.numpy().std(0) - 1) < 0.2)
+    res = run_cli(["gradcheck", tmp_path / "spec.yaml", "--data", tmp_path / "d.csv"])
+    assert res.code == 0, res.err
+    res = run_cli(["probe", tmp_path / "spec.yaml", "--data", tmp_path / "d.csv", "--json"])
+    assert res.code in (0, 1) and "verdict" in json.loads(res.out), res.err
+
+
+def test_an_npz_with_x_y_and_its_own_test_arrays_keeps_its_test_split(tmp_path):
+    gen = np.random.default_rng(5)
+    x, xt = gen.normal(size=(90, 4)), gen.normal(size=(30, 4)) + 100  # the test rows are recognisable
+    np.savez(tmp_path / "d.npz", x=x, y=gen.integers(0, 2, 90), x_test=xt, y_test=gen.integers(0, 2, 30))
+    ds = load_dataset(resolve_data_config({"path": str(tmp_path / "d.npz"), "val": 0.0, "normalize": False}))
+    assert ds.sizes() == {"train": 90, "val": 0, "test": 30}
+    assert float(ds.x_test.mean()) > 50 and float(ds.x_train.mean()) < 50
