@@ -5,7 +5,8 @@ An evaluation pass adds up sums (the confusion counts; per-output sums of errors
 batch by batch and across DDP ranks, so it keeps its one host sync; :func:`detail_report` turns
 the totals into plain numbers at the end. The definitions are scikit-learn's defaults (several
 regression outputs: the mean over outputs), except that a ratio whose denominator is 0 (precision
-of a class never predicted, R² of a constant target) is None, undefined, rather than a made-up 0.
+of a class never predicted, R² of a constant target) is undefined, None or left out of a mean,
+rather than a made-up 0.
 """
 
 from __future__ import annotations
@@ -90,7 +91,10 @@ def classification_report(confusion: list) -> dict:
 
 
 def regression_report(sums: list, n: int) -> dict:
-    """RMSE, MAE and R² (each the mean over outputs) from per-output sums over ``n`` examples."""
+    """RMSE, MAE and R² (each the mean over outputs) from per-output sums over ``n`` examples.
+
+    R² is undefined for an output whose target is constant on the split (an image's always-black
+    border pixel): such outputs are left out of its mean, and it is None when every output is."""
     d = len(sums) // 4
     sse, sae, st, st2 = (sums[i * d : (i + 1) * d] for i in range(4))
     rmse = sum(math.sqrt(e / n) for e in sse) / d
@@ -98,8 +102,9 @@ def regression_report(sums: list, n: int) -> dict:
     r2 = []
     for e, s, s2 in zip(sse, st, st2):
         total = s2 - s * s / n  # the target's sum of squares about its mean
-        r2.append(1.0 - e / total if total > 1e-12 * max(s2, 1e-300) else None)
-    return {"rmse": rmse, "mae": mae, "r2": None if None in r2 else sum(r2) / d}
+        if total > 1e-12 * max(s2, 1e-300):
+            r2.append(1.0 - e / total)
+    return {"rmse": rmse, "mae": mae, "r2": sum(r2) / len(r2) if r2 else None}
 
 
 def _ratio(a: float, b: float) -> float | None:

@@ -99,6 +99,11 @@ def test_r2_of_a_constant_target_is_undefined_and_big_outputs_skip_the_matrix():
     y = torch.full((10, 1), 3.0)
     got = detail_report("mse", (1,), _sums("mse", (1,), y + 1, y), 10)
     assert got["r2"] is None and got["rmse"] == pytest.approx(1.0) and got["mae"] == pytest.approx(1.0)
+    # an output with a constant target has no R²: the mean is over the others
+    two = torch.cat([torch.linspace(0, 1, 10).reshape(10, 1), y], 1)
+    noisy = two + torch.tensor([[0.1, 0.5]]) * torch.cos(torch.arange(10.0)).reshape(10, 1)
+    got = detail_report("mse", (2,), _sums("mse", (2,), noisy, two), 10)
+    assert got["r2"] == pytest.approx(skm.r2_score(two[:, 0].numpy(), noisy[:, 0].numpy()), rel=1e-6)
     assert detail_report("cross_entropy", (1000,), [], 10) == {}  # a vocabulary, not classes
     assert detail_report("bce_with_logits", (3,), [], 10) == {}  # multi-label
 
