@@ -31,7 +31,7 @@ def export(
         None,
         "--format",
         "-f",
-        help="onnx, torchscript or safetensors; default: from OUT's suffix (.onnx, .pt or .ts, .safetensors).",
+        help="onnx, torchscript or safetensors; default: from the suffix of --out (.onnx, .pt or .ts, .safetensors).",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="The file to write."),
     seed: int = typer.Option(
@@ -42,7 +42,7 @@ def export(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     json_out: bool = json_flag(),
 ) -> None:
-    """Export a network and check the file; the format follows OUT's suffix unless --format names it.
+    """Export a network and check the file; the format follows the suffix of --out unless --format names it.
 
     ONNX (dynamic batch dimension) is run in onnxruntime, TorchScript loaded back with
     torch.jit.load, each on a batch of 3 against the torch model: the largest absolute difference
