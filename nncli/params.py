@@ -305,8 +305,12 @@ def _forward_counts(built, batch_size: int, itemsize: int, input_dtype: torch.dt
     here), a ValueError from BatchNorm at one value per channel (then extrapolated).
     """
     dispatched: list[str] = []
-    counted = formula_forward(
-        built, batch_size, itemsize, integer_input=not input_dtype.is_floating_point, dispatched=dispatched
+    counted = (
+        None  # a Graph's elements read named tensors: the whole model is counted
+        if built.spec.graph
+        else formula_forward(
+            built, batch_size, itemsize, integer_input=not input_dtype.is_floating_point, dispatched=dispatched
+        )
     )
     if counted is not None:
         return (*counted, FORMULA_AND_LAYER_DISPATCH if dispatched else FORMULA)
@@ -345,7 +349,7 @@ def _rows(info: LayerInfo, top: int, level: int, depth: int, flops: dict, rows: 
             info.params,
             info.trainable,
             info.buffers,
-            flops.get(info.fqn, 0),
+            0 if info.shared else flops.get(info.fqn, 0),  # a shared module's FLOPs are at its first use
             info.shape_method,
         )
     )
@@ -368,6 +372,9 @@ def measure_forward(
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    from nncli.build.inputs import empty_inputs
+    from nncli.modules import Graph
+
     param_storages = {p.untyped_storage()._cdata for p in model.parameters()}
     saved: dict[int, int] = {}
 
@@ -389,11 +396,13 @@ def measure_forward(
         if device.type == "meta"
         else torch.randn((batch_size, *input_shape), device=device)
     )
+    if isinstance(model, Graph):  # one batch per input (their values never matter here)
+        x = empty_inputs(model.input_table, batch_size, device)
     with (
         FlopCounterMode(display=False, custom_mapping=attention_flop_mapping()) as counter,
         torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
     ):
-        model(x)
+        model(*x) if isinstance(model, Graph) else model(x)  # noqa: B018
     # FlopCounterMode names modules "<RootClass>.<fqn>"; the root itself is "<RootClass>".
     root = type(model).__name__
     flops = {}

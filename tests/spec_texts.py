@@ -31,3 +31,17 @@ layers:
   - LayerNorm
   - Linear: {{out_features: {high}}}
 {extra}"""
+
+
+# A siamese network on two 12x12 images: one tower applied to both (shared), the two codes joined.
+SIAMESE_DAG = """
+inputs:
+  left: [1, 12, 12]
+  right: [1, 12, 12]
+layers:
+  - Block: {name: tower, from: left, layers: [{Conv2d: {out_channels: 4, kernel_size: 3}}, ReLU,
+            {MaxPool2d: {kernel_size: 2}}, Flatten, {Linear: {out_features: 8}}]}
+  - Block: {name: tower_r, share: tower, from: right}
+  - Merge: {from: [tower, tower_r], mode: concat}
+  - Linear: {name: head, out_features: 2}
+"""

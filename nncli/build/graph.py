@@ -62,7 +62,8 @@ class GraphBuild:
             part = self.graph_list(spec.layers, env, env[inputs[0].name], None, "", None, top=True)
         names = spec.outputs or ("output",)
         outs = [part.env[n] if spec.outputs else part.last for n in names]
-        model = nm.Graph(part.modules, part.steps, [i.name for i in inputs], list(spec.outputs))
+        table = tuple((i.name, tuple(i.shape), i.dtype, i.high) for i in inputs)
+        model = nm.Graph(part.modules, part.steps, list(table), list(spec.outputs))
         return Built(
             spec,
             model,
@@ -72,7 +73,7 @@ class GraphBuild:
             self.device,
             inputs[0].dtype,
             inputs[0].high,
-            inputs=tuple((i.name, tuple(i.shape), i.dtype, i.high) for i in inputs),
+            inputs=table,
             outputs=tuple((n, t.shape, t.dtype) for n, t in zip(names, outs)),
         )
 
@@ -133,12 +134,9 @@ class GraphBuild:
                 f"`share: {layer.share}` is a {target.spec.type}, but this element is written as {layer.type}",
                 hint=f"write it as `- {target.spec.type}: {{share: {layer.share}}}`",
             )
+        out_shape = target.out_shape
         if tuple(x.shape) != tuple(target.in_shape) or x.dtype != target.in_dtype:
-            raise where.error(
-                f"`share: {layer.share}`: {layer.share} was built for {shape_str(target.in_shape)} "
-                f"({target.in_dtype}), and this element reads {shape_str(x.shape)} ({x.dtype})",
-                hint="a shared module is applied to tensors of the shape it was built for",
-            )
+            out_shape = _shared_shape(target, x, where, layer.share)
         return LayerInfo(
             index=index,
             path=layer.path,
@@ -146,7 +144,7 @@ class GraphBuild:
             type=target.type,
             args=target.args,
             in_shape=tuple(x.shape),
-            out_shape=target.out_shape,
+            out_shape=out_shape,
             params=0,
             trainable=0,
             buffers=0,
@@ -269,6 +267,28 @@ class GraphBuild:
         return info, x
 
 
+def _shared_shape(target: LayerInfo, x: Tensor, where: Where, name: str) -> tuple:
+    """The output shape of a shared module applied to another shape (run on meta stand-ins of
+    its weights); a located error where it does not take that tensor."""
+    module = target.module
+    ok = x.dtype.startswith("int") == target.in_dtype.startswith("int") and not isinstance(
+        module, (nm.GraphBlock, nm.GraphRepeat)
+    )
+    if ok:
+        tensors = {k: torch.empty_like(v, device="meta") for k, v in module.state_dict(keep_vars=True).items()}
+        try:
+            inp = torch.zeros((2, *x.shape), dtype=getattr(torch, x.dtype), device="meta")
+            with torch.no_grad():
+                return tuple(torch.func.functional_call(module, tensors, (inp,)).shape[1:])
+        except Exception:  # torch's own refusal: the shapes say it better
+            pass
+    raise where.error(
+        f"`share: {name}`: {name} was built for {shape_str(target.in_shape)} ({target.in_dtype}) "
+        f"and does not take {shape_str(x.shape)} ({x.dtype})",
+        hint="a shared module takes tensors its weights fit",
+    )
+
+
 def _copy_vars(builder, spec: RepeatSpec, copy: int, shape: tuple):
     """Context: one copy's ``index`` / ``each`` vars, where the builder binds them."""
     scope = getattr(builder, "copy_scope", None)
@@ -292,7 +312,7 @@ def _accumulate(spec: RepeatSpec, sums: dict, name: str, t: Tensor) -> None:
 
 def _check_key(layer: LayerSpec, key: str) -> None:
     """A named top-level element becomes a submodule: its name may not be a Graph attribute."""
-    if hasattr(nm.Graph, key) or key in ("input_names", "output_names", "_graph_steps"):
+    if hasattr(nm.Graph, key) or key in ("input_table", "input_names", "output_names", "_graph_steps"):
         raise layer.where.error(
             f"the name {key!r} is taken by torch.nn.Module itself: it cannot name a submodule",
             hint=f"e.g. name: {key}_block",

@@ -40,6 +40,10 @@ _CATEGORY_BY_MODULE = {
 
 def layer_graph(built: Built, expand: bool = False, depth: int | None = None, rankdir: str = "TB") -> Diagram:
     """The layer view of a built (or inferred) network. See :func:`build_diagram`."""
+    if built.graph:  # several inputs or outputs: sources and sinks by name
+        from nncli.diagram.graph_view import graph_layer_graph
+
+        return graph_layer_graph(built, expand, depth, rankdir)
     maker = _LayerGraph(expand, depth)
     inp = maker.add(
         Node(

@@ -13,25 +13,33 @@ from nncli.export.verify import TRACE_BATCH, compare_on_batch, first_failing_lay
 OPSET = 17  # onnxruntime >= 1.13 runs it; the exporter's default of torch 2.x
 
 
-def _export(model, x, target, dynamic: bool = True) -> None:
+def _export(model, x, target, dynamic: bool = True, names: tuple = (["input"], ["output"])) -> None:
     import torch
 
-    kwargs = {"dynamic_axes": {"input": {0: "batch"}, "output": {0: "batch"}}} if dynamic else {}
+    inputs, outputs = names
+    kwargs = {"dynamic_axes": {n: {0: "batch"} for n in [*inputs, *outputs]}} if dynamic else {}
     with warnings.catch_warnings():
         # the TorchScript-based exporter is deprecated in favour of the dynamo one, which needs
         # onnxscript; this one needs nothing more and gives the same graph for nn.Sequential
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
-            (x,),
+            x if isinstance(x, tuple) else (x,),
             target,
             dynamo=False,
             opset_version=OPSET,
-            input_names=["input"],
-            output_names=["output"],
+            input_names=list(inputs),
+            output_names=list(outputs),
             do_constant_folding=True,
             **kwargs,
         )
+
+
+def io_names(built) -> tuple[list[str], list[str]]:
+    """The file's input and output names: a Graph spec's own, else ``input`` and ``output``."""
+    if not getattr(built, "inputs", ()):
+        return ["input"], ["output"]
+    return [row[0] for row in built.inputs], [row[0] for row in built.outputs]
 
 
 def export_onnx(source, out: Path) -> dict:
@@ -53,7 +61,7 @@ def export_onnx(source, out: Path) -> dict:
     buffer = io.BytesIO()
     try:
         with torch.no_grad(), quiet_stderr():
-            _export(model, x, buffer)
+            _export(model, x, buffer, names=io_names(built))
     except Exception as exc:
         where = first_failing_layer(built.model, x, lambda layer, xi: _export(layer, xi, io.BytesIO(), dynamic=False))
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -71,8 +79,11 @@ def export_onnx(source, out: Path) -> dict:
 
     write_atomic(out, data, durable=True)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    check = compare_on_batch(
-        model, built, lambda x: session.run(None, {name: x.numpy()})[0], f"onnxruntime {onnxruntime.__version__}"
-    )
+    names = [i.name for i in session.get_inputs()]
+
+    def run(x):
+        outs = session.run(None, {n: t.numpy() for n, t in zip(names, x if isinstance(x, tuple) else (x,))})
+        return outs if len(outs) > 1 else outs[0]
+
+    check = compare_on_batch(model, built, run, f"onnxruntime {onnxruntime.__version__}")
     return {"method": f"torch.onnx (TorchScript exporter), opset {OPSET}, dynamic batch", "check": check}

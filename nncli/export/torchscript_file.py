@@ -20,7 +20,7 @@ def _script(model, x, method: str):
         warnings.simplefilter("ignore")  # TracerWarnings about Python values: the check below judges
         if method == "script":
             return torch.jit.script(model)
-        return torch.jit.trace(model, (x,), check_trace=False)
+        return torch.jit.trace(model, x if isinstance(x, tuple) else (x,), check_trace=False)
 
 
 def export_torchscript(source, out: Path, method: str = "trace") -> dict:
@@ -56,7 +56,8 @@ def export_torchscript(source, out: Path, method: str = "trace") -> dict:
 
     def run_loaded(x):
         with torch.no_grad():
-            return loaded(x).float().numpy()
+            out = loaded(*x) if isinstance(x, tuple) else loaded(x)
+            return [o.float().numpy() for o in out] if isinstance(out, tuple) else out.float().numpy()
 
     check = compare_on_batch(model, built, run_loaded, f"torch.jit.load (torch {torch.__version__})")
     return {"method": f"torch.jit.{method}", "check": check}

@@ -17,6 +17,10 @@ def sample_inputs(built, batch: int, seed: int = 0):
     import torch
 
     gen = torch.Generator().manual_seed(seed)
+    if getattr(built, "inputs", ()):  # a Graph spec: a tuple, one batch per input
+        from nncli.build.inputs import random_inputs
+
+        return random_inputs(built.inputs, batch, generator=gen)
     shape = (batch, *built.input_shape)
     if getattr(built, "input_dtype", "float32") in ("int64", "int32"):
         high = built.input_high or 2
@@ -66,7 +70,7 @@ def first_failing_layer(model, x, attempt) -> str | None:
     handles = [module.register_forward_pre_hook(record) for module in names]
     try:
         with torch.no_grad():
-            model(x)
+            model(*x) if isinstance(x, tuple) else model(x)
     finally:
         for handle in handles:
             handle.remove()
@@ -95,7 +99,8 @@ def first_failing_layer(model, x, attempt) -> str | None:
         return None
     name, module, why = found
     top, _, rest = name.partition(".")
-    where = f"layers[{top}] ({type(model[int(top)]).__name__})"
+    label = f"layers[{top}]" if top.isdigit() else top  # a Graph's named element: its name
+    where = f"{label} ({type(model.get_submodule(top)).__name__})"
     if rest:
         where += f" > {rest} ({type(module).__name__})"
     return f"{where}: {why}"
@@ -137,9 +142,15 @@ def compare_on_batch(model, built, run_exported, runtime: str) -> dict:
 
     x = sample_inputs(built, CHECK_BATCH, seed=1)
     with torch.no_grad():
-        expected = model(x).float().numpy()
+        expected = model(*x) if isinstance(x, tuple) else model(x)
+    expected = [e.float().numpy() for e in expected] if isinstance(expected, tuple) else expected.float().numpy()
     try:
         found = run_exported(x)
+        if isinstance(expected, list):  # several outputs: compared as one array, output after output
+            import numpy as np
+
+            expected = np.concatenate([e.ravel() for e in expected])
+            found = np.concatenate([np.asarray(f).ravel() for f in found])
     except Exception as exc:  # onnxruntime / TorchScript runtime errors
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         check = {

@@ -55,8 +55,9 @@ class TrainedNetwork(nn.Module):
         self.network = network
         self.classes = list(classes) if classes else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(self.normalize(x))
+    def forward(self, x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        # a Graph network takes its further inputs as they come (the first is normalised)
+        return self.network(self.normalize(x), *rest)
 
 
 def trained_network(network: nn.Module, normalization: dict | None, classes=None, example_shape=None) -> TrainedNetwork:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from spec_texts import SIAMESE_DAG
 from torch import nn
 
 from nncli.build import build_model
@@ -13,17 +14,7 @@ from nncli.spec import parse_spec
 
 torch.set_num_threads(1)
 
-SIAMESE = """
-inputs:
-  left: [1, 12, 12]
-  right: [1, 12, 12]
-layers:
-  - Block: {name: tower, from: left, layers: [{Conv2d: {out_channels: 4, kernel_size: 3}}, ReLU,
-            {MaxPool2d: {kernel_size: 2}}, Flatten, {Linear: {out_features: 8}}]}
-  - Block: {name: tower_r, share: tower, from: right}
-  - Merge: {from: [tower, tower_r], mode: concat}
-  - Linear: {name: head, out_features: 2}
-"""
+SIAMESE = SIAMESE_DAG
 
 
 class Siamese(nn.Module):
@@ -217,7 +208,7 @@ def test_repeat_accumulate_sums_a_name_over_copies():
         (
             "inputs:\n  a: [3]\n  b: [4]\nlayers:\n  - Linear: {name: f, from: a, out_features: 2}\n"
             "  - Linear: {share: f, from: b}\n",
-            "f was built for [N, 3]",
+            "f was built for [N, 3] (float32) and does not take [N, 4]",
         ),
         (
             "input: {shape: [4], dtype: int64, high: 9}\nlayers:\n  - Embedding: {name: e, embedding_dim: 3}\n"
