@@ -21,6 +21,7 @@ import torch
 from nncli import data as data_mod
 from nncli.attack.methods import Normalized, fgsm, pgd
 from nncli.build.inputs import refuse_graph
+from nncli.build.inputs import refuse_graph
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
