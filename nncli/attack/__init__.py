@@ -4,7 +4,7 @@
 rebuilds a run, reloads its data split and reports clean and robust accuracy per eps.
 """
 
-from nncli.attack.methods import Normalized, fgsm, pgd
+from nncli.attack.methods import fgsm, pgd, within
 from nncli.attack.run import DEFAULT_EPS, METHODS, AttackResult, AttackRow, parse_eps, parse_range, run_attack
 
 __all__ = [
@@ -12,10 +12,10 @@ __all__ = [
     "METHODS",
     "AttackResult",
     "AttackRow",
-    "Normalized",
     "fgsm",
     "parse_eps",
     "parse_range",
     "pgd",
     "run_attack",
+    "within",
 ]

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from nncli import data as data_mod
-from nncli.attack.methods import Normalized, fgsm, pgd
-from nncli.build.inputs import refuse_graph
+from nncli.attack.methods import fgsm, pgd
 from nncli.build.inputs import refuse_graph
 from nncli.errors import InputError
 from nncli.files import write_atomic
@@ -48,6 +47,9 @@ class AttackRow:
     flipped: int  # predictions that differ from the clean ones
     linf_mean: float  # mean over examples of max |x_adv - x|
     l2_mean: float  # mean over examples of ||x_adv - x||_2
+    linf_max: float = 0.0  # the largest |x_adv - x| of any element of any example (raw units)
+    l2_max: float = 0.0
+    budget_used: float = 0.0  # max over elements of |x_adv - x| / its budget: <= 1, inside the eps-ball
 
     def to_json(self) -> dict:
         return jsonable(asdict(self))
@@ -64,7 +66,7 @@ class AttackResult:
     n: int
     clean_accuracy: float
     clean_correct: int
-    value_range: list  # [lo, hi], the clamp in data units
+    value_range: list | None  # [lo, hi], the inputs' valid range in data units (None: unbounded)
     steps: int
     random_start: bool
     seed: int
@@ -74,6 +76,8 @@ class AttackResult:
     saved: str | None = None  # the .npz written, if any
     plot: list | None = None  # figures written, if any
     classes: list | None = None
+    eps_units: str = "raw"  # raw: eps in the data's units; std: in training standard deviations per feature
+    notes: list = field(default_factory=list)  # what the reader of the figures should know
     # For the image grid: the first examples of the strongest attack (not part of --json).
     examples: dict | None = field(default=None, repr=False)
 
@@ -146,6 +150,7 @@ def run_attack(
     batch_size: int = 256,
     limit: int | None = None,
     value_range: tuple[float, float] | None = None,
+    eps_units: str = "raw",
     save: str | Path | None = None,
     force: bool = False,
     keep_examples: int = 8,
@@ -159,7 +164,10 @@ def run_attack(
         methods: any of ``fgsm``, ``pgd``.
         steps, step_size: PGD's iterations and step (default ``2.5 * eps / steps``).
         random_start: PGD starts at a uniform random point of the eps-ball (seeded by ``seed``).
-        value_range: the clamp ``(lo, hi)``; default the min and max of the raw training inputs.
+        value_range: the inputs' valid ``(lo, hi)``; default the data section's ``range``, or the
+            format's (pixels in [0, 1]); else inputs are unbounded (only the eps-ball holds).
+        eps_units: ``raw`` (eps in the data's units) or ``std`` (in training standard deviations,
+            per feature or channel: a budget that means the same on features of any scale).
         limit: attack only the first ``limit`` examples of the split.
         save: write the adversarial inputs to this ``.npz`` (``force`` to replace it).
         keep_examples: how many examples the result keeps for the image grid.
@@ -182,7 +190,8 @@ def run_attack(
     dev = resolve_device(device)
     run, trained = _open_classifier(run_dir, checkpoint, dev, allow_custom)
     x, y, lo, hi = _attack_inputs(run, split, limit, value_range)
-    model = _normalized(trained, dev)
+    model = trained.raw_input_model(run.classes)  # raw inputs in: the run's normalisation is its first module
+    scale = _eps_scale(model, eps_units)
     clean_pred = _predict(model, x, batch_size, dev)
     clean_correct = int((clean_pred == y).sum())
     result = AttackResult(
@@ -193,34 +202,55 @@ def run_attack(
         n=len(x),
         clean_accuracy=clean_correct / len(x),
         clean_correct=clean_correct,
-        value_range=[lo, hi],
+        value_range=None if lo is None else [lo, hi],
         steps=steps,
         random_start=random_start,
         seed=seed,
         eps=eps,
         methods=methods,
         classes=run.classes,
+        eps_units=eps_units,
+        notes=_notes(run, eps_units, lo),
     )
-    adversarial = _attack_each(result, model, x, y, clean_pred, step_size, batch_size, dev, keep_examples, save)
+    adversarial = _attack_each(
+        result, model, (x, y, clean_pred), (step_size, scale), batch_size, dev, keep_examples, save
+    )
     if save is not None:
         _save_npz(save, x, y, clean_pred, eps, methods, adversarial)
         result.saved = str(save)
     return result
 
 
-def _attack_each(result: AttackResult, model, x, y, clean_pred, step_size, batch_size: int, dev, keep_examples, save):
+def _attack_each(result: AttackResult, model, data, sizes, batch_size: int, dev, keep_examples, save):
     """Run each of ``result``'s methods at each eps, adding a row per attack (and the strongest attack's
-    examples) to ``result``; the adversarial splits by (method, eps index) when they are to be saved."""
-    methods, eps, steps, lo, hi = result.methods, result.eps, result.steps, *result.value_range
+    examples) to ``result``; the adversarial splits by (method, eps index) when they are to be saved.
+    ``data`` is ``(x, y, clean_pred)``; ``sizes`` is ``(step_size, scale)``, scale the value of one
+    unit of eps per element (None: raw units)."""
+    (x, y, clean_pred), (step_size, scale) = data, sizes
+    methods, eps, steps = result.methods, result.eps, result.steps
+    lo, hi = result.value_range or (None, None)
     random_start, seed = result.random_start, result.seed
     adversarial = {}  # (method, eps index) -> the whole adversarial split, only when saved
     for method in methods:
         for e_index, e in enumerate(eps):
+            budget = e if scale is None else e * scale.to(dev)
             size = None if method == "fgsm" else (step_size if step_size is not None else STEP_FACTOR * e / steps)
+            step = None if size is None or scale is None else size * scale.to(dev)
             adv, pred = _attack_split(
-                model, x, y, method, e, size, steps, (lo, hi), random_start, seed, batch_size, dev
+                model,
+                x,
+                y,
+                method,
+                budget,
+                step if step is not None else size,
+                steps,
+                (lo, hi),
+                random_start,
+                seed,
+                batch_size,
+                dev,
             )
-            result.rows.append(_row(method, e, size, x, y, clean_pred, adv, pred))
+            result.rows.append(_row(method, e, size, x, y, clean_pred, adv, pred, budget))
             if save is not None:
                 adversarial[(method, e_index)] = (adv, pred)
             if e_index == len(eps) - 1:
@@ -276,7 +306,7 @@ def _open_classifier(run_dir, checkpoint: str, dev, allow_custom: bool) -> tuple
 
 
 def _attack_inputs(run, split: str, limit: int | None, value_range) -> tuple:
-    """The split's raw inputs (data units), labels and the clamp range ``lo, hi``."""
+    """The split's raw inputs (data units), labels and the valid range ``lo, hi`` (None: unbounded)."""
     raw = data_mod.load_dataset(dataclasses.replace(run.data, normalize=False))
     x, y = raw.split(split)
     if y.is_floating_point():
@@ -287,17 +317,40 @@ def _attack_inputs(run, split: str, limit: int | None, value_range) -> tuple:
     if len(x) == 0:
         raise InputError(f"the run's {split} split is empty", param="split")
     if value_range is None:
-        return x, y, float(raw.x_train.min()), float(raw.x_train.max())
+        value_range = run.data.input_range or (None, None)
     return x, y, *value_range
 
 
-def _normalized(trained: TrainedModel, dev):
-    """The attacked function: the run's normalisation, then its network (inputs stay in data units)."""
-    norm = trained.normalization
-    mean, std = norm.get("mean"), norm.get("std")
-    return Normalized(
-        trained.model, None if mean is None else mean.to(dev), None if std is None else std.to(dev)
-    ).eval()
+def _eps_scale(model, eps_units: str):
+    """What one unit of eps is, per element of an example: 1 (raw), or the training std (std)."""
+    if eps_units == "raw":
+        return None
+    if eps_units != "std":
+        raise InputError(f"expected raw or std, found {eps_units!r}", param="eps_units")
+    std = getattr(model.normalize, "std", None)
+    if std is None:
+        raise InputError(
+            "eps in standard deviations needs the run's training statistics, and this run kept its inputs raw "
+            "(normalize: false)",
+            param="eps_units",
+            hint="give eps in the data's units (--eps-units raw)",
+        )
+    return std.detach()
+
+
+def _notes(run, eps_units: str, lo) -> list:
+    """What a reader of the table should know about the budgets."""
+    notes = []
+    if eps_units == "raw" and len(run.spec.input) == 1 and run.data.input_range is None:
+        notes.append(
+            "eps is in the data's raw units, the same for every feature whatever its scale; "
+            "--eps-units std gives it in training standard deviations per feature"
+        )
+    if lo is None:
+        notes.append(
+            "no valid input range is known (declare one with data: {range: [lo, hi]}): only the eps-ball holds"
+        )
+    return notes
 
 
 def _predict(model, inputs, batch_size: int, dev):
@@ -308,18 +361,7 @@ def _predict(model, inputs, batch_size: int, dev):
 
 
 def _attack_split(
-    model,
-    x,
-    y,
-    method: str,
-    e: float,
-    size,
-    steps: int,
-    value_range,
-    random_start: bool,
-    seed: int,
-    batch_size: int,
-    dev,
+    model, x, y, method: str, e, size, steps: int, value_range, random_start: bool, seed: int, batch_size: int, dev
 ) -> tuple:
     """The adversarial split for one (method, eps) and the model's predictions on it (on the CPU)."""
     lo, hi = value_range
@@ -337,7 +379,7 @@ def _attack_split(
                 yb,
                 e,
                 steps=steps,
-                step_size=size or 0.0,
+                step_size=0.0 if size is None else size,
                 lo=lo,
                 hi=hi,
                 random_start=random_start,
@@ -349,10 +391,15 @@ def _attack_split(
     return torch.cat(advs), torch.cat(preds)
 
 
-def _row(method: str, e: float, size, x, y, clean_pred, adv, pred) -> AttackRow:
-    """One (method, eps) line of the report: robust accuracy, flips and the perturbations' norms."""
+def _row(method: str, e: float, size, x, y, clean_pred, adv, pred, budget) -> AttackRow:
+    """One (method, eps) line of the report: robust accuracy, flips, the perturbations' norms, and
+    how much of its budget the largest perturbation used (1 at most: inside the eps-ball)."""
     delta = (adv - x).flatten(1)
     correct = int((pred == y).sum())
+    used = 0.0
+    if e > 0 and len(x):
+        per = (adv - x).abs() / (budget.cpu() if isinstance(budget, torch.Tensor) else budget)
+        used = float(per.max())
     return AttackRow(
         method=method,
         eps=e,
@@ -363,6 +410,9 @@ def _row(method: str, e: float, size, x, y, clean_pred, adv, pred) -> AttackRow:
         flipped=int((pred != clean_pred).sum()),
         linf_mean=float(delta.abs().amax(1).mean()),
         l2_mean=float(delta.norm(dim=1).mean()),
+        linf_max=float(delta.abs().max()) if delta.numel() else 0.0,
+        l2_max=float(delta.norm(dim=1).max()) if len(delta) else 0.0,
+        budget_used=used,
     )
 
 

@@ -17,7 +17,13 @@ def attack(
     ctx: typer.Context,
     run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by nncli train (a classifier)."),
     eps: str = typer.Option(
-        "0,0.01,0.03,0.1", "--eps", help="L-inf budgets in data units (pixels in [0, 1] for images), comma-separated."
+        "0,0.01,0.03,0.1",
+        "--eps",
+        help="L-inf budgets, comma-separated, in the data's units (pixels in [0, 1] for images) or, with "
+        "--eps-units std, in training standard deviations per feature.",
+    ),
+    eps_units: str = typer.Option(
+        "raw", "--eps-units", help="raw (the data's units) or std (training std per feature)."
     ),
     method: str = typer.Option("fgsm,pgd", "--method", help="fgsm, pgd or both, comma-separated."),
     steps: int = typer.Option(10, "--steps", min=1, help="PGD iterations."),
@@ -30,7 +36,9 @@ def attack(
     checkpoint: str = typer.Option("best", "--checkpoint", help="best (by validation) or last."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Attack only the first N examples of the split."),
     value_range: str | None = typer.Option(
-        None, "--range", help="The valid input range LO,HI to clamp to (default: min and max of the training inputs)."
+        None,
+        "--range",
+        help="The inputs' valid range LO,HI (default: data.range, or [0, 1] for images; else unbounded).",
     ),
     batch_size: int = typer.Option(256, "--batch-size", "-b", min=1, help="Examples per attack batch."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
@@ -43,7 +51,8 @@ def attack(
     json_out: bool = json_flag(),
 ) -> None:
     """Clean and robust accuracy of a run under FGSM and PGD (L-inf) per eps, the mean perturbation
-    norms and how many predictions flipped. Inputs stay in the data's valid range."""
+    norms and how many predictions flipped. Every adversarial input stays inside its eps-ball, and
+    inside the data's valid range where one is known."""
     from nncli.attack import parse_eps, parse_range, run_attack
     from nncli.render import attack as render_attack
 
@@ -65,6 +74,7 @@ def attack(
             batch_size=batch_size,
             limit=limit,
             value_range=parse_range(value_range),
+            eps_units=eps_units,
             save=save,
             force=force,
             allow_custom=options_of(ctx).allow_custom,

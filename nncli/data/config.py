@@ -6,6 +6,7 @@ Torch-free and numpy-free: a spec's data section is checked without loading any 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,10 @@ COMMON_KEYS = {
     "limit": None,  # keep at most this many examples per source array (a seeded subset)
     "stream": None,  # read training batches through a DataLoader (None: image folders above a size)
     "workers": 0,  # DataLoader worker processes when streaming (and decoding threads for images)
+    "range": None,  # [lo, hi]: the inputs' valid range (attack keeps adversarial inputs inside it)
 }
+# The valid input range of the sets whose format fixes it: pixels decoded to [0, 1].
+FORMAT_RANGES = {"digits": (0.0, 1.0), "mnist": (0.0, 1.0), "cifar10": (0.0, 1.0), "images": (0.0, 1.0)}
 # `workers` above this is refused; below it, the count is capped at the usable cores where used
 # (each worker is a process holding a copy of the batches' source).
 MAX_WORKERS = 64
@@ -74,6 +78,12 @@ class DataConfig:
     target: str | int | None = None  # csv label column: name or index (default: label/target/y, else last)
     stream: bool | None = None  # batches through a DataLoader; None: image folders decide by size
     workers: int = 0  # DataLoader worker processes when streaming
+    value_range: tuple | None = None  # `range`: the inputs' declared valid [lo, hi]
+
+    @property
+    def input_range(self) -> tuple | None:
+        """The inputs' valid ``(lo, hi)``: declared with ``range``, or fixed by the format (pixels)."""
+        return self.value_range if self.value_range is not None else FORMAT_RANGES.get(self.name)
 
     def to_dict(self) -> dict:
         """Plain data for ``run.yaml``: every resolved value, defaults included."""
@@ -91,6 +101,8 @@ class DataConfig:
                 out[key] = getattr(self, key)
         if self.workers:
             out["workers"] = self.workers
+        if self.value_range is not None:
+            out["range"] = list(self.value_range)
         return out
 
 
@@ -145,6 +157,7 @@ def resolve_data_config(
     if stream is not None and not isinstance(stream, bool):
         raise err("stream", f"expected true or false, found {_describe(stream)}")
     workers = number("workers", integer=True, low=0, high=MAX_WORKERS, default=0)
+    value_range = _value_range(merged.get("range"), err)
     return DataConfig(
         name=name,
         path=resolved_path,
@@ -159,6 +172,7 @@ def resolve_data_config(
         **file_keys,
         stream=stream,
         workers=workers,
+        value_range=value_range,
     )
 
 
@@ -300,6 +314,17 @@ def _set_params(name: str, merged: dict, err, number) -> dict:
     if name == "circles" and not 0 < params["factor"] < 1:
         raise err("factor", f"expected the inner radius as a fraction in (0, 1), found {params['factor']}")
     return params
+
+
+def _value_range(value, err) -> tuple | None:
+    """``range: [lo, hi]``: two finite numbers, lo < hi."""
+    if value is None:
+        return None
+    ok = isinstance(value, (list, tuple)) and len(value) == 2
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    if not ok or not value[0] < value[1]:
+        raise err("range", f"expected [lo, hi], two finite numbers with lo < hi, found {_describe(value)}")
+    return float(value[0]), float(value[1])
 
 
 def _augment(augment, err, fail, from_override: bool) -> tuple[int, bool]:

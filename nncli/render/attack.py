@@ -16,10 +16,13 @@ if TYPE_CHECKING:
 
 def show(console: Console, result: AttackResult) -> None:
     """Clean accuracy, then one row per (method, eps)."""
-    lo, hi = result.value_range
+    kept = (
+        "inputs unbounded" if result.value_range is None else "inputs kept in [{:g}, {:g}]".format(*result.value_range)
+    )
+    units = "eps in training standard deviations" if result.eps_units == "std" else "eps in the data's units"
     console.print(
         f"{escape(result.checkpoint)} on {result.split} ({fmt_int(result.n)} examples, {result.device}); "
-        f"inputs clamped to [{lo:g}, {hi:g}]"
+        f"{kept}; {units}"
     )
     console.print(f"clean accuracy {pct(result.clean_accuracy)} ({fmt_int(result.clean_correct)}/{fmt_int(result.n)})")
     t = table(f"L-inf attacks (PGD: {result.steps} steps, {'random' if result.random_start else 'no random'} start)")
@@ -30,6 +33,7 @@ def show(console: Console, result: AttackResult) -> None:
         ("robust accuracy", "right"),
         ("flipped", "right"),
         ("mean L-inf", "right"),
+        ("max L-inf", "right"),
         ("mean L2", "right"),
     ):
         t.add_column(col, justify=just)
@@ -40,10 +44,13 @@ def show(console: Console, result: AttackResult) -> None:
             "" if row.step_size is None else f"{row.step_size:.4g}",
             pct(row.accuracy),
             fmt_int(row.flipped),
-            f"{row.linf_mean:.4f}",
-            f"{row.l2_mean:.4f}",
+            f"{row.linf_mean:.4g}",
+            f"{row.linf_max:.4g}",
+            f"{row.l2_mean:.4g}",
         )
     console.print(t)
+    for note in result.notes:
+        console.print(f"note: {escape(note)}")
     if result.saved:
         console.print(f"wrote {escape(result.saved)}")
     for path in result.plot or ():

@@ -65,8 +65,9 @@ def main(rec: Record) -> None:
     import dataclasses
 
     from nncli import data as data_mod
-    from nncli.attack import Normalized, pgd, run_attack
+    from nncli.attack import pgd, run_attack
     from nncli.build import build_model
+    from nncli.modules.preprocess import trained_network
     from nncli.runs import load_checkpoint
     from nncli.train import run_training
     from nncli.train.trained import open_run
@@ -82,7 +83,7 @@ def main(rec: Record) -> None:
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    model = Normalized(net, ckpt["normalization"]["mean"], ckpt["normalization"]["std"]).eval()
+    model = trained_network(net, ckpt["normalization"]).eval()
     x, y = data_mod.load_dataset(dataclasses.replace(run.data, normalize=False)).split("test")
     batches = [(x[i : i + 256], y[i : i + 256]) for i in range(0, len(x), 256)]
     eps, alpha, steps = 0.1, 0.025, 10
