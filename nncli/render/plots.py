@@ -317,7 +317,8 @@ def confusion_plot(result: EvalResult, path: str | Path) -> Path:
                 ax.text(c, r, str(v), ha="center", va="center", fontsize=8, color="white" if v > top / 2 else "black")
     ticks = range(len(names)) if len(names) <= 50 else range(0, len(names), 10)
     ax.set_xticks(list(ticks))
-    ax.set_xticklabels([names[i] for i in ticks], rotation=45 if len(names) > 8 else 0, ha="right")
+    tilt = len(names) > 20 or max(len(n) for n in names) > 3  # long names would overlap side by side
+    ax.set_xticklabels([names[i] for i in ticks], rotation=45 if tilt else 0, ha="right" if tilt else "center")
     ax.set_yticks(list(ticks))
     ax.set_yticklabels([names[i] for i in ticks])
     ax.set_xlabel("predicted class")
