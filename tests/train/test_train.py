@@ -575,6 +575,9 @@ def test_two_process_gloo_ddp_matches_single_process(tmp_path):
     assert ddp.world_size == 2 and ddp.status == "completed"
     assert ddp.history[0]["train_loss"] == pytest.approx(single.history[0]["train_loss"], rel=1e-5)
     assert ddp.val["loss"] == pytest.approx(single.val["loss"], rel=1e-5)
+    # the test split's confusion counts are summed over the ranks like the loss: every example once
+    assert sum(map(sum, ddp.test["confusion"])) == ddp.test["n"] == single.test["n"]
+    assert [c["support"] for c in ddp.test["per_class"]] == [c["support"] for c in single.test["per_class"]]
     a, b = weights(tmp_path / "single"), weights(tmp_path / "ddp")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
