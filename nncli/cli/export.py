@@ -39,7 +39,7 @@ def export(
     ),
     checkpoint: str = typer.Option("best", "--checkpoint", help="A run's checkpoint: best or last."),
     method: TraceMethod = typer.Option(TraceMethod.trace, "--method", help="TorchScript: trace (default) or script."),
-    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     json_out: bool = json_flag(),
 ) -> None:
     """Export a network and check the file; the format follows the suffix of --out unless --format names it.
