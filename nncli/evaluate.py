@@ -8,6 +8,7 @@ its inputs exactly as training did.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 from dataclasses import asdict, dataclass, field
@@ -82,12 +83,15 @@ def evaluate_run(
     device: str = "auto",
     batch_size: int = 512,
     allow_custom: bool = True,
+    data: str | Path | None = None,
 ) -> EvalResult:
-    """Loss and accuracy of a run's checkpoint on its data splits.
+    """Loss and accuracy of a run's checkpoint on its data splits, or on a new labelled file.
 
-    The data is reloaded from the run's resolved ``data:`` section (same seed, same split) and
-    normalised with the training statistics; if those no longer match the ones stored in the
-    checkpoint, the data changed since training and the command refuses (exit 2).
+    The data is reloaded from the run's resolved ``data:`` section (same seed, same split) and fed
+    raw to the trained model, whose first module applies the training statistics; if statistics
+    taken afresh no longer match the checkpoint's, the data changed since training and the
+    command refuses (exit 2). With ``data``, every row of that file is scored instead (split
+    ``data``), read as the run's data section reads its own file (same target column).
 
     Args:
         run_dir: a folder written by ``nncli train``.
@@ -95,6 +99,7 @@ def evaluate_run(
         checkpoint: ``best`` (the default, what the final report used) or ``last``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         allow_custom: False refuses a run whose spec has Custom layers (``--no-custom``).
+        data: a labelled ``.csv``/``.npz``/``.pt`` file to score (``split`` is then ignored).
 
     Returns:
         EvalResult.
@@ -107,20 +112,9 @@ def evaluate_run(
         raise InputError(f"expected one of train, val, test, all, found {split!r}", param="split")
     run, trained, dev = _open_run(run_dir, checkpoint, device, allow_custom)
     built, ckpt = trained.built, trained.checkpoint
-    ds = data_mod.load_dataset(
-        run.data, input_shape=tuple(run.spec.input), integer_inputs=getattr(run.spec, "integer_input", False)
-    )
-    stored = ckpt.get("normalization") or {}
-    if (stored.get("mean") is None) != (ds.mean is None) or (
-        ds.mean is not None and not (torch.allclose(stored["mean"], ds.mean) and torch.allclose(stored["std"], ds.std))
-    ):
-        raise InputError(
-            f"the data of {run.run_dir} changed since training: its normalisation statistics differ "
-            "from the checkpoint's",
-            hint="evaluate on the data the run was trained with",
-        )
-    for name in SPLITS:
-        setattr(ds, f"x_{name}", data_mod.fit_input_shape(getattr(ds, f"x_{name}"), run.spec.input))
+    ds = _raw_dataset(run, data)
+    if data is None:
+        _check_statistics(run, ds.x_train, trained.normalization)
     data_mod.check_dataset_inputs(ds, run.spec)
     prepare_targets(
         ds,
@@ -128,10 +122,12 @@ def evaluate_run(
         tuple(built.output_shape),
         lambda message, hint=None: InputError(f"data {ds.name}: {message}", hint=hint),
     )
+    model = trained.raw_input_model(run.classes)  # raw inputs in: the run's normalisation is its first module
     options = {"batch_size": batch_size, "device": dev, "output_shape": tuple(built.output_shape)}
     results = {}
-    for name in SPLITS if split == "all" else (split,):
-        results[name] = evaluate_model(built.model, *ds.split(name), run.train.loss, **options)
+    for name in ("data",) if data is not None else SPLITS if split == "all" else (split,):
+        x, y = _all_rows(ds) if name == "data" else ds.split(name)
+        results[name] = evaluate_model(model, x, y, run.train.loss, **options)
     return EvalResult(
         run_dir=str(run.run_dir),
         checkpoint=str(trained.path),
@@ -142,6 +138,46 @@ def evaluate_run(
         splits=results,
         classes=run.classes,
     )
+
+
+def _raw_dataset(run, data):
+    """The run's data (or the file ``data``, all of its rows in the train split), un-normalised
+    and in the network's input shape."""
+    config = dataclasses.replace(run.data, normalize=False)
+    if data is not None:
+        config = data_mod.resolve_data_config(run.meta["data"], {"path": str(data)})
+        config = dataclasses.replace(config, normalize=False, val=0.0, test=0.0, limit=None)
+    return data_mod.load_dataset(
+        config, input_shape=tuple(run.spec.input), integer_inputs=getattr(run.spec, "integer_input", False)
+    )
+
+
+def _all_rows(ds) -> tuple:
+    """Every example of a dataset, whatever split it fell in."""
+    return tuple(torch.cat([ds.split(s)[i] for s in SPLITS]) for i in (0, 1))
+
+
+def _check_statistics(run, x_train, stored: dict) -> None:
+    """Refuse a run whose data changed since training: statistics taken afresh from the raw
+    training split must be the checkpoint's (per channel, or per element as older runs took them)."""
+    changed = False
+    if run.data.normalize and x_train.is_floating_point():
+        if stored.get("mean") is None:
+            changed = True
+        else:
+            mean, std = data_mod.normalization_stats(x_train)
+            if mean.shape != stored["mean"].shape:  # statistics per element of the example
+                mean, std = data_mod.normalization_stats(x_train.reshape(len(x_train), -1))
+            changed = mean.numel() != stored["mean"].numel() or not (
+                torch.allclose(mean.flatten(), stored["mean"].flatten())
+                and torch.allclose(std.flatten(), stored["std"].flatten())
+            )
+    if changed:
+        raise InputError(
+            f"the data of {run.run_dir} changed since training: its normalisation statistics differ "
+            "from the checkpoint's",
+            hint="evaluate on the data the run was trained with, or score a new file with --data FILE",
+        )
 
 
 def predict(
@@ -177,11 +213,12 @@ def predict(
     """
     _check_out(out, input_path, force)
     run, trained, dev = _open_run(run_dir, checkpoint, device, allow_custom)
-    x, files = _read_inputs(run, Path(input_path), trained.normalization)
+    x, files = _read_inputs(run, Path(input_path))
+    model = trained.raw_input_model(run.classes)  # raw inputs in: the run's normalisation is its first module
     outputs = []
     with torch.no_grad():
         for lo in range(0, len(x), batch_size):
-            outputs.append(trained.model(x[lo : lo + batch_size].to(dev)).float().cpu())
+            outputs.append(model(x[lo : lo + batch_size].to(dev)).float().cpu())
     output_shape = tuple(trained.built.output_shape)
     logits = torch.cat(outputs) if outputs else torch.zeros((0,) + output_shape)
     classes = run.classes
@@ -220,23 +257,19 @@ def _check_out(out, input_path, force: bool) -> None:
             raise InputError(f"{out} already exists", hint="pass --force to replace it", param="out")
 
 
-def _read_inputs(run, input_path: Path, norm: dict) -> tuple:
-    """The inputs shaped as the spec's input and normalised as in training, and the image files
-    they came from (None for an array file)."""
+def _read_inputs(run, input_path: Path) -> tuple:
+    """The raw inputs shaped as the spec's input (a CSV's label column dropped, as the run's data
+    section names it), and the image files they came from (None for an array file)."""
     from nncli.data.images import is_image_input, read_image_inputs
 
     files = None
     if is_image_input(input_path):  # image files or a folder of them, sized as in training
         x, files = read_image_inputs(input_path, run.spec.input, run.data.params)
     else:
-        x = data_mod.read_inputs(input_path)
+        x = data_mod.read_inputs(input_path, target=run.data.target, n_features=math.prod(run.spec.input))
     x = data_mod.fit_input_shape(x, run.spec.input, what=input_path.name)
     if getattr(run.spec, "integer_input", False):  # token ids: checked, never normalised
         return data_mod.check_token_ids(x, run.spec.input_high, input_path.name), files
-    if not torch.isfinite(x).all():
-        raise InputError(f"{input_path.name}: the inputs contain NaN or infinite values")
-    if norm.get("mean") is not None and x.is_floating_point():
-        x = data_mod.normalize(x, norm["mean"], norm["std"])
     return x, files
 
 

@@ -334,6 +334,11 @@ def evaluate(
     plot: Path | None = typer.Option(
         None, "--plot", help="Write the confusion matrix (test split with --split all) to this .png/.svg/.pdf."
     ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Score every row of this labelled .csv/.npz/.pt instead (read as the run's data section reads its file).",
+    ),
     threads: int | None = threads_option(),
     json_out: bool = json_flag(),
 ) -> None:
@@ -346,7 +351,12 @@ def evaluate(
     from nncli.evaluate import evaluate_run
 
     result = evaluate_run(
-        run_dir, split.value, checkpoint=checkpoint.value, device=device, allow_custom=options_of(ctx).allow_custom
+        run_dir,
+        split.value,
+        checkpoint=checkpoint.value,
+        device=device,
+        allow_custom=options_of(ctx).allow_custom,
+        data=data,
     )
     if plot is not None:
         render.plots.confusion_plot(result, plot)
@@ -362,7 +372,9 @@ def predict(
         ..., metavar="RUN", help="A run folder written by nncli train.", autocompletion=complete_run
     ),
     input_path: Path = typer.Argument(
-        ..., metavar="INPUT", help="Inputs, one example per row: .npz, .npy, .csv (features only) or .pt."
+        ...,
+        metavar="INPUT",
+        help="Inputs, one example per row: .npz, .npy, .csv (a label column the run knows is dropped) or .pt.",
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also write the predictions to this .csv or .npz."),
     checkpoint: CheckpointKind = typer.Option(
