@@ -211,6 +211,8 @@ def _linear_collapse(stream: list[LayerInfo]) -> list[Finding]:
         chain.clear()
 
     for info in stream:
+        if getattr(info.spec, "source", None) or getattr(info, "reads", ()):
+            close()  # it reads a named tensor, not the layer before it: no composition
         if info.type in WEIGHT_LAYERS:
             chain.append(info)
         elif info.type in AFFINE_PASS:

@@ -45,14 +45,15 @@ def empty_inputs(inputs: tuple, batch: int, device: torch.device) -> tuple[torch
 
 
 def refuse_graph(spec: Spec, tool: str, what: str) -> None:
-    """A clear refusal where ``tool`` handles one input tensor and ``spec`` has named tensors."""
+    """A clear refusal where ``tool`` handles one input tensor and ``spec`` has several inputs or
+    outputs."""
     from nncli.errors import InputError
 
-    if not spec.graph:
-        return
+    if len(spec.input_specs) == 1 and len(spec.outputs) <= 1:
+        return  # one tensor in, one out: named tensors inside change nothing for the tool
     names = ", ".join(f"{i.name} ({i.dtype})" for i in spec.input_specs)
     raise InputError(
-        f"{tool} {what}; {spec.name} is a graph with named tensors (inputs: {names}"
+        f"{tool} {what}; {spec.name} has several inputs or outputs (inputs: {names}"
         f"{'; outputs: ' + ', '.join(spec.outputs) if spec.outputs else ''})",
         hint="check, params, diagram and export take it; in Python, nncli.build.build_model(spec).model takes the inputs in order or by keyword",
     )
