@@ -67,11 +67,11 @@ class AttackResult:
     clean_accuracy: float
     clean_correct: int
     value_range: list | None  # [lo, hi], the inputs' valid range in data units (None: unbounded)
-    steps: int
-    random_start: bool
-    seed: int
-    eps: list
-    methods: list
+    steps: int = 10
+    random_start: bool = True
+    seed: int = 0
+    eps: list = field(default_factory=list)
+    methods: list = field(default_factory=list)
     rows: list = field(default_factory=list)  # AttackRow
     saved: str | None = None  # the .npz written, if any
     plot: list | None = None  # figures written, if any
@@ -193,25 +193,8 @@ def run_attack(
     model = trained.raw_input_model(run.classes)  # raw inputs in: the run's normalisation is its first module
     scale = _eps_scale(model, eps_units)
     clean_pred = _predict(model, x, batch_size, dev)
-    clean_correct = int((clean_pred == y).sum())
-    result = AttackResult(
-        run_dir=str(run.run_dir),
-        checkpoint=str(trained.path),
-        split=split,
-        device=str(dev),
-        n=len(x),
-        clean_accuracy=clean_correct / len(x),
-        clean_correct=clean_correct,
-        value_range=None if lo is None else [lo, hi],
-        steps=steps,
-        random_start=random_start,
-        seed=seed,
-        eps=eps,
-        methods=methods,
-        classes=run.classes,
-        eps_units=eps_units,
-        notes=_notes(run, eps_units, lo),
-    )
+    result = _clean_result(run, trained, dev, split, y, clean_pred, (lo, hi), eps_units)
+    result.steps, result.random_start, result.seed, result.eps, result.methods = steps, random_start, seed, eps, methods
     adversarial = _attack_each(
         result, model, (x, y, clean_pred), (step_size, scale), batch_size, dev, keep_examples, save
     )
@@ -219,6 +202,25 @@ def run_attack(
         _save_npz(save, x, y, clean_pred, eps, methods, adversarial)
         result.saved = str(save)
     return result
+
+
+def _clean_result(run, trained, dev, split: str, y, clean_pred, value_range, eps_units: str) -> AttackResult:
+    """The result before any attack: the clean accuracy, the range and the notes."""
+    lo, hi = value_range
+    correct = int((clean_pred == y).sum())
+    return AttackResult(
+        run_dir=str(run.run_dir),
+        checkpoint=str(trained.path),
+        split=split,
+        device=str(dev),
+        n=len(y),
+        clean_accuracy=correct / len(y),
+        clean_correct=correct,
+        value_range=None if lo is None else [lo, hi],
+        classes=run.classes,
+        eps_units=eps_units,
+        notes=_notes(run, eps_units, lo),
+    )
 
 
 def _attack_each(result: AttackResult, model, data, sizes, batch_size: int, dev, keep_examples, save):

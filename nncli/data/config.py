@@ -147,17 +147,9 @@ def resolve_data_config(
     test = number("test", low=0, high=0.9, default=0.2)
     if val + test >= 1:
         raise err("val", f"expected val + test < 1 to leave a training split, found {val} + {test}")
-    normalize = merged.get("normalize", True)
-    if not isinstance(normalize, bool):
-        raise err("normalize", f"expected true or false, found {_describe(normalize)}")
     limit = None if merged.get("limit") is None else number("limit", integer=True, low=1)
     crop, flip = _augment(merged.get("augment"), err, fail, section.origin.get("augment", False))
     file_keys = _file_keys(merged, name, resolved_path, err)
-    stream = merged.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise err("stream", f"expected true or false, found {_describe(stream)}")
-    workers = number("workers", integer=True, low=0, high=MAX_WORKERS, default=0)
-    value_range = _value_range(merged.get("range"), err)
     return DataConfig(
         name=name,
         path=resolved_path,
@@ -165,15 +157,29 @@ def resolve_data_config(
         seed=seed,
         val=val,
         test=test,
-        normalize=normalize,
         crop=crop,
         flip=flip,
         limit=limit,
         **file_keys,
-        stream=stream,
-        workers=workers,
-        value_range=value_range,
+        **_handling(merged, err, number),
     )
+
+
+def _handling(merged: dict, err, number) -> dict:
+    """``normalize``, ``stream``, ``workers`` and ``range``: how the data is handled, checked."""
+    normalize = merged.get("normalize", True)
+    if not isinstance(normalize, bool):
+        raise err("normalize", f"expected true or false, found {_describe(normalize)}")
+    stream = merged.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise err("stream", f"expected true or false, found {_describe(stream)}")
+    workers = number("workers", integer=True, low=0, high=MAX_WORKERS, default=0)
+    return {
+        "normalize": normalize,
+        "stream": stream,
+        "workers": workers,
+        "value_range": _value_range(merged.get("range"), err),
+    }
 
 
 def _input_error(path: tuple, message: str, hint: str | None = None, from_override: bool = False) -> Exception:
