@@ -50,6 +50,9 @@ def train_tracking(uri: str | None, experiment: str | None, enabled: bool | None
             options = TrackingOptions(previous["uri"], previous.get("experiment"))
     if options is not None:
         require_mlflow()
+        from nncli.tracking.store import warm_up
+
+        warm_up(options.uri)  # mlflow's import and the store's opening overlap the data's loading
     return options
 
 

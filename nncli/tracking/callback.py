@@ -19,11 +19,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from nncli.files import write_atomic
 from nncli.status import FINISHED, RunStatus
 from nncli.tracking import content
 from nncli.tracking.options import TrackingOptions
-from nncli.tracking.store import Store, ensure_experiment, log_batch
+from nncli.tracking.store import ProcessStore, warm_up
 from nncli.train.callbacks import Callback
 
 TRACKING_FILE = "tracking.json"  # in the run folder: the store and the MLflow run it logs to
@@ -62,7 +61,7 @@ class MLflowTracking(Callback):
         self.parent_run_id = parent_run_id
         self.tags = dict(tags or {})
         self.log_model = log_model
-        self.store: Store | None = None
+        self.store: ProcessStore | None = None
         self.run_id: str | None = None
         self.experiment: str | None = None
         self.steps: list = []
@@ -70,6 +69,10 @@ class MLflowTracking(Callback):
         self.ended = False
 
     # -- the hooks ---------------------------------------------------------------------------
+    def setup(self, trainer):
+        if trainer.is_writer:  # mlflow imported and the store opened while the model is built
+            warm_up(self.options.uri)
+
     def on_fit_start(self, trainer, info):
         if not trainer.is_writer:
             return
@@ -77,14 +80,16 @@ class MLflowTracking(Callback):
 
         self.run_dir = Path(trainer.run_dir)
         self.experiment = self.options.experiment or trainer.s.spec.name
-        self.store = Store(self.options.uri)
         previous = read_tracking(self.run_dir) if info["resumed"] else None
         if previous is not None and previous.get("uri") != self.options.uri:
             previous = None  # logged to another store before: this store gets a run of its own
         tags = {**content.run_tags(trainer.s, info, torch.get_num_threads()), **self.tags}
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
-        self.store.submit(self._open, previous, tags)
+        opening = {"name": self.run_dir.name, "tags": tags, "run_dir": str(self.run_dir)}
+        opening["record"] = str(self.run_dir / TRACKING_FILE)
+        self.store = ProcessStore(self.options.uri)
+        self.store.submit("open", self.experiment, self.options.uri, previous and previous["run_id"], opening)
 
     def on_batch_end(self, trainer, batch):
         if self.store is not None and batch.synced:
@@ -96,7 +101,8 @@ class MLflowTracking(Callback):
         if self.store is None:
             return
         metrics, self.steps = self.steps + content.epoch_metrics(record), []
-        self.store.submit(self._log, metrics)
+        self.store.submit("log", metrics)
+        self.store.poll()
         self._warn(trainer)
 
     def on_fit_end(self, trainer, result):
@@ -106,13 +112,15 @@ class MLflowTracking(Callback):
         metrics, self.steps = self.steps, []
         if result.status in FINISHED or result.status == RunStatus.PRUNED:
             metrics += content.final_metrics(result)
-        self.store.submit(self._log, metrics, content.result_tags(result))
-        self.store.submit(self._files, trainer.s.spec, result)
-        self.store.wait()
+        self.store.submit("log", metrics, content.result_tags(result))
+        with tempfile.TemporaryDirectory(prefix="nncli-tracking-") as tmp:
+            self._files(trainer.s.spec, result, Path(tmp))
+            self.store.sync()  # the files are uploaded before their folder goes
+        self.run_id = self.store.run_id
         self._report(trainer, result)  # report.json names the MLflow run before it is uploaded
-        self.store.submit(self._upload, [content.report_file(self.run_dir)], None)
-        self.store.submit(self._end, END_STATUS.get(result.status, "FINISHED"))
-        self.store.wait()
+        self.store.submit("upload", [str(content.report_file(self.run_dir))], None)
+        self.store.submit("end", END_STATUS.get(result.status, "FINISHED"))
+        self.store.sync()
         self.ended = True
         if self.store.error is not None:
             self._report(trainer, result)
@@ -122,50 +130,24 @@ class MLflowTracking(Callback):
         if self.store is None:
             return
         if not self.ended:  # the run raised: the MLflow run ends failed rather than running forever
-            self.store.submit(self._end, "FAILED")
+            self.store.submit("end", "FAILED")
         self.store.close()
 
-    # -- on the store's thread ------------------------------------------------------------------
-    def _open(self, client, previous: dict | None, tags: dict) -> None:
-        experiment_id = ensure_experiment(client, self.experiment, self.options.uri)
-        logged: dict = {}
-        if previous is not None:
-            run = client.get_run(previous["run_id"])
-            client.update_run(run.info.run_id, status="RUNNING")
-            logged = run.data.params
-        else:
-            run = client.create_run(experiment_id, run_name=self.run_dir.name, tags=tags)
-        self.run_id = run.info.run_id
-        record = {"uri": self.options.uri, "experiment": self.experiment, "run_id": self.run_id}
-        write_atomic(self.run_dir / TRACKING_FILE, json.dumps(record, indent=2) + "\n")
-        # a param's value cannot change in MLflow: a resumed run (more epochs) keeps the first ones
-        params = [(k, v) for k, v in content.run_params(self.run_dir) if k not in logged]
-        log_batch(client, self.run_id, params=params, tags=list(tags.items()) if previous else ())
-
-    def _log(self, client, metrics: list, tags: list = ()) -> None:
-        log_batch(client, self.run_id, metrics=metrics, tags=tags)
-
-    def _files(self, client, spec, result) -> None:
-        """The run folder's files, the diagram and the model; what was left out is said in a tag."""
-        with tempfile.TemporaryDirectory(prefix="nncli-tracking-") as tmp:
-            diagram, why_not = content.diagram_file(spec, Path(tmp))
-            notes = [("nncli.diagram", why_not)] if why_not else []
-            self._upload(client, content.run_files(self.run_dir, result.plot) + ([diagram] if diagram else []), None)
-            if self.log_model and result.status in FINISHED and result.checkpoints.get("best"):
-                model, why_not = content.model_file(self.run_dir, Path(tmp))
-                if model is not None:
-                    self._upload(client, [model], "model")
-                else:
-                    notes.append(("nncli.model", why_not))
-            if notes:
-                log_batch(client, self.run_id, tags=notes)
-
-    def _upload(self, client, files: list, folder: str | None) -> None:
-        for path in files:
-            client.log_artifact(self.run_id, str(path), folder)
-
-    def _end(self, client, status: str) -> None:
-        client.set_terminated(self.run_id, status)
+    def _files(self, spec, result, folder: Path) -> None:
+        """The run folder's files, the diagram and the model, made here and uploaded by the store;
+        what was left out is said in a tag."""
+        diagram, why_not = content.diagram_file(spec, folder)
+        notes = [("nncli.diagram", why_not)] if why_not else []
+        files = content.run_files(self.run_dir, result.plot) + ([diagram] if diagram else [])
+        self.store.submit("upload", [str(f) for f in files], None)
+        if self.log_model and result.status in FINISHED and result.checkpoints.get("best"):
+            model, why_not = content.model_file(self.run_dir, folder)
+            if model is not None:
+                self.store.submit("upload", [str(model)], "model")
+            else:
+                notes.append(("nncli.model", why_not))
+        if notes:
+            self.store.submit("log", [], notes)
 
     # -- on the main thread ---------------------------------------------------------------------
     def summary(self) -> dict:
@@ -183,6 +165,10 @@ class MLflowTracking(Callback):
     def _report(self, trainer, result) -> None:
         result.tracking = self.summary()
         trainer.files.write_report(result)
+        if result.plot:  # as the plot callback records it: absolute, for a resume from elsewhere
+            from nncli.train.runs import remember_plot
+
+            remember_plot(result.run_dir, result.plot)
 
     def _warn(self, trainer) -> None:
         """Say once, on the main thread, that the store failed: the run goes on without it."""

@@ -141,3 +141,210 @@ class Store:
             self.wait()
         finally:
             self.pool.shutdown(wait=True)
+
+
+# -- a store written by a process of its own ---------------------------------------------------
+# A training run's store is written from a child process: mlflow's import, the store's opening and
+# every insert then run beside training instead of taking turns with it for the interpreter (a
+# thread would: they are Python, and so is much of a small model's training step). The training
+# process only puts small tuples on a queue.
+
+
+class ProcessStore:
+    """The store of one training run, written in order by a child process; never raises.
+
+    One spawned child serves every run of this process, one after another (a sweep's trials in
+    one worker), so mlflow is imported once per process; :func:`warm_up` starts it early.
+    ``submit(op, *args)`` queues one of :data:`OPS` (``open``, ``log``, ``upload``, ``end``);
+    :meth:`poll` reads what the child said so far (its first error, the run id) without waiting,
+    :meth:`sync` waits until everything queued is done. If no child can start, the same
+    operations run on a background thread (:class:`Store`).
+    """
+
+    def __init__(self, uri: str) -> None:
+        import uuid
+
+        self.uri = uri
+        self.token = uuid.uuid4().hex
+        self.error: str | None = None
+        self.run_id: str | None = None
+        self.fallback: Store | None = None
+        self.child = _child()
+        if self.child is None:
+            self.fallback, self.state = Store(uri), {"run_id": None}
+        else:
+            self.child[1].put(("begin", self.token, (uri,)))
+
+    def submit(self, op: str, *args) -> None:
+        if self.error is not None:
+            return
+        if self.fallback is not None:
+            self.fallback.submit(lambda client, *a: OPS[op](client, self.state, *a), *args)
+        else:
+            self.child[1].put((op, self.token, args))
+
+    def poll(self) -> None:
+        """What the child said so far (its first error, the run id), without waiting."""
+        if self.fallback is not None:
+            self.error, self.run_id = self.fallback.error, self.state["run_id"]
+            return
+        import queue
+
+        while True:
+            try:
+                self._read(self.child[2].get_nowait())
+            except queue.Empty:
+                return
+
+    def sync(self) -> None:
+        """Wait until everything queued is done (or the child died)."""
+        if self.fallback is not None:
+            self.fallback.wait()
+            return self.poll()
+        import queue
+
+        self.child[1].put(("sync", self.token, ()))
+        while True:
+            try:
+                if self._read(self.child[2].get(timeout=1.0)):
+                    return
+            except queue.Empty:
+                if not self.child[0].is_alive():
+                    self.error = self.error or "the tracking process ended unexpectedly"
+                    return
+
+    def _read(self, message: dict) -> bool:
+        if message.get("token") != self.token:  # an earlier run's news
+            return False
+        self.error = self.error or message.get("error")
+        self.run_id = message.get("run_id") or self.run_id
+        return bool(message.get("synced"))
+
+    def close(self) -> None:
+        if self.fallback is not None:
+            self.fallback.close()
+        elif self.child[0].is_alive():
+            self.sync()
+            self.child[1].put(("forget", self.token, ()))
+
+
+_CHILD: tuple | None = None  # (process, inbox, outbox): the child of this process, once started
+
+
+def _child() -> tuple | None:
+    """This process's tracking child, started on first use; None where none can start."""
+    global _CHILD
+    if _CHILD is not None and _CHILD[0].is_alive():
+        return _CHILD
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        inbox, outbox = ctx.Queue(), ctx.Queue()
+        proc = ctx.Process(target=serve, args=(inbox, outbox, os.getpid()), name="nncli-tracking", daemon=True)
+        proc.start()
+    except (AssertionError, OSError, RuntimeError):  # a daemonic process cannot start children
+        return None
+    _CHILD = (proc, inbox, outbox)
+    return _CHILD
+
+
+def warm_up(uri: str) -> None:
+    """Start this process's tracking child and have it import mlflow and open ``uri`` now, while
+    the caller loads data and builds the model (best effort: a failure shows when a run logs)."""
+    child = _child()
+    if child is not None:
+        child[1].put(("warm", "", (uri,)))
+
+
+def serve(inbox, outbox, parent: int) -> None:
+    """The child process: run the operations it is sent, in order, until told to stop (None) or
+    its parent is gone; report a run's first error at once, and its state when asked (``sync``)."""
+    import queue
+
+    runs: dict = {}
+    clients: dict = {}
+    while True:
+        try:
+            message = inbox.get(timeout=2.0)
+        except queue.Empty:
+            if os.getppid() != parent:  # the training process died (even SIGKILL): nothing to log for
+                return
+            continue
+        if message is None:
+            return
+        op, token, args = message
+        if op in ("begin", "warm"):
+            runs[token] = {"uri": args[0], "run_id": None, "error": None}
+            if op == "begin":
+                continue
+        run = runs.get(token)
+        if op == "sync":
+            outbox.put({"token": token, "run_id": run["run_id"], "error": run["error"], "synced": True})
+        elif op == "forget":
+            runs.pop(token, None)
+        elif run["error"] is None:
+            _serve_one(op, args, run, clients, outbox, token)
+
+
+def _serve_one(op: str, args: tuple, run: dict, clients: dict, outbox, token: str) -> None:
+    try:
+        uri = run["uri"]
+        client = clients.get(uri) or clients.setdefault(uri, open_client(uri))
+        if op == "warm":
+            client.search_experiments(max_results=1)  # the store opened (a SQLite file's tables made)
+            return
+        _retry_locked(OPS[op], client, run, *args)
+    except Exception as exc:
+        run["error"] = describe(exc)
+        outbox.put({"token": token, "run_id": run["run_id"], "error": run["error"]})
+
+
+def _retry_locked(fn, *args) -> None:
+    """``fn(*args)``, tried again while a SQLite store answers "database is locked"."""
+    for attempt in range(LOCKED_TRIES):
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if "database is locked" not in str(exc) or attempt + 1 == LOCKED_TRIES:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _op_open(client, state: dict, experiment: str, uri: str, previous: str | None, opening: dict) -> None:
+    """Create the run (or reopen ``previous``), record it in the run folder, log its params."""
+    import json
+
+    from nncli.files import write_atomic
+    from nncli.tracking import content
+
+    experiment_id = ensure_experiment(client, experiment, uri)
+    logged: dict = {}
+    if previous is not None:
+        run = client.get_run(previous)
+        client.update_run(run.info.run_id, status="RUNNING")
+        logged = run.data.params
+    else:
+        run = client.create_run(experiment_id, run_name=opening["name"], tags=opening["tags"])
+    state["run_id"] = run.info.run_id
+    record = {"uri": uri, "experiment": experiment, "run_id": state["run_id"]}
+    write_atomic(opening["record"], json.dumps(record, indent=2) + "\n")
+    # a param's value cannot change in MLflow: a resumed run (more epochs) keeps the first ones
+    params = [(k, v) for k, v in content.run_params(opening["run_dir"]) if k not in logged]
+    log_batch(client, state["run_id"], params=params, tags=list(opening["tags"].items()) if previous else ())
+
+
+def _op_log(client, state: dict, metrics: list, tags: list = ()) -> None:
+    log_batch(client, state["run_id"], metrics=metrics, tags=tags)
+
+
+def _op_upload(client, state: dict, files: list, folder: str | None) -> None:
+    for path in files:
+        client.log_artifact(state["run_id"], str(path), folder)
+
+
+def _op_end(client, state: dict, status: str) -> None:
+    client.set_terminated(state["run_id"], status)
+
+
+OPS = {"open": _op_open, "log": _op_log, "upload": _op_upload, "end": _op_end}

@@ -162,6 +162,24 @@ def test_resume_continues_the_same_mlflow_run(tmp_path):
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
+def test_a_tracked_run_resumed_on_the_command_line_keeps_logging_to_its_run(tmp_path, run_cli):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC.format(name="mlp", width=8, lr=0.1, epochs=1))
+    out = tmp_path / "runs" / "r"
+    uri = sqlite_uri(tmp_path / "runs")
+    first = run_cli(["train", spec, "--out", out, "--tracking-uri", uri, "--threads", "1", "--json"])
+    assert first.code == 0, first.err
+    again = run_cli(["train", "--resume", out, "--epochs", "2", "--threads", "1", "--json"])  # no tracking flag
+    assert again.code == 0, again.err
+    run_id = json.loads(first.out)["tracking"]["run_id"]
+    assert json.loads(again.out)["tracking"]["run_id"] == run_id
+    client = MlflowClient(uri)
+    assert [s for s, _ in history(client, run_id, "val_loss")] == [1, 2]
+    off = run_cli(["train", "--resume", out, "--epochs", "3", "--threads", "1", "--no-tracking", "--json"])
+    assert off.code == 0 and json.loads(off.out)["tracking"] is None
+    assert [s for s, _ in history(client, run_id, "val_loss")] == [1, 2]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
