@@ -10,6 +10,8 @@ reports, and never changes the exit code.
 
 from __future__ import annotations
 
+import functools
+import os
 import signal
 import sys
 import threading
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options.from_argv(args)
     # under --json, stdout is the JSON document's alone (the renderer loads only then: --help stays fast)
     for_json = render.console.json_stdout(True) if options.json else nullcontext()
-    with _terminate_as_interrupt(), for_json:
+    with _terminate_as_interrupt(options.json), for_json:
         try:
             rv = app(args=args, prog_name="nncli", standalone_mode=False, obj=options)
             code = rv if isinstance(rv, int) else 0
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextmanager
-def _terminate_as_interrupt():
+def _terminate_as_interrupt(as_json: bool):
     """SIGTERM as Ctrl-C for the command (a KeyboardInterrupt: exit 130, and the error document
     under --json) where nothing else handles it; training replaces it with its own handler, which
     saves a checkpoint first."""
@@ -52,15 +54,33 @@ def _terminate_as_interrupt():
     if not main_thread or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, functools.partial(_on_terminate, as_json))
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+def _on_terminate(as_json: bool, signum, frame) -> None:
+    if not _importing(frame):
+        raise KeyboardInterrupt
+    # An import cut short leaves half-initialised modules that later code trips over (an exit 3):
+    # leave now, as the interrupted exit would, without running anything more.
+    if as_json:
+        from nncli.cli import faults
+
+        render.print_json(faults.interrupted_json())
+    os.write(2, b"interrupted\n")
+    os._exit(int(ExitCode.INTERRUPTED))
+
+
+def _importing(frame) -> bool:
+    """Whether ``frame`` runs inside an import (importlib's frames are on its stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _exit_code(exc: BaseException, options: Options) -> int:

@@ -99,15 +99,66 @@ def ray_session(options):
     import ray
 
     started_here = not ray.is_initialized()
+    reaper = None
     if started_here:
         with _stdout_to_stderr():
             _init(options)
+        reaper = _start_reaper() if not options.address else None
     try:
         yield
     finally:
         if started_here:
             with _stdout_to_stderr():
                 ray.shutdown()
+        if reaper is not None:
+            reaper.stdin.close()  # the reaper stops what ray.shutdown left behind, then exits
+
+
+# Run beside the sweep, in a session of its own: when its stdin closes (the sweep ended, or died
+# by SIGKILL and the kernel closed the pipe) it kills every process still holding a file of this
+# Ray session (its agents outlive a killed driver under PID 1), the sweep itself excepted.
+_REAPER = r"""
+import os, signal, sys, time
+driver, session = int(sys.argv[1]), sys.argv[2]
+sys.stdin.read()
+time.sleep(1.0)  # ray.shutdown, when it ran, stops its processes first
+for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
+    if pid in (driver, os.getpid()):
+        continue
+    try:
+        held = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        held.append(open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace"))
+    except OSError:
+        continue
+    if any(session in path for path in held):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+
+def _start_reaper():
+    """The reaper of a Ray instance this sweep started (Linux, where /proc lists open files); None
+    elsewhere or when Ray does not say where its session lives."""
+    import subprocess
+    import sys
+
+    try:
+        from ray._private import worker
+
+        session = worker._global_node.get_session_dir_path()
+    except (ImportError, AttributeError):
+        return None
+    if not sys.platform.startswith("linux") or not session:
+        return None
+    return subprocess.Popen(
+        [sys.executable, "-c", _REAPER, str(os.getpid()), str(session)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _init(options) -> None:
