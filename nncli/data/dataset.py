@@ -42,6 +42,7 @@ class Dataset:
     mean: Any = None  # per-channel / per-feature statistics of the training split (or None)
     std: Any = None
     normalization: dict | None = None  # how the statistics were taken, for run.yaml
+    skipped: list | None = None  # unreadable files left out (skip_bad): [{"file", "reason"}]
 
     @property
     def input_shape(self) -> tuple[int, ...]:

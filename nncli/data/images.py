@@ -281,6 +281,7 @@ def load_image_folder(config, input_shape):
     decoded, bad = _decode_splits(splits, decoder, workers, keep=not stream)
     if bad and not params.get("skip_bad"):
         _refuse_bad(bad, Path(config.path))
+    skipped = [{"file": str(f), "reason": why} for f, why in bad]
     parts = _split(decoded, config)
     mean, std = _stats(parts["train"][3], size[0] * size[1]) if config.normalize else (None, None)
     xs = {}
@@ -292,6 +293,7 @@ def load_image_folder(config, input_shape):
             xs[split] = (x - mean) / std if mean is not None else x
         parts[split] = (files, parts[split][1], None, None)  # drop the decoded arrays once used
     return Dataset(
+        skipped=skipped,
         name=Path(config.path).name,
         x_train=xs["train"],
         y_train=torch.from_numpy(parts["train"][1]),

@@ -218,6 +218,8 @@ class Trainer:
                 + ("SyncBatchNorm turned off" if not self.sync_batchnorm else "SyncBatchNorm needs CUDA")
                 + ")"
             )
+        for entry in getattr(s.dataset, "skipped", None) or ():  # skip_bad: every file left out, named
+            self.message(f"skipped an unreadable image (skip_bad): {entry['file']}: {entry['reason']}")
         if self.dropped_last:
             self.message(
                 f"dropping the last training batch of each epoch: it holds 1 example "
@@ -360,6 +362,7 @@ def _result(t: Trainer, started: float, nonfinite: dict | None) -> TrainResult:
             **s.dataset.sizes(),
             "input_shape": list(s.spec.input),
             "classes": s.dataset.classes,
+            "skipped_files": getattr(s.dataset, "skipped", None) or [],
         },
         config=cfg.to_dict(),
         duration_s=time.perf_counter() - started,

@@ -124,6 +124,18 @@ def test_image_folder_trains_to_the_accuracy_of_the_npz_route(tmp_path, digits_f
     assert abs(images.test["accuracy"] - arrays.test["accuracy"]) <= 0.01
     meta = (tmp_path / "images" / "run.yaml").read_text()
     assert "classes:" in meta and "skip_bad: true" in meta
+    # the file skip_bad left out is named in the report, with why
+    report = json.loads((tmp_path / "images" / "report.json").read_text())
+    assert [Path(e["file"]) for e in report["data"]["skipped_files"]] == [root / BAD]
+    assert arrays.data["skipped_files"] == []
+
+
+def test_skip_bad_names_every_skipped_file_on_stderr(tmp_path, digits_folder, run_cli):
+    root, _ = digits_folder
+    spec = spec_for(tmp_path, f"{{path: {root}, skip_bad: true}}")
+    res = run_cli(["train", spec, "--out", tmp_path / "run", "--device", "cpu", "--epochs", "1"])
+    assert res.code == 0, res.err
+    assert f"skipped an unreadable image (skip_bad): {root / BAD}" in res.err
 
 
 def test_streaming_gives_the_in_memory_weights(tmp_path, digits_folder):
