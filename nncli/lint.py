@@ -423,6 +423,8 @@ def _vanishing_risk(built: Built) -> list[Finding]:
         return []
     if any(i.type in NORMS for i in leaves) or any(i.type in ("Residual", "Parallel") for i in built.walk()):
         return []
+    if any(i.type == "Merge" and i.args.get("mode") == "add" for i in leaves):
+        return []  # a Merge adding a named tensor back is a skip connection
     first = saturating[0]
     kinds = "/".join(sorted({i.type for i in saturating}))
     return [
