@@ -8,7 +8,7 @@ trial is a child of it; :func:`tracked_runs` reads the runs back for ``nncli com
 
 The store is MLflow's (the ``nncli[mlflow]`` extra): a local ``sqlite:///`` file needs no server,
 and an ``http://`` URI is an ``mlflow server`` shared by many machines. mlflow is imported only
-when a store is opened, on the thread that writes it. The rooms: ``options`` (what was asked),
+when a store is opened, in the process that writes it. The rooms: ``options`` (what was asked),
 ``store`` (the guarded background client), ``content`` (what a run logs), ``callback``,
 ``sweeps`` and ``listing``.
 """

@@ -6,7 +6,7 @@ the final metrics of the best checkpoint, tags (nncli's version, the device, the
 spec's digest, the git commit), and as artifacts ``spec.yaml``, ``run.yaml``, ``report.json``,
 the curves plot, the diagram and the trained model (``model/model.safetensors``).
 
-The run folder stays the source of truth: the store is written on a background thread, and a
+The run folder stays the source of truth: the store is written by a child process (:class:`~nncli.tracking.store.ProcessStore`), and a
 store that cannot be reached or refuses a write is a message, never a failed run; ``report.json``
 says how tracking went under ``tracking`` (``uri``, ``experiment``, ``run_id``, ``status``: logged
 or failed, ``error``). The MLflow run's id is also kept in ``<run>/tracking.json`` from the start,

@@ -1,10 +1,12 @@
-"""The tracking store as a run writes it: MLflow's own client, called on one background thread.
+"""The tracking store as a run writes it: MLflow's own client, called away from the training loop.
 
-Every call goes through :class:`Store`: in the order submitted, on a thread of its own, so that a
-slow or distant store never holds up a training step, and guarded, so that a store that is
-unreachable or refuses a write never fails the run. The first failure is kept (:attr:`Store.error`)
-and every later call is skipped: a run is logged whole or said to have failed, never half logged
-without a word. mlflow is imported on that thread, the first time a store is used.
+A training run's store is written by a child process (:class:`ProcessStore`); a sweep's parent run,
+and a run where no child can start, by one background thread (:class:`Store`). Either way every
+call is made in the order submitted, so that a slow or distant store never holds up a training
+step, and guarded, so that a store that is unreachable or refuses a write never fails the run. The
+first failure is kept and every later call is skipped: a run is logged whole or said to have
+failed, never half logged without a word. mlflow is imported where the store is written, the
+first time one is used.
 """
 
 from __future__ import annotations
