@@ -312,3 +312,33 @@ def test_the_block_template_computes_convnexts_block():
         h = h + scale.weight * y
     assert (model[:3](x) - h).abs().max() < 1e-12
     assert isinstance(model[1], nn.LayerNorm)  # LayerNorm2d's parameters are LayerNorm's
+
+
+def test_each_entries_may_read_the_index():
+    built = build(
+        """\
+        input: [4]
+        layers:
+          - Repeat: {index: i, each: [{f: "3 + i"}, {f: "3 + i"}, {f: "10 * i"}], layers: [{Linear: {out_features: f}}]}
+        """
+    )
+    assert [i.out_shape for i in leaves(built, "Linear")] == [(3,), (4,), (20,)]
+
+
+def test_a_build_error_inside_a_template_points_at_the_templates_line():
+    with pytest.raises(SpecError) as info:
+        build(
+            """\
+            input: [4]
+            define:
+              Head:
+                params: {k: 0}
+                layers:
+                  - Linear: {out_features: "8 // k"}
+            layers:
+              - ReLU
+              - Head
+            """
+        )
+    assert info.value.line == 6 and info.value.spec_path == "define.Head.layers[0].Linear.out_features"
+    assert "division by zero" in str(info.value)
