@@ -194,7 +194,8 @@ class GraphBlocks:
         self, spec: LayerSpec, type_name: str, kwargs: dict, dtype: str, prev_label: str | None
     ) -> None:
         """An Embedding's ``num_embeddings``: the input's ``high`` when left out; never below it."""
-        high = self.spec.input_high if dtype.startswith("int") else None
+        # the high of the tensor it reads (a Graph spec's inputs each have their own)
+        high = getattr(self, "tensor_high", self.spec.input_high) if dtype.startswith("int") else None
         if "num_embeddings" not in kwargs:
             if high is None:
                 raise spec.where.error(

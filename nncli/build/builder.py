@@ -17,6 +17,7 @@ from nncli.build import checks
 from nncli.build.args import ArgResolver
 from nncli.build.blocks import GraphBlocks
 from nncli.build.checks import first_line, kwargs_str
+from nncli.build.graph import GraphBuild
 from nncli.build.inference import INFER_BATCH, ShapeRunner, skipped_init
 from nncli.build.init import InitMixin
 from nncli.build.registry import resolve_class
@@ -129,7 +130,7 @@ def collector_paused():
             gc.enable()
 
 
-class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
+class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin, GraphBuild):
     """One build: walks the spec, constructing each layer on meta (and on ``device``)."""
 
     def __init__(self, spec: Spec, device: torch.device) -> None:
@@ -147,6 +148,8 @@ class Builder(ArgResolver, GraphBlocks, ShapeRunner, InitMixin):
         self.shape_method = ""  # how the last layer's shape was learnt (nncli.build.inference)
 
     def build(self) -> Built:
+        if self.spec.graph:  # named tensors: a Graph module (nncli.build.graph)
+            return self.graph_build()
         shape = tuple(self.spec.input)
         fallback = Where(str(self.spec.path) if self.spec.path else None, 1, 1, "vars")
         with self.scope.entered(self.spec.vars, self.spec.var_where, shape, fallback):

@@ -57,10 +57,13 @@ NNCLI_LAYERS = (
     "SelfAttention",
     "LayerNorm2d",
     "LayerScale",
+    "Merge",
+    "CrossAttention",
 )
 # The blocks: layers holding layer lists. They take the reserved keys name, init and vars.
 BLOCKS = ("Residual", "Repeat", "Parallel", "Block")
 MERGES = ("concat", "add", "mul", "mean", "max")
+GRAPH_MERGES = MERGES + ("sub",)  # Merge's modes: a - b joins two tensors
 # Input dtypes a spec may declare; the integer ones are token ids and need `high`.
 FLOAT_DTYPES = ("float32", "float64")
 INT_DTYPES = ("int64", "int32")
@@ -96,6 +99,14 @@ class LayerSpec:
     # block is entered (``in_channels`` there is the block's input); None on other layers.
     vars: Mapping[str, Any] | None = None
     var_where: Mapping[str, Where] = field(default_factory=dict)
+    # Named tensors (nncli.spec.graph): `from` (the tensor read; None = the previous output),
+    # `share` (apply that element's module again), `tie` (param -> layer name), `memory` (the
+    # second tensor of CrossAttention / TransformerDecoderLayer). graph_where locates each key.
+    source: str | None = None
+    share: str | None = None
+    tie: Mapping[str, str] | None = None
+    memory: str | None = None
+    graph_where: Mapping[str, Where] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Frozen all the way down: the mappings are read-only views, so no tool can change a
@@ -127,6 +138,9 @@ class RepeatSpec(LayerSpec):
 
     times: int | str = 1  # an int, or an expression's text evaluated by the builder
     layers: tuple[LayerSpec, ...] = ()
+    # Names defined inside each copy that are summed over the copies and visible after the
+    # Repeat under the same name (WaveNet's skip connections).
+    accumulate: tuple[str, ...] = ()
     # `index`: a var bound to the copy's number (0 .. times-1); `each`: one mapping of vars per
     # copy (times is then its length), evaluated when the copy is entered; each_where locates them.
     index: str | None = None
@@ -155,6 +169,30 @@ class BlockSpec(LayerSpec):
     # are evaluated in the caller's scope; the defaults in the template's own).
     template: str | None = None
     caller: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class MergeSpec(LayerSpec):
+    """``Merge``: named tensors joined into one (``mode`` as Parallel's merge, plus ``sub``)."""
+
+    sources: tuple[str, ...] = ()
+    merge: str = "concat"  # one of GRAPH_MERGES
+    dim: int = 1
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One named input of ``inputs:`` (``input:`` is the one input named ``input``)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    high: int | None = None
+    where: Where | None = None
+
+    @property
+    def integer(self) -> bool:
+        return self.dtype in INT_DTYPES
 
 
 @dataclass(frozen=True)
@@ -190,6 +228,21 @@ class Spec:
     transfer: Any = None  # a nncli.spec.transfer.TransferSpec: weights taken from a finished run
     path: Path | None = None  # the file it came from, if any
     document: Document | None = field(default=None, repr=False, compare=False)
+    # `inputs:` in forward order (empty for a spec written with `input:`) and `outputs:`.
+    inputs: tuple[InputSpec, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def graph(self) -> bool:
+        """Whether the spec uses named tensors (built as a Graph, not an nn.Sequential)."""
+        from nncli.spec.graph import uses_graph
+
+        return uses_graph(self)
+
+    @property
+    def input_specs(self) -> tuple[InputSpec, ...]:
+        """Every input, in forward order (one named ``input`` for a spec written with ``input:``)."""
+        return self.inputs or (InputSpec("input", tuple(self.input), self.input_dtype, self.input_high),)
 
     def where(self, path: tuple, *, key: bool = False) -> Where:
         """The location of ``path`` (e.g. ``("train", "lr")``) in the spec file."""

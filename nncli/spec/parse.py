@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nncli.errors import SpecError, did_you_mean
+from nncli.spec import graph
 from nncli.spec.expr import FUNCTIONS, SHAPE_NAMES, ExprError, tokenize
 from nncli.spec.families import repeat_family
 from nncli.spec.model import (
@@ -32,7 +33,20 @@ from nncli.spec.source import Document, parse_yaml, read_text
 from nncli.spec.templates import TemplateLayers, Templates, call, read_templates
 from nncli.spec.transfer import parse_transfer
 
-TOP_LEVEL_KEYS = ("name", "description", "input", "vars", "init", "layers", "data", "train", "transfer", "define")
+TOP_LEVEL_KEYS = (
+    "name",
+    "description",
+    "input",
+    "inputs",
+    "outputs",
+    "vars",
+    "init",
+    "layers",
+    "data",
+    "train",
+    "transfer",
+    "define",
+)
 RESERVED = ("name", "init")
 # Per-example size cap: batches, channels and dtype bytes must still fit torch's int64 sizes.
 MAX_INPUT_NUMEL = 2**48
@@ -124,6 +138,8 @@ def spec_from_document(doc: Document, base_dir: Path | None = None, *, allow_cus
     from nncli.spec.limits import check_spec
     from nncli.spec.trust import refuse_custom_layers
 
+    if spec.graph:  # every name read is defined, in scope, before it is read
+        graph.check_names(spec)
     check_spec(spec)  # nesting depth and layers after expanding Repeat, before anything is built
     refuse_custom_layers(spec, allow_custom=allow_custom)  # before any Custom code is imported
     return spec
@@ -165,12 +181,18 @@ class _Parser:
                 "a minimal spec:\n" + EXAMPLE,
             )
         self.check_keys(data, (), TOP_LEVEL_KEYS, "the spec's top level")
-        for required in ("input", "layers"):
+        if "inputs" in data and "input" in data:
+            raise self.fail(("inputs",), "give `input` (one input) or `inputs` (named inputs), not both", key=True)
+        for required in ("input" if "inputs" not in data else "inputs", "layers"):
             if required not in data:
                 # Located at the top-level mapping, named by the missing key's spec path.
                 raise self.fail((required,), f"missing required key `{required}`", "a minimal spec:\n" + EXAMPLE)
         name = self.name_and_sections(data)
-        input_shape, dtype, high = self.input(data["input"])
+        inputs = graph.parse_inputs(self, data["inputs"]) if "inputs" in data else ()
+        if inputs:
+            input_shape, dtype, high = inputs[0].shape, inputs[0].dtype, inputs[0].high
+        else:
+            input_shape, dtype, high = self.input(data["input"])
         top_vars, var_where = self.vars(data.get("vars"), ("vars",))
         self.names.append(set(top_vars or ()))
         self.templates = read_templates(self, data.get("define"))
@@ -193,6 +215,8 @@ class _Parser:
             ),
             path=Path(self.doc.file) if self.doc.file else None,
             document=self.doc,
+            inputs=inputs,
+            outputs=graph.parse_outputs(self, data["outputs"]) if data.get("outputs") is not None else (),
         )
 
     def name_and_sections(self, data: dict) -> str:
@@ -210,11 +234,10 @@ class _Parser:
                 raise self.fail((section,), f"expected a mapping, found {describe_found(data[section])}")
         return name
 
-    def input(self, value: Any) -> tuple[tuple[int, ...], str, int | None]:
+    def input(self, value: Any, path: tuple = ("input",)) -> tuple[tuple[int, ...], str, int | None]:
         """``input``: a shape, or ``{shape, dtype, high}`` for integer token ids."""
         if not isinstance(value, dict):
-            return self.input_shape(value, ("input",)), "float32", None
-        path = ("input",)
+            return self.input_shape(value, path), "float32", None
         self.check_keys(value, path, ("shape", "dtype", "high"), "input")
         if "shape" not in value:
             raise self.fail(
@@ -333,9 +356,15 @@ class _Parser:
         init = self.init(args["init"], args_path + ("init",)) if args.get("init") is not None and not scale else None
         block = kind in ("Residual", "Repeat", "Parallel", "Block")
         reserved = RESERVED + ("vars",) if block else RESERVED
+        named = graph.graph_keys(self, kind, args, args_path)  # from, share, tie, memory
+        reserved += graph.GRAPH_KEYS if kind != "Merge" else ()
         rest = {k: v for k, v in args.items() if k not in reserved or (scale and k == "init")}
         arg_where = {k: self.doc.where(args_path + (k,), key=True) for k in rest}
-        common = dict(where=where, name=name, init=init)
+        common = dict(where=where, name=name, init=init, **named)
+        if named.get("share"):  # the element applies another's module: nothing of its own
+            return LayerSpec(type=kind, args={}, **common)
+        if kind == "Merge":
+            return graph.merge_spec(self, rest, args_path, common)
         if block:
             block_vars, var_where = self.vars(args.get("vars"), args_path + ("vars",))
             if template is not None:
@@ -506,7 +535,7 @@ class _Parser:
 
     def repeat(self, kind: str, rest: dict, args_path: tuple, arg_where: dict, common: dict) -> RepeatSpec:
         """A Repeat: ``times`` fresh copies of its layers."""
-        self.check_keys(rest, args_path, ("times", "layers", "index", "each"), "Repeat")
+        self.check_keys(rest, args_path, ("times", "layers", "accumulate", "index", "each"), "Repeat")
         family = repeat_family(self, rest, args_path)  # times, index and each, checked
         self.names.append(family.names)
         try:
@@ -523,6 +552,7 @@ class _Parser:
             each=family.each,
             each_where=family.each_where,
             layers=layers,
+            accumulate=graph.parse_accumulate(self, rest.get("accumulate"), args_path + ("accumulate",)),
         )
 
     # -- init -----------------------------------------------------------------------------
