@@ -72,7 +72,6 @@ class TrainResult:
     total_s: float | None = None  # wall time of all sessions of the run (resumes included)
     threads: int | None = None  # torch's CPU threads (--threads, or nncli.threads' rule)
     tracking: dict | None = None  # the MLflow run it was logged to, and how that went (nncli.tracking)
-    tracking: dict | None = None  # the MLflow run it was logged to, and how that went (nncli.tracking)
 
     def to_json(self) -> dict:
         return jsonable(asdict(self))
