@@ -63,9 +63,7 @@ class Graph(_Steps):
     the outputs in ``outputs``' order.
     """
 
-    def __init__(
-        self, modules: dict[str, nn.Module], steps: list[Step], inputs: list, outputs: list[str]
-    ) -> None:
+    def __init__(self, modules: dict[str, nn.Module], steps: list[Step], inputs: list, outputs: list[str]) -> None:
         super().__init__(modules, steps)
         # inputs: (name, per-example shape, dtype, high) each, so tools can make batches for it
         self.input_table = tuple((str(n), tuple(s), str(d), h) for n, s, d, h in inputs)
