@@ -15,7 +15,6 @@ from torch import nn
 
 from nncli.build import Built, build_model
 from nncli.build.inputs import refuse_graph
-from nncli.build.inputs import refuse_graph
 from nncli.errors import InputError
 from nncli.gradcheck.footprint import estimate_memory
 from nncli.gradcheck.isolation import PER_LAYER, _check_exhaustive_plain, _check_layer, _check_model, _record_inputs

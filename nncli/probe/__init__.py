@@ -57,7 +57,6 @@ import torch
 
 from nncli.build import build_model
 from nncli.build.inputs import refuse_graph
-from nncli.build.inputs import refuse_graph
 from nncli.errors import InputError
 from nncli.probe.depth import depth_sweep, fit_sweep, with_repeat_times
 from nncli.probe.measure import all_points, measure, probe_batch, probe_points, read_data, weight_gain
@@ -176,9 +175,8 @@ def probe(
 
 
 def _measure_seeds(spec: Spec, seeds: list[int], dev, batch_size: int, x_data, steps: int, cfg) -> tuple:
-    refuse_graph(spec, "probe", "feeds one input tensor")
-    refuse_graph(spec, "probe", "feeds one input tensor")
     """Each seed's build measured at init (and after ``steps``): points, types, gain, runs, losses, loss kind."""
+    refuse_graph(spec, "probe", "feeds one input tensor")
     init_runs, after_runs, losses = [], [], []
     points = types = gain = kind = None
     for seed in seeds:

@@ -84,9 +84,6 @@ def prepare(
     from nncli.build.inputs import refuse_graph
 
     refuse_graph(spec, "train", "reads one input array per example (x)")
-    from nncli.build.inputs import refuse_graph
-
-    refuse_graph(spec, "train", "reads one input array per example (x)")
     dataset = _checked_dataset(spec, data_cfg, cfg, built.output_shape, world_size)
     if part["resume"] is not None:
         _check_resume_fits(part["resume"], run_dir)
