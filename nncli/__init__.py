@@ -50,7 +50,9 @@ def load(
         torch.Size([3, 2])
     """
     one_line = "\n" not in str(path_or_text)
-    if one_line and Path(str(path_or_text).strip()).is_dir():  # a run folder (open_run says if it is not)
+    if (
+        one_line and str(path_or_text).strip() and Path(str(path_or_text).strip()).is_dir()
+    ):  # a run folder (open_run says if it is not)
         return _load_run(Path(str(path_or_text).strip()), checkpoint, allow_custom)
     if one_line and str(path_or_text).strip().endswith(".safetensors"):
         from nncli.export.safetensors_file import load_safetensors

@@ -146,10 +146,32 @@ def _raw_dataset(run, data):
     config = dataclasses.replace(run.data, normalize=False)
     if data is not None:
         config = data_mod.resolve_data_config(run.meta["data"], {"path": str(data)})
-        config = dataclasses.replace(config, normalize=False, val=0.0, test=0.0, limit=None)
-    return data_mod.load_dataset(
+        params = {k: v for k, v in config.params.items() if k != "per_class"}  # every row is scored
+        config = dataclasses.replace(config, normalize=False, val=0.0, test=0.0, limit=None, params=params)
+    ds = data_mod.load_dataset(
         config, input_shape=tuple(run.spec.input), integer_inputs=getattr(run.spec, "integer_input", False)
     )
+    if data is not None:
+        _labels_as_the_run_numbers_them(ds, run, data)
+    return ds
+
+
+def _labels_as_the_run_numbers_them(ds, run, data) -> None:
+    """A new file's named classes renumbered as the run numbered its own (a file without some of
+    the classes, or in another order, numbers them otherwise); a class the run never saw is exit 2."""
+    if not ds.classes or not run.classes or ds.classes == run.classes:
+        return
+    unknown = [c for c in ds.classes if c not in run.classes]
+    if unknown:
+        raise InputError(
+            f"{data}: classes the run was not trained on: {', '.join(map(str, unknown[:5]))}",
+            hint="the run knows: " + ", ".join(map(str, run.classes)),
+        )
+    index = torch.tensor([run.classes.index(c) for c in ds.classes])
+    for split in SPLITS:
+        y = getattr(ds, f"y_{split}")
+        setattr(ds, f"y_{split}", index[y] if len(y) else y)
+    ds.classes = list(run.classes)
 
 
 def _all_rows(ds) -> tuple:

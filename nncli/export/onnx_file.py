@@ -13,7 +13,7 @@ from nncli.export.verify import TRACE_BATCH, compare_on_batch, first_failing_lay
 OPSET = 17  # onnxruntime >= 1.13 runs it; the exporter's default of torch 2.x
 
 
-def _export(model, x, target, dynamic: bool = True, names: tuple = (["input"], ["output"])) -> None:
+def _export(model, x, target, dynamic: bool = True, names: tuple = (("input",), ("output",))) -> None:
     import torch
 
     inputs, outputs = names

@@ -36,8 +36,6 @@ def export_safetensors(source, out: Path) -> dict:
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in source.model.state_dict().items()}
     meta = dict(file_metadata(source), **{"nncli.format": FORMAT})
-    if source.spec_dir:
-        meta["nncli.spec_dir"] = source.spec_dir
     from nncli.files import write_atomic
 
     write_atomic(out, save(state, metadata=meta), durable=True)
@@ -46,7 +44,8 @@ def export_safetensors(source, out: Path) -> dict:
         back[k].dtype == v.dtype and back[k].shape == v.shape and torch.equal(back[k], v) for k, v in state.items()
     )
     rebuilt = load_safetensors(out, allow_custom=True, spec_dir=source.spec_dir)  # just built here: trusted
-    rebuilt_same = all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), state.values(), strict=False))
+    rebuilt_state = rebuilt.state_dict()
+    rebuilt_same = set(rebuilt_state) == set(state) and all(torch.equal(rebuilt_state[k], v) for k, v in state.items())
     check = {
         "tensors": len(state),
         "bit_exact": bool(same),

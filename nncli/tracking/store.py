@@ -281,6 +281,10 @@ def serve(inbox, outbox, parent: int) -> None:
             if op == "begin":
                 continue
         run = runs.get(token)
+        if run is None:  # a token never begun or already forgotten: answer, never die (other runs share this)
+            if op == "sync":
+                outbox.put({"token": token, "run_id": None, "error": "unknown run", "synced": True})
+            continue
         if op == "sync":
             outbox.put({"token": token, "run_id": run["run_id"], "error": run["error"], "synced": True})
         elif op == "forget":

@@ -44,13 +44,13 @@ def check_data(spec, output_shape: tuple) -> dict:
     from nncli import data as data_mod
     from nncli.data.config import resolve_data_config
     from nncli.errors import InputError
-    from nncli.train.config import resolve_train_config
+    from nncli.train.config import resolve_train_config, section_fail
     from nncli.train.task import prepare_targets
 
     if spec.data is None:
         return {"checked": False, "reason": "the spec has no data section"}
     base_dir = Path(spec.path).resolve().parent if spec.path is not None else Path.cwd()
-    config = resolve_data_config(spec.data, {}, base_dir=base_dir)
+    config = resolve_data_config(spec.data, {}, fail=section_fail(spec, "data"), base_dir=base_dir)
     reason = _too_large(config)
     if reason:
         return {"checked": False, "reason": reason}
@@ -58,7 +58,7 @@ def check_data(spec, output_shape: tuple) -> dict:
         config, input_shape=tuple(spec.input), integer_inputs=getattr(spec, "integer_input", False)
     )
     data_mod.check_dataset_inputs(ds, spec)
-    loss = resolve_train_config(spec.train or {}, {}).loss
+    loss = resolve_train_config(spec.train or {}, {}, fail=section_fail(spec, "train")).loss
     prepare_targets(
         ds, loss, tuple(output_shape), lambda message, hint=None: InputError(f"data {ds.name}: {message}", hint=hint)
     )

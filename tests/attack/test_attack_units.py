@@ -86,8 +86,17 @@ def test_eps_in_standard_deviations_scales_each_feature(tmp_path, run_cli):
     assert res.code == 0, res.err
     doc = json.loads(res.out)
     assert doc["eps_units"] == "std" and {"linf_max", "l2_max", "budget_used"} <= set(doc["rows"][1])
-    std = nncli.load(run).normalize.std.numpy()
+    # the reference std: numpy's, of the raw training rows (the run's split, read without normalisation)
+    import dataclasses
+
+    from nncli.data import load_dataset
+    from nncli.train.trained import open_run
+
+    config = open_run(run).data
+    rows = load_dataset(dataclasses.replace(config, normalize=False)).x_train.numpy().astype(np.float64)
+    std = rows.std(axis=0)
     delta = np.abs(np.load(tmp_path / "a.npz")["x_adv"][0, 1] - xt)
     # FGSM moves every feature by its whole budget: 0.2 of that feature's training std
     assert np.allclose(delta.max(0), 0.2 * std, rtol=1e-3)
+    assert np.allclose(nncli.load(run).normalize.std.numpy(), std, rtol=1e-4)  # and the model holds that std
     assert doc["rows"][1]["budget_used"] == pytest.approx(1.0, abs=1e-3)

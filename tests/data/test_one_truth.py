@@ -171,3 +171,38 @@ def test_an_npz_with_x_y_and_its_own_test_arrays_keeps_its_test_split(tmp_path):
     ds = load_dataset(resolve_data_config({"path": str(tmp_path / "d.npz"), "val": 0.0, "normalize": False}))
     assert ds.sizes() == {"train": 90, "val": 0, "test": 30}
     assert float(ds.x_test.mean()) > 50 and float(ds.x_train.mean()) < 50
+
+
+def test_evaluate_data_numbers_named_classes_as_the_run_did(tmp_path, run_cli):
+    from nncli.train import run_training
+
+    gen = np.random.default_rng(6)
+
+    def rows(n, names):
+        out = []
+        while len(out) < n:
+            a, b = gen.normal(size=2)
+            name = "ant" if a < -0.5 else "bee" if a <= 0.5 else "cat"
+            if name in names:
+                out.append((float(a), name, float(b)))
+        return out
+
+    _csv(tmp_path / "train.csv", rows(300, {"ant", "bee", "cat"}), header="a,kind,b")
+    (tmp_path / "spec.yaml").write_text(
+        "input: [2]\nlayers:\n  - Linear: {out_features: 16}\n  - ReLU\n  - Linear: {out_features: 3}\n"
+        "data: {path: train.csv, target: kind}\ntrain: {optimizer: adam, lr: 0.05, epochs: 5, seed: 0}\n"
+    )
+    run_training(tmp_path / "spec.yaml", {}, tmp_path / "run", device="cpu")
+    new = rows(60, {"bee", "cat"})  # no ant: the file alone would number bee 0 and cat 1
+    _csv(tmp_path / "new.csv", new, header="a,kind,b")
+    res = run_cli(["evaluate", tmp_path / "run", "--data", tmp_path / "new.csv", "--json"])
+    assert res.code == 0, res.err
+    model = nncli.load(tmp_path / "run")
+    with torch.no_grad():
+        guess = model(torch.tensor([[a, b] for a, _, b in new], dtype=torch.float32)).argmax(1).tolist()
+    want = np.mean([model.classes[g] == name for g, (_, name, _) in zip(guess, new, strict=True)])
+    assert model.classes == ["ant", "bee", "cat"]
+    assert json.loads(res.out)["splits"]["data"]["accuracy"] == pytest.approx(want)
+    _csv(tmp_path / "odd.csv", [(0.1, "dog", 0.2), (0.3, "bee", 0.1)], header="a,kind,b")
+    res = run_cli(["evaluate", tmp_path / "run", "--data", tmp_path / "odd.csv"])
+    assert res.code == 2 and "dog" in res.err

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -114,13 +113,21 @@ def user_processes() -> int:
     return count
 
 
-def _limits(nproc: int) -> Callable[[], None]:
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_BYTES, ADDRESS_SPACE_BYTES))
-        resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS))
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+# The limits are set by a small interpreter that then execs nncli: a preexec_fn is not safe in a
+# process with threads (run_all's pool), where the forked child may wait on a lock forever.
+_LIMITS_SHIM = (
+    "import os, resource, sys\n"
+    "a, c, n = (int(v) for v in sys.argv[1:4])\n"
+    "resource.setrlimit(resource.RLIMIT_AS, (a, a))\n"
+    "resource.setrlimit(resource.RLIMIT_CPU, (c, c))\n"
+    "resource.setrlimit(resource.RLIMIT_NPROC, (n, n))\n"
+    "os.execvp(sys.argv[4], sys.argv[4:])\n"
+)
 
-    return apply
+
+def limited(argv: list[str], nproc: int) -> list[str]:
+    """``argv`` run under the memory, CPU-time and process limits."""
+    return [sys.executable, "-c", _LIMITS_SHIM, str(ADDRESS_SPACE_BYTES), str(CPU_SECONDS), str(nproc), *argv]
 
 
 def case_env(extra: dict[str, str]) -> dict[str, str]:
@@ -179,7 +186,7 @@ def run_case(case: Case, folder: Path, nproc: int | None = None) -> Outcome:
     limit = nproc if nproc is not None else user_processes() + EXTRA_PROCESSES
     start = time.monotonic()
     proc = subprocess.Popen(
-        argv,
+        limited(argv, limit),
         cwd=folder,
         env=case_env(case.env),
         stdin=subprocess.DEVNULL,
@@ -188,7 +195,6 @@ def run_case(case: Case, folder: Path, nproc: int | None = None) -> Outcome:
         text=True,
         errors="replace",
         start_new_session=True,
-        preexec_fn=_limits(limit),
     )
     code, out, err = _wait(proc, case.signal_after)
     seconds = time.monotonic() - start
