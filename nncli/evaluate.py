@@ -174,6 +174,14 @@ def _labels_as_the_run_numbers_them(ds, run, data) -> None:
     ds.classes = list(run.classes)
 
 
+def _file_layout(run):
+    """The run's training data in its file's own layout (how older runs took their statistics)."""
+    if run.data.name == "images":  # an image folder is decoded in the input's shape, then as now
+        return _raw_dataset(run, None)
+    config = dataclasses.replace(run.data, normalize=False)
+    return data_mod.load_dataset(config, integer_inputs=getattr(run.spec, "integer_input", False))
+
+
 def _all_rows(ds) -> tuple:
     """Every example of a dataset, whatever split it fell in."""
     return tuple(torch.cat([ds.split(s)[i] for s in SPLITS]) for i in (0, 1))
@@ -181,15 +189,16 @@ def _all_rows(ds) -> tuple:
 
 def _check_statistics(run, x_train, stored: dict) -> None:
     """Refuse a run whose data changed since training: statistics taken afresh from the raw
-    training split must be the checkpoint's (per channel, or per element as older runs took them)."""
+    training split must be the checkpoint's (as statistics are taken now, or in the data file's
+    layout, as older runs took them)."""
     changed = False
     if run.data.normalize and x_train.is_floating_point():
         if stored.get("mean") is None:
             changed = True
         else:
             mean, std = data_mod.normalization_stats(x_train)
-            if mean.shape != stored["mean"].shape:  # statistics per element of the example
-                mean, std = data_mod.normalization_stats(x_train.reshape(len(x_train), -1))
+            if mean.shape != stored["mean"].shape:  # an older run: statistics in the data file's layout
+                mean, std = data_mod.normalization_stats(_file_layout(run).x_train)
             changed = mean.numel() != stored["mean"].numel() or not (
                 torch.allclose(mean.flatten(), stored["mean"].flatten())
                 and torch.allclose(std.flatten(), stored["std"].flatten())

@@ -18,16 +18,15 @@ class Standardize(nn.Module):
     """``(x - mean) / std`` with fixed statistics (buffers ``mean`` and ``std``).
 
     The statistics are shaped to broadcast against one example: ``[F]`` per feature, ``[C, 1, ...]``
-    per channel. Statistics with one value per element of the example (``[C * L]``, as older runs
-    stored them for signals) are viewed in the example's shape.
+    per channel. Statistics in the layouts older runs stored (taken in the data file's layout
+    rather than the input's) are reshaped to give the same values (:func:`_fit`).
     """
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, example_shape: tuple[int, ...] | None = None) -> None:
         super().__init__()
         mean = torch.as_tensor(mean, dtype=torch.float32)
         std = torch.as_tensor(std, dtype=torch.float32)
-        if example_shape and mean.dim() == 1 and len(example_shape) > 1 and mean.numel() == math.prod(example_shape):
-            mean, std = mean.reshape(example_shape), std.reshape(example_shape)
+        mean, std = _fit(mean, example_shape), _fit(std, example_shape)
         self.register_buffer("mean", mean.clone())
         self.register_buffer("std", std.clone())
 
@@ -36,6 +35,20 @@ class Standardize(nn.Module):
 
     def extra_repr(self) -> str:
         return f"shape={list(self.mean.shape)}"
+
+
+def _fit(stat: torch.Tensor, example_shape) -> torch.Tensor:
+    """Statistics as older runs stored them, shaped for the network's input: one value per element
+    (``[C * L]``) viewed as the example, or per channel of images (``[C, 1, 1]``) spread over a
+    flat input, channel by channel, as the images were flattened."""
+    if not example_shape:
+        return stat
+    n = math.prod(example_shape)
+    if stat.dim() == 1 and len(example_shape) > 1 and stat.numel() == n:
+        return stat.reshape(example_shape)
+    if len(example_shape) == 1 and stat.dim() > 1 and n % stat.numel() == 0:
+        return stat.flatten().repeat_interleave(n // stat.numel())
+    return stat
 
 
 class TrainedNetwork(nn.Module):

@@ -187,3 +187,38 @@ def test_load_of_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path):
 
     with pytest.raises(InputError, match="not an nncli run folder"):
         nncli.load(tmp_path)
+
+
+def test_a_run_with_statistics_in_the_older_layout_still_evaluates_and_predicts(tmp_path, run_cli):
+    """Older runs took statistics in the data file's layout: digits images (N, 1, 8, 8) per channel,
+    one mean and std, even for an MLP with `input: [64]`. Such a checkpoint is rewritten here as
+    an older version wrote it; evaluate must not call its data changed, and predict must apply
+    the one mean and std to all 64 inputs."""
+    import dataclasses
+
+    from nncli.data import load_dataset
+    from nncli.runs import load_checkpoint
+    from nncli.train.trained import open_run
+
+    (tmp_path / "mlp.yaml").write_text(
+        "input: [64]\nlayers:\n  - Linear: {out_features: 16}\n  - ReLU\n  - Linear: {out_features: 10}\n"
+        "data: {name: digits}\ntrain: {optimizer: adam, lr: 0.01, epochs: 2, seed: 0}\n"
+    )
+    run = tmp_path / "run"
+    run_training(tmp_path / "mlp.yaml", {}, run, device="cpu")
+    raw = load_dataset(dataclasses.replace(open_run(run).data, normalize=False))  # (N, 1, 8, 8), file layout
+    x = raw.x_train.double()
+    mean, std = x.mean().float().reshape(1, 1, 1), x.std(unbiased=False).float().reshape(1, 1, 1)
+    path = run / "checkpoints" / "best.pt"
+    ckpt = load_checkpoint(path)
+    ckpt["normalization"] = {"mean": mean, "std": std}
+    torch.save(ckpt, path)
+    res = run_cli(["evaluate", run, "--json"])
+    assert res.code == 0, res.err
+    rows = raw.x_test.reshape(len(raw.x_test), 64)
+    np.savez(tmp_path / "rows.npz", x=rows.numpy())
+    found = predict(run, tmp_path / "rows.npz", device="cpu").predictions
+    net = nncli.load(run).network
+    with torch.no_grad():
+        want = net((rows - float(mean)) / float(std)).argmax(1).tolist()
+    assert found == want
