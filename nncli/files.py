@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 # O_EXCL: never open a file that is already there (a stale temp file, or someone's symlink).
@@ -72,3 +73,29 @@ def _create_beside(path: Path) -> tuple[int, Path]:
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temporary name beside {path}")
+
+
+class OneThread:
+    """Runs submitted calls on one background thread, in the order submitted. ``wait()`` blocks
+    until everything submitted has run and re-raises a failed call; ``close()`` waits, then stops
+    the thread. Run files and a tracking store are both written so, beside training."""
+
+    def __init__(self, name: str) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.pending: list = []
+
+    def submit(self, fn, *args) -> Future:
+        future = self.pool.submit(fn, *args)
+        self.pending.append(future)
+        return future
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown(wait=True)

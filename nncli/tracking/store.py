@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 
+from nncli.files import OneThread
 from nncli.tracking.options import LOCAL_ARTIFACTS, is_http, local_path
 
 # MLflow's limits per log_batch call (mlflow.utils.validation)
@@ -102,12 +102,11 @@ class Store:
         self.uri = uri
         self.error: str | None = None
         self.client = None
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nncli-tracking")
-        self.pending: list = []
+        self.thread = OneThread("nncli-tracking")
 
     def submit(self, fn, *args) -> None:
         if self.error is None:
-            self.pending.append(self.pool.submit(self._guarded, fn, args))
+            self.thread.submit(self._guarded, fn, args)
 
     def _guarded(self, fn, args):
         if self.error is not None:
@@ -128,21 +127,15 @@ class Store:
         """``fn(client, *args)`` now, after everything queued; its value, or None if it failed."""
         if self.error is not None:
             return None
-        future = self.pool.submit(self._guarded, fn, args)
-        self.pending.append(future)
-        self.wait()
+        future = self.thread.submit(self._guarded, fn, args)
+        self.thread.wait()
         return future.result()
 
     def wait(self) -> None:
-        pending, self.pending = self.pending, []
-        for future in pending:
-            future.result()
+        self.thread.wait()
 
     def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            self.pool.shutdown(wait=True)
+        self.thread.close()
 
 
 # -- a store written by a process of its own ---------------------------------------------------

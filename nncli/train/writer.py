@@ -6,9 +6,9 @@ files are written on one background thread while the next steps run.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import torch
+
+from nncli.files import OneThread
 
 
 def snapshot(obj):
@@ -23,25 +23,10 @@ def snapshot(obj):
     return obj
 
 
-class BackgroundFiles:
+class BackgroundFiles(OneThread):
     """Writes run files on one background thread, in the order submitted, so that pickling and
     fsync overlap the next training steps instead of stalling them. ``wait()`` blocks until
     everything submitted is on disk and re-raises a failed write."""
 
     def __init__(self) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nncli-files")
-        self.pending: list = []
-
-    def submit(self, fn, *args) -> None:
-        self.pending.append(self.pool.submit(fn, *args))
-
-    def wait(self) -> None:
-        pending, self.pending = self.pending, []
-        for future in pending:
-            future.result()
-
-    def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            self.pool.shutdown(wait=True)
+        super().__init__("nncli-files")
