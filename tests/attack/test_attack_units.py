@@ -11,19 +11,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import nncli
 from nncli.attack import run_attack
 from nncli.train import run_training
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models, one thread
 
 
 SPEC = """

@@ -19,13 +19,7 @@ import nncli
 from nncli.data import load_dataset, resolve_data_config
 from nncli.errors import InputError
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models, one thread
 
 
 SIGNAL = """

@@ -19,13 +19,7 @@ import nncli
 from nncli.evaluate import predict
 from nncli.train import run_training
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models, one thread
 
 
 def _cancer_csv(path, with_label: bool = True):
