@@ -19,7 +19,7 @@ import pytest
 import torch
 import zoo_models_modern as modern
 from conftest import SPECS
-from torch import nn
+from zoo_models_weights import copy_weights, make_every_layer_matter
 
 from nncli.build import build_model, count_params, infer
 from nncli.spec import load_spec
@@ -31,43 +31,6 @@ CASES = {
     "convnext_tiny": ("convnext-tiny.yaml", modern.convnext_tiny),
     "mobilenet_v3_large": ("mobilenet-v3-large.yaml", modern.mobilenet_v3_large),
 }
-
-
-def flow_order(model: nn.Module) -> list[str]:
-    order = getattr(model, "flow_order", None)
-    return order() if order is not None else list(model.state_dict())
-
-
-def copy_weights(hand: nn.Module, built: nn.Module) -> None:
-    """The reference's parameters and buffers into nncli's model, by position in data order."""
-    src, dst = hand.state_dict(), built.state_dict()
-    keys = flow_order(hand)
-    assert len(keys) == len(dst), (len(keys), len(dst))
-    for s, d in zip(keys, dst):
-        assert src[s].shape == dst[d].shape, f"{s} {tuple(src[s].shape)} vs {d} {tuple(dst[d].shape)}"
-        dst[d] = src[s]
-    built.load_state_dict(dst)
-
-
-def make_every_layer_matter(model: nn.Module, x: torch.Tensor, gen: torch.Generator) -> None:
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=gen)
-            if m.bias is not None:
-                nn.init.normal_(m.bias, std=0.1, generator=gen)
-        if isinstance(m, nn.LayerNorm):
-            nn.init.normal_(m.weight, 1.0, 0.2, generator=gen)
-            nn.init.normal_(m.bias, 0.0, 0.2, generator=gen)
-    for name, p in model.named_parameters():
-        if name.endswith("layer_scale"):
-            nn.init.uniform_(p, 0.2, 0.6, generator=gen)
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in norms:
-        m.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(x)
-    model.eval()
 
 
 @pytest.mark.parametrize("name", list(CASES))
