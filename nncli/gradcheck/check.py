@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from nncli.build import Built, build_model
-from nncli.build.inputs import refuse_graph
+from nncli.build.inputs import random_inputs
 from nncli.errors import InputError
 from nncli.gradcheck.footprint import estimate_memory
 from nncli.gradcheck.isolation import PER_LAYER, _check_exhaustive_plain, _check_layer, _check_model, _record_inputs
@@ -29,7 +29,7 @@ from nncli.gradcheck.options import (
     Objective,
 )
 from nncli.gradcheck.replay import _preserved, _rng_devices, _seed
-from nncli.gradcheck.report import GradcheckReport, _report
+from nncli.gradcheck.report import GradcheckReport, _add_inputs, _report
 from nncli.gradcheck.suffix import _plain
 from nncli.memory import available_memory
 from nncli.spec import Spec
@@ -81,7 +81,6 @@ def gradcheck(
         (True, None)
     """
     _validate(batch=batch, directions=directions, rtol=rtol, atol=atol, eps=eps)
-    refuse_graph(spec, "gradcheck", "perturbs one input tensor")
     device = torch.device(device)
     estimate = _memory_estimate(spec, batch, exhaustive, directions, device, memory_limit)
     # build_model seeds the global RNG: fork it so the caller's RNG stream is left as found.
@@ -108,7 +107,7 @@ def gradcheck(
 
 def check_built(
     built: Built,
-    x: torch.Tensor,
+    x: torch.Tensor | tuple,
     *,
     objective: str = "projection",
     mode: str = "train",
@@ -126,18 +125,21 @@ def check_built(
 
     Args:
         built: from :func:`nncli.build.build_model` (``dtype=torch.float64``).
-        x: the batch, ``(N, *built.input_shape)``.
+        x: the batch, ``(N, *built.input_shape)``; for a spec with several inputs, a tuple of
+            one batch per input, in the order ``forward`` takes them.
         the rest: as :func:`gradcheck`.
 
     Returns:
         a :class:`GradcheckReport`.
     """
-    _validate(batch=max(1, x.shape[0]), directions=directions, rtol=rtol, atol=atol, eps=eps)
+    xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+    x = xs if len(xs) > 1 else xs[0]
+    _validate(batch=max(1, xs[0].shape[0]), directions=directions, rtol=rtol, atol=atol, eps=eps)
     mode = Mode(mode).value
     objective = Objective(objective).value
     settings = _Settings(rtol, atol, eps, directions, exhaustive)
     model = built.model
-    device = x.device
+    device = xs[0].device
     start = time.perf_counter()
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
@@ -148,9 +150,9 @@ def check_built(
             "ignore", message="There is a performance drop because we have not yet implemented the batching rule"
         )
         model.train(mode == "train")
-        objective_fn = _objective(objective, built, x, gen)
+        objective_fn = _objective(objective, built, xs[0].shape[0], device, gen)
         inputs = _layer_inputs(built, x, seed)
-        if exhaustive and _plain(built, inputs):
+        if exhaustive and len(xs) == 1 and _plain(built, inputs):
             layers, e2e, path = _check_exhaustive_plain(built, x, inputs, objective_fn, settings, gen, seed)
         else:
             draws = _Draws()  # directions drawn by the layers' checks, reused end to end
@@ -165,7 +167,7 @@ def check_built(
         layers,
         e2e,
         settings,
-        batch=x.shape[0],
+        batch=xs[0].shape[0],
         mode=mode,
         objective=objective,
         seed=seed,
@@ -175,6 +177,7 @@ def check_built(
         seconds=time.perf_counter() - start,
         path=path,
     )
+    _add_inputs(report, built)
     return report
 
 
@@ -197,7 +200,7 @@ def _memory_estimate(
     return estimate
 
 
-def _layer_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.Tensor]:
+def _layer_inputs(built: Built, x: torch.Tensor | tuple, seed: int) -> dict:
     """Each layer's recorded input on the batch ``x``; InputError where BatchNorm gets one value per channel."""
     try:
         return _record_inputs(built, x, _seed(seed, "model"))
@@ -205,7 +208,7 @@ def _layer_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.T
         if "more than 1 value per channel" not in str(exc):
             raise
         raise InputError(
-            f"a batch of {x.shape[0]}: BatchNorm in train mode needs more than one value per "
+            f"a batch of {(x if isinstance(x, torch.Tensor) else x[0]).shape[0]}: BatchNorm in train mode needs more than one value per "
             f"channel to normalise ({str(exc).strip()})",
             hint="use a batch of 2 or more, or eval mode",
             param="batch",
@@ -233,13 +236,24 @@ def _validate(*, batch: int, directions: int, rtol: float, atol: float, eps: flo
         )
 
 
-def _inputs(built: Built, batch: int, data, seed: int, device: torch.device) -> torch.Tensor:
+def _inputs(built: Built, batch: int, data, seed: int, device: torch.device) -> torch.Tensor | tuple:
     """The batch: the first ``batch`` rows of ``data``, or seeded N(0, 1) inputs; for a spec with
     integer inputs, int64 token ids (uniform in ``[0, high)``), which are never perturbed: only the
-    parameters are checked then."""
+    parameters are checked then. A spec with several inputs gets a tuple, one seeded batch per
+    input in forward order (float inputs in float64, token ids as they are)."""
     shape = tuple(built.input_shape)
     spec = built.spec
     tokens = getattr(spec, "integer_input", False)
+    if len(built.inputs) > 1:
+        if data is not None:
+            names = ", ".join(row[0] for row in built.inputs)
+            raise InputError(
+                f"--data reads one input tensor, and {spec.name or 'this spec'} has several ({names})",
+                hint="leave --data out: every input then gets its own seeded random batch",
+                param="data",
+            )
+        gen = torch.Generator(device="cpu").manual_seed(_seed(seed, "inputs"))
+        return random_inputs(built.inputs, batch, device, dtype=torch.float64, generator=gen)
     if data is not None:
         from nncli.data import read_examples
 
@@ -255,23 +269,33 @@ def _inputs(built: Built, batch: int, data, seed: int, device: torch.device) -> 
     return torch.randn((batch, *shape), generator=gen, dtype=torch.float64).to(device)
 
 
-def _objective(kind: str, built: Built, x: torch.Tensor, gen: torch.Generator) -> Callable:
-    """The scalar the end-to-end check differentiates: never a plain sum (BatchNorm's is 0)."""
-    out_shape = (x.shape[0], *built.output_shape)
+def _objective(kind: str, built: Built, batch: int, device: torch.device, gen: torch.Generator) -> Callable:
+    """The scalar the end-to-end check differentiates: never a plain sum (BatchNorm's is 0). With
+    several outputs, the sum of one such term per output, so every output's path is checked."""
+    shapes = [tuple(row[1]) for row in built.outputs] if len(built.outputs) > 1 else [tuple(built.output_shape)]
+    terms = [_output_objective(kind, built, (batch, *shape), device, gen) for shape in shapes]
+    if len(terms) == 1:
+        return terms[0]
+    return lambda ys: sum(term(y) for term, y in zip(terms, ys))
+
+
+def _output_objective(kind: str, built: Built, out_shape: tuple, device: torch.device, gen: torch.Generator):
+    """One output's term: ``<R, y>`` for a fixed random ``R``, or cross-entropy with random targets."""
     if kind == "projection":
-        r = torch.randn(out_shape, generator=gen, dtype=torch.float64, device=x.device)
+        r = torch.randn(out_shape, generator=gen, dtype=torch.float64, device=device)
         return lambda y: (r * y).sum()
     if len(out_shape) < 2 or out_shape[1] < 2:
         raise InputError(
             f"loss: cross-entropy needs an output of [N, classes, ...] with at least "
-            f"2 classes; this network gives {list(('N',) + tuple(built.output_shape))}",
+            f"2 classes; this network gives {list(('N',) + tuple(out_shape[1:]))}",
             hint="use the projection objective",
             param="objective",
         )
-    if getattr(built.spec, "integer_input", False) and len(out_shape) >= 3:
+    tokens = any(str(row[2]).startswith("int") for row in built.inputs) or getattr(built.spec, "integer_input", False)
+    if tokens and len(out_shape) >= 3:
         # a token model's [N, L, V] scores: cross-entropy over the last dimension, as training takes it
-        target = torch.randint(0, out_shape[-1], out_shape[:-1], generator=gen, device=x.device)
+        target = torch.randint(0, out_shape[-1], out_shape[:-1], generator=gen, device=device)
         return lambda y: nn.functional.cross_entropy(y.flatten(0, -2), target.flatten())
     classes = out_shape[1]
-    target = torch.randint(0, classes, (out_shape[0], *out_shape[2:]), generator=gen, device=x.device)
+    target = torch.randint(0, classes, (out_shape[0], *out_shape[2:]), generator=gen, device=device)
     return lambda y: nn.functional.cross_entropy(y, target)

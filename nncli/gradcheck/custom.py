@@ -10,7 +10,7 @@ from torch.func import functional_call
 
 from nncli.gradcheck import replay as rng
 from nncli.gradcheck.report import StructuralCheck
-from nncli.gradcheck.unit import INPUT, _Unit
+from nncli.gradcheck.unit import _Unit
 
 # Structural checks of custom backwards are exact up to float64 round-off.
 STRUCTURAL_RTOL = 1e-9
@@ -20,10 +20,9 @@ def _structural(unit: _Unit, gen: torch.Generator) -> list[StructuralCheck]:
     """Properties of any correct backward: repeatable, zero in -> zero out, linear in the upstream gradient."""
     base = unit.tensors()
     leaves = {n: t.detach().clone().requires_grad_(True) for n, t in base.items()}
-    params = {n: t for n, t in leaves.items() if n != INPUT}
+    params, args = unit.split(leaves)
     with torch.enable_grad(), rng._replay(unit.seed, unit.device):
-        x = leaves.get(INPUT, unit.x)
-        y = functional_call(unit.module, params, (x,))
+        y = functional_call(unit.module, params, args)
     ts = list(leaves.values())
 
     def vjp(upstream):
@@ -62,7 +61,7 @@ def _structural(unit: _Unit, gen: torch.Generator) -> list[StructuralCheck]:
     ]
 
 
-def _deterministic(module, x: torch.Tensor, seed: int) -> StructuralCheck:
+def _deterministic(module, x: torch.Tensor | tuple, seed: int) -> StructuralCheck:
     """The forward gives one output for one input under one seed, three calls in a row.
 
     Checked before any finite difference: a forward drawing from Python's ``random`` or numpy's
@@ -70,10 +69,11 @@ def _deterministic(module, x: torch.Tensor, seed: int) -> StructuralCheck:
     which otherwise reads as a kink or a wrong backward.
     """
     outs = []
+    xs = x if isinstance(x, tuple) else (x,)
     with torch.no_grad():
         for _ in range(3):
-            with rng._replay(seed, x.device):
-                outs.append(module(x))
+            with rng._replay(seed, xs[0].device):
+                outs.append(module(*xs))
     if not all(isinstance(o, torch.Tensor) for o in outs):
         return StructuralCheck("deterministic forward", True, "not a tensor output: checked later")
     scale = float(outs[0].abs().max()) if outs[0].numel() else 0.0

@@ -26,9 +26,9 @@ def estimate_memory(spec: Spec, batch: int, exhaustive: bool = False, directions
     """
     built = infer(spec)
     n_params, _, n_buffers = count_params(built.model)
-    activations = batch * (
-        math.prod(built.input_shape) + sum(math.prod(info.out_shape) for info in built.walk() if not info.children)
-    )
-    largest = max([p.numel() for p in built.model.parameters()] + [batch * math.prod(built.input_shape)])
+    # every input of a spec with several (a chain's one input otherwise)
+    inputs = [math.prod(row[1]) for row in built.inputs] or [math.prod(built.input_shape)]
+    activations = batch * (sum(inputs) + sum(math.prod(info.out_shape) for info in built.walk() if not info.children))
+    largest = max([p.numel() for p in built.model.parameters()] + [batch * max(inputs)])
     elements = math.ceil((6.5 + directions / 2) * n_params) + 2 * n_buffers + 4 * activations + largest
     return 8 * elements + (EXHAUSTIVE_CHUNK_BYTES if exhaustive else 0)

@@ -26,7 +26,7 @@ from nncli.gradcheck.numeric import _check_directions, _Draws, _evaluate_each, _
 from nncli.gradcheck.replay import _seed
 from nncli.gradcheck.report import LayerCheck, StructuralCheck, TensorCheck, Verdict, _worst
 from nncli.gradcheck.suffix import NotBatchable, _sweeps
-from nncli.gradcheck.unit import INPUT, _Unit
+from nncli.gradcheck.unit import INPUT, _Unit, is_input
 
 # Which implementation checked a report's numbers (GradcheckReport.path): every mode can run
 # per layer; exhaustive mode on a plain Sequential shares each layer's perturbed outputs.
@@ -47,20 +47,26 @@ def _projection(upstream: torch.Tensor):
     return lambda out: (upstream * out).sum()
 
 
-def _record_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.Tensor]:
-    """The real input reaching every layer (nested ones too), from one forward pass.
+def _record_inputs(built: Built, x: torch.Tensor | tuple, seed: int) -> dict[int, torch.Tensor | tuple]:
+    """The real input reaching every layer (nested ones too), from one forward pass: a tensor, or
+    a tuple of them for a layer that takes several (a Merge, a decoder's memory). A module applied
+    more than once (``share``) keeps the input of its first use, where it is checked.
 
     Raises:
         InputError: a layer's output is not finite: finite differences of inf/NaN say nothing
             about the backward, so the first such layer (in execution order) is named instead.
     """
-    seen: dict[int, torch.Tensor] = {}
+    seen: dict[int, torch.Tensor | tuple] = {}
     nonfinite: list = []
     hooks = []
     for info in built.walk():
+        if info.shared:  # the module of an earlier element: its own info records it
+            continue
 
         def hook(module, args, key=id(info)):
-            seen[key] = args[0].detach().clone()
+            if key not in seen:
+                tensors = tuple(a.detach().clone() for a in args if isinstance(a, torch.Tensor))
+                seen[key] = tensors[0] if len(tensors) == 1 else tensors
 
         hooks.append(info.module.register_forward_pre_hook(hook))
         if not info.children:
@@ -70,15 +76,20 @@ def _record_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.
                     nonfinite.append(info)
 
             hooks.append(info.module.register_forward_hook(out_hook))
+    xs = x if isinstance(x, tuple) else (x,)
     try:
-        with torch.no_grad(), rng._replay(seed, x.device):
-            built.model(x)
+        with torch.no_grad(), rng._replay(seed, xs[0].device):
+            built.model(*xs)
     finally:
         for h in hooks:
             h.remove()
     if nonfinite:
         info = nonfinite[0]
-        came = "its input is already not finite" if not torch.isfinite(seen[id(info)]).all() else "its input is finite"
+        came = (
+            "its input is already not finite"
+            if not all(torch.isfinite(t).all() for t in _tuple(seen[id(info)]))
+            else "its input is finite"
+        )
         raise info.spec.where.error(
             f"the forward pass is not finite: {info.type} ({info.name}) gives inf or NaN in float64 "
             f"on the gradcheck batch ({came}), so no gradient can be checked",
@@ -86,6 +97,23 @@ def _record_inputs(built: Built, x: torch.Tensor, seed: int) -> dict[int, torch.
             kind=InputError,
         )
     return seen
+
+
+def _tuple(x: torch.Tensor | tuple) -> tuple:
+    return x if isinstance(x, tuple) else (x,)
+
+
+def _input_names(info: LayerInfo, count: int) -> tuple[str, ...]:
+    """How a layer's inputs are named among its checked tensors: ``input`` alone; with several,
+    ``input NAME`` by the tensors a Merge joins, and ``input memory`` for a decoder's memory."""
+    if count == 1:
+        return (INPUT,)
+    sources = tuple(getattr(info.spec, "sources", ()) or ())
+    if len(sources) == count and len(set(sources)) == count:
+        return tuple(f"{INPUT} {n}" for n in sources)
+    if count == 2 and getattr(info.spec, "memory", None):
+        return (INPUT, f"{INPUT} memory")
+    return (INPUT,) + tuple(f"{INPUT} {k}" for k in range(1, count))
 
 
 def _check_unit(
@@ -108,6 +136,15 @@ def _check_unit(
         sweeps = (pre.sweeps if pre is not None else None) or {}
         return [_check_exhaustive(unit, n, grads[n], settings, act_elements, sweeps.get(n)) for n in names]
     draws = draws if draws is not None else _Draws()
+    if joint and len(unit.input_names) > 1:
+        # several inputs: each on its own, then the parameters jointly, so a wrong gradient is
+        # attributed to the input whose path carries it
+        inputs = [n for n in names if is_input(n)]
+        params = [n for n in names if not is_input(n)]
+        checks = [_check_directions(unit, [n], grads, settings, gen, n, draws=draws) for n in inputs]
+        if params:
+            checks.append(_check_directions(unit, params, grads, settings, gen, "parameters", draws=draws))
+        return checks
     if joint:
         label = "input + parameters" if INPUT in names else "parameters"
         return [_check_directions(unit, names, grads, settings, gen, label, draws=draws)]
@@ -146,13 +183,10 @@ def _check_layer(
         row.verdict = _worst(c.verdict for c in row.children)
         return row
     x = inputs.get(id(info))
-    if x is None:  # never reached in the forward pass (cannot happen for a Sequential spec)
-        row.note = "not reached by the forward pass: not checked"
+    row.note = _unchecked(info, x)
+    if row.note is not None:
         return row
-    if not x.is_floating_point() and not any(p.requires_grad for p in info.module.parameters()):
-        row.note = "moves token ids and has no weights: nothing to differentiate"
-        return row
-    act = x.numel() + x.shape[0] * math.prod(info.out_shape)
+    act = sum(t.numel() for t in _tuple(x)) + _tuple(x)[0].shape[0] * math.prod(info.out_shape)
     layer_seed = _seed(seed, "layer " + info.fqn)
     try:
         if info.target is not None:  # a Custom forward must repeat itself before it is differenced
@@ -166,17 +200,32 @@ def _check_layer(
             unit = pre.unit
         else:
             upstream = pre.upstream if pre is not None else _upstream(info, x, layer_seed, gen)
-            unit = _Unit(info.module, x, _projection(upstream), layer_seed, prefix=info.fqn + ".")
+            names = _input_names(info, len(_tuple(x)))
+            unit = _Unit(info.module, x, _projection(upstream), layer_seed, prefix=info.fqn + ".", input_names=names)
         if info.target is not None:  # a Custom layer: its backward is hand-written, so probe it
             row.structural = _structural(unit, gen)
         row.tensors = _check_unit(unit, settings, gen, act, draws=draws, pre=pre)
         _recheck_off_kinks(row, info, x, unit, settings, gen, act, draws, layer_seed)
+        for t in row.tensors:
+            if t.name in info.tied:
+                t.note = f"tied: the {t.name} of `{info.tied[t.name]}`; here this layer's part of its gradient"
     except Exception as exc:
         if not _raised_by_custom(exc, [info]):  # a built-in layer that raises is nncli's own bug
             raise
         row.structural.append(_runs_failed(exc))
     row.verdict = _worst([t.verdict for t in row.tensors] + [Verdict.FAIL for s in row.structural if not s.ok])
     return row
+
+
+def _unchecked(info: LayerInfo, x) -> str | None:
+    """Why a leaf layer is not checked (None: it is)."""
+    if info.shared:
+        return f"applies `{info.shared}` again: one module, checked once, at its first use"
+    if x is None:  # never reached in the forward pass (cannot happen for a Sequential spec)
+        return "not reached by the forward pass: not checked"
+    if not any(t.is_floating_point() for t in _tuple(x)) and not any(p.requires_grad for p in info.module.parameters()):
+        return "moves token ids and has no weights: nothing to differentiate"
+    return None
 
 
 def _raised_by_custom(exc: BaseException, infos: list[LayerInfo]) -> bool:
@@ -229,16 +278,20 @@ def _recheck_off_kinks(
     # A FAIL among directions that hit kinks is not conclusive either: many kinks crossed at
     # once add slope jumps of random signs that can cancel below the kink test's threshold.
     near_kinks = [t for t in row.tensors if t.verdict is Verdict.FAIL and t.kinks]
-    if not (kinked or near_kinks) or not x.is_floating_point():
+    floats = [t for t in _tuple(x) if t.is_floating_point()]
+    if not (kinked or near_kinks) or not floats:
         return
     # Kinks in every direction: the real input sits on ties or exact zeros (a max-pool window of
     # ReLU zeros). Move off them and check again there; a wrong backward still fails there.
     # Jittered ties are still close pairs (a birthday problem over all pairs), so the jitter is
     # 1% of the input's spread and the step shrinks tenfold: a pair then needs to be within
     # ~h/10 to be crossed, while float64 round-off, ~1e-16 |F| / h, stays far below rtol.
-    scale = max(1e-2 * float(x.std()) if x.numel() > 1 else 0.0, 1e4 * settings.eps)
-    jitter = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device) * scale
-    unit = _Unit(info.module, x + jitter, unit.objective, layer_seed)
+    scale = max(max(1e-2 * float(t.std()) if t.numel() > 1 else 0.0 for t in floats), 1e4 * settings.eps)
+    moved = tuple(
+        t + torch.randn(t.shape, generator=gen, dtype=t.dtype, device=t.device) * scale if t.is_floating_point() else t
+        for t in _tuple(x)
+    )
+    unit = _Unit(info.module, moved, unit.objective, layer_seed, input_names=unit.input_names)
     row.tensors = _check_unit(unit, dataclasses.replace(settings, eps=settings.eps / 10), gen, act, draws=draws)
     where = (
         "in every direction tried"
@@ -253,13 +306,24 @@ def _recheck_off_kinks(
 
 def _upstream(info: LayerInfo, x: torch.Tensor, layer_seed: int, gen: torch.Generator) -> torch.Tensor:
     """The random upstream gradient ``G`` of a layer's isolated objective ``<G, layer(x)>``."""
-    with torch.no_grad(), rng._replay(layer_seed, x.device):
-        y = info.module(x)
+    xs = _tuple(x)
+    with torch.no_grad(), rng._replay(layer_seed, xs[0].device):
+        y = info.module(*xs)
     return torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
 
 
-def _model_act(built: Built, x: torch.Tensor) -> int:
-    return x.numel() + x.shape[0] * sum(math.prod(i.out_shape) for i in built.walk() if not i.children)
+def _model_act(built: Built, x: torch.Tensor | tuple) -> int:
+    xs = _tuple(x)
+    return sum(t.numel() for t in xs) + xs[0].shape[0] * sum(
+        math.prod(i.out_shape) for i in built.walk() if not i.children
+    )
+
+
+def model_input_names(built: Built) -> tuple[str, ...]:
+    """How the model's inputs are named among the end-to-end check's tensors: ``input`` for one,
+    ``input NAME`` for each of several."""
+    names = [row[0] for row in built.inputs]
+    return (INPUT,) if len(names) <= 1 else tuple(f"{INPUT} {n}" for n in names)
 
 
 def _check_exhaustive_plain(
@@ -315,7 +379,7 @@ def _check_model(
     unit = (
         pre.unit
         if pre is not None and pre.unit is not None
-        else _Unit(built.model, x, objective, _seed(seed, "model"), prefix="")
+        else _Unit(built.model, x, objective, _seed(seed, "model"), prefix="", input_names=model_input_names(built))
     )
     act = _model_act(built, x)
     row = LayerCheck(

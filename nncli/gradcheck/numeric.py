@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from nncli.gradcheck.report import TensorCheck, Verdict
-from nncli.gradcheck.unit import INPUT, _Unit
+from nncli.gradcheck.unit import _Unit, is_input
 
 KINK_RETRIES = 6  # new directions drawn, per tensor, to replace directions that hit a kink
 # A unit's 2k perturbed copies up to this size are evaluated in one vectorised call; above it, one
@@ -154,7 +154,7 @@ def _gaussian(shape: tuple, gen: torch.Generator, like: torch.Tensor) -> torch.T
 
 def _key(unit: _Unit, name: str) -> str | None:
     """The run-wide name of a unit's tensor ("3.weight"), under which its directions are shared."""
-    return None if name == INPUT or unit.prefix is None else unit.prefix + name
+    return None if is_input(name) or unit.prefix is None else unit.prefix + name
 
 
 def _evaluate(

@@ -117,6 +117,33 @@ class LayerCheck:
 
 
 @dataclass
+class InputCheck:
+    """One input of the model, end to end: whether it was perturbed, and its verdict when it was
+    checked on its own (a spec with several inputs, or ``--exhaustive``)."""
+
+    name: str  # the spec's input name ("input" for `input:`)
+    shape: tuple
+    dtype: str  # as the spec declares it (floats are checked in float64)
+    perturbed: bool  # False for token ids: integers have no gradient
+    verdict: Verdict | None = None  # None: not checked on its own
+    max_rel_error: float | None = None
+    grad_norm: float | None = None
+    note: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "perturbed": self.perturbed,
+            "verdict": self.verdict.value if self.verdict is not None else None,
+            "max_rel_error": self.max_rel_error,
+            "grad_norm": self.grad_norm,
+            "note": self.note,
+        }
+
+
+@dataclass
 class GradcheckReport:
     """Everything ``nncli gradcheck`` found; feeds the table and ``--json`` alike."""
 
@@ -142,6 +169,7 @@ class GradcheckReport:
     memory_estimate: int  # bytes, the figure the memory guard compared
     seconds: float
     path: str = "per_layer"  # which implementation ran: "per_layer" or "exhaustive_suffix"
+    inputs: list[InputCheck] = field(default_factory=list)  # every input of the model, in forward order
 
     def leaves(self) -> list[LayerCheck]:
         """Checked layers (no composites), in forward order."""
@@ -187,6 +215,7 @@ class GradcheckReport:
             "memory_estimate_bytes": self.memory_estimate,
             "seconds": round(self.seconds, 3),
             "path": self.path,
+            "inputs": [i.to_json() for i in self.inputs],
         }
 
 
@@ -294,3 +323,28 @@ def _report(built: Built, layers: list[LayerCheck], e2e: LayerCheck, settings: _
         eps=settings.eps,
         **kw,
     )
+
+
+def _add_inputs(report: GradcheckReport, built: Built) -> None:
+    """``report.inputs`` from the end-to-end check; with several float inputs, a failing one is
+    named in the diagnosis (the input whose path carries the wrong gradient)."""
+    rows = built.inputs or (("input", tuple(built.input_shape), built.input_dtype, built.input_high),)
+    checks = {t.name: t for t in report.end_to_end.tensors}
+    for name, shape, dtype, _ in rows:
+        row = InputCheck(name, tuple(shape), str(dtype), perturbed=not str(dtype).startswith("int"))
+        tensor = checks.get(f"input {name}" if len(rows) > 1 else "input")
+        if not row.perturbed:
+            row.note = "token ids: not perturbed (integers have no gradient); the weights they select are checked"
+        elif tensor is not None:
+            row.verdict, row.max_rel_error, row.grad_norm = tensor.verdict, tensor.max_rel_error, tensor.grad_norm
+        else:
+            row.note = "perturbed jointly with the parameters (end to end: `input + parameters`)"
+        report.inputs.append(row)
+    failing = [i.name for i in report.inputs if i.verdict is Verdict.FAIL]
+    if failing and len(rows) > 1:
+        fine = [i.name for i in report.inputs if i.verdict is Verdict.OK]
+        report.diagnosis += (
+            f" End to end, the gradient of input {', '.join(f'`{n}`' for n in failing)} "
+            f"fail{'s' if len(failing) == 1 else ''}"
+            + (f"; {', '.join(f'`{n}`' for n in fine)} agree{'s' if len(fine) == 1 else ''}." if fine else ".")
+        )

@@ -16,6 +16,13 @@ from nncli.gradcheck.replay import _vmap_ready
 
 INPUT = "input"  # the name of a layer's input among its checked tensors
 
+
+def is_input(name: str) -> bool:
+    """Whether a checked tensor's name is an input's: ``input``, or ``input NAME`` for one of
+    several (parameter names never hold a space)."""
+    return name == INPUT or name.startswith(INPUT + " ")
+
+
 # torch.nn layers whose forward draws no random numbers (Dropout, RReLU and Custom layers are not here).
 _DETERMINISTIC = {
     nn.Linear,
@@ -55,16 +62,28 @@ class _Unit:
     """A function F(input, parameters) -> scalar that is checked: a layer, or the whole model."""
 
     def __init__(
-        self, module: nn.Module, x: torch.Tensor, objective: Callable, seed: int, prefix: str | None = None
+        self,
+        module: nn.Module,
+        x: torch.Tensor | tuple,
+        objective: Callable,
+        seed: int,
+        prefix: str | None = None,
+        input_names: tuple[str, ...] | None = None,
     ) -> None:
         self.module = module
-        self.x = x
+        # a layer or model taking several tensors (a Merge, a decoder's memory, a Graph's inputs)
+        # gets them as a tuple, each checked under its own name ("input left")
+        self.xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+        self.x = self.xs[0]
+        self.input_names = input_names or (
+            (INPUT,) if len(self.xs) == 1 else tuple(f"{INPUT} {i}" for i in range(len(self.xs)))
+        )
         self.objective = objective
         self.seed = seed
         # how the run names this unit's parameters ("3." for layer 3, "" for the whole model),
         # under which their random directions are shared; None: not shared
         self.prefix = prefix
-        self.device = x.device
+        self.device = self.x.device
         self.params = {n: p.detach() for n, p in module.named_parameters() if p.is_floating_point()}
         # functional_call's untying of shared weights costs more than a small layer's forward: only
         # asked for where a parameter is registered under two names
@@ -75,21 +94,25 @@ class _Unit:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Name -> base value of every checked tensor: the input (when floating), then parameters."""
-        out = {INPUT: self.x} if self.x.is_floating_point() else {}
+        out = {n: x for n, x in zip(self.input_names, self.xs) if x.is_floating_point()}
         out.update(self.params)
         return out
 
+    def split(self, overrides: dict[str, torch.Tensor]) -> tuple[dict, tuple]:
+        """``overrides`` as (parameters, the module's positional inputs with replacements)."""
+        args = tuple(overrides.get(n, x) for n, x in zip(self.input_names, self.xs))
+        return {n: t for n, t in overrides.items() if not is_input(n)}, args
+
     def output(self, overrides: dict[str, torch.Tensor], replay: bool = True):
         """The module's output with some tensors replaced (full values, not deltas)."""
-        x = overrides.get(INPUT, self.x)
-        params = {n: t for n, t in overrides.items() if n != INPUT}
+        params, args = self.split(overrides)
         if replay:
             with rng._replay(self.seed, self.device):
-                return self._call(params, x)
-        return self._call(params, x)
+                return self._call(params, args)
+        return self._call(params, args)
 
-    def _call(self, params: dict, x: torch.Tensor):
-        return functional_call(self.module, params, (x,), tie_weights=self._tied) if params else self.module(x)
+    def _call(self, params: dict, args: tuple):
+        return functional_call(self.module, params, args, tie_weights=self._tied) if params else self.module(*args)
 
     def value(self, overrides: dict[str, torch.Tensor], replay: bool = True) -> torch.Tensor:
         """F with some tensors replaced (full values, not deltas)."""
