@@ -15,8 +15,9 @@ give the same two figures from the shapes the builder already knows:
   walk follows each intermediate tensor's storage and strides (:mod:`nncli.flops.storage`), so a
   view's storage counts once and a copy (a reshape that cannot be a view) counts on its own.
 
-Covered: Linear, ConvNd/ConvTransposeNd, BatchNorm (train mode), LayerNorm, GroupNorm, the
-common elementwise activations, Softmax, 2-d max/average/adaptive pooling, Dropout, Embedding,
+Covered: Linear, ConvNd/ConvTransposeNd, BatchNorm (train mode), LayerNorm, LayerNorm2d, GroupNorm,
+LayerScale, the common elementwise activations (Hardsigmoid included), Softmax, 2-d
+max/average/adaptive pooling, Dropout, Embedding,
 SelfAttention and TransformerEncoderLayer (causal or not, dropout, norm first or after, relu
 or gelu), nncli's RNN/LSTM/GRU (:mod:`nncli.flops.sequence`), nncli's tensor ops,
 ClassToken, PositionEmbedding, StochasticDepth, Step, ChannelShuffle, layers frozen by a

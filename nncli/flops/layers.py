@@ -37,7 +37,18 @@ from .storage import Saved, Tensor
 _SAVE_OUTPUT = {nn.ReLU, nn.Tanh, nn.Sigmoid}
 _SOFTMAX = {nn.Softmax, nn.LogSoftmax}  # also save their output, but are not elementwise
 # Elementwise layers that save their input.
-_SAVE_INPUT = {nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Hardtanh, nn.ReLU6, nn.Mish, nn.Hardswish}
+_SAVE_INPUT = {
+    nn.GELU,
+    nn.SiLU,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.Softplus,
+    nn.Hardtanh,
+    nn.ReLU6,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+}
 # 2-d pooling only: its saved tensors were checked against the hooks; 1-d/3-d fall back.
 _POOL = {nn.MaxPool2d, nn.AvgPool2d}
 _CONV = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
@@ -147,11 +158,12 @@ def leaf(info: LayerInfo, t: Tensor, saved: Saved) -> Tensor | None:
     graph = t.grad or bool(params)  # no graph, nothing saved
     if cls in _VIEWS:
         return _view(module, t, out, saved)
-    for rule in (_random_leaf, _pointwise_leaf, _token_leaf, _row_leaf):
+    for rule in (_random_leaf, _pointwise_leaf, _token_leaf, _row_leaf, _conv_leaf):
         y = rule(module, t, out, saved, graph)
         if y is not _NOT_MINE:
             return y
-    if not t.contiguous and t.dense:
+    global_mean = cls is nn.AdaptiveAvgPool2d and out[2:] == (1, 1)  # [N, C, 1, 1] has one layout
+    if not t.contiguous and t.dense and not global_mean:
         return None  # a permuted layout: torch may keep it (channels-last) in the output
     return _dense_leaf(module, t, out, saved, graph)
 
@@ -175,8 +187,13 @@ def _random_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool):
 
 
 def _pointwise_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool):
-    """Elementwise activations: their output or their input kept (Step keeps nothing)."""
+    """Elementwise activations: their output or their input kept (Step keeps nothing); LayerScale."""
     cls = type(module)
+    if cls is LayerScale:  # x * weight: the weight's gradient needs x (the weight, a parameter, is not counted)
+        if not t.dense:
+            return None
+        saved.keep(t)
+        return saved.like(t, grad=True)  # laid out as x, the first operand
     if not (cls in _SAVE_OUTPUT or cls in _SAVE_INPUT or cls is Step):
         return _NOT_MINE
     if getattr(module, "inplace", False):
@@ -203,7 +220,7 @@ def _token_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool):
 
 
 def _row_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool):
-    """Linear and LayerNorm, which take any layout and give a contiguous output."""
+    """Linear and LayerNorm, which take any layout and give a contiguous output (LayerNorm2d: permuted back)."""
     cls = type(module)
     if cls is nn.Linear:
         saved.keep(linear_input(t, saved))  # for the weight's gradient
@@ -215,19 +232,37 @@ def _row_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool):
         lead = t.shape[: len(t.shape) - len(module.normalized_shape)]
         saved.keep_new((2 * math.prod(lead),))  # mean and reciprocal std per row
         return saved.new(out, True)
+    if cls is LayerNorm2d:  # channels moved last (a view), layer_norm, moved back (a view)
+        if not module.elementwise_affine or module.bias is None:
+            return None
+        n = len(t.shape)
+        last = (0, *range(2, n), 1)
+        saved.keep(t)  # the permuted input is a view of t's storage
+        saved.keep_new((2 * math.prod(out) // out[1],))  # mean and reciprocal std per position
+        y = saved.new(tuple(out[d] for d in last), True)  # contiguous, channels last
+        back = (0, n - 1, *range(1, n - 1))
+        return y.view(out, tuple(y.strides[d] for d in back))
     return _NOT_MINE
 
 
-def _dense_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool) -> Tensor | None:
-    """Convolutions, batch and group norms, softmax and pools on a contiguous input."""
+def _conv_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool):
+    """Convolutions on any layout: the input kept, the output contiguous. (That is the meta kernel's
+    output, which ``params`` counts on; a CPU kernel would give a channels-last input's layout.)"""
     cls = type(module)
-    if cls in _CONV or cls in _CONV_T:
-        if module.padding_mode != "zeros" or (
-            module.padding == "same" and any(d * (k - 1) % 2 for d, k in zip(module.dilation, module.kernel_size))
-        ):
-            return None  # the input is padded into a copy first, and the copy is what is kept
-        saved.keep(t)  # the input, for the weight's gradient
-    elif cls in _BATCH_NORM:
+    if cls not in _CONV and cls not in _CONV_T:
+        return _NOT_MINE
+    if module.padding_mode != "zeros" or (
+        module.padding == "same" and any(d * (k - 1) % 2 for d, k in zip(module.dilation, module.kernel_size))
+    ):
+        return None  # the input is padded into a copy first, and the copy is what is kept
+    saved.keep(t)  # the input, for the weight's gradient
+    return saved.new(out, graph)
+
+
+def _dense_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool) -> Tensor | None:
+    """Batch and group norms, softmax and pools on a contiguous input."""
+    cls = type(module)
+    if cls in _BATCH_NORM:
         if not (module.affine and module.track_running_stats and module.training):
             return None
         saved.keep(t)

@@ -31,11 +31,7 @@ READY = sorted(SPECS.glob("*.yaml")) + sorted((SPECS / "zoo").glob("*.yaml"))
 # The ready specs with a layer params counts by dispatch (which imports torch._dynamo), and why.
 # Every other ready spec must be covered by the formulas alone: a failure to cover one would make
 # the dynamo test below silently skip `params` for it.
-FALLS_BACK = {
-    "custom-swish": "a Custom layer",
-    "convnext-tiny": "LayerNorm2d and LayerScale have FLOP formulas but no rule for the tensors they save",
-    "mobilenet-v3-large": "Hardsigmoid has no rule for the tensors it saves",
-}
+FALLS_BACK = {"custom-swish": "a Custom layer"}
 MUST_COVER = {p.stem for p in READY} - set(FALLS_BACK)
 
 _PROBE = textwrap.dedent("""
@@ -285,6 +281,23 @@ _VARIANTS = {
           - Flatten
           - BatchNorm1d
           - SiLU
+    """,
+    "modern": """
+        input: [4, 6, 6]
+        layers:
+          - LayerNorm2d                                  # on the input: no gradient to it
+          - Conv2d: {out_channels: 8, kernel_size: 3, padding: 1}   # on LayerNorm2d's permuted output
+          - LayerNorm2d
+          - LayerScale: {init: 0.5}                      # on a channels-last layout
+          - Hardsigmoid
+          - Permute: {dims: [0, 2, 3, 1]}
+          - LayerScale: {init: 0.5, dim: -1}
+          - Linear: {out_features: 4}
+          - Permute: {dims: [0, 3, 1, 2]}
+          - AdaptiveAvgPool2d: {output_size: 1}          # on a permuted layout
+          - Flatten
+          - LayerScale: {init: 0.5}
+          - Hardsigmoid
     """,
     "attention": """
         input: [7, 12]
