@@ -117,6 +117,9 @@ def _print_findings(console: Console, report: GradcheckReport) -> None:
         notes = [layer.note] + [f"{tc.name}: {tc.note}" for tc in layer.tensors if tc.note]
         for note in filter(None, notes):
             console.print(f"note: {escape(layer.id)} {escape(layer.name)}: {escape(note)}")
+    for inp in report.inputs:  # token ids, never perturbed, are named rather than left out silently
+        if not inp.perturbed:
+            console.print(f"note: input {escape(inp.name)} ({escape(inp.dtype)}): {escape(inp.note or '')}")
 
 
 def _print_summary(console: Console, report: GradcheckReport) -> None:
