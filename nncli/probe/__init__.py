@@ -56,7 +56,6 @@ from pathlib import Path
 import torch
 
 from nncli.build import build_model
-from nncli.build.inputs import refuse_graph
 from nncli.errors import InputError
 from nncli.probe.depth import depth_sweep, fit_sweep, with_repeat_times
 from nncli.probe.measure import all_points, measure, probe_batch, probe_points, read_data, weight_gain
@@ -139,6 +138,7 @@ def probe(
     from nncli.device import resolve_device
 
     thresholds.check()
+    _check_graph(spec, data, sweep_depths)
     seeds = _checked(spec, seeds, batch_size, steps, sweep_depths)
     dev = resolve_device(device)
     x_data = read_data(data, tuple(spec.input), spec) if data is not None else None
@@ -164,7 +164,7 @@ def probe(
         seeds=seeds,
         batch_size=batch_size,
         inputs=_inputs_text(spec, data, x_data, batch_size),
-        loss=LOSS_TEXT,
+        loss=_loss_text(spec),
         device=str(dev),
         thresholds=thresholds,
         init=init,
@@ -176,7 +176,6 @@ def probe(
 
 def _measure_seeds(spec: Spec, seeds: list[int], dev, batch_size: int, x_data, steps: int, cfg) -> tuple:
     """Each seed's build measured at init (and after ``steps``): points, types, gain, runs, losses, loss kind."""
-    refuse_graph(spec, "probe", "feeds one input tensor")
     init_runs, after_runs, losses = [], [], []
     points = types = gain = kind = None
     for seed in seeds:
@@ -219,6 +218,33 @@ def _checked(
     return seeds
 
 
+def _check_graph(spec: Spec, data, sweep_depths) -> None:
+    """What a spec with several inputs or outputs cannot take: ``--data`` (one tensor per file)
+    and ``--sweep-depth`` (the exponential law in depth is a chain's), refused before any work."""
+    several = ", ".join(i.name for i in spec.input_specs)
+    if sweep_depths and (len(spec.input_specs) > 1 or len(spec.outputs) > 1):
+        raise InputError(
+            f"--sweep-depth fits the depth law of one chain of layers, and {spec.name or 'this spec'} has "
+            f"several inputs or outputs (inputs: {several}"
+            f"{'; outputs: ' + ', '.join(spec.outputs) if spec.outputs else ''})",
+            hint="probe it without --sweep-depth: every branch's layers are reported",
+            param="sweep_depths",
+        )
+    if data is not None and len(spec.input_specs) > 1:
+        raise InputError(
+            f"--data reads one input tensor, and {spec.name or 'this spec'} has several ({several})",
+            hint="leave --data out: every input then gets its own random batch",
+            param="data",
+        )
+
+
+def _loss_text(spec: Spec) -> str:
+    """The loss in words; with several outputs, the projection of each output summed."""
+    if len(spec.outputs) <= 1:
+        return LOSS_TEXT
+    return f"{LOSS_TEXT}; summed over the outputs {', '.join(spec.outputs)}, each with its own r"
+
+
 def _train_seed(spec: Spec, built, cfg, steps: int, seed: int, batch_size: int, x_data, losses: list) -> str:
     """Train one seed's network ``steps`` optimizer steps (its (first, last) loss appended to
     ``losses``); returns the loss kind."""
@@ -252,6 +278,12 @@ def _inputs_text(spec: Spec, data, x_data, batch_size: int) -> str:
     """What the probe fed the network, in words."""
     if x_data is not None:
         return f"{Path(data).name} ({len(x_data)} examples, {min(batch_size, len(x_data))} per seed)"
+    if len(spec.input_specs) > 1:
+        each = "; ".join(
+            f"{i.name} token ids in [0, {i.high})" if i.dtype.startswith("int") else f"{i.name} N(0, 1)"
+            for i in spec.input_specs
+        )
+        return f"random {each}: {batch_size} per seed"
     if getattr(spec, "integer_input", False):
         return f"random token ids in [0, {spec.input_high}), {batch_size} per seed"
     return f"random N(0, 1), {batch_size} per seed"

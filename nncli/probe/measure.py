@@ -21,22 +21,31 @@ from torch import nn
 from nncli.build import Built, LayerInfo
 from nncli.errors import InputError
 from nncli.layer_kinds import RELU_FAMILY, WEIGHT_LAYERS
-from nncli.modules import Block, Parallel, Repeat, Residual
+from nncli.modules import Block, GraphBlock, GraphRepeat, Parallel, Repeat, Residual
 
 
 # -- which layers are probed -------------------------------------------------------------------
 @dataclass
 class Point:
-    """A probed layer: a main-path row, or (``inner``) a layer inside a Residual or Parallel."""
+    """A probed layer: a main-path row, or (``inner``) a layer inside a Residual or Parallel.
+
+    ``name``/``path``/``shared``: where a module is applied again (``share``), the rows of that
+    use: their own names, and the element whose module they apply.
+    """
 
     info: LayerInfo
     index: int | None
     inner: list[Point] = field(default_factory=list)
+    name: str | None = None
+    path: str | None = None
+    shared: str | None = None
 
 
 def probe_points(built: Built) -> list[Point]:
     """The main path of a built network: Repeats and Blocks expanded, Residuals and Parallels one
-    row each (their output, after the add or merge, is the point on the path).
+    row each (their output, after the add or merge, is the point on the path). On a graph spec
+    (named tensors), every element in the order the graph runs them, branches one after another;
+    a shared module once per use, the later uses' rows named after the element that applies it.
 
     Returns:
         list of :class:`Point`, in forward order; a Residual's or Parallel's point holds its own
@@ -48,21 +57,36 @@ def probe_points(built: Built) -> list[Point]:
         ['Linear', 'Sigmoid', 'Linear']
     """
     points: list[Point] = []
+    owners = {id(i.module): i for i in built.walk() if not i.shared}  # a shared module's first element
 
-    def expand(infos: Sequence[LayerInfo], out: list[Point], main: bool) -> None:
+    def expand(infos: Sequence[LayerInfo], out: list[Point], main: bool, use: LayerInfo | None) -> None:
         for info in infos:
-            if isinstance(info.module, (Repeat, Block)):
-                expand(info.children, out, main)
+            if info.shared and id(info.module) in owners:  # the first element's layers, once more
+                expand([owners[id(info.module)]], out, main, info)
+                continue
+            if isinstance(info.module, (Repeat, Block, GraphRepeat, GraphBlock)):
+                expand(info.children, out, main, use)
                 continue
             if str(info.out_dtype).startswith("int"):  # token ids moved before an Embedding: no gradient
                 continue
-            point = Point(info, len(out) if main else None)
+            point = Point(info, len(out) if main else None, **_use(info, use, owners))
             if isinstance(info.module, (Residual, Parallel)):
-                expand(info.children, point.inner, False)
+                expand(info.children, point.inner, False, use)
             out.append(point)
 
-    expand(built.layers, points, True)
+    expand(built.layers, points, True, None)
     return points
+
+
+def _use(info: LayerInfo, use: LayerInfo | None, owners: dict) -> dict:
+    """A row's name, path and ``shared`` within a later use of a shared module (empty: the first)."""
+    if use is None:
+        return {}
+    owner = owners[id(use.module)]
+    prefix = owner.name + "."
+    name = use.name if info is owner else use.name + "." + info.name.removeprefix(prefix)
+    path = use.path if info is owner else f"{use.path} ({info.path})"
+    return {"name": name, "path": path, "shared": owner.name}
 
 
 def all_points(points: Sequence[Point]) -> Iterator[Point]:
@@ -83,14 +107,18 @@ class Measurement:
     nonfinite_at: str | None
 
 
-def measure(model: nn.Module, points: Sequence[Point], x: torch.Tensor, direction: torch.Tensor) -> Measurement:
+def measure(
+    model: nn.Module, points: Sequence[Point], x: torch.Tensor | tuple, direction: torch.Tensor | tuple
+) -> Measurement:
     """One forward and backward pass with hooks on every point; leaves ``model`` as it found it.
 
     Args:
         model: the built network (``built.model``).
         points: from :func:`probe_points` on the same build.
-        x: a batch ``(N, *input_shape)`` on the model's device.
-        direction: ``r``, ``(N, *output_shape)``: the loss is ``(r * f(x)).sum() / N``.
+        x: a batch ``(N, *input_shape)`` on the model's device; a tuple of one per input for a
+            spec with several inputs.
+        direction: ``r``, ``(N, *output_shape)``: the loss is ``(r * f(x)).sum() / N``; with
+            several outputs a tuple of one ``r_k`` per output, and the loss sums ``(r_k * f_k(x)).sum() / N``.
 
     Returns:
         per point (in :func:`all_points` order) a dict of act_mean, act_std, act_rms, dead_frac,
@@ -101,33 +129,23 @@ def measure(model: nn.Module, points: Sequence[Point], x: torch.Tensor, directio
     touched (the gradients come from ``torch.autograd.grad``).
     """
     flat = list(all_points(points))
+    xs = x if isinstance(x, tuple) else (x,)
     modes = [(m, m.training) for m in model.modules()]
     state = [(t, t.detach().clone()) for t in _tensors(model)]
     caught: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    # A later in-place layer (ReLU(inplace=True)) would overwrite a caught output and rebase its
-    # autograd history; handing the network a copy keeps the caught tensor intact.
-    inplace = any(getattr(m, "inplace", False) for m in model.modules())
-
-    def hook_for(k: int):
-        def hook(module, args, output):
-            if not isinstance(output, torch.Tensor):
-                return None
-            caught[k] = (args[0] if args and isinstance(args[0], torch.Tensor) else None, output)
-            return output.clone() if inplace else None
-
-        return hook
-
-    devices = [x.device.index or 0] if x.device.type == "cuda" else []
+    devices = [xs[0].device.index or 0] if xs[0].device.type == "cuda" else []
     handles = []
     try:
         with torch.random.fork_rng(devices=devices), torch.enable_grad():
             model.train()
-            for k, p in enumerate(flat):
-                handles.append(p.info.module.register_forward_hook(hook_for(k)))
+            handles = _catch_outputs(model, flat, caught)
             # x needs a gradient so activations have one even when every weight is frozen
             # (token ids cannot have one: their Embedding's output is the first with a gradient).
-            x = x.detach().clone().requires_grad_(x.is_floating_point())
-            loss = (model(x) * direction).sum() / x.shape[0]
+            xs = tuple(t.detach().clone().requires_grad_(t.is_floating_point()) for t in xs)
+            outs = model(*xs)
+            outs = outs if isinstance(outs, tuple) else (outs,)
+            directions = direction if isinstance(direction, tuple) else (direction,)
+            loss = sum((out * r).sum() for out, r in zip(outs, directions)) / xs[0].shape[0]
             stats = _stats(flat, caught, loss)
             return Measurement(stats, float(loss.item()), *_first_nonfinite(flat, stats, loss.item()))
     finally:
@@ -138,6 +156,34 @@ def measure(model: nn.Module, points: Sequence[Point], x: torch.Tensor, directio
                 t.copy_(saved)
         for m, mode in modes:
             m.training = mode
+
+
+def _catch_outputs(model: nn.Module, flat: list[Point], caught: dict) -> list:
+    """Forward hooks that catch each point's input and output into ``caught`` (by point number).
+
+    A module applied more than once (``share``) has one point per use: its n-th call is caught
+    for its n-th point, the order the graph runs them in."""
+    # A later in-place layer (ReLU(inplace=True)) would overwrite a caught output and rebase its
+    # autograd history; handing the network a copy keeps the caught tensor intact.
+    inplace = any(getattr(m, "inplace", False) for m in model.modules())
+    uses: dict[int, tuple[nn.Module, list[int]]] = {}
+    for k, p in enumerate(flat):
+        uses.setdefault(id(p.info.module), (p.info.module, []))[1].append(k)
+
+    def hook_for(ks: list[int]):
+        calls = [0]
+
+        def hook(module, args, output):
+            if not isinstance(output, torch.Tensor):
+                return None
+            if calls[0] < len(ks):
+                caught[ks[calls[0]]] = (args[0] if args and isinstance(args[0], torch.Tensor) else None, output)
+            calls[0] += 1
+            return output.clone() if inplace else None
+
+        return hook
+
+    return [module.register_forward_hook(hook_for(ks)) for module, ks in uses.values()]
 
 
 def _stats(flat: list[Point], caught: dict, loss: torch.Tensor) -> list[dict]:
@@ -266,20 +312,34 @@ def read_data(path: str | Path, input_shape: tuple, spec=None) -> torch.Tensor:
     return x
 
 
-def random_inputs(spec, batch_size: int, input_shape: tuple, gen: torch.Generator) -> torch.Tensor:
-    """A random batch for the spec's input: N(0, 1) floats, or token ids uniform in ``[0, high)``."""
+def random_inputs(spec, batch_size: int, input_shape: tuple, gen: torch.Generator) -> torch.Tensor | tuple:
+    """A random batch for the spec's input: N(0, 1) floats, or token ids uniform in ``[0, high)``;
+    for a spec with several inputs a tuple, one batch per input in forward order."""
+    if len(spec.input_specs) > 1:
+        from nncli.build.inputs import input_table
+        from nncli.build.inputs import random_inputs as graph_inputs
+
+        return graph_inputs(input_table(spec), batch_size, generator=gen)
     if getattr(spec, "integer_input", False):
         return torch.randint(spec.input_high, (batch_size, *input_shape), generator=gen)
     return torch.randn((batch_size, *input_shape), generator=gen)
 
 
+def output_shapes(built: Built) -> list[tuple]:
+    """The per-example shape of every output: the one output, or each of several in order."""
+    return [tuple(row[1]) for row in built.outputs] if len(built.outputs) > 1 else [tuple(built.output_shape)]
+
+
 def probe_batch(built: Built, seed: int, batch_size: int, data: torch.Tensor | None):
-    """The seed's probe batch ``x`` (N, *input) and projection ``r`` (N, *output), on the CPU first."""
+    """The seed's probe batch ``x`` (N, *input) and projection ``r`` (N, *output), on the CPU first;
+    with several inputs (outputs) a tuple of one per input (output), drawn in their order."""
     gen = torch.Generator().manual_seed(seed)
     if data is None:
         x = random_inputs(built.spec, batch_size, built.input_shape, gen)
     else:
         pick = torch.randperm(len(data), generator=gen)[:batch_size]
         x = data[pick]
-    r = torch.randn((len(x), *built.output_shape), generator=gen)
-    return x.to(built.device), r.to(built.device)
+    n = len(x[0]) if isinstance(x, tuple) else len(x)
+    r = tuple(torch.randn((n, *shape), generator=gen).to(built.device) for shape in output_shapes(built))
+    x = tuple(t.to(built.device) for t in x) if isinstance(x, tuple) else x.to(built.device)
+    return x, (r if len(r) > 1 else r[0])

@@ -34,6 +34,9 @@ class LayerStats:
     weight_grad_norm: float | None  # ||dL/dW||
     weight_grad_ratio: float | None  # ||dL/dW|| / ||W||
     inner: list[LayerStats] = field(default_factory=list)  # a Residual's body and shortcut layers
+    # a later use of a shared module: the element whose module it applies (its weight numbers are
+    # the one parameter's, the same on every use's row)
+    shared: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -51,6 +54,7 @@ class LayerStats:
             "weight_grad_norm": _num(self.weight_grad_norm),
             "weight_grad_ratio": _num(self.weight_grad_ratio),
             "inner": [r.to_json() for r in self.inner],
+            "shared": self.shared,
         }
 
 

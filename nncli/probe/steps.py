@@ -94,11 +94,12 @@ def train_steps(
             x = random_inputs(spec, batch_size, input_shape, gen)
         else:
             x = data[torch.randint(len(data), (batch_size,), generator=gen)]
-        x = x.to(device)
-        out = model(x)
+        xs = tuple(t.to(device) for t in x) if isinstance(x, tuple) else (x.to(device),)
+        out = model(*xs)
+        out = out[0] if isinstance(out, tuple) else out  # the first output, as `nncli train` trains it
         if loss == "cross_entropy":
             # one label per example, or per position of a [L, V] output
-            y = torch.randint(output_shape[-1], (len(x), *output_shape[:-1]), generator=gen).to(device)
+            y = torch.randint(output_shape[-1], (len(xs[0]), *output_shape[:-1]), generator=gen).to(device)
         elif loss == "bce_with_logits":
             y = torch.randint(2, out.shape, generator=gen).to(device=device, dtype=out.dtype)
         else:

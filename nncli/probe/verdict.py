@@ -139,10 +139,11 @@ def aggregate(
 
         return LayerStats(
             index=p.index,
-            name=p.info.name,
+            name=p.name or p.info.name,
             type=p.info.type,
-            path=p.info.path,
+            path=p.path or p.info.path,
             fqn=p.info.fqn,
+            shared=p.shared,
             act_mean=mean([s["act_mean"] for s in per]),
             act_std=mean([s["act_std"] for s in per]),
             act_rms=mean([s["act_rms"] for s in per]),
