@@ -90,7 +90,9 @@ def launch_distributed(
         "launcher_pid": os.getpid(),
     }
     config = _launch_config(nproc_per_node, nnodes, node_rank, master_addr, master_port)
-    lock = FolderLock(setup.run_dir, "run").acquire()  # the launcher holds it for every rank
+    lock = FolderLock(setup.run_dir, "run").acquire()
+    # every rank holds the launcher's lock too: the folder stays locked while any of them lives
+    request["lock"] = lock.share()
     try:
         claim_run_folder(setup)
         results = _launch(config, request, nproc_per_node)
@@ -176,9 +178,9 @@ def _rank0_answer(results: dict) -> TrainResult | None:
 
 
 def _die_with_launcher(launcher_pid: int | None) -> None:
-    """Linux: the kernel kills this rank when its launcher dies, even by SIGKILL. The launcher holds
-    the run folder's lock for every rank; ranks left running under PID 1 would write the folder
-    beside the next writer the dead lock lets in."""
+    """Linux: the kernel kills this rank when its launcher dies, even by SIGKILL. A rank left
+    running under PID 1 would keep the run folder locked (it shares the launcher's lock) and go
+    on writing a run nobody watches."""
     try:
         import ctypes
 

@@ -1,10 +1,18 @@
-"""One writer per run folder (and per sweep folder): an exclusive lock file.
+"""One writer per run folder (and per sweep folder): a lock file held with ``flock``.
 
 Two ``nncli train --out SAME`` started together would otherwise both write, leaving one run's
-``report.json`` beside the other's ``best.pt``. The lock is a file created with ``O_CREAT |
-O_EXCL`` (atomic on local file systems) holding the owner's PID, host and command line. A
-second writer exits 2 naming them. A lock left by a process that no longer exists (SIGKILL, a
-power cut) is stale and taken over. No torch here.
+``report.json`` beside the other's ``best.pt``. The lock is ``folder/.nncli.lock``. Whether a
+writer lives is decided by an exclusive ``flock`` on it; the JSON inside (PID, host, command
+line) only names the writer in the message. The kernel drops an flock when the last descriptor
+of that open file is closed, which is when every process holding it has exited, SIGKILL and
+power cuts included. Processes a writer starts to write for it (DDP ranks, a sweep's workers)
+receive its descriptor through :meth:`FolderLock.share`, so the folder stays locked while any of
+them lives, even when the process that took the lock is gone.
+
+A lock file that nobody holds is stale and taken over, whatever it contains. A record naming a
+live process on this host still holds the folder without an flock: an older nncli wrote its
+lock that way, and where flock is missing (no ``fcntl``) or refused (some network file
+systems) the PID is all there is. No torch here.
 """
 
 from __future__ import annotations
@@ -18,7 +26,15 @@ from pathlib import Path
 
 from nncli.errors import InputError
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: liveness by PID alone
+    fcntl = None
+
 LOCK_NAME = ".nncli.lock"
+
+# (device, inode) of each lock file this process holds -> its descriptor (kept open while held)
+_HELD: dict[tuple[int, int], int] = {}
 
 
 def _alive(pid: int) -> bool:
@@ -36,19 +52,34 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def read_lock(folder: str | Path) -> dict | None:
-    """The holder recorded in ``folder``'s lock (``{"pid", "host", "command", "started"}``), or None."""
+def _parse(text: str) -> dict:
     try:
-        text = (Path(folder) / LOCK_NAME).read_text(encoding="utf-8")
+        holder = json.loads(text)
+    except ValueError:
+        return {}  # empty (a writer between open and write) or garbage
+    return holder if isinstance(holder, dict) else {}
+
+
+def read_lock(folder: str | Path) -> dict | None:
+    """The holder recorded in ``folder``'s lock (``{"pid", "host", "command", "started"}``), or None.
+
+    ``{}`` when the file exists but holds no readable record. Says nothing about whether the
+    holder still runs (see :func:`check_unlocked`).
+    """
+    try:
+        text = (Path(folder) / LOCK_NAME).read_text(encoding="utf-8", errors="replace")
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError:
         return {}
+    return _parse(text)
+
+
+def _record_of(fd: int) -> dict:
     try:
-        holder = json.loads(text)
-    except ValueError:
-        return {}  # half-written by a writer killed between open and write: treated as stale
-    return holder if isinstance(holder, dict) else {}
+        return _parse(os.pread(fd, 1 << 16, 0).decode("utf-8", errors="replace"))
+    except OSError:  # a folder named like the lock
+        return {}
 
 
 def _command() -> str:
@@ -59,45 +90,133 @@ def _command() -> str:
     return " ".join(argv) or "python"
 
 
-def _age(path: Path) -> float:
-    try:
-        return time.time() - path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _stale(holder: dict) -> bool:
-    """A lock whose process is gone (on this host), or one whose content is unreadable."""
+def _pid_holds(holder: dict) -> bool:
+    """A record that holds the folder by its PID alone: a live process on this host (not this
+    one), or a process on another host, which cannot be asked and so stands."""
     pid = holder.get("pid")
     if not isinstance(pid, int):
-        return True
+        return False
     if holder.get("host") not in (None, socket.gethostname()):
-        return False  # another machine's process: we cannot tell, so it stands
-    return pid != os.getpid() and not _alive(pid)
+        return True
+    return pid != os.getpid() and _alive(pid)
+
+
+def _key(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _owned(path: Path) -> bool:
+    """Whether this process holds the lock file at ``path`` (taken here, or shared with it)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) in _HELD
+
+
+def _try_flock(fd: int) -> bool:
+    """Take the exclusive flock without blocking; False while another open of the file holds it.
+
+    A prober (:func:`check_unlocked`) holds it for an instant only, so a refusal is looked at a
+    few times before it counts.
+    """
+    if fcntl is None:
+        return True
+    for attempt in range(5):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            time.sleep(0.02 * (attempt + 1))
+        except OSError:  # a file system without flock: the PID decides
+            return True
+    return False
+
+
+def _live_holder(path: Path) -> dict | None:
+    """The record of the live writer holding the lock file at ``path``, or None when none does."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:  # missing, or unreadable: acquiring it says what is wrong
+        return None
+    try:
+        free = _try_flock(fd)
+        holder = _record_of(fd)
+    finally:
+        os.close(fd)  # drops the probe's flock
+    if not free:
+        return holder
+    return holder if holder and _pid_holds(holder) else None
 
 
 def check_unlocked(folder: str | Path, what: str = "run") -> None:
     """Raise the holder's exit-2 error when a live process holds ``folder`` (nothing is taken).
 
     Called before a folder is inspected, so a second writer hears about the first one rather
-    than about the files it is writing.
+    than about the files it is writing. A lock this process holds (a DDP rank's, shared by its
+    launcher) is the writer itself.
     """
-    holder = read_lock(folder)
-    # held by this process, or by the launcher of this DDP worker: that is the writer itself
-    if holder and not _stale(holder) and holder.get("pid") not in (os.getpid(), os.getppid()):
+    path = Path(folder) / LOCK_NAME
+    if _owned(path):
+        return
+    holder = _live_holder(path)
+    if holder is not None:
         raise _held_error(Path(folder), what, holder)
 
 
 def _held_error(folder: Path, what: str, holder: dict) -> InputError:
     pid = holder.get("pid")
+    where = f" on {holder['host']}" if holder.get("host") else ""
+    command = holder.get("command", "?")
+    lock = folder / LOCK_NAME
+    if isinstance(pid, int) and holder.get("host") in (None, socket.gethostname()) and not _alive(pid):
+        return InputError(
+            f"{folder}: processes started by an nncli process that has exited (PID {pid}{where}: {command}) "
+            f"are still writing this {what} folder",
+            file=lock,
+            hint="wait for them to stop (DDP ranks and sweep workers stop soon after their launcher); "
+            "the lock is free once the last of them has exited",
+        )
     return InputError(
-        f"{folder}: another nncli process is writing this {what} folder (PID {pid}"
-        + (f" on {holder['host']}" if holder.get("host") else "")
-        + f": {holder.get('command', '?')})",
-        file=folder / LOCK_NAME,
-        hint=f"wait for it to finish, or pick another folder; if PID {pid} is not an nncli process, "
-        f"delete {folder / LOCK_NAME}",
+        f"{folder}: another nncli process is writing this {what} folder (PID {pid if pid is not None else '?'}"
+        + f"{where}: {command})",
+        file=lock,
+        hint=f"wait for it to finish, or pick another folder; if PID {pid} is not an nncli process, delete {lock}",
     )
+
+
+def _open_lock_file(path: Path) -> int:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except IsADirectoryError:
+        raise InputError(
+            f"cannot use {path}: it is a folder, not a lock file",
+            file=path,
+            hint="delete it (no nncli process makes a folder there)",
+        ) from None
+    return fd
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (a releasing writer unlinks it)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (st.st_dev, st.st_ino) == _key(fd)
+
+
+def _write_record(fd: int) -> None:
+    record = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": _command(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    data = json.dumps(record).encode("utf-8")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
 
 
 class FolderLock:
@@ -109,7 +228,7 @@ class FolderLock:
 
     Raises:
         InputError: (on enter) another live process holds the folder: exit 2 naming its PID and
-            command.
+            command; or the lock's path is a folder.
     """
 
     def __init__(self, folder: str | Path, what: str = "run") -> None:
@@ -117,54 +236,54 @@ class FolderLock:
         self.what = what
         self.path = self.folder / LOCK_NAME
         self.held = False
+        self._fd: int | None = None
 
     def acquire(self) -> FolderLock:
         self.folder.mkdir(parents=True, exist_ok=True)
-        record = json.dumps(
-            {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "command": _command(),
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            }
-        )
-        for _ in range(50):  # a stale lock's take-over can race another taker: look again
+        for _ in range(50):  # a releasing writer unlinks the file under us: open it again
+            fd = _open_lock_file(self.path)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = read_lock(self.folder)
-                if holder is None:  # released meanwhile
+                if not _try_flock(fd):
+                    raise _held_error(self.folder, self.what, _record_of(fd))
+                if not _same_file(fd, self.path):
+                    os.close(fd)
                     continue
-                if holder == {} and _age(self.path) < 5.0:  # created, its record not written yet
-                    time.sleep(0.05)
-                    continue
-                if not _stale(holder):
-                    raise _held_error(self.folder, self.what, holder) from None
-                try:
-                    self.path.unlink()  # stale: its process is gone
-                except FileNotFoundError:
-                    pass
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(record)
-            self.held = True
+                holder = _record_of(fd)
+                if holder and _pid_holds(holder):  # a writer that took no flock
+                    raise _held_error(self.folder, self.what, holder)
+                _write_record(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd, self.held = fd, True
+            _HELD[_key(fd)] = fd
             return self
         raise InputError(
             f"{self.folder}: could not take the {self.what} lock {self.path}",
             hint="another process keeps taking it; try again",
         )
 
+    def share(self) -> SharedLock:
+        """A handle that, pickled into a process being spawned (a multiprocessing ``spawn`` child's
+        arguments), gives that process this lock's descriptor: the folder stays locked until this
+        process and every such child have exited."""
+        if not self.held or self._fd is None:
+            raise RuntimeError("share() of a lock that is not held")
+        return SharedLock(self._fd)
+
     def release(self) -> None:
-        """Remove the lock if it is still this process's."""
-        if not self.held:
+        """Remove the lock file (if it is still this lock's) and drop the flock."""
+        if not self.held or self._fd is None:
             return
-        self.held = False
-        holder = read_lock(self.folder)
-        if holder and holder.get("pid") == os.getpid():
-            try:
+        fd, self._fd, self.held = self._fd, None, False
+        _HELD.pop(_key(fd), None)
+        try:
+            if _same_file(fd, self.path):  # unlinked before the flock drops: no one locks a dead file
                 self.path.unlink()
-            except OSError:
-                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     def __enter__(self) -> FolderLock:
         return self.acquire()
@@ -172,3 +291,34 @@ class FolderLock:
     def __exit__(self, *exc) -> bool:
         self.release()
         return False
+
+
+def held_locks() -> tuple[SharedLock, ...]:
+    """Every lock this process holds, to hand to the worker processes it spawns (their arguments)."""
+    return tuple(SharedLock(fd) for fd in _HELD.values())
+
+
+class SharedLock:
+    """A held lock's descriptor, as a spawned child receives it (see :meth:`FolderLock.share`).
+
+    The child keeps the descriptor open until it exits and counts the folder as its own
+    (:func:`check_unlocked` lets it through). Pickling outside a spawn is refused.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self):
+        from multiprocessing import context, reduction
+
+        if context.get_spawning_popen() is None:
+            raise TypeError("a SharedLock travels only in the arguments of a process being spawned")
+        return _adopt, (reduction.DupFd(self.fd),)
+
+
+def _adopt(dup) -> SharedLock:
+    """In the spawned child: keep the inherited descriptor for this process's life."""
+    fd = dup.detach()
+    os.set_inheritable(fd, False)  # programs this process runs do not hold the folder
+    _HELD[_key(fd)] = fd
+    return SharedLock(fd)

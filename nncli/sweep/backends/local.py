@@ -43,12 +43,15 @@ def execute_local(pending: list, workers: int, device: str, notify, done: int, t
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
+    from nncli.train.lock import held_locks
+
     threads = max(1, (os.cpu_count() or 1) // workers)  # no oversubscription: cores split evenly
+    # the workers hold the sweep folder's lock too: a rerun waits until the last of them is gone
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(threads,),
+        initargs=(threads, held_locks()),
     )
     try:
         futures = {}
@@ -75,7 +78,8 @@ def execute_local(pending: list, workers: int, device: str, notify, done: int, t
     return ran
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, locks: tuple = ()) -> None:
+    """``locks``: the sweep's, already held by this worker once unpickled; kept for its life."""
     import signal
 
     import torch
