@@ -15,6 +15,11 @@ The rules read the built (meta) network, so every layer's real type and shape ar
   normalises its last dimension, the width, not the channels.
 - ``attends-both-ways`` (info): token inputs and attention, but no attention layer sets
   ``causal``: every position sees the whole sequence, so a next-token model would read its answer.
+  Only the layers an output reads through the data count: an encoder read as a decoder's
+  ``memory`` attends both ways by design.
+
+The chains (``linear-collapse``, the norm rules) follow the data: an element that reads a named
+tensor (``from``, ``Merge``) starts a new chain.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from dataclasses import dataclass, field
 
 from nncli.build import Built, LayerInfo, collector_paused, infer
 from nncli.layer_kinds import AFFINE_PASS, BATCH_NORMS, DROPOUTS, NORMS, SATURATING, WEIGHT_LAYERS
-from nncli.spec import Spec
+from nncli.spec import MergeSpec, Spec
 
 DEEP_SATURATING = 8  # the issue's threshold: sigmoid'(z) <= 1/4 makes 8 layers attenuate by >= 4^8
 
@@ -166,6 +171,9 @@ def _streams(layers: list[LayerInfo]) -> list[list[LayerInfo]]:
     def feed(items):
         nonlocal current
         for info in items:
+            if info.spec.source is not None or isinstance(info.spec, MergeSpec):
+                streams.append(current)  # it reads a named tensor, not the layer before it
+                current = []
             if info.type in ("Repeat", "Block"):
                 feed(info.children)  # copies / a group's layers run in sequence
             elif info.type == "Parallel":
@@ -456,13 +464,58 @@ def _step_units(built: Built) -> list[Finding]:
 
 
 ATTENTION = ("SelfAttention", "TransformerEncoderLayer")
+CAUSAL = ATTENTION + ("TransformerDecoderLayer",)  # the layers whose `causal` masks the future
+
+
+def _feeding_outputs(built: Built) -> set[int]:
+    """The top-level elements an output reads through the data (the previous output, `from`, a
+    Merge's operands), not through a `memory`: every element when the spec names no tensors."""
+    top = built.layers
+    if not built.spec.graph:
+        return {info.index for info in top}
+    producer = {}
+    for info in top:
+        for name in (info.spec.name, *getattr(info.spec, "accumulate", ())):
+            if name:
+                producer[name] = info.index
+    outputs = list(built.spec.outputs) or [None]
+    todo = [producer.get(name, top[-1].index) if name else top[-1].index for name in outputs]
+    seen: set[int] = set()
+    while todo:
+        index = todo.pop()
+        if index in seen:
+            continue
+        seen.add(index)
+        spec = top[index].spec
+        reads = _data_reads(spec)
+        todo += [producer[name] for name in reads if name in producer]
+        if spec.source is None and not isinstance(spec, MergeSpec) and index > 0:
+            todo.append(index - 1)  # it reads the previous element's output
+    return seen
+
+
+def _data_reads(spec) -> list[str]:
+    """The names an element and everything inside it read as data (`from`, Merge), not `memory`."""
+    reads = list(getattr(spec, "sources", ()))
+    if spec.source:
+        reads.append(spec.source)
+    children = [*getattr(spec, "body", ()), *getattr(spec, "shortcut", ()), *getattr(spec, "layers", ())]
+    for branch in getattr(spec, "branches", ()):
+        children += branch
+    for child in children:
+        reads += _data_reads(child)
+    return reads
 
 
 def _attends_both_ways(built: Built) -> list[Finding]:
     if not built.spec.integer_input:
         return []
-    attention = [i for i in built.walk() if i.type in ATTENTION]
-    if not attention or any(getattr(i.module, "causal", False) for i in attention):
+    # An encoder whose output a decoder reads only as its `memory` is meant to attend both ways:
+    # only the layers on the way to an output through the data itself are asked about.
+    kept = _feeding_outputs(built)
+    layers = [i for top in built.layers if top.index in kept for i in top.walk()]
+    attention = [i for i in layers if i.type in ATTENTION]
+    if not attention or any(getattr(i.module, "causal", False) for i in layers if i.type in CAUSAL):
         return []
     first = attention[0]
     return [
