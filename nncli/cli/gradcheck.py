@@ -92,7 +92,9 @@ def gradcheck(
     backward passes agree, a zero upstream gradient gives zero, backward is linear in it.
     Dropout and other RNG use replay one seed per evaluation; weights, BatchNorm statistics, RNG
     state and train/eval mode are restored. A spec too big for float64 in this machine's memory
-    is refused before anything is allocated (exit 2). Exit 0 when nothing fails, 1 on any FAIL.
+    is refused before anything is allocated (exit 2). With several inputs, each float input is
+    perturbed on its own end to end (token ids are not); with several outputs the objective covers
+    every one. Exit 0 when nothing fails, 1 on any FAIL.
     """
     from nncli.device import resolve_device
     from nncli.gradcheck import gradcheck as run_gradcheck

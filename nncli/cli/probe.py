@@ -94,6 +94,8 @@ def probe(
     Verdict (healthy, vanishing, exploding or non-finite, with the reason and a hint) from the
     ratio R of the first and last activation-gradient norms, the per-layer factor gamma and the
     forward growth G; the formulas are in the docs (commands/probe).
+    With several inputs every input gets a random batch and the loss sums a projection of every
+    output; every branch's layers are rows (a shared module once per use).
     Exit 0 when healthy, 1 when not (at init or after --steps), 2 on bad input.
     """
     from nncli.probe import Thresholds

@@ -5,7 +5,9 @@ How it works (the docs and ``nncli gradcheck --help`` say the same):
 - **Setup.** The network is built in float64 with a fixed batch (random inputs of the spec's
   ``input`` shape, or the first rows of ``--data``). The objective is a fixed random projection
   ``<R, f(x)>`` of the output, or cross-entropy with random targets; never a plain ``sum()``,
-  whose gradient through BatchNorm or Softmax is identically zero.
+  whose gradient through BatchNorm or Softmax is identically zero. A spec with several inputs
+  gets one seeded batch per input; each float input is perturbed on its own end to end
+  (``input NAME``), token ids never; with several outputs the objective sums one term per output.
 - **Per-layer isolation** (as Caffe's checker does): one forward pass records the real input that
   reaches every layer; each leaf layer (nested ones inside Residual/Repeat included) is then
   checked on its own, on that input, with the objective ``<G, layer(x)>`` for a random upstream

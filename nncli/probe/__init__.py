@@ -30,6 +30,11 @@ network computes, so the activation gradients ``dL/dh = J_h^T r / N`` measure th
 backward Jacobians, the quantity the exploding/vanishing law is about, and not how a softmax
 happens to saturate on random labels. It needs no labels and works for any output shape.
 
+**Several inputs and outputs**: one random batch per input (from the same generator, in
+forward order, then one projection ``r_k`` per output), the loss summed over the outputs; the
+probed points are every element in the order the graph runs them, a shared module once per use
+(:func:`~nncli.probe.measure.probe_points`). ``--data`` and ``--sweep-depth`` are refused there.
+
 **The verdict** (healthy, vanishing, exploding or non-finite) comes from R, the first probed
 layer's activation gradient over the output's, its per-layer factor gamma and the forward growth
 G, per seed and on their geometric means over seeds: see :mod:`nncli.probe.verdict`.
