@@ -47,6 +47,11 @@ def diagram(
         help="layers: a node per layer, edges labelled with shapes. neurons: a node per unit and an edge per weight (small MLPs only).",
     ),
     expand: bool = typer.Option(False, "--expand", help="Unroll every Repeat (by default one box marked xN)."),
+    expand_one: bool = typer.Option(
+        False,
+        "--expand-one",
+        help="Open each Repeat's first copy, titled with the vars it binds (index, each entry); the other copies are one '×(N-1) more' node.",
+    ),
     depth: int | None = typer.Option(
         None,
         "--depth",
@@ -69,7 +74,8 @@ def diagram(
 
     Layer view: a node per layer with its type, defining arguments and parameter count; edges
     carry the tensor shape (batch as N); a Residual is a fork, its body, its shortcut (a red skip
-    edge when it is the identity) and an add node; a Repeat is one xN box unless --expand.
+    edge when it is the identity) and an add node; a Repeat is one xN box listing its vars unless
+    --expand (every copy) or --expand-one (the first copy, then one node for the rest).
     Neuron view (--view neurons): the classical MLP picture, refused above 200 units or 2,000
     weights. DOT is written without graphviz's `dot` program; svg/png/pdf need it, and where it is
     missing the .dot source is written next to the output and the command exits 2 saying how to
@@ -86,6 +92,7 @@ def diagram(
         fmt=fmt.value if fmt else None,
         view=view.value,
         expand=expand,
+        expand_one=expand_one,
         depth=depth,
         rankdir=rankdir.value if rankdir else None,
         weights=weights,

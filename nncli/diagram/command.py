@@ -24,6 +24,7 @@ def draw(
     rankdir: str | None = None,
     weights: bool = False,
     seed: int = 0,
+    expand_one: bool = False,
 ) -> DiagramResult:
     """Build a spec's diagram and write it to ``output``.
 
@@ -31,7 +32,7 @@ def draw(
         spec: the validated spec.
         output: the file to write; its extension picks the format unless ``fmt`` is given.
         fmt: "svg", "png", "pdf" or "dot".
-        view, expand, depth, rankdir, weights, seed: as for :func:`build_diagram`.
+        view, expand, depth, rankdir, weights, seed, expand_one: as for :func:`build_diagram`.
 
     Returns:
         A :class:`DiagramResult`.
@@ -47,7 +48,9 @@ def draw(
     output = Path(output)
     check_output(output, spec)
     fmt = resolve_format(output, fmt)
-    diagram = build_diagram(spec, view=view, expand=expand, depth=depth, rankdir=rankdir, weights=weights, seed=seed)
+    diagram = build_diagram(
+        spec, view=view, expand=expand, depth=depth, rankdir=rankdir, weights=weights, seed=seed, expand_one=expand_one
+    )
     size = write_diagram(diagram, output, fmt)
     return DiagramResult(output, fmt, size, diagram)
 
@@ -60,6 +63,7 @@ def build_diagram(
     rankdir: str | None = None,
     weights: bool = False,
     seed: int = 0,
+    expand_one: bool = False,
 ) -> Diagram:
     """A spec's graph, without drawing it.
 
@@ -73,6 +77,9 @@ def build_diagram(
         weights: neuron view: colour (sign) and width (size) each edge by its initial weight,
             from the real model built with ``seed``.
         seed: the seed for those weights (the same spec and seed give the same weights).
+        expand_one: open each Repeat's first copy (layer view), its frame titled with the vars
+            that copy binds (``index``, its ``each`` entry), and draw the other copies as one
+            "×(N-1) more" node; not with ``expand``.
 
     Raises:
         InputError: the neuron view of a network that is not a small MLP.
@@ -81,9 +88,11 @@ def build_diagram(
         raise InputError(f"expected layers or neurons, found {view!r}", param="view")
     if rankdir is not None and rankdir not in ("TB", "LR"):
         raise InputError(f"expected TB or LR, found {rankdir!r}", param="rankdir")
+    if expand and expand_one:
+        raise InputError("--expand unrolls every copy and --expand-one opens only the first: give one of them")
     if depth is not None and depth < 0:
         raise InputError(f"expected an integer >= 0, found {depth}", param="depth")
     built = infer(spec)
     if view == "neurons":
         return neuron_graph(built, weights=weights, seed=seed, rankdir=rankdir or "LR")
-    return layer_graph(built, expand=expand, depth=depth, rankdir=rankdir or "TB")
+    return layer_graph(built, expand=expand, depth=depth, rankdir=rankdir or "TB", expand_one=expand_one)

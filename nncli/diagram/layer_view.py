@@ -14,6 +14,7 @@ from __future__ import annotations
 from nncli.build import Built, LayerInfo, count_params, shape_str
 from nncli.diagram.model import Diagram, Edge, Group, Node
 from nncli.diagram.node_text import arg_parts, block_title, count, merge_text, one_line, wrap
+from nncli.diagram.repeat_copies import first_copy_title, more_node, vars_lines
 
 # An expanded Repeat with more nested layers than this is drawn without its cluster frame.
 REPEAT_CLUSTER_MAX = 200
@@ -38,13 +39,15 @@ _CATEGORY_BY_MODULE = {
 }
 
 
-def layer_graph(built: Built, expand: bool = False, depth: int | None = None, rankdir: str = "TB") -> Diagram:
+def layer_graph(
+    built: Built, expand: bool = False, depth: int | None = None, rankdir: str = "TB", expand_one: bool = False
+) -> Diagram:
     """The layer view of a built (or inferred) network. See :func:`build_diagram`."""
     if built.graph:  # several inputs or outputs: sources and sinks by name
         from nncli.diagram.graph_view import graph_layer_graph
 
-        return graph_layer_graph(built, expand, depth, rankdir)
-    maker = _LayerGraph(expand, depth)
+        return graph_layer_graph(built, expand, depth, rankdir, expand_one)
+    maker = _LayerGraph(expand, depth, expand_one)
     inp = maker.add(
         Node(
             "input",
@@ -84,8 +87,9 @@ def layer_graph(built: Built, expand: bool = False, depth: int | None = None, ra
 class _LayerGraph:
     """Walks LayerInfos, adding nodes, edges and clusters; every edge carries its source's output."""
 
-    def __init__(self, expand: bool, depth: int | None) -> None:
+    def __init__(self, expand: bool, depth: int | None, expand_one: bool = False) -> None:
         self.expand = expand
+        self.expand_one = expand_one  # open each Repeat's first copy, the rest one node
         self.depth = depth
         self.nodes: list[Node] = []
         self.edges: list[Edge] = []
@@ -126,6 +130,8 @@ class _LayerGraph:
             gid = f"block_{key}"
             self.groups.append(Group(gid, "block", f"{title} · {info.params:,} params", group))
             return self.sequence(info.children, src, shape, level + 1, gid, kind)
+        if info.type == "Repeat" and self.expand_one and self.opens(level):
+            return self.first_copy(info, key, src, shape, level, group, kind)
         if info.type == "Repeat" and self.expand and self.opens(level):
             self.copies.update((c.fqn, info.args["times"]) for c in info.children)
             # A cluster frames the copies; dot's cluster layout grows fast with its size (a
@@ -140,6 +146,24 @@ class _LayerGraph:
             _block_node(info, key, group, copy) if info.type in BLOCK_TYPES else _leaf_node(info, key, group, copy)
         )
         self.edge(src, node.id, shape, kind)
+        return node.id, info.out_shape
+
+    def first_copy(
+        self, info: LayerInfo, key: str, src: str, shape: tuple, level: int, group: str | None, kind: str
+    ) -> tuple[str, tuple]:
+        """A Repeat's first copy framed with the vars it binds, then one node for the other copies."""
+        gid = f"repeat_{key}"
+        self.groups.append(Group(gid, "repeat", first_copy_title(info, block_title(info)), group))
+        copy = [c for c in info.children if c.role == "copy 1"]
+        end, end_shape = self.sequence(copy, src, shape, level + 1, gid, kind)
+        return self.more(info, key, end, end_shape, group)
+
+    def more(self, info: LayerInfo, key: str, end: str, end_shape: tuple, group: str | None) -> tuple[str, tuple]:
+        """After the first copy ends at node ``end``: the "×(N-1) more" node (none for one copy)."""
+        if info.args["times"] == 1:
+            return end, end_shape
+        node = self.add(more_node(info, key, group))
+        self.edge(end, node.id, end_shape, "data")
         return node.id, info.out_shape
 
     def fork(
@@ -311,6 +335,7 @@ def _block_node(info: LayerInfo, key: str, group: str | None, copy: str | None =
     """A Residual, Repeat, Parallel or Block drawn as one box listing its contents."""
     lines = [("title", block_title(info))]
     if info.type == "Repeat":
+        lines += [("args", line) for line in vars_lines(info)]
         times = info.args["times"]
         first = [c for c in info.children if c.role == "copy 1"]
         last = [c for c in info.children if c.role == f"copy {times}"]

@@ -511,3 +511,83 @@ def test_rendering_refuses_more_nodes_than_dot_can_lay_out(tmp_path, monkeypatch
     result = run_cli(["diagram", str(spec), "--expand", "-o", str(dot)])
     assert result.code == 0, result.text
     assert dot.read_text().count("->") == 13
+
+
+# -- a Repeat's vars, and one copy opened (--expand-one) -------------------------------------------
+VARS_SPEC = """
+input: [8]
+layers:
+  - Repeat: {times: 4, index: i, layers: [{Linear: {out_features: "8 + i"}}, ReLU]}
+  - Repeat:
+      each: [{c: 3}, {c: 5}, {c: 7}]
+      layers: [{Repeat: {times: 2, index: j, layers: [{Linear: {out_features: "c + j"}}]}}]
+"""
+
+
+def _labels(nodes: dict) -> list[str]:
+    """Each node's label as text, a line per <BR/> of its HTML label."""
+    import html
+
+    found = [re.search(r"label=<(.*)>", a) for a in nodes.values()]
+    return [html.unescape(re.sub(r"<[^>]*>", "", m.group(1).replace("<BR/>", "\n"))) for m in found if m]
+
+
+def test_a_collapsed_repeat_lists_its_vars(write_spec):
+    src = build_diagram(load_spec(write_spec(VARS_SPEC))).source
+    nodes, edges = parse_dot(src)
+    assert len(nodes) == 4 and len(edges) == 3  # input, two Repeat boxes, output
+    assert "i = 0..3" in src  # index: every value it takes
+    for c in (3, 5, 7):  # each: one line per entry
+        assert f"copy {(c - 1) // 2}: c = {c}" in src
+
+
+def test_expand_one_opens_the_first_copy_with_its_vars(write_spec):
+    src = build_diagram(load_spec(write_spec(VARS_SPEC)), expand_one=True).source
+    nodes, edges = parse_dot(src)
+    # input; Linear, ReLU, "x3 more"; the each-Repeat's first copy: its inner Repeat's first copy
+    # (Linear) and "x1 more", then "x2 more"; output
+    assert len(nodes) == 1 + 3 + 3 + 1 and len(edges) == len(nodes) - 1
+    assert "Repeat ×4 · copy 1 of 4: i = 0" in src
+    assert "Repeat ×3 · copy 1 of 3: c = 3" in src and "Repeat ×2 · copy 1 of 2: j = 0" in src
+    more = {label.split("\n")[0]: label for label in _labels(nodes) if "more" in label.split("\n")[0]}
+    assert set(more) == {"×3 more", "×2 more", "×1 more"}
+    assert "i = 1..3" in more["×3 more"] and "j = 1" in more["×1 more"]
+    assert "copy 2: c = 5" in more["×2 more"] and "copy 3: c = 7" in more["×2 more"]
+    # copies 2..4 are Linear 8->9, 9->10, 10->11 (weights and biases)
+    assert label_params(more["×3 more"]) == sum((7 + i) * (8 + i) + 8 + i for i in (1, 2, 3))
+    shapes = {_attr(a, "label") for _, _, a in edges}
+    assert {fmt([8]), fmt([11])} <= shapes  # into the rest: copy 1's output; out of it: copy 4's
+
+
+def test_expand_one_on_a_long_repeat_and_refused_with_expand(run_cli, tmp_path):
+    nodes, edges = parse_dot(dot_of("deep-relu-he", expand_one=True))
+    assert len(nodes) == 6 and len(edges) == 5  # input, Linear, ReLU, "x19 more", Linear, output
+    (more,) = [label for label in _labels(nodes) if label.startswith("×19 more")]
+    assert label_params(more) == 19 * (64 * 64 + 64)
+    with pytest.raises(InputError):
+        build_diagram(load_spec(SPECS / "deep-relu-he.yaml"), expand=True, expand_one=True)
+    spec = SPECS / "deep-relu-he.yaml"
+    result = run_cli(["diagram", spec, "--expand", "--expand-one", "-o", tmp_path / "d.dot"])
+    assert result.code == 2 and "--expand-one" in result.err
+    result = run_cli(["diagram", spec, "--expand-one", "-o", tmp_path / "d.dot", "--json"])
+    assert result.code == 0 and json.loads(result.out)["nodes"] == 6
+
+
+def test_wavenet_one_copy_and_every_copy():
+    # the graph view: a copy's elements read names (x, f, g, z), and `skip` is summed over copies
+    wavenet = load_spec(SPECS / "graphs" / "wavenet.yaml")
+    src = build_diagram(wavenet).source
+    assert "Repeat ×10" in src and "i = 0..9" in src
+    one = build_diagram(wavenet, expand_one=True).source
+    nodes, edges = parse_dot(one)
+    per_copy_nodes, per_copy_edges = 11, 12  # its 11 elements; x read 3 times, z twice, Merges 2 each
+    # input, Conv1d, copy 1, "x9 more", ReLU, Conv1d, ReLU, Conv1d, output
+    assert len(nodes) == 2 + per_copy_nodes + 1 + 4 + 1
+    # into copy 1 (2), inside it, its output and its skip into the rest (2), the rest to the output (5)
+    assert len(edges) == 2 + per_copy_edges + 2 + 5
+    assert "copy 1 of 10: i = 0" in one and "i = 1..9" in one and "sums skip over all copies" in one
+    nodes, edges = parse_dot(build_diagram(wavenet, expand=True).source)
+    assert len(nodes) == 2 + 10 * per_copy_nodes + 1 + 4 + 1  # + the node summing the 10 skips
+    assert len(edges) == 2 + 10 * per_copy_edges + 9 + 10 + 1 + 4
+    sums = [n for n, a in nodes.items() if "+ skip" in a]
+    assert len(sums) == 1 and sum(dst == sums[0] for _, dst, _ in edges) == 10
