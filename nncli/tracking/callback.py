@@ -67,6 +67,7 @@ class MLflowTracking(Callback):
         self.steps: list = []
         self.warned = False
         self.ended = False
+        self.folder: tempfile.TemporaryDirectory | None = None
 
     # -- the hooks ---------------------------------------------------------------------------
     def setup(self, trainer):
@@ -113,15 +114,19 @@ class MLflowTracking(Callback):
         if result.status in FINISHED or result.status == RunStatus.PRUNED:
             metrics += content.final_metrics(result)
         self.store.submit("log", metrics, content.result_tags(result))
-        with tempfile.TemporaryDirectory(prefix="nncli-tracking-") as tmp:
-            self._files(trainer.s.spec, result, Path(tmp))
-            self.store.sync()  # the files are uploaded before their folder goes
+        # the diagram and the model are made in a folder that lives until the store has them
+        self.folder = tempfile.TemporaryDirectory(prefix="nncli-tracking-")
+        self._files(trainer.s.spec, result, Path(self.folder.name))
+        self.store.poll()  # the child said the run's id when it opened the run
+        if self.store.run_id is None and self.store.error is None:
+            self.store.sync()  # not opened yet (a short run): wait for it
         self.run_id = self.store.run_id
         self._report(trainer, result)  # report.json names the MLflow run before it is uploaded
         self.store.submit("upload", [str(content.report_file(self.run_dir))], None)
         self.store.submit("end", END_STATUS.get(result.status, "FINISHED"))
         self.store.sync()
         self.ended = True
+        self._forget_folder()
         if self.store.error is not None:
             self._report(trainer, result)
         self._warn(trainer)
@@ -132,6 +137,12 @@ class MLflowTracking(Callback):
         if not self.ended:  # the run raised: the MLflow run ends failed rather than running forever
             self.store.submit("end", "FAILED")
         self.store.close()
+        self._forget_folder()
+
+    def _forget_folder(self) -> None:
+        if self.folder is not None:
+            self.folder.cleanup()
+            self.folder = None
 
     def _files(self, spec, result, folder: Path) -> None:
         """The run folder's files, the diagram and the model, made here and uploaded by the store;

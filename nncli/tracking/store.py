@@ -254,49 +254,112 @@ def warm_up(uri: str) -> None:
 
 def serve(inbox, outbox, parent: int) -> None:
     """The child process: run the operations it is sent, in order, until told to stop (None) or
-    its parent is gone; report a run's first error at once, and its state when asked (``sync``)."""
+    its parent is gone; report a run's first error at once, and its state when asked (``sync``).
+
+    Metrics wait here up to :data:`FLUSH_S` and go to the store in one insert: a tracked run's
+    epochs and steps cost the store one write every few seconds rather than one per epoch."""
+    import gc
     import queue
 
-    runs: dict = {}
-    clients: dict = {}
+    # mlflow's import and the store's opening build many objects and free few: the collector,
+    # left on, walks them again and again for nothing (enabled again once the store is open)
+    gc.disable()
+    server = _Server(outbox)
     while True:
         try:
-            message = inbox.get(timeout=2.0)
+            message = inbox.get(timeout=server.timeout())
         except queue.Empty:
-            if os.getppid() != parent:  # the training process died (even SIGKILL): nothing to log for
+            server.flush(due_only=True)
+            if os.getppid() != parent:  # the training process died (even SIGKILL): write what it sent
+                server.flush()
                 return
             continue
         if message is None:
+            server.flush()
             return
-        op, token, args = message
+        server.handle(*message)
+
+
+FLUSH_S = 2.0  # how long a run's metrics may wait in the child before they are written
+IDLE_S = 2.0  # how often an idle child looks whether its parent is still there
+
+
+class _Server:
+    """The child's state: the runs it serves (by token), the clients it opened (by URI) and the
+    metrics and tags waiting to be written (by token: since when, metrics, tags)."""
+
+    def __init__(self, outbox) -> None:
+        self.outbox = outbox
+        self.runs: dict = {}
+        self.clients: dict = {}
+        self.waiting: dict = {}
+
+    def timeout(self) -> float:
+        if not self.waiting:
+            return IDLE_S
+        first = min(since for since, _, _ in self.waiting.values())
+        return max(0.0, first + FLUSH_S - time.monotonic())
+
+    def handle(self, op: str, token: str, args: tuple) -> None:
         if op in ("begin", "warm"):
-            runs[token] = {"uri": args[0], "run_id": None, "error": None}
+            self.runs[token] = {"uri": args[0], "run_id": None, "error": None}
             if op == "begin":
-                continue
-        run = runs.get(token)
+                return
+        run = self.runs.get(token)
         if run is None:  # a token never begun or already forgotten: answer, never die (other runs share this)
             if op == "sync":
-                outbox.put({"token": token, "run_id": None, "error": "unknown run", "synced": True})
-            continue
-        if op == "sync":
-            outbox.put({"token": token, "run_id": run["run_id"], "error": run["error"], "synced": True})
-        elif op == "forget":
-            runs.pop(token, None)
-        elif run["error"] is None:
-            _serve_one(op, args, run, clients, outbox, token)
-
-
-def _serve_one(op: str, args: tuple, run: dict, clients: dict, outbox, token: str) -> None:
-    try:
-        uri = run["uri"]
-        client = clients.get(uri) or clients.setdefault(uri, open_client(uri))
-        if op == "warm":
-            client.search_experiments(max_results=1)  # the store opened (a SQLite file's tables made)
+                self.outbox.put({"token": token, "run_id": None, "error": "unknown run", "synced": True})
             return
-        _retry_locked(OPS[op], client, run, *args)
-    except Exception as exc:
-        run["error"] = describe(exc)
-        outbox.put({"token": token, "run_id": run["run_id"], "error": run["error"]})
+        if op == "log":
+            if run["error"] is None:
+                _, metrics, tags = self.waiting.setdefault(token, (time.monotonic(), [], []))
+                metrics.extend(args[0])
+                tags.extend(args[1] if len(args) > 1 else ())
+            return
+        self.flush(token)  # what waits is written before anything sent after it
+        if op == "sync":
+            self.outbox.put({"token": token, "run_id": run["run_id"], "error": run["error"], "synced": True})
+        elif op == "forget":
+            self.runs.pop(token, None)
+        elif run["error"] is None:
+            self.call(op, args, run, token)
+
+    def flush(self, token: str | None = None, *, due_only: bool = False) -> None:
+        """Write the waiting metrics of ``token`` (None: of every run; ``due_only``: those that
+        waited :data:`FLUSH_S`)."""
+        for key in [token] if token is not None else list(self.waiting):
+            entry = self.waiting.get(key)
+            if entry is None or (due_only and time.monotonic() < entry[0] + FLUSH_S):
+                continue
+            del self.waiting[key]
+            run = self.runs.get(key)
+            if run is not None and run["error"] is None:
+                self.call("log", (entry[1], entry[2]), run, key)
+
+    def call(self, op: str, args: tuple, run: dict, token: str) -> None:
+        try:
+            client = self.client(run["uri"])
+            if op == "warm":
+                client.search_experiments(max_results=1)  # the store opened (a SQLite file's tables made)
+                return
+            _retry_locked(OPS[op], client, run, *args)
+            if op == "open":  # the run id, for report.json, without waiting for the rest
+                self.outbox.put({"token": token, "run_id": run["run_id"], "error": None})
+        except Exception as exc:
+            run["error"] = describe(exc)
+            self.outbox.put({"token": token, "run_id": run["run_id"], "error": run["error"]})
+
+    def client(self, uri: str):
+        if uri not in self.clients:
+            import gc
+
+            try:
+                self.clients[uri] = open_client(uri)
+            finally:
+                if not gc.isenabled():  # mlflow's modules kept out of every later collection
+                    gc.freeze()
+                    gc.enable()
+        return self.clients[uri]
 
 
 def _retry_locked(fn, *args) -> None:

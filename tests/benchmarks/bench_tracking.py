@@ -15,12 +15,18 @@ SQLite store, alternating A B B A so drift in the machine's load hits both alike
 
 The store is created by one untimed run first (creating a new SQLite store's tables is a one-off,
 reported as a note). Reported: the median wall time of each side, the overhead of tracking in
-seconds and in percent of the untracked run, and every pair's times.
+seconds and in percent of the untracked run, and every pair's times. Beside the wall time, the
+CPU time of each side, every process counted (the training process, the tracking process beside
+it, graphviz and git): the store is written by a process of its own, so its CPU time lengthens
+the run only where no core is free for it, and the CPU overhead is what tracking costs a machine
+whose every core is busy.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,35 +42,55 @@ sys.path.insert(0, str(ROOT))
 NNCLI = Path(sys.executable).parent / "nncli"
 
 
-def cli_run(spec: Path, out: Path, threads: int, epochs: int | None, tracked: bool) -> float:
-    """Wall seconds of one `nncli train` process (new run folder each time)."""
+def cli_run(spec: Path, out: Path, threads: int, epochs: int | None, tracked: bool) -> tuple[float, float]:
+    """Wall and CPU seconds of one `nncli train` process (new run folder each time); the CPU time
+    counts the processes it started (the tracking process, graphviz, git)."""
     args = [str(NNCLI), "train", str(spec), "--out", str(out), "--threads", str(threads), "--device", "cpu"]
     if epochs:
         args += ["--epochs", str(epochs)]
     if tracked:
         args += ["--tracking", "--experiment", "bench"]
-    t0 = time.perf_counter()
+    before, t0 = children_cpu(), time.perf_counter()
     subprocess.run(args, check=True, capture_output=True, env=installed_env(), cwd=out.parent)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, children_cpu() - before
 
 
-def library_run(spec: Path, out: Path, epochs: int | None, uri: str | None) -> float:
-    """Wall seconds of one `run_training` call in this process."""
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children and theirs (those that were waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def tracking_process_cpu() -> float:
+    """CPU seconds so far of this process's tracking process (0 before it starts; Linux's /proc)."""
+    from nncli.tracking import store
+
+    child = store._CHILD
+    if child is None or not child[0].is_alive():
+        return 0.0
+    fields = Path(f"/proc/{child[0].pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def library_run(spec: Path, out: Path, epochs: int | None, uri: str | None) -> tuple[float, float]:
+    """Wall and CPU seconds of one `run_training` call in this process (the CPU time of the
+    tracking process, and of graphviz, included)."""
     from nncli.tracking import MLflowTracking, TrackingOptions
     from nncli.train import run_training
 
     callbacks = [MLflowTracking(TrackingOptions(uri, "bench"))] if uri else []
     overrides = {"epochs": epochs} if epochs else None
-    t0 = time.perf_counter()
+    cpu, t0 = time.process_time() + children_cpu() + tracking_process_cpu(), time.perf_counter()
     result = run_training(spec, overrides, out, device="cpu", callbacks=callbacks, threads=1)
     seconds = time.perf_counter() - t0
+    cpu = time.process_time() + children_cpu() + tracking_process_cpu() - cpu
     if uri and result.tracking["status"] != "logged":
         raise SystemExit(f"tracking failed: {result.tracking['error']}")
-    return seconds
+    return seconds, cpu
 
 
-def pairs(n: int, run) -> list[tuple[float, float]]:
-    """``n`` (plain, tracked) pairs in A B B A order."""
+def pairs(n: int, run) -> list[tuple[tuple, tuple]]:
+    """``n`` (plain, tracked) pairs of (wall, CPU) seconds in A B B A order."""
     out = []
     for i in range(n):
         order = (False, True) if i % 2 == 0 else (True, False)
@@ -73,12 +99,16 @@ def pairs(n: int, run) -> list[tuple[float, float]]:
     return out
 
 
-def summarise(rec: Record, way: str, measured: list[tuple[float, float]]) -> None:
-    plain = statistics.median(p for p, _ in measured)
-    tracked = statistics.median(t for _, t in measured)
+def summarise(rec: Record, way: str, measured: list[tuple[tuple, tuple]]) -> None:
+    plain, tracked = (statistics.median(p[0] for p, _ in measured), statistics.median(t[0] for _, t in measured))
+    cpu_plain, cpu_tracked = (
+        statistics.median(p[1] for p, _ in measured),
+        statistics.median(t[1] for _, t in measured),
+    )
     over = tracked - plain
     print(
-        f"{way}: untracked {plain:.2f} s, tracked {tracked:.2f} s, overhead {over:+.2f} s ({100 * over / plain:+.1f} %)"
+        f"{way}: untracked {plain:.2f} s, tracked {tracked:.2f} s, overhead {over:+.2f} s ({100 * over / plain:+.1f} %); "
+        f"CPU {cpu_plain:.2f} s -> {cpu_tracked:.2f} s ({cpu_tracked - cpu_plain:+.2f} s)"
     )
     rec.row(
         "Tracking overhead (local SQLite store)",
@@ -87,10 +117,21 @@ def summarise(rec: Record, way: str, measured: list[tuple[float, float]]) -> Non
         tracked_s=tracked,
         overhead_s=over,
         overhead_pct=100 * over / plain,
+        cpu_untracked_s=cpu_plain,
+        cpu_tracked_s=cpu_tracked,
+        cpu_overhead_s=cpu_tracked - cpu_plain,
         pairs=len(measured),
     )
     for i, (p, t) in enumerate(measured):
-        rec.row("Every pair", way=way, pair=i + 1, untracked_s=p, tracked_s=t)
+        rec.row(
+            "Every pair",
+            way=way,
+            pair=i + 1,
+            untracked_s=p[0],
+            tracked_s=t[0],
+            cpu_untracked_s=p[1],
+            cpu_tracked_s=t[1],
+        )
 
 
 def main() -> None:
