@@ -33,7 +33,7 @@ happens to saturate on random labels. It needs no labels and works for any outpu
 **Several inputs and outputs**: one random batch per input (from the same generator, in
 forward order, then one projection ``r_k`` per output), the loss summed over the outputs; the
 probed points are every element in the order the graph runs them, a shared module once per use
-(:func:`~nncli.probe.measure.probe_points`). ``--data`` and ``--sweep-depth`` are refused there.
+(:func:`~nncli.probe.measure.probe_points`); R ends at the row giving the first output. ``--data`` and ``--sweep-depth`` are refused there.
 
 **The verdict** (healthy, vanishing, exploding or non-finite) comes from R, the first probed
 layer's activation gradient over the output's, its per-layer factor gamma and the forward growth

@@ -39,13 +39,15 @@ class Point:
     name: str | None = None
     path: str | None = None
     shared: str | None = None
+    output: bool = False  # the row giving the spec's first output (``outputs:``), where R ends
 
 
 def probe_points(built: Built) -> list[Point]:
     """The main path of a built network: Repeats and Blocks expanded, Residuals and Parallels one
     row each (their output, after the add or merge, is the point on the path). On a graph spec
     (named tensors), every element in the order the graph runs them, branches one after another;
-    a shared module once per use, the later uses' rows named after the element that applies it.
+    a shared module once per use, the later uses' rows named after the element that applies it;
+    the row giving the first of several outputs is marked (``output``).
 
     Returns:
         list of :class:`Point`, in forward order; a Residual's or Parallel's point holds its own
@@ -74,7 +76,11 @@ def probe_points(built: Built) -> list[Point]:
                 expand(info.children, point.inner, False, use)
             out.append(point)
 
-    expand(built.layers, points, True, None)
+    first_output = built.spec.outputs[0] if built.spec.outputs else None
+    for info in built.layers:
+        expand([info], points, True, None)
+        if info.name == first_output and points:
+            points[-1].output = True
     return points
 
 

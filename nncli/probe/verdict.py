@@ -157,8 +157,10 @@ def aggregate(
         )
 
     layers = [row(p) for p in points]
-    depth = len(points)
-    first, last = index[id(points[0])], index[id(points[-1])]
+    # R ends at the output: the last row, or with several outputs the row giving the first
+    end = next((k for k, p in enumerate(points) if p.output), len(points) - 1)
+    depth = end + 1
+    first, last = index[id(points[0])], index[id(points[end])]
     per_seed = []
     for seed, run in zip(seeds, runs):
         r, g, gr = headline(

@@ -130,6 +130,14 @@ def test_gradient_norms_match_a_hand_computation():
     assert report.init.ratio == pytest.approx(float(grads[0].norm() / grads[4].norm()), rel=1e-5)
 
 
+def test_ratio_ends_at_the_first_output_where_it_is_not_the_last_row():
+    report = probe(parse_spec(TINY.replace("outputs: [out, ta]", "outputs: [ta, out]")), seeds=[0], batch_size=8)
+    rows = {row.name: row for row in report.init.layers}
+    assert report.init.depth == 2  # la, ta: the rows up to the first output
+    assert report.init.ratio == pytest.approx(rows["la"].grad_norm / rows["ta"].grad_norm, rel=1e-9)
+    assert "out" in rows  # every row is still reported
+
+
 def test_steps_train_a_graph_spec(tmp_path):
     report = probe(parse_spec(TINY), seeds=[0], batch_size=8, steps=3)
     assert report.training is not None and math.isfinite(report.training.loss_last)
