@@ -246,8 +246,8 @@ def _row_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool):
 
 
 def _conv_leaf(module, t: Tensor, out: tuple, saved: Saved, graph: bool):
-    """Convolutions on any layout: the input kept, the output contiguous. (That is the meta kernel's
-    output, which ``params`` counts on; a CPU kernel would give a channels-last input's layout.)"""
+    """Convolutions on any layout: the input kept, the output contiguous, as the meta kernel that
+    ``params`` counts on makes it (a channels-last input comes from LayerNorm2d)."""
     cls = type(module)
     if cls not in _CONV and cls not in _CONV_T:
         return _NOT_MINE

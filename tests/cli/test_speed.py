@@ -334,6 +334,23 @@ def test_formulas_agree_on_every_rule(name, write_spec):
         _assert_agree(built, batch, dispatch=False)
 
 
+def test_modern_rules_match_what_a_real_cpu_forward_saves(write_spec):
+    # LayerNorm2d, LayerScale, Hardsigmoid and a convolution on a channels-last layout: the bytes
+    # autograd keeps on real CPU tensors (train mode, real kernels), not only on meta ones
+    from nncli.build import build_model, infer
+    from nncli.flops import formula_forward
+    from nncli.params import measure_forward
+    from nncli.spec import load_spec
+
+    spec = load_spec(write_spec(textwrap.dedent(_VARIANTS["modern"]), "modern.yaml"))
+    built = infer(spec)
+    model = build_model(spec, seed=0).model.train()
+    for batch in (1, 3):
+        flops, saved = formula_forward(built, batch, 4, dispatch=False)
+        real_flops, real_saved = measure_forward(model, built.input_shape, batch, 4)
+        assert saved == real_saved and flops[""] == real_flops[""]
+
+
 def test_shape_keeping_rules_match_a_real_forward():
     """Activations, Identity, Dropout, norms and Flatten by rule: wherever a rule answers, a real
     forward (eval mode, as shape inference runs) gives that shape; where torch refuses the input,
