@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from nncli import data as data_mod
+from nncli.data.multi import Inputs, feed, first_output, load_multi_dataset, read_multi_inputs, several_inputs
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
@@ -115,7 +116,8 @@ def evaluate_run(
     ds = _raw_dataset(run, data)
     if data is None:
         _check_statistics(run, ds.x_train, trained.normalization)
-    data_mod.check_dataset_inputs(ds, run.spec)
+    if not several_inputs(run.spec):  # several inputs were checked as they were read
+        data_mod.check_dataset_inputs(ds, run.spec)
     prepare_targets(
         ds,
         run.train.loss,
@@ -148,6 +150,8 @@ def _raw_dataset(run, data):
         config = data_mod.resolve_data_config(run.meta["data"], {"path": str(data)})
         params = {k: v for k, v in config.params.items() if k != "per_class"}  # every row is scored
         config = dataclasses.replace(config, normalize=False, val=0.0, test=0.0, limit=None, params=params)
+    if several_inputs(run.spec):
+        return load_multi_dataset(config, run.spec)
     ds = data_mod.load_dataset(
         config, input_shape=tuple(run.spec.input), integer_inputs=getattr(run.spec, "integer_input", False)
     )
@@ -184,6 +188,8 @@ def _file_layout(run):
 
 def _all_rows(ds) -> tuple:
     """Every example of a dataset, whatever split it fell in."""
+    if isinstance(ds.x_train, Inputs):
+        return ds.x_train.cat([ds.x_val, ds.x_test]), torch.cat([ds.split(s)[1] for s in SPLITS])
     return tuple(torch.cat([ds.split(s)[i] for s in SPLITS]) for i in (0, 1))
 
 
@@ -192,7 +198,9 @@ def _check_statistics(run, x_train, stored: dict) -> None:
     training split must be the checkpoint's (as statistics are taken now, or in the data file's
     layout, as older runs took them)."""
     changed = False
-    if run.data.normalize and x_train.is_floating_point():
+    if isinstance(x_train, Inputs):
+        changed = _inputs_changed(x_train, stored) if run.data.normalize else False
+    elif run.data.normalize and x_train.is_floating_point():
         if stored.get("mean") is None:
             changed = True
         else:
@@ -209,6 +217,22 @@ def _check_statistics(run, x_train, stored: dict) -> None:
             "from the checkpoint's",
             hint="evaluate on the data the run was trained with, or score a new file with --data FILE",
         )
+
+
+def _inputs_changed(x_train: Inputs, stored: dict) -> bool:
+    """Whether any float input's statistics differ from those the checkpoint holds for it."""
+    means, stds = stored.get("mean") or {}, stored.get("std") or {}
+    for name, x in zip(x_train.names, x_train.tensors):
+        if not x.is_floating_point():
+            continue
+        if name not in means:
+            return True
+        mean, std = data_mod.normalization_stats(x)
+        if mean.shape != means[name].shape or not (
+            torch.allclose(mean, means[name]) and torch.allclose(std, stds[name])
+        ):
+            return True
+    return False
 
 
 def predict(
@@ -249,7 +273,8 @@ def predict(
     outputs = []
     with torch.no_grad():
         for lo in range(0, len(x), batch_size):
-            outputs.append(model(x[lo : lo + batch_size].to(dev)).float().cpu())
+            # several outputs: the first is the prediction (further ones are auxiliary heads)
+            outputs.append(first_output(feed(model, x[lo : lo + batch_size].to(dev))).float().cpu())
     output_shape = tuple(trained.built.output_shape)
     logits = torch.cat(outputs) if outputs else torch.zeros((0,) + output_shape)
     classes = run.classes
@@ -294,6 +319,8 @@ def _read_inputs(run, input_path: Path) -> tuple:
     from nncli.data.images import is_image_input, read_image_inputs
 
     files = None
+    if several_inputs(run.spec):  # one array per input name
+        return read_multi_inputs(input_path, run.spec), None
     if is_image_input(input_path):  # image files or a folder of them, sized as in training
         x, files = read_image_inputs(input_path, run.spec.input, run.data.params)
     else:

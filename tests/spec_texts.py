@@ -45,3 +45,18 @@ layers:
   - Merge: {from: [tower, tower_r], mode: concat}
   - Linear: {name: head, out_features: 2}
 """
+
+# A small encoder-decoder of the peer suite's shapes: two token inputs, a shared embedding, a head
+# tied to it, and the encoder's output as a second output.
+ENC_DEC_DAG = """
+inputs:
+  src: {shape: [6], dtype: int64, high: 10}
+  tgt: {shape: [5], dtype: int64, high: 12}
+outputs: [logits, memory]
+layers:
+  - Embedding: {name: embed, from: src, embedding_dim: 16, num_embeddings: 12}
+  - Linear: {name: memory, out_features: 16}
+  - Embedding: {share: embed, from: tgt}
+  - CrossAttention: {num_heads: 2, memory: memory}
+  - Linear: {name: logits, out_features: 12, bias: false, tie: {weight: embed}}
+"""

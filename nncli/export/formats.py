@@ -34,6 +34,10 @@ class ExportResult:
     method: str  # how the file was made
     check: dict = field(default_factory=dict)  # max_abs_diff/scale/batch/runtime, or tensors/bit_exact/rebuilt
     passed: bool = True
+    # a network with several inputs or outputs: [{"name", "shape"}] of each, in forward order (the
+    # names the ONNX file gives them); None for one input and one output
+    inputs: list | None = None
+    outputs: list | None = None
 
     def to_json(self) -> dict:
         return jsonable(asdict(self))
@@ -152,4 +156,6 @@ def export_model(
         method=done["method"],
         check=done["check"],
         passed=bool(done["check"]["passed"]),
+        inputs=[{"name": n, "shape": list(s)} for n, s, *_ in src.built.inputs] if src.built.graph else None,
+        outputs=[{"name": n, "shape": list(s)} for n, s, *_ in src.built.outputs] if src.built.graph else None,
     )

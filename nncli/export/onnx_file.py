@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from nncli.errors import InputError
@@ -18,10 +19,14 @@ def _export(model, x, target, dynamic: bool = True, names: tuple = (("input",), 
 
     inputs, outputs = names
     kwargs = {"dynamic_axes": {n: {0: "batch"} for n in [*inputs, *outputs]}} if dynamic else {}
-    with warnings.catch_warnings():
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    with warnings.catch_warnings(), _restored_fastpath(fastpath):
         # the TorchScript-based exporter is deprecated in favour of the dynamo one, which needs
         # onnxscript; this one needs nothing more and gives the same graph for nn.Sequential
         warnings.simplefilter("ignore")
+        # eval-mode Transformer layers take a fused kernel that has no ONNX operator; the plain
+        # path computes the same function from ops that export
+        torch.backends.mha.set_fastpath_enabled(False)
         torch.onnx.export(
             model,
             x if isinstance(x, tuple) else (x,),
@@ -33,6 +38,16 @@ def _export(model, x, target, dynamic: bool = True, names: tuple = (("input",), 
             do_constant_folding=True,
             **kwargs,
         )
+
+
+@contextmanager
+def _restored_fastpath(enabled: bool):
+    import torch
+
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
 
 
 def io_names(built) -> tuple[list[str], list[str]]:

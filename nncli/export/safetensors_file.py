@@ -95,7 +95,7 @@ def load_safetensors(path, device: str = "cpu", *, allow_custom: bool = False, s
     from safetensors.torch import load_file
 
     from nncli.build import build_model
-    from nncli.modules.preprocess import trained_network
+    from nncli.modules.preprocess import statistics_as_lists, trained_network
 
     path = Path(path)
     if not path.is_file():
@@ -113,7 +113,7 @@ def load_safetensors(path, device: str = "cpu", *, allow_custom: bool = False, s
         _metadata_json(path, meta, "nncli.classes"),
     )
     if meta["nncli.format"] == FORMAT:
-        normalization = {k[len("normalize.") :]: v for k, v in state.items() if k.startswith("normalize.")}
+        normalization = _stored_normalization(state)
         state = {k[len("network.") :]: v for k, v in state.items() if k.startswith("network.")}
     try:
         built.model.load_state_dict(state)
@@ -121,11 +121,16 @@ def load_safetensors(path, device: str = "cpu", *, allow_custom: bool = False, s
         raise InputError(
             f"{path}: the weights do not fit the spec in its metadata: {str(exc).splitlines()[0][:300]}", file=path
         ) from None
-    if normalization is not None and normalization.get("mean") is not None:
+    if (
+        normalization is not None
+        and normalization.get("mean") is not None
+        and not isinstance(normalization["mean"], dict)
+    ):
         normalization = {k: torch_tensor(normalization[k]) for k in ("mean", "std")}
-    model = trained_network(built.model, normalization, classes, tuple(built.input_shape)).eval()
+    names = [i.name for i in spec.input_specs]
+    model = trained_network(built.model, normalization, classes, tuple(built.input_shape), names).eval()
     if normalization:
-        normalization = {k: v.flatten().tolist() for k, v in normalization.items()}
+        normalization = statistics_as_lists(normalization)
     model.nncli_meta = {"spec": meta["nncli.spec"], "normalization": normalization or None, "classes": classes}
     return model
 
@@ -162,3 +167,16 @@ def _metadata_spec(path: Path, meta: dict, allow_custom: bool, spec_dir):
             "with the folder that holds the layers' Python files",
         )
     return spec
+
+
+def _stored_normalization(state: dict) -> dict:
+    """The ``normalize.*`` tensors of a format-2 file: ``{"mean", "std"}``, or for several inputs
+    (``normalize.inputs.<name>.mean``) dicts by input name."""
+    found = {k[len("normalize.") :]: v for k, v in state.items() if k.startswith("normalize.")}
+    if not any(k.startswith("inputs.") for k in found):
+        return found
+    out: dict = {"mean": {}, "std": {}}
+    for key, value in found.items():
+        name, stat = key[len("inputs.") :].rsplit(".", 1)
+        out[stat][name] = value
+    return out

@@ -80,7 +80,9 @@ def _run_source(path: Path, checkpoint: str, allow_custom: bool) -> Source:
     norm = trained.normalization
     normalization = None
     if norm.get("mean") is not None:
-        normalization = {"mean": norm["mean"].flatten().tolist(), "std": norm["std"].flatten().tolist()}
+        from nncli.modules.preprocess import statistics_as_lists
+
+        normalization = statistics_as_lists(norm)
     spec_dir = run.spec_dir
     source = Source(
         "run",

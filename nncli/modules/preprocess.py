@@ -51,6 +51,28 @@ def _fit(stat: torch.Tensor, example_shape) -> torch.Tensor:
     return stat
 
 
+class StandardizeInputs(nn.Module):
+    """:class:`Standardize` for each float input of a network with several inputs (token inputs
+    pass unchanged): ``forward(*inputs)`` gives the inputs back, each standardised with its own
+    training statistics.
+
+    Args:
+        names: the inputs' names, in forward order.
+        stats: ``{name: (mean, std)}`` for the inputs that were standardised.
+    """
+
+    def __init__(self, names, stats: dict) -> None:
+        super().__init__()
+        self.names = list(names)
+        self.inputs = nn.ModuleDict({n: Standardize(*stats[n]) for n in self.names if n in stats})
+
+    def forward(self, *xs: torch.Tensor) -> tuple:
+        return tuple(self.inputs[n](x) if n in self.inputs else x for n, x in zip(self.names, xs))
+
+    def extra_repr(self) -> str:
+        return "inputs=" + ", ".join(self.names)
+
+
 class TrainedNetwork(nn.Module):
     """A run's network behind its input preprocessing: ``network(normalize(x))``.
 
@@ -68,18 +90,51 @@ class TrainedNetwork(nn.Module):
         self.network = network
         self.classes = list(classes) if classes else None
 
-    def forward(self, x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
-        # a Graph network takes its further inputs as they come (the first is normalised)
-        return self.network(self.normalize(x), *rest)
+    def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor):
+        """The inputs in forward order, or by name (a network with several inputs)."""
+        if kwargs:
+            args = self._in_order(args, kwargs)
+        if isinstance(self.normalize, StandardizeInputs):  # several inputs, each with its statistics
+            return self.network(*self.normalize(*args))
+        # a network with one input; a Graph's further inputs (untrained specs) pass as they come
+        return self.network(self.normalize(args[0]), *args[1:])
+
+    def _in_order(self, args: tuple, kwargs: dict) -> tuple:
+        names = list(getattr(self.network, "input_names", ()) or ["input"])
+        unknown = sorted(set(kwargs) - set(names))
+        if unknown:
+            raise TypeError(f"unknown input(s) {', '.join(unknown)}; the inputs are {', '.join(names)}")
+        given = dict(zip(names, args), **kwargs)
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise TypeError(f"missing input(s) {', '.join(missing)}; the inputs are {', '.join(names)}")
+        return tuple(given[n] for n in names)
 
 
-def trained_network(network: nn.Module, normalization: dict | None, classes=None, example_shape=None) -> TrainedNetwork:
-    """Wrap ``network`` with the ``{"mean", "std"}`` of its training data (None or empty: none)."""
+def trained_network(
+    network: nn.Module, normalization: dict | None, classes=None, example_shape=None, input_names=None
+) -> TrainedNetwork:
+    """Wrap ``network`` with the ``{"mean", "std"}`` of its training data (None or empty: none).
+
+    For several inputs (``input_names``) the statistics are dicts by input name."""
     norm = normalization or {}
     standardize = None
-    if norm.get("mean") is not None:
+    if input_names is not None and len(input_names) > 1:
+        stats = {n: (norm["mean"][n], norm["std"][n]) for n in (norm.get("mean") or {})}
+        standardize = StandardizeInputs(input_names, stats) if stats else None
+    elif norm.get("mean") is not None:
         standardize = Standardize(norm["mean"], norm["std"], example_shape)
-        ref = next(iter(network.parameters()), None)
-        if ref is not None:
-            standardize.to(ref.device)
+    ref = next(iter(network.parameters()), None)
+    if standardize is not None and ref is not None:
+        standardize.to(ref.device)
     return TrainedNetwork(network, standardize, classes)
+
+
+def statistics_as_lists(normalization: dict) -> dict:
+    """``{"mean", "std"}`` as plain lists (dicts of lists by input name for several inputs), for
+    metadata and reports."""
+    return {
+        k: {n: t.flatten().tolist() for n, t in v.items()} if isinstance(v, dict) else v.flatten().tolist()
+        for k, v in normalization.items()
+        if k in ("mean", "std")
+    }

@@ -47,7 +47,11 @@ def show(console: Console, result: CheckResult) -> None:
     data = result.data or {}
     if data.get("checked"):
         sizes = ", ".join(f"{k} {fmt_int(v)}" for k, v in data["sizes"].items())
-        console.print(f"data: fits the network ({sizes} examples of {fmt_shape(tuple(data['input_shape']))})")
+        if "inputs" in data:  # several inputs: each one's shape per example
+            shape = ", ".join(f"{name} {fmt_shape(tuple(i['shape']))}" for name, i in data["inputs"].items())
+        else:
+            shape = fmt_shape(tuple(data["input_shape"]))
+        console.print(f"data: fits the network ({sizes} examples of {escape(shape)})")
     elif data.get("reason"):
         console.print(f"data: not checked ({escape(data['reason'])})")
     if result.findings:

@@ -16,9 +16,16 @@ if TYPE_CHECKING:
 def show(console: Console, result: ExportResult) -> None:
     """What was exported from where, then the check: max difference or bit-exactness."""
     origin = escape(result.checkpoint) if result.checkpoint else f"{escape(result.source)} (initial weights)"
+    shape = f"input {fmt_shape(result.input_shape)}"
+    if result.inputs:  # several inputs or outputs: each by the name the file gives it
+        ends = [("inputs", result.inputs), ("outputs", result.outputs or [])]
+        shape = "; ".join(
+            f"{what} " + ", ".join(f"{escape(i['name'])} {fmt_shape(tuple(i['shape']))}" for i in items)
+            for what, items in ends
+        )
     console.print(
         f"wrote {escape(result.out)} ({result.format}, {fmt_bytes(result.bytes)}, "
-        f"{fmt_int(result.params)} parameters, input {fmt_shape(result.input_shape)}) from {origin}"
+        f"{fmt_int(result.params)} parameters, {shape}) from {origin}"
     )
     console.print(f"  method: {escape(result.method)}")
     c = result.check

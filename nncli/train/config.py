@@ -8,6 +8,7 @@ not even through another nncli module, so that ``nncli --help`` stays fast.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from pathlib import Path
@@ -61,6 +62,7 @@ class TrainConfig:
     channels_last: str = "auto"  # auto: on CUDA for models with Conv2d; true; false
     sync_every: int | None = None  # steps between host syncs (default: 1 on CPU, 25 on CUDA)
     skip_nonfinite: bool = False  # skip a batch with a non-finite loss instead of stopping
+    outputs: dict | None = None  # further outputs trained against the labels: {name: loss weight}
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -122,6 +124,7 @@ def resolve_train_config(spec_train: dict | None, overrides: dict | None = None,
     _choices(section, out)
     _numbers(section, out)
     _switches_layout_betas(section, out)
+    _aux_outputs(section, out)
     for key in ("gamma", "clip_grad_norm", "patience", "monitor", "sync_every"):
         if key in merged and merged[key] is None:
             out[key] = None
@@ -215,6 +218,24 @@ def _switches_layout_betas(section: Section, out: dict) -> None:
         ):
             raise err("betas", f"expected two numbers in [0, 1) like [0.9, 0.999], found {_describe(betas)}")
         out["betas"] = tuple(float(b) for b in betas)
+
+
+def _aux_outputs(section: Section, out: dict) -> None:
+    """``outputs: {name: weight}``: the spec's further outputs trained with these loss weights
+    (which names the spec has is checked once the spec is built)."""
+    if "outputs" not in section.values or section.values["outputs"] is None:
+        return
+    value = section.values["outputs"]
+    if not isinstance(value, dict) or not value:
+        raise section.error("outputs", f"expected a mapping of output names to loss weights, found {_describe(value)}")
+    weights = {}
+    for name, weight in value.items():
+        ok = isinstance(weight, (int, float)) and not isinstance(weight, bool) and math.isfinite(weight)
+        if not ok or weight < 0:
+            message = f"expected a finite loss weight >= 0 for output {name!r}, found {_describe(weight)}"
+            raise section.fail(("outputs", name), message, None, section.origin.get("outputs", False))
+        weights[str(name)] = float(weight)
+    out["outputs"] = weights
 
 
 def split_overrides(overrides: dict | None) -> tuple[dict, dict]:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from nncli.data.multi import Inputs, feed
+
 
 def first_nonfinite_layer(model, layers, x, autocast=None) -> dict | None:
     """Run ``model`` on ``x`` with forward hooks and name the first layer whose output is not finite.
@@ -21,7 +23,7 @@ def first_nonfinite_layer(model, layers, x, autocast=None) -> dict | None:
         ``{"path", "name", "type"}`` of the layer, ``{"path": "input", ...}`` when the batch itself
         is not finite, or None when every output is finite (the loss alone overflowed).
     """
-    if not torch.isfinite(x).all():
+    if not all(torch.isfinite(t).all() for t in (x if isinstance(x, Inputs) else (x,)) if t.is_floating_point()):
         return {"path": "input", "name": "input batch", "type": "data"}
     found: list = []
     hooks = []
@@ -48,7 +50,7 @@ def first_nonfinite_layer(model, layers, x, autocast=None) -> dict | None:
         for info in walk(layers):
             hooks.append(info.module.register_forward_hook(make_hook(info)))
         with torch.no_grad(), autocast() if autocast is not None else contextlib.nullcontext():
-            model(x)
+            feed(model, x)
     finally:
         for h in hooks:
             h.remove()

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from nncli import data as data_mod
+from nncli.data.multi import first_output
 from nncli.data.stream import batch_source
 from nncli.status import RunStatus
 from nncli.train.callbacks import BatchEnd
-from nncli.train.task import _correct, loss_mean
+from nncli.train.task import _correct, outputs_loss
 
 if TYPE_CHECKING:
     from nncli.train.loop import Trainer
@@ -133,10 +134,11 @@ class EpochLoop:
         st, step = self.st, self.st.step_in_epoch
         xb, yb, n_local, global_count = self.fetch_batch(step)
         out = self.strategy.forward(self.model, xb)
-        batch_loss = loss_mean(self.loss_name, out, yb)
+        batch_loss = outputs_loss(self.loss_name, out, yb, self.t.aux)
         self.xb, self.loss_mean = xb, batch_loss
         detached = batch_loss.detach()
-        self.queued.append((st.global_step, detached, n_local, _correct(self.loss_name, out.detach(), yb)))
+        correct = _correct(self.loss_name, first_output(out).detach(), yb)
+        self.queued.append((st.global_step, detached, n_local, correct))
         checkpoint = bool(self.ckpt_every and (st.global_step + 1) % self.ckpt_every == 0 and step + 1 < self.steps)
         # a checkpoint step is a sync point too: its weights are known good before they are saved
         sync = (step + 1) % self.sync_every == 0 or step + 1 == self.steps or checkpoint

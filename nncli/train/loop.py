@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from nncli.data.multi import several_inputs
 from nncli.status import FINISHED, RunStatus
 from nncli.train.callbacks import Callback, Checkpointing, EarlyStopping, MemoryGuard, Progress, TensorBoard
 from nncli.train.diagnostics import nonfinite_report
@@ -111,7 +112,11 @@ class Trainer:
         )
         if self.synced_bn:
             self.raw = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.raw)
-        self.strategy.prepare_model(self.raw, self.s.spec.input)
+        # channels-last is for one image input; a network with several inputs keeps its layout
+        self.strategy.prepare_model(self.raw, () if several_inputs(self.s.spec) else self.s.spec.input)
+        # train.outputs: (index in the model's outputs, loss weight) of each auxiliary output
+        names = list(getattr(self.s.spec, "outputs", ()) or ())
+        self.aux = tuple((names.index(n), w) for n, w in (cfg.outputs or {}).items())
         # frozen (transferred) layers are left out: weight decay or momentum must not move them
         self.optimizer = build_optimizer(cfg, self.strategy.params, dev)
         self.steps_per_epoch = self._steps_per_epoch()

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from nncli import data as data_mod
+from nncli.data.multi import load_multi_dataset, several_inputs
 from nncli.errors import InputError
 from nncli.runs import RUN_FILE, checkpoint_path, load_checkpoint, read_report
 from nncli.train.config import TrainConfig, resolve_train_config, section_fail, split_overrides
@@ -81,9 +82,7 @@ def prepare(
         part = _new_part(spec, data_over, train_over, out_dir, runs_root)
     spec, data_cfg, cfg, run_dir = part["spec"], part["data_cfg"], part["cfg"], part["run_dir"]
     built = infer(spec)  # meta device: checks the spec and gives the output shape for free
-    from nncli.build.inputs import refuse_graph
-
-    refuse_graph(spec, "train", "reads one input array per example (x)")
+    check_train_outputs(spec, cfg, built)
     dataset = _checked_dataset(spec, data_cfg, cfg, built.output_shape, world_size)
     if part["resume"] is not None:
         _check_resume_fits(part["resume"], run_dir)
@@ -207,15 +206,21 @@ def _new_part(spec, data_over: dict, train_over: dict, out_dir, runs_root) -> di
 
 def _checked_dataset(spec, data_cfg, cfg, output_shape, world_size: int):
     """The data loaded, shaped to the spec's input and checked against the spec and the loss."""
-    dataset = data_mod.load_dataset(
-        data_cfg, input_shape=tuple(spec.input), integer_inputs=getattr(spec, "integer_input", False)
-    )
-    for split in ("train", "val", "test"):
-        setattr(dataset, f"x_{split}", data_mod.fit_input_shape(getattr(dataset, f"x_{split}"), spec.input))
-    data_mod.check_dataset_inputs(dataset, spec)
+    several = several_inputs(spec)
+    if several:  # one array per input name, each shaped and checked as it is read
+        dataset = load_multi_dataset(data_cfg, spec)
+    else:
+        dataset = data_mod.load_dataset(
+            data_cfg, input_shape=tuple(spec.input), integer_inputs=getattr(spec, "integer_input", False)
+        )
+        for split in ("train", "val", "test"):
+            setattr(dataset, f"x_{split}", data_mod.fit_input_shape(getattr(dataset, f"x_{split}"), spec.input))
+        data_mod.check_dataset_inputs(dataset, spec)
     dataset = _check_labels(dataset, cfg, output_shape, spec, data_cfg)
     if dataset.sizes()["train"] < world_size:
         raise InputError(f"{dataset.sizes()['train']} training examples cannot be split across {world_size} processes")
+    if several and (data_cfg.crop or data_cfg.flip):
+        raise InputError("data.augment (crop/flip) works on one image input; this spec has several inputs")
     if (data_cfg.crop or data_cfg.flip) and len(spec.input) != 3:
         raise InputError(
             f"data.augment (crop/flip) needs image inputs [C, H, W], the spec's input is {list(spec.input)}"
@@ -245,6 +250,28 @@ def _check_labels(dataset, cfg, output_shape, spec, data_cfg):
 
     prepare_targets(dataset, cfg.loss, tuple(output_shape), fail)
     return dataset
+
+
+def check_train_outputs(spec, cfg: TrainConfig, built) -> None:
+    """``train.outputs`` names outputs of the spec other than the first (which is always trained),
+    each shaped as the first: all of them are trained against the same labels."""
+    if not cfg.outputs:
+        return
+    outputs = list(getattr(spec, "outputs", ()) or ())
+    shapes = {name: tuple(shape) for name, shape, _ in built.outputs}
+    for name in cfg.outputs:
+        if name in outputs[1:] and shapes[name] != shapes[outputs[0]]:
+            raise InputError(
+                f"train.outputs: output {name!r} has shape {list(shapes[name])}, the first output "
+                f"{outputs[0]!r} {list(shapes[outputs[0]])}: both are trained against the same labels"
+            )
+        if name not in outputs[1:]:
+            found = f"its outputs are {', '.join(outputs)}" if outputs else "it has one output"
+            raise InputError(
+                f"train.outputs: expected the name of one of the spec's further outputs, found {name!r} ({found}; "
+                "the first output is always trained against the labels)",
+                hint=None if outputs else "list the network's outputs at the spec's top level: `outputs: [main, aux]`",
+            )
 
 
 def _check_resume_fits(ckpt: dict, run_dir: Path) -> None:

@@ -39,6 +39,7 @@ def resolve_config(spec, overrides: dict | None = None, *, load: bool = True) ->
     import yaml
 
     from nncli import data as data_mod
+    from nncli.data.multi import describe_examples
     from nncli.train.config import resolve_train_config, section_fail, split_overrides
     from nncli.train.prepare import _checked_dataset, _load_spec_arg, _spec_text, resolve_data_source
 
@@ -58,8 +59,7 @@ def resolve_config(spec, overrides: dict | None = None, *, load: bool = True) ->
         ds = _checked_dataset(spec, data_cfg, cfg, output_shape, 1)
         result.loaded = {
             "sizes": ds.sizes(),
-            "input_shape": list(ds.x_train.shape[1:]),
-            "input_dtype": str(ds.x_train.dtype).removeprefix("torch."),
+            **describe_examples(ds.x_train),
             "output_shape": list(output_shape),
             "normalization": (ds.normalization or data_mod.describe_normalization(tuple(ds.x_train.shape[1:])))
             if ds.mean is not None

@@ -43,6 +43,7 @@ def check_data(spec, output_shape: tuple) -> dict:
     """
     from nncli import data as data_mod
     from nncli.data.config import resolve_data_config
+    from nncli.data.multi import describe_examples, load_multi_dataset, several_inputs
     from nncli.errors import InputError
     from nncli.train.config import resolve_train_config, section_fail
     from nncli.train.task import prepare_targets
@@ -54,15 +55,19 @@ def check_data(spec, output_shape: tuple) -> dict:
     reason = _too_large(config)
     if reason:
         return {"checked": False, "reason": reason}
-    ds = data_mod.load_dataset(
-        config, input_shape=tuple(spec.input), integer_inputs=getattr(spec, "integer_input", False)
-    )
-    data_mod.check_dataset_inputs(ds, spec)
+    if several_inputs(spec):
+        ds = load_multi_dataset(config, spec)
+    else:
+        ds = data_mod.load_dataset(
+            config, input_shape=tuple(spec.input), integer_inputs=getattr(spec, "integer_input", False)
+        )
+        data_mod.check_dataset_inputs(ds, spec)
     loss = resolve_train_config(spec.train or {}, {}, fail=section_fail(spec, "train")).loss
     prepare_targets(
         ds, loss, tuple(output_shape), lambda message, hint=None: InputError(f"data {ds.name}: {message}", hint=hint)
     )
-    return {"checked": True, "sizes": ds.sizes(), "input_shape": list(ds.x_train.shape[1:])}
+    shapes = describe_examples(ds.x_train)
+    return {"checked": True, "sizes": ds.sizes(), **{k: v for k, v in shapes.items() if k != "input_dtype"}}
 
 
 def _too_large(config) -> str | None:

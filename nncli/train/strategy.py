@@ -13,6 +13,7 @@ from contextlib import nullcontext
 
 import torch
 
+from nncli.data.multi import Inputs, feed
 from nncli.train.config import TrainConfig
 
 
@@ -77,7 +78,8 @@ class Strategy:
         self.data_on_device = dev.type == "cpu"
         if dev.type == "cuda":
             need = sum(
-                t.numel() * t.element_size() for t in (ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test, ds.y_test)
+                t.nbytes if isinstance(t, Inputs) else t.numel() * t.element_size()
+                for t in (ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test, ds.y_test)
             )
             free, _ = torch.cuda.mem_get_info(dev)
             self.data_on_device = need < 0.4 * free  # leave the rest to weights and activations
@@ -109,12 +111,13 @@ class Strategy:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def forward(self, model, xb):
-        """``model(xb)`` under the run's autocast; the output in float32, where losses are taken."""
+        """``model(xb)`` under the run's autocast; the output in float32, where losses are taken
+        (a tuple of outputs for a network with several)."""
         if self.amp_dtype is None:
-            return model(xb)
+            return feed(model, xb)
         with torch.autocast(self.device.type, dtype=self.amp_dtype):
-            out = model(xb)
-        return out.float()
+            out = feed(model, xb)
+        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
 
     def backward_step(self, loss, optimizer) -> None:
         """One update from ``loss``: fresh gradients, backward (scaled for fp16), the global norm

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from nncli import data as data_mod
+from nncli.data.multi import feed, first_output
 
 
 def _class_labels(y, fail):
@@ -158,6 +159,18 @@ def loss_mean(loss: str, out, y):
     return F.binary_cross_entropy_with_logits(out, y)
 
 
+def outputs_loss(loss: str, out, y, aux: tuple = ()):
+    """The training loss of a batch: :func:`loss_mean` of the first output (the only one of a
+    network with one output), plus ``weight`` times that of each further output ``(index,
+    weight)`` in ``aux`` (``train.outputs``: auxiliary heads trained on the same labels)."""
+    if not isinstance(out, (tuple, list)):
+        return loss_mean(loss, out, y)
+    total = loss_mean(loss, out[0], y)
+    for index, weight in aux:
+        total = total + weight * loss_mean(loss, out[index], y)
+    return total
+
+
 def _correct(loss: str, out, y):
     """Correct predictions in the batch (a fraction per example for multi-label bce and for
     sequences, so accuracy is per token); None for mse."""
@@ -237,7 +250,7 @@ def _add_batches(model, data: tuple, loss: str, totals, local, batch_size: int, 
     for lo in range(0, len(local), batch_size):
         xb, yb = fetch(*data, local[lo : lo + batch_size])
         with autocast() if autocast is not None else nullcontext():
-            out = model(xb)
+            out = first_output(feed(model, xb))  # further outputs are for training only
         out = out.float()
         totals[0] += _loss_sum(loss, out, yb).double()
         correct = _correct(loss, out, yb)

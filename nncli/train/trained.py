@@ -101,7 +101,8 @@ class TrainedModel:
         hold them, as ``nncli.load(run_dir)`` and every export give it."""
         from nncli.modules.preprocess import trained_network
 
-        wrapped = trained_network(self.built.model, self.normalization, classes, tuple(self.built.input_shape))
+        names = [i.name for i in self.built.spec.input_specs]
+        wrapped = trained_network(self.built.model, self.normalization, classes, tuple(self.built.input_shape), names)
         return wrapped.eval()
 
 

@@ -1,0 +1,268 @@
+"""Data for a spec with several inputs (``inputs:``): one array per input, under the input's name.
+
+An ``.npz`` or ``.pt`` file holds one array per input, named as the spec names the input, and the
+labels ``y`` (a ``y_key`` from the data section, or one of the usual label names). Splits the file
+already has are kept as for one input: ``<name>_test`` and ``y_test`` (all of them, or none),
+likewise ``_val``; ``<name>_train`` with ``y_train`` is the training pool. Every input is split with
+the same seeded permutation, so an example's inputs stay together.
+
+Token inputs (``dtype: int64``) are checked against their ``high`` and never normalised. Each float
+input is standardised with its own training statistics (per channel for ``[C, ...]``, per feature
+for ``[F]``), kept per input name.
+
+:class:`Inputs` is one batch's (or one split's) inputs: one tensor per input, indexed along the
+examples together; :func:`feed` calls a model with them in forward order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from nncli.errors import InputError
+
+SPLIT_SUFFIXES = ("_test", "_val")
+
+
+class Inputs:
+    """The inputs of a set of examples for a network with several inputs: one tensor per input,
+    in the order the network's ``forward`` takes them, all with the same number of examples.
+
+    Indexing (``inputs[idx]``), ``to``, ``pin_memory`` and ``len`` act on every tensor together,
+    so a trainer cuts batches of it as it cuts one tensor.
+    """
+
+    __slots__ = ("names", "tensors")
+
+    def __init__(self, names, tensors) -> None:
+        self.names, self.tensors = tuple(names), tuple(tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, index) -> Inputs:
+        return Inputs(self.names, (t[index] for t in self.tensors))
+
+    def __iter__(self):
+        return iter(self.tensors)
+
+    def to(self, *args, **kwargs) -> Inputs:
+        return Inputs(self.names, (t.to(*args, **kwargs) for t in self.tensors))
+
+    def pin_memory(self) -> Inputs:
+        return Inputs(self.names, (t.pin_memory() for t in self.tensors))
+
+    @property
+    def device(self):
+        return self.tensors[0].device
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors)
+
+    def describe(self) -> dict:
+        """``{name: {"shape": [...], "dtype": "..."}}`` per example, for reports."""
+        return {
+            n: {"shape": list(t.shape[1:]), "dtype": str(t.dtype).removeprefix("torch.")}
+            for n, t in zip(self.names, self.tensors)
+        }
+
+    def cat(self, others) -> Inputs:
+        """These examples followed by those of ``others`` (a list of Inputs with the same names)."""
+        import torch
+
+        parts = [self, *others]
+        return Inputs(self.names, (torch.cat([p.tensors[i] for p in parts]) for i in range(len(self.names))))
+
+
+def feed(model, x):
+    """``model(x)``, or ``model(*inputs)`` for :class:`Inputs`."""
+    return model(*x.tensors) if isinstance(x, Inputs) else model(x)
+
+
+def first_output(out):
+    """The first output of a network with several outputs (a tuple), else the output itself."""
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def describe_examples(x) -> dict:
+    """What one example is, for reports: ``{"input_shape", "input_dtype"}`` for one input,
+    ``{"inputs": {name: {"shape", "dtype"}}}`` for several."""
+    if isinstance(x, Inputs):
+        return {"inputs": x.describe()}
+    return {"input_shape": list(x.shape[1:]), "input_dtype": str(x.dtype).removeprefix("torch.")}
+
+
+def several_inputs(spec) -> bool:
+    """Whether ``spec`` declares more than one input (``inputs:`` with two or more names)."""
+    return len(spec.input_specs) > 1
+
+
+def load_multi_dataset(config, spec):
+    """Load, split and normalise the file of a spec with several inputs (see the module's doc).
+
+    Returns:
+        :class:`~nncli.data.Dataset` whose ``x_*`` are :class:`Inputs`; ``mean``/``std`` are
+        dicts by input name (float inputs only), or None when nothing is normalised.
+
+    Raises:
+        InputError: a source that cannot give several inputs, a missing or ill-shaped array, token
+            ids out of range, non-finite values (exit 2).
+    """
+    from nncli.data.dataset import Dataset, _split, _tensor_y
+
+    arrays, pools = _read_named_arrays(config, spec)
+    y, y_test, y_val = (pools[k][1] for k in ("", "_test", "_val"))
+    rows = {k: None if pools[k][1] is None else np.arange(len(pools[k][1])) for k in pools}
+    (r_train, y_train), (r_val, y_val), (r_test, y_test) = _split(
+        config, rows[""], y, rows["_test"], y_test, rows["_val"], y_val
+    )
+    sources = {
+        "train": "",
+        "val": "_val" if rows["_val"] is not None else "",
+        "test": "_test" if rows["_test"] is not None else "",
+    }
+    picked = {"train": r_train, "val": r_val, "test": r_test}
+    splits = {s: _split_inputs(spec, pools[sources[s]][0], picked[s], Path(config.path), s) for s in picked}
+    ds = Dataset(
+        name=config.path.name,
+        x_train=splits["train"],
+        y_train=_tensor_y(y_train),
+        x_val=splits["val"],
+        y_val=_tensor_y(y_val),
+        x_test=splits["test"],
+        y_test=_tensor_y(y_test),
+    )
+    _normalize(ds, spec, config.normalize)
+    return ds
+
+
+def _read_named_arrays(config, spec) -> tuple[dict, dict]:
+    """The file's arrays, and per pool (``""`` train pool, ``"_test"``, ``"_val"``) the pair
+    ``({input name: array}, labels)`` (``(None, None)`` for a split the file does not have)."""
+    from nncli.data.inputs import check_finite
+    from nncli.data.user_files import Y_KEYS, _labels, load_arrays, pick_array
+
+    names = [i.name for i in spec.input_specs]
+    if config.name != "file" or Path(config.path).suffix.lower() not in (".npz", ".pt", ".pth"):
+        raise InputError(
+            f"{spec.name} has several inputs ({', '.join(names)}): its data must be an .npz or .pt "
+            f"file with one array per input name and the labels; found {_source_name(config)}",
+            hint=f"save e.g. np.savez('data.npz', {', '.join(f'{n}=...' for n in names)}, y=...)",
+        )
+    path = Path(config.path)
+    arrays = load_arrays(path)
+    pool = "_train" if pick_array(arrays, config.y_key, Y_KEYS, "target", path, "_train") is not None else ""
+    pools = {
+        "": (
+            _named(arrays, names, pool, path),
+            _labels(pick_array(arrays, config.y_key, Y_KEYS, "target", path, pool), path),
+        )
+    }
+    for suffix in SPLIT_SUFFIXES:
+        y = pick_array(arrays, config.y_key, Y_KEYS, "target", path, suffix)
+        pools[suffix] = (None, None) if y is None else (_named(arrays, names, suffix, path), _labels(y, path))
+    for suffix, (xs, y) in pools.items():
+        if y is not None:
+            check_finite(y, f"{path.name}: array y{suffix}", file=path)
+        for name, a in (xs or {}).items():
+            if len(a) != len(y):
+                raise InputError(f"{path.name}: {len(a)} examples in {name}{suffix} but {len(y)} labels", file=path)
+    return arrays, pools
+
+
+def _named(arrays: dict, names: list, suffix: str, path: Path) -> dict:
+    """Each input's array of one pool, by the input's name (missing ones are located errors)."""
+    from nncli.data.inputs import check_finite
+
+    missing = [n + suffix for n in names if n + suffix not in arrays]
+    if missing:
+        raise InputError(
+            f"no array {', '.join(map(repr, missing))} in {path.name}: a spec with several inputs reads "
+            f"one array per input name; found {', '.join(map(str, arrays)) or 'none'}",
+            file=path,
+        )
+    out = {}
+    for n in names:
+        a = np.asarray(arrays[n + suffix])
+        if a.dtype.kind not in "biuf":
+            raise InputError(f"array {n + suffix!r}: expected numbers, found dtype {a.dtype}", file=path)
+        check_finite(a, f"{path.name}: array {n + suffix!r}", file=path)  # rows as the file numbers them
+        out[n] = a
+    return out
+
+
+def _source_name(config) -> str:
+    return str(config.path.name) if config.path is not None else f"the built-in set {config.name!r}"
+
+
+def _split_inputs(spec, arrays: dict, rows, path: Path, split: str) -> Inputs:
+    """One split's tensors, one per input: shaped as the spec's input, token ids checked."""
+    import torch
+
+    from nncli.data.inputs import check_token_ids, fit_input_shape
+
+    tensors = []
+    for inp in spec.input_specs:
+        a = arrays[inp.name][rows] if len(rows) else arrays[inp.name][:0]
+        what = f"data {path.name}, input {inp.name!r} ({split})"
+        if inp.dtype.startswith("int"):
+            t = check_token_ids(torch.from_numpy(np.ascontiguousarray(a)), inp.high, what)
+        else:
+            t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        if t.dim() == 1:
+            t = t[:, None]
+        tensors.append(fit_input_shape(t, tuple(inp.shape), what=what))
+    return Inputs([i.name for i in spec.input_specs], tensors)
+
+
+def _normalize(ds, spec, enabled: bool) -> None:
+    """Standardise each float input with its own training statistics (kept by input name)."""
+    from nncli.data.dataset import describe_normalization, normalization_stats, normalize
+
+    ds.normalization = {"by": "none"}
+    floats = [i for i, inp in enumerate(spec.input_specs) if not inp.dtype.startswith("int")]
+    if not enabled or not floats or not len(ds.x_train):
+        return
+    names = ds.x_train.names
+    ds.mean, ds.std = {}, {}
+    for i in floats:
+        ds.mean[names[i]], ds.std[names[i]] = normalization_stats(ds.x_train.tensors[i])
+    for split in ("train", "val", "test"):
+        x = getattr(ds, f"x_{split}")
+        setattr(
+            ds,
+            f"x_{split}",
+            Inputs(names, (normalize(t, ds.mean[n], ds.std[n]) if n in ds.mean else t for n, t in zip(names, x))),
+        )
+    ds.normalization = {
+        "by": "input",
+        "inputs": {names[i]: describe_normalization(tuple(ds.x_train.tensors[i].shape[1:])) for i in floats},
+    }
+
+
+def read_multi_inputs(path: Path, spec) -> Inputs:
+    """Inputs for predict from an ``.npz``/``.pt`` holding one array per input name (labels, if
+    any, are ignored); shaped and checked as training reads them."""
+    from nncli.data.user_files import load_arrays
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such file: {path}", file=path)
+    if path.suffix.lower() not in (".npz", ".pt", ".pth"):
+        names = ", ".join(i.name for i in spec.input_specs)
+        raise InputError(
+            f"{spec.name} has several inputs ({names}): predict reads an .npz or .pt file with one array "
+            f"per input name, found {path.name}",
+            file=path,
+        )
+    arrays = _named(load_arrays(path), [i.name for i in spec.input_specs], "", path)
+    lengths = {n: len(a) for n, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise InputError(
+            f"{path.name}: the inputs hold different numbers of examples: "
+            + ", ".join(f"{n} {k}" for n, k in lengths.items()),
+            file=path,
+        )
+    return _split_inputs(spec, arrays, np.arange(next(iter(lengths.values()))), path, "predict")
