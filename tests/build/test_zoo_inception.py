@@ -41,10 +41,20 @@ def test_spec_has_the_count_and_two_outputs():
     assert [(name, shape) for name, shape, _ in built.outputs] == [("logits", (1000,)), ("aux", (1000,))]
 
 
-def test_spec_params_command_counts_it(run_cli):
+def test_check_params_and_diagram_take_it(run_cli, tmp_path):
     result = run_cli(["params", SPEC, "--json"])
     assert result.code == 0, result.text
     assert json.loads(result.out)["total"] == COUNT
+    result = run_cli(["check", SPEC, "--json"])
+    assert result.code == 0, result.text
+    report = json.loads(result.out)
+    assert [o["name"] for o in report["outputs"]] == ["logits", "aux"]
+    assert report["findings"] == []  # the aux head reads Mixed_6e: it does not continue the logits
+    result = run_cli(["diagram", SPEC, "-o", tmp_path / "net.dot", "--json"])
+    assert result.code == 0, result.text
+    edges = json.loads(result.out)["graph"]["edges"]
+    sinks = {e["to"]: e["shape"] for e in edges if e["to"].startswith("output_")}
+    assert sinks == {"output_logits": [1000], "output_aux": [1000]}
 
 
 def test_spec_computes_both_outputs_of_the_reference():
