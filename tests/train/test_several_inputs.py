@@ -127,6 +127,24 @@ def test_onnx_file_names_both_inputs_and_outputs_and_takes_raw_rows(tmp_path, ru
     np.testing.assert_allclose(aux, expected[1].numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_safetensors_file_keeps_each_inputs_statistics(tmp_path, run_cli, one_torch_thread):
+    pytest.importorskip("safetensors")
+    import nncli
+
+    spec = _write(tmp_path, "{path: two.npz}", "{lr: 0.01, epochs: 1}")
+    run = tmp_path / "run"
+    assert run_cli(["train", spec, "--out", run, "--json"]).code == 0
+    exported = run_cli(["export", run, "--out", tmp_path / "two.safetensors", "--json"])
+    assert exported.code == 0 and json.loads(exported.out)["passed"], exported.text
+    a, b = torch.randn(7, 2) * 100 + 500, torch.randn(7, 3) * 50  # raw inputs
+    with torch.no_grad():
+        expected = nncli.load(run)(a, b)
+        found = nncli.load(tmp_path / "two.safetensors")(a, b)
+    assert all(torch.equal(e, f) for e, f in zip(expected, found))
+    stats = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["normalization"]
+    assert not torch.equal(stats["mean"]["a"], torch.zeros(2))  # a standardised input, not a pass-through
+
+
 def test_evaluate_scores_the_first_output_and_refuses_changed_data(tmp_path, run_cli, one_torch_thread):
     import nncli
 
