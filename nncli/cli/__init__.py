@@ -6,10 +6,14 @@ object, and hands it to :mod:`nncli.render`. ``app.py`` holds the Typer app and 
 share; ``main.py`` the entry point that maps errors to exit codes.
 """
 
-from nncli.cli.app import app
+from nncli.cli import early
+
+early.install()  # SIGTERM from now on ends the nncli command cleanly, before the imports below
+
+from nncli.cli.app import app  # noqa: E402
 
 # Each import registers its commands on `app`, in the order `nncli --help` lists them.
 from nncli.cli import check, diagram, probe, train, attack, sweep, gradcheck, export, config  # noqa: E402,F401  (isort: skip)
-from nncli.cli.main import main, run
+from nncli.cli.main import main, run  # noqa: E402
 
 __all__ = ["app", "main", "run"]

@@ -97,16 +97,9 @@ class Interrupted(Exception):
 
 def interrupted_json() -> dict:
     """The ``--json`` error document of Ctrl-C or SIGTERM before a command finished (exit 130)."""
-    return {
-        "error": "Interrupted",
-        "message": "interrupted",
-        "file": None,
-        "line": None,
-        "column": None,
-        "spec_path": None,
-        "hint": "run the command again; a training run resumes with --resume",
-        "exit_code": 130,
-    }
+    from nncli.cli.early import INTERRUPTED
+
+    return dict(INTERRUPTED)
 
 
 def usage_error_json(message: str) -> dict:

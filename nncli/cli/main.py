@@ -50,8 +50,10 @@ def _terminate_as_interrupt(as_json: bool):
     """SIGTERM as Ctrl-C for the command (a KeyboardInterrupt: exit 130, and the error document
     under --json) where nothing else handles it; training replaces it with its own handler, which
     saves a checkpoint first."""
+    from nncli.cli import early
+
     main_thread = threading.current_thread() is threading.main_thread()
-    if not main_thread or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    if not main_thread or signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, early.on_terminate):
         yield
         return
     signal.signal(signal.SIGTERM, functools.partial(_on_terminate, as_json))
