@@ -248,7 +248,7 @@ def _inputs(built: Built, batch: int, data, seed: int, device: torch.device) -> 
         if data is not None:
             names = ", ".join(row[0] for row in built.inputs)
             raise InputError(
-                f"--data reads one input tensor, and {spec.name or 'this spec'} has several ({names})",
+                f"reads one input tensor, and {spec.name or 'this spec'} has several ({names})",
                 hint="leave --data out: every input then gets its own seeded random batch",
                 param="data",
             )

@@ -229,7 +229,7 @@ def _check_graph(spec: Spec, data, sweep_depths) -> None:
     several = ", ".join(i.name for i in spec.input_specs)
     if sweep_depths and (len(spec.input_specs) > 1 or len(spec.outputs) > 1):
         raise InputError(
-            f"--sweep-depth fits the depth law of one chain of layers, and {spec.name or 'this spec'} has "
+            f"fits the depth law of one chain of layers, and {spec.name or 'this spec'} has "
             f"several inputs or outputs (inputs: {several}"
             f"{'; outputs: ' + ', '.join(spec.outputs) if spec.outputs else ''})",
             hint="probe it without --sweep-depth: every branch's layers are reported",
@@ -237,7 +237,7 @@ def _check_graph(spec: Spec, data, sweep_depths) -> None:
         )
     if data is not None and len(spec.input_specs) > 1:
         raise InputError(
-            f"--data reads one input tensor, and {spec.name or 'this spec'} has several ({several})",
+            f"reads one input tensor, and {spec.name or 'this spec'} has several ({several})",
             hint="leave --data out: every input then gets its own random batch",
             param="data",
         )

@@ -183,4 +183,5 @@ def test_data_file_is_refused_for_several_inputs(tmp_path, run_cli):
     np.savez(tmp_path / "x.npz", x=np.zeros((4, 5), dtype="float32"))
     res = run_cli(["gradcheck", write(tmp_path, TWO_BRANCHES.format(scale=1.0)), "--data", tmp_path / "x.npz"])
     assert res.code == 2
-    assert "several (left, right)" in res.err and "Traceback" not in res.err
+    assert "--data: reads one input tensor" in res.err and "several (left, right)" in res.err
+    assert "Traceback" not in res.err

@@ -147,8 +147,8 @@ def test_steps_train_a_graph_spec(tmp_path):
 @pytest.mark.parametrize(
     ("flags", "says"),
     [
-        (["--sweep-depth", "1,2"], "--sweep-depth fits the depth law of one chain"),
-        (["--data", "DATA"], "several (left, right)"),
+        (["--sweep-depth", "1,2"], "--sweep-depth: fits the depth law of one chain"),
+        (["--data", "DATA"], "--data: reads one input tensor, and net has several (left, right)"),
     ],
     ids=["sweep-depth", "data"],
 )
