@@ -55,5 +55,6 @@ def refuse_graph(spec: Spec, tool: str, what: str) -> None:
     raise InputError(
         f"{tool} {what}; {spec.name} has several inputs or outputs (inputs: {names}"
         f"{'; outputs: ' + ', '.join(spec.outputs) if spec.outputs else ''})",
-        hint="check, params, diagram, export, gradcheck and probe take it; in Python, nncli.build.build_model(spec).model takes the inputs in order or by keyword",
+        hint="every other command takes it (train, evaluate and predict read one array per input name); "
+        "in Python, nncli.load(run) takes the inputs in order or by keyword",
     )

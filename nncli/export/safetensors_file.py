@@ -107,26 +107,14 @@ def load_safetensors(path, device: str = "cpu", *, allow_custom: bool = False, s
         )
     spec = _metadata_spec(path, meta, allow_custom, spec_dir)
     built = build_model(spec, device=device, seed=0, transfer_weights=False)
-    state = load_file(str(path), device=str(device))
-    normalization, classes = (
-        _metadata_json(path, meta, "nncli.normalization"),
-        _metadata_json(path, meta, "nncli.classes"),
-    )
-    if meta["nncli.format"] == FORMAT:
-        normalization = _stored_normalization(state)
-        state = {k[len("network.") :]: v for k, v in state.items() if k.startswith("network.")}
+    state, normalization = _weights_and_statistics(path, meta, load_file(str(path), device=str(device)))
+    classes = _metadata_json(path, meta, "nncli.classes")
     try:
         built.model.load_state_dict(state)
     except RuntimeError as exc:
         raise InputError(
             f"{path}: the weights do not fit the spec in its metadata: {str(exc).splitlines()[0][:300]}", file=path
         ) from None
-    if (
-        normalization is not None
-        and normalization.get("mean") is not None
-        and not isinstance(normalization["mean"], dict)
-    ):
-        normalization = {k: torch_tensor(normalization[k]) for k in ("mean", "std")}
     names = [i.name for i in spec.input_specs]
     model = trained_network(built.model, normalization, classes, tuple(built.input_shape), names).eval()
     if normalization:
@@ -167,6 +155,18 @@ def _metadata_spec(path: Path, meta: dict, allow_custom: bool, spec_dir):
             "with the folder that holds the layers' Python files",
         )
     return spec
+
+
+def _weights_and_statistics(path, meta: dict, state: dict) -> tuple[dict, dict | None]:
+    """The network's tensors and the input statistics: a format-2 file holds both as tensors
+    (``network.*``, ``normalize.*``); a format-1 file the weights alone, statistics in its metadata."""
+    if meta["nncli.format"] == FORMAT:
+        network = {k[len("network.") :]: v for k, v in state.items() if k.startswith("network.")}
+        return network, _stored_normalization(state)
+    normalization = _metadata_json(path, meta, "nncli.normalization")
+    if normalization is not None and normalization.get("mean") is not None:
+        normalization = {k: torch_tensor(normalization[k]) for k in ("mean", "std")}
+    return state, normalization
 
 
 def _stored_normalization(state: dict) -> dict:
