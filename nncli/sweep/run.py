@@ -107,8 +107,8 @@ def _locked(plan: SweepPlan, out: Path, backend: BackendOptions, tracking, optio
         result = run_sweep(plan, out, backend=backend, _lock_held=True, **options)
         if parent is not None:
             parent.finish(result)
-            if parent.error is not None:
-                notify(SweepEvent("plan", 0, 0, message=parent.describe()))
+            if parent.warning is not None:  # the store failed, or some trials are not in it
+                notify(SweepEvent("plan", 0, 0, message=parent.warning))
         return result
 
 

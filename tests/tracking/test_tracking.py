@@ -321,6 +321,40 @@ def test_pruned_trials_are_tagged_and_never_ranked(tmp_path):
     assert not pruned & {r["id"] for r in json.loads(local.read_text())}
 
 
+def test_a_sweep_names_the_trials_that_failed_to_log(tmp_path, run_cli, monkeypatch):
+    from nncli.tracking import store
+
+    # the runs' store written on a thread of this process, where a refused write can be arranged:
+    # the second trial's run is refused when it opens (the sweep's parent run is not a trial's)
+    monkeypatch.setattr(store, "_child", lambda: None)
+    opened = []
+
+    def refuse_second(client, state, *args):
+        opened.append(args[-1]["run_dir"])
+        if len(opened) == 2:
+            raise RuntimeError("the store refused the write")
+        return OPEN(client, state, *args)
+
+    OPEN = store.OPS["open"]
+    monkeypatch.setitem(store.OPS, "open", refuse_second)
+    path = tmp_path / "lrs.yaml"
+    path.write_text(SWEEP.format(epochs=1, lrs="[0.01, 0.05, 0.1]"))
+    uri = sqlite_uri(tmp_path)
+    result = run_cli(["sweep", path, "--out", tmp_path / "sweep", "--tracking-uri", uri, "--threads", "1"])
+    assert result.code == 0, result.err
+    reports = {p.parent: json.loads(p.read_text()) for p in (tmp_path / "sweep").rglob("report.json")}
+    failed = [folder for folder, r in reports.items() if r["tracking"]["status"] == "failed"]
+    assert len(reports) == 3 and failed == [Path(opened[1])]
+    sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    (trial,) = [t["id"] for t in sweep["trials"] if Path(t["runs"][0]["run_dir"]).resolve() == failed[0].resolve()]
+    lines = [line for line in result.err.splitlines() if "not logged" in line]
+    assert len(lines) == 1 and trial in lines[0] and uri in lines[0] and "refused" in lines[0]
+    assert all(t["id"] not in lines[0] for t in sweep["trials"] if t["id"] != trial)
+    parent, children = children_of(MlflowClient(uri), uri, "lrs")
+    assert parent.data.tags["nncli.sweep.untracked"] == trial and len(children) == 2
+    assert json.loads((tmp_path / "sweep" / "tracking.json").read_text())["untracked"].keys() == {trial}
+
+
 # -- slow: the Ray backend, and a real `mlflow server` -------------------------------------------
 @pytest.mark.slow
 def test_a_ray_sweep_logs_its_trials_as_children(tmp_path):
