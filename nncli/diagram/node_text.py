@@ -22,9 +22,17 @@ def block_title(info: LayerInfo) -> str:
         kind = f"Repeat ×{info.args['times']}"
     elif info.type == "Parallel":
         kind = f"Parallel ({info.args.get('branches', 0)} branches, {info.args.get('merge', 'concat')})"
+    elif getattr(info.spec, "template", None):  # a use of a `define:` template: its name, the numbers given
+        given = getattr(info.spec, "caller", ())
+        numbers = [f"{k} = {v}" for k, v in (info.spec.vars or {}).items() if k in given and _number(v)]
+        kind = info.spec.template + (f" ({', '.join(numbers)})" if numbers else "")
     else:
         kind = info.type
     return f"{info.spec.name}: {kind}" if info.spec.name else kind
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def one_line(info: LayerInfo) -> str:
@@ -38,7 +46,8 @@ def one_line(info: LayerInfo) -> str:
     if info.type == "Parallel":
         return f"Parallel ({info.args.get('branches', 0)} branches → {merge_text(info)})"
     if info.type == "Block":
-        return f"Block ({len(info.children)} layers)"
+        kind = block_title(info) if getattr(info.spec, "template", None) else "Block"
+        return f"{kind} ({len(info.children)} layers)"
     parts = arg_parts(info.args)
     return info.type + (" " + ", ".join(parts) if parts else "")
 

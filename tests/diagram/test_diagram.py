@@ -591,3 +591,21 @@ def test_wavenet_one_copy_and_every_copy():
     assert len(edges) == 2 + 10 * per_copy_edges + 9 + 10 + 1 + 4
     sums = [n for n, a in nodes.items() if "+ skip" in a]
     assert len(sums) == 1 and sum(dst == sums[0] for _, dst, _ in edges) == 10
+
+
+def test_a_template_use_is_titled_with_its_name_and_the_numbers_given(write_spec):
+    spec = load_spec(
+        write_spec(
+            "input: [8]\n"
+            "define:\n"
+            "  Dense: {params: {c: null, p: 0.0}, layers: [{Linear: {out_features: c}}, ReLU, {Dropout: {p: p}}]}\n"
+            "layers:\n"
+            "  - Dense: {c: 16, p: 0.5}\n"
+            '  - Parallel: {branches: [[{Dense: {c: 4}}], [{Dense: {c: "2 * 2"}}]]}\n'
+        )
+    )
+    src = build_diagram(spec).source  # the Block opens: its frame carries the title
+    assert "Dense (c = 16, p = 0.5) · 144 params" in src  # Linear 8 -> 16
+    src = build_diagram(spec, depth=0).source  # the Parallel stays a box listing its branches
+    assert "branch 0: Dense (c = 4) (3 layers)" in src
+    assert "branch 1: Dense (3 layers)" in src  # an expression is not a number to show
