@@ -9,38 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from conftest import ROOT, subprocess_env, write
+from process_tree import alive, ranks_of
 from spec_texts import TINY_MLP_RUN as MLP
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
-
-
-def ranks_of(pid: int) -> list[int]:
-    """The DDP ranks among ``pid``'s children (multiprocessing's spawned workers)."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-    ranks = []
-    for child in map(int, children):
-        try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"spawn_main" in cmdline:
-            ranks.append(child)
-    return ranks
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_sigkill_of_the_launcher_stops_every_rank(tmp_path):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import PYTHON, ROOT, subprocess_env, write
+from process_tree import alive, ranks_of
 from spec_texts import TINY_MLP_RUN as MLP
-from test_ddp_orphans import alive, ranks_of
 
 HERE = Path(__file__).resolve().parent
 
