@@ -60,3 +60,20 @@ layers:
   - CrossAttention: {num_heads: 2, memory: memory}
   - Linear: {name: logits, out_features: 12, bias: false, tie: {weight: embed}}
 """
+
+
+# Two float inputs on very different scales and an auxiliary head: the training, evaluate,
+# predict, export and attack tests of several inputs.
+TWO_FLOAT_DAG = """
+name: two-float
+inputs: {a: [2], b: [3]}
+layers:
+  - Linear: {from: a, out_features: 8, name: ha}
+  - Linear: {from: b, out_features: 8}
+  - ReLU: {name: hb}
+  - Merge: {from: [ha, hb], mode: concat, dim: 1}
+  - ReLU
+  - Linear: {out_features: 2, name: main}
+  - Linear: {from: ha, out_features: 2, name: aux}
+outputs: [main, aux]
+"""

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from nncli import data as data_mod
+from nncli.attack.joined import JoinedInputs
 from nncli.attack.methods import fgsm, pgd
-from nncli.build.inputs import refuse_graph
+from nncli.data.multi import load_multi_dataset, several_inputs
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
@@ -190,7 +191,11 @@ def run_attack(
     dev = resolve_device(device)
     run, trained = _open_classifier(run_dir, checkpoint, dev, allow_custom)
     x, y, lo, hi = _attack_inputs(run, split, limit, value_range)
-    model = trained.raw_input_model(run.classes)  # raw inputs in: the run's normalisation is its first module
+    # raw inputs in (the run's normalisation is the model's first module); several inputs joined
+    # into one vector per example, so one L-inf ball bounds all of them
+    specs = run.spec.input_specs
+    model = JoinedInputs(trained.raw_input_model(run.classes), [i.name for i in specs], [i.shape for i in specs])
+    x = model.join(x)
     scale = _eps_scale(model, eps_units)
     clean_pred = _predict(model, x, batch_size, dev)
     result = _clean_result(run, trained, dev, split, y, clean_pred, (lo, hi), eps_units)
@@ -199,7 +204,7 @@ def run_attack(
         result, model, (x, y, clean_pred), (step_size, scale), batch_size, dev, keep_examples, save
     )
     if save is not None:
-        _save_npz(save, x, y, clean_pred, eps, methods, adversarial)
+        _save_npz(save, x, y, clean_pred, eps, methods, adversarial, model.split if model.joined else None)
         result.saved = str(save)
     return result
 
@@ -296,7 +301,13 @@ def _check_save(save, force: bool) -> Path | None:
 def _open_classifier(run_dir, checkpoint: str, dev, allow_custom: bool) -> tuple:
     """The run and its checkpoint's network, weights frozen (only the input's gradient is wanted)."""
     run = open_run(run_dir, allow_custom=allow_custom)
-    refuse_graph(run.spec, "attack", "perturbs one float input (several inputs, or token ids, cannot be attacked)")
+    tokens = [f"{i.name} ({i.dtype})" for i in run.spec.input_specs if i.dtype.startswith("int")]
+    if tokens and len(run.spec.input_specs) > 1:
+        raise InputError(
+            f"{run.run_dir}: FGSM/PGD perturb float inputs by at most eps, and {', '.join(tokens)} "
+            "holds token ids: a token id has no value eps away",
+            hint="attack runs whose inputs are all float (features, images, signals)",
+        )
     if run.train.loss != "cross_entropy":
         raise InputError(
             f"{run.run_dir}: attacks need a classifier trained with cross_entropy, this run used {run.train.loss}"
@@ -308,12 +319,16 @@ def _open_classifier(run_dir, checkpoint: str, dev, allow_custom: bool) -> tuple
 
 
 def _attack_inputs(run, split: str, limit: int | None, value_range) -> tuple:
-    """The split's raw inputs (data units), labels and the valid range ``lo, hi`` (None: unbounded)."""
-    raw = data_mod.load_dataset(dataclasses.replace(run.data, normalize=False))
+    """The split's raw inputs (data units; :class:`~nncli.data.multi.Inputs` for several), labels
+    and the valid range ``lo, hi`` (None: unbounded)."""
+    config = dataclasses.replace(run.data, normalize=False)
+    several = several_inputs(run.spec)
+    raw = load_multi_dataset(config, run.spec) if several else data_mod.load_dataset(config)
     x, y = raw.split(split)
     if y.is_floating_point():
         raise InputError(f"{run.run_dir}: the {split} targets are not class labels")
-    x = data_mod.fit_input_shape(x, run.spec.input)
+    if not several:
+        x = data_mod.fit_input_shape(x, run.spec.input)
     if limit is not None:
         x, y = x[:limit], y[:limit]
     if len(x) == 0:
@@ -329,7 +344,7 @@ def _eps_scale(model, eps_units: str):
         return None
     if eps_units != "std":
         raise InputError(f"expected raw or std, found {eps_units!r}", param="eps_units")
-    std = getattr(model.normalize, "std", None)
+    std = model.element_std()
     if std is None:
         raise InputError(
             "eps in standard deviations needs the run's training statistics, and this run kept its inputs raw "
@@ -436,20 +451,25 @@ def _examples(x, y, clean_pred, adv, pred, keep: int, method: str, e: float, val
     }
 
 
-def _save_npz(path: Path, x, y, clean_pred, eps, methods, adversarial) -> None:
+def _save_npz(path: Path, x, y, clean_pred, eps, methods, adversarial, split=None) -> None:
     """``x``, ``y``, ``pred_clean`` (N), ``eps`` (E), ``methods`` (M), ``x_adv`` (M, E, N, ...) and
-    ``pred_adv`` (M, E, N), in data units; written atomically."""
+    ``pred_adv`` (M, E, N), in data units; written atomically. Several inputs (``split`` given)
+    are saved by their names instead of ``x``: ``left`` (N, ...) and ``left_adv`` (M, E, N, ...),
+    so the clean file is one ``predict`` reads."""
     x_adv = np.stack([np.stack([adversarial[(m, i)][0].numpy() for i in range(len(eps))]) for m in methods])
     pred_adv = np.stack([np.stack([adversarial[(m, i)][1].numpy() for i in range(len(eps))]) for m in methods])
+    inputs = {"x": x.numpy(), "x_adv": x_adv.astype(np.float32)}
+    if split is not None:
+        clean, moved = split(x), split(torch.from_numpy(x_adv))
+        inputs = {**{n: v.numpy() for n, v in clean.items()}, **{f"{n}_adv": v.numpy() for n, v in moved.items()}}
     buffer = io.BytesIO()
     np.savez(
         buffer,
-        x=x.numpy(),
+        **inputs,
         y=y.numpy(),
         pred_clean=clean_pred.numpy(),
         eps=np.asarray(eps, dtype=np.float64),
         methods=np.asarray(methods, dtype=str),
-        x_adv=x_adv.astype(np.float32),
         pred_adv=pred_adv,
     )
     write_atomic(path, buffer.getvalue(), durable=True)

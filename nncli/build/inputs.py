@@ -42,19 +42,3 @@ def empty_inputs(inputs: tuple, batch: int, device: torch.device) -> tuple[torch
         else torch.empty((batch, *shape), device=device)
         for _, shape, kind, _ in inputs
     )
-
-
-def refuse_graph(spec: Spec, tool: str, what: str) -> None:
-    """A clear refusal where ``tool`` handles one input tensor and ``spec`` has several inputs or
-    outputs."""
-    from nncli.errors import InputError
-
-    if len(spec.input_specs) == 1 and len(spec.outputs) <= 1:
-        return  # one tensor in, one out: named tensors inside change nothing for the tool
-    names = ", ".join(f"{i.name} ({i.dtype})" for i in spec.input_specs)
-    raise InputError(
-        f"{tool} {what}; {spec.name} has several inputs or outputs (inputs: {names}"
-        f"{'; outputs: ' + ', '.join(spec.outputs) if spec.outputs else ''})",
-        hint="every other command takes it (train, evaluate and predict read one array per input name); "
-        "in Python, nncli.load(run) takes the inputs in order or by keyword",
-    )

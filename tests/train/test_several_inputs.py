@@ -14,23 +14,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from spec_texts import TWO_FLOAT_DAG
 
 from nncli.build import build_model
 from nncli.spec import parse_spec
 
-SPEC = """
-name: two-float
-inputs: {a: [2], b: [3]}
-layers:
-  - Linear: {from: a, out_features: 8, name: ha}
-  - Linear: {from: b, out_features: 8}
-  - ReLU: {name: hb}
-  - Merge: {from: [ha, hb], mode: concat, dim: 1}
-  - ReLU
-  - Linear: {out_features: 2, name: main}
-  - Linear: {from: ha, out_features: 2, name: aux}
-outputs: [main, aux]
-"""
+SPEC = TWO_FLOAT_DAG
 
 
 def _arrays(n: int, seed: int = 1) -> dict:
@@ -220,10 +209,10 @@ def _peer_data(name: str, n: int) -> dict:
 
 
 @pytest.mark.parametrize("name", ["siamese", "encdec"])
-def test_peer_suite_shapes_train_evaluate_predict_and_refuse_attack(tmp_path, run_cli, one_torch_thread, name):
+def test_peer_suite_shapes_train_evaluate_predict_and_attack(tmp_path, run_cli, one_torch_thread, name):
     """The multi-input shapes of the peer suite (a siamese net with one shared tower, an
     encoder-decoder with a tied head and two outputs) through train, evaluate, predict and
-    attack's refusal; evaluate agrees with the loaded model's own loss on the file's test split."""
+    attack (the float pair attacked, the token pair refused); evaluate agrees with the loaded model's own loss on the file's test split."""
     from spec_texts import ENC_DEC_DAG, SIAMESE_DAG
 
     import nncli
@@ -248,6 +237,11 @@ def test_peer_suite_shapes_train_evaluate_predict_and_refuse_attack(tmp_path, ru
     predicted = run_cli(["predict", run, tmp_path / "rows.npz", "--json"])
     assert predicted.code == 0, predicted.text
     assert json.loads(predicted.out)["predictions"] == first.argmax(-1).tolist()
-    attacked = run_cli(["attack", run])
-    why = "several inputs" if name == "siamese" else "token ids"  # float inputs only, one of them
-    assert attacked.code == 2 and why in attacked.err and "Traceback" not in attacked.text
+    attacked = run_cli(["attack", run, "--eps", "0,0.1", "--json"])
+    if name == "siamese":  # both float inputs perturbed under one budget
+        assert attacked.code == 0, attacked.text
+        assert json.loads(attacked.out)["rows"][0]["accuracy"] == pytest.approx(
+            (first.argmax(-1) == y).float().mean().item()
+        )
+    else:  # token ids have no value eps away
+        assert attacked.code == 2 and "token ids" in attacked.err and "Traceback" not in attacked.text
