@@ -68,6 +68,7 @@ class MLflowTracking(Callback):
         self.warned = False
         self.ended = False
         self.folder: tempfile.TemporaryDirectory | None = None
+        self.diagram: tuple = (None, None)  # content.start_diagram's handle, or why not
 
     # -- the hooks ---------------------------------------------------------------------------
     def setup(self, trainer):
@@ -91,6 +92,10 @@ class MLflowTracking(Callback):
         opening["record"] = str(self.run_dir / TRACKING_FILE)
         self.store = ProcessStore(self.options.uri)
         self.store.submit("open", self.experiment, self.options.uri, previous and previous["run_id"], opening)
+        # the diagram and the model are made in a folder that lives until the store has them;
+        # the diagram is drawn now, beside training
+        self.folder = tempfile.TemporaryDirectory(prefix="nncli-tracking-")
+        self.diagram = content.start_diagram(trainer.s.spec, Path(self.folder.name))
 
     def on_batch_end(self, trainer, batch):
         if self.store is not None and batch.synced:
@@ -114,9 +119,7 @@ class MLflowTracking(Callback):
         if result.status in FINISHED or result.status == RunStatus.PRUNED:
             metrics += content.final_metrics(result)
         self.store.submit("log", metrics, content.result_tags(result))
-        # the diagram and the model are made in a folder that lives until the store has them
-        self.folder = tempfile.TemporaryDirectory(prefix="nncli-tracking-")
-        self._files(trainer.s.spec, result, Path(self.folder.name))
+        self._files(result, Path(self.folder.name))
         self.store.poll()  # the child said the run's id when it opened the run
         if self.store.run_id is None and self.store.error is None:
             self.store.sync()  # not opened yet (a short run): wait for it
@@ -140,14 +143,17 @@ class MLflowTracking(Callback):
         self._forget_folder()
 
     def _forget_folder(self) -> None:
+        if self.diagram[0] is not None:
+            self.diagram[0][0].wait()  # dot is done with the folder
         if self.folder is not None:
             self.folder.cleanup()
             self.folder = None
 
-    def _files(self, spec, result, folder: Path) -> None:
+    def _files(self, result, folder: Path) -> None:
         """The run folder's files, the diagram and the model, made here and uploaded by the store;
         what was left out is said in a tag."""
-        diagram, why_not = content.diagram_file(spec, folder)
+        handle, why_not = self.diagram
+        diagram, why_not = content.diagram_file(handle) if handle is not None else (None, why_not)
         notes = [("nncli.diagram", why_not)] if why_not else []
         files = content.run_files(self.run_dir, result.plot) + ([diagram] if diagram else [])
         self.store.submit("upload", [str(f) for f in files], None)

@@ -145,19 +145,37 @@ def report_file(run_dir: Path) -> Path:
     return Path(run_dir) / REPORT_FILE
 
 
-def diagram_file(spec, folder: Path) -> tuple[Path | None, str | None]:
-    """The spec's diagram as SVG in ``folder``; or None and why it was left out (no graphviz
-    ``dot``, or a diagram that cannot be drawn)."""
+def start_diagram(spec, folder: Path) -> tuple[tuple | None, str | None]:
+    """Start drawing the spec's diagram as SVG in ``folder``: the graph is built here and graphviz's
+    ``dot`` lays it out in a process of its own while training goes on. A handle for
+    :func:`diagram_file`; or None and why it is left out (no ``dot``, a diagram that cannot be
+    drawn, or one too large to render)."""
     if shutil.which("dot") is None:
         return None, "skipped: graphviz's dot is not installed"
-    from nncli.diagram import draw
+    from nncli.diagram import build_diagram, write_diagram
+    from nncli.diagram.output import RENDER_NODE_LIMIT
     from nncli.errors import NncliError
 
-    out = folder / "diagram.svg"
     try:
-        draw(spec, out)
+        diagram = build_diagram(spec)  # shapes on the meta device: torch's random state is left alone
     except NncliError as err:
         return None, f"skipped: {err}"
+    if len(diagram.nodes) > RENDER_NODE_LIMIT:
+        return None, f"skipped: {len(diagram.nodes):,} nodes, more than dot renders ({RENDER_NODE_LIMIT:,})"
+    source, out = folder / "diagram.dot", folder / "diagram.svg"
+    write_diagram(diagram, source, "dot")  # the source `nncli diagram` renders
+    with open(folder / "dot.err", "wb") as errors:
+        proc = subprocess.Popen(["dot", "-Tsvg", "-o", str(out), str(source)], stdout=subprocess.DEVNULL, stderr=errors)
+    return (proc, out), None
+
+
+def diagram_file(handle: tuple) -> tuple[Path | None, str | None]:
+    """The SVG that :func:`start_diagram` set ``dot`` drawing (waited for); or None and why not."""
+    proc, out = handle
+    code = proc.wait()
+    if code != 0 or not out.is_file():
+        detail = (out.parent / "dot.err").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        return None, f"skipped: graphviz's dot failed (exit {code})" + (f": {detail[-1]}" if detail else "")
     return out, None
 
 

@@ -43,11 +43,11 @@ def sqlite_uri(folder: Path) -> str:
     return f"sqlite:///{folder / 'mlflow.db'}"
 
 
-def train(tmp: Path, name: str, uri: str, *, lr=0.1, width=8, epochs=3, resume=None, **kw):
+def train(tmp: Path, name: str, uri: str, *, lr=0.1, width=8, epochs=3, resume=None, spec_text=None, **kw):
     from nncli.train import run_training
 
     spec = tmp / f"{name}.yaml"
-    spec.write_text(SPEC.format(name="mlp", width=width, lr=lr, epochs=epochs))
+    spec.write_text(spec_text or SPEC.format(name="mlp", width=width, lr=lr, epochs=epochs))
     callbacks = [MLflowTracking(TrackingOptions(uri, "tests"), **kw)]
     if resume is not None:
         return run_training(None, {"epochs": epochs}, None, resume=resume, device="cpu", callbacks=callbacks)
@@ -121,6 +121,24 @@ def test_the_logged_files_and_model_load(tracked, tmp_path):
     trained = nncli.load(str(folder))  # the run folder's best checkpoint
     x = torch.randn(16, 2)
     torch.testing.assert_close(logged(x), trained(x))
+
+
+def test_tracking_leaves_training_as_it_was(tmp_path):
+    """The diagram is drawn and the store written beside training: the same run untracked gives
+    the same numbers, bit for bit (with Dropout, which draws from torch's random state)."""
+    from nncli.train import run_training
+
+    spec = tmp_path / "drop.yaml"
+    spec.write_text(
+        SPEC.format(name="drop", width=16, lr=0.1, epochs=2).replace("  - ReLU\n", "  - ReLU\n  - Dropout\n")
+    )
+    tracked = train(tmp_path, "drop", sqlite_uri(tmp_path), epochs=2, spec_text=spec.read_text())
+    plain = run_training(spec, None, tmp_path / "runs" / "plain", device="cpu")
+    rows = [(tmp_path / "runs" / name / "metrics.jsonl").read_text().splitlines() for name in ("drop", "plain")]
+    keys = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+    tracked_rows, plain_rows = ([{k: json.loads(r)[k] for k in keys} for r in run] for run in rows)
+    assert tracked.tracking["status"] == "logged"
+    assert tracked_rows == plain_rows and plain.test == tracked.test
 
 
 def test_compare_lists_store_runs_as_it_lists_folders(tracked, run_cli):
