@@ -77,3 +77,22 @@ layers:
   - Linear: {from: ha, out_features: 2, name: aux}
 outputs: [main, aux]
 """
+
+
+def reverse_digits(dim=32, heads=4, feedforward=64, name="reverse-digits"):
+    """The digit-reversal encoder-decoder on strings of 6: a Transformer encoder layer whose
+    output is the memory of a causal Transformer decoder layer over the target tokens."""
+    return f"""
+name: {name}
+inputs:
+  source: {{shape: [6], dtype: int64, high: 10}}
+  target: {{shape: [6], dtype: int64, high: 11}}
+layers:
+  - Embedding: {{from: source, embedding_dim: {dim}}}
+  - PositionEmbedding
+  - TransformerEncoderLayer: {{name: memory, nhead: {heads}, dim_feedforward: {feedforward}, dropout: 0.0}}
+  - Embedding: {{from: target, embedding_dim: {dim}}}
+  - PositionEmbedding
+  - TransformerDecoderLayer: {{nhead: {heads}, memory: memory, causal: true, dim_feedforward: {feedforward}, dropout: 0.0}}
+  - Linear: {{out_features: 10}}
+"""

@@ -34,7 +34,7 @@ def gradcheck(
     data: Path | None = typer.Option(
         None,
         "--data",
-        help="Take the batch from this file (.npz/.npy with an `x` array, .pt, .csv) instead of N(0, 1) inputs.",
+        help="Take the batch from this file (.npz/.npy with an `x` array, .pt, .csv; with several inputs an .npz/.pt with one array per input name) instead of N(0, 1) inputs.",
     ),
     objective: GradObjective = typer.Option(
         GradObjective.projection,

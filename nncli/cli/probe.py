@@ -41,7 +41,7 @@ def probe(
     data: Path | None = typer.Option(
         None,
         "--data",
-        help="Probe on inputs from this file (.npz, .npy, .csv, .pt; shaped like the spec's input) instead of N(0, 1) noise.",
+        help="Probe on inputs from this file (.npz, .npy, .csv, .pt; shaped like the spec's input; with several inputs an .npz/.pt with one array per input name) instead of N(0, 1) noise.",
     ),
     steps: int = typer.Option(
         0,

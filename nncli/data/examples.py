@@ -56,13 +56,43 @@ def _spec_data(spec):
 
 
 def _training_statistics(config, spec) -> tuple:
-    """Mean and std of the spec data's training split, as ``nncli train`` would compute them."""
+    """Mean and std of the spec data's training split, as ``nncli train`` would compute them
+    (dicts by input name for a spec with several inputs)."""
+    from nncli.data.multi import load_multi_dataset, several_inputs
+
     if config is None:
         return None, None, None
     try:
-        ds = load_dataset(config, input_shape=tuple(spec.input))
+        several = several_inputs(spec)
+        ds = load_multi_dataset(config, spec) if several else load_dataset(config, input_shape=tuple(spec.input))
     except NncliError:
         return None, None, None
     if ds.mean is None:
         return None, None, None
     return ds.mean, ds.std, "spec data"
+
+
+def read_multi_examples(path: str | Path, spec, command: str) -> tuple:
+    """:func:`read_examples` for a spec with several inputs: one array per input name
+    (:func:`~nncli.data.multi.read_multi_inputs`), each float input standardised as training
+    standardises it (with its own statistics from the spec data's training split, else the
+    file's own; left raw under ``normalize: false``), token ids checked and kept.
+
+    Returns:
+        ``(x, how)``: :class:`~nncli.data.multi.Inputs` and ``"spec data"``, ``"file"`` or ``None``.
+    """
+    from nncli.data.multi import Inputs, read_multi_inputs
+
+    x = read_multi_inputs(Path(path), spec, command)
+    config = _spec_data(spec)
+    floats = [inp.name for inp in spec.input_specs if not inp.dtype.startswith("int")]
+    if not floats or (config is not None and not config.normalize):
+        return x, None
+    mean, std, how = _training_statistics(config, spec)
+    if mean is None:
+        tensors = dict(zip(x.names, x.tensors))
+        mean, std = {}, {}
+        for name in floats:
+            mean[name], std[name] = normalization_stats(tensors[name])
+        how = "file"
+    return Inputs(x.names, (normalize(t, mean[n], std[n]) if n in mean else t for n, t in zip(x.names, x))), how

@@ -242,9 +242,9 @@ def _normalize(ds, spec, enabled: bool) -> None:
     }
 
 
-def read_multi_inputs(path: Path, spec) -> Inputs:
-    """Inputs for predict from an ``.npz``/``.pt`` holding one array per input name (labels, if
-    any, are ignored); shaped and checked as training reads them."""
+def read_multi_inputs(path: Path, spec, command: str = "predict") -> Inputs:
+    """Inputs for predict (or ``command``) from an ``.npz``/``.pt`` holding one array per input
+    name (labels, if any, are ignored); shaped and checked as training reads them."""
     from nncli.data.user_files import load_arrays
 
     path = Path(path)
@@ -253,7 +253,7 @@ def read_multi_inputs(path: Path, spec) -> Inputs:
     if path.suffix.lower() not in (".npz", ".pt", ".pth"):
         names = ", ".join(i.name for i in spec.input_specs)
         raise InputError(
-            f"{spec.name} has several inputs ({names}): predict reads an .npz or .pt file with one array "
+            f"{spec.name or 'this spec'} has several inputs ({names}): {command} reads an .npz or .pt file with one array "
             f"per input name, found {path.name}",
             file=path,
         )
@@ -265,4 +265,4 @@ def read_multi_inputs(path: Path, spec) -> Inputs:
             + ", ".join(f"{n} {k}" for n, k in lengths.items()),
             file=path,
         )
-    return _split_inputs(spec, arrays, np.arange(next(iter(lengths.values()))), path, "predict")
+    return _split_inputs(spec, arrays, np.arange(next(iter(lengths.values()))), path, command)

@@ -6,7 +6,8 @@ How it works (the docs and ``nncli gradcheck --help`` say the same):
   ``input`` shape, or the first rows of ``--data``). The objective is a fixed random projection
   ``<R, f(x)>`` of the output, or cross-entropy with random targets; never a plain ``sum()``,
   whose gradient through BatchNorm or Softmax is identically zero. A spec with several inputs
-  gets one seeded batch per input; each float input is perturbed on its own end to end
+  gets one seeded batch per input (or the first rows of each of ``--data``'s arrays, one per input
+  name, each read as one input is); each float input is perturbed on its own end to end
   (``input NAME``), token ids never; with several outputs the objective sums one term per output.
 - **Per-layer isolation** (as Caffe's checker does): one forward pass records the real input that
   reaches every layer; each leaf layer (nested ones inside Residual/Repeat included) is then

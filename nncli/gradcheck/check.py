@@ -56,7 +56,8 @@ def gradcheck(
     Args:
         spec: a validated spec.
         batch: examples per evaluation (random inputs, or the first rows of ``data``).
-        data: an .npz/.npy/.pt/.csv file of inputs (``x`` array) instead of random inputs.
+        data: an .npz/.npy/.pt/.csv file of inputs (``x`` array) instead of random inputs; for a
+            spec with several inputs an .npz/.pt with one array per input name.
         objective: "projection" (a fixed random projection of the output) or "loss"
             (cross-entropy with random targets).
         mode: "train" or "eval": the mode the model is checked in (restored afterwards).
@@ -239,34 +240,38 @@ def _validate(*, batch: int, directions: int, rtol: float, atol: float, eps: flo
 def _inputs(built: Built, batch: int, data, seed: int, device: torch.device) -> torch.Tensor | tuple:
     """The batch: the first ``batch`` rows of ``data``, or seeded N(0, 1) inputs; for a spec with
     integer inputs, int64 token ids (uniform in ``[0, high)``), which are never perturbed: only the
-    parameters are checked then. A spec with several inputs gets a tuple, one seeded batch per
-    input in forward order (float inputs in float64, token ids as they are)."""
+    parameters are checked then. A spec with several inputs gets a tuple, one batch per input in
+    forward order (float inputs in float64, token ids as they are)."""
+    if data is not None:
+        return _data_inputs(built, batch, data, device)
     shape = tuple(built.input_shape)
     spec = built.spec
-    tokens = getattr(spec, "integer_input", False)
-    if len(built.inputs) > 1:
-        if data is not None:
-            names = ", ".join(row[0] for row in built.inputs)
-            raise InputError(
-                f"reads one input tensor, and {spec.name or 'this spec'} has several ({names})",
-                hint="leave --data out: every input then gets its own seeded random batch",
-                param="data",
-            )
-        gen = torch.Generator(device="cpu").manual_seed(_seed(seed, "inputs"))
-        return random_inputs(built.inputs, batch, device, dtype=torch.float64, generator=gen)
-    if data is not None:
-        from nncli.data import read_examples
-
-        x, _ = read_examples(Path(data), spec)  # as training reads it: label column dropped, standardised
-        if x.shape[0] == 0:
-            raise InputError(f"{data}: the file has no examples")
-        if tokens:
-            return x[:batch].to(device)
-        return x[:batch].to(device=device, dtype=torch.float64)
     gen = torch.Generator(device="cpu").manual_seed(_seed(seed, "inputs"))
-    if tokens:
+    if len(built.inputs) > 1:
+        return random_inputs(built.inputs, batch, device, dtype=torch.float64, generator=gen)
+    if getattr(spec, "integer_input", False):
         return torch.randint(spec.input_high, (batch, *shape), generator=gen).to(device)
     return torch.randn((batch, *shape), generator=gen, dtype=torch.float64).to(device)
+
+
+def _data_inputs(built: Built, batch: int, data, device: torch.device) -> torch.Tensor | tuple:
+    """The first ``batch`` rows of ``data`` as training reads them (label column dropped, each
+    float input standardised; with several inputs one array per input name, the same rows of
+    each): floats in float64, token ids as they are."""
+    from nncli.data import read_examples
+    from nncli.data.examples import read_multi_examples
+
+    if len(built.inputs) > 1:
+        tensors = tuple(read_multi_examples(Path(data), built.spec, "gradcheck")[0])
+    else:
+        tensors = (read_examples(Path(data), built.spec)[0],)
+    if tensors[0].shape[0] == 0:
+        raise InputError(f"{data}: the file has no examples")
+    out = tuple(
+        t[:batch].to(device=device, dtype=torch.float64) if t.is_floating_point() else t[:batch].to(device)
+        for t in tensors
+    )
+    return out if len(out) > 1 else out[0]
 
 
 def _objective(kind: str, built: Built, batch: int, device: torch.device, gen: torch.Generator) -> Callable:

@@ -31,9 +31,11 @@ backward Jacobians, the quantity the exploding/vanishing law is about, and not h
 happens to saturate on random labels. It needs no labels and works for any output shape.
 
 **Several inputs and outputs**: one random batch per input (from the same generator, in
-forward order, then one projection ``r_k`` per output), the loss summed over the outputs; the
-probed points are every element in the order the graph runs them, a shared module once per use
-(:func:`~nncli.probe.measure.probe_points`); R ends at the row giving the first output. ``--data`` and ``--sweep-depth`` are refused there.
+forward order, then one projection ``r_k`` per output), the loss summed over the outputs; with
+``--data`` (one array per input name) the same ``randperm`` rows of every input, each input read
+and standardised as one input is. The probed points are every element in the order the graph
+runs them, a shared module once per use (:func:`~nncli.probe.measure.probe_points`); R ends at
+the row giving the first output. ``--sweep-depth`` is refused there.
 
 **The verdict** (healthy, vanishing, exploding or non-finite) comes from R, the first probed
 layer's activation gradient over the output's, its per-layer factor gamma and the forward growth
@@ -125,7 +127,8 @@ def probe(
         spec: a validated spec.
         seeds: one build and one random batch per seed (``build_model(spec, seed=s)``).
         batch_size: examples per probe batch (and per training step).
-        data: a file of inputs (``.npz``/``.npy``/``.csv``/``.pt``) instead of N(0, 1) inputs.
+        data: a file of inputs (``.npz``/``.npy``/``.csv``/``.pt``; with several inputs an
+            ``.npz``/``.pt`` with one array per input name) instead of N(0, 1) inputs.
         steps: when > 0, train each seed's network this many optimizer steps and probe again.
         sweep_depths: ``Repeat.times`` values: probe the spec rebuilt at each depth.
         thresholds: where healthy ends (:class:`Thresholds`).
@@ -143,7 +146,7 @@ def probe(
     from nncli.device import resolve_device
 
     thresholds.check()
-    _check_graph(spec, data, sweep_depths)
+    _check_graph(spec, sweep_depths)
     seeds = _checked(spec, seeds, batch_size, steps, sweep_depths)
     dev = resolve_device(device)
     x_data = read_data(data, tuple(spec.input), spec) if data is not None else None
@@ -223,9 +226,9 @@ def _checked(
     return seeds
 
 
-def _check_graph(spec: Spec, data, sweep_depths) -> None:
-    """What a spec with several inputs or outputs cannot take: ``--data`` (one tensor per file)
-    and ``--sweep-depth`` (the exponential law in depth is a chain's), refused before any work."""
+def _check_graph(spec: Spec, sweep_depths) -> None:
+    """What a spec with several inputs or outputs cannot take: ``--sweep-depth`` (the exponential
+    law in depth is a chain's), refused before any work."""
     several = ", ".join(i.name for i in spec.input_specs)
     if sweep_depths and (len(spec.input_specs) > 1 or len(spec.outputs) > 1):
         raise InputError(
@@ -234,12 +237,6 @@ def _check_graph(spec: Spec, data, sweep_depths) -> None:
             f"{'; outputs: ' + ', '.join(spec.outputs) if spec.outputs else ''})",
             hint="probe it without --sweep-depth: every branch's layers are reported",
             param="sweep_depths",
-        )
-    if data is not None and len(spec.input_specs) > 1:
-        raise InputError(
-            f"reads one input tensor, and {spec.name or 'this spec'} has several ({several})",
-            hint="leave --data out: every input then gets its own random batch",
-            param="data",
         )
 
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from nncli.build import Built, LayerInfo
+from nncli.data.multi import Inputs
 from nncli.errors import InputError
 from nncli.layer_kinds import RELU_FAMILY, WEIGHT_LAYERS
 from nncli.modules import Block, GraphBlock, GraphRepeat, Parallel, Repeat, Residual
@@ -299,23 +300,35 @@ def weight_gain(model: nn.Module) -> float | None:
 
 
 # -- inputs ------------------------------------------------------------------------------------
-def read_data(path: str | Path, input_shape: tuple, spec=None) -> torch.Tensor:
+def read_data(path: str | Path, input_shape: tuple, spec=None) -> torch.Tensor | Inputs:
     """Inputs for ``--data``: an .npz/.npy/.csv/.pt file of examples shaped like the spec's input,
     read as training reads them (the spec's label column dropped, standardised with the statistics
-    training uses; token ids in ``[0, high)`` when ``spec`` declares integer inputs).
+    training uses; token ids in ``[0, high)`` when ``spec`` declares integer inputs). For a spec
+    with several inputs, an .npz/.pt with one array per input name, each input read so.
 
     Raises:
         InputError: missing or unreadable file, or a shape that does not fit (exit 2).
     """
     from nncli.data import read_examples
+    from nncli.data.examples import read_multi_examples
 
     try:
-        x, _ = read_examples(Path(path), spec)
+        if spec is not None and len(spec.input_specs) > 1:
+            x, _ = read_multi_examples(Path(path), spec, "probe")
+        else:
+            x, _ = read_examples(Path(path), spec)
     except InputError as err:  # the data helpers name the file; the caller knows it as `data`
         raise InputError(err.message, file=err.file, line=err.line, hint=err.hint, param="data") from None
     if len(x) < 2:
         raise InputError(f"expected at least 2 examples, found {len(x)}", file=path, param="data")
     return x
+
+
+def data_rows(data: torch.Tensor | Inputs, rows: torch.Tensor) -> torch.Tensor | tuple:
+    """The examples ``rows`` of ``--data``: a tensor, or with several inputs a tuple of the same
+    rows of every input, in forward order."""
+    x = data[rows]
+    return tuple(x) if isinstance(x, Inputs) else x
 
 
 def random_inputs(spec, batch_size: int, input_shape: tuple, gen: torch.Generator) -> torch.Tensor | tuple:
@@ -336,15 +349,14 @@ def output_shapes(built: Built) -> list[tuple]:
     return [tuple(row[1]) for row in built.outputs] if len(built.outputs) > 1 else [tuple(built.output_shape)]
 
 
-def probe_batch(built: Built, seed: int, batch_size: int, data: torch.Tensor | None):
+def probe_batch(built: Built, seed: int, batch_size: int, data: torch.Tensor | Inputs | None):
     """The seed's probe batch ``x`` (N, *input) and projection ``r`` (N, *output), on the CPU first;
     with several inputs (outputs) a tuple of one per input (output), drawn in their order."""
     gen = torch.Generator().manual_seed(seed)
     if data is None:
         x = random_inputs(built.spec, batch_size, built.input_shape, gen)
     else:
-        pick = torch.randperm(len(data), generator=gen)[:batch_size]
-        x = data[pick]
+        x = data_rows(data, torch.randperm(len(data), generator=gen)[:batch_size])
     n = len(x[0]) if isinstance(x, tuple) else len(x)
     r = tuple(torch.randn((n, *shape), generator=gen).to(built.device) for shape in output_shapes(built))
     x = tuple(t.to(built.device) for t in x) if isinstance(x, tuple) else x.to(built.device)

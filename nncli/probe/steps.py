@@ -15,8 +15,9 @@ import math
 import torch
 from torch import nn
 
+from nncli.data.multi import Inputs
 from nncli.errors import InputError
-from nncli.probe.measure import random_inputs
+from nncli.probe.measure import data_rows, random_inputs
 from nncli.spec import Spec
 
 
@@ -65,7 +66,7 @@ def train_steps(
     seed: int,
     batch_size: int,
     input_shape: tuple,
-    data: torch.Tensor | None,
+    data: torch.Tensor | Inputs | None,
     spec=None,
 ) -> tuple[float, float]:
     """``steps`` optimizer steps on fresh random batches with random targets; returns (first, last) loss.
@@ -93,7 +94,7 @@ def train_steps(
         if data is None:
             x = random_inputs(spec, batch_size, input_shape, gen)
         else:
-            x = data[torch.randint(len(data), (batch_size,), generator=gen)]
+            x = data_rows(data, torch.randint(len(data), (batch_size,), generator=gen))
         xs = tuple(t.to(device) for t in x) if isinstance(x, tuple) else (x.to(device),)
         out = model(*xs)
         out = out[0] if isinstance(out, tuple) else out  # the first output, as `nncli train` trains it

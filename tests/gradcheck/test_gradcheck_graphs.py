@@ -1,10 +1,11 @@
 """``nncli gradcheck`` on graphs with several inputs and outputs: every float input perturbed on
 its own end to end, token inputs not perturbed, shared modules and tied weights checked once,
-and an objective that reaches every output.
+and an objective that reaches every output; ``--data`` gives each input its own array.
 
 References: torch.autograd.gradcheck on the whole two-input model (float64, both inputs and
-every parameter), a backward planted wrong by a known factor in one input's path, and parameter
-counts written out by hand.
+every parameter), a backward planted wrong by a known factor in one input's path, parameter
+counts written out by hand, and each input's gradient norm recomputed with autograd on the data
+file's rows standardised by numpy.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import json
 import textwrap
 
+import numpy as np
 import pytest
 import torch
-from spec_texts import SIAMESE_DAG
+from spec_texts import ENC_DEC_DAG, SIAMESE_DAG
 
 from nncli import gradcheck as gc
 from nncli.build import build_model
@@ -75,18 +77,6 @@ layers:
   - Custom: {name: b, target: "layers.py:Tanh", args: {scale: 1.1}}
 """
 
-ENC_DEC = """
-inputs:
-  src: {shape: [6], dtype: int64, high: 10}
-  tgt: {shape: [5], dtype: int64, high: 12}
-outputs: [logits, memory]
-layers:
-  - Embedding: {name: embed, from: src, embedding_dim: 16, num_embeddings: 12}
-  - Linear: {name: memory, out_features: 16}
-  - Embedding: {share: embed, from: tgt}
-  - CrossAttention: {num_heads: 2, memory: memory}
-  - Linear: {name: logits, out_features: 12, bias: false, tie: {weight: embed}}
-"""
 # embedding 12*16 (the tied head adds none), Linear 16*16+16, attention 4*16*16+4*16
 ENC_DEC_PARAMS = 192 + 272 + 1088
 # conv 4*9+4, linear 100*8+8, head 16*2+2: the tower once
@@ -161,7 +151,7 @@ def test_siamese_checks_the_shared_tower_once(tmp_path, run_cli):
 
 
 def test_token_inputs_are_not_perturbed_and_the_tied_weight_counts_once(tmp_path, run_cli):
-    path = write(tmp_path, ENC_DEC)
+    path = write(tmp_path, ENC_DEC_DAG)
     report = gc.gradcheck(load_spec(path))
     assert report.ok, report.diagnosis
     assert [(i.name, i.perturbed, i.verdict) for i in report.inputs] == [("src", False, None), ("tgt", False, None)]
@@ -177,11 +167,59 @@ def test_token_inputs_are_not_perturbed_and_the_tied_weight_counts_once(tmp_path
     assert "src (int64): token ids: not perturbed" in " ".join(human.out.split())
 
 
-def test_data_file_is_refused_for_several_inputs(tmp_path, run_cli):
-    import numpy as np
+def standardised(a: np.ndarray) -> np.ndarray:
+    """Per-feature standardisation over the file's rows, in float64 (a constant-free file)."""
+    return (a - a.mean(axis=0)) / a.std(axis=0)
 
-    np.savez(tmp_path / "x.npz", x=np.zeros((4, 5), dtype="float32"))
+
+def input_gradient_norms(spec, left, right, seed: int) -> dict:
+    """||d<R, f(left, right)>/d input|| by hand: the float64 model of ``seed``, R the first draw of
+    ``torch.Generator().manual_seed(seed)`` (the projection objective)."""
+    model = build_model(spec, seed=seed, dtype=torch.float64).model
+    left, right = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (left, right))
+    y = model(left, right)
+    r = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    grads = torch.autograd.grad((r * y).sum(), [left, right])
+    return {"input left": float(grads[0].norm()), "input right": float(grads[1].norm())}
+
+
+def test_a_data_file_gives_each_input_its_standardised_first_rows(tmp_path):
+    # scales and offsets far from N(0, 1): read raw, the tanh on `left`'s branch saturates
+    rng = np.random.default_rng(0)
+    left = (100 + 30 * rng.standard_normal((7, 5))).astype("float32")
+    right = (-4 + 0.01 * rng.standard_normal((7, 4))).astype("float32")
+    np.savez(tmp_path / "pair.npz", left=left, right=right, y=np.zeros(7))
+    spec = load_spec(write(tmp_path, TWO_BRANCHES.format(scale=1.0)))
+    report = gc.gradcheck(spec, data=tmp_path / "pair.npz", batch=4, seed=2)
+    assert report.ok, report.diagnosis
+    assert report.batch == 4 and report.data == str(tmp_path / "pair.npz")
+    expected = input_gradient_norms(spec, standardised(left)[:4], standardised(right)[:4], seed=2)
+    e2e = {t.name: t for t in report.end_to_end.tensors}
+    for name, norm in expected.items():
+        assert e2e[name].numel == 4 * (5 if name == "input left" else 4)
+        assert e2e[name].grad_norm == pytest.approx(norm, rel=1e-5), name
+    # the random batch gives other gradients; a file shorter than --batch is taken whole
+    random_e2e = {t.name: t for t in gc.gradcheck(spec, batch=4, seed=2).end_to_end.tensors}
+    assert random_e2e["input left"].grad_norm != pytest.approx(expected["input left"], rel=1e-2)
+    assert gc.gradcheck(spec, data=tmp_path / "pair.npz", batch=10, seed=2).batch == 7
+
+
+def test_a_data_file_of_token_inputs_is_checked_against_high(tmp_path, run_cli):
+    path = write(tmp_path, ENC_DEC_DAG)
+    np.savez(tmp_path / "ids.npz", src=np.arange(30).reshape(6, 5) % 10, tgt=np.zeros((6, 5), dtype="int64"))
+    res = run_cli(["gradcheck", path, "--data", tmp_path / "ids.npz", "--json"])
+    assert res.code == 2  # src is [6] per example; the file's rows are 5 long
+    np.savez(tmp_path / "ids.npz", src=np.arange(36).reshape(6, 6) % 10, tgt=np.full((6, 5), 12))
+    res = run_cli(["gradcheck", path, "--data", tmp_path / "ids.npz"])
+    assert res.code == 2 and "'tgt'" in res.err and "Traceback" not in res.err  # 12 is not below high 12
+    np.savez(tmp_path / "ids.npz", src=np.arange(36).reshape(6, 6) % 10, tgt=np.full((6, 5), 11))
+    res = run_cli(["gradcheck", path, "--data", tmp_path / "ids.npz", "--batch", "10", "--json"])
+    assert res.code == 0, res.text
+    assert json.loads(res.out)["settings"]["batch"] == 6  # the file's 6 rows, fewer than --batch 10
+
+
+def test_a_data_file_missing_an_input_is_exit_2_naming_it(tmp_path, run_cli):
+    np.savez(tmp_path / "x.npz", left=np.zeros((4, 5), dtype="float32"))
     res = run_cli(["gradcheck", write(tmp_path, TWO_BRANCHES.format(scale=1.0)), "--data", tmp_path / "x.npz"])
     assert res.code == 2
-    assert "--data: reads one input tensor" in res.err and "several (left, right)" in res.err
-    assert "Traceback" not in res.err
+    assert "no array 'right' in x.npz" in " ".join(res.err.split()) and "Traceback" not in res.err

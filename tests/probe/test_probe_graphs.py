@@ -3,8 +3,8 @@ loss over every output, a row for every layer of every branch (a shared module o
 
 References: the gradient norms of a tiny two-input, two-output net recomputed by hand with
 autograd on its submodules, from the documented recipe (one generator per seed: each input's
-batch in order, then each output's projection); layer names and counts written out from the
-specs.
+batch in order, or one ``randperm`` of a data file's rows standardised by numpy, then each
+output's projection); layer names and counts written out from the specs.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
-from spec_texts import SIAMESE_DAG
+from spec_texts import SIAMESE_DAG, reverse_digits
 
 from nncli.build import build_model
 from nncli.probe import probe
@@ -22,21 +23,8 @@ from nncli.spec import parse_spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# the small encoder-decoder of the training test (digit reversal), strings of 6
-ENC_DEC = """
-name: reverse-digits
-inputs:
-  source: {shape: [6], dtype: int64, high: 10}
-  target: {shape: [6], dtype: int64, high: 11}
-layers:
-  - Embedding: {from: source, embedding_dim: 32}
-  - PositionEmbedding
-  - TransformerEncoderLayer: {name: memory, nhead: 4, dim_feedforward: 64, dropout: 0.0}
-  - Embedding: {from: target, embedding_dim: 32}
-  - PositionEmbedding
-  - TransformerDecoderLayer: {nhead: 4, memory: memory, causal: true, dim_feedforward: 64, dropout: 0.0}
-  - Linear: {out_features: 10}
-"""
+# the small encoder-decoder of the training test (digit reversal)
+ENC_DEC = reverse_digits()
 
 # two float inputs, two outputs (the head and the tanh branch)
 TINY = """
@@ -97,14 +85,10 @@ def test_a_shared_tower_is_one_row_per_use_with_one_weight_gradient(tmp_path):
     assert rows["tower_r.0"].grad_norm != rows["tower.0"].grad_norm
 
 
-def test_gradient_norms_match_a_hand_computation():
-    spec = parse_spec(TINY)
-    n, seed = 8, 4
-    report = probe(spec, seeds=[seed], batch_size=n)
+def hand_probe(spec, seed: int, a, b, r_out, r_ta):
+    """The probe of TINY by hand: activation and weight gradient norms per row, and R."""
+    n = len(a)
     model = build_model(spec, seed=seed).model
-    gen = torch.Generator().manual_seed(seed)
-    a, b = torch.randn((n, 3), generator=gen), torch.randn((n, 2), generator=gen)
-    r_out, r_ta = torch.randn((n, 2), generator=gen), torch.randn((n, 4), generator=gen)
     ha = model.la(a)
     hta = torch.tanh(ha)
     hb = model.lb(b)
@@ -120,14 +104,56 @@ def test_gradient_norms_match_a_hand_computation():
         "m": (grads[3], None),
         "out": (grads[4], grads[7]),
     }
+    return expected, float(grads[0].norm() / grads[4].norm())
+
+
+def assert_matches(report, expected: dict, ratio: float) -> None:
     rows = {row.name: row for row in report.init.layers}
     assert list(rows) == list(expected)
     for name, (act, weight) in expected.items():
         assert rows[name].grad_norm == pytest.approx(float(act.norm()), rel=1e-5), name
         if weight is not None:
             assert rows[name].weight_grad_norm == pytest.approx(float(weight.norm()), rel=1e-5), name
+    assert report.init.ratio == pytest.approx(ratio, rel=1e-5)
+
+
+def test_gradient_norms_match_a_hand_computation():
+    spec = parse_spec(TINY)
+    n, seed = 8, 4
+    report = probe(spec, seeds=[seed], batch_size=n)
+    gen = torch.Generator().manual_seed(seed)
+    a, b = torch.randn((n, 3), generator=gen), torch.randn((n, 2), generator=gen)
+    r_out, r_ta = torch.randn((n, 2), generator=gen), torch.randn((n, 4), generator=gen)
+    assert_matches(report, *hand_probe(spec, seed, a, b, r_out, r_ta))
     assert "summed over the outputs out, ta" in report.loss
-    assert report.init.ratio == pytest.approx(float(grads[0].norm() / grads[4].norm()), rel=1e-5)
+
+
+def test_a_data_file_gives_every_input_the_same_standardised_rows(tmp_path):
+    # far from N(0, 1), so rows read raw (or unstandardised) would give other norms
+    rng = np.random.default_rng(1)
+    a_file = 50 + 20 * rng.standard_normal((11, 3))
+    b_file = -3 + 0.1 * rng.standard_normal((11, 2))
+    np.savez(tmp_path / "ab.npz", a=a_file.astype("float32"), b=b_file.astype("float32"))
+    spec = parse_spec(TINY)
+    n, seed = 8, 4
+    report = probe(spec, seeds=[seed], batch_size=n, data=tmp_path / "ab.npz")
+    assert report.inputs == "ab.npz (11 examples, 8 per seed)"
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(11, generator=gen)[:n]  # one draw of rows for both inputs
+    a, b = (torch.tensor((x - x.mean(0)) / x.std(0), dtype=torch.float32)[pick] for x in (a_file, b_file))
+    r_out, r_ta = torch.randn((n, 2), generator=gen), torch.randn((n, 4), generator=gen)
+    assert_matches(report, *hand_probe(spec, seed, a, b, r_out, r_ta))
+    trained = probe(spec, seeds=[seed], batch_size=n, data=tmp_path / "ab.npz", steps=2)  # on the file's rows too
+    assert math.isfinite(trained.training.loss_last)
+
+
+def test_a_data_file_missing_an_input_is_exit_2_naming_it(run_cli, tmp_path):
+    np.savez(tmp_path / "x.npz", left=np.zeros((4, 1, 12, 12), dtype="float32"))
+    path = tmp_path / "net.yaml"
+    path.write_text(SIAMESE_DAG)
+    res = run_cli(["probe", path, "--data", tmp_path / "x.npz"])
+    assert res.code == 2
+    assert "--data: no array 'right' in x.npz" in " ".join(res.err.split()) and "Traceback" not in res.err
 
 
 def test_ratio_ends_at_the_first_output_where_it_is_not_the_last_row():
@@ -148,17 +174,15 @@ def test_steps_train_a_graph_spec(tmp_path):
     ("flags", "says"),
     [
         (["--sweep-depth", "1,2"], "--sweep-depth: fits the depth law of one chain"),
-        (["--data", "DATA"], "--data: reads one input tensor, and net has several (left, right)"),
+        (["--data", "DATA"], "--data: net has several inputs (left, right): probe reads an .npz or .pt file"),
     ],
-    ids=["sweep-depth", "data"],
+    ids=["sweep-depth", "data-csv"],
 )
 def test_what_a_graph_cannot_take_is_exit_2(run_cli, tmp_path, flags, says):
-    import numpy as np
-
-    np.savez(tmp_path / "x.npz", x=np.zeros((4, 1, 12, 12), dtype="float32"))
+    (tmp_path / "x.csv").write_text("1,2\n3,4\n")
     path = tmp_path / "net.yaml"
     path.write_text(SIAMESE_DAG)
-    flags = [str(tmp_path / "x.npz") if f == "DATA" else f for f in flags]
+    flags = [str(tmp_path / "x.csv") if f == "DATA" else f for f in flags]
     res = run_cli(["probe", path, *flags])
     assert res.code == 2
     assert says in " ".join(res.err.split()) and "Traceback" not in res.err
