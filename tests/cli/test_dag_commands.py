@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from spec_texts import SIAMESE_DAG
+from spec_texts import ENC_DEC_DAG, SIAMESE_DAG
 
 torch.set_num_threads(1)
 
@@ -17,18 +17,7 @@ SIAMESE = SIAMESE_DAG
 # conv 4*9+4, linear 100*8+8, head 16*2+2: the tower once
 SIAMESE_PARAMS = 40 + 808 + 34
 
-ENC_DEC = """
-inputs:
-  src: {shape: [6], dtype: int64, high: 10}
-  tgt: {shape: [5], dtype: int64, high: 12}
-outputs: [logits, memory]
-layers:
-  - Embedding: {name: embed, from: src, embedding_dim: 16, num_embeddings: 12}
-  - Linear: {name: memory, out_features: 16}
-  - Embedding: {share: embed, from: tgt}
-  - CrossAttention: {num_heads: 2, memory: memory}
-  - Linear: {name: logits, out_features: 12, bias: false, tie: {weight: embed}}
-"""
+ENC_DEC = ENC_DEC_DAG
 # embedding 12*16 (tied head adds none), Linear 16*16+16, attention 4*16*16+4*16
 ENC_DEC_PARAMS = 192 + 272 + 1088
 

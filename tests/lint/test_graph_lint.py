@@ -13,24 +13,12 @@ from __future__ import annotations
 import textwrap
 
 from conftest import SPECS
+from spec_texts import reverse_digits
 
 from nncli.lint import check_spec
 from nncli.spec import load_spec, parse_spec
 
-ENCODER_DECODER = """
-name: enc-dec
-inputs:
-  source: {shape: [6], dtype: int64, high: 10}
-  target: {shape: [6], dtype: int64, high: 11}
-layers:
-  - Embedding: {from: source, embedding_dim: 16}
-  - PositionEmbedding
-  - TransformerEncoderLayer: {name: memory, nhead: 2, dim_feedforward: 32, dropout: 0.0}
-  - Embedding: {from: target, embedding_dim: 16}
-  - PositionEmbedding
-  - TransformerDecoderLayer: {nhead: 2, memory: memory, causal: true, dim_feedforward: 32, dropout: 0.0}
-  - Linear: {out_features: 10}
-"""
+ENCODER_DECODER = reverse_digits(dim=16, heads=2, feedforward=32, name="enc-dec")
 
 # The same shapes, the decoder side built from self-attention and cross-attention.
 CROSS = """
