@@ -204,6 +204,31 @@ def test_a_data_file_gives_each_input_its_standardised_first_rows(tmp_path):
     assert gc.gradcheck(spec, data=tmp_path / "pair.npz", batch=10, seed=2).batch == 7
 
 
+def test_a_spec_with_data_standardises_each_input_with_its_training_statistics(tmp_path):
+    # the spec's own data has every split, so its training split is the whole `_train` pool
+    rng = np.random.default_rng(3)
+    splits = {}
+    for suffix, n in (("_train", 12), ("_val", 3), ("_test", 3)):
+        splits["left" + suffix] = 10 + 3 * rng.standard_normal((n, 5))
+        splits["right" + suffix] = -2 + 0.5 * rng.standard_normal((n, 4))
+        splits["y" + suffix] = rng.integers(0, 3, n)
+    np.savez(tmp_path / "train.npz", **splits)
+    left, right = rng.standard_normal((4, 5)), rng.standard_normal((4, 4))
+    np.savez(tmp_path / "batch.npz", left=left.astype("float32"), right=right.astype("float32"))
+    spec = load_spec(write(tmp_path, TWO_BRANCHES.format(scale=1.0) + "data: {path: train.npz}\n"))
+    report = gc.gradcheck(spec, data=tmp_path / "batch.npz", seed=1)
+    train_left, train_right = splits["left_train"], splits["right_train"]
+    expected = input_gradient_norms(
+        spec,
+        (left - train_left.mean(0)) / train_left.std(0),
+        (right - train_right.mean(0)) / train_right.std(0),
+        seed=1,
+    )
+    e2e = {t.name: t for t in report.end_to_end.tensors}
+    for name, norm in expected.items():
+        assert e2e[name].grad_norm == pytest.approx(norm, rel=1e-5), name
+
+
 def test_a_data_file_of_token_inputs_is_checked_against_high(tmp_path, run_cli):
     path = write(tmp_path, ENC_DEC_DAG)
     np.savez(tmp_path / "ids.npz", src=np.arange(30).reshape(6, 5) % 10, tgt=np.zeros((6, 5), dtype="int64"))
