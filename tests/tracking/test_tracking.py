@@ -250,6 +250,35 @@ def test_train_tracking_flag_writes_the_local_store_beside_the_runs(tmp_path, ru
     assert run.info.run_name == "t" and run.data.params["train.epochs"] == "1"
 
 
+def test_metrics_sent_before_the_training_process_died_reach_the_store(tmp_path):
+    """The tracking process writes metrics a few seconds late, in one insert: when the training
+    process is gone (killed), what it had sent is written before the tracking process ends."""
+    import gc
+    import queue
+
+    from nncli.tracking import store
+    from nncli.train import run_training
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC.format(name="mlp", width=8, lr=0.1, epochs=1))
+    run_dir = Path(run_training(spec, None, tmp_path / "run", device="cpu").run_dir)  # its settings are the params
+    uri = sqlite_uri(tmp_path)
+    opening = {"name": "killed", "tags": {}, "run_dir": str(run_dir), "record": str(run_dir / "tracking.json")}
+    inbox, outbox = queue.Queue(), queue.Queue()
+    inbox.put(("begin", "t", (uri,)))
+    inbox.put(("open", "t", ("tests", uri, None, opening)))
+    for epoch in (1, 2, 3):
+        inbox.put(("log", "t", ([("val_loss", 1.0 / epoch, epoch)],)))
+    try:
+        store.serve(inbox, outbox, parent=-1)  # no process has that id: the parent is "gone" once idle
+    finally:
+        gc.enable()
+        gc.unfreeze()
+    assert outbox.get_nowait()["error"] is None  # the run opened (the one message: its id)
+    run_id = json.loads((run_dir / "tracking.json").read_text())["run_id"]
+    assert history(MlflowClient(uri), run_id, "val_loss") == [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3))]
+
+
 def test_only_rank_0_opens_the_store():
     class Rank1:
         is_writer = False
