@@ -77,7 +77,8 @@ def read_lock(folder: str | Path) -> dict | None:
 
 def _record_of(fd: int) -> dict:
     try:
-        return _parse(os.pread(fd, 1 << 16, 0).decode("utf-8", errors="replace"))
+        os.lseek(fd, 0, os.SEEK_SET)
+        return _parse(os.read(fd, 1 << 16).decode("utf-8", errors="replace"))
     except OSError:  # a folder named like the lock
         return {}
 
@@ -216,7 +217,8 @@ def _write_record(fd: int) -> None:
     }
     data = json.dumps(record).encode("utf-8")
     os.ftruncate(fd, 0)
-    os.pwrite(fd, data, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, data)
 
 
 class FolderLock:
