@@ -98,6 +98,13 @@ class CheckFailed(NncliError):
     exit_code = ExitCode.CHECK_FAILED
 
 
+class RunFailed(NncliError):
+    """A run started and could not finish (a distributed worker or a node died): exit 1, with
+    the error document under ``--json`` (no report was printed before it)."""
+
+    exit_code = ExitCode.CHECK_FAILED
+
+
 def did_you_mean(word: str, choices) -> str | None:
     """A 'did you mean ...?' hint for a misspelt name, or None when nothing is close."""
     import difflib

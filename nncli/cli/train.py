@@ -194,9 +194,7 @@ def train(
     sets = parse_train_sets(set_, overrides)
     loaded = load_spec_with_sets(ctx, spec, sets, detach=True) if spec is not None else None
     _check_resume(ctx, resume, sets)
-    distributed = nproc_per_node > 1 or nnodes > 1
-    if distributed and node_rank >= nnodes:
-        raise InputError(f"--node-rank {node_rank}: expected a rank below --nnodes {nnodes}")
+    distributed = _distributed(nproc_per_node, nnodes, node_rank)
     replacing = _replaced_out(spec, out, force, resume, node_rank)
     if distributed:
         result = _train_distributed(
@@ -215,12 +213,32 @@ def train(
             master_addr=master_addr,
             master_port=master_port,
             sync_batchnorm=sync_batchnorm,
+            json_out=json_out,
         )
         if result is None:  # a node other than 0: its workers finished, rank 0 reports
             return
     else:
         result = _train_here(loaded, overrides, out, replacing, plot, device, resume, tensorboard, threads, track)
     _finish(result, json_out)
+
+
+def _distributed(nproc_per_node: int, nnodes: int, node_rank: int) -> bool:
+    """Whether the run is a DDP one (several processes or nodes); a node rank beyond them is exit 2."""
+    distributed = nproc_per_node > 1 or nnodes > 1
+    if distributed and node_rank >= nnodes:
+        raise InputError(f"--node-rank {node_rank}: expected a rank below --nnodes {nnodes}")
+    return distributed
+
+
+def _other_node_document(node_rank: int, nnodes: int) -> dict:
+    """``--json`` on a node other than 0: its workers finished; node 0 holds the run and its report."""
+    return {
+        "node_rank": node_rank,
+        "nnodes": nnodes,
+        "status": "workers_finished",
+        "run_dir": None,
+        "message": f"node {node_rank}: workers finished; rank 0 (on node 0) writes the run and its report",
+    }
 
 
 def _replaced_out(spec: Path | None, out: Path | None, force: bool, resume: Path | None, node_rank: int):
@@ -238,18 +256,21 @@ def _replaced_out(spec: Path | None, out: Path | None, force: bool, resume: Path
 
 
 def _train_distributed(
-    loaded, overrides: dict, out: Path | None, replacing, plot: Path | None, tracking=None, **launch
+    loaded, overrides: dict, out: Path | None, replacing, plot: Path | None, tracking=None, json_out=False, **launch
 ):
-    """Launch the DDP workers of this node; None (after saying so) on a node that is not rank 0's."""
+    """Launch the DDP workers of this node; None (after saying so, as a JSON document under
+    ``--json``) on a node that is not rank 0's."""
     from nncli.train import launch_distributed
 
     factory = partial(rank_callbacks, plot, tracking)
     with replacing:
         result = launch_distributed(loaded, overrides, out, callbacks_factory=factory, **launch)
     if result is None:
-        render.stderr_console().print(
-            f"node {launch['node_rank']}: workers finished; rank 0 writes the run and its report"
-        )
+        document = _other_node_document(launch["node_rank"], launch["nnodes"])
+        if json_out:
+            render.print_json(document)
+        else:
+            render.stderr_console().print(document["message"])
     return result
 
 

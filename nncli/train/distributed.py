@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from nncli.errors import CheckFailed, InputError, NncliError, SpecError
+from nncli.errors import CheckFailed, InputError, NncliError, RunFailed, SpecError
 from nncli.train.loop import Trainer
 from nncli.train.prepare import prepare
 from nncli.train.runs import TrainResult, check_tensorboard
@@ -61,8 +61,6 @@ def launch_distributed(
         Rank 0's TrainResult on the node that ran rank 0; None on the other nodes.
     """
     from nncli.device import resolve_device
-    from nncli.train.lock import FolderLock
-    from nncli.train.runs import claim_run_folder
 
     world = nproc_per_node * nnodes
     dev = resolve_device(device)
@@ -75,7 +73,10 @@ def launch_distributed(
             hint="use one process per GPU, or the CPU",
             param="nproc_per_node",
         )
-    setup = prepare(spec, overrides, out_dir, resume=resume, world_size=world, runs_root=runs_root)
+    # Only node 0 writes the run folder: another node neither inspects nor locks it (on a shared
+    # file system it would see node 0's lock, or the files node 0 is writing)
+    writer = node_rank == 0
+    setup = prepare(spec, overrides, out_dir, resume=resume, world_size=world, runs_root=runs_root, writer=writer)
     request = {
         "spec_text": None if resume else setup.spec_text,
         "spec_path": setup.spec_path,
@@ -88,17 +89,27 @@ def launch_distributed(
         "device_index": first,
         "sync_batchnorm": sync_batchnorm,
         "launcher_pid": os.getpid(),
+        "writer": writer,
     }
     config = _launch_config(nproc_per_node, nnodes, node_rank, master_addr, master_port)
+    if not writer:
+        return _rank0_answer(_launch(config, request, nproc_per_node))
+    return _rank0_answer(_launch_writing(setup, config, request, nproc_per_node))
+
+
+def _launch_writing(setup, config, request: dict, nproc_per_node: int) -> dict:
+    """Node 0's launch: the run folder locked and claimed first, the lock shared with every rank."""
+    from nncli.train.lock import FolderLock
+    from nncli.train.runs import claim_run_folder
+
     lock = FolderLock(setup.run_dir, "run").acquire()
     # every rank holds the launcher's lock too: the folder stays locked while any of them lives
     request["lock"] = lock.share()
     try:
         claim_run_folder(setup)
-        results = _launch(config, request, nproc_per_node)
+        return _launch(config, request, nproc_per_node)
     finally:
         lock.release()
-    return _rank0_answer(results)
 
 
 def _launch_config(nproc_per_node: int, nnodes: int, node_rank: int, master_addr: str, master_port: int):
@@ -148,7 +159,10 @@ def _launch(config, request: dict, nproc_per_node: int) -> dict:
             f"rank {rank}: exit {f.exitcode}" + (f" ({str(f.message)[:300]})" if getattr(f, "message", None) else "")
             for rank, f in sorted(exc.failures.items())
         )
-        raise CheckFailed(f"distributed training failed: {failures}") from None
+        raise RunFailed(
+            f"distributed training failed: {failures}",
+            hint="a worker or another node stopped; `nncli train --resume RUN` continues from the last checkpoint",
+        ) from None
     finally:
         if old_sigint is not None:
             signal.signal(signal.SIGINT, old_sigint)
@@ -218,7 +232,14 @@ def _ddp_entry(request: dict) -> dict:
                 spec = parse_spec(
                     request["spec_text"], file=origin, base_dir=Path(origin).parent if origin else Path.cwd()
                 )
-            setup = prepare(spec, request["overrides"], None, resume=request["resume"], world_size=world)
+            setup = prepare(
+                spec,
+                request["overrides"],
+                None,
+                resume=request["resume"],
+                world_size=world,
+                writer=request.get("writer", True),
+            )
         except NncliError as err:
             return {"error": err.to_json()}
         if not request["resume"]:

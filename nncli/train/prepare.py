@@ -64,12 +64,21 @@ def _spec_text(spec) -> str:
 
 
 def prepare(
-    spec, overrides=None, out_dir=None, *, resume=None, world_size: int = 1, runs_root: str | Path = "runs"
+    spec,
+    overrides=None,
+    out_dir=None,
+    *,
+    resume=None,
+    world_size: int = 1,
+    runs_root: str | Path = "runs",
+    writer: bool = True,
 ) -> Setup:
     """Resolve and validate everything a run needs, touching no file.
 
     Args are those of :func:`nncli.train.run_training`; ``world_size`` is the number of DDP
-    processes the training set must be split across.
+    processes the training set must be split across. ``writer`` False (a DDP node other than
+    node 0, which never writes the run folder): the folder is neither checked for a lock nor for
+    being new, since node 0 may already hold it and be writing it.
     """
     from nncli.build import infer
 
@@ -77,9 +86,9 @@ def prepare(
     data_over, train_over = split_overrides(overrides)
     data_over = resolve_data_source(data_over)
     if resume is not None:
-        part = _resumed_part(spec, resume, data_over, train_over)
+        part = _resumed_part(spec, resume, data_over, train_over, writer)
     else:
-        part = _new_part(spec, data_over, train_over, out_dir, runs_root)
+        part = _new_part(spec, data_over, train_over, out_dir if writer else None, runs_root)
     spec, data_cfg, cfg, run_dir = part["spec"], part["data_cfg"], part["cfg"], part["run_dir"]
     built = infer(spec)  # meta device: checks the spec and gives the output shape for free
     check_train_outputs(spec, cfg, built)
@@ -103,10 +112,11 @@ def prepare(
     )
 
 
-def _resumed_part(spec, resume, data_over: dict, train_over: dict) -> dict:
+def _resumed_part(spec, resume, data_over: dict, train_over: dict, writer: bool = True) -> dict:
     """What a resumed run takes from its folder: spec, sections, checkpoints (checked against the
     changes asked for: only ``epochs`` may grow, and a few settings that leave the run the same)."""
-    check_unlocked(resume)  # a run still being written is not resumed
+    if writer:
+        check_unlocked(resume)  # a run still being written is not resumed
     run = open_run(resume)
     if (
         spec is not None
