@@ -29,7 +29,7 @@ class Inputs:
     """The inputs of a set of examples for a network with several inputs: one tensor per input,
     in the order the network's ``forward`` takes them, all with the same number of examples.
 
-    Indexing (``inputs[idx]``), ``to``, ``pin_memory`` and ``len`` act on every tensor together,
+    Indexing (``inputs[idx]``), ``to``, ``cpu``, ``pin_memory`` and ``len`` act on every tensor together,
     so a trainer cuts batches of it as it cuts one tensor.
     """
 
@@ -49,6 +49,9 @@ class Inputs:
 
     def to(self, *args, **kwargs) -> Inputs:
         return Inputs(self.names, (t.to(*args, **kwargs) for t in self.tensors))
+
+    def cpu(self) -> Inputs:
+        return Inputs(self.names, (t.cpu() for t in self.tensors))
 
     def pin_memory(self) -> Inputs:
         return Inputs(self.names, (t.pin_memory() for t in self.tensors))
