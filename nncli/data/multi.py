@@ -144,35 +144,83 @@ def load_multi_dataset(config, spec):
 def _read_named_arrays(config, spec) -> tuple[dict, dict]:
     """The file's arrays, and per pool (``""`` train pool, ``"_test"``, ``"_val"``) the pair
     ``({input name: array}, labels)`` (``(None, None)`` for a split the file does not have)."""
-    from nncli.data.inputs import check_finite
-    from nncli.data.user_files import Y_KEYS, _labels, load_arrays, pick_array
+    from nncli.data.user_files import load_arrays
 
     names = [i.name for i in spec.input_specs]
     if config.name != "file" or Path(config.path).suffix.lower() not in (".npz", ".pt", ".pth"):
         raise InputError(
-            f"{spec.name} has several inputs ({', '.join(names)}): its data must be an .npz or .pt "
+            f"{spec.name or 'this spec'} has several inputs ({', '.join(names)}): its data must be an .npz or .pt "
             f"file with one array per input name and the labels; found {_source_name(config)}",
             hint=f"save e.g. np.savez('data.npz', {', '.join(f'{n}=...' for n in names)}, y=...)",
         )
+    if config.x_key is not None:
+        raise InputError(
+            f"data.x_key ({config.x_key!r}) names the one input array of a file; a spec with several inputs "
+            f"reads each input's array by its name ({', '.join(names)})",
+            param="x_key",
+        )
     path = Path(config.path)
     arrays = load_arrays(path)
-    pool = "_train" if pick_array(arrays, config.y_key, Y_KEYS, "target", path, "_train") is not None else ""
-    pools = {
-        "": (
-            _named(arrays, names, pool, path),
-            _labels(pick_array(arrays, config.y_key, Y_KEYS, "target", path, pool), path),
-        )
-    }
+    pool = "_train" if _label_key(arrays, config, names, path, "_train") is not None else ""
+    pools = {"": _pool(arrays, names, pool, _label_key(arrays, config, names, path, pool, required=True), path)}
     for suffix in SPLIT_SUFFIXES:
-        y = pick_array(arrays, config.y_key, Y_KEYS, "target", path, suffix)
-        pools[suffix] = (None, None) if y is None else (_named(arrays, names, suffix, path), _labels(y, path))
-    for suffix, (xs, y) in pools.items():
-        if y is not None:
-            check_finite(y, f"{path.name}: array y{suffix}", file=path)
-        for name, a in (xs or {}).items():
-            if len(a) != len(y):
-                raise InputError(f"{path.name}: {len(a)} examples in {name}{suffix} but {len(y)} labels", file=path)
+        key = _label_key(arrays, config, names, path, suffix)
+        pools[suffix] = (None, None) if key is None else _pool(arrays, names, suffix, key, path)
+    for suffix in (*SPLIT_SUFFIXES, "_train"):  # inputs of a split without its labels would be left out
+        partnerless = [n + suffix for n in names if n + suffix in arrays]
+        if partnerless and (pools[suffix][1] is None if suffix != "_train" else pool != "_train"):
+            raise InputError(
+                f"{', '.join(partnerless)} has no partner labels array (y{suffix})",
+                file=path,
+                hint=f"add the labels of that split as y{suffix}, or leave its inputs out",
+            )
     return arrays, pools
+
+
+def _label_key(arrays: dict, config, names: list, path: Path, suffix: str, required: bool = False) -> str | None:
+    """The name of one pool's labels array: ``data.y_key``, else the first usual label name
+    (y, labels, ...) that is not also an input's name, which would be ambiguous."""
+    from nncli.data.user_files import Y_KEYS
+
+    if config.y_key is not None and config.y_key in names:
+        raise InputError(f"data.y_key {config.y_key!r} is the name of an input, not of the labels", param="y_key")
+    clash = [n for n in names if n in Y_KEYS]
+    if config.y_key is None and clash:
+        raise InputError(
+            f"input {clash[0]!r} has a name the labels' array usually has: which array holds the labels is unclear",
+            hint="name the labels' array with `data: {y_key: ...}`, or rename the input",
+        )
+    candidates = [config.y_key] if config.y_key is not None else list(Y_KEYS)
+    found = next((k + suffix for k in candidates if k + suffix in arrays), None)
+    if found is None and required:
+        raise InputError(
+            f"no labels array in {path.name}: expected one named {' / '.join(k + suffix for k in candidates)}; "
+            f"found {', '.join(map(str, arrays)) or 'none'}",
+            file=path,
+        )
+    return found
+
+
+def _pool(arrays: dict, names: list, suffix: str, label_key: str, path: Path) -> tuple[dict, np.ndarray]:
+    """One pool's inputs by name and its labels, of equal lengths, the labels finite."""
+    from nncli.data.inputs import check_finite
+    from nncli.data.user_files import _labels
+
+    y = _labels(_rows(arrays[label_key], label_key, path), path)
+    check_finite(y, f"array {label_key!r}", file=path)
+    xs = _named(arrays, names, suffix, path)
+    for name, a in xs.items():
+        if len(a) != len(y):
+            raise InputError(f"{len(a)} examples in {name}{suffix} but {len(y)} in {label_key}", file=path)
+    return xs, y
+
+
+def _rows(a, key: str, path: Path) -> np.ndarray:
+    """``a`` as an array of one row per example (a single number is refused)."""
+    a = np.asarray(a)
+    if a.ndim == 0:
+        raise InputError(f"array {key!r}: expected one row per example, found a single number", file=path)
+    return a
 
 
 def _named(arrays: dict, names: list, suffix: str, path: Path) -> dict:
@@ -188,10 +236,10 @@ def _named(arrays: dict, names: list, suffix: str, path: Path) -> dict:
         )
     out = {}
     for n in names:
-        a = np.asarray(arrays[n + suffix])
+        a = _rows(arrays[n + suffix], n + suffix, path)
         if a.dtype.kind not in "biuf":
             raise InputError(f"array {n + suffix!r}: expected numbers, found dtype {a.dtype}", file=path)
-        check_finite(a, f"{path.name}: array {n + suffix!r}", file=path)  # rows as the file numbers them
+        check_finite(a, f"array {n + suffix!r}", file=path)  # rows as the file numbers them
         out[n] = a
     return out
 
@@ -264,8 +312,7 @@ def read_multi_inputs(path: Path, spec, command: str = "predict") -> Inputs:
     lengths = {n: len(a) for n, a in arrays.items()}
     if len(set(lengths.values())) > 1:
         raise InputError(
-            f"{path.name}: the inputs hold different numbers of examples: "
-            + ", ".join(f"{n} {k}" for n, k in lengths.items()),
+            "the inputs hold different numbers of examples: " + ", ".join(f"{n} {k}" for n, k in lengths.items()),
             file=path,
         )
     return _split_inputs(spec, arrays, np.arange(next(iter(lengths.values()))), path, command)

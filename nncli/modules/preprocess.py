@@ -95,6 +95,9 @@ class TrainedNetwork(nn.Module):
         if kwargs:
             args = self._in_order(args, kwargs)
         if isinstance(self.normalize, StandardizeInputs):  # several inputs, each with its statistics
+            if len(args) != len(self.normalize.names):
+                names = ", ".join(self.normalize.names)
+                raise TypeError(f"expected {len(self.normalize.names)} inputs ({names}), got {len(args)}")
             return self.network(*self.normalize(*args))
         # a network with one input; a Graph's further inputs (untrained specs) pass as they come
         return self.network(self.normalize(args[0]), *args[1:])
@@ -104,6 +107,11 @@ class TrainedNetwork(nn.Module):
         unknown = sorted(set(kwargs) - set(names))
         if unknown:
             raise TypeError(f"unknown input(s) {', '.join(unknown)}; the inputs are {', '.join(names)}")
+        if len(args) > len(names):
+            raise TypeError(f"expected at most {len(names)} inputs ({', '.join(names)}), got {len(args)}")
+        twice = sorted(set(names[: len(args)]) & set(kwargs))
+        if twice:
+            raise TypeError(f"input(s) {', '.join(twice)} given both in order and by name")
         given = dict(zip(names, args), **kwargs)
         missing = [n for n in names if n not in given]
         if missing:

@@ -128,7 +128,8 @@ class Trainer:
             if (self.s.data_cfg.crop or self.s.data_cfg.flip)
             else None
         )
-        self.train_model, self.eval_model = self.strategy.wrap(self.raw)
+        untrained = len(names) > 1 + len(self.aux)  # outputs that no loss reads (e.g. an aux head)
+        self.train_model, self.eval_model = self.strategy.wrap(self.raw, untrained)
         # dropout draws from the global RNG: seed it per rank, after the (rank-identical) init
         torch.manual_seed(cfg.seed + 1 + self.rank)
         # skip_nonfinite must see each step's loss before that step's update, so every step is a

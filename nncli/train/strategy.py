@@ -57,15 +57,18 @@ class Strategy:
         # fp16's small range needs loss scaling; bf16 and float32 do not
         self.scaler = torch.amp.GradScaler(self.device.type) if self.cfg.amp == "fp16" else None
 
-    def wrap(self, raw: torch.nn.Module):
+    def wrap(self, raw: torch.nn.Module, outputs_untrained: bool = False):
         """``(train_model, eval_model)``: the model wrapped in DDP when there are several
         processes, each compiled when ``compile`` is on. Evaluation runs on the raw model (every
-        rank evaluates its share and the sums are all-reduced, no DDP hooks needed)."""
+        rank evaluates its share and the sums are all-reduced, no DDP hooks needed).
+        ``outputs_untrained``: some output is not in the loss, so the parameters only it reads get
+        no gradient, which DDP must be told to expect."""
         model = raw
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            model = DDP(raw, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DDP(raw, device_ids=ids, find_unused_parameters=outputs_untrained)
         train_model = torch.compile(model) if self.cfg.compile else model
         eval_model = torch.compile(raw) if self.cfg.compile else raw
         return train_model, eval_model

@@ -167,12 +167,31 @@ def test_evaluate_scores_the_first_output_and_refuses_changed_data(tmp_path, run
             "{path: two.npz}",
             "{epochs: 1}",
             {"a": np.zeros((9, 2)), "b": np.zeros((8, 3)), "y": np.zeros(9, int)},
-            "8 examples in b but 9 labels",
+            "8 examples in b but 9 in y",
         ),
         ("{path: two.npz}", "{epochs: 1, outputs: {main: 1.0}}", None, "found 'main'"),
         ("{path: two.npz}", "{epochs: 1, outputs: {nope: 1.0}}", None, "found 'nope'"),
         ("{path: two.npz}", "{epochs: 1, outputs: {aux: .nan}}", None, "expected a finite loss weight >= 0"),
         ("{path: two.npz, augment: {flip: true}}", "{epochs: 1}", None, "several inputs"),
+        ("{path: two.npz, x_key: a}", "{epochs: 1}", None, "data.x_key ('a') names the one input array"),
+        (
+            "{path: two.npz}",
+            "{epochs: 1}",
+            {**_arrays(30), "a_test": np.zeros((5, 2)), "b_test": np.zeros((5, 3))},
+            "a_test, b_test has no partner labels array (y_test)",
+        ),
+        (
+            "{path: two.npz}",
+            "{epochs: 1}",
+            {"a": np.float32(3), "b": np.zeros((9, 3)), "y": np.zeros(9, int)},
+            "array 'a': expected one row per example, found a single number",
+        ),
+        (
+            "{path: two.npz}",
+            "{epochs: 1}",
+            {**_arrays(30), "b": np.full((30, 3), np.nan)},
+            "array 'b': 30 example(s) contain NaN or infinite values, the first is row 0",
+        ),
     ],
 )
 def test_bad_data_or_outputs_are_located_errors(tmp_path, run_cli, data, train, arrays, expected):
@@ -182,6 +201,19 @@ def test_bad_data_or_outputs_are_located_errors(tmp_path, run_cli, data, train, 
     assert expected in result.err
     assert "Traceback" not in result.text
     assert not (tmp_path / "run").exists()
+
+
+def test_an_input_named_like_the_labels_needs_y_key(tmp_path, run_cli, one_torch_thread):
+    """An input called ``y`` would otherwise be read as the labels too, and the labels ignored."""
+    g = np.random.default_rng(0)
+    x, y_input = g.normal(size=(80, 1)).astype(np.float32), g.normal(size=(80, 1)).astype(np.float32)
+    np.savez(tmp_path / "xy.npz", x=x, y=y_input, target=(x * y_input).astype(np.float32))
+    spec = "name: xy\ninputs: {x: [1], y: [1]}\nlayers:\n  - Merge: {from: [x, y], mode: concat}\n  - Linear: {out_features: 1}\n"
+    (tmp_path / "xy.yaml").write_text(spec + "data: {path: xy.npz}\ntrain: {loss: mse, epochs: 1}\n")
+    result = run_cli(["train", tmp_path / "xy.yaml", "--out", tmp_path / "run"])
+    assert result.code == 2 and "input 'y' has a name the labels' array usually has" in result.err
+    (tmp_path / "xy.yaml").write_text(spec + "data: {path: xy.npz, y_key: target}\ntrain: {loss: mse, epochs: 1}\n")
+    assert run_cli(["train", tmp_path / "xy.yaml", "--out", tmp_path / "run", "--json"]).code == 0
 
 
 def test_predict_names_a_missing_input_array(tmp_path, run_cli, one_torch_thread):
@@ -245,3 +277,38 @@ def test_peer_suite_shapes_train_evaluate_predict_and_attack(tmp_path, run_cli, 
         )
     else:  # token ids have no value eps away
         assert attacked.code == 2 and "token ids" in attacked.err and "Traceback" not in attacked.text
+
+
+def test_the_loaded_model_refuses_wrong_arguments(tmp_path, run_cli, one_torch_thread):
+    import nncli
+
+    spec = _write(tmp_path, "{path: two.npz}", "{epochs: 1}")
+    assert run_cli(["train", spec, "--out", tmp_path / "run", "--json"]).code == 0
+    model = nncli.load(tmp_path / "run")
+    a, b = torch.randn(3, 2), torch.randn(3, 3)
+    for args, kwargs, message in [
+        ((a, b, b), {}, "expected 2 inputs (a, b), got 3"),
+        ((a,), {}, "expected 2 inputs (a, b), got 1"),
+        ((), {"a": a}, "missing input(s) b"),
+        ((a, b), {"a": a}, "given both in order and by name"),
+        ((), {"a": a, "c": b}, "unknown input(s) c"),
+    ]:
+        with pytest.raises(TypeError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            model(*args, **kwargs)
+
+
+@pytest.mark.slow
+def test_ddp_with_an_output_no_loss_reads_equals_one_process(tmp_path, run_cli_subprocess):
+    """An auxiliary head left out of train.outputs gets no gradient; DDP is told to expect that, and
+    two processes give the one-process run."""
+    spec = _write(tmp_path, "{path: two.npz}", "{epochs: 2, lr: 0.01}")
+    one = run_cli_subprocess(
+        ["train", spec, "--out", tmp_path / "one", "--json", "--device", "cpu"], OMP_NUM_THREADS="1"
+    )
+    two = run_cli_subprocess(
+        ["train", spec, "--out", tmp_path / "two", "--json", "--device", "cpu", "--nproc-per-node", "2"],
+        timeout=300,
+        OMP_NUM_THREADS="1",
+    )
+    assert one.code == 0 and two.code == 0, two.text[-2000:]
+    assert json.loads(two.out)["val"]["loss"] == pytest.approx(json.loads(one.out)["val"]["loss"], rel=1e-6)
