@@ -338,6 +338,8 @@ class _Server:
 
     def call(self, op: str, args: tuple, run: dict, token: str) -> None:
         try:
+            if op == "warm" and run["uri"] in self.clients:
+                return  # opened for an earlier run of this process
             client = self.client(run["uri"])
             if op == "warm":
                 client.search_experiments(max_results=1)  # the store opened (a SQLite file's tables made)
