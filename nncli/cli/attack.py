@@ -93,7 +93,7 @@ def _refuse_token_inputs(run_dir: Path, allow_custom: bool) -> None:
         spec = open_run(run_dir, allow_custom=allow_custom).spec
     except NncliError:
         return  # the attack itself says what is wrong with the folder
-    if spec.integer_input:
+    if spec.integer_input and len(spec.input_specs) == 1:  # several inputs: the attack names the token one
         raise InputError(
             f"{run_dir}: the run's input is {spec.input_dtype} token ids, and FGSM/PGD perturb float inputs "
             "by at most eps: a token id has no value eps away",

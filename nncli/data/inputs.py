@@ -70,6 +70,8 @@ def read_inputs(path: Path, *, target: str | int | None = None, n_features: int 
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
         raise InputError(f"{path.name}: expected numeric inputs, found dtype {x.dtype}", file=path)
+    if x.ndim == 0:
+        raise InputError("expected one row per example, found a single number", file=path)
     if x.ndim == 1:
         x = x[:, None]
     check_finite(x, path.name, path)

@@ -45,6 +45,8 @@ def pick_array(arrays: dict, key: str | None, defaults, what: str, path: Path, s
 def _as_numpy(value: np.ndarray, path: Path, key: str) -> np.ndarray:
     if value.dtype == object or value.dtype.kind not in "biuf" and key.startswith("x"):
         raise InputError(f"array {key!r}: expected numbers, found dtype {value.dtype}", file=path)
+    if np.ndim(value) == 0:
+        raise InputError(f"array {key!r}: expected one row per example, found a single number", file=path)
     return value
 
 

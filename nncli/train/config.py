@@ -23,6 +23,10 @@ from nncli.seeds import SEED_MAX
 # typing slip (an extra digit or two), better refused before any work.
 MAX_EPOCHS = 1_000_000
 
+# Learning rates and weight decay the optimizers take: beyond this a float32 step overflows (an
+# optimizer's internal float conversion fails outright near 3.4e38), and no schedule needs it.
+MAX_RATE = 1e6
+
 LOSSES = ("cross_entropy", "mse", "bce_with_logits")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine", "onecycle", "exponential")
@@ -169,15 +173,15 @@ def _choices(section: Section, out: dict) -> None:
 def _numbers(section: Section, out: dict) -> None:
     """The numeric keys, each checked against its range, into ``out``."""
     rules = {
-        "lr": dict(low=0, low_open=True),
+        "lr": dict(low=0, low_open=True, high=MAX_RATE),
         "batch_size": dict(integer=True, low=1),
         "epochs": dict(integer=True, low=1, high=MAX_EPOCHS),
         "seed": dict(integer=True, low=0, high=SEED_MAX),
         "momentum": dict(low=0, high=1),
-        "weight_decay": dict(low=0),
+        "weight_decay": dict(low=0, high=MAX_RATE),
         "step_size": dict(integer=True, low=1),
         "gamma": dict(low=0, low_open=True, high=1, optional=True),
-        "min_lr": dict(low=0),
+        "min_lr": dict(low=0, high=MAX_RATE),
         "warmup_steps": dict(integer=True, low=0),
         "clip_grad_norm": dict(low=0, low_open=True, optional=True),
         "patience": dict(integer=True, low=1, optional=True),
