@@ -19,6 +19,10 @@ def _script(model, x, method: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about Python values: the check below judges
         if method == "script":
+            from nncli.modules.preprocess import OneInputTrained, TrainedNetwork
+
+            if isinstance(model, TrainedNetwork) and not isinstance(x, tuple):
+                model = OneInputTrained(model)
             return torch.jit.script(model)
         return torch.jit.trace(model, x if isinstance(x, tuple) else (x,), check_trace=False)
 

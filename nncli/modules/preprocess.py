@@ -119,6 +119,19 @@ class TrainedNetwork(nn.Module):
         return tuple(given[n] for n in names)
 
 
+class OneInputTrained(nn.Module):
+    """A :class:`TrainedNetwork` of one input with a forward TorchScript can compile (``script``
+    takes no variable arguments): the same modules, the same parameter names, the same function."""
+
+    def __init__(self, trained: TrainedNetwork) -> None:
+        super().__init__()
+        self.normalize = trained.normalize
+        self.network = trained.network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(self.normalize(x))
+
+
 def trained_network(
     network: nn.Module, normalization: dict | None, classes=None, example_shape=None, input_names=None
 ) -> TrainedNetwork:

@@ -119,6 +119,12 @@ def test_csv_rows_give_one_answer_in_every_runtime(tmp_path):
     assert "applied_by_model" in json.loads(meta["nncli.input_normalization"])
     # the file the model was trained on, label column included, predicts the same (the column is dropped)
     assert predict(run, tmp_path / "cancer.csv", device="cpu").predictions == by_predict
+    # TorchScript by scripting (not tracing) compiles the same raw-input model
+    from nncli.export import export_model
+
+    assert export_model(run, "torchscript", tmp_path / "s.pt", method="script").passed
+    with torch.no_grad():
+        assert torch.jit.load(str(tmp_path / "s.pt"))(rows).argmax(1).tolist() == by_predict
 
 
 def _labels():
