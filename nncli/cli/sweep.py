@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -155,16 +156,24 @@ def sweep(
                 tracking=track,
             )
     except KeyboardInterrupt:
-        render.stderr_console().print(
-            "interrupted: finished runs are kept and a run in progress saved a "
-            "checkpoint; rerun the same command to resume"
-        )
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        _interrupted(json_out)
     if plot is not None and result.best is not None:
         result.plot = render.plots.sweep_plot(result, plot)
     render.emit(result, json_out, render.sweep.show)
     if not dry_run and result.best is None:
         fail_check(f"no trial of the sweep finished ({result.failed} run(s) failed)")
+
+
+def _interrupted(json_out: bool) -> NoReturn:
+    """Exit 130 saying what was kept; under --json, stdout holds the error document all the same."""
+    from nncli.cli import faults
+
+    render.stderr_console().print(
+        "interrupted: finished runs are kept and a run in progress saved a checkpoint; rerun the same command to resume"
+    )
+    if json_out:
+        render.print_json(faults.interrupted_json())
+    raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
 
 @app.command()

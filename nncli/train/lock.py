@@ -7,11 +7,13 @@ line) only names the writer in the message. The kernel drops an flock when the l
 of that open file is closed, which is when every process holding it has exited, SIGKILL and
 power cuts included. Processes a writer starts to write for it (DDP ranks, a sweep's workers)
 receive its descriptor through :meth:`FolderLock.share`, so the folder stays locked while any of
-them lives, even when the process that took the lock is gone.
+them lives, even when the process that took the lock is gone or has released it. So the file
+is removed only by a process that holds the flock alone, never while such a process lives: a
+newcomer would create a new file and lock that beside them.
 
 A lock file that nobody holds is stale and taken over, whatever it contains. A record naming a
-live process on this host still holds the folder without an flock: an older nncli wrote its
-lock that way, and where flock is missing (no ``fcntl``) or refused (some network file
+live process on this host, written without an flock, still holds the folder: an older nncli
+wrote its lock that way, and where flock is missing (no ``fcntl``) or refused (some network file
 systems) the PID is all there is. No torch here.
 """
 
@@ -91,14 +93,21 @@ def _command() -> str:
     return " ".join(argv) or "python"
 
 
-def _pid_holds(holder: dict) -> bool:
+def _pid_holds(holder: dict, flocked: bool) -> bool:
     """A record that holds the folder by its PID alone: a live process on this host (not this
-    one), or a process on another host, which cannot be asked and so stands."""
+    one), or a process on another host, which cannot be asked and so stands.
+
+    ``flocked``: the caller took the file's flock just now. A record on this host whose writer held
+    the flock (``"flock": true``) is then stale whatever its PID: its writer's processes have all
+    closed the file (the writer itself may live on after releasing, its workers having outlived it).
+    """
     pid = holder.get("pid")
     if not isinstance(pid, int):
         return False
     if holder.get("host") not in (None, socket.gethostname()):
         return True
+    if flocked and holder.get("flock") is True:
+        return False
     return pid != os.getpid() and _alive(pid)
 
 
@@ -116,22 +125,24 @@ def _owned(path: Path) -> bool:
     return (st.st_dev, st.st_ino) in _HELD
 
 
-def _try_flock(fd: int) -> bool:
-    """Take the exclusive flock without blocking; False while another open of the file holds it.
+def _try_flock(fd: int) -> bool | None:
+    """Take the exclusive flock without blocking: True when taken, False while another open of the
+    file holds it, None where there is no flock (no ``fcntl``, or a file system refusing it: the
+    PID decides).
 
     A prober (:func:`check_unlocked`) holds it for an instant only, so a refusal is looked at a
     few times before it counts.
     """
     if fcntl is None:
-        return True
+        return None
     for attempt in range(5):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             time.sleep(0.02 * (attempt + 1))
-        except OSError:  # a file system without flock: the PID decides
-            return True
+        except OSError:
+            return None
     return False
 
 
@@ -142,13 +153,13 @@ def _live_holder(path: Path) -> dict | None:
     except OSError:  # missing, or unreadable: acquiring it says what is wrong
         return None
     try:
-        free = _try_flock(fd)
+        flocked = _try_flock(fd)
         holder = _record_of(fd)
     finally:
         os.close(fd)  # drops the probe's flock
-    if not free:
+    if flocked is False:
         return holder
-    return holder if holder and _pid_holds(holder) else None
+    return holder if holder and _pid_holds(holder, flocked is True) else None
 
 
 def check_unlocked(folder: str | Path, what: str = "run") -> None:
@@ -208,12 +219,13 @@ def _same_file(fd: int, path: Path) -> bool:
     return (st.st_dev, st.st_ino) == _key(fd)
 
 
-def _write_record(fd: int) -> None:
+def _write_record(fd: int, flocked: bool) -> None:
     record = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "command": _command(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "flock": flocked,
     }
     data = json.dumps(record).encode("utf-8")
     os.ftruncate(fd, 0)
@@ -245,15 +257,16 @@ class FolderLock:
         for _ in range(50):  # a releasing writer unlinks the file under us: open it again
             fd = _open_lock_file(self.path)
             try:
-                if not _try_flock(fd):
+                flocked = _try_flock(fd)
+                if flocked is False:
                     raise _held_error(self.folder, self.what, _record_of(fd))
                 if not _same_file(fd, self.path):
                     os.close(fd)
                     continue
                 holder = _record_of(fd)
-                if holder and _pid_holds(holder):  # a writer that took no flock
+                if holder and _pid_holds(holder, flocked is True):  # a writer that took no flock
                     raise _held_error(self.folder, self.what, holder)
-                _write_record(fd)
+                _write_record(fd, flocked is True)
             except BaseException:
                 os.close(fd)
                 raise
@@ -274,18 +287,19 @@ class FolderLock:
         return SharedLock(self._fd)
 
     def release(self) -> None:
-        """Remove the lock file (if it is still this lock's) and drop the flock."""
+        """Drop this process's hold; the lock file goes once no process holds it any more.
+
+        Processes given the lock (:meth:`share`, :func:`held_locks`) that still live keep the
+        folder locked: the file stays, for a newcomer would otherwise create a new one and lock
+        it beside them. Never ``LOCK_UN``: on a shared descriptor it would unlock theirs too.
+        """
         if not self.held or self._fd is None:
             return
         fd, self._fd, self.held = self._fd, None, False
-        _HELD.pop(_key(fd), None)
-        try:
-            if _same_file(fd, self.path):  # unlinked before the flock drops: no one locks a dead file
-                self.path.unlink()
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        key = _key(fd)
+        _HELD.pop(key, None)
+        os.close(fd)
+        _unlink_if_free(self.path, key)
 
     def __enter__(self) -> FolderLock:
         return self.acquire()
@@ -293,6 +307,27 @@ class FolderLock:
     def __exit__(self, *exc) -> bool:
         self.release()
         return False
+
+
+def _unlink_if_free(path: Path, key: tuple[int, int]) -> None:
+    """Remove the lock file ``key`` (device, inode) at ``path`` if nobody holds it.
+
+    Only a holder of the flock may unlink: this opens the file anew and takes the flock, which
+    fails while a process the lock was shared with lives (the file then stays, and is taken over
+    once they are gone). A newcomer that opened the file before the unlink finds it gone once it
+    has the flock, and opens the path again (:meth:`FolderLock.acquire`).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return
+    try:
+        if _key(fd) == key and _try_flock(fd) is not False:
+            path.unlink()
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def held_locks() -> tuple[SharedLock, ...]:

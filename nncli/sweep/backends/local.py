@@ -3,7 +3,8 @@ processes on this machine (the default; needs nothing beyond nncli).
 
 Each worker gets ``cpu_count // workers`` torch threads (no oversubscription). Ctrl-C, or a run
 that comes back interrupted, stops every worker with SIGTERM, which train turns into "save a
-checkpoint and stop": the next invocation resumes those runs.
+checkpoint and stop", and waits for them to exit before the sweep's lock is released: the next
+invocation resumes those runs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from nncli.sweep.execute import (
     task_of,
 )
 from nncli.sweep.results import SweepEvent
+
+# How long an interrupted sweep waits for its workers to save their checkpoints and exit
+STOP_GRACE_S = 60.0
+# ... and for each one to be gone once it has exited or been killed
+KILL_WAIT_S = 10.0
 
 
 def execute_local(pending: list, workers: int, device: str, notify, done: int, total: int) -> int:
@@ -70,12 +76,38 @@ def execute_local(pending: list, workers: int, device: str, notify, done: int, t
                     outcome = {"status": "error", "error": f"worker process died: {exc}", "seconds": None}
                 finished(futures[fut], outcome)
     except BaseException:  # Ctrl-C, or a run came back interrupted: stop every worker now
-        for child in multiprocessing.active_children():
-            child.terminate()  # SIGTERM: a run in progress saves a checkpoint and stops (resumable)
-        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_workers(pool)
         raise
     pool.shutdown(wait=True)
     return ran
+
+
+def _stop_workers(pool) -> None:
+    """SIGTERM every worker (a run in progress saves a checkpoint and stops: resumable) and wait
+    for them: the sweep's lock is released after this, and a worker still saving must not be
+    writing beside the next invocation. One that has not stopped after ``STOP_GRACE_S``, or
+    when a second Ctrl-C cuts the wait short, is killed (its run resumes from its last checkpoint).
+    """
+    import multiprocessing
+    import time
+    from multiprocessing.connection import wait as wait_for
+
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    # a child's sentinel is ready once it is exiting, whoever reaps it (the pool's thread may)
+    running = {child.sentinel: child for child in children}
+    deadline = time.monotonic() + STOP_GRACE_S
+    try:
+        while running and time.monotonic() < deadline:
+            for sentinel in wait_for(list(running), deadline - time.monotonic()):
+                running.pop(sentinel)
+    finally:
+        for child in running.values():
+            child.kill()
+        for child in children:  # reaped: gone, every descriptor (the lock's) closed, not just exiting
+            child.join(KILL_WAIT_S)
 
 
 def _init_worker(threads: int, locks: tuple = ()) -> None:
