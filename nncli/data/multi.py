@@ -179,18 +179,13 @@ def _read_named_arrays(config, spec) -> tuple[dict, dict]:
 
 def _label_key(arrays: dict, config, names: list, path: Path, suffix: str, required: bool = False) -> str | None:
     """The name of one pool's labels array: ``data.y_key``, else the first usual label name
-    (y, labels, ...) that is not also an input's name, which would be ambiguous."""
+    (y, labels, ...) that is not also an input's name."""
     from nncli.data.user_files import Y_KEYS
 
     if config.y_key is not None and config.y_key in names:
         raise InputError(f"data.y_key {config.y_key!r} is the name of an input, not of the labels", param="y_key")
-    clash = [n for n in names if n in Y_KEYS]
-    if config.y_key is None and clash:
-        raise InputError(
-            f"input {clash[0]!r} has a name the labels' array usually has: which array holds the labels is unclear",
-            hint="name the labels' array with `data: {y_key: ...}`, or rename the input",
-        )
-    candidates = [config.y_key] if config.y_key is not None else list(Y_KEYS)
+    # an input's own array is never read as the labels (a decoder input called `target`)
+    candidates = [config.y_key] if config.y_key is not None else [k for k in Y_KEYS if k not in names]
     found = next((k + suffix for k in candidates if k + suffix in arrays), None)
     if found is None and required:
         raise InputError(

@@ -23,9 +23,10 @@ from nncli.seeds import SEED_MAX
 # typing slip (an extra digit or two), better refused before any work.
 MAX_EPOCHS = 1_000_000
 
-# Learning rates and weight decay the optimizers take: beyond this a float32 step overflows (an
-# optimizer's internal float conversion fails outright near 3.4e38), and no schedule needs it.
-MAX_RATE = 1e6
+# Learning rates and weight decay the optimizers can hold: the largest float32. Beyond it an
+# optimizer's conversion of the rate fails outright; below it a rate too large for the network
+# gives a non-finite loss, which training diagnoses.
+MAX_RATE = 3.4e38
 
 LOSSES = ("cross_entropy", "mse", "bce_with_logits")
 OPTIMIZERS = ("sgd", "adam", "adamw")

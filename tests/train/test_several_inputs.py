@@ -203,17 +203,21 @@ def test_bad_data_or_outputs_are_located_errors(tmp_path, run_cli, data, train, 
     assert not (tmp_path / "run").exists()
 
 
-def test_an_input_named_like_the_labels_needs_y_key(tmp_path, run_cli, one_torch_thread):
-    """An input called ``y`` would otherwise be read as the labels too, and the labels ignored."""
+def test_an_input_named_like_the_labels_is_never_read_as_the_labels(tmp_path, run_cli, one_torch_thread):
+    """Inputs x and y (fractional floats), labels under ``target``: were input ``y`` read as the
+    labels too, cross_entropy would refuse them as not integers."""
     g = np.random.default_rng(0)
     x, y_input = g.normal(size=(80, 1)).astype(np.float32), g.normal(size=(80, 1)).astype(np.float32)
-    np.savez(tmp_path / "xy.npz", x=x, y=y_input, target=(x * y_input).astype(np.float32))
-    spec = "name: xy\ninputs: {x: [1], y: [1]}\nlayers:\n  - Merge: {from: [x, y], mode: concat}\n  - Linear: {out_features: 1}\n"
-    (tmp_path / "xy.yaml").write_text(spec + "data: {path: xy.npz}\ntrain: {loss: mse, epochs: 1}\n")
-    result = run_cli(["train", tmp_path / "xy.yaml", "--out", tmp_path / "run"])
-    assert result.code == 2 and "input 'y' has a name the labels' array usually has" in result.err
-    (tmp_path / "xy.yaml").write_text(spec + "data: {path: xy.npz, y_key: target}\ntrain: {loss: mse, epochs: 1}\n")
-    assert run_cli(["train", tmp_path / "xy.yaml", "--out", tmp_path / "run", "--json"]).code == 0
+    np.savez(tmp_path / "xy.npz", x=x, y=y_input, target=(x[:, 0] * y_input[:, 0] > 0).astype(np.int64))
+    spec = "name: xy\ninputs: {x: [1], y: [1]}\nlayers:\n  - Merge: {from: [x, y], mode: concat}\n  - Linear: {out_features: 2}\n"
+    (tmp_path / "xy.yaml").write_text(spec + "data: {path: xy.npz}\ntrain: {epochs: 1}\n")
+    result = run_cli(["train", tmp_path / "xy.yaml", "--out", tmp_path / "run", "--json"])
+    assert result.code == 0, result.text
+    assert json.loads(result.out)["test"]["n"] > 0
+    np.savez(tmp_path / "no_labels.npz", x=x, y=y_input)  # only the inputs: no labels array at all
+    (tmp_path / "xy.yaml").write_text(spec + "data: {path: no_labels.npz}\ntrain: {epochs: 1}\n")
+    result = run_cli(["train", tmp_path / "xy.yaml", "--out", tmp_path / "run2"])
+    assert result.code == 2 and "no labels array in no_labels.npz" in result.err
 
 
 def test_predict_names_a_missing_input_array(tmp_path, run_cli, one_torch_thread):

@@ -521,7 +521,7 @@ def test_bad_input_exits_2_and_leaves_runs_alone(tmp_path, run_cli):
         ),
         (["train", spec, "--out", run], "already holds a run"),
         (["train", spec, "--lr", "-1"], "--lr: expected a number > 0"),
-        (["train", spec, "--lr", "1e38"], "--lr: expected a number > 0 and <= 1000000.0"),
+        (["train", spec, "--lr", "1e39"], "--lr: expected a number > 0 and <= 3.4e+38"),
         (["train", spec, "--device", "cuda"], "CUDA is not available"),
         (["train", spec, "--data", "moonz"], "did you mean 'moons'"),
     ]
