@@ -63,7 +63,8 @@ def _parse(text: str) -> dict:
 
 
 def read_lock(folder: str | Path) -> dict | None:
-    """The holder recorded in ``folder``'s lock (``{"pid", "host", "command", "started"}``), or None.
+    """The holder recorded in ``folder``'s lock (``{"pid", "host", "command", "started", "flock"}``;
+    ``flock``: whether it held the flock, absent from a lock an older nncli wrote), or None.
 
     ``{}`` when the file exists but holds no readable record. Says nothing about whether the
     holder still runs (see :func:`check_unlocked`).
