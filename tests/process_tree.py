@@ -3,6 +3,7 @@ what it started: its children, their descendants, and whether each still runs.""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -44,3 +45,20 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def holds_file(pid: int, path) -> bool:
+    """Whether ``pid`` has ``path`` open (also once the file was removed: ``path (deleted)``)."""
+    name = str(Path(path).resolve())
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target == name or target == f"{name} (deleted)":
+            return True
+    return False

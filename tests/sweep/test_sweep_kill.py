@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import PYTHON, ROOT, subprocess_env, write
-from process_tree import alive, descendants, ranks_of
+from process_tree import alive, descendants, holds_file, ranks_of
 from spec_texts import TINY_MLP_RUN as MLP
 
 pytestmark = [
@@ -118,25 +118,33 @@ def test_sigkill_of_a_local_sweep_leaves_no_worker_and_the_rerun_resumes(tmp_pat
 
 
 def watch_the_lock_until_exit(proc: subprocess.Popen, workers: list[int], lock: Path) -> int:
-    """Until the sweep exits: while a worker lives, the lock file is the one it was (not removed,
-    not replaced) and the folder is refused. Returns how many times a live worker was seen."""
+    """Until the sweep exits: while a worker holds the lock, the lock file is the one it was (not
+    removed, not replaced) and the folder is refused. Returns how many looks found it held.
+
+    A worker closes the lock when it exits and never opens it again, so one that holds it after a
+    look held it during the look; "alive" would not do (an exiting process closes its files first).
+    """
     from nncli.errors import InputError
     from nncli.train.lock import check_unlocked
 
     first, seen, deadline = os.stat(lock).st_ino, 0, time.monotonic() + 180
     while proc.poll() is None:
         assert time.monotonic() < deadline, "the sweep did not stop on SIGTERM"
-        if any(alive(w) for w in workers):
-            try:
-                inode = os.stat(lock).st_ino
-            except FileNotFoundError:
-                inode = None
-            if any(alive(w) for w in workers):  # still, after the look at the file
-                assert inode == first, "the lock file went while a worker lived"
-                seen += 1
-                if seen % 20 == 1:
-                    with pytest.raises(InputError, match="writing this sweep folder"):
-                        check_unlocked(lock.parent, "sweep")
+        try:
+            inode = os.stat(lock).st_ino
+        except FileNotFoundError:
+            inode = None
+        if any(holds_file(w, lock) for w in workers):
+            assert inode == first, "the lock file went while a worker held it"
+            seen += 1
+            if seen % 20 == 1:
+                try:
+                    check_unlocked(lock.parent, "sweep")
+                    free = True
+                except InputError as err:
+                    free = False
+                    assert "writing this sweep folder" in str(err), err
+                assert not free or not any(holds_file(w, lock) for w in workers), "free while a worker held it"
         time.sleep(0.01)
     return seen
 
