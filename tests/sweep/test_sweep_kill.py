@@ -96,14 +96,15 @@ def test_sigkill_of_a_local_sweep_leaves_no_worker_and_the_rerun_resumes(tmp_pat
     proc.wait()
     try:
         assert len([p for p in tree if alive(p)]) >= 2, tree  # the workers, at least
-        before = [p for p in tree if alive(p)]
+        # the processes holding the lock file (it is never reopened: holding after means during)
+        before = [p for p in tree if holds_file(p, out / ".nncli.lock")]
         try:
             check_unlocked(out, "sweep")
             held = False
         except InputError as err:
             held = True
             assert "still writing this sweep folder" in str(err), err
-        after = [p for p in tree if alive(p)]
+        after = [p for p in tree if holds_file(p, out / ".nncli.lock")]
         assert (held and before) or (not held and not after), (held, before, after)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and any(alive(p) for p in tree):
