@@ -256,7 +256,7 @@ def test_resume_redraws_the_plot_totals_time_and_says_nothing_to_do(run_cli, tmp
     r = run_cli(["train", "--resume", str(out)])
     assert r.code == 0 and "nothing to do" in r.text
     r = run_cli(["train", "--resume", str(out), "--epochs", "2"])
-    assert r.code == 2 and "--epochs 2" in r.err and "3 epochs" in r.err
+    assert r.code == 2 and "--epochs: expected 3 or more, found 2" in r.err and "3 epochs" in r.err
 
 
 # -- 5. piped output -------------------------------------------------------------------------------
