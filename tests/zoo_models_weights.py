@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-
-
-def flow_order(model: nn.Module) -> list[str]:
-    order = getattr(model, "flow_order", None)
-    return order() if order is not None else list(model.state_dict())
+from zoo_models_seq import flow_order
 
 
 def copy_weights(hand: nn.Module, built: nn.Module) -> None:
@@ -41,10 +37,20 @@ def make_every_layer_matter(model: nn.Module, x: torch.Tensor, gen: torch.Genera
     for name, p in model.named_parameters():
         if name.endswith("layer_scale"):
             nn.init.uniform_(p, 0.2, 0.6, generator=gen)
+    calibrate_batch_norms(model, x)
+
+
+def calibrate_batch_norms(model: nn.Module, x: torch.Tensor) -> None:
+    """Batch-norm statistics of ``x`` itself (one train-mode pass with momentum 1), so that every
+    norm layer is a real normalisation rather than the identity its fresh statistics give; the
+    model is left in eval mode, each norm's momentum as it was."""
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
     for m in norms:
         m.momentum = 1.0
     model.train()
     with torch.no_grad():
         model(x)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
     model.eval()

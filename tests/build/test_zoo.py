@@ -29,6 +29,7 @@ import zoo_models as conv
 import zoo_models_seq as seq
 from conftest import SPECS
 from torch import nn
+from zoo_models_weights import calibrate_batch_norms, copy_weights
 
 from nncli.build import build_model, count_params, infer
 from nncli.spec import parse_spec
@@ -146,19 +147,6 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def copy_weights(hand: nn.Module, built: nn.Module) -> None:
-    """Copy the hand model's parameters and buffers into nncli's model by position: the two
-    name them differently, but both register them in the order the data meets them."""
-    src = hand.state_dict()
-    dst = built.state_dict()
-    src_keys = seq.flow_order(hand)
-    assert len(src_keys) == len(dst), (len(src_keys), len(dst))
-    for s, d in zip(src_keys, dst):
-        assert src[s].shape == dst[d].shape, f"{s} {tuple(src[s].shape)} vs {d} {tuple(dst[d].shape)}"
-        dst[d] = src[s]
-    built.load_state_dict(dst)
-
-
 def make_signal_carry(model: nn.Module, x: torch.Tensor) -> None:
     """Re-initialise the hand model so that every layer matters to the output.
 
@@ -171,15 +159,7 @@ def make_signal_carry(model: nn.Module, x: torch.Tensor) -> None:
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in norms:
-        m.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(x)
-    for m in norms:
-        m.momentum = 0.1
-    model.eval()
+    calibrate_batch_norms(model, x)
 
 
 def example_input(spec, shape: tuple, gen: torch.Generator, batch: int = 2) -> torch.Tensor:
