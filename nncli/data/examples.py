@@ -81,7 +81,7 @@ def read_multi_examples(path: str | Path, spec, command: str) -> tuple:
     Returns:
         ``(x, how)``: :class:`~nncli.data.multi.Inputs` and ``"spec data"``, ``"file"`` or ``None``.
     """
-    from nncli.data.multi import Inputs, read_multi_inputs
+    from nncli.data.multi import read_multi_inputs
 
     x = read_multi_inputs(Path(path), spec, command)
     config = _spec_data(spec)
@@ -95,4 +95,4 @@ def read_multi_examples(path: str | Path, spec, command: str) -> tuple:
         for name in floats:
             mean[name], std[name] = normalization_stats(tensors[name])
         how = "file"
-    return Inputs(x.names, (normalize(t, mean[n], std[n]) if n in mean else t for n, t in zip(x.names, x))), how
+    return x.standardized(mean, std), how

@@ -71,6 +71,15 @@ class Inputs:
             for n, t in zip(self.names, self.tensors)
         }
 
+    def standardized(self, mean: dict, std: dict) -> Inputs:
+        """Each input that has statistics in ``mean``/``std`` (by name) standardised, the others
+        (token ids, inputs kept raw) as they are."""
+        from nncli.data.dataset import normalize
+
+        return Inputs(
+            self.names, (normalize(t, mean[n], std[n]) if n in mean else t for n, t in zip(self.names, self.tensors))
+        )
+
     def cat(self, others) -> Inputs:
         """These examples followed by those of ``others`` (a list of Inputs with the same names)."""
         import torch
@@ -265,7 +274,7 @@ def _split_inputs(spec, arrays: dict, rows, path: Path, split: str) -> Inputs:
 
 def _normalize(ds, spec, enabled: bool) -> None:
     """Standardise each float input with its own training statistics (kept by input name)."""
-    from nncli.data.dataset import describe_normalization, normalization_stats, normalize
+    from nncli.data.dataset import describe_normalization, normalization_stats
 
     ds.normalization = {"by": "none"}
     floats = [i for i, inp in enumerate(spec.input_specs) if not inp.dtype.startswith("int")]
@@ -276,12 +285,7 @@ def _normalize(ds, spec, enabled: bool) -> None:
     for i in floats:
         ds.mean[names[i]], ds.std[names[i]] = normalization_stats(ds.x_train.tensors[i])
     for split in ("train", "val", "test"):
-        x = getattr(ds, f"x_{split}")
-        setattr(
-            ds,
-            f"x_{split}",
-            Inputs(names, (normalize(t, ds.mean[n], ds.std[n]) if n in ds.mean else t for n, t in zip(names, x))),
-        )
+        setattr(ds, f"x_{split}", getattr(ds, f"x_{split}").standardized(ds.mean, ds.std))
     ds.normalization = {
         "by": "input",
         "inputs": {names[i]: describe_normalization(tuple(ds.x_train.tensors[i].shape[1:])) for i in floats},
