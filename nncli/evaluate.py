@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from nncli import data as data_mod
-from nncli.data.multi import Inputs, feed, first_output, load_multi_dataset, read_multi_inputs, several_inputs
+from nncli.data.multi import Inputs, feed, first_output, load_spec_dataset, read_multi_inputs, several_inputs
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
@@ -116,8 +116,6 @@ def evaluate_run(
     ds = _raw_dataset(run, data)
     if data is None:
         _check_statistics(run, ds.x_train, trained.normalization)
-    if not several_inputs(run.spec):  # several inputs were checked as they were read
-        data_mod.check_dataset_inputs(ds, run.spec)
     prepare_targets(
         ds,
         run.train.loss,
@@ -150,11 +148,7 @@ def _raw_dataset(run, data):
         config = data_mod.resolve_data_config(run.meta["data"], {"path": str(data)})
         params = {k: v for k, v in config.params.items() if k != "per_class"}  # every row is scored
         config = dataclasses.replace(config, normalize=False, val=0.0, test=0.0, limit=None, params=params)
-    if several_inputs(run.spec):
-        return load_multi_dataset(config, run.spec)
-    ds = data_mod.load_dataset(
-        config, input_shape=tuple(run.spec.input), integer_inputs=getattr(run.spec, "integer_input", False)
-    )
+    ds = load_spec_dataset(config, run.spec)
     if data is not None:
         _labels_as_the_run_numbers_them(ds, run, data)
     return ds

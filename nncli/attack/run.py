@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nncli import data as data_mod
 from nncli.attack.joined import JoinedInputs
 from nncli.attack.methods import fgsm, pgd
-from nncli.data.multi import load_multi_dataset, several_inputs
+from nncli.data.multi import load_spec_dataset
 from nncli.errors import InputError
 from nncli.files import write_atomic
 from nncli.formatting import jsonable
@@ -321,14 +320,9 @@ def _open_classifier(run_dir, checkpoint: str, dev, allow_custom: bool) -> tuple
 def _attack_inputs(run, split: str, limit: int | None, value_range) -> tuple:
     """The split's raw inputs (data units; :class:`~nncli.data.multi.Inputs` for several), labels
     and the valid range ``lo, hi`` (None: unbounded)."""
-    config = dataclasses.replace(run.data, normalize=False)
-    several = several_inputs(run.spec)
-    raw = load_multi_dataset(config, run.spec) if several else data_mod.load_dataset(config)
-    x, y = raw.split(split)
+    x, y = load_spec_dataset(dataclasses.replace(run.data, normalize=False), run.spec).split(split)
     if y.is_floating_point():
         raise InputError(f"{run.run_dir}: the {split} targets are not class labels")
-    if not several:
-        x = data_mod.fit_input_shape(x, run.spec.input)
     if limit is not None:
         x, y = x[:limit], y[:limit]
     if len(x) == 0:

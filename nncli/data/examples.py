@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from nncli.data.config import resolve_data_config
-from nncli.data.dataset import load_dataset, normalization_stats, normalize
+from nncli.data.dataset import normalization_stats, normalize
 from nncli.data.inputs import check_token_ids, fit_input_shape, read_inputs
 from nncli.errors import NncliError
 
@@ -58,13 +58,12 @@ def _spec_data(spec):
 def _training_statistics(config, spec) -> tuple:
     """Mean and std of the spec data's training split, as ``nncli train`` would compute them
     (dicts by input name for a spec with several inputs)."""
-    from nncli.data.multi import load_multi_dataset, several_inputs
+    from nncli.data.multi import load_spec_dataset
 
     if config is None:
         return None, None, None
     try:
-        several = several_inputs(spec)
-        ds = load_multi_dataset(config, spec) if several else load_dataset(config, input_shape=tuple(spec.input))
+        ds = load_spec_dataset(config, spec)
     except NncliError:
         return None, None, None
     if ds.mean is None:

@@ -111,6 +111,27 @@ def several_inputs(spec) -> bool:
     return len(spec.input_specs) > 1
 
 
+def load_spec_dataset(config, spec):
+    """The data of ``config`` as ``spec``'s network takes it, whatever its number of inputs:
+    :func:`load_multi_dataset` for several inputs, else
+    :func:`~nncli.data.dataset.load_dataset` viewed in the spec's input shape, its inputs checked
+    against the spec's dtype (:func:`~nncli.data.inputs.check_dataset_inputs`).
+
+    Raises:
+        InputError: the data cannot be read, or does not fit the spec's inputs (exit 2).
+    """
+    if several_inputs(spec):
+        return load_multi_dataset(config, spec)
+    from nncli.data.dataset import load_dataset
+    from nncli.data.inputs import check_dataset_inputs, fit_input_shape
+
+    ds = load_dataset(config, input_shape=tuple(spec.input), integer_inputs=getattr(spec, "integer_input", False))
+    for split in ("train", "val", "test"):  # an image folder's own layout too
+        setattr(ds, f"x_{split}", fit_input_shape(getattr(ds, f"x_{split}"), tuple(spec.input)))
+    check_dataset_inputs(ds, spec)
+    return ds
+
+
 def load_multi_dataset(config, spec):
     """Load, split and normalise the file of a spec with several inputs (see the module's doc).
 

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from nncli import data as data_mod
-from nncli.data.multi import load_multi_dataset, several_inputs
+from nncli.data.multi import load_spec_dataset, several_inputs
 from nncli.errors import InputError
 from nncli.runs import RUN_FILE, checkpoint_path, load_checkpoint, read_report
 from nncli.train.config import TrainConfig, resolve_train_config, section_fail, split_overrides
@@ -217,15 +217,7 @@ def _new_part(spec, data_over: dict, train_over: dict, out_dir, runs_root) -> di
 def _checked_dataset(spec, data_cfg, cfg, output_shape, world_size: int):
     """The data loaded, shaped to the spec's input and checked against the spec and the loss."""
     several = several_inputs(spec)
-    if several:  # one array per input name, each shaped and checked as it is read
-        dataset = load_multi_dataset(data_cfg, spec)
-    else:
-        dataset = data_mod.load_dataset(
-            data_cfg, input_shape=tuple(spec.input), integer_inputs=getattr(spec, "integer_input", False)
-        )
-        for split in ("train", "val", "test"):
-            setattr(dataset, f"x_{split}", data_mod.fit_input_shape(getattr(dataset, f"x_{split}"), spec.input))
-        data_mod.check_dataset_inputs(dataset, spec)
+    dataset = load_spec_dataset(data_cfg, spec)
     dataset = _check_labels(dataset, cfg, output_shape, spec, data_cfg)
     if dataset.sizes()["train"] < world_size:
         raise InputError(f"{dataset.sizes()['train']} training examples cannot be split across {world_size} processes")

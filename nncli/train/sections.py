@@ -41,9 +41,8 @@ def check_data(spec, output_shape: tuple) -> dict:
     Raises:
         InputError: the data does not fit (exit 2), located at the data section where it can be.
     """
-    from nncli import data as data_mod
     from nncli.data.config import resolve_data_config
-    from nncli.data.multi import describe_examples, load_multi_dataset, several_inputs
+    from nncli.data.multi import describe_examples, load_spec_dataset
     from nncli.errors import InputError
     from nncli.train.config import resolve_train_config, section_fail
     from nncli.train.task import prepare_targets
@@ -55,13 +54,7 @@ def check_data(spec, output_shape: tuple) -> dict:
     reason = _too_large(config)
     if reason:
         return {"checked": False, "reason": reason}
-    if several_inputs(spec):
-        ds = load_multi_dataset(config, spec)
-    else:
-        ds = data_mod.load_dataset(
-            config, input_shape=tuple(spec.input), integer_inputs=getattr(spec, "integer_input", False)
-        )
-        data_mod.check_dataset_inputs(ds, spec)
+    ds = load_spec_dataset(config, spec)
     loss = resolve_train_config(spec.train or {}, {}, fail=section_fail(spec, "train")).loss
     prepare_targets(
         ds, loss, tuple(output_shape), lambda message, hint=None: InputError(f"data {ds.name}: {message}", hint=hint)
